@@ -1,0 +1,204 @@
+# flock — one non-recursive Makefile.
+#
+#   make run     install missing Debian packages, build, start a node (./data)
+#   make test    install, build, run every test (release + ASan/UBSan + fuzz smoke)
+#   make bench   benchmarks with their peers (Erlang, Go, Redis, nginx)
+#   make tsan    the scheduler tests under ThreadSanitizer
+#   make fuzz    every libFuzzer target, long
+#   make sim SEED=n, make sim-zoo, make sim-long, make crash CYCLES=n
+#
+# Build modes live side by side: build/release, build/asan, build/tsan,
+# build/fuzz. SANITIZE=address,undefined (or thread) on any target builds
+# that mode into build/<name>.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := all
+
+# ---- Debian packages -------------------------------------------------------
+
+# What building and testing need on a fresh Debian 12 machine.
+PACKAGES_BUILD := gcc make pkg-config clang libclang-rt-14-dev \
+	libuv1-dev libnng-dev libmsgpack-dev liblmdb-dev libwebsockets-dev \
+	libwebsockets-evlib-uv libsodium-dev libvips-dev libjansson-dev \
+	curl python3 python3-websockets procps
+# What the benchmarks' peers need on top.
+PACKAGES_BENCH := erlang-nox golang-go redis-server wrk nginx-light
+
+# Installs the packages named in $(1) that dpkg does not have yet.
+define install_packages
+	@missing=""; for p in $(1); do \
+		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "flock: installing Debian packages:$$missing"; \
+		if [ "$$(id -u)" != 0 ]; then echo "flock: run as root, or: apt-get install$$missing" >&2; exit 1; fi; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get update -qq && apt-get install -y -qq $$missing >/dev/null || exit 1; \
+	fi
+endef
+
+.PHONY: deps deps-bench
+deps:
+	$(call install_packages,$(PACKAGES_BUILD))
+deps-bench: deps
+	$(call install_packages,$(PACKAGES_BENCH))
+
+# ---- flags -----------------------------------------------------------------
+
+PKGS := libuv msgpack lmdb libsodium vips jansson libwebsockets
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lnng -lm -lpthread
+
+WARNINGS := -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes \
+	-Wmissing-prototypes -Wvla -Werror
+CFLAGS_COMMON = -std=c17 $(WARNINGS) -D_GNU_SOURCE -pthread -g -MMD -MP \
+	-I. $(PKG_CFLAGS)
+
+MODE ?= release
+ifeq ($(MODE),release)
+  CC := gcc
+  OPT := -O2
+else ifeq ($(MODE),asan)
+  CC := gcc
+  OPT := -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+else ifeq ($(MODE),tsan)
+  CC := gcc
+  OPT := -O1 -fno-omit-frame-pointer -fsanitize=thread
+else ifeq ($(MODE),fuzz)
+  CC := clang
+  OPT := -O1 -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address,undefined -DFLOCK_FUZZ
+else ifeq ($(MODE),O0)
+  CC := gcc
+  OPT := -O0
+else
+  $(error unknown MODE $(MODE))
+endif
+
+B := build/$(MODE)
+
+# ---- sources ---------------------------------------------------------------
+
+# Programs' mains are kept out of the library.
+MAINS := gateway/flockd.c cluster/flockctl.c sim/flocksim.c
+LIB_SRCS := $(filter-out $(MAINS),$(wildcard runtime/*.c persistence/*.c \
+	actors/*.c cluster/*.c gateway/*.c sim/*.c))
+LIB_OBJS := $(LIB_SRCS:%.c=$(B)/%.o)
+TEST_SRCS := tests/runner.c $(wildcard tests/unit/*.c)
+TEST_OBJS := $(TEST_SRCS:%.c=$(B)/%.o)
+BENCH_SRCS := $(wildcard tests/bench/*_bench.c)
+BENCH_BINS := $(BENCH_SRCS:tests/bench/%.c=$(B)/bench/%)
+FUZZ_SRCS := $(wildcard tests/fuzz/*_fuzz.c)
+PROGRAMS := $(foreach m,$(MAINS),$(if $(wildcard $(m)),$(B)/$(basename $(notdir $(m)))))
+
+$(B)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_COMMON) $(OPT) -c $< -o $@
+
+$(B)/libflock.a: $(LIB_OBJS)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(B)/flockd: $(B)/gateway/flockd.o $(B)/libflock.a
+	$(CC) $(OPT) -pthread $^ $(PKG_LIBS) -o $@
+$(B)/flockctl: $(B)/cluster/flockctl.o $(B)/libflock.a
+	$(CC) $(OPT) -pthread $^ $(PKG_LIBS) -o $@
+$(B)/flocksim: $(B)/sim/flocksim.o $(B)/libflock.a
+	$(CC) $(OPT) -pthread $^ $(PKG_LIBS) -o $@
+$(B)/flock-tests: $(TEST_OBJS) $(B)/libflock.a
+	$(CC) $(OPT) -pthread $^ $(PKG_LIBS) -o $@
+$(B)/bench/%: $(B)/tests/bench/%.o $(B)/libflock.a
+	@mkdir -p $(dir $@)
+	$(CC) $(OPT) -pthread $^ $(PKG_LIBS) -o $@
+$(B)/fuzz/%: tests/fuzz/%.c $(B)/libflock.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_COMMON) $(OPT) -fsanitize=fuzzer $^ $(PKG_LIBS) -o $@
+
+-include $(shell find build -name '*.d' 2>/dev/null)
+
+.PHONY: all build programs tests benches fuzzers
+build: $(PROGRAMS) $(B)/flock-tests
+programs: $(PROGRAMS)
+tests: $(B)/flock-tests
+benches: $(BENCH_BINS)
+fuzzers: $(FUZZ_SRCS:tests/fuzz/%.c=$(B)/fuzz/%)
+
+all: deps
+	@$(MAKE) --no-print-directory MODE=release build
+
+# ---- run -------------------------------------------------------------------
+
+FLOCK_ADDR ?= 127.0.0.1
+FLOCK_PORT ?= 8080
+.PHONY: run
+run: deps
+	@$(MAKE) --no-print-directory MODE=release programs
+	@mkdir -p data
+	exec build/release/flockd --listen $(FLOCK_ADDR):$(FLOCK_PORT) --data ./data
+
+# ---- tests -----------------------------------------------------------------
+
+# Parallel test processes: the machine has 2 cores.
+TEST_JOBS ?= 2
+# Seconds each fuzz target runs in `make test` (long runs: `make fuzz`).
+FUZZ_SMOKE_SECONDS ?= 10
+FUZZ_LONG_SECONDS ?= 600
+SIM_SMOKE_SEEDS ?= 50
+
+.PHONY: test test-release test-asan test-fuzz tsan fuzz crash
+test: deps
+	@$(MAKE) --no-print-directory MODE=release build
+	@$(MAKE) --no-print-directory MODE=asan tests
+	@$(MAKE) --no-print-directory MODE=fuzz fuzzers
+	@status=0; \
+	echo "== release suite"; build/release/flock-tests -j $(TEST_JOBS) || status=1; \
+	echo "== asan+ubsan suite"; ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+		FLOCK_SANITIZED=1 build/asan/flock-tests -j $(TEST_JOBS) || status=1; \
+	echo "== fuzz smoke ($(FUZZ_SMOKE_SECONDS)s each)"; \
+	$(MAKE) --no-print-directory run-fuzzers FUZZ_SECONDS=$(FUZZ_SMOKE_SECONDS) || status=1; \
+	exit $$status
+
+.PHONY: run-fuzzers
+run-fuzzers:
+	@status=0; pass=0; fail=0; for f in $(FUZZ_SRCS); do \
+		n=$$(basename $$f .c); corpus=build/fuzz/corpus/$$n; mkdir -p $$corpus; \
+		seeds=tests/fuzz/seeds/$$n; [ -d $$seeds ] || seeds=; \
+		if build/fuzz/fuzz/$$n -max_total_time=$(FUZZ_SECONDS) -print_final_stats=0 \
+			$$corpus $$seeds >build/fuzz/$$n.log 2>&1; then \
+			echo "ok fuzz $$n"; pass=$$((pass+1)); \
+		else echo "FAIL fuzz $$n (build/fuzz/$$n.log)"; tail -n 30 build/fuzz/$$n.log; \
+			fail=$$((fail+1)); status=1; fi; \
+	done; echo "fuzz: $$pass passed, $$fail failed"; exit $$status
+
+tsan: deps
+	@$(MAKE) --no-print-directory MODE=tsan tests
+	TSAN_OPTIONS=halt_on_error=1 build/tsan/flock-tests -j 1 runtime_
+
+fuzz: deps
+	@$(MAKE) --no-print-directory MODE=fuzz fuzzers
+	@$(MAKE) --no-print-directory run-fuzzers FUZZ_SECONDS=$(FUZZ_LONG_SECONDS)
+
+CYCLES ?= 200
+crash: deps
+	@$(MAKE) --no-print-directory MODE=release build
+	FLOCK_CRASH_CYCLES=$(CYCLES) build/release/flock-tests persistence_crash
+
+# ---- benchmarks ------------------------------------------------------------
+
+.PHONY: bench
+bench: deps-bench
+	@$(MAKE) --no-print-directory MODE=release build benches
+	@for b in $(BENCH_BINS:build/$(MODE)/%=build/release/%); do \
+		echo "== $$(basename $$b)"; $$b || echo "bench $$b failed: $$?"; done
+
+# ---- simulator -------------------------------------------------------------
+
+SEED ?= 1
+.PHONY: sim sim-zoo sim-long
+sim: deps
+	@$(MAKE) --no-print-directory MODE=release programs
+	build/release/flocksim --seed $(SEED) $(SIM_ARGS)
+
+clean:
+	rm -rf build
+.PHONY: clean

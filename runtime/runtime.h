@@ -1,0 +1,395 @@
+/*
+ * runtime.h — flock's actor runtime: the one public header of runtime/.
+ *
+ * Role: actors addressed by (kind, 64-bit id), each with a bounded
+ * lock-free MPSC mailbox, run by N worker threads with per-worker run
+ * queues and work stealing, or by one thread in deterministic mode where
+ * the order of runnable actors is drawn from a seeded PRNG and time is
+ * virtual. Virtual actors: a send to an inactive address activates it
+ * (through the store hook that persistence fills); idle actors are
+ * passivated after a configurable time or under a memory budget.
+ *
+ * Invariants:
+ *   - an actor never runs on two threads at once;
+ *   - messages from one sender to one receiver arrive in send order;
+ *   - a turn handles at most RT_TURN_MESSAGES_MAX messages, then yields;
+ *   - an ask gets exactly one of reply or timeout;
+ *   - there is no global state: several runtimes may live in one process
+ *     (the simulator runs one per simulated node).
+ *
+ * What it deliberately does not do: it knows no disk and no network.
+ * Persistence plugs in through rt_store_ops, the cluster through
+ * rt_route_ops. Actor code never calls time(), rand(), a socket, a thread
+ * or a file: it asks the runtime (rt_now_ms, rt_random_u64, timers).
+ *
+ * Errors: functions return 0 or a negative RT_E... code; rt_strerror
+ * names them. Codes are stable.
+ */
+#ifndef FLOCK_RUNTIME_H
+#define FLOCK_RUNTIME_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- errors ------------------------------------------------------------ */
+
+enum {
+	RT_OK = 0,
+	RT_ENOMEM = -1,       /* a pool or budget is exhausted: backpressure */
+	RT_EMAILBOX_FULL = -2, /* the receiver's mailbox is at its kind's limit */
+	RT_ETIMEDOUT = -3,    /* an ask's deadline passed before its reply */
+	RT_ENOTFOUND = -4,    /* no such actor kind, or no stored state */
+	RT_EINVAL = -5,       /* a caller broke a documented precondition */
+	RT_ESTOPPED = -6,     /* the runtime is stopping or stopped */
+	RT_EUNAVAILABLE = -7, /* the owner of the address cannot be reached */
+	RT_EIO = -8,          /* storage failed (from the store hook) */
+	RT_ECORRUPT = -9,     /* stored bytes failed their checks */
+	RT_EEXIST = -10,      /* already registered / already exists */
+	RT_ETOOBIG = -11,     /* a payload exceeds RT_MESSAGE_BYTES_MAX */
+};
+
+/* Returns a static string naming code; never NULL. */
+const char *rt_strerror(int code);
+
+/* ---- limits ------------------------------------------------------------ */
+
+/* Kinds are small integers indexing a table; 64 is far above the handful
+ * of actor kinds the domain has and keeps the table in one cache line
+ * of pointers per 8 kinds. */
+#define RT_KINDS_MAX 64
+/* A turn drains at most this many messages before the actor yields its
+ * worker, so one busy actor cannot starve the others. */
+#define RT_TURN_MESSAGES_MAX 64
+/* Largest payload one message may carry; bigger data goes by reference
+ * (e.g. a media hash), never through a mailbox. 1 MiB bounds one copy. */
+#define RT_MESSAGE_BYTES_MAX (1u << 20)
+/* Default per-kind mailbox bound when the kind sets none. */
+#define RT_MAILBOX_MESSAGES_DEFAULT 4096u
+/* Worker threads at most; the machine has 2 cores, 64 leaves headroom. */
+#define RT_WORKERS_MAX 64
+
+/* ---- addresses and messages -------------------------------------------- */
+
+/* Kind 0 is reserved: "no actor" (an external sender, or none). */
+#define RT_KIND_NONE 0u
+
+typedef struct rt_addr {
+	uint32_t kind;
+	uint32_t reserved; /* zero; keeps the struct 16 bytes with no holes */
+	uint64_t id;
+} rt_addr;
+
+static inline rt_addr
+rt_addr_make(uint32_t kind, uint64_t id)
+{
+	rt_addr a = {kind, 0, id};
+	return a;
+}
+
+static inline bool
+rt_addr_equal(rt_addr a, rt_addr b)
+{
+	return a.kind == b.kind && a.id == b.id;
+}
+
+/*
+ * A message: a fixed header and an inline payload of `size` bytes.
+ * Payloads are position-independent bytes (no pointers), so any message
+ * can be copied to another node or the simulator's network unchanged.
+ * The runtime owns message memory; see rt_message_alloc.
+ */
+typedef struct rt_message rt_message;
+struct rt_message {
+	rt_message *next;     /* intrusive mailbox link; runtime-private */
+	rt_addr from;         /* sender, or kind RT_KIND_NONE */
+	rt_addr to;           /* receiver */
+	uint64_t correlation; /* ask id; 0 for a plain send */
+	uint32_t type;        /* meaning is the receiving kind's */
+	uint32_t size;        /* payload bytes */
+	uint32_t flags;       /* RT_MESSAGE_F_* */
+	uint32_t capacity;    /* payload bytes allocated; runtime-private */
+	uint64_t sequence;    /* runtime-private: trace/tie-break order */
+	_Alignas(16) unsigned char payload[];
+};
+
+/* The message is a reply to an ask (correlation names the ask). */
+#define RT_MESSAGE_F_REPLY 1u
+/* The message is an ask's timeout notice (size 0, type RT_TYPE_TIMEOUT). */
+#define RT_MESSAGE_F_TIMEOUT 2u
+
+/* Types at and above this are the runtime's own. */
+#define RT_TYPE_RUNTIME_BASE 0xffff0000u
+#define RT_TYPE_TIMEOUT (RT_TYPE_RUNTIME_BASE + 1) /* ask timed out */
+#define RT_TYPE_TIMER (RT_TYPE_RUNTIME_BASE + 2)   /* timer fired */
+#define RT_TYPE_UNDELIVERABLE (RT_TYPE_RUNTIME_BASE + 3) /* reply to an ask whose target failed; payload int32 code */
+
+/* ---- the runtime ------------------------------------------------------- */
+
+typedef struct rt_runtime rt_runtime;
+typedef struct rt_actor rt_actor;
+typedef struct rt_inbox rt_inbox;
+
+typedef enum rt_log_level {
+	RT_LOG_DEBUG = 0,
+	RT_LOG_INFO = 1,
+	RT_LOG_WARN = 2,
+	RT_LOG_ERROR = 3,
+} rt_log_level;
+
+typedef struct rt_config {
+	uint32_t workers;            /* 0: number of online cores */
+	bool deterministic;          /* one thread, seeded order, virtual time */
+	uint64_t seed;               /* PRNG seed (both modes) */
+	uint64_t start_time_ms;      /* deterministic: virtual epoch ms */
+	uint64_t passivate_idle_ms;  /* 0: never passivate for idleness */
+	uint64_t memory_budget_bytes; /* 0: unlimited; else LRU passivation */
+	rt_log_level log_level;
+	const char *node_name;       /* appears in log lines; may be NULL */
+} rt_config;
+
+/* Fills cfg with defaults: workers 0 (cores), real mode, seed 1,
+ * passivate after 10 minutes idle, no budget, INFO logging. */
+void rt_config_default(rt_config *cfg);
+
+/* Creates a runtime; *out owned by the caller, release with rt_destroy.
+ * Workers do not start until rt_start. */
+int rt_create(const rt_config *cfg, rt_runtime **out);
+
+/* Real mode: starts the worker threads. Deterministic mode: no-op. */
+int rt_start(rt_runtime *rt);
+
+/* Passivates every active actor (saving through the store hook), stops
+ * the workers and timers. Further sends return RT_ESTOPPED. */
+int rt_stop(rt_runtime *rt);
+
+/* Frees everything. rt_stop first if started. */
+void rt_destroy(rt_runtime *rt);
+
+/* ---- actor kinds ------------------------------------------------------- */
+
+/*
+ * An actor kind's ops table. All callbacks run in the actor's context
+ * (one thread at a time per actor). `state` points to state_size bytes,
+ * zeroed before on_activate/decode_state.
+ */
+typedef struct rt_buffer {
+	unsigned char *bytes;
+	size_t length;
+	size_t capacity;
+} rt_buffer;
+
+typedef struct rt_actor_ops {
+	const char *name;
+	size_t state_size;
+	uint32_t mailbox_messages_max; /* 0: RT_MAILBOX_MESSAGES_DEFAULT */
+	/* After state is loaded (decoded + replayed) or, for a fresh actor,
+	 * zeroed. `fresh` is true when the store had nothing. May send. */
+	int (*on_activate)(rt_actor *self, void *state, bool fresh);
+	/* One message; borrowed until return. */
+	void (*on_message)(rt_actor *self, void *state, const rt_message *m);
+	/* Before the state is saved and freed. Must not send asks. */
+	void (*on_passivate)(rt_actor *self, void *state);
+	/* Appends the state's stored form to out (grow with rt_buffer_*). */
+	int (*encode_state)(const void *state, rt_buffer *out);
+	/* Rebuilds state from stored bytes; RT_ECORRUPT on bad input. */
+	int (*decode_state)(void *state, const void *bytes, size_t length);
+	/* Applies one journaled event during recovery (idempotent). */
+	int (*apply_record)(void *state, uint32_t type, const void *payload,
+		size_t length);
+	/* Frees memory the state owns (called after passivation/stop). */
+	void (*free_state)(void *state);
+} rt_actor_ops;
+
+/* Registers ops for kind (1..RT_KINDS_MAX-1). ops borrowed for the life
+ * of the runtime. RT_EEXIST if the kind is taken. Before rt_start. */
+int rt_register_kind(rt_runtime *rt, uint32_t kind, const rt_actor_ops *ops);
+
+/* ---- messages ---------------------------------------------------------- */
+
+/* Allocates a message with room for `size` payload bytes (uninitialised).
+ * Returns owned; give it to a send (which takes it) or rt_message_free. */
+rt_message *rt_message_alloc(rt_runtime *rt, uint32_t type, uint32_t size);
+void rt_message_free(rt_runtime *rt, rt_message *m);
+
+/* ---- sending (from anywhere) ------------------------------------------- */
+
+/*
+ * Sends m (taken, always: on error it is freed) to `to`. From an actor's
+ * on_message use rt_send with self so `from` is filled and per-sender
+ * order is kept. Returns 0, RT_EMAILBOX_FULL, RT_ENOTFOUND (unknown
+ * kind), RT_ENOMEM, RT_ESTOPPED. Never blocks.
+ */
+int rt_send(rt_actor *self, rt_addr to, rt_message *m);
+/* Same from a thread that is no actor (from = RT_KIND_NONE). */
+int rt_send_external(rt_runtime *rt, rt_addr to, rt_message *m);
+/* Copies payload into a new message and sends it. */
+int rt_send_copy(rt_actor *self, rt_addr to, uint32_t type,
+	const void *payload, uint32_t size);
+
+/*
+ * Ask from an actor: sends m with a fresh correlation id and a deadline
+ * timeout_ms from now. Exactly one of these arrives later at self: a
+ * message with RT_MESSAGE_F_REPLY and that correlation, or one with
+ * RT_MESSAGE_F_TIMEOUT (type RT_TYPE_TIMEOUT). *correlation_out gets the id.
+ */
+int rt_ask(rt_actor *self, rt_addr to, rt_message *m, uint64_t timeout_ms,
+	uint64_t *correlation_out);
+
+/* Replies to `request` (borrowed) with reply (taken). A request that was a
+ * plain send (correlation 0) gets no reply: reply is freed, RT_EINVAL. */
+int rt_reply(rt_actor *self, const rt_message *request, rt_message *reply);
+
+/* ---- external threads: inboxes ---------------------------------------- */
+
+/*
+ * An inbox lets a thread that is no actor (an event loop, a test's main)
+ * ask actors. Replies and timeouts are queued on the inbox and `notify`
+ * is called (from any thread) when it goes from empty to non-empty, so
+ * the owner can wake its loop (e.g. uv_async_send). notify may be NULL
+ * for a polling owner.
+ */
+typedef void (*rt_inbox_notify_callback)(void *arg);
+int rt_inbox_create(rt_runtime *rt, rt_inbox_notify_callback notify,
+	void *arg, rt_inbox **out);
+void rt_inbox_destroy(rt_inbox *inbox);
+/* Ask from an inbox; same contract as rt_ask. */
+int rt_inbox_ask(rt_inbox *inbox, rt_addr to, rt_message *m,
+	uint64_t timeout_ms, uint64_t *correlation_out);
+/* Takes the oldest queued reply/timeout, or NULL. Returned owned. */
+rt_message *rt_inbox_take(rt_inbox *inbox);
+/* Blocks up to timeout_ms (real time, or runs the deterministic
+ * scheduler until one arrives) for a message. Owned or NULL. */
+rt_message *rt_inbox_wait(rt_inbox *inbox, uint64_t timeout_ms);
+/* The inbox's own address (replies are routed to it). */
+rt_addr rt_inbox_addr(const rt_inbox *inbox);
+
+/* ---- inside an actor --------------------------------------------------- */
+
+rt_addr rt_self(const rt_actor *self);
+rt_runtime *rt_actor_runtime(const rt_actor *self);
+/* Messages currently queued for this actor (approximate under races). */
+uint32_t rt_mailbox_length(const rt_actor *self);
+/* Marks the actor's state changed since its last snapshot. */
+void rt_mark_dirty(rt_actor *self);
+/* Asks the runtime to passivate this actor after the current turn. */
+void rt_request_passivate(rt_actor *self);
+
+/* ---- clock, randomness, timers (the seams) ----------------------------- */
+
+/* Monotonic ms (virtual in deterministic mode). */
+uint64_t rt_now_ms(rt_runtime *rt);
+/* Wall-clock ms since the Unix epoch (virtual epoch + virtual time in
+ * deterministic mode). */
+uint64_t rt_wall_ms(rt_runtime *rt);
+/* Next 64 random bits. From an actor: the worker's PRNG (seeded from the
+ * runtime seed); deterministic mode: the one run PRNG. Thread-safe. */
+uint64_t rt_random_u64(rt_runtime *rt);
+
+/* Timers deliver a message of `type` with `payload` (copied, at most
+ * RT_TIMER_PAYLOAD_BYTES_MAX) to `to` after delay_ms, then every
+ * period_ms if period_ms > 0. *timer_out (may be NULL) names it. */
+#define RT_TIMER_PAYLOAD_BYTES_MAX 64u
+typedef uint64_t rt_timer_id;
+int rt_timer_start(rt_runtime *rt, rt_addr to, uint32_t type,
+	const void *payload, uint32_t size, uint64_t delay_ms,
+	uint64_t period_ms, rt_timer_id *timer_out);
+/* Cancels; a firing already queued may still arrive. 0 or RT_ENOTFOUND. */
+int rt_timer_cancel(rt_runtime *rt, rt_timer_id timer);
+
+/* ---- deterministic mode ------------------------------------------------ */
+
+/* Runs one scheduling step: picks a runnable actor by the PRNG and runs
+ * one turn. Returns true if anything ran. */
+bool rt_det_step(rt_runtime *rt);
+/* Runs steps until nothing is runnable (timers not advanced). Returns the
+ * number of turns run. max_turns bounds the loop (0: unbounded). */
+uint64_t rt_det_run_until_idle(rt_runtime *rt, uint64_t max_turns);
+/* Moves virtual time forward by delta_ms, firing due timers in order. */
+void rt_det_advance(rt_runtime *rt, uint64_t delta_ms);
+/* Virtual ms of the next armed timer, or UINT64_MAX. */
+uint64_t rt_det_next_timer_ms(rt_runtime *rt);
+/* The running trace hash: every delivered message (receiver, sender,
+ * type, payload bytes), in delivery order. Also kept in real mode per
+ * worker is NOT meaningful; use only in deterministic mode. */
+uint64_t rt_trace_hash(rt_runtime *rt);
+
+/* ---- seams for persistence and cluster --------------------------------- */
+
+/*
+ * Store hook (persistence fills it). load: fill state for addr (decode
+ * the snapshot with ops->decode_state, replay with ops->apply_record);
+ * RT_ENOTFOUND if nothing stored. save: store the encoded state at
+ * passivation. Called on a worker thread, in the actor's context.
+ */
+typedef struct rt_store_ops {
+	int (*load)(void *arg, rt_addr addr, const rt_actor_ops *ops,
+		void *state);
+	int (*save)(void *arg, rt_addr addr, const rt_actor_ops *ops,
+		const void *state);
+} rt_store_ops;
+void rt_set_store(rt_runtime *rt, const rt_store_ops *ops, void *arg);
+
+/*
+ * Checkpoint support: in the context of every active actor marked dirty
+ * (rt_mark_dirty) the runtime calls store->save and clears the mark;
+ * once every one of them has been saved it calls done(arg, status) on
+ * some worker thread (status: 0, or the first save error). Returns 0 or
+ * RT_ESTOPPED. At most one pass runs at a time (RT_EEXIST otherwise).
+ */
+typedef void (*rt_snapshot_done_callback)(void *arg, int status);
+int rt_snapshot_dirty(rt_runtime *rt, rt_snapshot_done_callback done,
+	void *arg);
+
+/* Activates addr if it is not active (loading its state through the
+ * store hook, running on_activate), without delivering a message.
+ * Recovery uses it to wake actors that have effects to re-drive. */
+int rt_activate(rt_runtime *rt, rt_addr addr);
+
+/*
+ * Route hook (cluster fills it). Called for every send whose receiver
+ * is not already known to be local. Returns RT_ROUTE_LOCAL to deliver
+ * here, RT_ROUTE_TAKEN when the hook took ownership of m (forwarded it),
+ * or a negative RT_E code (m is then freed by the runtime).
+ */
+#define RT_ROUTE_LOCAL 0
+#define RT_ROUTE_TAKEN 1
+typedef struct rt_route_ops {
+	int (*route)(void *arg, rt_message *m);
+} rt_route_ops;
+void rt_set_route(rt_runtime *rt, const rt_route_ops *ops, void *arg);
+/* Delivers a message that arrived from another node, bypassing routing.
+ * m taken. */
+int rt_deliver_local(rt_runtime *rt, rt_message *m);
+
+/* ---- statistics -------------------------------------------------------- */
+
+typedef struct rt_stats {
+	uint64_t actors_active;
+	uint64_t actors_passivated_total;
+	uint64_t actors_activated_total;
+	uint64_t messages_delivered_total;
+	uint64_t mailbox_full_total;
+	uint64_t asks_timed_out_total;
+	uint64_t steals_total;
+	uint64_t bytes_actors; /* memory held by active actors and states */
+} rt_stats;
+void rt_get_stats(rt_runtime *rt, rt_stats *out);
+
+/* ---- buffers ----------------------------------------------------------- */
+
+/* Growable byte buffer helpers. rt_buffer_reserve returns RT_ENOMEM. */
+int rt_buffer_reserve(rt_buffer *b, size_t extra);
+int rt_buffer_append(rt_buffer *b, const void *bytes, size_t length);
+void rt_buffer_free(rt_buffer *b);
+
+/* ---- logging ----------------------------------------------------------- */
+
+/* One line per event to stderr: "ts level node component: message k=v".
+ * rt may be NULL (process-wide default level INFO). Thread-safe. */
+void rt_log(rt_runtime *rt, rt_log_level level, const char *component,
+	const char *format, ...) __attribute__((format(printf, 4, 5)));
+void rt_log_set_level(rt_runtime *rt, rt_log_level level);
+
+#endif /* FLOCK_RUNTIME_H */

@@ -1,0 +1,3 @@
+module flockpeers
+
+go 1.19
