@@ -74,6 +74,8 @@ const char *rt_strerror(int code);
 
 /* Kind 0 is reserved: "no actor" (an external sender, or none). */
 #define RT_KIND_NONE 0u
+/* The last kind is reserved for inboxes (external threads' endpoints). */
+#define RT_KIND_INBOX (RT_KINDS_MAX - 1u)
 
 typedef struct rt_addr {
 	uint32_t kind;
@@ -262,7 +264,10 @@ rt_message *rt_inbox_take(rt_inbox *inbox);
 /* Blocks up to timeout_ms (real time, or runs the deterministic
  * scheduler until one arrives) for a message. Owned or NULL. */
 rt_message *rt_inbox_wait(rt_inbox *inbox, uint64_t timeout_ms);
-/* The inbox's own address (replies are routed to it). */
+/* The inbox's own address (replies are routed to it). Its kind is
+ * RT_KIND_INBOX. Any actor may also rt_send plain messages to it (live
+ * stream events to a gateway session do): they are queued on the inbox
+ * exactly like replies, in per-sender order, and notify fires. */
 rt_addr rt_inbox_addr(const rt_inbox *inbox);
 
 /* ---- inside an actor --------------------------------------------------- */
