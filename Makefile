@@ -74,18 +74,22 @@ else
   $(error unknown MODE $(MODE))
 endif
 
-B := build/$(MODE)
+# BUILD_ROOT and MODULES let one engineer build a subset in a tree of
+# their own (e.g. `make MODULES=runtime BUILD_ROOT=build-rt tests`)
+# while another folder is mid-change.
+BUILD_ROOT ?= build
+MODULES ?= runtime persistence actors cluster gateway sim
+B := $(BUILD_ROOT)/$(MODE)
 
 # ---- sources ---------------------------------------------------------------
 
 # Programs' mains are kept out of the library.
 MAINS := gateway/flockd.c cluster/flockctl.c sim/flocksim.c
-LIB_SRCS := $(filter-out $(MAINS),$(wildcard runtime/*.c persistence/*.c \
-	actors/*.c cluster/*.c gateway/*.c sim/*.c))
+LIB_SRCS := $(filter-out $(MAINS),$(foreach m,$(MODULES),$(wildcard $(m)/*.c)))
 LIB_OBJS := $(LIB_SRCS:%.c=$(B)/%.o)
-TEST_SRCS := tests/runner.c $(wildcard tests/unit/*.c)
+TEST_SRCS := tests/runner.c $(foreach m,$(MODULES),$(wildcard tests/unit/$(m)_*.c))
 TEST_OBJS := $(TEST_SRCS:%.c=$(B)/%.o)
-BENCH_SRCS := $(wildcard tests/bench/*_bench.c)
+BENCH_SRCS := $(foreach m,$(MODULES),$(wildcard tests/bench/$(m)*_bench.c))
 BENCH_BINS := $(BENCH_SRCS:tests/bench/%.c=$(B)/bench/%)
 FUZZ_SRCS := $(wildcard tests/fuzz/*_fuzz.c)
 PROGRAMS := $(foreach m,$(MAINS),$(if $(wildcard $(m)),$(B)/$(basename $(notdir $(m)))))
@@ -113,7 +117,7 @@ $(B)/fuzz/%: tests/fuzz/%.c $(B)/libflock.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_COMMON) $(OPT) -fsanitize=fuzzer $^ $(PKG_LIBS) -o $@
 
--include $(shell find build -name '*.d' 2>/dev/null)
+-include $(shell find $(B) -name '*.d' 2>/dev/null)
 
 .PHONY: all build programs tests benches fuzzers
 build: $(PROGRAMS) $(B)/flock-tests
