@@ -228,18 +228,52 @@ int api_search(api_client *c, const api_ctx *ctx, const char *query,
 	api_search_type type, const api_page *page, api_callback cb,
 	void *arg);
 
-/* ---- media ------------------------------------------------------------- */
+/* ---- media ------------------------------------------------------------ */
 
-/* A new media item owned by ctx->user_id, status "processing". */
-int api_media_create(api_client *c, const api_ctx *ctx, api_callback cb,
+/* Upload limits (API.md): bytes, and pixels read from the header before
+ * any decoding. */
+#define API_UPLOAD_BYTES_MAX (30u * 1000u * 1000u)
+#define API_UPLOAD_PIXELS_MAX 50000000ull
+
+/*
+ * Takes an uploaded image owned by ctx->user_id. bytes are borrowed
+ * (written under the data directory before return). The format is
+ * sniffed from the content (JPEG, PNG, WebP, HEIF where libvips has it):
+ * API_EMEDIATYPE otherwise, API_ETOOLARGE past API_UPLOAD_BYTES_MAX.
+ * Creates a media item with status "processing" and queues it on the
+ * bounded processing pool. Body {media_id, status}.
+ */
+int api_media_upload(api_client *c, const api_ctx *ctx, const void *bytes,
+	size_t length, api_callback cb, void *arg);
+/* A media item awaiting its bytes (pre-signed upload). Body {media_id,
+ * status: "awaiting_upload"}. The gateway signs the URL. */
+int api_media_reserve(api_client *c, const api_ctx *ctx, api_callback cb,
 	void *arg);
+/* The bytes of a reserved item (from a pre-signed PUT; ctx->user_id is
+ * the signer's). Accepted once: a second upload is API_ECONFLICT. */
+int api_media_upload_reserved(api_client *c, const api_ctx *ctx,
+	uint64_t media_id, const void *bytes, size_t length, api_callback cb,
+	void *arg);
+/* Body {media_id, status, variants: {thumb, small, medium, large}
+ * (URLs, when ready), reason (when failed)}. */
 int api_media_get(api_client *c, const api_ctx *ctx, uint64_t media_id,
 	api_callback cb, void *arg);
-/* From the media pipeline: the item is ready with content hash (hex) of
- * its variants, or failed with a reason. Posts, stories and profiles
- * that reference it turn ready and followers' streams are told. */
-int api_media_finish(api_client *c, uint64_t media_id, const char *hash_hex,
-	const char *failure_reason, api_callback cb, void *arg);
+/* Operators: failed items (the dead letters) with their reasons. */
+int api_media_failed_list(api_client *c, const api_ctx *ctx,
+	const api_page *page, api_callback cb, void *arg);
+
+/* Variant names, for /media/{hash}/{variant}. */
+#define API_MEDIA_VARIANTS_COUNT 4
+extern const char *const api_media_variants[API_MEDIA_VARIANTS_COUNT];
+/*
+ * Where a stored variant lives, for serving: fills path (absolute) and
+ * content_type ("image/jpeg", ...) when hash is a well-formed content
+ * hash and variant a known name and the file exists; API_ENOTFOUND
+ * otherwise, API_EINVALID for a malformed hash or variant (so no path
+ * traversal can reach the file system). Thread-safe; no actor asked.
+ */
+int api_media_file(const api *a, const char *hash, const char *variant,
+	char *path, size_t path_size, const char **content_type);
 
 /* ---- live streams ------------------------------------------------------ */
 
