@@ -104,6 +104,10 @@ typedef struct api_config {
 	api_rate rate_follows;          /* 400/day */
 	uint64_t idempotency_ttl_ms;    /* 24 h */
 	const char *media_base_url;     /* "/media" */
+	const char *data_dir;           /* media files live under it */
+	uint32_t media_threads;         /* bounded libvips pool size */
+	uint32_t media_queue_max;       /* queued items before 503 */
+	uint32_t media_attempts_max;    /* tries before an item is failed */
 } api_config;
 
 void api_config_default(api_config *cfg);
