@@ -1,0 +1,546 @@
+/*
+ * actor.c — one turn of one actor, and the actor's life cycle.
+ *
+ * Role: a turn activates the actor if needed (store load or fresh zeroed
+ * state, then on_activate), drains at most RT_TURN_MESSAGES_MAX messages
+ * from its mailbox, then retires them from `pending` and re-queues the
+ * actor if more arrived. Passivation (idle sweep, memory budget, the
+ * actor's own request) runs at the end of a turn whose mailbox is empty:
+ * on_passivate, store save, then -- under the shard lock -- removal only
+ * if no message arrived meanwhile. If one did, the actor stays in the
+ * registry, drops its state and is re-activated (re-loaded from the
+ * store) on its next turn: no message is lost and the state seen is the
+ * one just saved.
+ *
+ * Invariants: a turn runs with w->current == the actor, on one thread
+ * (the scheduler hands an actor to one worker at a time); the LOADED flag
+ * changes only inside a turn; an actor leaves the registry only here
+ * (or at stop/destroy, when no other thread runs).
+ * Does not: choose which actor runs (scheduler.c), or deliver (send.c).
+ */
+#include "runtime/internal.h"
+
+uint32_t
+rt__now_relative_ms(rt_runtime *rt)
+{
+	if (rt->cfg.deterministic)
+		return (uint32_t)rt->virtual_ms;
+	return (uint32_t)(rt__clock_coarse_ms() - rt->start_ms);
+}
+
+static inline rt_addr
+actor_addr(const rt_actor *a)
+{
+	return rt_addr_make(a->kind, a->id);
+}
+
+static inline size_t
+actor_bytes(const rt_runtime *rt, const rt_actor *a)
+{
+	return rt->kinds[a->kind].actor_bytes;
+}
+
+static rt_message *
+mailbox_pop(rt_actor *a)
+{
+	if (a->queue == NULL) {
+		if (atomic_load_explicit(&a->stack, memory_order_relaxed) == NULL)
+			return NULL;
+		rt_message *s = atomic_exchange_explicit(&a->stack, NULL,
+			memory_order_acquire);
+		rt_message *fifo = NULL;
+		while (s != NULL) {
+			rt_message *next = s->next;
+			s->next = fifo;
+			fifo = s;
+			s = next;
+		}
+		a->queue = fifo;
+	}
+	rt_message *m = a->queue;
+	if (m != NULL)
+		a->queue = m->next;
+	return m;
+}
+
+static bool
+mailbox_empty(rt_actor *a)
+{
+	return a->queue == NULL &&
+		atomic_load_explicit(&a->stack, memory_order_acquire) == NULL;
+}
+
+static void
+trace_message(rt_runtime *rt, const rt_message *m)
+{
+	/* FNV-1a over receiver, sender, type and payload. */
+	uint64_t h = rt->trace_hash;
+	const uint64_t prime = 0x100000001b3ull;
+	uint64_t words[5] = {m->to.kind, m->to.id, m->from.kind, m->from.id,
+		m->type};
+	const unsigned char *p = (const unsigned char *)words;
+	for (size_t i = 0; i < sizeof words; i++)
+		h = (h ^ p[i]) * prime;
+	for (uint32_t i = 0; i < m->size; i++)
+		h = (h ^ m->payload[i]) * prime;
+	rt->trace_hash = h;
+}
+
+static void
+actor_load(rt_worker *w, rt_actor *a, const rt__kind *k)
+{
+	rt_runtime *rt = w->rt;
+	const rt_actor_ops *ops = k->ops;
+	int rc = RT_ENOTFOUND;
+	if (rt->has_store)
+		rc = rt->store.load(rt->store_arg, actor_addr(a), ops, a->state);
+	bool fresh = rc == RT_ENOTFOUND;
+	if (fresh) {
+		memset(a->state, 0, ops->state_size);
+		rc = 0;
+	}
+	if (rc == 0 && ops->on_activate != NULL)
+		rc = ops->on_activate(a, a->state, fresh);
+	if (rc != 0) {
+		rt_log(rt, RT_LOG_ERROR, "runtime",
+			"activation failed kind=%s id=%llu code=%s", ops->name,
+			(unsigned long long)a->id, rt_strerror(rc));
+		if (ops->free_state != NULL)
+			ops->free_state(a->state);
+		memset(a->state, 0, ops->state_size);
+		a->local_flags |= RT_ACTOR_FAILED;
+		return;
+	}
+	atomic_fetch_or_explicit(&a->shared_flags, RT_ACTOR_LOADED,
+		memory_order_relaxed);
+	atomic_fetch_add_explicit(&rt->actors_activated_total, 1,
+		memory_order_relaxed);
+}
+
+static void
+snapshot_release(rt_runtime *rt)
+{
+	if (atomic_fetch_sub_explicit(&rt->snapshot_outstanding, 1,
+		memory_order_acq_rel) != 1)
+		return;
+	rt_snapshot_done_callback done = rt->snapshot_done;
+	void *arg = rt->snapshot_arg;
+	int status = atomic_load_explicit(&rt->snapshot_status,
+		memory_order_acquire);
+	atomic_store_explicit(&rt->snapshot_running, false, memory_order_release);
+	if (done != NULL)
+		done(arg, status);
+}
+
+static void
+actor_save_dirty(rt_runtime *rt, rt_actor *a, const rt__kind *k)
+{
+	uint8_t flags = atomic_load_explicit(&a->shared_flags,
+		memory_order_relaxed);
+	if (!(flags & RT_ACTOR_LOADED) || !(flags & RT_ACTOR_DIRTY))
+		return;
+	atomic_fetch_and_explicit(&a->shared_flags, (uint8_t)~RT_ACTOR_DIRTY,
+		memory_order_relaxed);
+	if (!rt->has_store)
+		return;
+	int rc = rt->store.save(rt->store_arg, actor_addr(a), k->ops, a->state);
+	if (rc != 0) {
+		atomic_fetch_or_explicit(&a->shared_flags, RT_ACTOR_DIRTY,
+			memory_order_relaxed);
+		int expected = 0;
+		atomic_compare_exchange_strong(&rt->snapshot_status, &expected, rc);
+	}
+}
+
+static void
+handle_internal(rt_worker *w, rt_actor *a, const rt__kind *k,
+	const rt_message *m)
+{
+	switch (m->type) {
+	case RT_TYPE_INTERNAL_PASSIVATE:
+		atomic_fetch_and_explicit(&a->shared_flags,
+			(uint8_t)~RT_ACTOR_EVICTING, memory_order_relaxed);
+		a->local_flags |= RT_ACTOR_WANT_PASSIVATE;
+		break;
+	case RT_TYPE_INTERNAL_SNAPSHOT:
+		actor_save_dirty(w->rt, a, k);
+		snapshot_release(w->rt);
+		break;
+	default:
+		RT_ASSERT(!"unknown internal message");
+	}
+}
+
+/* The actor could not be activated: asks get RT_TYPE_UNDELIVERABLE. */
+static void
+fail_message(rt_worker *w, rt_actor *a, const rt_message *m)
+{
+	if (m->correlation == 0 || (m->flags & (RT_MESSAGE_F_REPLY |
+		RT_MESSAGE_F_TIMEOUT)))
+		return;
+	rt_message *r = rt__message_new(w->rt, RT_TYPE_UNDELIVERABLE,
+		sizeof(int32_t));
+	if (r == NULL)
+		return;
+	int32_t code = RT_EUNAVAILABLE;
+	memcpy(r->payload, &code, sizeof code);
+	(void)rt_reply(a, m, r);
+}
+
+static void
+handle(rt_worker *w, rt_actor *a, const rt__kind *k, rt_message *m)
+{
+	rt_runtime *rt = w->rt;
+	if (RT_UNLIKELY(m->flags & RT_MESSAGE_F_INTERNAL)) {
+		handle_internal(w, a, k, m);
+	} else if (RT_UNLIKELY(a->local_flags & RT_ACTOR_FAILED)) {
+		fail_message(w, a, m);
+	} else {
+		if (rt->cfg.deterministic)
+			trace_message(rt, m);
+		w->current_message = m;
+		k->ops->on_message(a, a->state, m);
+		w->current_message = NULL;
+	}
+	rt_message_free(rt, m);
+}
+
+/* Retires `processed` units and re-queues the actor if more are due. */
+static void
+turn_retire(rt_worker *w, rt_actor *a, int processed)
+{
+	int old = atomic_fetch_sub_explicit(&a->pending, processed,
+		memory_order_acq_rel);
+	/* old < processed happens when a message was taken before its
+	 * sender's increment landed: that sender sees a non-zero count and
+	 * does not schedule, and the count settles at zero. */
+	if (old - processed > 0)
+		rt__reschedule(w, a);
+}
+
+static void
+actor_free(rt_runtime *rt, rt_actor *a)
+{
+	rt_message *m;
+	while ((m = mailbox_pop(a)) != NULL)
+		rt_message_free(rt, m);
+	size_t bytes = actor_bytes(rt, a);
+	atomic_fetch_sub_explicit(&rt->actors_active, 1, memory_order_relaxed);
+	atomic_fetch_sub_explicit(&rt->bytes_actors,
+		(long long)rt__alloc_size(bytes), memory_order_relaxed);
+	rt__free(rt, a, bytes);
+}
+
+static void
+actor_passivate(rt_worker *w, rt_actor *a, const rt__kind *k, int processed)
+{
+	rt_runtime *rt = w->rt;
+	const rt_actor_ops *ops = k->ops;
+	bool loaded = atomic_load_explicit(&a->shared_flags,
+		memory_order_relaxed) & RT_ACTOR_LOADED;
+	if (loaded) {
+		w->current = a;
+		if (ops->on_passivate != NULL)
+			ops->on_passivate(a, a->state);
+		int rc = rt->has_store ? rt->store.save(rt->store_arg,
+			actor_addr(a), ops, a->state) : 0;
+		w->current = NULL;
+		if (rc != 0) {
+			/* Keep the state rather than lose it; try again later. */
+			rt_log(rt, RT_LOG_ERROR, "runtime",
+				"passivation save failed kind=%s id=%llu code=%s",
+				ops->name, (unsigned long long)a->id, rt_strerror(rc));
+			a->local_flags &= (uint8_t)~RT_ACTOR_WANT_PASSIVATE;
+			turn_retire(w, a, processed);
+			return;
+		}
+		atomic_fetch_and_explicit(&a->shared_flags,
+			(uint8_t)~RT_ACTOR_DIRTY, memory_order_relaxed);
+	}
+	uint64_t hash = rt__addr_hash(a->kind, a->id);
+	rt__shard *s = rt__registry_shard(&rt->registry, hash);
+	rt__spin_lock(&s->lock);
+	int remaining = atomic_fetch_sub_explicit(&a->pending, processed,
+		memory_order_acq_rel) - processed;
+	RT_ASSERT(remaining >= 0);
+	if (remaining == 0)
+		rt__registry_remove(s, hash, a);
+	rt__spin_unlock(&s->lock);
+	if (loaded && ops->free_state != NULL)
+		ops->free_state(a->state);
+	if (loaded)
+		atomic_fetch_add_explicit(&rt->actors_passivated_total, 1,
+			memory_order_relaxed);
+	if (remaining == 0) {
+		actor_free(rt, a);
+		return;
+	}
+	/* A message arrived during passivation: the actor was saved and is
+	 * now re-activated from the store on its next turn. */
+	memset(a->state, 0, ops->state_size);
+	atomic_fetch_and_explicit(&a->shared_flags, (uint8_t)~RT_ACTOR_LOADED,
+		memory_order_relaxed);
+	a->local_flags &= (uint8_t)~(RT_ACTOR_WANT_PASSIVATE | RT_ACTOR_FAILED);
+	rt__reschedule(w, a);
+}
+
+void
+rt__turn(rt_worker *w, rt_actor *a)
+{
+	RT_ASSERT(w->current == NULL);
+	RT_ASSERT(atomic_load_explicit(&a->pending, memory_order_relaxed) != 0);
+	rt_runtime *rt = w->rt;
+	const rt__kind *k = &rt->kinds[a->kind];
+	RT_ASSERT(k->ops != NULL);
+	int processed = 0;
+	w->current = a;
+	atomic_store_explicit(&a->last_active_ms, rt__now_relative_ms(rt),
+		memory_order_relaxed);
+	if (a->local_flags & RT_ACTOR_ACTIVATE_TOKEN) {
+		a->local_flags &= (uint8_t)~RT_ACTOR_ACTIVATE_TOKEN;
+		processed = 1;
+	}
+	if (!(atomic_load_explicit(&a->shared_flags, memory_order_relaxed) &
+		RT_ACTOR_LOADED) && !(a->local_flags & RT_ACTOR_FAILED))
+		actor_load(w, a, k);
+	while (processed < RT_TURN_MESSAGES_MAX) {
+		rt_message *m = mailbox_pop(a);
+		if (m == NULL)
+			break;
+		processed++;
+		handle(w, a, k, m);
+	}
+	w->current = NULL;
+	atomic_fetch_add_explicit(&w->messages_delivered, (unsigned)processed,
+		memory_order_relaxed);
+	if ((a->local_flags & (RT_ACTOR_WANT_PASSIVATE | RT_ACTOR_FAILED)) &&
+		!atomic_load_explicit(&rt->stopping, memory_order_relaxed)) {
+		if (mailbox_empty(a)) {
+			actor_passivate(w, a, k, processed);
+			return;
+		}
+		a->local_flags &= (uint8_t)~RT_ACTOR_WANT_PASSIVATE;
+	}
+	turn_retire(w, a, processed);
+}
+
+/* ---- stop and destroy (no other thread runs) --------------------------- */
+
+void
+rt__actor_stop(rt_runtime *rt, rt_actor *a)
+{
+	rt_worker *w = rt__tls_worker;
+	RT_ASSERT(w != NULL);
+	RT_ASSERT(w->rt == rt);
+	const rt_actor_ops *ops = rt->kinds[a->kind].ops;
+	if (atomic_load_explicit(&a->shared_flags, memory_order_relaxed) &
+		RT_ACTOR_LOADED) {
+		w->current = a;
+		if (ops->on_passivate != NULL)
+			ops->on_passivate(a, a->state);
+		if (rt->has_store) {
+			int rc = rt->store.save(rt->store_arg, actor_addr(a), ops,
+				a->state);
+			if (rc != 0)
+				rt_log(rt, RT_LOG_ERROR, "runtime",
+					"stop save failed kind=%s id=%llu code=%s",
+					ops->name, (unsigned long long)a->id,
+					rt_strerror(rc));
+		}
+		w->current = NULL;
+		if (ops->free_state != NULL)
+			ops->free_state(a->state);
+		atomic_fetch_add_explicit(&rt->actors_passivated_total, 1,
+			memory_order_relaxed);
+	}
+	actor_free(rt, a);
+}
+
+void
+rt__actor_discard(rt_runtime *rt, rt_actor *a)
+{
+	const rt_actor_ops *ops = rt->kinds[a->kind].ops;
+	if ((atomic_load_explicit(&a->shared_flags, memory_order_relaxed) &
+		RT_ACTOR_LOADED) && ops->free_state != NULL)
+		ops->free_state(a->state);
+	actor_free(rt, a);
+}
+
+/* ---- passivation requests: idle sweep and memory budget --------------- */
+
+static bool
+evictable(const rt_actor *a)
+{
+	uint8_t flags = atomic_load_explicit(&a->shared_flags,
+		memory_order_relaxed);
+	return (flags & RT_ACTOR_LOADED) && !(flags & RT_ACTOR_EVICTING) &&
+		atomic_load_explicit(&a->pending, memory_order_relaxed) == 0;
+}
+
+/* Under the shard lock: queues a passivate request for a. */
+static void
+request_passivate_locked(rt_runtime *rt, rt_actor *a)
+{
+	rt_message *m = rt__message_new(rt, RT_TYPE_INTERNAL_PASSIVATE, 0);
+	if (m == NULL)
+		return;
+	atomic_fetch_or_explicit(&a->shared_flags, RT_ACTOR_EVICTING,
+		memory_order_relaxed);
+	bool schedule = false;
+	rt__push_internal_locked(rt, a, m, &schedule);
+	if (schedule)
+		rt__schedule(rt, a);
+}
+
+void
+rt__housekeeping(rt_runtime *rt)
+{
+	uint64_t idle_ms = rt->cfg.passivate_idle_ms;
+	if (idle_ms == 0 || atomic_load(&rt->stopping))
+		return;
+	uint32_t now = rt__now_relative_ms(rt);
+	for (uint32_t i = 0; i < RT_REGISTRY_SHARDS; i++) {
+		rt__shard *s = &rt->registry.shards[i];
+		rt__spin_lock(&s->lock);
+		for (uint32_t b = 0; s->count > 0 && b <= s->mask; b++) {
+			for (rt_actor *a = s->buckets[b]; a != NULL; a = a->hash_next) {
+				uint32_t last = atomic_load_explicit(
+					&a->last_active_ms, memory_order_relaxed);
+				if (evictable(a) && (uint32_t)(now - last) >= idle_ms)
+					request_passivate_locked(rt, a);
+			}
+		}
+		rt__spin_unlock(&s->lock);
+	}
+}
+
+void
+rt__evict_one(rt_runtime *rt)
+{
+	/* Approximate LRU: sample a few chains, passivate the least
+	 * recently active evictable actor among them. */
+	uint32_t now = rt__now_relative_ms(rt);
+	uint32_t best_age = 0;
+	uint32_t best_kind = 0;
+	uint64_t best_id = 0;
+	bool found = false;
+	for (uint32_t i = 0; i < RT_EVICTION_SAMPLES; i++) {
+		uint64_t r = rt_random_u64(rt);
+		rt__shard *s = &rt->registry.shards[r >> 56];
+		rt__spin_lock(&s->lock);
+		uint32_t b = (uint32_t)r & s->mask;
+		/* Look at a few buckets from the drawn one: tables are at
+		 * least half full, so this rarely comes back empty. */
+		for (uint32_t step = 0; step < 4 && s->count > 0; step++) {
+			for (rt_actor *a = s->buckets[(b + step) & s->mask];
+				a != NULL; a = a->hash_next) {
+				uint32_t age = now - atomic_load_explicit(
+					&a->last_active_ms, memory_order_relaxed);
+				if (evictable(a) && (!found || age > best_age)) {
+					found = true;
+					best_age = age;
+					best_kind = a->kind;
+					best_id = a->id;
+				}
+			}
+		}
+		rt__spin_unlock(&s->lock);
+	}
+	if (!found)
+		return;
+	uint64_t hash = rt__addr_hash(best_kind, best_id);
+	rt__shard *s = rt__registry_shard(&rt->registry, hash);
+	rt__spin_lock(&s->lock);
+	rt_actor *a = rt__registry_find(s, hash, best_kind, best_id);
+	if (a != NULL && evictable(a))
+		request_passivate_locked(rt, a);
+	rt__spin_unlock(&s->lock);
+}
+
+/* ---- snapshots ---------------------------------------------------------- */
+
+int
+rt_snapshot_dirty(rt_runtime *rt, rt_snapshot_done_callback done, void *arg)
+{
+	RT_ASSERT(rt != NULL);
+	if (atomic_load(&rt->stopping))
+		return RT_ESTOPPED;
+	if (atomic_exchange(&rt->snapshot_running, true))
+		return RT_EEXIST;
+	rt->snapshot_done = done;
+	rt->snapshot_arg = arg;
+	atomic_store(&rt->snapshot_status, 0);
+	atomic_store(&rt->snapshot_outstanding, 1); /* the walk's own hold */
+	for (uint32_t i = 0; i < RT_REGISTRY_SHARDS; i++) {
+		rt__shard *s = &rt->registry.shards[i];
+		rt__spin_lock(&s->lock);
+		for (uint32_t b = 0; s->count > 0 && b <= s->mask; b++) {
+			for (rt_actor *a = s->buckets[b]; a != NULL; a = a->hash_next) {
+				uint8_t flags = atomic_load_explicit(&a->shared_flags,
+					memory_order_relaxed);
+				if (!(flags & RT_ACTOR_LOADED) || !(flags & RT_ACTOR_DIRTY))
+					continue;
+				rt_message *m = rt__message_new(rt,
+					RT_TYPE_INTERNAL_SNAPSHOT, 0);
+				if (m == NULL) {
+					int expected = 0;
+					atomic_compare_exchange_strong(
+						&rt->snapshot_status, &expected, RT_ENOMEM);
+					continue;
+				}
+				atomic_fetch_add(&rt->snapshot_outstanding, 1);
+				bool schedule = false;
+				rt__push_internal_locked(rt, a, m, &schedule);
+				if (schedule)
+					rt__schedule(rt, a);
+			}
+		}
+		rt__spin_unlock(&s->lock);
+	}
+	snapshot_release(rt);
+	return 0;
+}
+
+/* ---- inside an actor ---------------------------------------------------- */
+
+rt_addr
+rt_self(const rt_actor *self)
+{
+	RT_ASSERT(self != NULL);
+	return actor_addr(self);
+}
+
+rt_runtime *
+rt_actor_runtime(const rt_actor *self)
+{
+	RT_ASSERT(self != NULL);
+	rt_worker *w = rt__tls_worker;
+	RT_ASSERT(w != NULL);
+	RT_ASSERT(w->current == self);
+	return w->rt;
+}
+
+uint32_t
+rt_mailbox_length(const rt_actor *self)
+{
+	RT_ASSERT(self != NULL);
+	int n = atomic_load_explicit(&((rt_actor *)self)->pending,
+		memory_order_relaxed);
+	return n > 0 ? (uint32_t)n : 0u;
+}
+
+void
+rt_mark_dirty(rt_actor *self)
+{
+	RT_ASSERT(self != NULL);
+	atomic_fetch_or_explicit(&self->shared_flags, RT_ACTOR_DIRTY,
+		memory_order_relaxed);
+}
+
+void
+rt_request_passivate(rt_actor *self)
+{
+	RT_ASSERT(self != NULL);
+	RT_ASSERT(rt__tls_worker != NULL && rt__tls_worker->current == self);
+	self->local_flags |= RT_ACTOR_WANT_PASSIVATE;
+}

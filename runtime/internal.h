@@ -1,0 +1,550 @@
+/*
+ * internal.h — names shared between the files of runtime/ (rt__ prefix).
+ *
+ * Role: the structs behind the opaque types of runtime.h and the helpers
+ * the runtime's files call in one another. Nothing outside runtime/
+ * includes this file.
+ *
+ * Files:
+ *   runtime.c     create/start/stop/destroy, kinds, stats, errors, buffers
+ *   alloc.c       size-class pools with per-thread caches (no malloc on
+ *                 hot paths)
+ *   registry.c    sharded (kind, id) -> actor hash, striped spin locks
+ *   send.c        send/deliver/route, mailbox push, activation, eviction
+ *   actor.c       a turn: activation, messages, passivation, snapshots
+ *   scheduler.c   workers, run queues, stealing, parking; the
+ *                 deterministic scheduler
+ *   timer.c       timer heap, timer thread, virtual time
+ *   ask.c         pending asks, inboxes
+ *   map.c         u64 -> pointer open-addressing map
+ *   log.c         structured log lines
+ *   clock_real.c  the only file that reads clocks or the OS's randomness
+ *
+ * Invariants held across files (each is asserted where it is used):
+ *   - an actor's `pending` counts messages pushed onto its mailbox and
+ *     not yet retired by a turn; the sender whose increment moves it from
+ *     0 to 1 schedules the actor, and only the worker running a turn
+ *     subtracts, so an actor is in at most one run queue and on at most
+ *     one thread;
+ *   - push + increment happen under the actor's registry shard lock, so
+ *     under that lock `pending` is exact: passivation removes an actor
+ *     only when it is 0 there, and no sender can hold a pointer to it;
+ *   - lock order: registry shard -> (nothing); asks -> (nothing);
+ *     timers -> (nothing); inbox table -> inbox. A thread never holds two
+ *     shard locks.
+ */
+#ifndef FLOCK_RUNTIME_INTERNAL_H
+#define FLOCK_RUNTIME_INTERNAL_H
+
+#include "runtime/runtime.h"
+
+#include <assert.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- asserts (on in release builds) ------------------------------------ */
+
+_Noreturn void rt__assert_fail(const char *expr, const char *file, int line);
+#define RT_ASSERT(cond)                                                      \
+	do {                                                                 \
+		if (__builtin_expect(!(cond), 0))                            \
+			rt__assert_fail(#cond, __FILE__, __LINE__);          \
+	} while (0)
+
+#define RT_CONTAINER_OF(ptr, type, member)                                   \
+	((type *)(void *)((char *)(ptr) - offsetof(type, member)))
+
+#define RT_LIKELY(x) __builtin_expect(!!(x), 1)
+#define RT_UNLIKELY(x) __builtin_expect(!!(x), 0)
+
+/* ---- limits ------------------------------------------------------------ */
+
+/* Registry shards: 256 striped locks keep two workers and a few external
+ * threads from meeting on one lock; the shard is the hash's top byte. */
+#define RT_REGISTRY_SHARDS 256u
+/* First bucket count of a shard; doubled when a shard holds more actors
+ * than buckets (load factor 1 keeps the table at 8-16 bytes per actor). */
+#define RT_REGISTRY_BUCKETS_INITIAL 64u
+/* A worker's local run queue: a power of two; 256 as in Go's scheduler,
+ * large enough that overflow (half moves to the global queue) is rare. */
+#define RT_RUNQ_SLOTS 256u
+/* Turns taken from the LIFO "next" slot in a row before the worker serves
+ * its FIFO queue: bounds how long a ping-pong pair can starve others. */
+#define RT_RUNNEXT_STREAK_MAX 32u
+/* Every this many turns a worker looks at the global queue first, so
+ * work injected from outside is not starved by a busy local queue. */
+#define RT_GLOBAL_CHECK_TURNS 16u
+/* Rounds a worker with nothing to do tries to steal before it parks. */
+#define RT_SPIN_ROUNDS 64u
+/* Plain (non-reply) messages an inbox holds before senders see
+ * RT_EMAILBOX_FULL: an external thread that stops taking must not grow
+ * without bound. */
+#define RT_INBOX_MESSAGES_MAX 65536u
+/* Size classes serve objects up to this size; larger ones are malloc'd
+ * (payloads that large are rare and never on the hot path). */
+#define RT_ALLOC_CLASS_BYTES_MAX 4096u
+#define RT_ALLOC_CLASSES 28u
+/* A slab chunk carved into objects; 256 KiB amortises malloc well while
+ * wasting little at the tail. */
+#define RT_ALLOC_CHUNK_BYTES (256u * 1024u)
+/* Objects moved between a thread cache and the global pool at once. */
+#define RT_ALLOC_BATCH_BYTES (8u * 1024u)
+/* Actors sampled per eviction under a memory budget (as Redis samples
+ * for approximate LRU: 8 gives a good approximation at low cost). */
+#define RT_EVICTION_SAMPLES 8u
+/* Housekeeping (idle passivation sweep) runs every passivate_idle_ms / 4,
+ * within these bounds. */
+#define RT_HOUSEKEEPING_MS_MIN 5u
+#define RT_HOUSEKEEPING_MS_MAX 5000u
+
+/* Runtime-private message types (never reach on_message). */
+#define RT_TYPE_INTERNAL_BASE (RT_TYPE_RUNTIME_BASE + 0x100)
+#define RT_TYPE_INTERNAL_PASSIVATE (RT_TYPE_INTERNAL_BASE + 1)
+#define RT_TYPE_INTERNAL_SNAPSHOT (RT_TYPE_INTERNAL_BASE + 2)
+/* m->flags bit: created by the runtime for itself. */
+#define RT_MESSAGE_F_INTERNAL 0x100u
+
+/* ---- PRNG: xoshiro256**, seeded through splitmix64 --------------------- */
+
+typedef struct rt__prng {
+	uint64_t s[4];
+} rt__prng;
+
+static inline uint64_t
+rt__splitmix64(uint64_t *x)
+{
+	uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	return z ^ (z >> 31);
+}
+
+static inline void
+rt__prng_seed(rt__prng *p, uint64_t seed)
+{
+	uint64_t x = seed;
+	for (int i = 0; i < 4; i++)
+		p->s[i] = rt__splitmix64(&x);
+}
+
+static inline uint64_t
+rt__rotl(uint64_t x, int k)
+{
+	return (x << k) | (x >> (64 - k));
+}
+
+static inline uint64_t
+rt__prng_next(rt__prng *p)
+{
+	uint64_t *s = p->s;
+	uint64_t result = rt__rotl(s[1] * 5, 7) * 9;
+	uint64_t t = s[1] << 17;
+	s[2] ^= s[0];
+	s[3] ^= s[1];
+	s[1] ^= s[2];
+	s[0] ^= s[3];
+	s[2] ^= t;
+	s[3] = rt__rotl(s[3], 45);
+	return result;
+}
+
+/* ---- spin lock (registry shards; held for a few dozen instructions) ---- */
+
+typedef struct rt__spin {
+	atomic_uint locked;
+} rt__spin;
+
+void rt__spin_lock_slow(rt__spin *s);
+
+static inline void
+rt__spin_lock(rt__spin *s)
+{
+	if (RT_LIKELY(atomic_exchange_explicit(&s->locked, 1,
+		memory_order_acquire) == 0))
+		return;
+	rt__spin_lock_slow(s);
+}
+
+static inline void
+rt__spin_unlock(rt__spin *s)
+{
+	atomic_store_explicit(&s->locked, 0, memory_order_release);
+}
+
+static inline void
+rt__cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#endif
+}
+
+/* ---- u64 -> pointer map (map.c); caller locks ------------------------- */
+
+typedef struct rt__map {
+	uint64_t *keys; /* 0 = empty */
+	void **values;
+	uint32_t mask;  /* capacity - 1, capacity a power of two */
+	uint32_t count;
+} rt__map;
+
+void rt__map_init(rt__map *map);
+void rt__map_free(rt__map *map);
+/* RT_ENOMEM if growing failed; key must be non-zero and absent. */
+int rt__map_put(rt__map *map, uint64_t key, void *value);
+void *rt__map_get(const rt__map *map, uint64_t key);
+/* Removes and returns the value, or NULL. */
+void *rt__map_remove(rt__map *map, uint64_t key);
+
+/* ---- allocator (alloc.c) ---------------------------------------------- */
+
+typedef struct rt__free_list {
+	void *head;
+	uint32_t count;
+} rt__free_list;
+
+typedef struct rt__cache {
+	rt__free_list lists[RT_ALLOC_CLASSES];
+	char *bump;     /* carve position in the current chunk */
+	char *bump_end;
+} rt__cache;
+
+typedef struct rt__pool {
+	pthread_mutex_t lock;
+	void *batches[RT_ALLOC_CLASSES]; /* batch chain, linked via word 1 */
+	void *chunks;                    /* every chunk, linked via word 0 */
+	pthread_mutex_t external_lock;   /* guards `external` */
+	rt__cache external;              /* cache for threads that are no worker */
+} rt__pool;
+
+void rt__pool_init(rt__pool *pool);
+void rt__pool_destroy(rt__pool *pool);
+/* Returns owned memory of `bytes`, 16-aligned, or NULL. */
+void *rt__alloc(rt_runtime *rt, size_t bytes);
+void rt__free(rt_runtime *rt, void *p, size_t bytes);
+/* Bytes actually reserved for a request of `bytes`. */
+size_t rt__alloc_size(size_t bytes);
+void rt__cache_flush(rt_runtime *rt, rt__cache *cache);
+
+/* ---- actors ------------------------------------------------------------ */
+
+/* shared_flags (atomic; read by registry walkers under the shard lock) */
+#define RT_ACTOR_LOADED 1u        /* state loaded, on_activate ran */
+#define RT_ACTOR_DIRTY 2u         /* rt_mark_dirty since last save */
+#define RT_ACTOR_EVICTING 4u      /* a passivate request is queued */
+/* local_flags (actor context only) */
+#define RT_ACTOR_FAILED 1u        /* load/on_activate failed: drain + drop */
+#define RT_ACTOR_ACTIVATE_TOKEN 2u /* created by rt_activate: pending
+				     counts one unit with no message */
+#define RT_ACTOR_WANT_PASSIVATE 4u /* passivate at the end of this turn */
+
+struct rt_actor {
+	_Atomic(rt_message *) stack; /* producers push (LIFO) */
+	rt_message *queue;           /* consumer's private FIFO */
+	rt_actor *hash_next;         /* registry chain; under shard lock */
+	uint64_t id;
+	atomic_int pending;          /* see the invariants above */
+	atomic_uint last_active_ms;  /* rt-relative ms of the last turn */
+	uint8_t kind;
+	_Atomic uint8_t shared_flags;
+	uint8_t local_flags;
+	uint8_t reserved[5];
+	_Alignas(16) unsigned char state[];
+};
+_Static_assert(sizeof(rt_actor) == 48, "actor header stays lean");
+
+typedef struct rt__kind {
+	const rt_actor_ops *ops;
+	uint32_t mailbox_max;
+	uint32_t actor_bytes; /* header + state, as requested from the pool */
+} rt__kind;
+
+/* ---- registry (registry.c) -------------------------------------------- */
+
+typedef struct rt__shard {
+	_Alignas(64) rt__spin lock;
+	uint32_t count;
+	uint32_t mask;
+	rt_actor **buckets;
+} rt__shard;
+
+typedef struct rt__registry {
+	rt__shard shards[RT_REGISTRY_SHARDS];
+} rt__registry;
+
+static inline uint64_t
+rt__addr_hash(uint32_t kind, uint64_t id)
+{
+	uint64_t x = id ^ ((uint64_t)kind << 58) ^ ((uint64_t)kind * 0x9e3779b97f4a7c15ull);
+	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+	x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+	return x ^ (x >> 31);
+}
+
+static inline rt__shard *
+rt__registry_shard(rt__registry *reg, uint64_t hash)
+{
+	return &reg->shards[hash >> 56];
+}
+
+int rt__registry_init(rt__registry *reg);
+void rt__registry_destroy(rt__registry *reg);
+/* Under the shard lock. */
+rt_actor *rt__registry_find(rt__shard *s, uint64_t hash, uint32_t kind,
+	uint64_t id);
+int rt__registry_insert(rt__shard *s, uint64_t hash, rt_actor *a);
+void rt__registry_remove(rt__shard *s, uint64_t hash, rt_actor *a);
+
+/* ---- run queues and workers (scheduler.c) ----------------------------- */
+
+typedef struct rt__runq {
+	_Alignas(64) atomic_uint head; /* consumers (owner and thieves) CAS */
+	_Alignas(64) atomic_uint tail; /* owner stores */
+	_Atomic(rt_actor *) slots[RT_RUNQ_SLOTS];
+} rt__runq;
+
+typedef struct rt__global_queue {
+	pthread_mutex_t lock;
+	rt_actor **items;
+	size_t capacity; /* power of two */
+	size_t head;
+	atomic_size_t count;
+} rt__global_queue;
+
+typedef struct rt_worker {
+	rt_runtime *rt;
+	uint32_t index;
+	pthread_t thread;
+	bool thread_started;
+	/* actor context of the turn being run */
+	rt_actor *current;
+	const rt_message *current_message;
+	uint32_t runnext_streak;
+	uint32_t tick;
+	rt_actor *runnext; /* owner only */
+	rt__runq runq;
+	rt__cache cache;
+	rt__prng prng;
+	/* parking */
+	pthread_mutex_t park_lock;
+	pthread_cond_t park_cond;
+	bool wake;
+	bool idle_listed; /* under rt->idle_lock */
+	/* statistics (relaxed; summed by rt_get_stats) */
+	atomic_ullong messages_delivered;
+	atomic_ullong steals;
+} rt_worker;
+
+/* ---- timers (timer.c) ------------------------------------------------- */
+
+typedef enum rt__timer_kind {
+	RT_TIMER_MESSAGE = 0,
+	RT_TIMER_ASK = 1,          /* an ask's deadline */
+	RT_TIMER_HOUSEKEEPING = 2, /* idle passivation sweep */
+} rt__timer_kind;
+
+typedef struct rt__timer {
+	uint64_t deadline_ms;
+	uint64_t sequence; /* tie-break: arming order */
+	uint64_t id;
+	uint64_t period_ms;
+	uint64_t correlation; /* RT_TIMER_ASK */
+	rt_addr to;
+	rt_addr from;
+	uint32_t heap_index;
+	uint32_t type;
+	uint32_t size;
+	rt__timer_kind timer_kind;
+	unsigned char payload[RT_TIMER_PAYLOAD_BYTES_MAX];
+} rt__timer;
+
+typedef struct rt__timers {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	rt__timer **heap;
+	uint32_t count;
+	uint32_t capacity;
+	rt__map by_id;
+	uint64_t next_id;
+	uint64_t next_sequence;
+	pthread_t thread;
+	bool thread_started;
+	bool stop;
+} rt__timers;
+
+int rt__timers_init(rt__timers *t);
+void rt__timers_destroy(rt_runtime *rt);
+int rt__timers_start_thread(rt_runtime *rt);
+void rt__timers_stop_thread(rt_runtime *rt);
+/* Arms a timer; *id_out names it. */
+int rt__timer_arm(rt_runtime *rt, const rt__timer *proto, uint64_t delay_ms,
+	uint64_t *id_out);
+int rt__timer_disarm(rt_runtime *rt, uint64_t id);
+/* Deterministic: fires every timer due at or before now_ms. */
+void rt__timers_fire_due(rt_runtime *rt, uint64_t now_ms);
+
+/* ---- asks and inboxes (ask.c) ----------------------------------------- */
+
+typedef struct rt__ask {
+	rt_addr asker;
+	uint64_t timer_id;
+} rt__ask;
+
+typedef struct rt__asks {
+	pthread_mutex_t lock;
+	rt__map pending; /* correlation -> rt__ask (pool memory) */
+} rt__asks;
+
+struct rt_inbox {
+	rt_runtime *rt;
+	uint64_t id;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	rt_message *head;
+	rt_message *tail;
+	uint32_t count;
+	uint32_t waiters;
+	rt_inbox_notify_callback notify;
+	void *notify_arg;
+};
+
+/* Registers an ask by asker; m->correlation gets the id. */
+int rt__ask_register(rt_runtime *rt, rt_addr asker, rt_message *m,
+	uint64_t timeout_ms);
+/* Claims an ask: true (and its timer is disarmed) if it was pending. */
+bool rt__ask_claim(rt_runtime *rt, uint64_t correlation);
+/* The ask timer fired: delivers the timeout notice if still pending. */
+void rt__ask_expired(rt_runtime *rt, const rt__timer *timer);
+/* Delivers m (taken) to the inbox named by m->to.id. */
+int rt__inbox_deliver(rt_runtime *rt, rt_message *m);
+void rt__asks_destroy(rt_runtime *rt);
+
+/* ---- the runtime ------------------------------------------------------ */
+
+struct rt_runtime {
+	rt_config cfg;
+	char node_name[64];
+	atomic_int log_level;
+	rt__kind kinds[RT_KINDS_MAX];
+	rt_store_ops store;
+	void *store_arg;
+	bool has_store;
+	rt_route_ops route;
+	void *route_arg;
+	bool has_route;
+
+	atomic_bool started;
+	atomic_bool stopping;
+	bool stopped;
+	uint64_t start_ms; /* monotonic ms at create (real) or 0 (virtual) */
+
+	rt__registry registry;
+	rt__pool pool;
+
+	/* scheduler */
+	uint32_t workers_count;
+	rt_worker *workers;
+	rt__global_queue global;
+	pthread_mutex_t idle_lock;
+	rt_worker *idle_stack[RT_WORKERS_MAX];
+	uint32_t idle_stack_count;
+	_Alignas(64) atomic_uint idle_workers;
+	atomic_bool workers_exit;
+
+	/* deterministic mode */
+	rt_worker *det_worker;
+	rt_actor **runnable;
+	size_t runnable_count;
+	size_t runnable_capacity;
+	uint64_t virtual_ms;
+	rt__prng det_prng;
+	uint64_t trace_hash;
+	uint64_t det_sequence;
+
+	/* timers, asks, inboxes */
+	rt__timers timers;
+	rt__asks asks;
+	atomic_ullong next_correlation;
+	pthread_mutex_t inbox_lock;
+	rt__map inboxes;
+	uint64_t next_inbox_id;
+	uint64_t housekeeping_timer;
+
+	/* snapshot pass */
+	atomic_bool snapshot_running;
+	atomic_uint snapshot_outstanding;
+	atomic_int snapshot_status;
+	rt_snapshot_done_callback snapshot_done;
+	void *snapshot_arg;
+
+	/* randomness for threads that are no worker */
+	pthread_mutex_t prng_lock;
+	rt__prng prng;
+
+	/* statistics */
+	atomic_ullong actors_active;
+	atomic_ullong actors_passivated_total;
+	atomic_ullong actors_activated_total;
+	atomic_ullong mailbox_full_total;
+	atomic_ullong asks_timed_out_total;
+	atomic_llong bytes_actors;
+	atomic_ullong messages_delivered_external; /* turns on no worker */
+};
+
+/* The current thread's worker when it belongs to rt, else NULL. */
+extern _Thread_local rt_worker *rt__tls_worker;
+static inline rt_worker *
+rt__current_worker(const rt_runtime *rt)
+{
+	rt_worker *w = rt__tls_worker;
+	return (w != NULL && w->rt == rt) ? w : NULL;
+}
+
+/* clock_real.c: the one place that reads clocks and OS randomness. */
+uint64_t rt__clock_monotonic_ms(void);
+uint64_t rt__clock_coarse_ms(void);
+uint64_t rt__clock_wall_ms(void);
+/* CLOCK_MONOTONIC timespec `ms` from now, for timed condvar waits. */
+void rt__clock_deadline(uint64_t ms, struct timespec *out);
+int rt__condvar_init_monotonic(pthread_cond_t *cond);
+
+/* send.c */
+#define RT_DELIVER_BYPASS_LIMIT 1u /* runtime's own: replies, timers */
+#define RT_DELIVER_NO_ROUTE 2u
+int rt__deliver(rt_runtime *rt, rt_message *m, unsigned how);
+/* Through the route hook (if any), then rt__deliver. m taken. */
+int rt__route_and_deliver(rt_runtime *rt, rt_message *m);
+/* Creates addr's actor if absent, with no message (rt_activate). */
+int rt__activate(rt_runtime *rt, rt_addr addr);
+/* Under the shard lock: pushes an internal message to a. */
+void rt__push_internal_locked(rt_runtime *rt, rt_actor *a, rt_message *m,
+	bool *schedule_out);
+rt_message *rt__message_new(rt_runtime *rt, uint32_t type, uint32_t size);
+
+/* actor.c */
+void rt__turn(rt_worker *w, rt_actor *a);
+void rt__actor_stop(rt_runtime *rt, rt_actor *a); /* passivate at stop */
+void rt__actor_discard(rt_runtime *rt, rt_actor *a); /* free, no save */
+void rt__housekeeping(rt_runtime *rt);
+void rt__evict_one(rt_runtime *rt);
+uint32_t rt__now_relative_ms(rt_runtime *rt);
+
+/* scheduler.c */
+int rt__scheduler_init(rt_runtime *rt);
+void rt__scheduler_destroy(rt_runtime *rt);
+int rt__scheduler_start(rt_runtime *rt);
+void rt__scheduler_stop(rt_runtime *rt);
+/* Makes a runnable; called by the sender that moved pending 0 -> 1. */
+void rt__schedule(rt_runtime *rt, rt_actor *a);
+/* Re-queues a behind the other runnable actors (its turn yielded). */
+void rt__reschedule(rt_worker *w, rt_actor *a);
+/* Stop: runs every runnable actor on the calling thread until none is. */
+void rt__drain(rt_runtime *rt);
+
+/* log.c */
+void rt__log_init(rt_runtime *rt);
+
+#endif /* FLOCK_RUNTIME_INTERNAL_H */

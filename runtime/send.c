@@ -1,0 +1,286 @@
+/*
+ * send.c — getting a message into an actor's mailbox.
+ *
+ * Role: message allocation, the route hook, and delivery: find the
+ * receiver in the registry (creating it if the address is inactive: a
+ * virtual actor), push onto its lock-free MPSC mailbox, and schedule it
+ * if this push moved it from idle to runnable. Also rt_activate and the
+ * memory-budget eviction that activation triggers.
+ *
+ * The mailbox: producers push onto an intrusive stack with one atomic
+ * exchange (Treiber push); the consumer takes the whole stack at once
+ * and reverses it into a private FIFO (actor.c). Each producer's pushes
+ * keep their order through the reversal, so messages from one sender
+ * arrive in send order.
+ *
+ * Invariants: push and the `pending` increment happen under the shard
+ * lock (internal.h); the mailbox bound is checked there too, so it is
+ * exact against other senders. Runtime-made messages (replies, timeouts,
+ * timer firings, internal requests) bypass the bound: they are bounded
+ * by what the receiver asked for, and losing one would break the ask
+ * contract.
+ * Does not: block, or run actor code.
+ */
+#include "runtime/internal.h"
+
+/* Bytes of a message with `capacity` payload bytes. */
+static inline size_t
+message_bytes(uint32_t capacity)
+{
+	return offsetof(rt_message, payload) + capacity;
+}
+
+rt_message *
+rt__message_new(rt_runtime *rt, uint32_t type, uint32_t size)
+{
+	size_t bytes = rt__alloc_size(message_bytes(size));
+	rt_message *m = rt__alloc(rt, bytes);
+	if (m == NULL)
+		return NULL;
+	memset(m, 0, offsetof(rt_message, payload));
+	m->type = type;
+	m->size = size;
+	m->capacity = (uint32_t)(bytes - offsetof(rt_message, payload));
+	RT_ASSERT(m->capacity >= size);
+	return m;
+}
+
+rt_message *
+rt_message_alloc(rt_runtime *rt, uint32_t type, uint32_t size)
+{
+	RT_ASSERT(rt != NULL);
+	if (size > RT_MESSAGE_BYTES_MAX)
+		return NULL;
+	return rt__message_new(rt, type, size);
+}
+
+void
+rt_message_free(rt_runtime *rt, rt_message *m)
+{
+	RT_ASSERT(rt != NULL);
+	if (m == NULL)
+		return;
+	RT_ASSERT(m->size <= m->capacity);
+	rt__free(rt, m, message_bytes(m->capacity));
+}
+
+/* Pushes m onto a's stack; returns the old pending count. Shard locked. */
+static inline int
+mailbox_push_locked(rt_actor *a, rt_message *m)
+{
+	rt_message *head = atomic_load_explicit(&a->stack, memory_order_relaxed);
+	do {
+		m->next = head;
+	} while (!atomic_compare_exchange_weak_explicit(&a->stack, &head, m,
+		memory_order_release, memory_order_relaxed));
+	return atomic_fetch_add_explicit(&a->pending, 1, memory_order_acq_rel);
+}
+
+void
+rt__push_internal_locked(rt_runtime *rt, rt_actor *a, rt_message *m,
+	bool *schedule_out)
+{
+	(void)rt;
+	m->flags |= RT_MESSAGE_F_INTERNAL;
+	m->to = rt_addr_make(a->kind, a->id);
+	*schedule_out = mailbox_push_locked(a, m) == 0;
+}
+
+static rt_actor *
+actor_new(rt_runtime *rt, const rt__kind *k, uint32_t kind, uint64_t id)
+{
+	rt_actor *a = rt__alloc(rt, k->actor_bytes);
+	if (a == NULL)
+		return NULL;
+	memset(a, 0, k->actor_bytes);
+	a->id = id;
+	a->kind = (uint8_t)kind;
+	atomic_store_explicit(&a->last_active_ms, rt__now_relative_ms(rt),
+		memory_order_relaxed);
+	return a;
+}
+
+static void
+actor_created(rt_runtime *rt, const rt__kind *k)
+{
+	atomic_fetch_add_explicit(&rt->actors_active, 1, memory_order_relaxed);
+	long long bytes = atomic_fetch_add_explicit(&rt->bytes_actors,
+		(long long)rt__alloc_size(k->actor_bytes), memory_order_relaxed);
+	if (rt->cfg.memory_budget_bytes != 0 &&
+		(uint64_t)bytes >= rt->cfg.memory_budget_bytes)
+		rt__evict_one(rt);
+}
+
+int
+rt__deliver(rt_runtime *rt, rt_message *m, unsigned how)
+{
+	RT_ASSERT(m != NULL);
+	uint32_t kind = m->to.kind;
+	if (RT_UNLIKELY(atomic_load_explicit(&rt->stopping, memory_order_acquire))) {
+		rt_message_free(rt, m);
+		return RT_ESTOPPED;
+	}
+	if (m->flags & (RT_MESSAGE_F_REPLY | RT_MESSAGE_F_TIMEOUT))
+		how |= RT_DELIVER_BYPASS_LIMIT;
+	if ((m->flags & RT_MESSAGE_F_REPLY) && m->correlation != 0 &&
+		!rt__ask_claim(rt, m->correlation)) {
+		/* The ask already timed out (or was answered): drop. */
+		rt_message_free(rt, m);
+		return 0;
+	}
+	if (kind == RT_KIND_NONE)
+		return rt__inbox_deliver(rt, m);
+	if (RT_UNLIKELY(kind >= RT_KINDS_MAX || rt->kinds[kind].ops == NULL)) {
+		rt_message_free(rt, m);
+		return RT_ENOTFOUND;
+	}
+	const rt__kind *k = &rt->kinds[kind];
+	uint64_t id = m->to.id;
+	uint64_t hash = rt__addr_hash(kind, id);
+	rt__shard *s = rt__registry_shard(&rt->registry, hash);
+	bool created = false;
+	rt__spin_lock(&s->lock);
+	rt_actor *a = rt__registry_find(s, hash, kind, id);
+	if (a == NULL) {
+		if (atomic_load_explicit(&rt->stopping, memory_order_relaxed))
+			goto stopped;
+		a = actor_new(rt, k, kind, id);
+		if (a == NULL)
+			goto nomem;
+		rt__registry_insert(s, hash, a);
+		created = true;
+	} else if (!(how & RT_DELIVER_BYPASS_LIMIT) &&
+		atomic_load_explicit(&a->pending, memory_order_relaxed) >=
+			(int)k->mailbox_max) {
+		rt__spin_unlock(&s->lock);
+		atomic_fetch_add_explicit(&rt->mailbox_full_total, 1,
+			memory_order_relaxed);
+		rt_message_free(rt, m);
+		return RT_EMAILBOX_FULL;
+	}
+	int old = mailbox_push_locked(a, m);
+	rt__spin_unlock(&s->lock);
+	if (old == 0)
+		rt__schedule(rt, a);
+	if (created)
+		actor_created(rt, k);
+	return 0;
+stopped:
+	rt__spin_unlock(&s->lock);
+	rt_message_free(rt, m);
+	return RT_ESTOPPED;
+nomem:
+	rt__spin_unlock(&s->lock);
+	rt_message_free(rt, m);
+	return RT_ENOMEM;
+}
+
+int
+rt__activate(rt_runtime *rt, rt_addr addr)
+{
+	uint32_t kind = addr.kind;
+	if (atomic_load_explicit(&rt->stopping, memory_order_acquire))
+		return RT_ESTOPPED;
+	if (kind == RT_KIND_NONE || kind >= RT_KINDS_MAX || rt->kinds[kind].ops == NULL)
+		return RT_ENOTFOUND;
+	const rt__kind *k = &rt->kinds[kind];
+	uint64_t hash = rt__addr_hash(kind, addr.id);
+	rt__shard *s = rt__registry_shard(&rt->registry, hash);
+	rt__spin_lock(&s->lock);
+	if (rt__registry_find(s, hash, kind, addr.id) != NULL) {
+		rt__spin_unlock(&s->lock);
+		return 0; /* active, or its activation is already queued */
+	}
+	rt_actor *a = actor_new(rt, k, kind, addr.id);
+	if (a == NULL) {
+		rt__spin_unlock(&s->lock);
+		return RT_ENOMEM;
+	}
+	/* No message: the token stands for one pending unit. */
+	a->local_flags |= RT_ACTOR_ACTIVATE_TOKEN;
+	atomic_store_explicit(&a->pending, 1, memory_order_relaxed);
+	rt__registry_insert(s, hash, a);
+	rt__spin_unlock(&s->lock);
+	rt__schedule(rt, a);
+	actor_created(rt, k);
+	return 0;
+}
+
+/* Routes m (to/from set) and delivers it locally when the hook says so. */
+int
+rt__route_and_deliver(rt_runtime *rt, rt_message *m)
+{
+	if (rt->has_route && m->to.kind != RT_KIND_NONE) {
+		if (atomic_load_explicit(&rt->stopping, memory_order_acquire)) {
+			rt_message_free(rt, m);
+			return RT_ESTOPPED;
+		}
+		int rc = rt->route.route(rt->route_arg, m);
+		if (rc == RT_ROUTE_TAKEN)
+			return 0;
+		if (rc < 0) {
+			rt_message_free(rt, m);
+			return rc;
+		}
+		RT_ASSERT(rc == RT_ROUTE_LOCAL);
+	}
+	return rt__deliver(rt, m, 0);
+}
+
+int
+rt_send(rt_actor *self, rt_addr to, rt_message *m)
+{
+	RT_ASSERT(self != NULL);
+	RT_ASSERT(m != NULL);
+	rt_worker *w = rt__tls_worker;
+	RT_ASSERT(w != NULL);
+	RT_ASSERT(w->current == self);
+	m->from = rt_addr_make(self->kind, self->id);
+	m->to = to;
+	m->flags &= ~(uint32_t)RT_MESSAGE_F_INTERNAL;
+	return rt__route_and_deliver(w->rt, m);
+}
+
+int
+rt_send_external(rt_runtime *rt, rt_addr to, rt_message *m)
+{
+	RT_ASSERT(rt != NULL);
+	RT_ASSERT(m != NULL);
+	m->from = rt_addr_make(RT_KIND_NONE, 0);
+	m->to = to;
+	m->flags &= ~(uint32_t)RT_MESSAGE_F_INTERNAL;
+	return rt__route_and_deliver(rt, m);
+}
+
+int
+rt_send_copy(rt_actor *self, rt_addr to, uint32_t type, const void *payload,
+	uint32_t size)
+{
+	RT_ASSERT(self != NULL);
+	RT_ASSERT(size == 0 || payload != NULL);
+	if (size > RT_MESSAGE_BYTES_MAX)
+		return RT_ETOOBIG;
+	rt_runtime *rt = rt_actor_runtime(self);
+	rt_message *m = rt__message_new(rt, type, size);
+	if (m == NULL)
+		return RT_ENOMEM;
+	if (size > 0)
+		memcpy(m->payload, payload, size);
+	return rt_send(self, to, m);
+}
+
+int
+rt_deliver_local(rt_runtime *rt, rt_message *m)
+{
+	RT_ASSERT(rt != NULL);
+	RT_ASSERT(m != NULL);
+	m->flags &= ~(uint32_t)RT_MESSAGE_F_INTERNAL;
+	return rt__deliver(rt, m, 0);
+}
+
+int
+rt_activate(rt_runtime *rt, rt_addr addr)
+{
+	RT_ASSERT(rt != NULL);
+	return rt__activate(rt, addr);
+}
