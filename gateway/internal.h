@@ -1,0 +1,467 @@
+/*
+ * internal.h — names shared only inside gateway/ (prefix gw__).
+ *
+ * The gateway is split so that its core is testable without a socket or
+ * the domain:
+ *   router.c     routes, query strings, header values (pure)
+ *   body.c       request bodies collected under a cap (pure)
+ *   json.c       msgpack->JSON transcoding, request JSON, problem+json
+ *   token.c      Ed25519 JWTs and pre-signed upload URLs (libsodium)
+ *   limits.c     per-IP token buckets and connection counts (pure)
+ *   metrics.c    counters, histograms, Prometheus text (pure)
+ *   wsqueue.c    WebSocket frame queue, UTF-8 check, client messages
+ *   form.c       multipart field sink fed by lws_spa (pure)
+ *   handlers.c   routes -> api.h calls -> responses
+ *   stream.c     the live stream over api_stream
+ *   lws_server.c the only file that includes libwebsockets
+ *   flockd.c     the node's main
+ *
+ * Nothing here is thread-safe: all of it runs on the loop thread.
+ */
+#ifndef FLOCK_GATEWAY_INTERNAL_H
+#define FLOCK_GATEWAY_INTERNAL_H
+
+#include <assert.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+#include <msgpack.h>
+
+#include "actors/api.h"
+#include "gateway/gateway.h"
+
+/* Asserts stay on in release builds (STYLE.md). */
+#define gw__assert(cond) assert(cond)
+
+/* ---- limits ------------------------------------------------------------ */
+
+/* Request paths longer than this are refused (414 is not in API.md: 404);
+ * the longest real route with two ids is under 100 bytes. */
+#define GW_PATH_BYTES_MAX 1024
+/* Path parameters per route: /v1/posts/{post}/comments/{comment}. */
+#define GW_PATH_PARAMS_MAX 2
+/* One path parameter: usernames are 30, ids 20 digits, hashes 64 hex;
+ * static file names stay under this. */
+#define GW_PATH_PARAM_BYTES_MAX 128
+/* Query parameters kept per request; more are ignored (paging uses 2,
+ * search 4, the signed upload URL 3). */
+#define GW_QUERY_PARAMS_MAX 8
+/* Bytes of all query names and values together. */
+#define GW_QUERY_BYTES_MAX 2048
+/* A bearer token: an Ed25519 JWT is about 250 bytes. */
+#define GW_TOKEN_BYTES_MAX 1024
+/* Default JSON body cap: the longest valid body (a 2,200-character
+ * caption, 4 bytes each in UTF-8, with keys) fits in 16 KiB; 64 KiB leaves
+ * room without letting a client pin memory. */
+#define GW_JSON_BODY_BYTES_DEFAULT (64u * 1024u)
+/* Nesting allowed when transcoding a domain answer to JSON. */
+#define GW_JSON_DEPTH_MAX 32
+/* Idempotency-Key header value (api.h's limit). */
+#define GW_IDEMPOTENCY_KEY_BYTES_MAX API_IDEMPOTENCY_KEY_BYTES_MAX
+/* Extra response headers one response may carry (Link, RateLimit...). */
+#define GW_RESPONSE_HEADERS_MAX 8
+/* One extra header value; a Link with a cursor fits easily. */
+#define GW_HEADER_VALUE_BYTES_MAX 512
+/* Per-IP tables hold this many addresses; the least recently used entry
+ * is replaced past it (an attacker with more addresses than this gets
+ * fresh buckets, which bounds memory and is the usual trade-off). */
+#define GW_LIMIT_ENTRIES_MAX 16384u
+/* The textual form of an IPv6 address with scope fits in 64 bytes. */
+#define GW_IP_BYTES_MAX 64
+/* Frames queued for one WebSocket before it is closed with 4008: a
+ * client that lets 256 events pile up is not keeping up; it resumes with
+ * ?since= and loses nothing. */
+#define GW_WS_QUEUE_FRAMES_DEFAULT 256u
+/* Bytes queued for one WebSocket before 4008, whatever the count. */
+#define GW_WS_QUEUE_BYTES_MAX (1024u * 1024u)
+/* A client message (an ack) is tiny; anything bigger is closed 1009. */
+#define GW_WS_CLIENT_MESSAGE_BYTES_MAX 1024u
+/* Close code for a reader too slow for its queue (API.md). */
+#define GW_WS_CLOSE_SLOW 4008
+/* multipart: the caption field's stored bytes (2,200 characters of up to
+ * 4 bytes each, plus the other small fields). */
+#define GW_FORM_FIELD_BYTES_MAX (16u * 1024u)
+/* Latency histogram buckets (upper bounds, microseconds). */
+#define GW_LATENCY_BUCKETS 14
+
+/* ---- HTTP methods and routes ------------------------------------------- */
+
+typedef enum gw__method {
+	GW_METHOD_GET = 0,
+	GW_METHOD_HEAD,
+	GW_METHOD_POST,
+	GW_METHOD_PUT,
+	GW_METHOD_PATCH,
+	GW_METHOD_DELETE,
+	GW_METHOD_OPTIONS,
+	GW_METHOD_OTHER,
+	GW_METHOD_COUNT,
+} gw__method;
+
+const char *gw__method_name(gw__method m);
+
+typedef enum gw__route_id {
+	GW_ROUTE_SIGNUP = 0,
+	GW_ROUTE_LOGIN,
+	GW_ROUTE_USER_ME,
+	GW_ROUTE_USER_GET,
+	GW_ROUTE_FOLLOW,
+	GW_ROUTE_FOLLOWERS,
+	GW_ROUTE_FOLLOWING,
+	GW_ROUTE_USER_POSTS,
+	GW_ROUTE_MEDIA_UPLOAD,
+	GW_ROUTE_MEDIA_RESERVE,
+	GW_ROUTE_MEDIA_PUT,
+	GW_ROUTE_MEDIA_GET,
+	GW_ROUTE_POST_CREATE,
+	GW_ROUTE_POST_GET,
+	GW_ROUTE_POST_DELETE,
+	GW_ROUTE_LIKE,
+	GW_ROUTE_COMMENTS,
+	GW_ROUTE_COMMENT_ADD,
+	GW_ROUTE_COMMENT_DELETE,
+	GW_ROUTE_FEED,
+	GW_ROUTE_STORY_POST,
+	GW_ROUTE_STORIES,
+	GW_ROUTE_STORY_SEEN,
+	GW_ROUTE_NOTIFICATIONS,
+	GW_ROUTE_NOTIFICATIONS_READ,
+	GW_ROUTE_SEARCH,
+	GW_ROUTE_STREAM,
+	GW_ROUTE_MEDIA_FILE,
+	GW_ROUTE_METRICS,
+	GW_ROUTE_HEALTHZ,
+	GW_ROUTE_READYZ,
+	GW_ROUTE_INDEX,
+	GW_ROUTE_STATIC,
+	GW_ROUTE_UNMATCHED, /* 404 and 405: one metrics label */
+	GW_ROUTE_COUNT,
+} gw__route_id;
+
+/* How a route takes its body. */
+typedef enum gw__body_kind {
+	GW_BODY_NONE = 0,  /* a body is ignored (and not collected) */
+	GW_BODY_JSON,      /* application/json, capped by json_body_bytes_max */
+	GW_BODY_UPLOAD,    /* image bytes (image/...) or multipart `media` */
+	GW_BODY_POST,      /* JSON, or multipart `media` + `caption` */
+	GW_BODY_RAW_IMAGE, /* image bytes only (pre-signed PUT) */
+} gw__body_kind;
+
+#define GW_ROUTE_F_AUTH 1u       /* a valid bearer token is required */
+#define GW_ROUTE_F_IDEMPOTENT 2u /* Idempotency-Key is honoured */
+#define GW_ROUTE_F_PAGED 4u      /* limit + after_cursor, Link header */
+#define GW_ROUTE_F_API 8u        /* Cache-Control: no-store */
+
+typedef struct gw__route_info {
+	gw__route_id id;
+	gw__method method;
+	const char *pattern;  /* "/v1/posts/{}"; "{*}" takes the rest */
+	gw__body_kind body;
+	uint32_t flags;       /* GW_ROUTE_F_* */
+	int success_status;   /* 200, 201 or 204 when the domain says OK */
+} gw__route_info;
+
+typedef struct gw__route_match {
+	const gw__route_info *info;
+	uint32_t params_count;
+	char params[GW_PATH_PARAMS_MAX][GW_PATH_PARAM_BYTES_MAX];
+	uint32_t allowed_methods; /* bit per gw__method, for 405's Allow */
+} gw__route_match;
+
+/*
+ * Matches method + path (no query, already percent-decoded by the HTTP
+ * parser) against the route table. 0 with out filled; GW_ENOTFOUND when
+ * no pattern matches the path; GW_EMETHOD when one does for another
+ * method (out->allowed_methods says which). Parameters longer than
+ * GW_PATH_PARAM_BYTES_MAX, empty segments and "." / ".." never match.
+ */
+int gw__route(gw__method method, const char *path, gw__route_match *out);
+/* The pattern, as a metrics label ("/v1/posts/{}"). Never NULL. */
+const char *gw__route_label(gw__route_id id);
+const gw__route_info *gw__route_info_of(gw__route_id id);
+/* "GET, POST" for an Allow header. */
+void gw__allow_header(uint32_t allowed_methods, char *buf, size_t size);
+
+/* ---- query strings ------------------------------------------------------ */
+
+typedef struct gw__query {
+	uint32_t count;
+	uint32_t used;                     /* bytes of storage used */
+	const char *names[GW_QUERY_PARAMS_MAX];
+	const char *values[GW_QUERY_PARAMS_MAX];
+	char storage[GW_QUERY_BYTES_MAX];
+} gw__query;
+
+void gw__query_init(gw__query *q);
+/* Adds one "name=value" fragment (already decoded; a fragment without '='
+ * has an empty value). GW_ETOOLARGE when the storage or the count is
+ * exhausted (the fragment is dropped). */
+int gw__query_add(gw__query *q, const char *fragment, size_t length);
+/* Parses a raw query string ("a=1&b=%20x+y"): splits on '&', decodes
+ * %XX and '+'. GW_EINVAL on a bad escape or an encoded NUL. */
+int gw__query_parse(gw__query *q, const char *raw, size_t length);
+/* The first value of name, or NULL. Borrowed from q. */
+const char *gw__query_get(const gw__query *q, const char *name);
+
+/* Percent-encodes src into dst for use in a query value (unreserved
+ * characters kept). GW_ETOOLARGE if dst is too small. */
+int gw__percent_encode(const char *src, char *dst, size_t size);
+
+/* Parses a decimal uint64 (no sign, no spaces, no leading '+'; at most
+ * 20 digits, no overflow). GW_EINVAL otherwise. */
+int gw__parse_u64(const char *s, uint64_t *out);
+
+/* Paging from a query: limit 1..API_PAGE_LIMIT_MAX (larger is clamped),
+ * after_cursor up to cursor_size-1 bytes. GW_EINVAL on a bad limit. */
+int gw__parse_page(const gw__query *q, uint32_t *limit, const char **cursor);
+
+/* ---- header values ------------------------------------------------------ */
+
+/* "Bearer <token>" (scheme case-insensitive). Returns a pointer into
+ * value and its length, or GW_EINVAL. */
+int gw__bearer(const char *value, const char **token, size_t *length);
+/* Media type of a Content-Type value, lower-cased, without parameters
+ * ("image/png"); and the multipart boundary when present. GW_EINVAL on a
+ * malformed value. */
+int gw__content_type(const char *value, char *type, size_t type_size,
+	char *boundary, size_t boundary_size);
+/* If-None-Match: true when etag (with quotes) is listed, W/ or not, or
+ * the value is "*". */
+bool gw__etag_matches(const char *if_none_match, const char *etag);
+/* Idempotency-Key: 1..255 visible ASCII characters. */
+bool gw__idempotency_key_valid(const char *key, size_t length);
+/* Static file names below /static/: [A-Za-z0-9._-/], no "..", no "//",
+ * not starting with '/' or '.'. */
+bool gw__static_path_valid(const char *path);
+/* Content-Type for a file name by extension ("application/octet-stream"
+ * when unknown). */
+const char *gw__content_type_for(const char *file_name);
+
+/* ---- request bodies ----------------------------------------------------- */
+
+typedef struct gw__body {
+	unsigned char *bytes; /* owned; NULL until the first byte */
+	size_t length;
+	size_t capacity;
+	size_t cap;           /* bytes allowed; one more is GW_ETOOLARGE */
+} gw__body;
+
+void gw__body_init(gw__body *b, size_t cap);
+/* Appends; GW_ETOOLARGE when length + n > cap (nothing appended),
+ * GW_ENOMEM when allocation fails. Growth never allocates past cap (+1
+ * for a terminating NUL kept after the bytes). */
+int gw__body_append(gw__body *b, const void *bytes, size_t n);
+void gw__body_free(gw__body *b);
+
+/* ---- JSON ---------------------------------------------------------------- */
+
+/* msgpack object -> new jansson value (owned). GW_EINVAL for a shape JSON
+ * cannot carry (invalid UTF-8 in a string, depth past GW_JSON_DEPTH_MAX);
+ * integers above INT64_MAX become decimal strings, binary becomes
+ * base64. */
+int gw__msgpack_to_json(const msgpack_object *o, json_t **out);
+/* Renders v compactly; returns a malloc'd NUL-terminated string and its
+ * length, or NULL on allocation failure. */
+char *gw__json_render(const json_t *v, size_t *length);
+
+/* Parses a request body that must be one JSON object. GW_EINVAL with a
+ * detail (static or in detail_buf) otherwise. *out owned. */
+int gw__json_parse_object(const void *bytes, size_t length, json_t **out,
+	char *detail, size_t detail_size);
+/* Unknown keys (not in allowed[count]) -> GW_EINVAL with the key named. */
+int gw__json_only_keys(const json_t *obj, const char *const *allowed,
+	size_t count, char *detail, size_t detail_size);
+/* A string field: GW_ENOTFOUND absent (when !required, *out = NULL and
+ * 0), GW_EINVAL wrong type. Borrowed from obj. */
+int gw__json_string(const json_t *obj, const char *key, bool required,
+	const char **out, char *detail, size_t detail_size);
+/* An id field: a decimal string (or a non-negative integer). */
+int gw__json_id(const json_t *obj, const char *key, bool required,
+	uint64_t *out, char *detail, size_t detail_size);
+/* A boolean-valued enum string ("follow"/"unfollow"). */
+int gw__json_action(const json_t *obj, const char *key, const char *yes,
+	const char *no, bool *out, char *detail, size_t detail_size);
+/* A non-negative integer field. */
+int gw__json_uint(const json_t *obj, const char *key, bool required,
+	uint64_t max, uint64_t *out, char *detail, size_t detail_size);
+
+/* RFC 9457 body for status with a title from the status and the given
+ * detail (may be NULL). Returns malloc'd NUL-terminated JSON. */
+char *gw__problem_render(int status, const char *detail, size_t *length);
+/* "Not Found", ... for a status; "Error" for unknown ones. */
+const char *gw__status_title(int status);
+/* The problem type slug for a status ("/problems/not-found"). */
+const char *gw__problem_type(int status);
+/* HTTP status for an api.h code. */
+int gw__status_for_api(int code);
+
+/* ---- tokens -------------------------------------------------------------- */
+
+/*
+ * JWT, compact form, Ed25519 ("EdDSA"). The header is fixed
+ * {"alg":"EdDSA","typ":"JWT","kid":...}; on verification the header is
+ * parsed only to refuse anything whose alg is not exactly "EdDSA" (so
+ * "none" and "HS256" are refused), and the signature is always checked
+ * with Ed25519 and the configured key: the token never chooses the
+ * algorithm. Claims: sub (user id, decimal string), iat, exp (seconds
+ * since the Unix epoch), iss "flock". Valid while now_s < exp.
+ */
+int gw__token_issue(const gw_key *key, uint64_t user_id, uint64_t now_s,
+	uint64_t ttl_s, char *out, size_t size);
+/* GW_EBADTOKEN (malformed, wrong alg, bad signature, bad claims),
+ * GW_EEXPIRED (signature good, now_s >= exp). */
+int gw__token_verify(const gw_key *key, const char *token, size_t length,
+	uint64_t now_s, uint64_t *user_id);
+
+/* Pre-signed upload URL path+query for media_id owned by user_id:
+ * "/v1/media/uploads/<id>?user=<u>&expires=<s>&sig=<b64url Ed25519>". */
+int gw__upload_url_sign(const gw_key *key, uint64_t media_id,
+	uint64_t user_id, uint64_t expires_s, char *out, size_t size);
+/* Checks the signature over (media_id, user, expires) from the query.
+ * GW_EBADTOKEN altered or malformed, GW_EEXPIRED past expires. */
+int gw__upload_url_verify(const gw_key *key, uint64_t media_id,
+	const gw__query *q, uint64_t now_s, uint64_t *user_id);
+
+/* base64url without padding. Return bytes written or GW_E*. */
+int gw__b64url_encode(const void *bytes, size_t n, char *out, size_t size);
+int gw__b64url_decode(const char *s, size_t n, void *out, size_t size,
+	size_t *written);
+
+/* ---- per-IP limits -------------------------------------------------------- */
+
+typedef struct gw__bucket_state {
+	uint32_t limit;      /* capacity */
+	uint32_t remaining;  /* whole tokens left after this request */
+	uint64_t reset_s;    /* seconds until the bucket is full again */
+	uint64_t retry_after_s; /* when refused: seconds until one token */
+} gw__bucket_state;
+
+typedef struct gw__rate_table gw__rate_table;
+/* A table of token buckets keyed by client address, each holding
+ * rate.capacity tokens refilled evenly over rate.window_s. */
+int gw__rate_table_create(gw_rate rate, uint32_t entries_max,
+	gw__rate_table **out);
+void gw__rate_table_destroy(gw__rate_table *t);
+/* Takes one token for ip at now_ms: 0, or GW_ELIMITED (state says when
+ * to retry). state is filled either way. */
+int gw__rate_take(gw__rate_table *t, const char *ip, uint64_t now_ms,
+	gw__bucket_state *state);
+gw_rate gw__rate_table_rate(const gw__rate_table *t);
+
+typedef struct gw__conn_table gw__conn_table;
+int gw__conn_table_create(uint32_t per_ip_max, uint32_t entries_max,
+	gw__conn_table **out);
+void gw__conn_table_destroy(gw__conn_table *t);
+/* Counts one more connection from ip: 0, or GW_ELIMITED at the cap,
+ * GW_ENOMEM when the table is full of live addresses. */
+int gw__conn_open(gw__conn_table *t, const char *ip);
+/* Forgets one connection from ip (which gw__conn_open counted). */
+void gw__conn_close(gw__conn_table *t, const char *ip);
+uint32_t gw__conn_count(const gw__conn_table *t, const char *ip);
+
+/* ---- metrics ------------------------------------------------------------- */
+
+/* Statuses with a row of their own; others count under "other". */
+#define GW_STATUS_SLOTS 20
+
+typedef struct gw__metrics {
+	uint64_t requests[GW_ROUTE_COUNT][GW_STATUS_SLOTS];
+	uint64_t latency_buckets[GW_ROUTE_COUNT][GW_STATUS_SLOTS]
+		[GW_LATENCY_BUCKETS];
+	uint64_t latency_sum_us[GW_ROUTE_COUNT][GW_STATUS_SLOTS];
+	uint64_t connections_open;      /* sockets, HTTP and WebSocket */
+	uint64_t connections_refused_total;
+	uint64_t ws_open;               /* live streams */
+	uint64_t ws_frames_sent_total;
+	uint64_t ws_closed_slow_total;  /* 4008 */
+	uint64_t ws_queue_frames;       /* frames queued now, all sockets */
+	uint64_t rate_limited_total;
+	uint64_t requests_in_flight;
+} gw__metrics;
+
+typedef struct gw__process_stats {
+	uint64_t rss_bytes;
+	rt_stats runtime;
+	bool have_runtime;
+	uint32_t api_pending;
+} gw__process_stats;
+
+void gw__metrics_observe(gw__metrics *m, gw__route_id route, int status,
+	uint64_t latency_us);
+/* Bytes the Prometheus text may take (every route x status with its
+ * histogram is about 600 KiB). */
+#define GW_METRICS_BYTES_MAX (4u * 1024u * 1024u)
+/* Appends Prometheus text to out (init with GW_METRICS_BYTES_MAX);
+ * GW_ENOMEM or GW_ETOOLARGE. */
+int gw__metrics_render(const gw__metrics *m, const gw__process_stats *ps,
+	const char *extra, gw__body *out);
+/* Resident set size of this process, from /proc/self/statm. */
+uint64_t gw__process_rss_bytes(void);
+
+/* ---- WebSocket frames ------------------------------------------------------ */
+
+/* Bytes libwebsockets wants before each payload (LWS_PRE); checked
+ * against the real value in lws_server.c. */
+#define GW_WS_PRE 16
+
+typedef struct gw__frame gw__frame;
+struct gw__frame {
+	gw__frame *next;
+	uint32_t length;  /* payload bytes after the headroom */
+	uint32_t reserved;
+	unsigned char bytes[]; /* GW_WS_PRE headroom, then the payload */
+};
+
+typedef struct gw__frame_queue {
+	gw__frame *head;
+	gw__frame *tail;
+	uint32_t frames;
+	uint32_t bytes;
+} gw__frame_queue;
+
+/* Takes the text (copied) as a new frame at the tail. GW_EFULL past
+ * frames_max or GW_WS_QUEUE_BYTES_MAX (nothing queued), GW_ENOMEM. */
+int gw__frame_push(gw__frame_queue *q, const char *text, size_t length,
+	uint32_t frames_max);
+/* The head (borrowed) or NULL. */
+gw__frame *gw__frame_peek(gw__frame_queue *q);
+/* Drops the head. */
+void gw__frame_pop(gw__frame_queue *q);
+void gw__frame_clear(gw__frame_queue *q);
+
+/* Strict UTF-8 (RFC 3629: no overlongs, no surrogates, <= U+10FFFF). */
+bool gw__utf8_valid(const unsigned char *s, size_t n);
+
+/* A client->server message: {"type":"ack","seq":N}. 0 with *seq, or
+ * GW_EINVAL for anything else (the caller ignores unknown types). */
+int gw__ws_parse_client(const char *text, size_t length, uint64_t *seq);
+/* One event frame: {"type":..., "seq":N, "data":...}. malloc'd text. */
+char *gw__ws_render_event(const char *type, uint64_t seq,
+	const msgpack_object *data, size_t *length);
+
+/* ---- multipart sink (fed by lws_spa file callbacks) ------------------------ */
+
+/* Collects the `media` file of a multipart body under a byte cap; other
+ * file fields are refused. */
+typedef struct gw__form {
+	gw__body media;   /* the file bytes */
+	bool media_seen;  /* a `media` part opened */
+	bool media_done;  /* its final chunk arrived */
+	int error;        /* first error: GW_ETOOLARGE, GW_EINVAL */
+} gw__form;
+
+void gw__form_init(gw__form *f, size_t media_cap);
+/* States mirror lws_spa_fileupload_states. Returns 0 or -1 (stop). */
+typedef enum gw__form_state {
+	GW_FORM_CONTENT = 0,
+	GW_FORM_FINAL_CONTENT = 1,
+	GW_FORM_OPEN = 2,
+	GW_FORM_CLOSE = 3,
+} gw__form_state;
+int gw__form_file(gw__form *f, const char *name, const char *buf, int len,
+	gw__form_state state);
+void gw__form_free(gw__form *f);
+
+#endif /* FLOCK_GATEWAY_INTERNAL_H */

@@ -1,0 +1,390 @@
+/*
+ * json.c — msgpack->JSON transcoding, request JSON, problem+json.
+ *
+ * Role: the domain answers in msgpack maps shaped exactly like API.md's
+ * JSON bodies; this file turns them into JSON without knowing the domain
+ * (generic over the msgpack types). Request bodies are parsed with
+ * jansson and read through typed accessors that name the offending field
+ * in their detail. Every error body is RFC 9457 problem+json.
+ *
+ * Invariants: recursion is bounded by GW_JSON_DEPTH_MAX; request objects
+ * refuse duplicate keys; output is always valid UTF-8 JSON.
+ *
+ * What it deliberately does not do: validate domain limits (lengths,
+ * formats of usernames): the domain does, in one place.
+ */
+#include "gateway/internal.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+/* ---- msgpack -> JSON ----------------------------------------------------- */
+
+static int to_json(const msgpack_object *o, int depth, json_t **out);
+
+static int
+map_to_json(const msgpack_object_map *map, int depth, json_t **out)
+{
+	json_t *obj = json_object();
+	if (obj == NULL)
+		return GW_ENOMEM;
+	for (uint32_t i = 0; i < map->size; i++) {
+		const msgpack_object_kv *kv = &map->ptr[i];
+		char key[64];
+		const char *k;
+		size_t klen;
+		if (kv->key.type == MSGPACK_OBJECT_STR) {
+			k = kv->key.via.str.ptr;
+			klen = kv->key.via.str.size;
+		} else if (kv->key.type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
+			klen = (size_t)snprintf(key, sizeof key, "%" PRIu64,
+				kv->key.via.u64);
+			k = key;
+		} else {
+			json_decref(obj);
+			return GW_EINVAL;
+		}
+		json_t *v;
+		int rc = to_json(&kv->val, depth + 1, &v);
+		if (rc < 0) {
+			json_decref(obj);
+			return rc;
+		}
+		/* json_object_setn_new checks the key's UTF-8. */
+		if (json_object_setn_new(obj, k, klen, v) != 0) {
+			json_decref(obj);
+			return GW_EINVAL;
+		}
+	}
+	*out = obj;
+	return 0;
+}
+
+static int
+to_json(const msgpack_object *o, int depth, json_t **out)
+{
+	if (depth > GW_JSON_DEPTH_MAX)
+		return GW_EINVAL;
+	json_t *v = NULL;
+	switch (o->type) {
+	case MSGPACK_OBJECT_NIL:
+		v = json_null();
+		break;
+	case MSGPACK_OBJECT_BOOLEAN:
+		v = json_boolean(o->via.boolean);
+		break;
+	case MSGPACK_OBJECT_POSITIVE_INTEGER:
+		if (o->via.u64 > (uint64_t)INT64_MAX) {
+			char digits[24];
+			snprintf(digits, sizeof digits, "%" PRIu64, o->via.u64);
+			v = json_string(digits);
+		} else {
+			v = json_integer((json_int_t)o->via.u64);
+		}
+		break;
+	case MSGPACK_OBJECT_NEGATIVE_INTEGER:
+		v = json_integer((json_int_t)o->via.i64);
+		break;
+	case MSGPACK_OBJECT_FLOAT32:
+	case MSGPACK_OBJECT_FLOAT64:
+		/* JSON has no NaN or infinity. */
+		if (o->via.f64 != o->via.f64 || o->via.f64 > 1e308 ||
+			o->via.f64 < -1e308)
+			v = json_null();
+		else
+			v = json_real(o->via.f64);
+		break;
+	case MSGPACK_OBJECT_STR:
+		v = json_stringn(o->via.str.ptr, o->via.str.size);
+		if (v == NULL)
+			return GW_EINVAL; /* invalid UTF-8 */
+		break;
+	case MSGPACK_OBJECT_BIN: {
+		size_t n = sodium_base64_encoded_len(o->via.bin.size,
+			sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+		char *b64 = malloc(n);
+		if (b64 == NULL)
+			return GW_ENOMEM;
+		sodium_bin2base64(b64, n, (const unsigned char *)o->via.bin.ptr,
+			o->via.bin.size,
+			sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+		v = json_string(b64);
+		free(b64);
+		break;
+	}
+	case MSGPACK_OBJECT_ARRAY: {
+		json_t *arr = json_array();
+		if (arr == NULL)
+			return GW_ENOMEM;
+		for (uint32_t i = 0; i < o->via.array.size; i++) {
+			json_t *item;
+			int rc = to_json(&o->via.array.ptr[i], depth + 1, &item);
+			if (rc < 0) {
+				json_decref(arr);
+				return rc;
+			}
+			if (json_array_append_new(arr, item) != 0) {
+				json_decref(arr);
+				return GW_ENOMEM;
+			}
+		}
+		*out = arr;
+		return 0;
+	}
+	case MSGPACK_OBJECT_MAP:
+		return map_to_json(&o->via.map, depth, out);
+	default:
+		v = json_null(); /* ext: nothing JSON can say */
+		break;
+	}
+	if (v == NULL)
+		return GW_ENOMEM;
+	*out = v;
+	return 0;
+}
+
+int
+gw__msgpack_to_json(const msgpack_object *o, json_t **out)
+{
+	gw__assert(o != NULL);
+	gw__assert(out != NULL);
+	*out = NULL;
+	return to_json(o, 0, out);
+}
+
+char *
+gw__json_render(const json_t *v, size_t *length)
+{
+	char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+	if (s != NULL && length != NULL)
+		*length = strlen(s);
+	return s;
+}
+
+/* ---- request JSON -------------------------------------------------------- */
+
+int
+gw__json_parse_object(const void *bytes, size_t length, json_t **out,
+	char *detail, size_t detail_size)
+{
+	*out = NULL;
+	json_error_t error;
+	json_t *v = json_loadb((const char *)bytes, length,
+		JSON_REJECT_DUPLICATES, &error);
+	if (v == NULL) {
+		snprintf(detail, detail_size,
+			"malformed JSON at line %d column %d: %s", error.line,
+			error.column, error.text);
+		return GW_EINVAL;
+	}
+	if (!json_is_object(v)) {
+		json_decref(v);
+		snprintf(detail, detail_size, "the body must be a JSON object");
+		return GW_EINVAL;
+	}
+	*out = v;
+	return 0;
+}
+
+int
+gw__json_only_keys(const json_t *obj, const char *const *allowed,
+	size_t count, char *detail, size_t detail_size)
+{
+	const char *key;
+	json_t *value;
+	json_object_foreach((json_t *)obj, key, value)
+	{
+		(void)value;
+		bool known = false;
+		for (size_t i = 0; i < count && !known; i++)
+			known = strcmp(key, allowed[i]) == 0;
+		if (!known) {
+			snprintf(detail, detail_size,
+				"unknown field \"%.64s\"", key);
+			return GW_EINVAL;
+		}
+	}
+	return 0;
+}
+
+int
+gw__json_string(const json_t *obj, const char *key, bool required,
+	const char **out, char *detail, size_t detail_size)
+{
+	*out = NULL;
+	json_t *v = json_object_get(obj, key);
+	if (v == NULL || (json_is_null(v) && !required)) {
+		if (!required)
+			return 0;
+		snprintf(detail, detail_size, "\"%s\" is required", key);
+		return GW_EINVAL;
+	}
+	if (!json_is_string(v)) {
+		snprintf(detail, detail_size, "\"%s\" must be a string", key);
+		return GW_EINVAL;
+	}
+	/* Embedded NULs would truncate the C string the domain sees. */
+	if (strlen(json_string_value(v)) != json_string_length(v)) {
+		snprintf(detail, detail_size, "\"%s\" contains NUL", key);
+		return GW_EINVAL;
+	}
+	*out = json_string_value(v);
+	return 0;
+}
+
+int
+gw__json_id(const json_t *obj, const char *key, bool required,
+	uint64_t *out, char *detail, size_t detail_size)
+{
+	*out = 0;
+	json_t *v = json_object_get(obj, key);
+	if (v == NULL || (json_is_null(v) && !required)) {
+		if (!required)
+			return 0;
+		snprintf(detail, detail_size, "\"%s\" is required", key);
+		return GW_EINVAL;
+	}
+	if (json_is_integer(v) && json_integer_value(v) > 0) {
+		*out = (uint64_t)json_integer_value(v);
+		return 0;
+	}
+	if (json_is_string(v) &&
+		gw__parse_u64(json_string_value(v), out) == 0 && *out != 0)
+		return 0;
+	snprintf(detail, detail_size,
+		"\"%s\" must be an id (a decimal string)", key);
+	return GW_EINVAL;
+}
+
+int
+gw__json_action(const json_t *obj, const char *key, const char *yes,
+	const char *no, bool *out, char *detail, size_t detail_size)
+{
+	const char *s;
+	int rc = gw__json_string(obj, key, true, &s, detail, detail_size);
+	if (rc < 0)
+		return rc;
+	if (strcmp(s, yes) == 0) {
+		*out = true;
+		return 0;
+	}
+	if (strcmp(s, no) == 0) {
+		*out = false;
+		return 0;
+	}
+	snprintf(detail, detail_size, "\"%s\" must be \"%s\" or \"%s\"", key,
+		yes, no);
+	return GW_EINVAL;
+}
+
+int
+gw__json_uint(const json_t *obj, const char *key, bool required,
+	uint64_t max, uint64_t *out, char *detail, size_t detail_size)
+{
+	*out = 0;
+	json_t *v = json_object_get(obj, key);
+	if (v == NULL || (json_is_null(v) && !required)) {
+		if (!required)
+			return 0;
+		snprintf(detail, detail_size, "\"%s\" is required", key);
+		return GW_EINVAL;
+	}
+	if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+		(uint64_t)json_integer_value(v) > max) {
+		snprintf(detail, detail_size,
+			"\"%s\" must be an integer from 0 to %" PRIu64, key,
+			max);
+		return GW_EINVAL;
+	}
+	*out = (uint64_t)json_integer_value(v);
+	return 0;
+}
+
+/* ---- problem+json -------------------------------------------------------- */
+
+const char *
+gw__status_title(int status)
+{
+	switch (status) {
+	case 400: return "Bad Request";
+	case 401: return "Unauthorized";
+	case 403: return "Forbidden";
+	case 404: return "Not Found";
+	case 405: return "Method Not Allowed";
+	case 409: return "Conflict";
+	case 410: return "Gone";
+	case 411: return "Length Required";
+	case 413: return "Content Too Large";
+	case 415: return "Unsupported Media Type";
+	case 422: return "Unprocessable Content";
+	case 429: return "Too Many Requests";
+	case 500: return "Internal Server Error";
+	case 503: return "Service Unavailable";
+	default: return "Error";
+	}
+}
+
+const char *
+gw__problem_type(int status)
+{
+	switch (status) {
+	case 400: return "/problems/invalid-request";
+	case 401: return "/problems/unauthorized";
+	case 403: return "/problems/forbidden";
+	case 404: return "/problems/not-found";
+	case 405: return "/problems/method-not-allowed";
+	case 409: return "/problems/conflict";
+	case 410: return "/problems/gone";
+	case 411: return "/problems/length-required";
+	case 413: return "/problems/too-large";
+	case 415: return "/problems/unsupported-media-type";
+	case 422: return "/problems/idempotency-key-reused";
+	case 429: return "/problems/rate-limited";
+	case 503: return "/problems/unavailable";
+	default: return "/problems/internal";
+	}
+}
+
+char *
+gw__problem_render(int status, const char *detail, size_t *length)
+{
+	json_t *p = json_pack("{s:s, s:s, s:i}", "type",
+		gw__problem_type(status), "title", gw__status_title(status),
+		"status", status);
+	if (p == NULL)
+		return NULL;
+	if (detail != NULL && detail[0] != '\0') {
+		/* A detail from a parser may hold invalid UTF-8: drop it
+		 * rather than fail the whole error. */
+		json_t *d = json_string(detail);
+		if (d != NULL)
+			json_object_set_new(p, "detail", d);
+	}
+	char *s = gw__json_render(p, length);
+	json_decref(p);
+	return s;
+}
+
+int
+gw__status_for_api(int code)
+{
+	switch (code) {
+	case API_OK: return 200;
+	case API_EINVALID: return 400;
+	case API_EUNAUTHORIZED: return 401;
+	case API_EFORBIDDEN: return 403;
+	case API_ENOTFOUND: return 404;
+	case API_ECONFLICT: return 409;
+	case API_ETOOLARGE: return 413;
+	case API_EMEDIATYPE: return 415;
+	case API_EIDEMPOTENCY: return 422;
+	case API_ERATELIMITED: return 429;
+	case API_EUNAVAILABLE: return 503;
+	case API_EGONE: return 410;
+	default: return 500;
+	}
+}

@@ -1,0 +1,560 @@
+/*
+ * gateway_core_test.c — the gateway's core without sockets or domain.
+ *
+ * Goal: the router (every API.md route, 404 vs 405, parameters that could
+ * walk paths), query parsing, header values, body caps at the exact edge,
+ * problem+json, the msgpack->JSON transcoder, per-IP buckets and
+ * connection counts, the WebSocket frame queue and UTF-8 check, metrics.
+ * Method: call the pure functions directly with hand-made inputs.
+ */
+#include "gateway/internal.h"
+#include "tests/test.h"
+
+#include <jansson.h>
+#include <msgpack.h>
+
+TEST(gateway_router_routes)
+{
+	gw__route_match m;
+	CHECK_EQ(gw__route(GW_METHOD_POST, "/v1/signup", &m), 0);
+	CHECK_EQ(m.info->id, GW_ROUTE_SIGNUP);
+	CHECK_EQ(gw__route(GW_METHOD_PATCH, "/v1/users/me", &m), 0);
+	CHECK_EQ(m.info->id, GW_ROUTE_USER_ME);
+	CHECK_EQ(gw__route(GW_METHOD_GET, "/v1/users/me", &m), 0);
+	CHECK_EQ(m.info->id, GW_ROUTE_USER_GET);
+	CHECK_STR_EQ(m.params[0], "me");
+	CHECK_EQ(gw__route(GW_METHOD_GET, "/v1/users/alice/followers", &m), 0);
+	CHECK_EQ(m.info->id, GW_ROUTE_FOLLOWERS);
+	CHECK_STR_EQ(m.params[0], "alice");
+	CHECK_EQ(gw__route(GW_METHOD_DELETE, "/v1/posts/12/comments/34", &m),
+		0);
+	CHECK_EQ(m.info->id, GW_ROUTE_COMMENT_DELETE);
+	CHECK_EQ(m.params_count, 2);
+	CHECK_STR_EQ(m.params[0], "12");
+	CHECK_STR_EQ(m.params[1], "34");
+	CHECK_EQ(gw__route(GW_METHOD_POST, "/v1/media/uploads", &m), 0);
+	CHECK_EQ(m.info->id, GW_ROUTE_MEDIA_RESERVE);
+	CHECK_EQ(gw__route(GW_METHOD_PUT, "/v1/media/uploads/99", &m), 0);
+	CHECK_EQ(m.info->id, GW_ROUTE_MEDIA_PUT);
+	CHECK_EQ(gw__route(GW_METHOD_GET, "/v1/media/99", &m), 0);
+	CHECK_EQ(m.info->id, GW_ROUTE_MEDIA_GET);
+	CHECK_EQ(gw__route(GW_METHOD_GET, "/media/abc/thumb", &m), 0);
+	CHECK_EQ(m.info->id, GW_ROUTE_MEDIA_FILE);
+	CHECK_EQ(gw__route(GW_METHOD_GET, "/static/js/app.js", &m), 0);
+	CHECK_EQ(m.info->id, GW_ROUTE_STATIC);
+	CHECK_STR_EQ(m.params[0], "js/app.js");
+	CHECK_EQ(gw__route(GW_METHOD_HEAD, "/healthz", &m), 0);
+	CHECK_EQ(m.info->id, GW_ROUTE_HEALTHZ);
+	CHECK_EQ(gw__route(GW_METHOD_GET, "/", &m), 0);
+	CHECK_EQ(m.info->id, GW_ROUTE_INDEX);
+}
+
+TEST(gateway_router_not_found_and_method)
+{
+	gw__route_match m;
+	CHECK_EQ(gw__route(GW_METHOD_GET, "/v1/nope", &m), GW_ENOTFOUND);
+	CHECK_EQ(m.info->id, GW_ROUTE_UNMATCHED);
+	CHECK_EQ(gw__route(GW_METHOD_GET, "/v1/signup/", &m), GW_ENOTFOUND);
+	CHECK_EQ(gw__route(GW_METHOD_GET, "/v1/users//followers", &m),
+		GW_ENOTFOUND);
+	CHECK_EQ(gw__route(GW_METHOD_GET, "/media/../thumb", &m),
+		GW_ENOTFOUND);
+	CHECK_EQ(gw__route(GW_METHOD_GET, "/media/./thumb", &m), GW_ENOTFOUND);
+	CHECK_EQ(gw__route(GW_METHOD_GET, "relative", &m), GW_ENOTFOUND);
+	CHECK_EQ(gw__route(GW_METHOD_GET, "/v1/signup", &m), GW_EMETHOD);
+	char allow[64];
+	gw__allow_header(m.allowed_methods, allow, sizeof allow);
+	CHECK_STR_EQ(allow, "POST");
+	CHECK_EQ(gw__route(GW_METHOD_PUT, "/v1/posts/5", &m), GW_EMETHOD);
+	gw__allow_header(m.allowed_methods, allow, sizeof allow);
+	CHECK_STR_EQ(allow, "GET, HEAD, DELETE");
+	/* A parameter of exactly the cap does not fit its NUL. */
+	char path[400];
+	char param[GW_PATH_PARAM_BYTES_MAX + 1];
+	memset(param, 'a', GW_PATH_PARAM_BYTES_MAX);
+	param[GW_PATH_PARAM_BYTES_MAX] = '\0';
+	snprintf(path, sizeof path, "/v1/users/%s", param);
+	CHECK_EQ(gw__route(GW_METHOD_GET, path, &m), GW_ENOTFOUND);
+	param[GW_PATH_PARAM_BYTES_MAX - 1] = '\0';
+	snprintf(path, sizeof path, "/v1/users/%s", param);
+	CHECK_EQ(gw__route(GW_METHOD_GET, path, &m), 0);
+	CHECK_EQ(strlen(m.params[0]), GW_PATH_PARAM_BYTES_MAX - 1);
+}
+
+TEST(gateway_query_parse)
+{
+	gw__query q;
+	const char *raw = "limit=5&after_cursor=a%2Bb&q=hello+world&flag";
+	CHECK_EQ(gw__query_parse(&q, raw, strlen(raw)), 0);
+	CHECK_EQ(q.count, 4);
+	CHECK_STR_EQ(gw__query_get(&q, "limit"), "5");
+	CHECK_STR_EQ(gw__query_get(&q, "after_cursor"), "a+b");
+	CHECK_STR_EQ(gw__query_get(&q, "q"), "hello world");
+	CHECK_STR_EQ(gw__query_get(&q, "flag"), "");
+	CHECK(gw__query_get(&q, "missing") == NULL);
+	CHECK_EQ(gw__query_parse(&q, "a=%zz", 5), GW_EINVAL);
+	CHECK_EQ(gw__query_parse(&q, "a=%2", 4), GW_EINVAL);
+	CHECK_EQ(gw__query_parse(&q, "a=%00", 5), GW_EINVAL);
+	uint32_t limit;
+	const char *cursor;
+	gw__query_init(&q);
+	CHECK_EQ(gw__parse_page(&q, &limit, &cursor), 0);
+	CHECK_EQ(limit, API_PAGE_LIMIT_DEFAULT);
+	CHECK(cursor == NULL);
+	CHECK_EQ(gw__query_add(&q, "limit=500", 9), 0);
+	CHECK_EQ(gw__query_add(&q, "after_cursor=xyz", 16), 0);
+	CHECK_EQ(gw__parse_page(&q, &limit, &cursor), 0);
+	CHECK_EQ(limit, API_PAGE_LIMIT_MAX);
+	CHECK_STR_EQ(cursor, "xyz");
+	gw__query_init(&q);
+	CHECK_EQ(gw__query_add(&q, "limit=0", 7), 0);
+	CHECK_EQ(gw__parse_page(&q, &limit, &cursor), GW_EINVAL);
+	gw__query_init(&q);
+	CHECK_EQ(gw__query_add(&q, "limit=-1", 8), 0);
+	CHECK_EQ(gw__parse_page(&q, &limit, &cursor), GW_EINVAL);
+	/* Bounded: more than GW_QUERY_PARAMS_MAX parameters. */
+	gw__query_init(&q);
+	for (int i = 0; i < GW_QUERY_PARAMS_MAX; i++)
+		CHECK_EQ(gw__query_add(&q, "a=b", 3), 0);
+	CHECK_EQ(gw__query_add(&q, "a=b", 3), GW_ETOOLARGE);
+	char enc[32];
+	CHECK(gw__percent_encode("a b/c", enc, sizeof enc) > 0);
+	CHECK_STR_EQ(enc, "a%20b%2Fc");
+	CHECK_EQ(gw__percent_encode("abcdef", enc, 6), GW_ETOOLARGE);
+}
+
+TEST(gateway_parse_u64)
+{
+	uint64_t v;
+	CHECK_EQ(gw__parse_u64("0", &v), 0);
+	CHECK_EQ_U64(v, 0);
+	CHECK_EQ(gw__parse_u64("18446744073709551615", &v), 0);
+	CHECK_EQ_U64(v, UINT64_MAX);
+	CHECK_EQ(gw__parse_u64("18446744073709551616", &v), GW_EINVAL);
+	CHECK_EQ(gw__parse_u64("", &v), GW_EINVAL);
+	CHECK_EQ(gw__parse_u64("+1", &v), GW_EINVAL);
+	CHECK_EQ(gw__parse_u64("1 ", &v), GW_EINVAL);
+	CHECK_EQ(gw__parse_u64(NULL, &v), GW_EINVAL);
+}
+
+TEST(gateway_headers)
+{
+	const char *t;
+	size_t n;
+	CHECK_EQ(gw__bearer("Bearer abc.def.ghi", &t, &n), 0);
+	CHECK_EQ(n, 11);
+	CHECK(strncmp(t, "abc.def.ghi", n) == 0);
+	CHECK_EQ(gw__bearer("bearer   x  ", &t, &n), 0);
+	CHECK_EQ(n, 1);
+	CHECK_EQ(gw__bearer("Basic abc", &t, &n), GW_EINVAL);
+	CHECK_EQ(gw__bearer("Bearer", &t, &n), GW_EINVAL);
+	CHECK_EQ(gw__bearer("Bearerabc", &t, &n), GW_EINVAL);
+	CHECK_EQ(gw__bearer("Bearer a b", &t, &n), GW_EINVAL);
+	char type[64], boundary[80];
+	CHECK_EQ(gw__content_type("Application/JSON; charset=utf-8", type,
+			 sizeof type, boundary, sizeof boundary),
+		0);
+	CHECK_STR_EQ(type, "application/json");
+	CHECK_EQ(gw__content_type(
+			 "multipart/form-data; boundary=\"----x y\"", type,
+			 sizeof type, boundary, sizeof boundary),
+		0);
+	CHECK_STR_EQ(type, "multipart/form-data");
+	CHECK_STR_EQ(boundary, "----x y");
+	CHECK_EQ(gw__content_type("image/png", type, sizeof type, boundary,
+			 sizeof boundary),
+		0);
+	CHECK_STR_EQ(type, "image/png");
+	CHECK_EQ(gw__content_type("nonsense", type, sizeof type, boundary,
+			 sizeof boundary),
+		GW_EINVAL);
+	CHECK_EQ(gw__content_type("a/b; x", type, sizeof type, boundary,
+			 sizeof boundary),
+		GW_EINVAL);
+	CHECK(gw__etag_matches("\"abc\"", "\"abc\""));
+	CHECK(gw__etag_matches("W/\"abc\"", "\"abc\""));
+	CHECK(gw__etag_matches("\"x\", \"abc\"", "\"abc\""));
+	CHECK(gw__etag_matches("*", "\"abc\""));
+	CHECK(!gw__etag_matches("\"abcd\"", "\"abc\""));
+	CHECK(!gw__etag_matches("", "\"abc\""));
+	CHECK(gw__idempotency_key_valid("k-1", 3));
+	CHECK(!gw__idempotency_key_valid("a b", 3));
+	CHECK(!gw__idempotency_key_valid("", 0));
+	CHECK(gw__static_path_valid("app.js"));
+	CHECK(gw__static_path_valid("img/logo.svg"));
+	CHECK(!gw__static_path_valid("../etc/passwd"));
+	CHECK(!gw__static_path_valid("a/../b"));
+	CHECK(!gw__static_path_valid("a/.hidden"));
+	CHECK(!gw__static_path_valid("/abs"));
+	CHECK(!gw__static_path_valid("a//b"));
+	CHECK(!gw__static_path_valid("a\\b"));
+	CHECK_STR_EQ(gw__content_type_for("x/app.JS"),
+		"text/javascript; charset=utf-8");
+	CHECK_STR_EQ(gw__content_type_for("index.html"),
+		"text/html; charset=utf-8");
+	CHECK_STR_EQ(gw__content_type_for("dir.v1/noext"),
+		"application/octet-stream");
+}
+
+TEST(gateway_body_cap_exact_edge)
+{
+	gw__body b;
+	gw__body_init(&b, 100);
+	char chunk[60];
+	memset(chunk, 'x', sizeof chunk);
+	CHECK_EQ(gw__body_append(&b, chunk, 60), 0);
+	CHECK_EQ(gw__body_append(&b, chunk, 40), 0); /* exactly the cap */
+	CHECK_EQ(b.length, 100);
+	CHECK_EQ(b.bytes[100], '\0');
+	CHECK_EQ(gw__body_append(&b, chunk, 1), GW_ETOOLARGE);
+	CHECK_EQ(b.length, 100);
+	CHECK_EQ(gw__body_append(&b, chunk, 0), 0);
+	gw__body_free(&b);
+	/* One over in a single chunk. */
+	gw__body_init(&b, 100);
+	char big[101];
+	memset(big, 'y', sizeof big);
+	CHECK_EQ(gw__body_append(&b, big, 101), GW_ETOOLARGE);
+	CHECK_EQ(b.length, 0);
+	gw__body_free(&b);
+	/* The JSON default cap: 64 KiB accepted, one more refused. */
+	gw__body_init(&b, GW_JSON_BODY_BYTES_DEFAULT);
+	char *kib = malloc(1024);
+	memset(kib, 'z', 1024);
+	for (int i = 0; i < 64; i++)
+		CHECK_EQ(gw__body_append(&b, kib, 1024), 0);
+	CHECK_EQ(gw__body_append(&b, kib, 1), GW_ETOOLARGE);
+	CHECK(b.capacity <= GW_JSON_BODY_BYTES_DEFAULT + 1);
+	free(kib);
+	gw__body_free(&b);
+}
+
+TEST(gateway_form_sink)
+{
+	gw__form f;
+	gw__form_init(&f, 10);
+	CHECK_EQ(gw__form_file(&f, "media", NULL, 0, GW_FORM_OPEN), 0);
+	CHECK_EQ(gw__form_file(&f, "media", "12345", 5, GW_FORM_CONTENT), 0);
+	CHECK_EQ(gw__form_file(&f, "media", "67890", 5, GW_FORM_FINAL_CONTENT),
+		0);
+	CHECK(f.media_done);
+	CHECK_EQ(f.media.length, 10);
+	CHECK_EQ(gw__form_file(&f, "media", NULL, 0, GW_FORM_CLOSE), 0);
+	gw__form_free(&f);
+	gw__form_init(&f, 10);
+	CHECK_EQ(gw__form_file(&f, "media", NULL, 0, GW_FORM_OPEN), 0);
+	CHECK_EQ(gw__form_file(&f, "media", "12345678901", 11,
+			 GW_FORM_CONTENT),
+		-1);
+	CHECK_EQ(f.error, GW_ETOOLARGE);
+	gw__form_free(&f);
+	gw__form_init(&f, 10);
+	CHECK_EQ(gw__form_file(&f, "other", NULL, 0, GW_FORM_OPEN), -1);
+	CHECK_EQ(f.error, GW_EINVAL);
+	gw__form_free(&f);
+}
+
+TEST(gateway_problem_json)
+{
+	size_t n;
+	char *s = gw__problem_render(404, "no route GET /x", &n);
+	CHECK(s != NULL);
+	CHECK_EQ(strlen(s), n);
+	json_t *v = json_loads(s, 0, NULL);
+	CHECK(v != NULL);
+	CHECK_STR_EQ(json_string_value(json_object_get(v, "type")),
+		"/problems/not-found");
+	CHECK_STR_EQ(json_string_value(json_object_get(v, "title")),
+		"Not Found");
+	CHECK_EQ(json_integer_value(json_object_get(v, "status")), 404);
+	CHECK_STR_EQ(json_string_value(json_object_get(v, "detail")),
+		"no route GET /x");
+	json_decref(v);
+	free(s);
+	/* An invalid UTF-8 detail is dropped, the problem still renders. */
+	s = gw__problem_render(400, "bad \xff byte", &n);
+	CHECK(s != NULL);
+	v = json_loads(s, 0, NULL);
+	CHECK(v != NULL);
+	CHECK(json_object_get(v, "detail") == NULL);
+	json_decref(v);
+	free(s);
+	CHECK_EQ(gw__status_for_api(API_EIDEMPOTENCY), 422);
+	CHECK_EQ(gw__status_for_api(API_ERATELIMITED), 429);
+	CHECK_EQ(gw__status_for_api(API_EFORBIDDEN), 403);
+	CHECK_EQ(gw__status_for_api(-9999), 500);
+}
+
+/* Packs a sample answer shaped like a post. */
+static void
+pack_sample(msgpack_sbuffer *sb)
+{
+	msgpack_packer pk;
+	msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+	msgpack_pack_map(&pk, 8);
+	msgpack_pack_str_with_body(&pk, "post_id", 7);
+	msgpack_pack_str_with_body(&pk, "7093457788123136", 16);
+	msgpack_pack_str_with_body(&pk, "likes_count", 11);
+	msgpack_pack_uint64(&pk, 42);
+	msgpack_pack_str_with_body(&pk, "liked_by_me", 11);
+	msgpack_pack_true(&pk);
+	msgpack_pack_str_with_body(&pk, "tags", 4);
+	msgpack_pack_array(&pk, 2);
+	msgpack_pack_str_with_body(&pk, "a", 1);
+	msgpack_pack_str_with_body(&pk, "b", 1);
+	msgpack_pack_str_with_body(&pk, "next_cursor", 11);
+	msgpack_pack_nil(&pk);
+	msgpack_pack_str_with_body(&pk, "big", 3);
+	msgpack_pack_uint64(&pk, UINT64_MAX);
+	msgpack_pack_str_with_body(&pk, "neg", 3);
+	msgpack_pack_int64(&pk, -5);
+	msgpack_pack_str_with_body(&pk, "ratio", 5);
+	msgpack_pack_double(&pk, 0.5);
+}
+
+TEST(gateway_transcoder)
+{
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	pack_sample(&sb);
+	msgpack_unpacked u;
+	msgpack_unpacked_init(&u);
+	CHECK(msgpack_unpack_next(&u, sb.data, sb.size, NULL) ==
+		MSGPACK_UNPACK_SUCCESS);
+	json_t *j;
+	CHECK_EQ(gw__msgpack_to_json(&u.data, &j), 0);
+	size_t n;
+	char *s = gw__json_render(j, &n);
+	CHECK_STR_EQ(s,
+		"{\"post_id\":\"7093457788123136\",\"likes_count\":42,"
+		"\"liked_by_me\":true,\"tags\":[\"a\",\"b\"],"
+		"\"next_cursor\":null,\"big\":\"18446744073709551615\","
+		"\"neg\":-5,\"ratio\":0.5}");
+	free(s);
+	json_decref(j);
+	msgpack_unpacked_destroy(&u);
+	msgpack_sbuffer_destroy(&sb);
+
+	/* Invalid UTF-8 in a string is refused, not passed through. */
+	msgpack_sbuffer_init(&sb);
+	msgpack_packer pk;
+	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+	msgpack_pack_str_with_body(&pk, "\xc3\x28", 2);
+	msgpack_unpacked_init(&u);
+	CHECK(msgpack_unpack_next(&u, sb.data, sb.size, NULL) ==
+		MSGPACK_UNPACK_SUCCESS);
+	CHECK_EQ(gw__msgpack_to_json(&u.data, &j), GW_EINVAL);
+	msgpack_unpacked_destroy(&u);
+	msgpack_sbuffer_destroy(&sb);
+
+	/* Depth is bounded (built by hand: msgpack-c's own unpacker stops
+	 * at 32 levels). */
+	msgpack_object nest[GW_JSON_DEPTH_MAX + 2];
+	for (int i = 0; i < GW_JSON_DEPTH_MAX + 2; i++) {
+		nest[i].type = MSGPACK_OBJECT_ARRAY;
+		nest[i].via.array.size = i + 1 < GW_JSON_DEPTH_MAX + 2 ? 1 : 0;
+		nest[i].via.array.ptr = i + 1 < GW_JSON_DEPTH_MAX + 2
+			? &nest[i + 1]
+			: NULL;
+	}
+	CHECK_EQ(gw__msgpack_to_json(&nest[0], &j), GW_EINVAL);
+	CHECK_EQ(gw__msgpack_to_json(&nest[3], &j), 0);
+	json_decref(j);
+}
+
+TEST(gateway_request_json)
+{
+	char detail[200];
+	json_t *o;
+	CHECK_EQ(gw__json_parse_object("{\"a\":", 5, &o, detail, sizeof detail),
+		GW_EINVAL);
+	CHECK(strstr(detail, "malformed JSON") != NULL);
+	CHECK_EQ(gw__json_parse_object("[1]", 3, &o, detail, sizeof detail),
+		GW_EINVAL);
+	CHECK_EQ(gw__json_parse_object("{\"a\":1,\"a\":2}", 13, &o, detail,
+			 sizeof detail),
+		GW_EINVAL);
+	const char *body = "{\"bio\":\"hi\",\"profile_pic_media_id\":\"12\"}";
+	CHECK_EQ(gw__json_parse_object(body, strlen(body), &o, detail,
+			 sizeof detail),
+		0);
+	static const char *const allowed[] = {"bio", "profile_pic_media_id"};
+	CHECK_EQ(gw__json_only_keys(o, allowed, 2, detail, sizeof detail), 0);
+	const char *bio;
+	CHECK_EQ(gw__json_string(o, "bio", false, &bio, detail, sizeof detail),
+		0);
+	CHECK_STR_EQ(bio, "hi");
+	uint64_t id;
+	CHECK_EQ(gw__json_id(o, "profile_pic_media_id", false, &id, detail,
+			 sizeof detail),
+		0);
+	CHECK_EQ_U64(id, 12);
+	CHECK_EQ(gw__json_only_keys(o, allowed, 1, detail, sizeof detail),
+		GW_EINVAL);
+	CHECK(strstr(detail, "profile_pic_media_id") != NULL);
+	json_decref(o);
+	body = "{\"text\":\"a\\u0000b\"}";
+	CHECK_EQ(gw__json_parse_object(body, strlen(body), &o, detail,
+			 sizeof detail),
+		GW_EINVAL);
+	body = "{\"action\":1,\"text\":2,\"n\":-1}";
+	CHECK_EQ(gw__json_parse_object(body, strlen(body), &o, detail,
+			 sizeof detail),
+		0);
+	bool yes;
+	CHECK_EQ(gw__json_action(o, "action", "like", "unlike", &yes, detail,
+			 sizeof detail),
+		GW_EINVAL);
+	const char *text;
+	CHECK_EQ(gw__json_string(o, "text", true, &text, detail, sizeof detail),
+		GW_EINVAL);
+	CHECK_EQ(gw__json_string(o, "missing", true, &text, detail,
+			 sizeof detail),
+		GW_EINVAL);
+	uint64_t n;
+	CHECK_EQ(gw__json_uint(o, "n", true, 10, &n, detail, sizeof detail),
+		GW_EINVAL);
+	json_decref(o);
+}
+
+TEST(gateway_rate_buckets)
+{
+	gw__rate_table *t;
+	gw_rate r = {5, 1800}; /* API.md: 5 signups per 30 min */
+	CHECK_EQ(gw__rate_table_create(r, 1024, &t), 0);
+	gw__bucket_state st;
+	uint64_t now = 1000000;
+	for (int i = 0; i < 5; i++) {
+		CHECK_EQ(gw__rate_take(t, "10.0.0.1", now, &st), 0);
+		CHECK_EQ(st.remaining, 4 - i);
+		CHECK_EQ(st.limit, 5);
+	}
+	CHECK_EQ(gw__rate_take(t, "10.0.0.1", now, &st), GW_ELIMITED);
+	CHECK_EQ(st.remaining, 0);
+	CHECK_EQ_U64(st.retry_after_s, 360); /* one token per 6 min */
+	CHECK_EQ_U64(st.reset_s, 1800);
+	/* Another address has its own bucket. */
+	CHECK_EQ(gw__rate_take(t, "10.0.0.2", now, &st), 0);
+	/* One ms short of a token: still refused; at the token: allowed. */
+	CHECK_EQ(gw__rate_take(t, "10.0.0.1", now + 359999, &st), GW_ELIMITED);
+	CHECK_EQ_U64(st.retry_after_s, 1);
+	CHECK_EQ(gw__rate_take(t, "10.0.0.1", now + 360000, &st), 0);
+	CHECK_EQ(gw__rate_take(t, "10.0.0.1", now + 360000, &st), GW_ELIMITED);
+	/* Long idle refills to capacity, never past. */
+	CHECK_EQ(gw__rate_take(t, "10.0.0.1", now + 100000000, &st), 0);
+	CHECK_EQ(st.remaining, 4);
+	gw__rate_table_destroy(t);
+	/* Many addresses stay within the table (replacement, no growth). */
+	CHECK_EQ(gw__rate_table_create(r, 64, &t), 0);
+	char ip[32];
+	for (int i = 0; i < 10000; i++) {
+		snprintf(ip, sizeof ip, "10.1.%d.%d", i / 256, i % 256);
+		CHECK_EQ(gw__rate_take(t, ip, now + (uint64_t)i, &st), 0);
+	}
+	gw__rate_table_destroy(t);
+}
+
+TEST(gateway_connection_caps)
+{
+	gw__conn_table *t;
+	CHECK_EQ(gw__conn_table_create(3, 1024, &t), 0);
+	CHECK_EQ(gw__conn_open(t, "127.0.0.1"), 0);
+	CHECK_EQ(gw__conn_open(t, "127.0.0.1"), 0);
+	CHECK_EQ(gw__conn_open(t, "127.0.0.1"), 0);
+	CHECK_EQ(gw__conn_open(t, "127.0.0.1"), GW_ELIMITED);
+	CHECK_EQ(gw__conn_open(t, "127.0.0.2"), 0);
+	CHECK_EQ(gw__conn_count(t, "127.0.0.1"), 3);
+	gw__conn_close(t, "127.0.0.1");
+	CHECK_EQ(gw__conn_open(t, "127.0.0.1"), 0);
+	CHECK_EQ(gw__conn_count(t, "127.0.0.1"), 3);
+	for (int i = 0; i < 3; i++)
+		gw__conn_close(t, "127.0.0.1");
+	CHECK_EQ(gw__conn_count(t, "127.0.0.1"), 0);
+	gw__conn_table_destroy(t);
+}
+
+TEST(gateway_frame_queue)
+{
+	gw__frame_queue q = {0};
+	CHECK_EQ(gw__frame_push(&q, "a", 1, 3), 0);
+	CHECK_EQ(gw__frame_push(&q, "bb", 2, 3), 0);
+	CHECK_EQ(gw__frame_push(&q, "ccc", 3, 3), 0);
+	CHECK_EQ(gw__frame_push(&q, "d", 1, 3), GW_EFULL);
+	CHECK_EQ(q.frames, 3);
+	CHECK_EQ(q.bytes, 6);
+	gw__frame *f = gw__frame_peek(&q);
+	CHECK_EQ(f->length, 1);
+	CHECK_EQ(f->bytes[GW_WS_PRE], 'a');
+	gw__frame_pop(&q);
+	CHECK_EQ(gw__frame_peek(&q)->length, 2);
+	gw__frame_clear(&q);
+	CHECK(q.head == NULL && q.tail == NULL);
+	/* The byte bound holds whatever the frame count. */
+	char *big = malloc(GW_WS_QUEUE_BYTES_MAX);
+	memset(big, 'x', GW_WS_QUEUE_BYTES_MAX);
+	CHECK_EQ(gw__frame_push(&q, big, GW_WS_QUEUE_BYTES_MAX, 100), 0);
+	CHECK_EQ(gw__frame_push(&q, "y", 1, 100), GW_EFULL);
+	gw__frame_clear(&q);
+	free(big);
+}
+
+TEST(gateway_utf8)
+{
+	CHECK(gw__utf8_valid((const unsigned char *)"plain", 5));
+	CHECK(gw__utf8_valid((const unsigned char *)"\xc3\xa9", 2));
+	CHECK(gw__utf8_valid((const unsigned char *)"\xf0\x9f\x98\x80", 4));
+	CHECK(!gw__utf8_valid((const unsigned char *)"\xc3", 1));
+	CHECK(!gw__utf8_valid((const unsigned char *)"\xc0\xaf", 2));
+	CHECK(!gw__utf8_valid((const unsigned char *)"\xed\xa0\x80", 3));
+	CHECK(!gw__utf8_valid((const unsigned char *)"\xf4\x90\x80\x80", 4));
+	CHECK(!gw__utf8_valid((const unsigned char *)"\xff", 1));
+	CHECK(!gw__utf8_valid((const unsigned char *)"\xe0\x80\x80", 3));
+}
+
+TEST(gateway_ws_messages)
+{
+	uint64_t seq = 0;
+	const char *ack = "{\"type\":\"ack\",\"seq\":17}";
+	CHECK_EQ(gw__ws_parse_client(ack, strlen(ack), &seq), 0);
+	CHECK_EQ_U64(seq, 17);
+	const char *bad = "{\"type\":\"ack\",\"seq\":\"17\"}";
+	CHECK_EQ(gw__ws_parse_client(bad, strlen(bad), &seq), GW_EINVAL);
+	CHECK_EQ(gw__ws_parse_client("nope", 4, &seq), GW_EINVAL);
+	size_t n;
+	char *s = gw__ws_render_event("resync", 0, NULL, &n);
+	CHECK_STR_EQ(s, "{\"type\":\"resync\"}");
+	free(s);
+}
+
+TEST(gateway_metrics_render)
+{
+	gw__metrics *m = calloc(1, sizeof *m);
+	gw__metrics_observe(m, GW_ROUTE_FEED, 200, 800);
+	gw__metrics_observe(m, GW_ROUTE_FEED, 200, 3000);
+	gw__metrics_observe(m, GW_ROUTE_UNMATCHED, 404, 10);
+	gw__metrics_observe(m, GW_ROUTE_FEED, 299, 10);
+	m->ws_open = 3;
+	gw__process_stats ps = {0};
+	ps.rss_bytes = gw__process_rss_bytes();
+	CHECK(ps.rss_bytes > 0);
+	gw__body out;
+	gw__body_init(&out, GW_METRICS_BYTES_MAX);
+	CHECK_EQ(gw__metrics_render(m, &ps, "flock_extra 1\n", &out), 0);
+	const char *t = (const char *)out.bytes;
+	CHECK(strstr(t, "flock_http_requests_total{route=\"/v1/feed\","
+			"status=\"200\"} 2\n") != NULL);
+	CHECK(strstr(t, "flock_http_requests_total{route=\"/v1/feed\","
+			"status=\"other\"} 1\n") != NULL);
+	CHECK(strstr(t, "flock_http_request_duration_seconds_bucket{route="
+			"\"/v1/feed\",status=\"200\",le=\"0.001\"} 1\n") !=
+		NULL);
+	CHECK(strstr(t, "flock_http_request_duration_seconds_bucket{route="
+			"\"/v1/feed\",status=\"200\",le=\"0.005\"} 2\n") !=
+		NULL);
+	CHECK(strstr(t, "route=\"unmatched\",status=\"404\"") != NULL);
+	CHECK(strstr(t, "flock_ws_streams_open 3\n") != NULL);
+	CHECK(strstr(t, "flock_process_resident_memory_bytes ") != NULL);
+	CHECK(strstr(t, "flock_extra 1\n") != NULL);
+	gw__body_free(&out);
+	free(m);
+}
