@@ -414,11 +414,38 @@ rt__housekeeping(rt_runtime *rt)
 	}
 }
 
+/* Under s's lock: the oldest evictable actor in the first non-empty
+ * bucket at or after b, if any is older than *best_age (or none found). */
+static void
+sample_chain(rt__shard *s, uint32_t b, uint32_t now, bool *found,
+	uint32_t *best_age, uint32_t *best_kind, uint64_t *best_id)
+{
+	for (uint32_t step = 0; step <= s->mask; step++) {
+		rt_actor *a = s->buckets[(b + step) & s->mask];
+		if (a == NULL)
+			continue;
+		for (; a != NULL; a = a->hash_next) {
+			uint32_t age = now - atomic_load_explicit(&a->last_active_ms,
+				memory_order_relaxed);
+			if (evictable(a) && (!*found || age > *best_age)) {
+				*found = true;
+				*best_age = age;
+				*best_kind = a->kind;
+				*best_id = a->id;
+			}
+		}
+		return;
+	}
+}
+
 void
 rt__evict_one(rt_runtime *rt)
 {
-	/* Approximate LRU: sample a few chains, passivate the least
-	 * recently active evictable actor among them. */
+	/* Approximate LRU, as Redis does it: sample a few chains at random
+	 * and passivate the least recently active evictable actor among
+	 * them. A sample lands on the first non-empty shard and bucket at or
+	 * after the drawn one; tables are at least half full, so the scan is
+	 * short except in a nearly empty registry, where it is cheap anyway. */
 	uint32_t now = rt__now_relative_ms(rt);
 	uint32_t best_age = 0;
 	uint32_t best_kind = 0;
@@ -426,25 +453,18 @@ rt__evict_one(rt_runtime *rt)
 	bool found = false;
 	for (uint32_t i = 0; i < RT_EVICTION_SAMPLES; i++) {
 		uint64_t r = rt_random_u64(rt);
-		rt__shard *s = &rt->registry.shards[r >> 56];
-		rt__spin_lock(&s->lock);
-		uint32_t b = (uint32_t)r & s->mask;
-		/* Look at a few buckets from the drawn one: tables are at
-		 * least half full, so this rarely comes back empty. */
-		for (uint32_t step = 0; step < 4 && s->count > 0; step++) {
-			for (rt_actor *a = s->buckets[(b + step) & s->mask];
-				a != NULL; a = a->hash_next) {
-				uint32_t age = now - atomic_load_explicit(
-					&a->last_active_ms, memory_order_relaxed);
-				if (evictable(a) && (!found || age > best_age)) {
-					found = true;
-					best_age = age;
-					best_kind = a->kind;
-					best_id = a->id;
-				}
-			}
+		for (uint32_t k = 0; k < RT_REGISTRY_SHARDS; k++) {
+			rt__shard *s = &rt->registry.shards[((r >> 56) + k) %
+				RT_REGISTRY_SHARDS];
+			rt__spin_lock(&s->lock);
+			bool empty = s->count == 0;
+			if (!empty)
+				sample_chain(s, (uint32_t)r & s->mask, now, &found,
+					&best_age, &best_kind, &best_id);
+			rt__spin_unlock(&s->lock);
+			if (!empty)
+				break;
 		}
-		rt__spin_unlock(&s->lock);
 	}
 	if (!found)
 		return;
