@@ -163,6 +163,13 @@ void ps__segment_name(uint64_t first_lsn, char *out, size_t out_bytes);
 /* Parses a segment name; false if name is not one. */
 bool ps__segment_name_parse(const char *name, uint64_t *first_lsn_out);
 
+/* ---- journal internals used by the node (journal.c) ----------------------- */
+
+/* True when some LSN in [low, high] belongs to a failed (never durable)
+ * record, as far as the journal remembers. */
+bool ps__journal_failed_between(ps_journal *journal, uint64_t low,
+	uint64_t high);
+
 /* ---- a map from actor address to a pointer -------------------------------- */
 
 typedef struct ps__addr_slot {

@@ -988,3 +988,17 @@ ps_journal_close(ps_journal *j)
 	pthread_mutex_destroy(&j->mutex);
 	free(j);
 }
+
+bool
+ps__journal_failed_between(ps_journal *j, uint64_t low, uint64_t high)
+{
+	ps__assert(low <= high);
+	pthread_mutex_lock(&j->mutex);
+	bool hit = false;
+	uint32_t n = j->failed_count < FAILED_RANGES_MAX ? j->failed_count
+							 : FAILED_RANGES_MAX;
+	for (uint32_t i = 0; i < n && !hit; i++)
+		hit = j->failed[i].low <= high && low <= j->failed[i].high;
+	pthread_mutex_unlock(&j->mutex);
+	return hit;
+}

@@ -1,0 +1,591 @@
+/*
+ * store_lmdb.c — the snapshot store: the only file of flock that includes
+ * lmdb.h.
+ *
+ * One environment per node with two named databases: "snapshots" (16-byte
+ * big-endian actor key -> snapshot value, format in internal.h) and
+ * "meta" (format version, checkpoint LSN).
+ *
+ * Threads: puts and checkpoint markers are queued (FIFO) by any thread and
+ * committed by one writer thread, up to batch_puts_max requests per write
+ * transaction, so one LMDB fsync covers many snapshots. Before a batch
+ * commits, the writer waits until the journal is durable up to each put's
+ * LSN (wait_durable); puts whose record failed are dropped. Reads run on
+ * the calling thread in read-only transactions; the environment is opened
+ * with MDB_NOTLS so read transactions are not tied to thread-local reader
+ * slots and any thread may read. A read first looks at the queue (a map
+ * from address to the newest queued put) so an actor re-activated before
+ * its passivation snapshot committed still sees it.
+ *
+ * Map growth: on MDB_MAP_FULL the writer aborts the transaction, takes the
+ * resize lock exclusively (readers hold it shared around their
+ * transactions, because mdb_env_set_mapsize needs no transaction active in
+ * the process), doubles the map, and retries the batch.
+ *
+ * It does not delete snapshots or iterate them (partition hand-off will
+ * add that), and never interprets state bytes.
+ */
+#include "persistence/internal.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <lmdb.h>
+
+/* Concurrent read transactions: one per worker thread at most plus
+ * external readers; 512 is far above RT_WORKERS_MAX. */
+#define STORE_READERS_MAX 512u
+/* Named databases in the environment (snapshots, meta). */
+#define STORE_DBS_MAX 4u
+
+enum { REQUEST_PUT = 1, REQUEST_MARKER = 2 };
+
+typedef struct store_request {
+	struct store_request *next;
+	int kind;
+	bool skip; /* its journal record failed */
+	rt_addr addr;
+	uint64_t lsn;
+	ps_store_done_callback cb;
+	void *arg;
+	size_t value_bytes;
+	unsigned char value[];
+} store_request;
+
+struct ps_store {
+	MDB_env *env;
+	MDB_dbi snapshots;
+	MDB_dbi meta;
+	uint64_t map_bytes_max;
+	uint32_t batch_puts_max;
+	ps_store_wait_callback wait_durable;
+	void *wait_arg;
+	ps_log_callback log;
+	void *log_arg;
+
+	pthread_mutex_t mutex;
+	pthread_cond_t wake;
+	store_request *head;
+	store_request *tail;
+	uint32_t queued_puts;
+	ps__addr_map pending; /* addr -> newest queued put */
+	bool closing;
+	uint64_t checkpoint_lsn;
+	uint64_t map_bytes;
+
+	pthread_rwlock_t resize;
+	pthread_t writer;
+};
+
+static int
+from_mdb(int rc)
+{
+	switch (rc) {
+	case MDB_SUCCESS: return PS_OK;
+	case MDB_NOTFOUND: return PS_ENOTFOUND;
+	case MDB_MAP_FULL: return PS_ENOSPC;
+	case MDB_CORRUPTED:
+	case MDB_PAGE_NOTFOUND:
+	case MDB_INVALID: return PS_ECORRUPT;
+	case MDB_VERSION_MISMATCH: return PS_EVERSION;
+	case ENOMEM: return PS_ENOMEM;
+	case ENOSPC: return PS_ENOSPC;
+	default: return PS_EIO;
+	}
+}
+
+static const char META_VERSION[] = "format_version";
+static const char META_CHECKPOINT[] = "checkpoint_lsn";
+
+/* ---- the writer -------------------------------------------------------- */
+
+static int
+grow_map(ps_store *s)
+{
+	uint64_t bytes = s->map_bytes * 2;
+	if (bytes > s->map_bytes_max)
+		return PS_ENOSPC;
+	pthread_rwlock_wrlock(&s->resize);
+	int rc = mdb_env_set_mapsize(s->env, (size_t)bytes);
+	pthread_rwlock_unlock(&s->resize);
+	if (rc != 0)
+		return from_mdb(rc);
+	pthread_mutex_lock(&s->mutex);
+	s->map_bytes = bytes;
+	pthread_mutex_unlock(&s->mutex);
+	ps__log(s->log, s->log_arg, RT_LOG_INFO,
+		"store: map grown bytes=%" PRIu64, bytes);
+	return PS_OK;
+}
+
+/* One attempt at writing the batch in one transaction. */
+static int
+batch_txn(ps_store *s, store_request *first, uint32_t n, uint64_t *marker_lsn)
+{
+	MDB_txn *txn;
+	int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+	if (rc != 0)
+		return rc;
+	store_request *r = first;
+	for (uint32_t i = 0; i < n; i++, r = r->next) {
+		if (r->kind == REQUEST_PUT && !r->skip) {
+			unsigned char key[16];
+			ps_snapshot_key(r->addr, key);
+			MDB_val k = {sizeof key, key};
+			MDB_val v = {r->value_bytes, r->value};
+			rc = mdb_put(txn, s->snapshots, &k, &v, 0);
+		} else if (r->kind == REQUEST_MARKER && r->lsn != 0) {
+			unsigned char bytes[8];
+			ps__store_u64(bytes, r->lsn);
+			MDB_val k = {sizeof META_CHECKPOINT - 1,
+				(void *)META_CHECKPOINT};
+			MDB_val v = {sizeof bytes, bytes};
+			rc = mdb_put(txn, s->meta, &k, &v, 0);
+			*marker_lsn = r->lsn;
+		}
+		if (rc != 0) {
+			mdb_txn_abort(txn);
+			return rc;
+		}
+	}
+	return mdb_txn_commit(txn);
+}
+
+static int
+commit_batch(ps_store *s, store_request *first, uint32_t n)
+{
+	store_request *r = first;
+	for (uint32_t i = 0; i < n; i++, r = r->next) {
+		if (r->kind != REQUEST_PUT || s->wait_durable == NULL)
+			continue;
+		int rc = s->wait_durable(s->wait_arg, r->lsn);
+		if (rc != 0) {
+			r->skip = true;
+			ps__log(s->log, s->log_arg, RT_LOG_WARN,
+				"store: snapshot dropped, its journal record failed kind=%" PRIu32
+				" id=%" PRIu64 " lsn=%" PRIu64 " error=%s",
+				r->addr.kind, r->addr.id, r->lsn, ps_strerror(rc));
+		}
+	}
+	/* Bounded: each retry doubles the map until map_bytes_max. */
+	for (;;) {
+		uint64_t marker_lsn = 0;
+		int rc = batch_txn(s, first, n, &marker_lsn);
+		if (rc == MDB_MAP_FULL) {
+			int g = grow_map(s);
+			if (g != 0)
+				return g;
+			continue;
+		}
+		if (rc != 0) {
+			ps__log(s->log, s->log_arg, RT_LOG_ERROR,
+				"store: commit failed error=%s", mdb_strerror(rc));
+			return from_mdb(rc);
+		}
+		if (marker_lsn != 0) {
+			pthread_mutex_lock(&s->mutex);
+			s->checkpoint_lsn = marker_lsn;
+			pthread_mutex_unlock(&s->mutex);
+		}
+		return PS_OK;
+	}
+}
+
+static void *
+writer_main(void *arg)
+{
+	ps_store *s = arg;
+	pthread_mutex_lock(&s->mutex);
+	for (;;) {
+		if (s->head == NULL) {
+			if (s->closing)
+				break;
+			pthread_cond_wait(&s->wake, &s->mutex);
+			continue;
+		}
+		store_request *first = s->head;
+		store_request *last = first;
+		uint32_t n = 1;
+		while (n < s->batch_puts_max && last->next != NULL) {
+			last = last->next;
+			n++;
+		}
+		s->head = last->next;
+		if (s->head == NULL)
+			s->tail = NULL;
+		last->next = NULL;
+		pthread_mutex_unlock(&s->mutex);
+
+		int rc = commit_batch(s, first, n);
+
+		pthread_mutex_lock(&s->mutex);
+		for (store_request *r = first; r != NULL; r = r->next) {
+			if (r->kind != REQUEST_PUT)
+				continue;
+			s->queued_puts--;
+			if (ps__addr_map_get(&s->pending, r->addr) == r)
+				ps__addr_map_remove(&s->pending, r->addr);
+		}
+		pthread_mutex_unlock(&s->mutex);
+		while (first != NULL) {
+			store_request *r = first;
+			first = r->next;
+			if (r->kind == REQUEST_MARKER && r->cb != NULL)
+				r->cb(r->arg, rc);
+			free(r);
+		}
+		pthread_mutex_lock(&s->mutex);
+	}
+	pthread_mutex_unlock(&s->mutex);
+	return NULL;
+}
+
+/* ---- queueing -------------------------------------------------------------- */
+
+static void
+enqueue_locked(ps_store *s, store_request *r)
+{
+	r->next = NULL;
+	if (s->tail != NULL)
+		s->tail->next = r;
+	else
+		s->head = r;
+	s->tail = r;
+	pthread_cond_signal(&s->wake);
+}
+
+int
+ps_store_put(ps_store *s, rt_addr addr, uint64_t lsn, const void *state,
+	size_t state_bytes)
+{
+	ps__assert(s != NULL);
+	ps__assert(state != NULL || state_bytes == 0);
+	if (state_bytes > PS_STATE_BYTES_MAX)
+		return PS_ETOOBIG;
+	size_t value_bytes = ps_snapshot_value_bytes(state_bytes);
+	store_request *r = malloc(sizeof *r + value_bytes);
+	if (r == NULL)
+		return PS_ENOMEM;
+	memset(r, 0, sizeof *r);
+	r->kind = REQUEST_PUT;
+	r->addr = addr;
+	r->lsn = lsn;
+	r->value_bytes = ps_snapshot_value_encode(addr, lsn, state, state_bytes,
+		r->value);
+	ps__assert(r->value_bytes == value_bytes);
+	pthread_mutex_lock(&s->mutex);
+	int rc = PS_OK;
+	if (s->closing)
+		rc = PS_ESTOPPED;
+	else if (s->queued_puts >= PS_STORE_QUEUE_PUTS_MAX)
+		rc = PS_EFULL;
+	else
+		rc = ps__addr_map_put(&s->pending, addr, r);
+	if (rc == 0) {
+		s->queued_puts++;
+		enqueue_locked(s, r);
+	}
+	pthread_mutex_unlock(&s->mutex);
+	if (rc != 0)
+		free(r);
+	return rc;
+}
+
+int
+ps_store_checkpoint(ps_store *s, uint64_t lsn, ps_store_done_callback cb,
+	void *arg)
+{
+	ps__assert(s != NULL);
+	store_request *r = calloc(1, sizeof *r);
+	if (r == NULL)
+		return PS_ENOMEM;
+	r->kind = REQUEST_MARKER;
+	r->lsn = lsn;
+	r->cb = cb;
+	r->arg = arg;
+	pthread_mutex_lock(&s->mutex);
+	int rc = s->closing ? PS_ESTOPPED : PS_OK;
+	if (rc == 0)
+		enqueue_locked(s, r);
+	pthread_mutex_unlock(&s->mutex);
+	if (rc != 0)
+		free(r);
+	return rc;
+}
+
+typedef struct flush_wait {
+	pthread_mutex_t mutex;
+	pthread_cond_t cond;
+	bool done;
+	int status;
+} flush_wait;
+
+static void
+flush_done(void *arg, int status)
+{
+	flush_wait *w = arg;
+	pthread_mutex_lock(&w->mutex);
+	w->done = true;
+	w->status = status;
+	pthread_cond_signal(&w->cond);
+	pthread_mutex_unlock(&w->mutex);
+}
+
+int
+ps_store_flush(ps_store *s)
+{
+	flush_wait w = {.done = false};
+	pthread_mutex_init(&w.mutex, NULL);
+	pthread_cond_init(&w.cond, NULL);
+	int rc = ps_store_checkpoint(s, 0, flush_done, &w);
+	if (rc == 0) {
+		pthread_mutex_lock(&w.mutex);
+		while (!w.done)
+			pthread_cond_wait(&w.cond, &w.mutex);
+		rc = w.status;
+		pthread_mutex_unlock(&w.mutex);
+	}
+	pthread_cond_destroy(&w.cond);
+	pthread_mutex_destroy(&w.mutex);
+	return rc;
+}
+
+/* ---- reading ---------------------------------------------------------------- */
+
+static int
+deliver(rt_addr addr, const void *value, size_t value_bytes,
+	ps_snapshot_callback cb, void *arg)
+{
+	uint64_t lsn;
+	const void *state;
+	size_t state_bytes;
+	int rc = ps_snapshot_value_decode(addr, value, value_bytes, &lsn,
+		&state, &state_bytes);
+	if (rc != 0)
+		return rc;
+	return cb(arg, lsn, state, state_bytes);
+}
+
+int
+ps_store_get(ps_store *s, rt_addr addr, ps_snapshot_callback cb, void *arg)
+{
+	ps__assert(s != NULL);
+	ps__assert(cb != NULL);
+	pthread_mutex_lock(&s->mutex);
+	store_request *queued = ps__addr_map_get(&s->pending, addr);
+	unsigned char *copy = NULL;
+	size_t copy_bytes = 0;
+	if (queued != NULL) {
+		copy_bytes = queued->value_bytes;
+		copy = malloc(copy_bytes);
+		if (copy != NULL)
+			memcpy(copy, queued->value, copy_bytes);
+	}
+	pthread_mutex_unlock(&s->mutex);
+	if (queued != NULL) {
+		if (copy == NULL)
+			return PS_ENOMEM;
+		int rc = deliver(addr, copy, copy_bytes, cb, arg);
+		free(copy);
+		return rc;
+	}
+	pthread_rwlock_rdlock(&s->resize);
+	MDB_txn *txn;
+	int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
+	if (rc != 0) {
+		pthread_rwlock_unlock(&s->resize);
+		return from_mdb(rc);
+	}
+	unsigned char key[16];
+	ps_snapshot_key(addr, key);
+	MDB_val k = {sizeof key, key};
+	MDB_val v;
+	rc = mdb_get(txn, s->snapshots, &k, &v);
+	if (rc == 0)
+		rc = deliver(addr, v.mv_data, v.mv_size, cb, arg);
+	else
+		rc = from_mdb(rc);
+	mdb_txn_abort(txn);
+	pthread_rwlock_unlock(&s->resize);
+	return rc;
+}
+
+uint64_t
+ps_store_checkpoint_lsn(ps_store *s)
+{
+	pthread_mutex_lock(&s->mutex);
+	uint64_t lsn = s->checkpoint_lsn;
+	pthread_mutex_unlock(&s->mutex);
+	return lsn;
+}
+
+uint64_t
+ps_store_map_bytes(ps_store *s)
+{
+	pthread_mutex_lock(&s->mutex);
+	uint64_t bytes = s->map_bytes;
+	pthread_mutex_unlock(&s->mutex);
+	return bytes;
+}
+
+int
+ps_store_bench_put_sync(ps_store *s, rt_addr addr, uint64_t lsn,
+	const void *state, size_t state_bytes)
+{
+	unsigned char value[4096];
+	if (ps_snapshot_value_bytes(state_bytes) > sizeof value)
+		return PS_ETOOBIG;
+	size_t n = ps_snapshot_value_encode(addr, lsn, state, state_bytes,
+		value);
+	unsigned char key[16];
+	ps_snapshot_key(addr, key);
+	MDB_txn *txn;
+	int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+	if (rc != 0)
+		return from_mdb(rc);
+	MDB_val k = {sizeof key, key};
+	MDB_val v = {n, value};
+	rc = mdb_put(txn, s->snapshots, &k, &v, 0);
+	if (rc != 0) {
+		mdb_txn_abort(txn);
+		return from_mdb(rc);
+	}
+	return from_mdb(mdb_txn_commit(txn));
+}
+
+/* ---- open and close ----------------------------------------------------------- */
+
+/* Opens the databases and checks or writes the format version; reads the
+ * checkpoint LSN. */
+static int
+open_databases(ps_store *s)
+{
+	MDB_txn *txn;
+	int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+	if (rc != 0)
+		return from_mdb(rc);
+	rc = mdb_dbi_open(txn, "snapshots", MDB_CREATE, &s->snapshots);
+	if (rc == 0)
+		rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &s->meta);
+	if (rc != 0)
+		goto fail;
+	MDB_val k = {sizeof META_VERSION - 1, (void *)META_VERSION};
+	MDB_val v;
+	rc = mdb_get(txn, s->meta, &k, &v);
+	if (rc == MDB_NOTFOUND) {
+		unsigned char bytes[4];
+		ps__store_u32(bytes, PS_STORE_FORMAT_VERSION);
+		v = (MDB_val){sizeof bytes, bytes};
+		rc = mdb_put(txn, s->meta, &k, &v, 0);
+	} else if (rc == 0 && (v.mv_size != 4 ||
+			       ps__load_u32(v.mv_data) != PS_STORE_FORMAT_VERSION)) {
+		mdb_txn_abort(txn);
+		return PS_EVERSION;
+	}
+	if (rc != 0)
+		goto fail;
+	k = (MDB_val){sizeof META_CHECKPOINT - 1, (void *)META_CHECKPOINT};
+	rc = mdb_get(txn, s->meta, &k, &v);
+	if (rc == 0 && v.mv_size == 8)
+		s->checkpoint_lsn = ps__load_u64(v.mv_data);
+	else if (rc == 0) {
+		mdb_txn_abort(txn);
+		return PS_ECORRUPT;
+	} else if (rc != MDB_NOTFOUND)
+		goto fail;
+	return from_mdb(mdb_txn_commit(txn));
+fail:
+	mdb_txn_abort(txn);
+	return from_mdb(rc);
+}
+
+void
+ps_store_options_default(ps_store_options *opts, const char *directory)
+{
+	memset(opts, 0, sizeof *opts);
+	opts->directory = directory;
+}
+
+int
+ps_store_open(const ps_store_options *opts, ps_store **out)
+{
+	ps__assert(opts != NULL);
+	ps__assert(out != NULL);
+	if (opts->directory == NULL)
+		return PS_EINVAL;
+	ps_store *s = calloc(1, sizeof *s);
+	if (s == NULL)
+		return PS_ENOMEM;
+	s->map_bytes = opts->map_bytes ? opts->map_bytes : PS_STORE_MAP_BYTES_DEFAULT;
+	s->map_bytes_max = opts->map_bytes_max ? opts->map_bytes_max
+					       : PS_STORE_MAP_BYTES_MAX_DEFAULT;
+	s->batch_puts_max = opts->batch_puts_max ? opts->batch_puts_max
+						 : PS_STORE_BATCH_PUTS_MAX;
+	s->wait_durable = opts->wait_durable;
+	s->wait_arg = opts->wait_arg;
+	s->log = opts->log;
+	s->log_arg = opts->log_arg;
+	pthread_mutex_init(&s->mutex, NULL);
+	pthread_cond_init(&s->wake, NULL);
+	pthread_rwlock_init(&s->resize, NULL);
+	const ps_disk *disk = ps_disk_real();
+	int rc = disk->ops->mkdir(disk->ctx, opts->directory);
+	if (rc != 0)
+		goto fail;
+	rc = from_mdb(mdb_env_create(&s->env));
+	if (rc != 0)
+		goto fail;
+	mdb_env_set_maxdbs(s->env, STORE_DBS_MAX);
+	mdb_env_set_maxreaders(s->env, STORE_READERS_MAX);
+	mdb_env_set_mapsize(s->env, (size_t)s->map_bytes);
+	int mrc = mdb_env_open(s->env, opts->directory, MDB_NOTLS, 0644);
+	if (mrc != 0) {
+		ps__log(s->log, s->log_arg, RT_LOG_ERROR,
+			"store: cannot open path=%s error=%s", opts->directory,
+			mdb_strerror(mrc));
+		rc = from_mdb(mrc);
+		goto fail_env;
+	}
+	/* An existing environment may be bigger than asked: keep its size. */
+	MDB_envinfo info;
+	mdb_env_info(s->env, &info);
+	if (info.me_mapsize > s->map_bytes)
+		s->map_bytes = info.me_mapsize;
+	rc = open_databases(s);
+	if (rc != 0)
+		goto fail_env;
+	if (pthread_create(&s->writer, NULL, writer_main, s) != 0) {
+		rc = PS_ENOMEM;
+		goto fail_env;
+	}
+	*out = s;
+	return PS_OK;
+
+fail_env:
+	mdb_env_close(s->env);
+fail:
+	pthread_rwlock_destroy(&s->resize);
+	pthread_cond_destroy(&s->wake);
+	pthread_mutex_destroy(&s->mutex);
+	free(s);
+	return rc;
+}
+
+void
+ps_store_close(ps_store *s)
+{
+	if (s == NULL)
+		return;
+	pthread_mutex_lock(&s->mutex);
+	s->closing = true;
+	pthread_cond_signal(&s->wake);
+	pthread_mutex_unlock(&s->mutex);
+	pthread_join(s->writer, NULL);
+	ps__assert(s->head == NULL);
+	ps__assert(s->queued_puts == 0);
+	ps__addr_map_free(&s->pending);
+	mdb_env_close(s->env);
+	pthread_rwlock_destroy(&s->resize);
+	pthread_cond_destroy(&s->wake);
+	pthread_mutex_destroy(&s->mutex);
+	free(s);
+}
