@@ -298,10 +298,10 @@ TEST(runtime_cross_thread_ping_pong_pairs)
 		CHECK(m != NULL);
 		rt_message_free(rt, m);
 	}
+	rt_inbox_destroy(inbox);
+	CHECK_EQ(rt_stop(rt), 0);
 	rt_stats st;
 	rt_get_stats(rt, &st);
 	CHECK_EQ_U64(st.messages_delivered_total, PAIRS * (hops + 1));
-	rt_inbox_destroy(inbox);
-	CHECK_EQ(rt_stop(rt), 0);
 	rt_destroy(rt);
 }
