@@ -1,0 +1,254 @@
+/*
+ * persistence_store_test.c — the LMDB snapshot store and the snapshot
+ * value format.
+ *
+ * Goal: snapshots round-trip with their LSN, damaged values are refused,
+ * queued puts are readable before they commit, a put waits for its
+ * journal record to be durable and is dropped when the record failed, a
+ * checkpoint marker commits after the puts queued before it, and a full
+ * map grows instead of failing.
+ * Method: a real environment in the test's temp directory, with a tiny
+ * initial map for growth; the durable-wait callback is a test double.
+ */
+#include "persistence/persistence.h"
+#include "tests/test.h"
+
+#include <pthread.h>
+
+typedef struct got {
+	uint64_t lsn;
+	size_t bytes;
+	unsigned char state[8192];
+} got;
+
+static int
+take(void *arg, uint64_t lsn, const void *state, size_t bytes)
+{
+	got *g = arg;
+	CHECK(bytes <= sizeof g->state);
+	g->lsn = lsn;
+	g->bytes = bytes;
+	memcpy(g->state, state, bytes);
+	return 0;
+}
+
+static const char *
+store_dir(void)
+{
+	static char path[512];
+	snprintf(path, sizeof path, "%s/snapshots", test_tmpdir());
+	return path;
+}
+
+TEST(persistence_snapshot_value_roundtrip_and_damage)
+{
+	unsigned char v[256];
+	rt_addr a = rt_addr_make(2, 77);
+	size_t n = ps_snapshot_value_encode(a, 42, "state!", 6, v);
+	CHECK_EQ(n, ps_snapshot_value_bytes(6));
+	uint64_t lsn;
+	const void *state;
+	size_t bytes;
+	CHECK_EQ(ps_snapshot_value_decode(a, v, n, &lsn, &state, &bytes), 0);
+	CHECK_EQ_U64(lsn, 42);
+	CHECK_EQ(bytes, 6);
+	CHECK(memcmp(state, "state!", 6) == 0);
+	/* Under another key (a value copied to the wrong actor) it fails. */
+	CHECK_EQ(ps_snapshot_value_decode(rt_addr_make(2, 78), v, n, &lsn,
+			 &state, &bytes),
+		PS_ECORRUPT);
+	for (size_t i = 0; i < n; i++) {
+		v[i] ^= 0x04;
+		int rc = ps_snapshot_value_decode(a, v, n, &lsn, &state, &bytes);
+		CHECK(rc == PS_ECORRUPT || rc == PS_EVERSION);
+		v[i] ^= 0x04;
+	}
+	for (size_t cut = 0; cut < n; cut++)
+		CHECK_EQ(ps_snapshot_value_decode(a, v, cut, &lsn, &state, &bytes),
+			PS_ECORRUPT);
+	/* Keys sort by kind, then id, as big-endian bytes. */
+	unsigned char k1[16], k2[16], k3[16];
+	ps_snapshot_key(rt_addr_make(1, UINT64_MAX), k1);
+	ps_snapshot_key(rt_addr_make(2, 0), k2);
+	ps_snapshot_key(rt_addr_make(2, 256), k3);
+	CHECK(memcmp(k1, k2, 16) < 0);
+	CHECK(memcmp(k2, k3, 16) < 0);
+}
+
+TEST(persistence_store_put_get_reopen)
+{
+	ps_store_options o;
+	ps_store_options_default(&o, store_dir());
+	ps_store *s;
+	CHECK_EQ(ps_store_open(&o, &s), 0);
+	got g;
+	CHECK_EQ(ps_store_get(s, rt_addr_make(1, 1), take, &g), PS_ENOTFOUND);
+	for (uint64_t i = 0; i < 100; i++) {
+		char state[32];
+		int n = snprintf(state, sizeof state, "actor-%llu",
+			(unsigned long long)i);
+		CHECK_EQ(ps_store_put(s, rt_addr_make(1, i), 1000 + i, state,
+				 (size_t)n),
+			0);
+	}
+	/* Read-your-writes: visible whether or not committed yet. */
+	CHECK_EQ(ps_store_get(s, rt_addr_make(1, 7), take, &g), 0);
+	CHECK_EQ_U64(g.lsn, 1007);
+	CHECK(memcmp(g.state, "actor-7", 7) == 0);
+	/* A newer put of the same actor wins. */
+	CHECK_EQ(ps_store_put(s, rt_addr_make(1, 7), 2000, "new", 3), 0);
+	CHECK_EQ(ps_store_get(s, rt_addr_make(1, 7), take, &g), 0);
+	CHECK_EQ_U64(g.lsn, 2000);
+	CHECK_EQ(ps_store_checkpoint_lsn(s), 0);
+	CHECK_EQ(ps_store_flush(s), 0);
+	ps_store_close(s);
+	CHECK_EQ(ps_store_open(&o, &s), 0);
+	for (uint64_t i = 0; i < 100; i++) {
+		CHECK_EQ(ps_store_get(s, rt_addr_make(1, i), take, &g), 0);
+		CHECK_EQ_U64(g.lsn, i == 7 ? 2000 : 1000 + i);
+	}
+	ps_store_close(s);
+}
+
+typedef struct done_flag {
+	pthread_mutex_t mutex;
+	pthread_cond_t cond;
+	int done;
+	int status;
+} done_flag;
+
+static void
+on_done(void *arg, int status)
+{
+	done_flag *d = arg;
+	pthread_mutex_lock(&d->mutex);
+	d->done++;
+	d->status = status;
+	pthread_cond_broadcast(&d->cond);
+	pthread_mutex_unlock(&d->mutex);
+}
+
+TEST(persistence_store_checkpoint_marker)
+{
+	ps_store_options o;
+	ps_store_options_default(&o, store_dir());
+	ps_store *s;
+	CHECK_EQ(ps_store_open(&o, &s), 0);
+	CHECK_EQ(ps_store_put(s, rt_addr_make(1, 1), 5, "a", 1), 0);
+	done_flag d = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, -1};
+	CHECK_EQ(ps_store_checkpoint(s, 5, on_done, &d), 0);
+	pthread_mutex_lock(&d.mutex);
+	while (d.done == 0)
+		pthread_cond_wait(&d.cond, &d.mutex);
+	pthread_mutex_unlock(&d.mutex);
+	CHECK_EQ(d.status, 0);
+	CHECK_EQ_U64(ps_store_checkpoint_lsn(s), 5);
+	ps_store_close(s);
+	CHECK_EQ(ps_store_open(&o, &s), 0);
+	CHECK_EQ_U64(ps_store_checkpoint_lsn(s), 5);
+	ps_store_close(s);
+}
+
+/* A durable-wait double: LSNs up to `durable` are durable, LSNs in the
+ * failed set failed; waits for anything else block until released. */
+typedef struct fake_journal {
+	pthread_mutex_t mutex;
+	pthread_cond_t cond;
+	uint64_t durable;
+	uint64_t failed_lsn;
+	uint64_t waits;
+} fake_journal;
+
+static int
+fake_wait(void *arg, uint64_t lsn)
+{
+	fake_journal *f = arg;
+	pthread_mutex_lock(&f->mutex);
+	f->waits++;
+	pthread_cond_broadcast(&f->cond);
+	int rc = 0;
+	for (;;) {
+		if (lsn == f->failed_lsn) {
+			rc = PS_EIO;
+			break;
+		}
+		if (lsn <= f->durable)
+			break;
+		pthread_cond_wait(&f->cond, &f->mutex);
+	}
+	pthread_mutex_unlock(&f->mutex);
+	return rc;
+}
+
+TEST(persistence_store_waits_for_journal)
+{
+	fake_journal f = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER,
+		10, 12, 0};
+	ps_store_options o;
+	ps_store_options_default(&o, store_dir());
+	o.wait_durable = fake_wait;
+	o.wait_arg = &f;
+	ps_store *s;
+	CHECK_EQ(ps_store_open(&o, &s), 0);
+	CHECK_EQ(ps_store_put(s, rt_addr_make(1, 1), 11, "eleven", 6), 0);
+	/* The writer is now blocked on LSN 11; the marker queued behind the
+	 * put cannot commit before it. */
+	done_flag d = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, -1};
+	CHECK_EQ(ps_store_checkpoint(s, 11, on_done, &d), 0);
+	pthread_mutex_lock(&f.mutex);
+	while (f.waits == 0)
+		pthread_cond_wait(&f.cond, &f.mutex);
+	pthread_mutex_unlock(&f.mutex);
+	CHECK_EQ(d.done, 0);
+	CHECK_EQ_U64(ps_store_checkpoint_lsn(s), 0);
+	pthread_mutex_lock(&f.mutex);
+	f.durable = 11;
+	pthread_cond_broadcast(&f.cond);
+	pthread_mutex_unlock(&f.mutex);
+	CHECK_EQ(ps_store_flush(s), 0);
+	CHECK_EQ(d.done, 1);
+	CHECK_EQ_U64(ps_store_checkpoint_lsn(s), 11);
+	/* A put whose record failed is dropped, not committed. */
+	CHECK_EQ(ps_store_put(s, rt_addr_make(1, 2), 12, "twelve", 6), 0);
+	CHECK_EQ(ps_store_flush(s), 0);
+	ps_store_close(s);
+	o.wait_durable = NULL;
+	CHECK_EQ(ps_store_open(&o, &s), 0);
+	got g;
+	CHECK_EQ(ps_store_get(s, rt_addr_make(1, 1), take, &g), 0);
+	CHECK_EQ_U64(g.lsn, 11);
+	CHECK_EQ(ps_store_get(s, rt_addr_make(1, 2), take, &g), PS_ENOTFOUND);
+	ps_store_close(s);
+}
+
+TEST(persistence_store_map_grows_when_full)
+{
+	ps_store_options o;
+	ps_store_options_default(&o, store_dir());
+	o.map_bytes = 64 * 1024; /* a handful of pages */
+	o.batch_puts_max = 64;
+	ps_store *s;
+	CHECK_EQ(ps_store_open(&o, &s), 0);
+	uint64_t before = ps_store_map_bytes(s);
+	static unsigned char state[2000];
+	for (uint64_t i = 0; i < 2000; i++) {
+		memset(state, (int)(i & 0xff), sizeof state);
+		CHECK_EQ(ps_store_put(s, rt_addr_make(4, i), i + 1, state,
+				 sizeof state),
+			0);
+	}
+	CHECK_EQ(ps_store_flush(s), 0);
+	CHECK(ps_store_map_bytes(s) > before);
+	/* Reads during and after growth see everything. */
+	got g;
+	for (uint64_t i = 0; i < 2000; i += 97) {
+		CHECK_EQ(ps_store_get(s, rt_addr_make(4, i), take, &g), 0);
+		CHECK_EQ_U64(g.lsn, i + 1);
+		CHECK_EQ(g.bytes, sizeof state);
+		CHECK_EQ(g.state[1999], (int)(i & 0xff));
+	}
+	ps_store_close(s);
+	CHECK_EQ(ps_store_open(&o, &s), 0);
+	CHECK_EQ(ps_store_get(s, rt_addr_make(4, 1999), take, &g), 0);
+	ps_store_close(s);
+}
