@@ -1,0 +1,422 @@
+/*
+ * actors/client.c — api_client: one caller thread's endpoint into the
+ * domain. Asks go out through the client's rt_inbox; replies, timeouts
+ * and password-pool results come back to it and run their continuation
+ * (actors__step) on the caller's thread from api_client_poll/wait.
+ *
+ * Invariants: every continuation runs exactly once (reply, timeout or
+ * undeliverable notice; the runtime guarantees one of them); the pending
+ * table maps correlation ids (and pool tokens, top bit set) to
+ * continuations; a client is used by one thread only.
+ *
+ * What it deliberately does not do: block in a call (only
+ * api_client_wait blocks), retry (callers decide).
+ */
+#include "actors/internal.h"
+
+#include <stdlib.h>
+
+/* Pool tokens carry this bit so they never meet a runtime correlation. */
+#define CLIENT_TOKEN_BIT (1ull << 63)
+/* First size of the pending table (grows by doubling). */
+#define CLIENT_PENDING_INITIAL 64u
+
+typedef struct pending_slot {
+	uint64_t key; /* 0: empty; ~0: deleted */
+	actors__step step;
+	void *op;
+} pending_slot;
+
+#define SLOT_DELETED UINT64_MAX
+
+struct api_client {
+	api *a;
+	rt_inbox *inbox;
+	pending_slot *slots;
+	uint32_t capacity; /* power of two */
+	uint32_t used;     /* live + deleted */
+	uint32_t live;
+	uint32_t calls;    /* api calls in flight */
+	uint64_t next_token;
+	actors__plain_hook plain_hook;
+};
+
+static uint64_t
+mix(uint64_t x)
+{
+	x ^= x >> 31;
+	x *= 0x7fb5d329728ea185ull;
+	x ^= x >> 27;
+	return x;
+}
+
+static int
+table_resize(api_client *c, uint32_t capacity)
+{
+	pending_slot *slots = calloc(capacity, sizeof *slots);
+	if (slots == NULL)
+		return -1;
+	for (uint32_t i = 0; i < c->capacity; i++) {
+		pending_slot *s = &c->slots[i];
+		if (s->key == 0 || s->key == SLOT_DELETED)
+			continue;
+		uint32_t j = (uint32_t)mix(s->key) & (capacity - 1);
+		while (slots[j].key != 0)
+			j = (j + 1) & (capacity - 1);
+		slots[j] = *s;
+	}
+	free(c->slots);
+	c->slots = slots;
+	c->capacity = capacity;
+	c->used = c->live;
+	return 0;
+}
+
+static int
+table_put(api_client *c, uint64_t key, actors__step step, void *op)
+{
+	ACTORS_ASSERT(key != 0 && key != SLOT_DELETED);
+	if ((c->used + 1) * 2 > c->capacity &&
+		table_resize(c, c->live * 4 > c->capacity ? c->capacity * 2
+							 : c->capacity) != 0)
+		return -1;
+	uint32_t i = (uint32_t)mix(key) & (c->capacity - 1);
+	while (c->slots[i].key != 0 && c->slots[i].key != SLOT_DELETED)
+		i = (i + 1) & (c->capacity - 1);
+	if (c->slots[i].key == 0)
+		c->used++;
+	c->slots[i] = (pending_slot){key, step, op};
+	c->live++;
+	return 0;
+}
+
+static bool
+table_take(api_client *c, uint64_t key, pending_slot *out)
+{
+	uint32_t i = (uint32_t)mix(key) & (c->capacity - 1);
+	for (uint32_t n = 0; n < c->capacity; n++) {
+		pending_slot *s = &c->slots[i];
+		if (s->key == 0)
+			return false;
+		if (s->key == key) {
+			*out = *s;
+			s->key = SLOT_DELETED;
+			s->step = NULL;
+			s->op = NULL;
+			c->live--;
+			return true;
+		}
+		i = (i + 1) & (c->capacity - 1);
+	}
+	return false;
+}
+
+int
+api_client_create(api *a, rt_inbox_notify_callback notify, void *arg,
+	api_client **out)
+{
+	if (a == NULL || out == NULL)
+		return API_EINVALID;
+	api_client *c = calloc(1, sizeof *c);
+	if (c == NULL)
+		return API_EUNAVAILABLE;
+	c->a = a;
+	c->slots = calloc(CLIENT_PENDING_INITIAL, sizeof *c->slots);
+	if (c->slots == NULL)
+		goto fail_slots;
+	c->capacity = CLIENT_PENDING_INITIAL;
+	if (rt_inbox_create(a->rt, notify, arg, &c->inbox) != 0)
+		goto fail_inbox;
+	*out = c;
+	return API_OK;
+fail_inbox:
+	free(c->slots);
+fail_slots:
+	free(c);
+	return API_EUNAVAILABLE;
+}
+
+void
+api_client_destroy(api_client *c)
+{
+	if (c == NULL)
+		return;
+	rt_inbox_destroy(c->inbox);
+	free(c->slots);
+	free(c);
+}
+
+uint32_t
+api_client_pending(const api_client *c)
+{
+	return c->calls;
+}
+
+api *
+actors__client_api(const api_client *c)
+{
+	return c->a;
+}
+
+rt_addr
+actors__client_addr(const api_client *c)
+{
+	return rt_inbox_addr(c->inbox);
+}
+
+void
+actors__set_plain_hook(api_client *c, actors__plain_hook hook)
+{
+	c->plain_hook = hook;
+}
+
+void
+actors__call_begin(api_client *c)
+{
+	c->calls++;
+}
+
+int
+actors__ask(api_client *c, rt_addr to, uint32_t type, const void *payload,
+	size_t length, actors__step step, void *op)
+{
+	if (length > RT_MESSAGE_BYTES_MAX)
+		return API_EINVALID;
+	rt_message *m = rt_message_alloc(c->a->rt, type, (uint32_t)length);
+	if (m == NULL)
+		return API_EUNAVAILABLE;
+	if (length > 0)
+		memcpy(m->payload, payload, length);
+	uint64_t correlation = 0;
+	int rc = rt_inbox_ask(c->inbox, to, m, c->a->cfg.ask_timeout_ms,
+		&correlation);
+	if (rc != 0)
+		return API_EUNAVAILABLE;
+	ACTORS_ASSERT(correlation != 0);
+	ACTORS_ASSERT((correlation & CLIENT_TOKEN_BIT) == 0);
+	if (table_put(c, correlation, step, op) != 0) {
+		/* The reply will find no slot and be dropped. */
+		return API_EUNAVAILABLE;
+	}
+	return API_OK;
+}
+
+uint64_t
+actors__token(api_client *c, actors__step step, void *op)
+{
+	uint64_t token = CLIENT_TOKEN_BIT | ++c->next_token;
+	if (table_put(c, token, step, op) != 0)
+		return 0;
+	return token;
+}
+
+void
+actors__token_cancel(api_client *c, uint64_t token)
+{
+	pending_slot s;
+	(void)table_take(c, token, &s);
+}
+
+static void
+dispatch(api_client *c, rt_message *m)
+{
+	uint64_t key = m->correlation;
+	if (m->type == ACTORS_T_POOL_DONE && !(m->flags & RT_MESSAGE_F_REPLY) &&
+		m->size == sizeof(actors__pool_done)) {
+		actors__pool_done done;
+		memcpy(&done, m->payload, sizeof done);
+		key = done.token;
+	} else if (!(m->flags & (RT_MESSAGE_F_REPLY | RT_MESSAGE_F_TIMEOUT)) &&
+		m->type != RT_TYPE_UNDELIVERABLE) {
+		if (c->plain_hook != NULL)
+			c->plain_hook(c, m);
+		rt_message_free(c->a->rt, m);
+		return;
+	}
+	pending_slot s;
+	if (key != 0 && table_take(c, key, &s))
+		s.step(c, s.op, m);
+	rt_message_free(c->a->rt, m);
+}
+
+int
+api_client_poll(api_client *c)
+{
+	int ran = 0;
+	rt_message *m;
+	while ((m = rt_inbox_take(c->inbox)) != NULL) {
+		dispatch(c, m);
+		ran++;
+	}
+	return ran;
+}
+
+int
+api_client_wait(api_client *c, uint64_t timeout_ms)
+{
+	rt_message *m = rt_inbox_wait(c->inbox, timeout_ms);
+	if (m == NULL)
+		return 0;
+	dispatch(c, m);
+	return 1 + api_client_poll(c);
+}
+
+/* ---- replies and completions -------------------------------------------- */
+
+void
+actors__reply_parse(const rt_message *m, int *code, const char **detail,
+	size_t *detail_length, const void **body, size_t *body_length)
+{
+	*detail = NULL;
+	*detail_length = 0;
+	*body = NULL;
+	*body_length = 0;
+	if (m->flags & RT_MESSAGE_F_TIMEOUT) {
+		*code = API_EUNAVAILABLE;
+		*detail = "timed out";
+		*detail_length = strlen(*detail);
+		return;
+	}
+	if (m->type == RT_TYPE_UNDELIVERABLE) {
+		int32_t rc = RT_EUNAVAILABLE;
+		if (m->size >= sizeof rc)
+			memcpy(&rc, m->payload, sizeof rc);
+		*code = rc == RT_ENOTFOUND ? API_ENOTFOUND : API_EUNAVAILABLE;
+		*detail = rt_strerror(rc);
+		*detail_length = strlen(*detail);
+		return;
+	}
+	actors__reply_header h;
+	if (m->size < sizeof h) {
+		*code = API_EINTERNAL;
+		return;
+	}
+	memcpy(&h, m->payload, sizeof h);
+	if (h.detail_length > m->size - sizeof h) {
+		*code = API_EINTERNAL;
+		return;
+	}
+	*code = h.code;
+	*detail = (const char *)m->payload + sizeof h;
+	*detail_length = h.detail_length;
+	*body = m->payload + sizeof h + h.detail_length;
+	*body_length = m->size - sizeof h - h.detail_length;
+}
+
+void
+actors__complete(api_client *c, api_callback cb, void *arg, int code,
+	const char *detail, size_t detail_length, const void *body,
+	size_t body_length)
+{
+	ACTORS_ASSERT(c->calls > 0);
+	c->calls--;
+	api_result r;
+	memset(&r, 0, sizeof r);
+	r.code = code;
+	char text[ACTORS_DETAIL_BYTES_MAX + 1];
+	if (detail != NULL && detail_length > 0) {
+		if (detail_length > ACTORS_DETAIL_BYTES_MAX)
+			detail_length = ACTORS_DETAIL_BYTES_MAX;
+		memcpy(text, detail, detail_length);
+		text[detail_length] = '\0';
+		r.detail = text;
+	}
+	msgpack_unpacked u;
+	msgpack_unpacked_init(&u);
+	if (body != NULL && body_length > 0) {
+		size_t offset = 0;
+		if (msgpack_unpack_next(&u, body, body_length, &offset) ==
+			MSGPACK_UNPACK_SUCCESS)
+			r.body = &u.data;
+	}
+	if (cb != NULL)
+		cb(arg, &r);
+	msgpack_unpacked_destroy(&u);
+}
+
+void
+actors__complete_reply(api_client *c, api_callback cb, void *arg,
+	const rt_message *m)
+{
+	int code;
+	const char *detail;
+	size_t detail_length, body_length;
+	const void *body;
+	actors__reply_parse(m, &code, &detail, &detail_length, &body,
+		&body_length);
+	actors__complete(c, cb, arg, code, detail, detail_length, body,
+		body_length);
+}
+
+/* ---- body readers (api.h) ---------------------------------------------- */
+
+const msgpack_object *
+api_body_get(const msgpack_object *obj, const char *key)
+{
+	if (obj == NULL || obj->type != MSGPACK_OBJECT_MAP)
+		return NULL;
+	size_t n = strlen(key);
+	for (uint32_t i = 0; i < obj->via.map.size; i++) {
+		const msgpack_object_kv *kv = &obj->via.map.ptr[i];
+		if (kv->key.type == MSGPACK_OBJECT_STR &&
+			kv->key.via.str.size == n &&
+			memcmp(kv->key.via.str.ptr, key, n) == 0)
+			return &kv->val;
+	}
+	return NULL;
+}
+
+uint64_t
+api_body_id(const msgpack_object *obj, const char *key)
+{
+	const msgpack_object *v = api_body_get(obj, key);
+	if (v == NULL || v->type != MSGPACK_OBJECT_STR ||
+		v->via.str.size == 0 || v->via.str.size > 20)
+		return 0;
+	uint64_t id = 0;
+	for (uint32_t i = 0; i < v->via.str.size; i++) {
+		char ch = v->via.str.ptr[i];
+		if (ch < '0' || ch > '9')
+			return 0;
+		uint64_t d = (uint64_t)(ch - '0');
+		if (id > (UINT64_MAX - d) / 10)
+			return 0;
+		id = id * 10 + d;
+	}
+	return id;
+}
+
+int64_t
+api_body_int(const msgpack_object *obj, const char *key, int64_t def)
+{
+	const msgpack_object *v = api_body_get(obj, key);
+	if (v == NULL)
+		return def;
+	if (v->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
+		return v->via.u64 > INT64_MAX ? def : (int64_t)v->via.u64;
+	if (v->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
+		return v->via.i64;
+	return def;
+}
+
+bool
+api_body_bool(const msgpack_object *obj, const char *key, bool def)
+{
+	const msgpack_object *v = api_body_get(obj, key);
+	if (v == NULL || v->type != MSGPACK_OBJECT_BOOLEAN)
+		return def;
+	return v->via.boolean;
+}
+
+bool
+api_body_str(const msgpack_object *obj, const char *key, char *buf,
+	size_t size)
+{
+	const msgpack_object *v = api_body_get(obj, key);
+	if (v == NULL || v->type != MSGPACK_OBJECT_STR || size == 0)
+		return false;
+	size_t n = v->via.str.size < size - 1 ? v->via.str.size : size - 1;
+	memcpy(buf, v->via.str.ptr, n);
+	buf[n] = '\0';
+	return true;
+}

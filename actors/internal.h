@@ -1,0 +1,494 @@
+/*
+ * actors/internal.h — names shared inside actors/ only (double underscore).
+ *
+ * Role: the pieces the social-core actor kinds (user, post, username
+ * index) and the client layer (api.c, calls.c, feed.c) share: actor
+ * kinds and message types, the id layout and generator, the wire codec
+ * of internal messages and journal records, validation, the cursor
+ * codec, msgpack body building, and the client's ask machinery that
+ * other modules of actors/ (media, engagement) may also use.
+ *
+ * Invariants:
+ *   - internal message payloads and journal records are position
+ *     independent little-endian bytes written with the wire_* helpers,
+ *     so the cluster and the simulator can ship them unchanged;
+ *   - every reply an actor of this layer sends to a client starts with a
+ *     reply header (code, detail length) followed by the detail text and
+ *     a msgpack body.
+ *
+ * What it deliberately does not do: no I/O, no clock, no threads (the
+ * password pool in api.c is the one exception and runs outside actors).
+ */
+#ifndef FLOCK_ACTORS_INTERNAL_H
+#define FLOCK_ACTORS_INTERNAL_H
+
+#include <assert.h>
+#include <msgpack.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "actors/api.h"
+#include "runtime/runtime.h"
+
+/* Asserts that stay on in release builds (STYLE.md rule 6). */
+#define ACTORS_ASSERT(cond)                                                  \
+	do {                                                                 \
+		if (!(cond))                                                 \
+			actors__assert_fail(__FILE__, __LINE__, #cond);      \
+	} while (0)
+_Noreturn void actors__assert_fail(const char *file, int line,
+	const char *expr);
+
+/* ---- actor kinds --------------------------------------------------------
+ * Kinds 1..3 are the social core; 4..15 are kept for the other modules
+ * of actors/ (media, search, inbox, stories, ...), which pick theirs in
+ * their own headers. */
+#define ACTORS_KIND_USER 1u
+#define ACTORS_KIND_POST 2u
+#define ACTORS_KIND_NAMES 3u
+
+/* ---- ids ----------------------------------------------------------------
+ * ms since ACTORS_EPOCH_MS (41 bits) | partition (13) | sequence (10). */
+#define ACTORS_EPOCH_MS 1704067200000ull /* 2024-01-01T00:00:00Z */
+#define ACTORS_ID_SEQUENCE_BITS 10
+#define ACTORS_ID_PARTITION_BITS 13
+#define ACTORS_PARTITIONS (1u << ACTORS_ID_PARTITION_BITS)
+#define ACTORS_ID_SEQUENCE_MAX ((1u << ACTORS_ID_SEQUENCE_BITS) - 1u)
+#define ACTORS_ID_TIME_BITS 41
+
+static inline uint32_t
+actors__id_partition(uint64_t id)
+{
+	return (uint32_t)((id >> ACTORS_ID_SEQUENCE_BITS) &
+		(ACTORS_PARTITIONS - 1u));
+}
+
+static inline uint64_t
+actors__id_ms(uint64_t id)
+{
+	return (id >> (ACTORS_ID_SEQUENCE_BITS + ACTORS_ID_PARTITION_BITS)) +
+		ACTORS_EPOCH_MS;
+}
+
+/* A node-wide id generator: the last (ms, seq) packed in one atomic word,
+ * ms since the epoch << 10 | seq. Monotonic even if the clock steps back:
+ * it keeps counting on the last ms, borrowing the next ms when a
+ * millisecond's 1,024 sequence numbers are used up. */
+typedef struct actors__idgen {
+	_Atomic uint64_t last;
+} actors__idgen;
+
+void actors__idgen_init(actors__idgen *g);
+/* A fresh id in partition (< ACTORS_PARTITIONS) at wall time wall_ms.
+ * Thread-safe, lock-free. */
+uint64_t actors__idgen_next(actors__idgen *g, uint32_t partition,
+	uint64_t wall_ms);
+
+/* FNV-1a 64 of bytes; stable across builds (ids and shards depend on it). */
+uint64_t actors__hash64(const void *bytes, size_t length);
+/* The partition a username's user and index shard live in. name must be
+ * lowercase already. */
+uint32_t actors__name_partition(const char *lower_name);
+
+/* ---- validation (validate.c) ------------------------------------------- */
+
+/* Username per ^[a-z0-9._]{1,30}$ after lowercasing; out gets the
+ * lowercase form (size > API_USERNAME_BYTES_MAX). */
+bool actors__username_normalize(const char *name, char *out, size_t size);
+bool actors__email_valid(const char *email);
+bool actors__password_valid(const char *password);
+/* Number of UTF-8 code points; -1 if bytes are not valid UTF-8. */
+long actors__utf8_count(const char *s, size_t length);
+
+/* Hashtags (#word) and mentions (@name) of a caption, lowercase, without
+ * the sign, distinct, in order of first appearance. Calls fn for each;
+ * returns how many distinct tags there were (may exceed what fn took). */
+typedef void (*actors__tag_callback)(void *arg, const char *tag,
+	size_t length);
+uint32_t actors__parse_tags(const char *text, size_t length, char sign,
+	actors__tag_callback fn, void *arg);
+
+/* Full validity of a caption: UTF-8, <= API_CAPTION_CHARACTERS_MAX code
+ * points, <= API_CAPTION_HASHTAGS_MAX hashtags. Writes a reason. */
+int actors__caption_check(const char *caption, const char **detail);
+int actors__comment_check(const char *text, const char **detail);
+int actors__bio_check(const char *bio, const char **detail);
+
+/* ---- wire codec (internal messages and journal records) ---------------- */
+
+typedef struct wire_writer {
+	unsigned char *bytes;
+	size_t length;
+	size_t capacity;
+	bool failed; /* an allocation failed; the bytes are unusable */
+} wire_writer;
+
+void wire_init(wire_writer *w);
+void wire_free(wire_writer *w);
+void wire_u8(wire_writer *w, uint8_t v);
+void wire_u32(wire_writer *w, uint32_t v);
+void wire_u64(wire_writer *w, uint64_t v);
+void wire_f64(wire_writer *w, double v);
+void wire_bytes(wire_writer *w, const void *bytes, size_t length);
+/* u32 length + bytes (no NUL); NULL writes length 0. */
+void wire_str(wire_writer *w, const char *s);
+void wire_strn(wire_writer *w, const char *s, size_t length);
+
+typedef struct wire_reader {
+	const unsigned char *bytes;
+	size_t length;
+	size_t offset;
+	bool failed; /* read past the end or a malformed field */
+} wire_reader;
+
+void wire_reader_init(wire_reader *r, const void *bytes, size_t length);
+uint8_t wire_get_u8(wire_reader *r);
+uint32_t wire_get_u32(wire_reader *r);
+uint64_t wire_get_u64(wire_reader *r);
+double wire_get_f64(wire_reader *r);
+/* A string field borrowed from the reader's bytes (not NUL-terminated);
+ * *length gets its size. Fails past max_length. */
+const char *wire_get_str(wire_reader *r, size_t max_length, size_t *length);
+/* Same, copied into a fresh NUL-terminated malloc'd string (owned). */
+char *wire_get_strdup(wire_reader *r, size_t max_length);
+/* Copies into buf (NUL-terminated); fails when it does not fit. */
+void wire_get_strbuf(wire_reader *r, char *buf, size_t size);
+/* True when every byte was consumed and nothing failed. */
+bool wire_done(const wire_reader *r);
+
+/* ---- client replies ---------------------------------------------------- */
+
+/* Reply payload: header, detail bytes, msgpack body bytes. */
+typedef struct actors__reply_header {
+	int32_t code;
+	uint32_t detail_length;
+} actors__reply_header;
+static_assert(sizeof(actors__reply_header) == 8, "reply header on the wire");
+
+/* Detail text is bounded so a reply stays small. */
+#define ACTORS_DETAIL_BYTES_MAX 200u
+
+/* Builds a reply message (owned) with code, detail (may be NULL) and
+ * body bytes (may be NULL/0). NULL on allocation failure. */
+rt_message *actors__reply_make(rt_runtime *rt, uint32_t type, int code,
+	const char *detail, const void *body, size_t body_length);
+/* Replies to the (from, correlation) kept in `to` (a copy of a request's
+ * header: only from and correlation are read). */
+void actors__reply(rt_actor *self, const rt_message *to, int code,
+	const char *detail, const void *body, size_t body_length);
+/* Reply context kept while a write waits for durability or another
+ * actor: the request's sender and correlation. */
+typedef struct actors__reply_to {
+	rt_addr from;
+	uint64_t correlation;
+} actors__reply_to;
+static_assert(sizeof(actors__reply_to) == 24, "reply context on the wire");
+void actors__reply_to_from(actors__reply_to *to, const rt_message *m);
+void actors__reply_later(rt_actor *self, const actors__reply_to *to,
+	int code, const char *detail, const void *body, size_t body_length);
+void wire_reply_to(wire_writer *w, const actors__reply_to *to);
+void wire_get_reply_to(wire_reader *r, actors__reply_to *to);
+
+/* ---- msgpack bodies ---------------------------------------------------- */
+
+/* An sbuffer-backed packer. */
+typedef struct actors__body {
+	msgpack_sbuffer buffer;
+	msgpack_packer packer;
+} actors__body;
+
+void actors__body_init(actors__body *b);
+void actors__body_free(actors__body *b);
+void actors__pack_str(msgpack_packer *p, const char *s);
+void actors__pack_strn(msgpack_packer *p, const char *s, size_t length);
+/* An id as a decimal string ("0" never appears: 0 packs nil). */
+void actors__pack_id(msgpack_packer *p, uint64_t id);
+/* RFC 3339 UTC with milliseconds, from ms since the Unix epoch. */
+void actors__pack_time(msgpack_packer *p, uint64_t unix_ms);
+void actors__format_time(uint64_t unix_ms, char *buf, size_t size);
+/* key then value helpers for maps. */
+void actors__pack_key(msgpack_packer *p, const char *key);
+static inline void
+msgpack_pack_bool(msgpack_packer *p, bool v)
+{
+	if (v)
+		msgpack_pack_true(p);
+	else
+		msgpack_pack_false(p);
+}
+
+/* ---- cursors (cursor.c) ------------------------------------------------ */
+
+/* What a cursor carries: which listing it belongs to and the boundary
+ * id (exclusive) the next page starts from. */
+typedef enum actors__cursor_kind {
+	ACTORS_CURSOR_FEED = 1,
+	ACTORS_CURSOR_USER_POSTS = 2,
+	ACTORS_CURSOR_FOLLOWERS = 3,
+	ACTORS_CURSOR_FOLLOWING = 4,
+	ACTORS_CURSOR_COMMENTS = 5,
+} actors__cursor_kind;
+
+typedef struct actors__cursor {
+	uint8_t kind;        /* actors__cursor_kind */
+	uint64_t owner;      /* whose listing (user or post id) */
+	uint64_t boundary;   /* exclusive bound: next page is beyond it */
+} actors__cursor;
+
+/* base64url without padding of a 32-byte record; fits in this many bytes
+ * with the NUL. */
+#define ACTORS_CURSOR_TEXT_BYTES 48u
+void actors__cursor_encode(const actors__cursor *c, char *out, size_t size);
+/* API_EINVALID for anything not produced by actors__cursor_encode (wrong
+ * length, alphabet, version, checksum) or of another kind/owner. */
+int actors__cursor_decode(const char *text, uint8_t kind, uint64_t owner,
+	actors__cursor *out);
+
+/* ---- ranking (feed.c) -------------------------------------------------- */
+
+typedef struct actors__rank_input {
+	uint64_t now_ms;       /* reader's wall clock */
+	uint64_t created_ms;   /* post's time */
+	uint32_t likes;
+	uint32_t comments;
+	double affinity;       /* reader's decayed interactions with author */
+} actors__rank_input;
+double actors__rank_score(const actors__rank_input *in);
+
+/* Affinity decays with this half-life: a like a week ago weighs half. */
+#define ACTORS_AFFINITY_HALF_LIFE_MS (7ull * 24 * 3600 * 1000)
+double actors__affinity_decay(double score, uint64_t age_ms);
+
+/* ---- message types --------------------------------------------------------
+ * Shared by every kind of the social core: */
+#define ACTORS_T_DURABLE 1u        /* ps_durable_notice for our record */
+#define ACTORS_T_EFFECT_CONFIRM 2u /* ps_effect_confirm from a target */
+#define ACTORS_T_PUSH_ACK 3u       /* u64 push id: a follower applied it */
+#define ACTORS_T_RESEND 4u         /* timer: re-send unsent effects */
+/* Client inbox, plain messages: */
+#define ACTORS_T_POOL_DONE 50u     /* password pool result */
+
+/* user kind */
+enum {
+	USER_T_CREATE = 100,     /* effect from names: create the account */
+	USER_T_PROFILE,          /* ask: viewer -> profile body */
+	USER_T_SUMMARY,          /* ask: -> {user_id, username, pic} */
+	USER_T_UPDATE,           /* ask: bio / pic */
+	USER_T_CREDENTIALS,      /* ask: -> password hash */
+	USER_T_FOLLOW,           /* ask: follow/unfollow target */
+	USER_T_FOLLOWER_SET,     /* effect: follower added/removed */
+	USER_T_FOLLOW_LIST,      /* ask: followers/following page of ids */
+	USER_T_POST_CREATE,      /* ask: caption, media */
+	USER_T_OWN_POSTS,        /* ask: page of own post ids */
+	USER_T_OWN_POST_REMOVE,  /* effect from a post: it was deleted */
+	USER_T_TIMELINE_ADD,     /* push: post into the home timeline */
+	USER_T_PULL_ON,          /* push: start pulling this followee */
+	USER_T_FEED_CANDIDATES,  /* ask: timeline refs + pulls + affinities */
+	USER_T_RECENT,           /* ask: own unpushed posts below a bound */
+	USER_T_INTERACTION,      /* plain: reader liked/commented an author */
+};
+
+/* post kind */
+enum {
+	POST_T_INIT = 200,       /* effect from the author: create */
+	POST_T_GET,              /* ask: viewer -> post body */
+	POST_T_SUMMARY,          /* ask: viewer -> summary header + body */
+	POST_T_DELETE,           /* ask: viewer */
+	POST_T_LIKE,             /* ask: viewer, like/unlike */
+	POST_T_COMMENT_ADD,      /* ask: viewer, username, text */
+	POST_T_COMMENT_DELETE,   /* ask: viewer, comment id */
+	POST_T_COMMENTS,         /* ask: page */
+	POST_T_MEDIA,            /* plain: media status/hash changed */
+};
+
+/* username index kind */
+enum {
+	NAMES_T_CLAIM = 300,     /* ask: name, user id, email, hash */
+	NAMES_T_LOOKUP,          /* ask: name -> user id */
+};
+
+/* Journal record types (per kind; the kind disambiguates). */
+enum {
+	USER_R_CREATED = 1,
+	USER_R_PROFILE = 2,
+	USER_R_FOLLOWING = 3,    /* target, on/off */
+	USER_R_FOLLOWER = 4,     /* follower, on/off */
+	USER_R_POSTED = 5,       /* post id, pushed flag, init payload */
+	USER_R_POST_REMOVED = 6,
+	USER_R_TIMELINE = 7,     /* post id, author id */
+	USER_R_PULL = 8,         /* followee */
+	USER_R_PUSH_DONE = 9,    /* push id */
+	POST_R_INIT = 20,
+	POST_R_DELETED = 21,
+	POST_R_LIKE = 22,        /* viewer, on/off */
+	POST_R_COMMENT = 23,
+	POST_R_COMMENT_DELETED = 24,
+	POST_R_MEDIA = 25,
+	NAMES_R_CLAIM = 40,
+};
+
+/* What a durable notice's cookie carries back: who to answer and what
+ * the write was. Exactly PS_NOTICE_COOKIE_BYTES_MAX bytes. */
+typedef struct actors__cookie {
+	uint32_t from_kind;
+	uint32_t event;       /* the *_T_ request type or *_R_ record type */
+	uint64_t from_id;
+	uint64_t correlation; /* 0: nobody to answer */
+	uint64_t extra;       /* an id the answer needs (post, comment) */
+} actors__cookie;
+static_assert(sizeof(actors__cookie) == 32, "cookie fits a notice");
+
+static inline actors__cookie
+actors__cookie_make(const actors__reply_to *to, uint32_t event,
+	uint64_t extra)
+{
+	actors__cookie c = {to->from.kind, event, to->from.id,
+		to->correlation, extra};
+	return c;
+}
+
+static inline actors__reply_to
+actors__cookie_reply_to(const actors__cookie *c)
+{
+	actors__reply_to to = {rt_addr_make(c->from_kind, c->from_id),
+		c->correlation};
+	return to;
+}
+
+/* ---- the api object and the node-wide registry ------------------------- */
+
+typedef struct actors__pool actors__pool;
+
+struct api {
+	rt_runtime *rt;
+	ps_node *store;               /* NULL: no durability */
+	api_config cfg;
+	actors__idgen ids;
+	rt_actor_ops user_ops;
+	rt_actor_ops post_ops;
+	rt_actor_ops names_ops;
+	actors__pool *pool;           /* password hashing threads */
+	_Atomic uint64_t local_sequence; /* no-store "LSNs" */
+	char media_base_url[128];
+};
+
+/* The api that registered kinds on rt (actor code finds its api here:
+ * the runtime carries no user pointer). A handful of entries, written at
+ * api_create and api_destroy, read lock-free. */
+api *actors__api_of(rt_runtime *rt);
+
+/* Journals an event of self and arranges an ACTORS_T_DURABLE notice with
+ * cookie to self when it is durable. With no store the notice is sent at
+ * once. *lsn_out gets the record's LSN (a local sequence without store).
+ * Returns 0 or API_EUNAVAILABLE (journal full or failed). */
+int actors__journal(api *a, rt_actor *self, uint32_t record_type,
+	const void *payload, size_t length, const actors__cookie *cookie,
+	uint64_t *lsn_out);
+/* A notice once everything journaled so far is durable, no record. */
+int actors__barrier(api *a, rt_actor *self, const actors__cookie *cookie);
+/* Maps a notice status to an api code. */
+int actors__notice_code(int status);
+
+/* ---- password pool (api.c) --------------------------------------------- */
+
+/* Hashes or verifies off the scheduler threads; the result comes back to
+ * the client's inbox as an ACTORS_T_POOL_DONE message with token. */
+int actors__pool_hash(api *a, rt_addr inbox, uint64_t token,
+	const char *password);
+int actors__pool_verify(api *a, rt_addr inbox, uint64_t token,
+	const char *hash, const char *password);
+/* ACTORS_T_POOL_DONE payload: token, code (0 ok, API_EUNAUTHORIZED for a
+ * mismatch), hash string. */
+typedef struct actors__pool_done {
+	uint64_t token;
+	int32_t code;
+	char hash[128]; /* crypto_pwhash_STRBYTES */
+} actors__pool_done;
+
+/* ---- the client's ask machinery (client.c) ----------------------------- */
+
+/* A continuation: m is the reply (or timeout / undeliverable notice),
+ * borrowed until return. */
+typedef void (*actors__step)(api_client *c, void *op, const rt_message *m);
+
+/* Asks `to` with payload bytes (copied); step(op, reply) runs later from
+ * poll/wait. Returns 0 or API_EUNAVAILABLE. */
+int actors__ask(api_client *c, rt_addr to, uint32_t type,
+	const void *payload, size_t length, actors__step step, void *op);
+/* A client-local token for pool jobs: the POOL_DONE message with it
+ * runs step. */
+uint64_t actors__token(api_client *c, actors__step step, void *op);
+void actors__token_cancel(api_client *c, uint64_t token);
+api *actors__client_api(const api_client *c);
+rt_addr actors__client_addr(const api_client *c);
+
+/* Splits a reply: *code (timeouts -> API_EUNAVAILABLE, undeliverable ->
+ * API_ENOTFOUND/API_EUNAVAILABLE), detail and body borrowed from m. */
+void actors__reply_parse(const rt_message *m, int *code, const char **detail,
+	size_t *detail_length, const void **body, size_t *body_length);
+
+/* Runs cb with a result built from code, detail, body bytes (msgpack,
+ * may be NULL). Decrements the client's pending count. */
+void actors__complete(api_client *c, api_callback cb, void *arg, int code,
+	const char *detail, size_t detail_length, const void *body,
+	size_t body_length);
+/* Forwards a reply message unchanged to cb. */
+void actors__complete_reply(api_client *c, api_callback cb, void *arg,
+	const rt_message *m);
+/* Marks one more call in flight (the matching complete decrements). */
+void actors__call_begin(api_client *c);
+
+/* Plain messages that are not replies go here (stream events of other
+ * modules); NULL drops them. */
+typedef void (*actors__plain_hook)(api_client *c, const rt_message *m);
+void actors__set_plain_hook(api_client *c, actors__plain_hook hook);
+
+/* ---- actor kinds ------------------------------------------------------- */
+
+void actors__user_ops(rt_actor_ops *ops);
+void actors__post_ops(rt_actor_ops *ops);
+void actors__names_ops(rt_actor_ops *ops);
+
+/* Feed candidates answer (USER_T_FEED_CANDIDATES): header, then refs,
+ * then pull followees, then affinities, all wire-encoded. */
+typedef struct actors__ref {
+	uint64_t post_id;
+	uint64_t author_id;
+} actors__ref;
+
+/* Post summary answer (POST_T_SUMMARY): these, then the body. */
+typedef struct actors__summary {
+	uint64_t post_id;
+	uint64_t author_id;
+	uint32_t likes;
+	uint32_t comments;
+	uint32_t deleted;
+	uint32_t reserved;
+} actors__summary;
+static_assert(sizeof(actors__summary) == 32, "summary on the wire");
+
+/* ---- call helpers (calls.c), shared with feed.c ------------------------ */
+
+/* Completes (cb, arg) with code and detail from the next poll. Counts the
+ * call. Returns 0 (the callback will run) or API_EUNAVAILABLE. */
+int calls__fail(api_client *c, api_callback cb, void *arg, int code,
+	const char *detail);
+/* One ask whose reply is the answer. Counts the call. */
+int calls__forward(api_client *c, rt_addr to, uint32_t type,
+	const wire_writer *w, api_callback cb, void *arg);
+typedef void (*calls__resolved_fn)(api_client *c, void *op,
+	uint64_t user_id);
+/* Resolves a username, then next(op, user id); an unknown name completes
+ * with missing_code. Takes next_op (freed on every failure path). Counts
+ * the call. */
+int calls__resolve(api_client *c, const char *name, api_callback cb,
+	void *arg, calls__resolved_fn next, void *next_op, int missing_code);
+/* Limit (default/max checked) and boundary (first when no cursor) of a
+ * page; API_EINVALID for a bad limit or cursor. */
+int calls__page_args(const api_page *page, uint8_t kind, uint64_t owner,
+	uint64_t first, uint32_t *limit, uint64_t *boundary);
+
+#endif /* FLOCK_ACTORS_INTERNAL_H */

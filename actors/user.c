@@ -1,0 +1,1699 @@
+/*
+ * actors/user.c — the user actor: profile, credentials, follow graph,
+ * home timeline, own posts, counters, interaction scores, fan-out.
+ *
+ * Role: owns everything about one account. Writes are journaled events
+ * applied by one function (user_apply) both live and at recovery, so
+ * activation = snapshot + journal tail; a write is answered from its
+ * durable notice. Effects:
+ *   - single effects (post creation to the post actor, follower set to
+ *     the followee) go through the persistence outbox, confirmed by the
+ *     target once it journaled them;
+ *   - pushes to all followers (a post into their timelines, or "pull me"
+ *     when this user's posts stop being pushed) are one entry per event,
+ *     sent to every follower in id order and acknowledged by each; the
+ *     entry is journaled done once every ack is in. After a crash every
+ *     unfinished push is sent again; timelines dedupe by post id and the
+ *     pull set is a set, so nothing is applied twice.
+ *
+ * Hybrid fan-out: a post is pushed when the author has at most
+ * celebrity_followers_min followers at post time, else kept in the own
+ * posts list as unpushed. The first unpushed post makes every follower
+ * (and from then on every new follower) add this author to its pull set;
+ * feed reads ask every followee in the pull set for its unpushed posts.
+ * The pull set is never shrunk while following, so a followee that was a
+ * celebrity at any post time stays covered whichever way it crosses.
+ *
+ * Invariants: followers/following/pulls are sorted id sets; the timeline
+ * holds distinct post ids sorted ascending in a ring of at most
+ * timeline_entries_max; counters are the sizes of those sets, so they are
+ * exact by construction.
+ *
+ * What it deliberately does not do: password hashing (the client's pool),
+ * post content (the post actor), backfill of a new followee's old posts.
+ */
+#include "actors/internal.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+#include "persistence/persistence.h"
+
+/* Interaction scores kept per user: the authors a reader interacts with
+ * most; 64 covers a reader's close circle and keeps lookups linear. */
+#define USER_AFFINITY_ENTRIES_MAX 64u
+/* Sends of one push per turn: yields to other actors between slices so
+ * one celebrity's post does not hold a worker for 100,000 sends. */
+#define USER_PUSH_SLICE_SENDS 4096u
+/* Delay before re-sending after a full mailbox or pool (backpressure). */
+#define USER_RESEND_DELAY_MS 5u
+/* Mailbox bound: a push of 100,000 posts comes back as as many acks. */
+#define USER_MAILBOX_MESSAGES_MAX (1u << 20)
+/* Push keys: post id, or post id with this bit for a "pull me" notice. */
+#define USER_PUSH_PULL_BIT (1ull << 63)
+
+typedef struct id_set {
+	uint64_t *ids; /* sorted ascending, distinct */
+	uint32_t count;
+	uint32_t capacity;
+} id_set;
+
+typedef struct own_post {
+	uint64_t post_id;
+	uint32_t pushed; /* 1: fanned out; 0: pulled by followers */
+	uint32_t reserved;
+} own_post;
+
+typedef struct affinity {
+	uint64_t author_id;
+	double score;       /* decayed interaction weight at at_ms */
+	uint64_t at_ms;
+} affinity;
+
+typedef struct push {
+	uint64_t key;       /* post id, | USER_PUSH_PULL_BIT for "pull me" */
+	uint64_t author_id; /* timeline pushes: the post's author (self) */
+	uint64_t target;    /* 0: every follower; else one user */
+	uint64_t next_id;   /* followers with id >= this are still to send */
+	uint64_t lsn;       /* the event that made it; send once durable */
+	uint32_t sent;
+	uint32_t acked;
+	bool done_sending;
+} push;
+
+typedef struct user_state {
+	uint64_t id;
+	bool exists;
+	bool has_unpushed;
+	char username[API_USERNAME_BYTES_MAX + 2];
+	char *email;
+	char *bio;
+	char *password_hash;
+	uint64_t profile_pic_media_id;
+	id_set followers;
+	id_set following;
+	id_set pulls;
+	own_post *posts; /* sorted by post id ascending */
+	uint32_t posts_count;
+	uint32_t posts_capacity;
+	actors__ref *ring; /* timeline, ring_count entries from ring_head */
+	uint32_t ring_head;
+	uint32_t ring_count;
+	uint32_t ring_capacity;
+	affinity affinities[USER_AFFINITY_ENTRIES_MAX];
+	uint32_t affinities_count;
+	push *pushes;
+	uint32_t pushes_count;
+	uint32_t pushes_capacity;
+	bool resend_armed;
+	uint64_t durable_lsn; /* highest notice seen (not stored) */
+	ps_outbox outbox;
+} user_state;
+
+/* ---- id sets ------------------------------------------------------------ */
+
+static uint32_t
+set_lower_bound(const id_set *s, uint64_t id)
+{
+	uint32_t lo = 0, hi = s->count;
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+		if (s->ids[mid] < id)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+static bool
+set_has(const id_set *s, uint64_t id)
+{
+	uint32_t i = set_lower_bound(s, id);
+	return i < s->count && s->ids[i] == id;
+}
+
+static int
+set_add(id_set *s, uint64_t id)
+{
+	uint32_t i = set_lower_bound(s, id);
+	if (i < s->count && s->ids[i] == id)
+		return 0;
+	if (s->count == s->capacity) {
+		uint32_t capacity = s->capacity ? s->capacity * 2 : 4;
+		uint64_t *ids = realloc(s->ids, capacity * sizeof *ids);
+		if (ids == NULL)
+			return API_EUNAVAILABLE;
+		s->ids = ids;
+		s->capacity = capacity;
+	}
+	memmove(s->ids + i + 1, s->ids + i, (s->count - i) * sizeof *s->ids);
+	s->ids[i] = id;
+	s->count++;
+	return 1;
+}
+
+static bool
+set_remove(id_set *s, uint64_t id)
+{
+	uint32_t i = set_lower_bound(s, id);
+	if (i == s->count || s->ids[i] != id)
+		return false;
+	memmove(s->ids + i, s->ids + i + 1, (s->count - i - 1) * sizeof *s->ids);
+	s->count--;
+	return true;
+}
+
+static void
+set_free(id_set *s)
+{
+	free(s->ids);
+	memset(s, 0, sizeof *s);
+}
+
+/* ---- timeline ring ------------------------------------------------------ */
+
+static actors__ref *
+ring_at(const user_state *st, uint32_t i)
+{
+	return &st->ring[(st->ring_head + i) % st->ring_capacity];
+}
+
+static int
+ring_grow(user_state *st, uint32_t max)
+{
+	uint32_t capacity = st->ring_capacity ? st->ring_capacity * 2 : 16;
+	if (capacity > max)
+		capacity = max;
+	actors__ref *ring = malloc(capacity * sizeof *ring);
+	if (ring == NULL)
+		return API_EUNAVAILABLE;
+	for (uint32_t i = 0; i < st->ring_count; i++)
+		ring[i] = *ring_at(st, i);
+	free(st->ring);
+	st->ring = ring;
+	st->ring_head = 0;
+	st->ring_capacity = capacity;
+	return 0;
+}
+
+/* Index of the first entry with post id >= id. */
+static uint32_t
+ring_lower_bound(const user_state *st, uint64_t id)
+{
+	uint32_t lo = 0, hi = st->ring_count;
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+		if (ring_at(st, mid)->post_id < id)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+static bool
+ring_has(const user_state *st, uint64_t post_id)
+{
+	uint32_t i = ring_lower_bound(st, post_id);
+	return i < st->ring_count && ring_at(st, i)->post_id == post_id;
+}
+
+/* Would inserting post_id change the ring? (new, and not older than
+ * everything in a full ring) */
+static bool
+ring_wants(const user_state *st, uint64_t post_id, uint32_t max)
+{
+	if (ring_has(st, post_id))
+		return false;
+	return !(st->ring_count == max && max > 0 &&
+		post_id < ring_at(st, 0)->post_id);
+}
+
+static int
+ring_insert(user_state *st, actors__ref ref, uint32_t max)
+{
+	ACTORS_ASSERT(max > 0);
+	if (!ring_wants(st, ref.post_id, max))
+		return 0;
+	if (st->ring_count == max) {
+		/* Full: the oldest falls off. */
+		st->ring_head = (st->ring_head + 1) % st->ring_capacity;
+		st->ring_count--;
+	}
+	if (st->ring_count == st->ring_capacity) {
+		int rc = ring_grow(st, max);
+		if (rc != 0)
+			return rc;
+	}
+	uint32_t pos = ring_lower_bound(st, ref.post_id);
+	/* Shift the newer entries up by one (rare: pushes arrive in order). */
+	for (uint32_t i = st->ring_count; i > pos; i--)
+		*ring_at(st, i) = *ring_at(st, i - 1);
+	*ring_at(st, pos) = ref;
+	st->ring_count++;
+	return 1;
+}
+
+/* The bound while replaying (no api at hand): generous, trimmed to the
+ * configured size by on_activate. */
+#define USER_RING_RECOVERY_MAX (1u << 16)
+
+static uint32_t
+ring_max(const api *a)
+{
+	return a != NULL ? a->cfg.timeline_entries_max : USER_RING_RECOVERY_MAX;
+}
+
+static void
+ring_trim(user_state *st, uint32_t max)
+{
+	while (st->ring_count > max) {
+		st->ring_head = (st->ring_head + 1) % st->ring_capacity;
+		st->ring_count--;
+	}
+}
+
+/* ---- own posts ---------------------------------------------------------- */
+
+static uint32_t
+posts_lower_bound(const user_state *st, uint64_t post_id)
+{
+	uint32_t lo = 0, hi = st->posts_count;
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+		if (st->posts[mid].post_id < post_id)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+static int
+posts_add(user_state *st, uint64_t post_id, bool pushed)
+{
+	uint32_t i = posts_lower_bound(st, post_id);
+	if (i < st->posts_count && st->posts[i].post_id == post_id)
+		return 0;
+	if (st->posts_count == st->posts_capacity) {
+		uint32_t capacity = st->posts_capacity ? st->posts_capacity * 2
+						       : 8;
+		own_post *p = realloc(st->posts, capacity * sizeof *p);
+		if (p == NULL)
+			return API_EUNAVAILABLE;
+		st->posts = p;
+		st->posts_capacity = capacity;
+	}
+	memmove(st->posts + i + 1, st->posts + i,
+		(st->posts_count - i) * sizeof *st->posts);
+	st->posts[i] = (own_post){post_id, pushed ? 1u : 0u, 0};
+	st->posts_count++;
+	return 1;
+}
+
+static void
+posts_remove(user_state *st, uint64_t post_id)
+{
+	uint32_t i = posts_lower_bound(st, post_id);
+	if (i == st->posts_count || st->posts[i].post_id != post_id)
+		return;
+	memmove(st->posts + i, st->posts + i + 1,
+		(st->posts_count - i - 1) * sizeof *st->posts);
+	st->posts_count--;
+}
+
+/* ---- pushes ------------------------------------------------------------- */
+
+static push *
+push_find(user_state *st, uint64_t key)
+{
+	for (uint32_t i = 0; i < st->pushes_count; i++)
+		if (st->pushes[i].key == key)
+			return &st->pushes[i];
+	return NULL;
+}
+
+static int
+push_add(user_state *st, uint64_t key, uint64_t target, uint64_t lsn)
+{
+	push *p = push_find(st, key);
+	if (p != NULL && p->target == target)
+		return 0;
+	if (st->pushes_count == st->pushes_capacity) {
+		uint32_t capacity = st->pushes_capacity ? st->pushes_capacity * 2
+							: 4;
+		push *pushes = realloc(st->pushes, capacity * sizeof *pushes);
+		if (pushes == NULL)
+			return API_EUNAVAILABLE;
+		st->pushes = pushes;
+		st->pushes_capacity = capacity;
+	}
+	p = &st->pushes[st->pushes_count++];
+	memset(p, 0, sizeof *p);
+	p->key = key;
+	p->author_id = st->id;
+	p->target = target;
+	p->lsn = lsn;
+	return 1;
+}
+
+static void
+push_remove(user_state *st, uint64_t key)
+{
+	for (uint32_t i = 0; i < st->pushes_count; i++) {
+		if (st->pushes[i].key != key)
+			continue;
+		st->pushes[i] = st->pushes[--st->pushes_count];
+		return;
+	}
+}
+
+/* ---- apply: the one place events change state ---------------------------- */
+
+static int
+apply_created(user_state *st, wire_reader *r)
+{
+	uint64_t id = wire_get_u64(r);
+	char username[API_USERNAME_BYTES_MAX + 2];
+	wire_get_strbuf(r, username, sizeof username);
+	char *email = wire_get_strdup(r, API_EMAIL_BYTES_MAX);
+	char *hash = wire_get_strdup(r, 256);
+	if (r->failed) {
+		free(email);
+		free(hash);
+		return RT_ECORRUPT;
+	}
+	if (st->exists) {
+		/* Re-sent creation: the first one stands. */
+		free(email);
+		free(hash);
+		return 0;
+	}
+	st->id = id;
+	st->exists = true;
+	memcpy(st->username, username, sizeof username);
+	st->email = email;
+	st->password_hash = hash;
+	return 0;
+}
+
+static int
+apply_profile(user_state *st, wire_reader *r)
+{
+	uint8_t has_bio = wire_get_u8(r);
+	char *bio = wire_get_strdup(r, API_BIO_CHARACTERS_MAX * 4);
+	uint64_t pic = wire_get_u64(r);
+	if (r->failed) {
+		free(bio);
+		return RT_ECORRUPT;
+	}
+	if (has_bio) {
+		free(st->bio);
+		st->bio = bio;
+	} else {
+		free(bio);
+	}
+	if (pic != 0)
+		st->profile_pic_media_id = pic;
+	return 0;
+}
+
+static int
+apply_following(user_state *st, wire_reader *r, uint64_t lsn)
+{
+	uint64_t target = wire_get_u64(r);
+	uint8_t on = wire_get_u8(r);
+	if (r->failed)
+		return RT_ECORRUPT;
+	if (on) {
+		if (set_add(&st->following, target) < 0)
+			return RT_ENOMEM;
+	} else {
+		set_remove(&st->following, target);
+		set_remove(&st->pulls, target);
+	}
+	wire_writer w;
+	wire_init(&w);
+	wire_u64(&w, st->id);
+	wire_u8(&w, on);
+	int rc = w.failed ? RT_ENOMEM
+			  : ps_outbox_add(&st->outbox,
+				rt_addr_make(ACTORS_KIND_USER, target),
+				USER_T_FOLLOWER_SET, w.bytes, w.length, lsn,
+				NULL);
+	wire_free(&w);
+	return rc == 0 ? 0 : RT_ENOMEM;
+}
+
+static int
+apply_follower(user_state *st, wire_reader *r, uint64_t lsn)
+{
+	uint64_t follower = wire_get_u64(r);
+	uint8_t on = wire_get_u8(r);
+	if (r->failed)
+		return RT_ECORRUPT;
+	if (!on) {
+		set_remove(&st->followers, follower);
+		return 0;
+	}
+	int added = set_add(&st->followers, follower);
+	if (added < 0)
+		return RT_ENOMEM;
+	/* A new follower of someone whose posts are pulled must pull too. */
+	if (added > 0 && st->has_unpushed &&
+		push_add(st, USER_PUSH_PULL_BIT | follower, follower, lsn) <
+			0)
+		return RT_ENOMEM;
+	return 0;
+}
+
+static int
+apply_posted(api *a, user_state *st, wire_reader *r, uint64_t lsn)
+{
+	size_t start = r->offset;
+	uint64_t post_id = wire_get_u64(r);
+	uint8_t pushed = wire_get_u8(r);
+	size_t caption_length;
+	(void)wire_get_str(r, API_CAPTION_CHARACTERS_MAX * 4, &caption_length);
+	(void)wire_get_u64(r); /* media id */
+	if (r->failed)
+		return RT_ECORRUPT;
+	int added = posts_add(st, post_id, pushed != 0);
+	if (added < 0)
+		return RT_ENOMEM;
+	if (added == 0)
+		return 0;
+	actors__ref self_ref = {post_id, st->id};
+	if (ring_insert(st, self_ref, ring_max(a)) < 0)
+		return RT_ENOMEM;
+	/* POST_T_INIT payload: author, username, then this record's body. */
+	wire_writer w;
+	wire_init(&w);
+	wire_u64(&w, st->id);
+	wire_str(&w, st->username);
+	wire_bytes(&w, r->bytes + start, r->offset - start);
+	int rc = w.failed ? PS_ENOMEM
+			  : ps_outbox_add(&st->outbox,
+				rt_addr_make(ACTORS_KIND_POST, post_id),
+				POST_T_INIT, w.bytes, w.length, lsn, NULL);
+	wire_free(&w);
+	if (rc != 0)
+		return RT_ENOMEM;
+	if (pushed)
+		return push_add(st, post_id, 0, lsn) < 0 ? RT_ENOMEM : 0;
+	if (!st->has_unpushed) {
+		st->has_unpushed = true;
+		if (push_add(st, USER_PUSH_PULL_BIT | post_id, 0, lsn) < 0)
+			return RT_ENOMEM;
+	}
+	return 0;
+}
+
+static int
+user_apply(api *a, user_state *st, uint32_t type, const void *payload,
+	size_t length, uint64_t lsn)
+{
+	wire_reader r;
+	wire_reader_init(&r, payload, length);
+	int rc = 0;
+	switch (type) {
+	case USER_R_CREATED:
+		rc = apply_created(st, &r);
+		break;
+	case USER_R_PROFILE:
+		rc = apply_profile(st, &r);
+		break;
+	case USER_R_FOLLOWING:
+		rc = apply_following(st, &r, lsn);
+		break;
+	case USER_R_FOLLOWER:
+		rc = apply_follower(st, &r, lsn);
+		break;
+	case USER_R_POSTED:
+		rc = apply_posted(a, st, &r, lsn);
+		break;
+	case USER_R_POST_REMOVED:
+		posts_remove(st, wire_get_u64(&r));
+		break;
+	case USER_R_TIMELINE: {
+		actors__ref ref;
+		ref.post_id = wire_get_u64(&r);
+		ref.author_id = wire_get_u64(&r);
+		if (!r.failed && ring_insert(st, ref, ring_max(a)) < 0)
+			rc = RT_ENOMEM;
+		break;
+	}
+	case USER_R_PULL: {
+		uint64_t author = wire_get_u64(&r);
+		if (!r.failed && set_has(&st->following, author) &&
+			set_add(&st->pulls, author) < 0)
+			rc = RT_ENOMEM;
+		break;
+	}
+	case USER_R_PUSH_DONE:
+		push_remove(st, wire_get_u64(&r));
+		break;
+	default:
+		return RT_ECORRUPT;
+	}
+	if (rc == 0 && r.failed)
+		rc = RT_ECORRUPT;
+	return rc;
+}
+
+static int
+user_apply_record(void *state, uint32_t type, const void *payload,
+	size_t length)
+{
+	/* Recovery: everything replayed is durable; the api is looked up
+	 * lazily (apply needs only its config). */
+	return user_apply(NULL, state, type, payload, length, 0);
+}
+
+/* ---- helpers for handlers ------------------------------------------------ */
+
+static int
+user_write(api *a, rt_actor *self, user_state *st, uint32_t record,
+	const wire_writer *w, const actors__cookie *cookie)
+{
+	if (w->failed)
+		return API_EUNAVAILABLE;
+	uint64_t lsn = 0;
+	int rc = actors__journal(a, self, record, w->bytes, w->length, cookie,
+		&lsn);
+	if (rc != 0)
+		return rc;
+	rc = user_apply(a, st, record, w->bytes, w->length, lsn);
+	ACTORS_ASSERT(rc != RT_ECORRUPT);
+	rt_mark_dirty(self);
+	return rc == 0 ? API_OK : API_EUNAVAILABLE;
+}
+
+static void
+reply_code(rt_actor *self, const rt_message *m, int code, const char *detail)
+{
+	actors__reply(self, m, code, detail, NULL, 0);
+}
+
+static void
+reply_body(rt_actor *self, const rt_message *m, actors__body *b)
+{
+	actors__reply(self, m, API_OK, NULL, b->buffer.data, b->buffer.size);
+}
+
+static void
+pack_profile_pic(api *a, msgpack_packer *p, uint64_t media_id)
+{
+	if (media_id == 0) {
+		msgpack_pack_nil(p);
+		return;
+	}
+	char url[200];
+	snprintf(url, sizeof url, "/v1/media/%llu",
+		(unsigned long long)media_id);
+	(void)a;
+	actors__pack_str(p, url);
+}
+
+static void
+pack_profile(api *a, msgpack_packer *p, const user_state *st,
+	uint64_t viewer)
+{
+	msgpack_pack_map(p, 9);
+	actors__pack_key(p, "user_id");
+	actors__pack_id(p, st->id);
+	actors__pack_key(p, "username");
+	actors__pack_str(p, st->username);
+	actors__pack_key(p, "bio");
+	actors__pack_str(p, st->bio != NULL ? st->bio : "");
+	actors__pack_key(p, "profile_pic_url");
+	pack_profile_pic(a, p, st->profile_pic_media_id);
+	actors__pack_key(p, "followers_count");
+	msgpack_pack_uint32(p, st->followers.count);
+	actors__pack_key(p, "following_count");
+	msgpack_pack_uint32(p, st->following.count);
+	actors__pack_key(p, "posts_count");
+	msgpack_pack_uint32(p, st->posts_count);
+	actors__pack_key(p, "followed_by_me");
+	msgpack_pack_bool(p, viewer != 0 && set_has(&st->followers, viewer));
+	actors__pack_key(p, "follows_me");
+	msgpack_pack_bool(p, viewer != 0 && set_has(&st->following, viewer));
+}
+
+static void
+pack_summary(api *a, msgpack_packer *p, const user_state *st)
+{
+	msgpack_pack_map(p, 3);
+	actors__pack_key(p, "user_id");
+	actors__pack_id(p, st->id);
+	actors__pack_key(p, "username");
+	actors__pack_str(p, st->username);
+	actors__pack_key(p, "profile_pic_url");
+	pack_profile_pic(a, p, st->profile_pic_media_id);
+}
+
+/* ---- pushes: sending and acks --------------------------------------------- */
+
+static void
+arm_resend(api *a, rt_actor *self, user_state *st)
+{
+	if (st->resend_armed)
+		return;
+	if (rt_timer_start(a->rt, rt_self(self), ACTORS_T_RESEND, NULL, 0,
+		    USER_RESEND_DELAY_MS, 0, NULL) == 0)
+		st->resend_armed = true;
+}
+
+static int
+push_send_one(rt_actor *self, const push *p, uint64_t target)
+{
+	uint32_t type = (p->key & USER_PUSH_PULL_BIT) ? USER_T_PULL_ON
+						      : USER_T_TIMELINE_ADD;
+	unsigned char payload[24];
+	wire_writer w = {payload, 0, sizeof payload, false};
+	wire_u64(&w, p->key);
+	wire_u64(&w, p->author_id);
+	wire_u64(&w, rt_self(self).id);
+	ACTORS_ASSERT(!w.failed && w.bytes == payload);
+	return rt_send_copy(self, rt_addr_make(ACTORS_KIND_USER, target), type,
+		payload, (uint32_t)w.length);
+}
+
+static void push_maybe_done(api *a, rt_actor *self, user_state *st, push *p);
+
+/* Sends one slice of p; returns false when it must wait (backpressure or
+ * slice used up). */
+static bool
+push_send(api *a, rt_actor *self, user_state *st, push *p, uint32_t *budget)
+{
+	if (p->target != 0) {
+		if (push_send_one(self, p, p->target) != 0)
+			return false;
+		p->sent = 1;
+		p->done_sending = true;
+		return true;
+	}
+	uint32_t i = set_lower_bound(&st->followers, p->next_id);
+	for (; i < st->followers.count; i++) {
+		if (*budget == 0)
+			return false;
+		uint64_t follower = st->followers.ids[i];
+		if (push_send_one(self, p, follower) != 0)
+			return false;
+		(*budget)--;
+		p->sent++;
+		p->next_id = follower + 1;
+	}
+	p->done_sending = true;
+	(void)a;
+	return true;
+}
+
+static void
+pushes_run(api *a, rt_actor *self, user_state *st)
+{
+	uint32_t budget = USER_PUSH_SLICE_SENDS;
+	bool waiting = false;
+	for (uint32_t i = 0; i < st->pushes_count; i++) {
+		push *p = &st->pushes[i];
+		if (p->lsn > st->durable_lsn || p->done_sending)
+			continue;
+		if (!push_send(a, self, st, p, &budget)) {
+			waiting = true;
+			break;
+		}
+		uint32_t before = st->pushes_count;
+		push_maybe_done(a, self, st, p);
+		if (st->pushes_count != before)
+			i--; /* the last entry moved into slot i */
+	}
+	if (!waiting)
+		return;
+	if (budget == 0 && !st->resend_armed) {
+		/* Slice used up: continue right after the queued messages. */
+		if (rt_send_copy(self, rt_self(self), ACTORS_T_RESEND, NULL,
+			    0) == 0) {
+			st->resend_armed = true;
+			return;
+		}
+	}
+	arm_resend(a, self, st);
+}
+
+static void
+push_maybe_done(api *a, rt_actor *self, user_state *st, push *p)
+{
+	if (!p->done_sending)
+		return;
+	if (a->store != NULL && p->acked < p->sent)
+		return;
+	uint64_t key = p->key;
+	if (a->store == NULL) {
+		push_remove(st, key);
+		return;
+	}
+	wire_writer w;
+	wire_init(&w);
+	wire_u64(&w, key);
+	actors__cookie cookie = {0, USER_R_PUSH_DONE, 0, 0, key};
+	(void)user_write(a, self, st, USER_R_PUSH_DONE, &w, &cookie);
+	wire_free(&w);
+}
+
+static void
+on_push_ack(api *a, rt_actor *self, user_state *st, const rt_message *m)
+{
+	wire_reader r;
+	wire_reader_init(&r, m->payload, m->size);
+	uint64_t key = wire_get_u64(&r);
+	push *p = push_find(st, key);
+	if (r.failed || p == NULL)
+		return;
+	p->acked++;
+	push_maybe_done(a, self, st, p);
+}
+
+static void
+outbox_run(api *a, rt_actor *self, user_state *st, uint64_t lsn)
+{
+	if (ps_outbox_send(self, &st->outbox, lsn, ACTORS_T_EFFECT_CONFIRM) >
+		0)
+		arm_resend(a, self, st);
+}
+
+/* ---- requests ------------------------------------------------------------ */
+
+static void
+on_profile(api *a, rt_actor *self, user_state *st, const rt_message *m,
+	bool summary)
+{
+	wire_reader r;
+	wire_reader_init(&r, m->payload, m->size);
+	uint64_t viewer = wire_get_u64(&r);
+	actors__body b;
+	actors__body_init(&b);
+	if (summary)
+		pack_summary(a, &b.packer, st);
+	else
+		pack_profile(a, &b.packer, st, viewer);
+	reply_body(self, m, &b);
+	actors__body_free(&b);
+}
+
+static void
+on_update(api *a, rt_actor *self, user_state *st, const rt_message *m)
+{
+	actors__reply_to to;
+	actors__reply_to_from(&to, m);
+	actors__cookie cookie = actors__cookie_make(&to, USER_T_UPDATE, 0);
+	wire_writer w;
+	wire_init(&w);
+	wire_bytes(&w, m->payload, m->size);
+	int rc = user_write(a, self, st, USER_R_PROFILE, &w, &cookie);
+	wire_free(&w);
+	if (rc != 0)
+		reply_code(self, m, rc, "journal unavailable");
+}
+
+static void
+on_credentials(rt_actor *self, user_state *st, const rt_message *m)
+{
+	const char *hash = st->password_hash != NULL ? st->password_hash : "";
+	actors__reply(self, m, API_OK, NULL, hash, strlen(hash));
+}
+
+static void
+on_follow(api *a, rt_actor *self, user_state *st, const rt_message *m)
+{
+	wire_reader r;
+	wire_reader_init(&r, m->payload, m->size);
+	uint64_t target = wire_get_u64(&r);
+	uint8_t on = wire_get_u8(&r);
+	if (!wire_done(&r) || target == 0) {
+		reply_code(self, m, API_EINVALID, "malformed follow");
+		return;
+	}
+	if (target == st->id) {
+		reply_code(self, m, API_EINVALID, "cannot follow yourself");
+		return;
+	}
+	actors__reply_to to;
+	actors__reply_to_from(&to, m);
+	actors__cookie cookie = actors__cookie_make(&to, USER_T_FOLLOW, on);
+	int rc;
+	if ((set_has(&st->following, target) ? 1 : 0) == on) {
+		rc = actors__barrier(a, self, &cookie); /* idempotent */
+	} else {
+		wire_writer w;
+		wire_init(&w);
+		wire_u64(&w, target);
+		wire_u8(&w, on);
+		rc = user_write(a, self, st, USER_R_FOLLOWING, &w, &cookie);
+		wire_free(&w);
+	}
+	if (rc != 0)
+		reply_code(self, m, rc, "journal unavailable");
+}
+
+/* Answers a page of ids below boundary, newest (largest) first:
+ * u32 count, ids, u8 more. */
+static void
+reply_id_page(rt_actor *self, const rt_message *m, const uint64_t *ids,
+	size_t stride, uint32_t count, uint64_t boundary, uint32_t limit)
+{
+	wire_writer w;
+	wire_init(&w);
+	wire_u32(&w, 0);
+	uint32_t n = 0;
+	bool more = false;
+	/* Index of the first id >= boundary, scanning down from there. */
+	uint32_t lo = 0, hi = count;
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+		if (*(const uint64_t *)((const char *)ids + mid * stride) <
+			boundary)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	for (uint32_t i = lo; i > 0; i--) {
+		if (n == limit) {
+			more = true;
+			break;
+		}
+		wire_u64(&w, *(const uint64_t *)((const char *)ids +
+			(i - 1) * stride));
+		n++;
+	}
+	wire_u8(&w, more);
+	if (!w.failed) {
+		for (int k = 0; k < 4; k++)
+			w.bytes[k] = (unsigned char)(n >> (8 * k));
+		actors__reply(self, m, API_OK, NULL, w.bytes, w.length);
+	} else {
+		reply_code(self, m, API_EUNAVAILABLE, "out of memory");
+	}
+	wire_free(&w);
+}
+
+static void
+on_follow_list(rt_actor *self, user_state *st, const rt_message *m)
+{
+	wire_reader r;
+	wire_reader_init(&r, m->payload, m->size);
+	uint8_t following = wire_get_u8(&r);
+	uint64_t boundary = wire_get_u64(&r);
+	uint32_t limit = wire_get_u32(&r);
+	if (!wire_done(&r) || limit == 0 || limit > API_PAGE_LIMIT_MAX) {
+		reply_code(self, m, API_EINVALID, "malformed page");
+		return;
+	}
+	const id_set *s = following ? &st->following : &st->followers;
+	reply_id_page(self, m, s->ids, sizeof *s->ids, s->count, boundary,
+		limit);
+}
+
+static void
+on_own_posts(rt_actor *self, user_state *st, const rt_message *m)
+{
+	wire_reader r;
+	wire_reader_init(&r, m->payload, m->size);
+	uint64_t boundary = wire_get_u64(&r);
+	uint32_t limit = wire_get_u32(&r);
+	if (!wire_done(&r) || limit == 0 || limit > 4 * API_PAGE_LIMIT_MAX) {
+		reply_code(self, m, API_EINVALID, "malformed page");
+		return;
+	}
+	reply_id_page(self, m, &st->posts[0].post_id, sizeof *st->posts,
+		st->posts_count, boundary, limit);
+}
+
+static void
+on_recent(rt_actor *self, user_state *st, const rt_message *m)
+{
+	wire_reader r;
+	wire_reader_init(&r, m->payload, m->size);
+	uint64_t boundary = wire_get_u64(&r);
+	uint32_t limit = wire_get_u32(&r);
+	if (!wire_done(&r) || limit == 0 || limit > 4 * API_PAGE_LIMIT_MAX) {
+		reply_code(self, m, API_EINVALID, "malformed page");
+		return;
+	}
+	/* Unpushed posts only: pushed ones are in the readers' timelines. */
+	wire_writer w;
+	wire_init(&w);
+	wire_u32(&w, 0);
+	uint32_t n = 0;
+	uint32_t i = posts_lower_bound(st, boundary);
+	for (; i > 0 && n < limit; i--) {
+		if (st->posts[i - 1].pushed)
+			continue;
+		wire_u64(&w, st->posts[i - 1].post_id);
+		n++;
+	}
+	if (!w.failed) {
+		for (int k = 0; k < 4; k++)
+			w.bytes[k] = (unsigned char)(n >> (8 * k));
+		actors__reply(self, m, API_OK, NULL, w.bytes, w.length);
+	}
+	wire_free(&w);
+}
+
+static double
+affinity_of(const user_state *st, uint64_t author, uint64_t now_ms)
+{
+	for (uint32_t i = 0; i < st->affinities_count; i++) {
+		const affinity *f = &st->affinities[i];
+		if (f->author_id == author)
+			return actors__affinity_decay(f->score,
+				now_ms > f->at_ms ? now_ms - f->at_ms : 0);
+	}
+	return 0.0;
+}
+
+/* Answer: u32 refs, refs (post, author, affinity), u32 pulls, pulls
+ * (author, affinity). Refs are the timeline entries below boundary whose
+ * author is still followed (or self), newest first. */
+static void
+on_feed_candidates(api *a, rt_actor *self, user_state *st,
+	const rt_message *m)
+{
+	wire_reader r;
+	wire_reader_init(&r, m->payload, m->size);
+	uint64_t boundary = wire_get_u64(&r);
+	uint32_t limit = wire_get_u32(&r);
+	if (!wire_done(&r) || limit == 0 || limit > 4 * API_PAGE_LIMIT_MAX) {
+		reply_code(self, m, API_EINVALID, "malformed page");
+		return;
+	}
+	uint64_t now = rt_wall_ms(a->rt);
+	wire_writer w;
+	wire_init(&w);
+	wire_u32(&w, 0);
+	uint32_t n = 0;
+	for (uint32_t i = ring_lower_bound(st, boundary); i > 0 && n < limit;
+		i--) {
+		const actors__ref *ref = ring_at(st, i - 1);
+		if (ref->author_id != st->id &&
+			!set_has(&st->following, ref->author_id))
+			continue;
+		wire_u64(&w, ref->post_id);
+		wire_u64(&w, ref->author_id);
+		wire_f64(&w, affinity_of(st, ref->author_id, now));
+		n++;
+	}
+	wire_u32(&w, st->pulls.count);
+	for (uint32_t i = 0; i < st->pulls.count; i++) {
+		wire_u64(&w, st->pulls.ids[i]);
+		wire_f64(&w, affinity_of(st, st->pulls.ids[i], now));
+	}
+	if (!w.failed) {
+		for (int k = 0; k < 4; k++)
+			w.bytes[k] = (unsigned char)(n >> (8 * k));
+		actors__reply(self, m, API_OK, NULL, w.bytes, w.length);
+	} else {
+		reply_code(self, m, API_EUNAVAILABLE, "out of memory");
+	}
+	wire_free(&w);
+}
+
+static void
+on_post_create(api *a, rt_actor *self, user_state *st, const rt_message *m)
+{
+	wire_reader r;
+	wire_reader_init(&r, m->payload, m->size);
+	size_t caption_length;
+	const char *caption = wire_get_str(&r, API_CAPTION_CHARACTERS_MAX * 4,
+		&caption_length);
+	uint64_t media_id = wire_get_u64(&r);
+	if (!wire_done(&r) || caption == NULL) {
+		reply_code(self, m, API_EINVALID, "malformed post");
+		return;
+	}
+	uint64_t post_id = actors__idgen_next(&a->ids,
+		actors__id_partition(st->id), rt_wall_ms(a->rt));
+	bool pushed = st->followers.count <= a->cfg.celebrity_followers_min;
+	wire_writer w;
+	wire_init(&w);
+	wire_u64(&w, post_id);
+	wire_u8(&w, pushed);
+	wire_strn(&w, caption, caption_length);
+	wire_u64(&w, media_id);
+	actors__reply_to to;
+	actors__reply_to_from(&to, m);
+	actors__cookie cookie = actors__cookie_make(&to, USER_T_POST_CREATE,
+		post_id);
+	int rc = user_write(a, self, st, USER_R_POSTED, &w, &cookie);
+	wire_free(&w);
+	if (rc != 0)
+		reply_code(self, m, rc, "journal unavailable");
+}
+
+/* The POST_T_INIT effect of post_id, to build the create answer from. */
+static const ps_effect *
+init_effect(const user_state *st, uint64_t post_id)
+{
+	const ps_effect *effects;
+	uint32_t n = ps_outbox_pending(&st->outbox, &effects);
+	for (uint32_t i = n; i > 0; i--) {
+		const ps_effect *e = &effects[i - 1];
+		if (e->type == POST_T_INIT &&
+			e->target.kind == ACTORS_KIND_POST &&
+			e->target.id == post_id)
+			return e;
+	}
+	return NULL;
+}
+
+void actors__pack_post_init(api *a, msgpack_packer *p, const void *init,
+	size_t length, uint64_t author_pic);
+
+static void
+answer_post_created(api *a, rt_actor *self, user_state *st,
+	const actors__cookie *cookie)
+{
+	actors__reply_to to = actors__cookie_reply_to(cookie);
+	const ps_effect *e = init_effect(st, cookie->extra);
+	if (e == NULL) {
+		actors__reply_later(self, &to, API_EINTERNAL,
+			"post effect missing", NULL, 0);
+		return;
+	}
+	actors__body b;
+	actors__body_init(&b);
+	actors__pack_post_init(a, &b.packer, e->payload, e->payload_bytes,
+		st->profile_pic_media_id);
+	actors__reply_later(self, &to, API_OK, NULL, b.buffer.data,
+		b.buffer.size);
+	actors__body_free(&b);
+}
+
+static void
+answer_durable(api *a, rt_actor *self, user_state *st,
+	const actors__cookie *cookie, int code)
+{
+	actors__reply_to to = actors__cookie_reply_to(cookie);
+	if (code != API_OK) {
+		actors__reply_later(self, &to, code, "journal failed", NULL,
+			0);
+		return;
+	}
+	actors__body b;
+	actors__body_init(&b);
+	switch (cookie->event) {
+	case USER_T_UPDATE:
+		pack_profile(a, &b.packer, st, 0);
+		break;
+	case USER_T_FOLLOW:
+		msgpack_pack_map(&b.packer, 1);
+		actors__pack_key(&b.packer, "following");
+		msgpack_pack_bool(&b.packer, cookie->extra != 0);
+		break;
+	case USER_T_POST_CREATE:
+		actors__body_free(&b);
+		answer_post_created(a, self, st, cookie);
+		return;
+	default:
+		break;
+	}
+	actors__reply_later(self, &to, API_OK, NULL, b.buffer.data,
+		b.buffer.size);
+	actors__body_free(&b);
+}
+
+static void
+on_durable(api *a, rt_actor *self, user_state *st, const rt_message *m)
+{
+	ps_durable_notice n;
+	ACTORS_ASSERT(m->size == sizeof n);
+	memcpy(&n, m->payload, sizeof n);
+	actors__cookie cookie;
+	ACTORS_ASSERT(n.cookie_bytes == sizeof cookie);
+	memcpy(&cookie, n.cookie, sizeof cookie);
+	int code = actors__notice_code(n.status);
+	if (code == API_OK) {
+		if (a->store == NULL)
+			st->durable_lsn = UINT64_MAX;
+		else if (n.lsn > st->durable_lsn)
+			st->durable_lsn = n.lsn;
+		outbox_run(a, self, st, st->durable_lsn);
+		pushes_run(a, self, st);
+	}
+	switch (cookie.event) {
+	case ACTORS_T_EFFECT_CONFIRM: {
+		ps_effect_header h = {cookie.from_kind, ACTORS_T_EFFECT_CONFIRM,
+			cookie.from_id, cookie.extra, 0};
+		if (code == API_OK)
+			(void)ps_effect_confirm_send(self, &h);
+		return;
+	}
+	case ACTORS_T_PUSH_ACK: {
+		uint64_t key = cookie.extra;
+		if (code == API_OK && a->store != NULL)
+			(void)rt_send_copy(self,
+				rt_addr_make(ACTORS_KIND_USER, cookie.from_id),
+				ACTORS_T_PUSH_ACK, &key, sizeof key);
+		return;
+	}
+	case USER_R_PUSH_DONE:
+		return;
+	default:
+		answer_durable(a, self, st, &cookie, code);
+	}
+}
+
+/* ---- effects and pushes received ----------------------------------------- */
+
+/* Applies an effect by journaling record (or, when it changes nothing,
+ * a barrier) and confirms from the notice. */
+static void
+effect_apply(api *a, rt_actor *self, user_state *st,
+	const ps_effect_header *h, uint32_t record, const void *payload,
+	size_t length, bool changes)
+{
+	actors__cookie cookie = {h->source_kind, ACTORS_T_EFFECT_CONFIRM,
+		h->source_id, 0, h->sequence};
+	int rc;
+	if (changes) {
+		wire_writer w;
+		wire_init(&w);
+		wire_bytes(&w, payload, length);
+		rc = user_write(a, self, st, record, &w, &cookie);
+		wire_free(&w);
+	} else {
+		rc = actors__barrier(a, self, &cookie);
+	}
+	if (rc != 0)
+		rt_log(a->rt, RT_LOG_WARN, "user",
+			"effect not applied (will be re-sent): %d", rc);
+}
+
+static void
+on_effect(api *a, rt_actor *self, user_state *st, const rt_message *m)
+{
+	ps_effect_header h;
+	const void *payload;
+	size_t length;
+	if (ps_effect_parse(m->payload, m->size, &h, &payload, &length) != 0)
+		return;
+	wire_reader r;
+	wire_reader_init(&r, payload, length);
+	switch (m->type) {
+	case USER_T_CREATE: {
+		/* Payload is the USER_R_CREATED record itself. */
+		effect_apply(a, self, st, &h, USER_R_CREATED, payload, length,
+			!st->exists);
+		return;
+	}
+	case USER_T_FOLLOWER_SET: {
+		uint64_t follower = wire_get_u64(&r);
+		uint8_t on = wire_get_u8(&r);
+		if (!wire_done(&r))
+			return;
+		bool has = set_has(&st->followers, follower);
+		effect_apply(a, self, st, &h, USER_R_FOLLOWER, payload, length,
+			has != (on != 0));
+		return;
+	}
+	case USER_T_OWN_POST_REMOVE: {
+		uint64_t post_id = wire_get_u64(&r);
+		if (!wire_done(&r))
+			return;
+		uint32_t i = posts_lower_bound(st, post_id);
+		bool has = i < st->posts_count &&
+			st->posts[i].post_id == post_id;
+		effect_apply(a, self, st, &h, USER_R_POST_REMOVED, payload,
+			length, has);
+		return;
+	}
+	default:
+		return;
+	}
+}
+
+static void
+on_push(api *a, rt_actor *self, user_state *st, const rt_message *m)
+{
+	wire_reader r;
+	wire_reader_init(&r, m->payload, m->size);
+	uint64_t key = wire_get_u64(&r);
+	uint64_t author = wire_get_u64(&r);
+	uint64_t source = wire_get_u64(&r);
+	if (!wire_done(&r))
+		return;
+	actors__cookie cookie = {ACTORS_KIND_USER, ACTORS_T_PUSH_ACK, source,
+		0, key};
+	wire_writer w;
+	wire_init(&w);
+	bool changes;
+	uint32_t record;
+	if (m->type == USER_T_TIMELINE_ADD) {
+		record = USER_R_TIMELINE;
+		wire_u64(&w, key);
+		wire_u64(&w, author);
+		changes = ring_wants(st, key, a->cfg.timeline_entries_max);
+	} else {
+		record = USER_R_PULL;
+		wire_u64(&w, author);
+		changes = set_has(&st->following, author) &&
+			!set_has(&st->pulls, author);
+	}
+	if (!changes && a->store == NULL) {
+		wire_free(&w);
+		return; /* nothing to apply and nobody waits for an ack */
+	}
+	int rc = changes ? user_write(a, self, st, record, &w, &cookie)
+			 : actors__barrier(a, self, &cookie);
+	wire_free(&w);
+	if (rc != 0)
+		rt_log(a->rt, RT_LOG_WARN, "user",
+			"push not applied (will be re-sent): %d", rc);
+}
+
+static void
+on_interaction(api *a, user_state *st, rt_actor *self, const rt_message *m)
+{
+	wire_reader r;
+	wire_reader_init(&r, m->payload, m->size);
+	uint64_t author = wire_get_u64(&r);
+	double weight = wire_get_f64(&r);
+	if (!wire_done(&r) || author == st->id || !(weight > 0.0))
+		return;
+	uint64_t now = rt_wall_ms(a->rt);
+	affinity *slot = NULL;
+	double lowest = INFINITY;
+	for (uint32_t i = 0; i < st->affinities_count; i++) {
+		affinity *f = &st->affinities[i];
+		if (f->author_id == author) {
+			slot = f;
+			break;
+		}
+		double v = actors__affinity_decay(f->score,
+			now > f->at_ms ? now - f->at_ms : 0);
+		if (v < lowest) {
+			lowest = v;
+			slot = f;
+		}
+	}
+	if (slot == NULL || (slot->author_id != author &&
+		st->affinities_count < USER_AFFINITY_ENTRIES_MAX)) {
+		slot = &st->affinities[st->affinities_count++];
+		memset(slot, 0, sizeof *slot);
+	}
+	if (slot->author_id != author) {
+		slot->author_id = author;
+		slot->score = 0.0;
+		slot->at_ms = now;
+	}
+	slot->score = actors__affinity_decay(slot->score,
+			      now > slot->at_ms ? now - slot->at_ms : 0) +
+		weight;
+	slot->at_ms = now;
+	/* Soft state: kept by the next snapshot, not journaled. */
+	rt_mark_dirty(self);
+}
+
+/* ---- dispatch ------------------------------------------------------------- */
+
+static bool
+needs_account(uint32_t type)
+{
+	switch (type) {
+	case USER_T_PROFILE:
+	case USER_T_SUMMARY:
+	case USER_T_UPDATE:
+	case USER_T_CREDENTIALS:
+	case USER_T_FOLLOW:
+	case USER_T_FOLLOW_LIST:
+	case USER_T_POST_CREATE:
+	case USER_T_OWN_POSTS:
+	case USER_T_FEED_CANDIDATES:
+	case USER_T_RECENT:
+		return true;
+	default:
+		return false;
+	}
+}
+
+static void
+user_on_message(rt_actor *self, void *state, const rt_message *m)
+{
+	user_state *st = state;
+	api *a = actors__api_of(rt_actor_runtime(self));
+	ACTORS_ASSERT(a != NULL);
+	if (st->id == 0)
+		st->id = rt_self(self).id;
+	if (needs_account(m->type) && !st->exists) {
+		reply_code(self, m, API_ENOTFOUND, "no such user");
+		/* An address nobody created need not stay in memory. */
+		if (st->followers.count == 0 && st->pushes_count == 0)
+			rt_request_passivate(self);
+		return;
+	}
+	switch (m->type) {
+	case ACTORS_T_DURABLE:
+		on_durable(a, self, st, m);
+		break;
+	case ACTORS_T_EFFECT_CONFIRM: {
+		ps_effect_confirm c;
+		if (m->size == sizeof c) {
+			memcpy(&c, m->payload, sizeof c);
+			(void)ps_outbox_confirm(&st->outbox, c.sequence);
+			rt_mark_dirty(self);
+		}
+		break;
+	}
+	case ACTORS_T_PUSH_ACK:
+		on_push_ack(a, self, st, m);
+		break;
+	case ACTORS_T_RESEND:
+		st->resend_armed = false;
+		outbox_run(a, self, st, st->durable_lsn);
+		pushes_run(a, self, st);
+		break;
+	case USER_T_CREATE:
+	case USER_T_FOLLOWER_SET:
+	case USER_T_OWN_POST_REMOVE:
+		on_effect(a, self, st, m);
+		break;
+	case USER_T_TIMELINE_ADD:
+	case USER_T_PULL_ON:
+		on_push(a, self, st, m);
+		break;
+	case USER_T_INTERACTION:
+		on_interaction(a, st, self, m);
+		break;
+	case USER_T_PROFILE:
+		on_profile(a, self, st, m, false);
+		break;
+	case USER_T_SUMMARY:
+		on_profile(a, self, st, m, true);
+		break;
+	case USER_T_UPDATE:
+		on_update(a, self, st, m);
+		break;
+	case USER_T_CREDENTIALS:
+		on_credentials(self, st, m);
+		break;
+	case USER_T_FOLLOW:
+		on_follow(a, self, st, m);
+		break;
+	case USER_T_FOLLOW_LIST:
+		on_follow_list(self, st, m);
+		break;
+	case USER_T_POST_CREATE:
+		on_post_create(a, self, st, m);
+		break;
+	case USER_T_OWN_POSTS:
+		on_own_posts(self, st, m);
+		break;
+	case USER_T_FEED_CANDIDATES:
+		on_feed_candidates(a, self, st, m);
+		break;
+	case USER_T_RECENT:
+		on_recent(self, st, m);
+		break;
+	default:
+		if (m->correlation != 0 && !(m->flags & RT_MESSAGE_F_REPLY))
+			reply_code(self, m, API_EINVALID, "unknown request");
+		break;
+	}
+}
+
+static int
+user_on_activate(rt_actor *self, void *state, bool fresh)
+{
+	user_state *st = state;
+	api *a = actors__api_of(rt_actor_runtime(self));
+	ACTORS_ASSERT(a != NULL);
+	st->id = rt_self(self).id;
+	if (fresh)
+		return 0;
+	ring_trim(st, a->cfg.timeline_entries_max);
+	/* Everything loaded is durable: re-drive what was owed. */
+	st->durable_lsn = a->store == NULL ? UINT64_MAX : UINT64_MAX - 1;
+	for (uint32_t i = 0; i < st->pushes_count; i++) {
+		push *p = &st->pushes[i];
+		p->lsn = 0;
+		p->sent = 0;
+		p->acked = 0;
+		p->next_id = 0;
+		p->done_sending = false;
+	}
+	ps_outbox_reset_sent(&st->outbox);
+	outbox_run(a, self, st, UINT64_MAX);
+	pushes_run(a, self, st);
+	return 0;
+}
+
+static void
+user_free_state(void *state)
+{
+	user_state *st = state;
+	free(st->email);
+	free(st->bio);
+	free(st->password_hash);
+	set_free(&st->followers);
+	set_free(&st->following);
+	set_free(&st->pulls);
+	free(st->posts);
+	free(st->ring);
+	free(st->pushes);
+	ps_outbox_free(&st->outbox);
+	memset(st, 0, sizeof *st);
+}
+
+/* ---- snapshots (msgpack) ---------------------------------------------------
+ * An array: [version, id, exists, has_unpushed, username, email, bio,
+ * hash, pic, followers(bin), following(bin), pulls(bin), posts(bin),
+ * timeline(bin), affinities(bin), pushes(bin), outbox(bin)]; the bins are
+ * little-endian arrays of fixed records. */
+
+#define USER_SNAPSHOT_VERSION 1u
+#define USER_SNAPSHOT_FIELDS 17u
+
+static int
+buffer_write(void *data, const char *bytes, size_t length)
+{
+	return rt_buffer_append(data, bytes, length) == 0 ? 0 : -1;
+}
+
+static void
+pack_bin(msgpack_packer *p, const void *bytes, size_t length)
+{
+	msgpack_pack_bin(p, length);
+	msgpack_pack_bin_body(p, bytes, length);
+}
+
+static void
+pack_u64s(msgpack_packer *p, const uint64_t *v, size_t count)
+{
+	/* Host order is little-endian on every target we build for. */
+	static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
+		"snapshot bins are little-endian");
+	pack_bin(p, v, count * sizeof *v);
+}
+
+static int
+user_encode_state(const void *state, rt_buffer *out)
+{
+	const user_state *st = state;
+	msgpack_packer p;
+	msgpack_packer_init(&p, out, buffer_write);
+	msgpack_pack_array(&p, USER_SNAPSHOT_FIELDS);
+	msgpack_pack_uint32(&p, USER_SNAPSHOT_VERSION);
+	msgpack_pack_uint64(&p, st->id);
+	msgpack_pack_bool(&p, st->exists);
+	msgpack_pack_bool(&p, st->has_unpushed);
+	actors__pack_str(&p, st->username);
+	actors__pack_str(&p, st->email);
+	actors__pack_str(&p, st->bio);
+	actors__pack_str(&p, st->password_hash);
+	msgpack_pack_uint64(&p, st->profile_pic_media_id);
+	pack_u64s(&p, st->followers.ids, st->followers.count);
+	pack_u64s(&p, st->following.ids, st->following.count);
+	pack_u64s(&p, st->pulls.ids, st->pulls.count);
+	pack_bin(&p, st->posts, st->posts_count * sizeof *st->posts);
+	msgpack_pack_bin(&p, st->ring_count * sizeof(actors__ref));
+	for (uint32_t i = 0; i < st->ring_count; i++)
+		msgpack_pack_bin_body(&p, ring_at(st, i), sizeof(actors__ref));
+	pack_bin(&p, st->affinities,
+		st->affinities_count * sizeof *st->affinities);
+	msgpack_pack_bin(&p, st->pushes_count * 3 * sizeof(uint64_t));
+	for (uint32_t i = 0; i < st->pushes_count; i++) {
+		uint64_t v[3] = {st->pushes[i].key, st->pushes[i].author_id,
+			st->pushes[i].target};
+		msgpack_pack_bin_body(&p, v, sizeof v);
+	}
+	size_t n = ps_outbox_encoded_bytes(&st->outbox);
+	unsigned char *bytes = malloc(n ? n : 1);
+	if (bytes == NULL)
+		return RT_ENOMEM;
+	ps_outbox_encode(&st->outbox, bytes);
+	pack_bin(&p, bytes, n);
+	free(bytes);
+	return 0;
+}
+
+/* Copies a bin of fixed records into a fresh array. */
+static int
+bin_records(const msgpack_object *o, size_t record, void **out,
+	uint32_t *count)
+{
+	*out = NULL;
+	*count = 0;
+	if (o->type != MSGPACK_OBJECT_BIN || o->via.bin.size % record != 0)
+		return RT_ECORRUPT;
+	if (o->via.bin.size == 0)
+		return 0;
+	*out = malloc(o->via.bin.size);
+	if (*out == NULL)
+		return RT_ENOMEM;
+	memcpy(*out, o->via.bin.ptr, o->via.bin.size);
+	*count = (uint32_t)(o->via.bin.size / record);
+	return 0;
+}
+
+static char *
+obj_strdup(const msgpack_object *o)
+{
+	if (o->type != MSGPACK_OBJECT_STR)
+		return NULL;
+	char *s = malloc(o->via.str.size + 1);
+	if (s != NULL) {
+		memcpy(s, o->via.str.ptr, o->via.str.size);
+		s[o->via.str.size] = '\0';
+	}
+	return s;
+}
+
+static int
+decode_sets(user_state *st, const msgpack_object *f)
+{
+	id_set *sets[3] = {&st->followers, &st->following, &st->pulls};
+	for (int i = 0; i < 3; i++) {
+		void *ids;
+		int rc = bin_records(&f[i], sizeof(uint64_t), &ids,
+			&sets[i]->count);
+		if (rc != 0)
+			return rc;
+		sets[i]->ids = ids;
+		sets[i]->capacity = sets[i]->count;
+	}
+	void *v;
+	int rc = bin_records(&f[3], sizeof(own_post), &v, &st->posts_count);
+	if (rc != 0)
+		return rc;
+	st->posts = v;
+	st->posts_capacity = st->posts_count;
+	rc = bin_records(&f[4], sizeof(actors__ref), &v, &st->ring_count);
+	if (rc != 0)
+		return rc;
+	st->ring = v;
+	st->ring_capacity = st->ring_count;
+	st->ring_head = 0;
+	return 0;
+}
+
+static int
+decode_rest(user_state *st, const msgpack_object *f)
+{
+	void *v;
+	uint32_t n;
+	int rc = bin_records(&f[0], sizeof(affinity), &v, &n);
+	if (rc != 0 || n > USER_AFFINITY_ENTRIES_MAX) {
+		free(v);
+		return rc != 0 ? rc : RT_ECORRUPT;
+	}
+	if (n > 0)
+		memcpy(st->affinities, v, n * sizeof(affinity));
+	st->affinities_count = n;
+	free(v);
+	rc = bin_records(&f[1], 3 * sizeof(uint64_t), &v, &n);
+	if (rc != 0)
+		return rc;
+	const uint64_t *keys = v;
+	for (uint32_t i = 0; i < n && rc == 0; i++) {
+		rc = push_add(st, keys[3 * i], keys[3 * i + 2], 0) < 0
+			? RT_ENOMEM
+			: 0;
+		if (rc == 0)
+			st->pushes[st->pushes_count - 1].author_id =
+				keys[3 * i + 1];
+	}
+	free(v);
+	if (rc != 0)
+		return rc;
+	if (f[2].type != MSGPACK_OBJECT_BIN)
+		return RT_ECORRUPT;
+	size_t consumed;
+	if (ps_outbox_decode(&st->outbox, f[2].via.bin.ptr, f[2].via.bin.size,
+		    &consumed) != 0 ||
+		consumed != f[2].via.bin.size)
+		return RT_ECORRUPT;
+	return 0;
+}
+
+static int
+decode_fields(user_state *st, const msgpack_object *f)
+{
+	if (f[0].type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
+		f[0].via.u64 != USER_SNAPSHOT_VERSION)
+		return RT_ECORRUPT;
+	if (f[1].type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
+		f[2].type != MSGPACK_OBJECT_BOOLEAN ||
+		f[3].type != MSGPACK_OBJECT_BOOLEAN ||
+		f[8].type != MSGPACK_OBJECT_POSITIVE_INTEGER)
+		return RT_ECORRUPT;
+	st->id = f[1].via.u64;
+	st->exists = f[2].via.boolean;
+	st->has_unpushed = f[3].via.boolean;
+	if (f[4].type == MSGPACK_OBJECT_STR &&
+		f[4].via.str.size <= API_USERNAME_BYTES_MAX) {
+		memcpy(st->username, f[4].via.str.ptr, f[4].via.str.size);
+		st->username[f[4].via.str.size] = '\0';
+	}
+	st->email = obj_strdup(&f[5]);
+	st->bio = obj_strdup(&f[6]);
+	st->password_hash = obj_strdup(&f[7]);
+	st->profile_pic_media_id = f[8].via.u64;
+	int rc = decode_sets(st, &f[9]);
+	if (rc != 0)
+		return rc;
+	return decode_rest(st, &f[14]);
+}
+
+static int
+user_decode_state(void *state, const void *bytes, size_t length)
+{
+	user_state *st = state;
+	msgpack_unpacked u;
+	msgpack_unpacked_init(&u);
+	size_t offset = 0;
+	int rc = RT_ECORRUPT;
+	if (msgpack_unpack_next(&u, bytes, length, &offset) ==
+			MSGPACK_UNPACK_SUCCESS &&
+		offset == length && u.data.type == MSGPACK_OBJECT_ARRAY &&
+		u.data.via.array.size == USER_SNAPSHOT_FIELDS)
+		rc = decode_fields(st, u.data.via.array.ptr);
+	msgpack_unpacked_destroy(&u);
+	if (rc != 0)
+		user_free_state(st);
+	return rc;
+}
+
+void
+actors__user_ops(rt_actor_ops *ops)
+{
+	memset(ops, 0, sizeof *ops);
+	ops->name = "user";
+	ops->state_size = sizeof(user_state);
+	ops->mailbox_messages_max = USER_MAILBOX_MESSAGES_MAX;
+	ops->on_activate = user_on_activate;
+	ops->on_message = user_on_message;
+	ops->encode_state = user_encode_state;
+	ops->decode_state = user_decode_state;
+	ops->apply_record = user_apply_record;
+	ops->free_state = user_free_state;
+}
