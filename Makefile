@@ -46,7 +46,8 @@ deps-bench: deps
 # ---- flags -----------------------------------------------------------------
 
 PKGS := libuv msgpack lmdb libsodium vips jansson libwebsockets
-PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+# Library headers are system headers: our warnings are for our code.
+PKG_CFLAGS = $(patsubst -I%,-isystem %,$(shell pkg-config --cflags $(PKGS) 2>/dev/null))
 PKG_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lnng -lm -lpthread
 
 WARNINGS := -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes \
@@ -94,25 +95,34 @@ BENCH_BINS := $(BENCH_SRCS:tests/bench/%.c=$(B)/bench/%)
 FUZZ_SRCS := $(wildcard tests/fuzz/*_fuzz.c)
 PROGRAMS := $(foreach m,$(MAINS),$(if $(wildcard $(m)),$(B)/$(basename $(notdir $(m)))))
 
+# V=1 shows whole command lines.
+Q := $(if $(V),,@)
+
 $(B)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_COMMON) $(OPT) -c $< -o $@
+	@$(if $(V),,echo "  CC $(MODE) $<")
+	$(Q)$(CC) $(CFLAGS_COMMON) $(OPT) -c $< -o $@
 
 $(B)/libflock.a: $(LIB_OBJS)
 	@mkdir -p $(dir $@)
-	rm -f $@ && ar rcs $@ $^
+	$(Q)rm -f $@ && ar rcs $@ $^
 
 $(B)/flockd: $(B)/gateway/flockd.o $(B)/libflock.a
-	$(CC) $(OPT) -pthread $^ $(PKG_LIBS) -o $@
+	@$(if $(V),,echo "  LD $(MODE) $@")
+	$(Q)$(CC) $(OPT) -pthread $^ $(PKG_LIBS) -o $@
 $(B)/flockctl: $(B)/cluster/flockctl.o $(B)/libflock.a
-	$(CC) $(OPT) -pthread $^ $(PKG_LIBS) -o $@
+	@$(if $(V),,echo "  LD $(MODE) $@")
+	$(Q)$(CC) $(OPT) -pthread $^ $(PKG_LIBS) -o $@
 $(B)/flocksim: $(B)/sim/flocksim.o $(B)/libflock.a
-	$(CC) $(OPT) -pthread $^ $(PKG_LIBS) -o $@
+	@$(if $(V),,echo "  LD $(MODE) $@")
+	$(Q)$(CC) $(OPT) -pthread $^ $(PKG_LIBS) -o $@
 $(B)/flock-tests: $(TEST_OBJS) $(B)/libflock.a
-	$(CC) $(OPT) -pthread $^ $(PKG_LIBS) -o $@
+	@$(if $(V),,echo "  LD $(MODE) $@")
+	$(Q)$(CC) $(OPT) -pthread $^ $(PKG_LIBS) -o $@
 $(B)/bench/%: $(B)/tests/bench/%.o $(B)/libflock.a
 	@mkdir -p $(dir $@)
-	$(CC) $(OPT) -pthread $^ $(PKG_LIBS) -o $@
+	@$(if $(V),,echo "  LD $(MODE) $@")
+	$(Q)$(CC) $(OPT) -pthread $^ $(PKG_LIBS) -o $@
 $(B)/fuzz/%: tests/fuzz/%.c $(B)/libflock.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_COMMON) $(OPT) -fsanitize=fuzzer $^ $(PKG_LIBS) -o $@

@@ -127,12 +127,13 @@ static void
 start(running *r, size_t index)
 {
 	const test_entry *t = &tests[index];
-	snprintf(r->dir, sizeof r->dir, "/tmp/flock-test-XXXXXX");
-	if (mkdtemp(r->dir) == NULL) {
+	char dir[sizeof r->dir] = "/tmp/flock-test-XXXXXX";
+	if (mkdtemp(dir) == NULL) {
 		perror("mkdtemp");
 		exit(2);
 	}
-	snprintf(r->log, sizeof r->log, "%s.log", r->dir);
+	memcpy(r->dir, dir, sizeof dir);
+	snprintf(r->log, sizeof r->log, "%s.log", dir);
 	r->index = index;
 	r->started_ms = now_ms();
 	fflush(stdout);
@@ -187,8 +188,11 @@ read_first_line(const char *path, char *buf, size_t size)
 	char line[512];
 	while (fgets(line, sizeof line, f) != NULL) {
 		if (strncmp(line, "skip: ", 6) == 0) {
-			snprintf(buf, size, "%s", line + 6);
-			buf[strcspn(buf, "\n")] = '\0';
+			size_t n = strcspn(line + 6, "\n");
+			if (n >= size)
+				n = size - 1;
+			memcpy(buf, line + 6, n);
+			buf[n] = '\0';
 			break;
 		}
 	}
