@@ -404,6 +404,13 @@ fail_registry:
 }
 
 void
+api_bind_store(api *a, ps_node *store)
+{
+	ACTORS_ASSERT(a != NULL);
+	a->store = store;
+}
+
+void
 api_destroy(api *a)
 {
 	if (a == NULL)

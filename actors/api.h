@@ -121,6 +121,13 @@ typedef struct api api;
  */
 int api_create(rt_runtime *rt, ps_node *store, const api_config *cfg,
 	api **out);
+/*
+ * Binds the store when it can only be opened after api_create
+ * (ps_node_open wants the kinds registered before it replays): rt_create,
+ * api_create(rt, NULL, ...), ps_node_open(rt), api_bind_store, rt_start.
+ * Before rt_start and before any call; store borrowed until api_destroy.
+ */
+void api_bind_store(api *a, ps_node *store);
 void api_destroy(api *a);
 
 /* ---- clients ----------------------------------------------------------- */
