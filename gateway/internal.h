@@ -354,9 +354,14 @@ typedef struct gw__conn_table gw__conn_table;
 int gw__conn_table_create(uint32_t per_ip_max, uint32_t entries_max,
 	gw__conn_table **out);
 void gw__conn_table_destroy(gw__conn_table *t);
-/* Counts one more connection from ip: 0, or GW_ELIMITED at the cap,
+/* Counts one more connection from ip: 0 with *slot_out naming its entry
+ * (stable while the count is non-zero), or GW_ELIMITED at the cap,
  * GW_ENOMEM when the table is full of live addresses. */
-int gw__conn_open(gw__conn_table *t, const char *ip);
+int gw__conn_open(gw__conn_table *t, const char *ip, uint32_t *slot_out);
+/* True when one more connection from ip would be refused. */
+bool gw__conn_full(const gw__conn_table *t, const char *ip);
+/* Forgets one connection counted in slot. */
+void gw__conn_release(gw__conn_table *t, uint32_t slot);
 /* Forgets one connection from ip (which gw__conn_open counted). */
 void gw__conn_close(gw__conn_table *t, const char *ip);
 uint32_t gw__conn_count(const gw__conn_table *t, const char *ip);
@@ -463,5 +468,163 @@ typedef enum gw__form_state {
 int gw__form_file(gw__form *f, const char *name, const char *buf, int len,
 	gw__form_state state);
 void gw__form_free(gw__form *f);
+
+
+/* ---- the gateway, requests and live streams ------------------------------ */
+
+typedef struct gw__request gw__request;
+typedef struct gw__ws_conn gw__ws_conn;
+
+/* Intrusive doubly linked list link. */
+typedef struct gw__link {
+	struct gw__link *prev;
+	struct gw__link *next;
+} gw__link;
+
+#define gw__container_of(ptr, type, member)                                 \
+	((type *)(void *)((char *)(ptr) - offsetof(type, member)))
+
+void gw__list_init(gw__link *head);
+void gw__list_push(gw__link *head, gw__link *item);
+void gw__list_remove(gw__link *item);
+bool gw__list_empty(const gw__link *head);
+
+struct gw {
+	uv_loop_t *loop;
+	rt_runtime *rt;
+	api *domain;
+	api_client *client;
+	gw_key key;
+	gw_config cfg;
+	char web_dir[512];
+	void *context;            /* struct lws_context */
+	uv_async_t async;         /* api client notify */
+	uv_timer_t shutdown_timer;
+	gw__metrics *metrics;
+	gw__rate_table *rate_signup;
+	gw__rate_table *rate_login;
+	gw__conn_table *conns;
+	gw_metrics_extra_callback metrics_extra;
+	void *metrics_extra_arg;
+	gw__link requests;        /* gw__request waiting for the domain */
+	gw__link streams;         /* gw__ws_conn open */
+	uint64_t shutdown_started_ms;
+	gw_stopped_callback stopped;
+	void *stopped_arg;
+	uint16_t port;
+	bool ready;
+	bool stopping;
+	bool handles_open;
+	bool streams_closing;     /* shutdown: close frames sent */
+};
+
+/* An extra response header. */
+typedef struct gw__header {
+	char name[32];
+	char value[GW_HEADER_VALUE_BYTES_MAX];
+} gw__header;
+
+/* One HTTP request from its headers to its response. Heap-allocated so
+ * it can outlive its connection while the domain answers: when the
+ * connection closes first, conn becomes NULL and the answer frees it. */
+struct gw__request {
+	gw *g;
+	void *conn;                 /* struct lws *, NULL once closed */
+	gw__link link;              /* in g->requests while pending */
+	uint64_t started_us;
+	gw__method method;
+	gw__route_match match;
+	gw__query query;
+	char path[GW_PATH_BYTES_MAX];
+	char ip[GW_IP_BYTES_MAX];
+	char content_type[128];     /* media type, lower case */
+	char boundary[80];
+	char idempotency_key[GW_IDEMPOTENCY_KEY_BYTES_MAX + 1];
+	char if_none_match[256];
+	char authorization[GW_TOKEN_BYTES_MAX + 16];
+	uint64_t content_length;
+	bool has_content_length;
+	uint64_t user_id;           /* authenticated user, 0 for none */
+	uint64_t chained_media_id;  /* multipart post: the uploaded media */
+	gw__body body;              /* JSON or raw bytes */
+	bool multipart;
+	gw__form form;
+	char *caption;              /* multipart caption (owned) */
+	void *spa;                  /* struct lws_spa * */
+	bool pending;               /* a domain call is in flight */
+	bool dispatched;            /* gw__handle ran */
+	/* response */
+	bool responded;
+	int status;
+	const char *response_type;  /* Content-Type */
+	gw__body response;          /* body bytes */
+	gw__header headers[GW_RESPONSE_HEADERS_MAX];
+	uint32_t headers_count;
+	int file_fd;                /* -1, or a file to stream */
+	uint64_t file_size;
+	uint64_t file_sent;
+	bool headers_sent;
+	size_t response_sent;
+	bool close_after;           /* the body was not read: close */
+	const char *cache_control;  /* NULL: no-store for API routes */
+};
+
+/* handlers.c: after the headers. Routes, authenticates, applies per-IP
+ * limits and body caps. Returns true when it has already responded (an
+ * error), false when the body (if any) should be collected and then
+ * gw__handle called. */
+bool gw__request_begin(gw__request *r);
+/* handlers.c: with the body complete, calls the domain (or answers). */
+void gw__handle(gw__request *r);
+/* handlers.c: frees a request and what it owns. */
+void gw__request_free(gw__request *r);
+
+/* Responses (handlers.c). Each sets the status and body and hands the
+ * request to the transport once (gw__transport_respond). */
+void gw__respond_problem(gw__request *r, int status, const char *detail);
+void gw__respond_json(gw__request *r, int status, json_t *body_taken);
+void gw__respond_text(gw__request *r, int status, const char *type,
+	const char *text, size_t length);
+void gw__respond_empty(gw__request *r, int status);
+void gw__response_header(gw__request *r, const char *name,
+	const char *value);
+/* The response headers every response carries (name, value pairs). */
+extern const char *const gw__security_headers[][2];
+extern const size_t gw__security_headers_count;
+
+/* lws_server.c: the response is ready; write it (or free the request if
+ * its connection is gone). */
+void gw__transport_respond(gw__request *r);
+/* Microseconds on a monotonic clock. */
+uint64_t gw__now_us(void);
+/* Seconds since the Unix epoch. */
+uint64_t gw__wall_s(void);
+
+/* One live stream; lives in the connection's libwebsockets session data,
+ * so keep it small (100,000 idle sockets at <= 4 KiB each). */
+struct gw__ws_conn {
+	gw *g;
+	void *conn;                /* struct lws * */
+	gw__link link;             /* in g->streams */
+	api_stream *stream;
+	gw__frame_queue queue;
+	uint64_t user_id;
+	uint64_t since_seq;
+	unsigned char *rx;         /* partial client message, lazily */
+	uint32_t rx_length;
+	uint16_t close_code;       /* non-zero: close with it when writable */
+	bool has_since;
+	bool rx_binary;
+};
+
+/* stream.c: the socket is open: subscribe. 0 or an API_E/GW_E code. */
+int gw__stream_open(gw__ws_conn *c);
+/* stream.c: a complete client text message. Returns a close code or 0. */
+int gw__stream_receive(gw__ws_conn *c, const unsigned char *text,
+	size_t length);
+/* stream.c: the socket closed: unsubscribe and free the queue. */
+void gw__stream_closed(gw__ws_conn *c);
+/* lws_server.c: ask for a writable callback on c's socket. */
+void gw__transport_ws_wake(gw__ws_conn *c);
 
 #endif /* FLOCK_GATEWAY_INTERNAL_H */

@@ -223,7 +223,7 @@ gw__conn_table_destroy(gw__conn_table *t)
 }
 
 int
-gw__conn_open(gw__conn_table *ct, const char *ip)
+gw__conn_open(gw__conn_table *ct, const char *ip, uint32_t *slot_out)
 {
 	slot *s = table_find(&ct->t, ip);
 	if (s == NULL) {
@@ -242,7 +242,25 @@ gw__conn_open(gw__conn_table *ct, const char *ip)
 	if (s->level >= ct->per_ip_max)
 		return GW_ELIMITED;
 	s->level++;
+	*slot_out = (uint32_t)(s - ct->t.slots);
 	return 0;
+}
+
+bool
+gw__conn_full(const gw__conn_table *ct, const char *ip)
+{
+	slot *s = table_find(&ct->t, ip);
+	return s != NULL && s->level >= ct->per_ip_max;
+}
+
+void
+gw__conn_release(gw__conn_table *ct, uint32_t index)
+{
+	gw__assert(index < ct->t.count);
+	slot *s = &ct->t.slots[index];
+	gw__assert(s->used);
+	gw__assert(s->level > 0);
+	s->level--;
 }
 
 void

@@ -457,15 +457,20 @@ TEST(gateway_rate_buckets)
 TEST(gateway_connection_caps)
 {
 	gw__conn_table *t;
+	uint32_t slot, other;
 	CHECK_EQ(gw__conn_table_create(3, 1024, &t), 0);
-	CHECK_EQ(gw__conn_open(t, "127.0.0.1"), 0);
-	CHECK_EQ(gw__conn_open(t, "127.0.0.1"), 0);
-	CHECK_EQ(gw__conn_open(t, "127.0.0.1"), 0);
-	CHECK_EQ(gw__conn_open(t, "127.0.0.1"), GW_ELIMITED);
-	CHECK_EQ(gw__conn_open(t, "127.0.0.2"), 0);
+	CHECK(!gw__conn_full(t, "127.0.0.1"));
+	CHECK_EQ(gw__conn_open(t, "127.0.0.1", &slot), 0);
+	CHECK_EQ(gw__conn_open(t, "127.0.0.1", &slot), 0);
+	CHECK_EQ(gw__conn_open(t, "127.0.0.1", &slot), 0);
+	CHECK(gw__conn_full(t, "127.0.0.1"));
+	CHECK_EQ(gw__conn_open(t, "127.0.0.1", &slot), GW_ELIMITED);
+	CHECK_EQ(gw__conn_open(t, "127.0.0.2", &other), 0);
+	CHECK(slot != other);
 	CHECK_EQ(gw__conn_count(t, "127.0.0.1"), 3);
-	gw__conn_close(t, "127.0.0.1");
-	CHECK_EQ(gw__conn_open(t, "127.0.0.1"), 0);
+	gw__conn_release(t, slot);
+	CHECK(!gw__conn_full(t, "127.0.0.1"));
+	CHECK_EQ(gw__conn_open(t, "127.0.0.1", &slot), 0);
 	CHECK_EQ(gw__conn_count(t, "127.0.0.1"), 3);
 	for (int i = 0; i < 3; i++)
 		gw__conn_close(t, "127.0.0.1");

@@ -1,0 +1,1016 @@
+/*
+ * lws_server.c — the only file that includes libwebsockets.
+ *
+ * Role: one lws context on the program's libuv loop (LWS_SERVER_OPTION_
+ * LIBUV + foreign_loops; Debian's libwebsockets-evlib-uv plugin). It
+ * turns lws callbacks into gw__request / gw__ws_conn events for
+ * handlers.c and stream.c, and writes their responses and frames. It also
+ * owns what lws 4.1.6 as Debian builds it lacks: per-IP connection caps
+ * (counted at accept, released at WSI_DESTROY), security headers on every
+ * response, and the api client's wake-up (uv_async -> api_client_poll).
+ *
+ * Invariants:
+ *   - lws is only called on the loop thread; other threads reach the loop
+ *     through the api client's notify (uv_async_send) only;
+ *   - a request is written only after it responded, one lws_write per
+ *     writable callback; a WebSocket writes one frame per writable;
+ *   - a connection counted at accept is released exactly once (its slot
+ *     rides in the wsi's opaque user data).
+ *
+ * What it deliberately does not do: TLS (a fronting proxy or a later
+ * change), HTTP/2, routing or JSON (handlers.c).
+ */
+#include "gateway/internal.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <libwebsockets.h>
+
+static_assert(LWS_PRE == GW_WS_PRE, "GW_WS_PRE must equal LWS_PRE");
+
+/* Body bytes written per writable callback: large enough to amortise the
+ * callback, small enough that lws never has to buffer much of a partial
+ * send. */
+#define WRITE_CHUNK_BYTES (64u * 1024u)
+/* Room for the status line and every header we write. */
+#define HEADER_BYTES_MAX 6144u
+/* lws header pool: one ah is held per HTTP request until it completes,
+ * including while the domain answers, so it bounds concurrent requests
+ * at the socket level; each costs max_http_header_data bytes while held. */
+#define HEADER_POOL_MAX 4096
+/* Request headers kept per connection (Authorization with a token is
+ * ~300 bytes; browsers send ~1-2 KiB in all). */
+#define HEADER_DATA_BYTES 8192
+/* WebSocket receive buffer: client messages are acks (~30 bytes); a
+ * small buffer keeps idle sockets cheap (longer frames arrive in parts). */
+#define WS_RX_BUFFER_BYTES 256
+/* Polls per wake-up: completions that arrive while polling are taken in
+ * the same turn, but the loop is not starved. */
+#define POLLS_PER_WAKE_MAX 64
+/* How often shutdown checks for in-flight requests. */
+#define SHUTDOWN_TICK_MS 20u
+/* After the grace period, live streams get this long to send their
+ * close frames before the context goes. */
+#define SHUTDOWN_CLOSE_MS 300u
+
+enum session_kind {
+	SESSION_NONE = 0,
+	SESSION_HTTP = 1,
+	SESSION_WS = 2,
+};
+
+/* lws per-session data: a tag, then either an HTTP request or a live
+ * stream. */
+typedef struct session {
+	uint32_t kind;
+	union {
+		gw__request *req;
+		gw__ws_conn ws;
+	} u;
+} session;
+
+static gw *
+gw_of(struct lws *wsi)
+{
+	return lws_context_user(lws_get_context(wsi));
+}
+
+/* Formats a peer address the same way at accept and later ("1.2.3.4",
+ * v4-mapped v6 shown as v4). */
+static void
+format_address(const struct sockaddr *sa, char *out, size_t size)
+{
+	out[0] = '\0';
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *in = (const void *)sa;
+		inet_ntop(AF_INET, &in->sin_addr, out, (socklen_t)size);
+	} else if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const void *)sa;
+		if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr))
+			inet_ntop(AF_INET, &in6->sin6_addr.s6_addr[12], out,
+				(socklen_t)size);
+		else
+			inet_ntop(AF_INET6, &in6->sin6_addr, out,
+				(socklen_t)size);
+	} else {
+		snprintf(out, size, "unix");
+	}
+}
+
+static void
+peer_address(struct lws *wsi, char *out, size_t size)
+{
+	struct sockaddr_storage ss;
+	socklen_t n = sizeof ss;
+	int fd = lws_get_socket_fd(wsi);
+	if (fd < 0 || getpeername(fd, (struct sockaddr *)&ss, &n) != 0) {
+		snprintf(out, size, "unknown");
+		return;
+	}
+	format_address((const struct sockaddr *)&ss, out, size);
+}
+
+/* ---- the api client's wake-up --------------------------------------------- */
+
+static void
+notify_from_any_thread(void *arg)
+{
+	gw *g = arg;
+	uv_async_send(&g->async);
+}
+
+static void
+async_callback(uv_async_t *handle)
+{
+	gw *g = handle->data;
+	if (g->client == NULL)
+		return;
+	for (int i = 0; i < POLLS_PER_WAKE_MAX; i++)
+		if (api_client_poll(g->client) == 0)
+			break;
+}
+
+/* ---- writing responses ------------------------------------------------------ */
+
+static int
+add_header(struct lws *wsi, const char *name, const char *value,
+	unsigned char **p, unsigned char *end)
+{
+	return lws_add_http_header_by_name(wsi, (const unsigned char *)name,
+		(const unsigned char *)value, (int)strlen(value), p, end);
+}
+
+static bool
+response_has_body(const gw__request *r)
+{
+	return r->method != GW_METHOD_HEAD && r->status != 204 &&
+		r->status != 304;
+}
+
+static uint64_t
+response_length(const gw__request *r)
+{
+	return r->file_fd >= 0 ? r->file_size : r->response.length;
+}
+
+/* Writes the status line and headers into [start, end); returns the end
+ * of what was written, or NULL if it did not fit. */
+static unsigned char *
+build_headers(struct lws *wsi, gw__request *r, unsigned char *start,
+	unsigned char *end)
+{
+	unsigned char *p = start;
+	if (lws_add_http_header_status(wsi, (unsigned)r->status, &p, end))
+		return NULL;
+	if (r->response_type != NULL &&
+		add_header(wsi, "content-type:", r->response_type, &p, end))
+		return NULL;
+	if (r->status != 204 && r->status != 304) {
+		char length[24];
+		snprintf(length, sizeof length, "%" PRIu64, response_length(r));
+		if (add_header(wsi, "content-length:", length, &p, end))
+			return NULL;
+	}
+	for (size_t i = 0; i < gw__security_headers_count; i++)
+		if (add_header(wsi, gw__security_headers[i][0],
+			    gw__security_headers[i][1], &p, end))
+			return NULL;
+	const char *cache = r->cache_control;
+	if (cache == NULL)
+		cache = "no-store";
+	if (add_header(wsi, "cache-control:", cache, &p, end))
+		return NULL;
+	for (uint32_t i = 0; i < r->headers_count; i++)
+		if (add_header(wsi, r->headers[i].name, r->headers[i].value, &p,
+			    end))
+			return NULL;
+	if ((r->close_after || r->g->stopping) &&
+		add_header(wsi, "connection:", "close", &p, end))
+		return NULL;
+	if (lws_finalize_http_header(wsi, &p, end))
+		return NULL;
+	return p;
+}
+
+/* Copies the next part of the body into dst; returns bytes, or -1. */
+static ssize_t
+next_body_part(gw__request *r, unsigned char *dst, size_t room)
+{
+	uint64_t total = response_length(r);
+	uint64_t left = total - r->response_sent;
+	size_t n = left < room ? (size_t)left : room;
+	if (n == 0)
+		return 0;
+	if (r->file_fd >= 0) {
+		ssize_t got = pread(r->file_fd, dst, n, (off_t)r->response_sent);
+		if (got <= 0)
+			return -1;
+		n = (size_t)got;
+	} else {
+		memcpy(dst, r->response.bytes + r->response_sent, n);
+	}
+	r->response_sent += n;
+	return (ssize_t)n;
+}
+
+/* One writable turn: returns 1 when the response is complete, 0 when more
+ * is to come, -1 to drop the connection. */
+static int
+write_response(struct lws *wsi, gw__request *r)
+{
+	static unsigned char buf[LWS_PRE + HEADER_BYTES_MAX + WRITE_CHUNK_BYTES];
+	unsigned char *start = buf + LWS_PRE;
+	unsigned char *end = buf + sizeof buf;
+	unsigned char *p = start;
+	if (!r->headers_sent) {
+		p = build_headers(wsi, r, start, start + HEADER_BYTES_MAX);
+		if (p == NULL)
+			return -1;
+		r->headers_sent = true;
+	}
+	bool body = response_has_body(r);
+	if (body) {
+		ssize_t n = next_body_part(r, p, (size_t)(end - p));
+		if (n < 0)
+			return -1;
+		p += n;
+	}
+	bool done = !body || r->response_sent == response_length(r);
+	size_t length = (size_t)(p - start);
+	if (length > 0 &&
+		lws_write(wsi, start, length,
+			done ? LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP) <
+			(int)length)
+		return -1;
+	return done ? 1 : 0;
+}
+
+void
+gw__transport_respond(gw__request *r)
+{
+	gw *g = r->g;
+	uint64_t latency = gw__now_us() - r->started_us;
+	gw__metrics_observe(g->metrics, r->match.info->id, r->status, latency);
+	if (g->cfg.log_requests)
+		rt_log(g->rt, RT_LOG_INFO, "gateway",
+			"request method=%s route=%s status=%d duration_us=%"
+			PRIu64 " user=%" PRIu64 " ip=%s",
+			gw__method_name(r->method),
+			gw__route_label(r->match.info->id), r->status, latency,
+			r->user_id, r->ip);
+	if (r->conn == NULL) {
+		if (!r->pending)
+			gw__request_free(r);
+		return;
+	}
+	lws_callback_on_writable(r->conn);
+}
+
+/* ---- HTTP requests ------------------------------------------------------------ */
+
+static gw__method
+method_of(struct lws *wsi)
+{
+	static const struct {
+		enum lws_token_indexes token;
+		gw__method method;
+	} methods[] = {
+		{WSI_TOKEN_GET_URI, GW_METHOD_GET},
+		{WSI_TOKEN_POST_URI, GW_METHOD_POST},
+		{WSI_TOKEN_PUT_URI, GW_METHOD_PUT},
+		{WSI_TOKEN_PATCH_URI, GW_METHOD_PATCH},
+		{WSI_TOKEN_DELETE_URI, GW_METHOD_DELETE},
+		{WSI_TOKEN_HEAD_URI, GW_METHOD_HEAD},
+		{WSI_TOKEN_OPTIONS_URI, GW_METHOD_OPTIONS},
+	};
+	for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++)
+		if (lws_hdr_total_length(wsi, methods[i].token) > 0)
+			return methods[i].method;
+	return GW_METHOD_OTHER;
+}
+
+/* Copies a header; an absent or oversized one leaves "". Returns false
+ * when it was present but too long. */
+static bool
+copy_header(struct lws *wsi, enum lws_token_indexes token, char *dst,
+	size_t size)
+{
+	dst[0] = '\0';
+	int total = lws_hdr_total_length(wsi, token);
+	if (total <= 0)
+		return true;
+	if ((size_t)total >= size)
+		return false;
+	if (lws_hdr_copy(wsi, dst, (int)size, token) < 0) {
+		dst[0] = '\0';
+		return false;
+	}
+	return true;
+}
+
+static void
+read_query(struct lws *wsi, gw__query *q)
+{
+	gw__query_init(q);
+	char fragment[GW_QUERY_BYTES_MAX];
+	for (int n = 0; n < GW_QUERY_PARAMS_MAX * 2; n++) {
+		int len = lws_hdr_copy_fragment(wsi, fragment, sizeof fragment,
+			WSI_TOKEN_HTTP_URI_ARGS, n);
+		if (len < 0)
+			break;
+		gw__query_add(q, fragment, (size_t)len);
+	}
+}
+
+static void
+read_headers(struct lws *wsi, gw__request *r)
+{
+	if (!copy_header(wsi, WSI_TOKEN_HTTP_AUTHORIZATION, r->authorization,
+		    sizeof r->authorization))
+		r->authorization[0] = '\0';
+	char value[256];
+	if (copy_header(wsi, WSI_TOKEN_HTTP_CONTENT_TYPE, value, sizeof value) &&
+		value[0] != '\0') {
+		if (gw__content_type(value, r->content_type,
+			    sizeof r->content_type, r->boundary,
+			    sizeof r->boundary) < 0)
+			snprintf(r->content_type, sizeof r->content_type,
+				"invalid/invalid");
+	}
+	char length[32];
+	if (copy_header(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH, length,
+		    sizeof length) &&
+		length[0] != '\0') {
+		if (gw__parse_u64(length, &r->content_length) == 0)
+			r->has_content_length = true;
+	}
+	copy_header(wsi, WSI_TOKEN_HTTP_IF_NONE_MATCH, r->if_none_match,
+		sizeof r->if_none_match);
+	static const char idem[] = "idempotency-key:";
+	int n = lws_hdr_custom_length(wsi, idem, (int)sizeof idem - 1);
+	if (n > 0 && (size_t)n < sizeof r->idempotency_key)
+		lws_hdr_custom_copy(wsi, r->idempotency_key,
+			(int)sizeof r->idempotency_key, idem,
+			(int)sizeof idem - 1);
+	else if (n > 0)
+		snprintf(r->idempotency_key, sizeof r->idempotency_key, " ");
+}
+
+static int
+spa_file_callback(void *data, const char *name, const char *filename,
+	char *buf, int len, enum lws_spa_fileupload_states state)
+{
+	(void)filename;
+	gw__request *r = data;
+	return gw__form_file(&r->form, name, buf, len, (gw__form_state)state);
+}
+
+static const char *const form_fields[] = {"caption", "media"};
+
+static int
+on_http(struct lws *wsi, session *s, const char *uri)
+{
+	gw *g = gw_of(wsi);
+	if (s == NULL)
+		return -1;
+	gw__request *r = calloc(1, sizeof *r);
+	if (r == NULL)
+		return -1;
+	r->g = g;
+	r->conn = wsi;
+	r->file_fd = -1;
+	r->started_us = gw__now_us();
+	r->method = method_of(wsi);
+	snprintf(r->path, sizeof r->path, "%s", uri ? uri : "/");
+	peer_address(wsi, r->ip, sizeof r->ip);
+	read_query(wsi, &r->query);
+	read_headers(wsi, r);
+	s->kind = SESSION_HTTP;
+	s->u.req = r;
+	if (gw__request_begin(r))
+		return 0;
+	bool body = r->match.info->body != GW_BODY_NONE &&
+		r->has_content_length && r->content_length > 0;
+	if (!body) {
+		gw__handle(r);
+		return 0;
+	}
+	if (r->multipart) {
+		lws_spa_create_info_t info;
+		memset(&info, 0, sizeof info);
+		info.param_names = form_fields;
+		info.count_params = 2;
+		info.max_storage = GW_FORM_FIELD_BYTES_MAX;
+		info.opt_cb = spa_file_callback;
+		info.opt_data = r;
+		r->spa = lws_spa_create_via_info(wsi, &info);
+		if (r->spa == NULL) {
+			r->close_after = true;
+			gw__respond_problem(r, 400, "bad multipart body");
+		}
+	}
+	return 0;
+}
+
+static void
+body_refused(gw__request *r, int rc)
+{
+	r->close_after = true;
+	if (rc == GW_ETOOLARGE)
+		gw__respond_problem(r, 413, "the body is too large");
+	else if (rc == GW_ENOMEM)
+		gw__respond_problem(r, 503, "out of memory");
+	else
+		gw__respond_problem(r, 400, "bad multipart body");
+}
+
+static int
+on_http_body(session *s, const void *in, size_t len)
+{
+	gw__request *r = s->kind == SESSION_HTTP ? s->u.req : NULL;
+	if (r == NULL || r->responded || r->dispatched)
+		return 0;
+	if (r->multipart) {
+		if (r->spa == NULL)
+			return 0;
+		if (lws_spa_process(r->spa, in, (int)len) < 0 ||
+			r->form.error != 0)
+			body_refused(r, r->form.error ? r->form.error
+						      : GW_EINVAL);
+		return 0;
+	}
+	int rc = gw__body_append(&r->body, in, len);
+	if (rc < 0)
+		body_refused(r, rc);
+	return 0;
+}
+
+static int
+on_http_body_done(session *s)
+{
+	gw__request *r = s->kind == SESSION_HTTP ? s->u.req : NULL;
+	if (r == NULL || r->responded || r->dispatched)
+		return 0;
+	if (r->multipart && r->spa != NULL) {
+		lws_spa_finalize(r->spa);
+		if (r->form.error != 0) {
+			body_refused(r, r->form.error);
+			return 0;
+		}
+		int n = lws_spa_get_length(r->spa, 0);
+		const char *caption = lws_spa_get_string(r->spa, 0);
+		if (n > 0 && caption != NULL)
+			r->caption = strndup(caption, (size_t)n);
+		lws_spa_destroy(r->spa);
+		r->spa = NULL;
+	}
+	gw__handle(r);
+	return 0;
+}
+
+static void
+detach_request(session *s)
+{
+	if (s == NULL || s->kind != SESSION_HTTP || s->u.req == NULL)
+		return;
+	gw__request *r = s->u.req;
+	s->u.req = NULL;
+	s->kind = SESSION_NONE;
+	if (r->spa != NULL) {
+		lws_spa_destroy(r->spa);
+		r->spa = NULL;
+	}
+	r->conn = NULL;
+	if (!r->pending)
+		gw__request_free(r);
+}
+
+static int
+on_http_writable(struct lws *wsi, session *s)
+{
+	gw__request *r = s != NULL && s->kind == SESSION_HTTP ? s->u.req : NULL;
+	if (r == NULL || !r->responded)
+		return 0;
+	int rc = write_response(wsi, r);
+	if (rc == 0) {
+		lws_callback_on_writable(wsi);
+		return 0;
+	}
+	bool close_after = r->close_after || r->g->stopping || rc < 0;
+	detach_request(s);
+	if (close_after)
+		return -1;
+	if (lws_http_transaction_completed(wsi))
+		return -1;
+	return 0;
+}
+
+/* ---- WebSocket upgrade and frames -------------------------------------------- */
+
+/* Writes an HTTP error during the upgrade; returns 1 (lws: responded). */
+static int
+refuse_upgrade(struct lws *wsi, int status, const char *detail,
+	const char *www_authenticate)
+{
+	size_t n = 0;
+	char *body = gw__problem_render(status, detail, &n);
+	unsigned char buf[LWS_PRE + 4096];
+	unsigned char *start = buf + LWS_PRE, *p = start;
+	unsigned char *end = buf + sizeof buf;
+	if (body == NULL || n > 1024)
+		goto fail;
+	if (lws_add_http_header_status(wsi, (unsigned)status, &p, end) ||
+		add_header(wsi, "content-type:", "application/problem+json", &p,
+			end))
+		goto fail;
+	char length[24];
+	snprintf(length, sizeof length, "%zu", n);
+	if (add_header(wsi, "content-length:", length, &p, end) ||
+		add_header(wsi, "cache-control:", "no-store", &p, end) ||
+		add_header(wsi, "connection:", "close", &p, end))
+		goto fail;
+	for (size_t i = 0; i < gw__security_headers_count; i++)
+		if (add_header(wsi, gw__security_headers[i][0],
+			    gw__security_headers[i][1], &p, end))
+			goto fail;
+	if (www_authenticate != NULL &&
+		add_header(wsi, "www-authenticate:", www_authenticate, &p, end))
+		goto fail;
+	if (lws_finalize_http_header(wsi, &p, end))
+		goto fail;
+	memcpy(p, body, n);
+	p += n;
+	lws_write(wsi, start, (size_t)(p - start), LWS_WRITE_HTTP_FINAL);
+	free(body);
+	return 1;
+fail:
+	free(body);
+	return -1;
+}
+
+/* The stream's user and resume point from the upgrade request. Returns 0,
+ * or an HTTP status to refuse with (detail filled). */
+static int
+stream_params(struct lws *wsi, gw__ws_conn *c, const char **detail)
+{
+	gw *g = gw_of(wsi);
+	char path[64];
+	if (!copy_header(wsi, WSI_TOKEN_GET_URI, path, sizeof path) ||
+		strcmp(path, "/v1/stream") != 0) {
+		*detail = "no WebSocket here: use /v1/stream";
+		return 404;
+	}
+	gw__query q;
+	read_query(wsi, &q);
+	char auth[GW_TOKEN_BYTES_MAX + 16];
+	const char *token = NULL;
+	size_t length = 0;
+	if (copy_header(wsi, WSI_TOKEN_HTTP_AUTHORIZATION, auth, sizeof auth) &&
+		auth[0] != '\0') {
+		if (gw__bearer(auth, &token, &length) < 0)
+			token = NULL;
+	} else {
+		token = gw__query_get(&q, "access_token");
+		length = token ? strlen(token) : 0;
+	}
+	if (token == NULL || length == 0) {
+		*detail = "a bearer token or ?access_token= is required";
+		return 401;
+	}
+	int rc = gw__token_verify(&g->key, token, length, gw__wall_s(),
+		&c->user_id);
+	if (rc < 0) {
+		*detail = rc == GW_EEXPIRED ? "the token has expired"
+					    : "the token is not valid";
+		return 401;
+	}
+	const char *since = gw__query_get(&q, "since");
+	if (since != NULL) {
+		if (gw__parse_u64(since, &c->since_seq) < 0) {
+			*detail = "since must be a sequence number";
+			return 400;
+		}
+		c->has_since = true;
+	}
+	if (g->stopping) {
+		*detail = "the node is shutting down";
+		return 503;
+	}
+	return 0;
+}
+
+static int
+on_confirm_upgrade(struct lws *wsi)
+{
+	gw *g = gw_of(wsi);
+	uint64_t started = gw__now_us();
+	gw__ws_conn probe;
+	memset(&probe, 0, sizeof probe);
+	const char *detail = NULL;
+	int status = stream_params(wsi, &probe, &detail);
+	gw__metrics_observe(g->metrics, GW_ROUTE_STREAM,
+		status == 0 ? 101 : status, gw__now_us() - started);
+	if (status == 0)
+		return 0;
+	return refuse_upgrade(wsi, status, detail,
+		status == 401 ? "Bearer" : NULL);
+}
+
+static int
+close_ws(struct lws *wsi, uint16_t code)
+{
+	lws_close_reason(wsi, (enum lws_close_status)code, NULL, 0);
+	return -1;
+}
+
+static int
+on_ws_established(struct lws *wsi, session *s)
+{
+	if (s == NULL)
+		return -1;
+	s->kind = SESSION_WS;
+	gw__ws_conn *c = &s->u.ws;
+	memset(c, 0, sizeof *c);
+	c->g = gw_of(wsi);
+	c->conn = wsi;
+	const char *detail = NULL;
+	if (stream_params(wsi, c, &detail) != 0) {
+		s->kind = SESSION_NONE;
+		return close_ws(wsi, 1008); /* policy: checked at upgrade */
+	}
+	if (gw__stream_open(c) < 0) {
+		s->kind = SESSION_NONE;
+		return close_ws(wsi, 1013); /* try again later */
+	}
+	return 0;
+}
+
+static int
+on_ws_receive(struct lws *wsi, session *s, const void *in, size_t len)
+{
+	if (s == NULL || s->kind != SESSION_WS)
+		return -1;
+	gw__ws_conn *c = &s->u.ws;
+	if (lws_frame_is_binary(wsi))
+		return close_ws(wsi, 1003); /* unsupported data */
+	if (c->rx == NULL) {
+		c->rx = malloc(GW_WS_CLIENT_MESSAGE_BYTES_MAX);
+		if (c->rx == NULL)
+			return close_ws(wsi, 1011);
+		c->rx_length = 0;
+	}
+	if (len > GW_WS_CLIENT_MESSAGE_BYTES_MAX - c->rx_length)
+		return close_ws(wsi, 1009); /* message too big */
+	memcpy(c->rx + c->rx_length, in, len);
+	c->rx_length += (uint32_t)len;
+	if (!lws_is_final_fragment(wsi) || lws_remaining_packet_payload(wsi))
+		return 0;
+	int code = gw__stream_receive(c, c->rx, c->rx_length);
+	free(c->rx);
+	c->rx = NULL;
+	c->rx_length = 0;
+	return code != 0 ? close_ws(wsi, (uint16_t)code) : 0;
+}
+
+static int
+on_ws_writable(struct lws *wsi, session *s)
+{
+	if (s == NULL || s->kind != SESSION_WS)
+		return 0;
+	gw__ws_conn *c = &s->u.ws;
+	if (c->close_code != 0)
+		return close_ws(wsi, c->close_code);
+	gw__frame *f = gw__frame_peek(&c->queue);
+	if (f == NULL)
+		return 0;
+	int n = lws_write(wsi, f->bytes + LWS_PRE, f->length, LWS_WRITE_TEXT);
+	if (n < (int)f->length)
+		return -1;
+	gw__frame_pop(&c->queue);
+	c->g->metrics->ws_queue_frames--;
+	c->g->metrics->ws_frames_sent_total++;
+	if (gw__frame_peek(&c->queue) != NULL)
+		lws_callback_on_writable(wsi);
+	return 0;
+}
+
+void
+gw__transport_ws_wake(gw__ws_conn *c)
+{
+	if (c->conn != NULL)
+		lws_callback_on_writable(c->conn);
+}
+
+/* ---- connections ----------------------------------------------------------------- */
+
+static int
+on_filter_network(gw *g, const struct lws_filter_network_conn_args *args)
+{
+	char ip[GW_IP_BYTES_MAX];
+	format_address((const struct sockaddr *)&args->cli_addr, ip, sizeof ip);
+	if (g->stopping || gw__conn_full(g->conns, ip)) {
+		g->metrics->connections_refused_total++;
+		return -1;
+	}
+	return 0;
+}
+
+static void
+on_new_client(struct lws *wsi)
+{
+	gw *g = gw_of(wsi);
+	char ip[GW_IP_BYTES_MAX];
+	peer_address(wsi, ip, sizeof ip);
+	uint32_t slot;
+	if (gw__conn_open(g->conns, ip, &slot) < 0) {
+		g->metrics->connections_refused_total++;
+		lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+		return;
+	}
+	lws_set_opaque_user_data(wsi, (void *)(uintptr_t)(slot + 1u));
+	g->metrics->connections_open++;
+}
+
+static void
+on_wsi_destroy(struct lws *wsi)
+{
+	uintptr_t slot = (uintptr_t)lws_get_opaque_user_data(wsi);
+	if (slot == 0)
+		return;
+	gw *g = gw_of(wsi);
+	lws_set_opaque_user_data(wsi, NULL);
+	gw__conn_release(g->conns, (uint32_t)(slot - 1u));
+	gw__assert(g->metrics->connections_open > 0);
+	g->metrics->connections_open--;
+}
+
+static int
+callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
+	void *in, size_t len)
+{
+	session *s = user;
+	switch (reason) {
+	case LWS_CALLBACK_FILTER_NETWORK_CONNECTION:
+		return on_filter_network(gw_of(wsi), user);
+	case LWS_CALLBACK_SERVER_NEW_CLIENT_INSTANTIATED:
+		on_new_client(wsi);
+		return 0;
+	case LWS_CALLBACK_WSI_DESTROY:
+		on_wsi_destroy(wsi);
+		return 0;
+	case LWS_CALLBACK_HTTP:
+		return on_http(wsi, s, in);
+	case LWS_CALLBACK_HTTP_BODY:
+		return s ? on_http_body(s, in, len) : 0;
+	case LWS_CALLBACK_HTTP_BODY_COMPLETION:
+		return s ? on_http_body_done(s) : 0;
+	case LWS_CALLBACK_HTTP_WRITEABLE:
+		return on_http_writable(wsi, s);
+	case LWS_CALLBACK_CLOSED_HTTP:
+		detach_request(s);
+		return 0;
+	case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
+		if (in == NULL || strcmp(in, "websocket") != 0)
+			return -1;
+		return on_confirm_upgrade(wsi);
+	case LWS_CALLBACK_ESTABLISHED:
+		return on_ws_established(wsi, s);
+	case LWS_CALLBACK_RECEIVE:
+		return on_ws_receive(wsi, s, in, len);
+	case LWS_CALLBACK_SERVER_WRITEABLE:
+		return on_ws_writable(wsi, s);
+	case LWS_CALLBACK_CLOSED:
+		if (s != NULL && s->kind == SESSION_WS) {
+			gw__stream_closed(&s->u.ws);
+			s->u.ws.conn = NULL;
+			s->kind = SESSION_NONE;
+		}
+		return 0;
+	default:
+		return 0;
+	}
+}
+
+static const struct lws_protocols protocols[] = {
+	{"flock", callback, sizeof(session), WS_RX_BUFFER_BYTES, 0, NULL, 0},
+	{NULL, NULL, 0, 0, 0, NULL, 0}, /* 4.1.6: no LWS_PROTOCOL_LIST_TERM */
+};
+
+/* ---- lifetime ----------------------------------------------------------------------- */
+
+static void
+lws_log_to_rt(int level, const char *line)
+{
+	(void)level;
+	rt_log(NULL, RT_LOG_WARN, "lws", "%.*s", (int)strcspn(line, "\n"),
+		line);
+}
+
+int
+gw_create(uv_loop_t *loop, rt_runtime *rt, api *domain, const gw_key *key,
+	const gw_config *cfg, gw **out)
+{
+	gw__assert(loop != NULL);
+	gw__assert(key != NULL);
+	gw__assert(cfg != NULL);
+	gw *g = calloc(1, sizeof *g);
+	if (g == NULL)
+		return GW_ENOMEM;
+	g->loop = loop;
+	g->rt = rt;
+	g->domain = domain;
+	g->key = *key;
+	g->cfg = *cfg;
+	gw__list_init(&g->requests);
+	gw__list_init(&g->streams);
+	snprintf(g->web_dir, sizeof g->web_dir, "%s",
+		cfg->web_dir ? cfg->web_dir : "gateway/web");
+	int rc = GW_ENOMEM;
+	g->metrics = calloc(1, sizeof *g->metrics);
+	if (g->metrics == NULL)
+		goto fail;
+	if (gw__rate_table_create(cfg->rate_signup, GW_LIMIT_ENTRIES_MAX,
+		    &g->rate_signup) < 0 ||
+		gw__rate_table_create(cfg->rate_login, GW_LIMIT_ENTRIES_MAX,
+			&g->rate_login) < 0 ||
+		gw__conn_table_create(cfg->connections_per_ip_max,
+			GW_LIMIT_ENTRIES_MAX, &g->conns) < 0)
+		goto fail;
+	if (domain != NULL && api_client_create(domain, notify_from_any_thread,
+				      g, &g->client) != 0)
+		goto fail;
+	rc = GW_EIO;
+	if (uv_async_init(loop, &g->async, async_callback) != 0)
+		goto fail;
+	g->async.data = g;
+	uv_timer_init(loop, &g->shutdown_timer);
+	g->shutdown_timer.data = g;
+	g->handles_open = true;
+
+	lws_set_log_level(LLL_ERR | LLL_WARN, lws_log_to_rt);
+	static lws_retry_bo_t retry;
+	retry.secs_since_valid_ping = (uint16_t)cfg->ws_ping_s;
+	retry.secs_since_valid_hangup = (uint16_t)cfg->ws_hangup_s;
+	void *foreign_loops[1] = {loop};
+	struct lws_context_creation_info info;
+	memset(&info, 0, sizeof info);
+	info.port = cfg->listen_port;
+	info.iface = cfg->listen_host;
+	info.protocols = protocols;
+	info.options = LWS_SERVER_OPTION_LIBUV;
+	if (cfg->listen_host != NULL && strchr(cfg->listen_host, ':') == NULL)
+		info.options |= LWS_SERVER_OPTION_DISABLE_IPV6;
+	info.foreign_loops = foreign_loops;
+	info.user = g;
+	info.retry_and_idle_policy = &retry;
+	info.max_http_header_pool = HEADER_POOL_MAX;
+	info.max_http_header_data = HEADER_DATA_BYTES;
+	info.keepalive_timeout = 30;
+	info.timeout_secs = 30;
+	info.vhost_name = "flock";
+	struct lws_context *context = lws_create_context(&info);
+	if (context == NULL)
+		goto fail;
+	g->context = context;
+	struct lws_vhost *vh = lws_get_vhost_by_name(context, "flock");
+	g->port = vh ? (uint16_t)lws_get_vhost_listen_port(vh) : 0;
+	if (g->port == 0) {
+		rt_log(rt, RT_LOG_ERROR, "gateway",
+			"could not listen on %s:%u", cfg->listen_host,
+			cfg->listen_port);
+		goto fail;
+	}
+	*out = g;
+	return 0;
+fail:
+	if (g->context != NULL)
+		lws_context_destroy(g->context);
+	g->context = NULL;
+	if (g->handles_open) {
+		uv_close((uv_handle_t *)&g->async, NULL);
+		uv_close((uv_handle_t *)&g->shutdown_timer, NULL);
+		/* The caller runs the loop once more to close them. */
+		uv_run(loop, UV_RUN_NOWAIT);
+		g->handles_open = false;
+	}
+	gw_destroy(g);
+	return rc;
+}
+
+uint16_t
+gw_port(const gw *g)
+{
+	return g->port;
+}
+
+void
+gw_set_ready(gw *g, bool ready)
+{
+	g->ready = ready;
+}
+
+void
+gw_set_metrics_extra(gw *g, gw_metrics_extra_callback cb, void *arg)
+{
+	g->metrics_extra = cb;
+	g->metrics_extra_arg = arg;
+}
+
+static void
+finish_shutdown(gw *g)
+{
+	uv_timer_stop(&g->shutdown_timer);
+	if (g->context != NULL) {
+		lws_context_destroy(g->context);
+		g->context = NULL;
+	}
+	if (g->handles_open) {
+		uv_close((uv_handle_t *)&g->async, NULL);
+		uv_close((uv_handle_t *)&g->shutdown_timer, NULL);
+		g->handles_open = false;
+	}
+	if (g->stopped != NULL)
+		g->stopped(g->stopped_arg);
+}
+
+static void
+shutdown_tick(uv_timer_t *t)
+{
+	gw *g = t->data;
+	uint64_t now = gw__now_us() / 1000;
+	uint64_t elapsed = now - g->shutdown_started_ms;
+	bool drained = gw__list_empty(&g->requests);
+	bool grace_over = elapsed >= g->cfg.shutdown_grace_ms;
+	if (!g->streams_closing && (drained || grace_over)) {
+		g->streams_closing = true;
+		g->shutdown_started_ms = now; /* the close phase's clock */
+		for (gw__link *l = g->streams.next; l != &g->streams;
+			l = l->next) {
+			gw__ws_conn *c = gw__container_of(l, gw__ws_conn, link);
+			if (c->close_code == 0)
+				c->close_code = 1001; /* going away */
+			gw__transport_ws_wake(c);
+		}
+		if (!drained)
+			rt_log(g->rt, RT_LOG_WARN, "gateway",
+				"shutdown grace over with requests in flight");
+		return;
+	}
+	if (g->streams_closing &&
+		(gw__list_empty(&g->streams) || elapsed >= SHUTDOWN_CLOSE_MS)) {
+		g->streams_closing = false;
+		finish_shutdown(g);
+	}
+}
+
+int
+gw_shutdown(gw *g, gw_stopped_callback done, void *arg)
+{
+	if (g->stopping)
+		return GW_ESTATE;
+	g->stopping = true;
+	g->ready = false;
+	g->stopped = done;
+	g->stopped_arg = arg;
+	g->shutdown_started_ms = gw__now_us() / 1000;
+	rt_log(g->rt, RT_LOG_INFO, "gateway",
+		"shutting down: no new connections, %s in flight",
+		gw__list_empty(&g->requests) ? "nothing" : "requests");
+	uv_timer_start(&g->shutdown_timer, shutdown_tick, 0, SHUTDOWN_TICK_MS);
+	return 0;
+}
+
+void
+gw_destroy(gw *g)
+{
+	if (g == NULL)
+		return;
+	gw__assert(g->context == NULL);
+	/* Requests the domain never answered: the client is gone, and after
+	 * api_client_destroy no callback can name them. */
+	if (g->client != NULL) {
+		api_client_destroy(g->client);
+		g->client = NULL;
+	}
+	while (!gw__list_empty(&g->requests)) {
+		gw__request *r = gw__container_of(g->requests.next,
+			gw__request, link);
+		gw__list_remove(&r->link);
+		r->pending = false;
+		gw__request_free(r);
+	}
+	gw__rate_table_destroy(g->rate_signup);
+	gw__rate_table_destroy(g->rate_login);
+	gw__conn_table_destroy(g->conns);
+	free(g->metrics);
+	free(g);
+}

@@ -1,0 +1,124 @@
+/*
+ * stream.c — the live stream (GET /v1/stream) over api_stream.
+ *
+ * Role: once a WebSocket is open for an authenticated user, subscribe to
+ * that user's stream (with ?since= to resume); render each event as one
+ * JSON text frame {"type", "seq", "data"} into the socket's bounded
+ * queue; take client acks. A queue past its bound, or the domain's own
+ * API_EVENT_CUT_OFF, closes the socket with 4008: the client resumes with
+ * ?since= and loses nothing (the domain holds the events).
+ *
+ * Invariants: callbacks from the domain arrive on the loop thread (from
+ * api_client_poll); after gw__stream_closed no callback names the
+ * connection (api_stream_close is synchronous on this thread).
+ *
+ * What it deliberately does not do: write to the socket (lws_server.c
+ * does, one frame per writable callback), keep events itself (the user
+ * actor holds them for resume).
+ */
+#include "gateway/internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static void
+close_with(gw__ws_conn *c, uint16_t code)
+{
+	if (c->close_code != 0)
+		return;
+	c->close_code = code;
+	if (code == GW_WS_CLOSE_SLOW)
+		c->g->metrics->ws_closed_slow_total++;
+	gw__transport_ws_wake(c);
+}
+
+static void
+stream_event(void *arg, const api_event *ev)
+{
+	gw__ws_conn *c = arg;
+	if (c->close_code != 0)
+		return; /* closing: the client resumes from its last seq */
+	if (ev->type == API_EVENT_CUT_OFF) {
+		close_with(c, GW_WS_CLOSE_SLOW);
+		return;
+	}
+	const char *type = ev->type == API_EVENT_RESYNC
+		? "resync"
+		: api_event_type_name(ev->type);
+	if (type == NULL)
+		return; /* a newer domain's event this gateway cannot name */
+	size_t length = 0;
+	char *text = gw__ws_render_event(type,
+		ev->type == API_EVENT_RESYNC ? 0 : ev->seq,
+		ev->type == API_EVENT_RESYNC ? NULL : ev->data, &length);
+	if (text == NULL) {
+		close_with(c, 1011);
+		return;
+	}
+	uint32_t before = c->queue.frames;
+	int rc = gw__frame_push(&c->queue, text, length,
+		c->g->cfg.ws_queue_frames_max);
+	free(text);
+	if (rc == GW_EFULL) {
+		close_with(c, GW_WS_CLOSE_SLOW);
+		return;
+	}
+	if (rc < 0) {
+		close_with(c, 1011);
+		return;
+	}
+	c->g->metrics->ws_queue_frames++;
+	if (before == 0)
+		gw__transport_ws_wake(c);
+}
+
+int
+gw__stream_open(gw__ws_conn *c)
+{
+	gw__assert(c->user_id != 0);
+	gw__assert(c->stream == NULL);
+	api_ctx ctx;
+	memset(&ctx, 0, sizeof ctx);
+	ctx.user_id = c->user_id;
+	int rc = api_stream_open(c->g->client, &ctx, c->user_id, c->has_since,
+		c->since_seq, stream_event, c, &c->stream);
+	if (rc < 0) {
+		c->stream = NULL;
+		return rc;
+	}
+	gw__list_push(&c->g->streams, &c->link);
+	c->g->metrics->ws_open++;
+	return 0;
+}
+
+int
+gw__stream_receive(gw__ws_conn *c, const unsigned char *text, size_t length)
+{
+	if (!gw__utf8_valid(text, length))
+		return 1007; /* RFC 6455: inconsistent data */
+	uint64_t seq;
+	if (gw__ws_parse_client((const char *)text, length, &seq) == 0 &&
+		c->stream != NULL)
+		api_stream_ack(c->stream, seq);
+	/* Unknown messages are ignored: newer clients may send more. */
+	return 0;
+}
+
+void
+gw__stream_closed(gw__ws_conn *c)
+{
+	gw *g = c->g;
+	if (c->stream != NULL) {
+		api_stream_close(c->stream);
+		c->stream = NULL;
+		gw__list_remove(&c->link);
+		gw__assert(g->metrics->ws_open > 0);
+		g->metrics->ws_open--;
+	}
+	gw__assert(g->metrics->ws_queue_frames >= c->queue.frames);
+	g->metrics->ws_queue_frames -= c->queue.frames;
+	gw__frame_clear(&c->queue);
+	free(c->rx);
+	c->rx = NULL;
+	c->rx_length = 0;
+}
