@@ -139,6 +139,8 @@ typedef struct cl__swim_update {
 	uint64_t incarnation;
 	uint64_t actors_active; /* load, carried along for status */
 	uint64_t messages_in;
+	uint64_t epoch;   /* the map epoch the member has adopted */
+	uint32_t pending; /* partitions in handoff at the member */
 } cl__swim_update;
 
 typedef struct cl__swim_member {
@@ -149,6 +151,8 @@ typedef struct cl__swim_member {
 	uint64_t last_heard_ms; /* any direct message from it */
 	uint64_t actors_active;
 	uint64_t messages_in;
+	uint64_t epoch;
+	uint32_t pending;
 } cl__swim_member;
 
 typedef struct cl__swim {

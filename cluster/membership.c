@@ -267,6 +267,8 @@ cl__swim_merge(cl__swim *s, uint16_t from, const cl__swim_update *u,
 	if (u->id == from) {
 		m->actors_active = u->actors_active;
 		m->messages_in = u->messages_in;
+		m->epoch = u->epoch;
+		m->pending = u->pending;
 	}
 	bool newer = u->incarnation > m->incarnation;
 	bool stronger = u->incarnation == m->incarnation &&
@@ -289,6 +291,8 @@ cl__swim_updates(const cl__swim *s, cl__swim_update *out, uint32_t max)
 		u->incarnation = m->incarnation;
 		u->actors_active = m->actors_active;
 		u->messages_in = m->messages_in;
+		u->epoch = m->epoch;
+		u->pending = m->pending;
 	}
 	return n;
 }

@@ -1,0 +1,2076 @@
+/*
+ * node.c — cl_node: the cluster as one node sees it.
+ *
+ * Routing. route[p] is an atomic word per partition: the owner's node id
+ * and a mode (local, remote, hold, down, none). The runtime's route hook
+ * reads it without a lock; a remote send locks the owner's link and
+ * reads the word again under that lock, so once a map change has stored
+ * new words and queued its fences, no send that read an old word can
+ * land behind a fence. Inbox addresses go to the node named in their id.
+ *
+ * Map changes. Only the coordinator (the lowest-id member not down, while
+ * it holds a lease) makes a new epoch: operator actions and throttled
+ * rebalance steps (at most rebalance_step_partitions moves per epoch; the
+ * next step waits until every member reports the epoch adopted and no
+ * handoff pending). A node persists a map before it adopts it.
+ *
+ * Handoff of partition p from A to B at epoch e, preserving per-sender
+ * order without losing or duplicating anything:
+ *   every node S, on adopting e, re-points p at B and then sends FENCE(e)
+ *   to A (all it sent to A before is ahead of the fence on that link);
+ *   A holds every message for p (local sends and arrivals), passivates
+ *   p's actors, ships their snapshots (STATE), sends DONE, forwards what
+ *   it held in order (fences included, as markers) and from then on
+ *   forwards stragglers; B holds messages for p that did not come from
+ *   A until it has DONE and a fence from every live member, then
+ *   delivers them in order and serves p; B tells A (SETTLED) so A drops
+ *   its copy of p's state.
+ *
+ * Leases. A node serves its partitions only while it heard from a
+ * majority of the map's members within lease_ms; without, sends to its
+ * partitions fail with CL_EUNAVAILABLE, so a cut-off minority stops
+ * serving before the majority may remove it (2 x lease_ms later).
+ *
+ * Threads: the runtime's workers call the route hook; the transport's
+ * thread delivers frames; the cluster thread (or cl_node_tick) flushes
+ * links, runs SWIM, leases, the coordinator and handoffs; the control
+ * thread answers flockctl. Lock order: node->lock -> node->hold_lock ->
+ * link->lock.
+ *
+ * What it does not do: replicate state; elect the coordinator by
+ * consensus (lowest live id plus leases; see the report for the gap).
+ */
+#include "cluster/internal.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+
+/* The cluster thread's period: bounds the latency a sealed-at-flush batch
+ * adds under light load. */
+#define CL_TICK_MS 1u
+/* Coordinator duties, lease checks and join retries run this often. */
+#define CL_DUTY_INTERVAL_MS 20u
+/* A joiner repeats its request this often until accepted. */
+#define CL_JOIN_RETRY_MS 500u
+/* A node behind the coordinator's epoch gets the map again this often. */
+#define CL_MAP_REPUSH_MS 500u
+/* State is shipped in chunks of about this many bytes. */
+#define CL_STATE_CHUNK_BYTES (256u << 10)
+/* Messages held for one partition during a handoff, at most, in bytes:
+ * past it local senders see CL_EBUSY. */
+#define CL_HOLD_BYTES_MAX (8u << 20)
+/* Envelopes stashed per link while this node lags the sender's epoch. */
+#define CL_STASH_BYTES_MAX (32u << 20)
+/* How long a handoff waits for link credit before giving up a round. */
+#define CL_SHIP_WAIT_MS 10000u
+/* Delivering to a full mailbox is retried for this long, then dropped
+ * and counted (see the report: the runtime should take it). */
+#define CL_DELIVER_RETRY_MS 100u
+
+enum { R_NONE = 0, R_LOCAL = 1, R_REMOTE = 2, R_HOLD = 3, R_DOWN = 4 };
+#define ROUTE_WORD(mode, id) ((uint32_t)(mode) << 16 | (uint32_t)(id))
+#define ROUTE_MODE(w) ((w) >> 16)
+#define ROUTE_ID(w) ((uint16_t)((w)&0xffffu))
+
+enum {
+	SYS_PING = 1,
+	SYS_ACK = 2,
+	SYS_PING_REQ = 3,
+	SYS_JOIN = 4,
+	SYS_JOIN_ACCEPT = 5,
+	SYS_MAP = 6,
+	SYS_MAP_PULL = 7,
+	SYS_FENCE = 8,
+	SYS_STATE = 9,
+	SYS_DONE = 10,
+	SYS_SETTLED = 11,
+};
+
+enum { P_NORMAL = 0, P_LEAVING = 1, P_ARRIVING = 2 };
+enum {
+	L_START = 0,
+	L_PASSIVATING = 1,
+	L_PASSIVATED = 2,
+	L_SHIPPED = 3,
+};
+
+typedef struct hold {
+	rt_buffer bytes; /* encoded envelopes, in arrival order */
+	uint32_t count;
+} hold;
+
+typedef struct part {
+	uint8_t mode;
+	uint8_t stage;
+	bool done;       /* arriving: DONE received from the old owner */
+	uint16_t peer;   /* leaving: new owner; arriving: old owner */
+	uint64_t epoch;
+	uint64_t fenced; /* arriving: bit i = member i of the map fenced */
+	hold *held;
+} part;
+
+struct cl_node {
+	pthread_mutex_t lock;
+	pthread_mutex_t hold_lock;
+	char listen[CL_ADDRESS_BYTES_MAX];
+	char join[CL_ADDRESS_BYTES_MAX];
+	char data_dir[1024];
+	char control[CL_ADDRESS_BYTES_MAX];
+	cl_node_config cfg;
+	rt_runtime *rt;
+	const cl_transport_ops *tops;
+	void *transport;
+	cl_deliver_callback deliver;
+	void *deliver_arg;
+
+	_Atomic uint16_t self;
+	uint64_t incarnation;
+	cl_map map;
+	_Atomic uint64_t epoch;
+	_Atomic uint32_t route[CL_PARTITIONS];
+	_Atomic bool lease_held;
+	_Atomic bool joined;
+	part parts[CL_PARTITIONS];
+	_Atomic uint8_t passivated[CL_PARTITIONS]; /* set by the callback */
+	uint32_t pending; /* partitions in handoff here */
+
+	cl__swim swim;
+	cl__link links[CL_NODES_MAX];
+	cl__link bootstrap; /* peer 0: the --join address */
+	rt_buffer stash[CL_NODES_MAX];
+	bool stashing[CL_NODES_MAX];
+
+	uint64_t now_ms;
+	uint64_t next_duty_ms;
+	uint64_t next_join_ms;
+	uint64_t next_repush_ms;
+	uint64_t step_epoch;    /* epoch of the step in flight (coordinator) */
+	uint32_t step_moves;
+	uint32_t step_settled;
+	uint32_t moves_pending; /* cached cl_map_target diff */
+	_Atomic uint64_t messages_in;
+	_Atomic uint64_t messages_dropped;
+
+	pthread_t thread;
+	_Atomic bool stopping;
+	bool thread_started;
+	cl__control_server *control_server;
+};
+
+/* ---- small helpers ----------------------------------------------------- */
+
+static void
+node_log(cl_node *n, rt_log_level level, const char *format, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void
+node_log(cl_node *n, rt_log_level level, const char *format, ...)
+{
+	char line[512];
+	va_list ap;
+	va_start(ap, format);
+	vsnprintf(line, sizeof line, format, ap);
+	va_end(ap);
+	rt_log(n->rt, level, "cluster", "%s node=%u", line,
+		(unsigned)atomic_load(&n->self));
+}
+
+static uint64_t
+node_now(cl_node *n)
+{
+	return n->cfg.manual_tick ? n->now_ms : cl__monotonic_ms();
+}
+
+static cl__link *
+link_for(cl_node *n, uint16_t id)
+{
+	if (id == 0)
+		return NULL;
+	for (uint32_t i = 0; i < CL_NODES_MAX; i++)
+		if (atomic_load(&n->links[i].peer) == id)
+			return &n->links[i];
+	return NULL;
+}
+
+static int
+link_slot(cl_node *n, uint16_t id)
+{
+	for (uint32_t i = 0; i < CL_NODES_MAX; i++)
+		if (atomic_load(&n->links[i].peer) == id)
+			return (int)i;
+	return -1;
+}
+
+static uint8_t
+liveness_of(cl_node *n, uint16_t id)
+{
+	cl__swim_member *m = cl__swim_find(&n->swim, id);
+	return m == NULL ? CL_LIVE_ALIVE : m->liveness;
+}
+
+static uint16_t
+coordinator_locked(cl_node *n)
+{
+	for (uint32_t i = 0; i < n->map.nodes_count; i++) {
+		uint16_t id = n->map.nodes[i].id;
+		if (id == atomic_load(&n->self) ||
+			liveness_of(n, id) != CL_LIVE_DOWN)
+			return id;
+	}
+	return 0;
+}
+
+/* Encodes a system message body; payload points into *scratch. */
+static void
+system_envelope(cl_envelope *e, uint32_t type, uint64_t epoch,
+	const rt_buffer *body)
+{
+	memset(e, 0, sizeof *e);
+	e->epoch = epoch;
+	e->type = type;
+	e->flags = CL_ENVELOPE_F_SYSTEM;
+	e->payload = body->bytes;
+	e->size = (uint32_t)body->length;
+}
+
+/* Sends a system message reliably to peer (link queue). */
+static int
+send_system(cl_node *n, uint16_t peer, uint32_t type, uint64_t epoch,
+	const rt_buffer *body)
+{
+	cl__link *l = link_for(n, peer);
+	if (l == NULL)
+		return CL_EUNAVAILABLE;
+	cl_envelope e;
+	system_envelope(&e, type, epoch, body);
+	pthread_mutex_lock(&l->lock);
+	int rc = cl__link_enqueue_locked(l, &e, true, node_now(n));
+	pthread_mutex_unlock(&l->lock);
+	return rc;
+}
+
+/* ---- route table ------------------------------------------------------- */
+
+static uint32_t
+word_for_owner(cl_node *n, uint16_t owner)
+{
+	if (owner == 0)
+		return ROUTE_WORD(R_NONE, 0);
+	if (owner == atomic_load(&n->self))
+		return ROUTE_WORD(R_LOCAL, owner);
+	if (liveness_of(n, owner) == CL_LIVE_DOWN)
+		return ROUTE_WORD(R_DOWN, owner);
+	return ROUTE_WORD(R_REMOTE, owner);
+}
+
+/* Re-derives the words of partitions not in a handoff. */
+static void
+routes_refresh_locked(cl_node *n)
+{
+	for (uint32_t p = 0; p < CL_PARTITIONS; p++)
+		if (n->parts[p].mode == P_NORMAL)
+			atomic_store(&n->route[p],
+				word_for_owner(n, n->map.owner[p]));
+}
+
+static void
+hold_begin_locked(cl_node *n, uint32_t p)
+{
+	pthread_mutex_lock(&n->hold_lock);
+	if (n->parts[p].held == NULL) {
+		n->parts[p].held = calloc(1, sizeof(hold));
+		CL_ASSERT(n->parts[p].held != NULL);
+	}
+	atomic_store(&n->route[p], ROUTE_WORD(R_HOLD, n->parts[p].peer));
+	pthread_mutex_unlock(&n->hold_lock);
+}
+
+static int
+hold_append_locked(hold *h, const cl_envelope *e, bool bounded)
+{
+	if (bounded && h->bytes.length + e->size > CL_HOLD_BYTES_MAX)
+		return CL_EBUSY;
+	int rc = cl_envelope_encode(e, &h->bytes);
+	if (rc == 0)
+		h->count++;
+	return rc;
+}
+
+/* ---- delivery ---------------------------------------------------------- */
+
+static bool
+is_ask(const cl_envelope *e)
+{
+	return e->correlation != 0 &&
+	       (e->flags & (RT_MESSAGE_F_REPLY | RT_MESSAGE_F_TIMEOUT)) == 0;
+}
+
+static int route_envelope(cl_node *n, const cl_envelope *e, uint16_t via,
+	bool local_origin);
+
+/* Hands e to the runtime (or the test's callback). */
+static void
+deliver_local(cl_node *n, const cl_envelope *e)
+{
+	atomic_fetch_add(&n->messages_in, 1);
+	if (n->rt == NULL) {
+		if (n->deliver != NULL)
+			n->deliver(n->deliver_arg, e);
+		return;
+	}
+	uint64_t deadline = cl__monotonic_ms() + CL_DELIVER_RETRY_MS;
+	for (;;) {
+		rt_message *m = rt_message_alloc(n->rt, e->type, e->size);
+		if (m != NULL) {
+			m->from = e->from;
+			m->to = e->to;
+			m->correlation = e->correlation;
+			m->flags = e->flags & (RT_MESSAGE_F_REPLY |
+						      RT_MESSAGE_F_TIMEOUT);
+			if (e->size > 0)
+				memcpy(m->payload, e->payload, e->size);
+			int rc = rt_deliver_local(n->rt, m);
+			if (rc != RT_EMAILBOX_FULL && rc != RT_ENOMEM)
+				return;
+		}
+		if (cl__monotonic_ms() >= deadline)
+			break;
+		cl__sleep_ms(1);
+	}
+	atomic_fetch_add(&n->messages_dropped, 1);
+}
+
+/* A message that cannot reach its owner: an ask gets an undeliverable
+ * reply (so the asker fails fast); anything else is counted. */
+static void
+undeliverable(cl_node *n, const cl_envelope *e, int code)
+{
+	if (!is_ask(e)) {
+		atomic_fetch_add(&n->messages_dropped, 1);
+		return;
+	}
+	int32_t rt_code = cl_to_rt_error(code);
+	cl_envelope r = {0};
+	r.epoch = atomic_load(&n->epoch);
+	r.from = e->to;
+	r.to = e->from;
+	r.correlation = e->correlation;
+	r.type = RT_TYPE_UNDELIVERABLE;
+	r.flags = RT_MESSAGE_F_REPLY;
+	r.payload = (const unsigned char *)&rt_code;
+	r.size = sizeof rt_code;
+	if (route_envelope(n, &r, 0, false) == RT_ROUTE_LOCAL)
+		deliver_local(n, &r);
+}
+
+/* ---- routing ----------------------------------------------------------- */
+
+static int
+send_remote(cl_node *n, uint16_t owner, const cl_envelope *e, uint32_t p,
+	uint32_t word, bool local_origin)
+{
+	cl__link *l = link_for(n, owner);
+	if (l == NULL)
+		return CL_EUNAVAILABLE;
+	pthread_mutex_lock(&l->lock);
+	if (p != UINT32_MAX && atomic_load(&n->route[p]) != word) {
+		pthread_mutex_unlock(&l->lock);
+		return CL_EINVAL; /* the word changed: route again */
+	}
+	cl_envelope f = *e;
+	f.epoch = atomic_load(&n->epoch);
+	if (!local_origin)
+		f.flags |= CL_ENVELOPE_F_FORWARDED;
+	int rc = cl__link_enqueue_locked(l, &f, !local_origin, node_now(n));
+	pthread_mutex_unlock(&l->lock);
+	return rc;
+}
+
+static int
+hold_or_retry(cl_node *n, const cl_envelope *e, uint32_t p, uint32_t word,
+	bool local_origin)
+{
+	pthread_mutex_lock(&n->hold_lock);
+	hold *h = n->parts[p].held;
+	if (atomic_load(&n->route[p]) != word || h == NULL) {
+		pthread_mutex_unlock(&n->hold_lock);
+		return CL_EINVAL;
+	}
+	int rc = hold_append_locked(h, e, local_origin);
+	pthread_mutex_unlock(&n->hold_lock);
+	return rc;
+}
+
+/*
+ * The one routing function. Returns RT_ROUTE_LOCAL (deliver here),
+ * RT_ROUTE_TAKEN (forwarded or held), or a negative CL_E code. via is
+ * the node whose link it came on (0: sent on this node).
+ */
+static int
+route_envelope(cl_node *n, const cl_envelope *e, uint16_t via,
+	bool local_origin)
+{
+	uint16_t self = atomic_load(&n->self);
+	if (e->to.kind == RT_KIND_INBOX) {
+		uint16_t owner = cl_inbox_node(e->to.id);
+		if (owner == 0 || owner == self)
+			return RT_ROUTE_LOCAL;
+		if (liveness_of(n, owner) == CL_LIVE_DOWN)
+			return CL_EUNAVAILABLE;
+		int rc = send_remote(n, owner, e, UINT32_MAX, 0, local_origin);
+		return rc == 0 ? RT_ROUTE_TAKEN : rc;
+	}
+	uint32_t p = cl_partition_of(e->to.id);
+	for (int attempt = 0; attempt < 1000; attempt++) {
+		uint32_t word = atomic_load(&n->route[p]);
+		int rc;
+		switch (ROUTE_MODE(word)) {
+		case R_LOCAL:
+			if (!atomic_load(&n->lease_held))
+				return CL_EUNAVAILABLE;
+			return RT_ROUTE_LOCAL;
+		case R_REMOTE:
+			rc = send_remote(n, ROUTE_ID(word), e, p, word,
+				local_origin);
+			break;
+		case R_HOLD:
+			/* arriving: the old owner's traffic is in order */
+			if (via != 0 && via == ROUTE_ID(word) &&
+				n->parts[p].mode == P_ARRIVING &&
+				n->parts[p].done)
+				return RT_ROUTE_LOCAL;
+			rc = hold_or_retry(n, e, p, word, local_origin);
+			break;
+		case R_DOWN:
+		default:
+			return CL_EUNAVAILABLE;
+		}
+		if (rc != CL_EINVAL)
+			return rc == 0 ? RT_ROUTE_TAKEN : rc;
+	}
+	return CL_EBUSY;
+}
+
+int
+cl_node_send(cl_node *node, const cl_envelope *e)
+{
+	CL_ASSERT(node != NULL);
+	CL_ASSERT(e != NULL);
+	int rc = route_envelope(node, e, 0, true);
+	if (rc == RT_ROUTE_LOCAL) {
+		deliver_local(node, e);
+		return CL_OK;
+	}
+	return rc == RT_ROUTE_TAKEN ? CL_OK : rc;
+}
+
+void
+cl_node_set_deliver(cl_node *node, cl_deliver_callback cb, void *arg)
+{
+	CL_ASSERT(node != NULL);
+	node->deliver = cb;
+	node->deliver_arg = arg;
+}
+
+/* ---- SWIM glue --------------------------------------------------------- */
+
+static void
+refresh_self_locked(cl_node *n)
+{
+	cl__swim_member *me = cl__swim_find(&n->swim, atomic_load(&n->self));
+	if (me != NULL) {
+		rt_stats st = {0};
+		if (n->rt != NULL)
+			rt_get_stats(n->rt, &st);
+		me->actors_active = st.actors_active;
+		me->messages_in = atomic_load(&n->messages_in);
+		me->epoch = n->map.epoch;
+		me->pending = n->pending;
+	}
+}
+
+static void
+pack_updates(cl_node *n, cl__packer *p)
+{
+	refresh_self_locked(n);
+	cl__swim_update u[CL_NODES_MAX];
+	uint32_t count = cl__swim_updates(&n->swim, u, CL_NODES_MAX);
+	msgpack_pack_array(&p->pk, count);
+	for (uint32_t i = 0; i < count; i++) {
+		msgpack_pack_array(&p->pk, 7);
+		msgpack_pack_uint16(&p->pk, u[i].id);
+		msgpack_pack_uint8(&p->pk, u[i].liveness);
+		msgpack_pack_uint64(&p->pk, u[i].incarnation);
+		msgpack_pack_uint64(&p->pk, u[i].actors_active);
+		msgpack_pack_uint64(&p->pk, u[i].messages_in);
+		msgpack_pack_uint64(&p->pk, u[i].epoch);
+		msgpack_pack_uint32(&p->pk, u[i].pending);
+	}
+}
+
+static void swim_apply_locked(cl_node *n, const cl__swim_actions *a);
+
+static void
+merge_updates_locked(cl_node *n, uint16_t from, const msgpack_object *o)
+{
+	const msgpack_object *items;
+	uint32_t count;
+	if (cl__obj_array(o, 0, &items, &count) != 0)
+		return;
+	cl__swim_actions out = {0};
+	for (uint32_t i = 0; i < count && i < CL_NODES_MAX; i++) {
+		const msgpack_object *f;
+		uint32_t k;
+		uint32_t id, liveness;
+		cl__swim_update u = {0};
+		if (cl__obj_array(&items[i], 7, &f, &k) != 0 ||
+			cl__obj_u32(&f[0], &id) != 0 ||
+			cl__obj_u32(&f[1], &liveness) != 0 ||
+			cl__obj_u64(&f[2], &u.incarnation) != 0 ||
+			cl__obj_u64(&f[3], &u.actors_active) != 0 ||
+			cl__obj_u64(&f[4], &u.messages_in) != 0 ||
+			cl__obj_u64(&f[5], &u.epoch) != 0 ||
+			cl__obj_u32(&f[6], &u.pending) != 0 ||
+			id > CL_NODE_ID_MAX || liveness > CL_LIVE_DOWN)
+			return;
+		u.id = (uint16_t)id;
+		u.liveness = (uint8_t)liveness;
+		cl__swim_merge(&n->swim, from, &u, node_now(n), &out);
+	}
+	swim_apply_locked(n, &out);
+}
+
+static void
+swim_send_locked(cl_node *n, const cl__swim_action *a)
+{
+	rt_buffer body = {0};
+	cl__packer p;
+	cl__packer_init(&p, &body);
+	uint32_t type;
+	if (a->kind == CL__SWIM_PING) {
+		type = SYS_PING;
+		msgpack_pack_array(&p.pk, 3);
+		msgpack_pack_uint16(&p.pk, a->origin);
+		msgpack_pack_uint64(&p.pk, a->sequence);
+	} else if (a->kind == CL__SWIM_ACK) {
+		type = SYS_ACK;
+		msgpack_pack_array(&p.pk, 4);
+		msgpack_pack_uint16(&p.pk, a->target);
+		msgpack_pack_uint16(&p.pk, a->origin);
+		msgpack_pack_uint64(&p.pk, a->sequence);
+	} else {
+		type = SYS_PING_REQ;
+		msgpack_pack_array(&p.pk, 3);
+		msgpack_pack_uint16(&p.pk, a->target);
+		msgpack_pack_uint64(&p.pk, a->sequence);
+	}
+	pack_updates(n, &p);
+	cl__link *l = link_for(n, a->to);
+	if (p.status == 0 && l != NULL) {
+		cl_envelope e;
+		system_envelope(&e, type, 0, &body);
+		pthread_mutex_lock(&l->lock);
+		cl__link_send_now_locked(l, &e);
+		pthread_mutex_unlock(&l->lock);
+	}
+	rt_buffer_free(&body);
+}
+
+static void
+swim_apply_locked(cl_node *n, const cl__swim_actions *a)
+{
+	bool changed = false;
+	for (uint32_t i = 0; i < a->count; i++) {
+		const cl__swim_action *x = &a->items[i];
+		if (x->kind == CL__SWIM_CHANGED) {
+			changed = true;
+			cl__swim_member *m = cl__swim_find(&n->swim, x->target);
+			node_log(n, RT_LOG_INFO, "member %u is %s", x->target,
+				m == NULL ? "?" :
+				m->liveness == CL_LIVE_ALIVE ? "alive" :
+				m->liveness == CL_LIVE_SUSPECT ? "suspect" :
+								 "down");
+			continue;
+		}
+		swim_send_locked(n, x);
+	}
+	if (changed)
+		routes_refresh_locked(n);
+}
+
+static void
+on_swim_locked(cl_node *n, uint16_t from, const cl_envelope *e,
+	const msgpack_object *f, uint32_t count)
+{
+	cl__swim_actions out = {0};
+	uint32_t a, b;
+	uint64_t seq;
+	uint64_t now = node_now(n);
+	if (e->type == SYS_PING && count >= 3 && cl__obj_u32(&f[0], &a) == 0 &&
+		cl__obj_u64(&f[1], &seq) == 0) {
+		merge_updates_locked(n, from, &f[2]);
+		cl__swim_on_ping(&n->swim, from, (uint16_t)a, seq, now, &out);
+	} else if (e->type == SYS_ACK && count >= 4 &&
+		   cl__obj_u32(&f[0], &a) == 0 &&
+		   cl__obj_u32(&f[1], &b) == 0 &&
+		   cl__obj_u64(&f[2], &seq) == 0) {
+		merge_updates_locked(n, from, &f[3]);
+		cl__swim_on_ack(&n->swim, from, (uint16_t)a, (uint16_t)b, seq,
+			now, &out);
+	} else if (e->type == SYS_PING_REQ && count >= 3 &&
+		   cl__obj_u32(&f[0], &a) == 0 &&
+		   cl__obj_u64(&f[1], &seq) == 0) {
+		merge_updates_locked(n, from, &f[2]);
+		cl__swim_on_ping_req(&n->swim, from, (uint16_t)a, seq, now,
+			&out);
+	}
+	swim_apply_locked(n, &out);
+}
+
+/* ---- adopting a map ---------------------------------------------------- */
+
+static void replay_stashes_locked(cl_node *n);
+static void try_release_locked(cl_node *n, uint32_t p);
+
+/* Points links at the map's members; links of removed members die. */
+static void
+links_sync_locked(cl_node *n)
+{
+	uint16_t self = atomic_load(&n->self);
+	uint64_t now = node_now(n);
+	for (uint32_t i = 0; i < CL_NODES_MAX; i++) {
+		cl__link *l = &n->links[i];
+		uint16_t peer = atomic_load(&l->peer);
+		if (peer != 0 && cl_map_find(&n->map, peer) == NULL) {
+			pthread_mutex_lock(&l->lock);
+			l->dead = true;
+			atomic_store(&l->peer, 0);
+			l->address[0] = '\0';
+			pthread_mutex_unlock(&l->lock);
+			n->tops->peer_drop(n->transport, peer);
+		}
+	}
+	for (uint32_t k = 0; k < n->map.nodes_count; k++) {
+		const cl_map_node *m = &n->map.nodes[k];
+		if (m->id == self)
+			continue;
+		int s = link_slot(n, m->id);
+		if (s < 0)
+			s = link_slot(n, 0);
+		CL_ASSERT(s >= 0);
+		cl__link *l = &n->links[s];
+		pthread_mutex_lock(&l->lock);
+		l->self = self;
+		cl__link_bind_locked(l, m->id, m->address, now);
+		pthread_mutex_unlock(&l->lock);
+	}
+	uint16_t ids[CL_NODES_MAX];
+	for (uint32_t k = 0; k < n->map.nodes_count; k++)
+		ids[k] = n->map.nodes[k].id;
+	cl__swim_set_members(&n->swim, ids, n->map.nodes_count, now);
+}
+
+static void
+begin_transition_locked(cl_node *n, uint32_t p, uint16_t from, uint16_t to)
+{
+	uint16_t self = atomic_load(&n->self);
+	part *x = &n->parts[p];
+	if (x->mode != P_NORMAL)
+		return; /* a transition already runs; it finishes first */
+	if (from == self && to != 0) {
+		x->mode = P_LEAVING;
+		x->stage = L_START;
+		x->peer = to;
+		x->epoch = n->map.epoch;
+		n->pending++;
+		hold_begin_locked(n, p);
+	} else if (to == self && from != 0 &&
+		   cl_map_find(&n->map, from) != NULL) {
+		x->mode = P_ARRIVING;
+		x->done = false;
+		x->fenced = 0;
+		x->peer = from;
+		x->epoch = n->map.epoch;
+		n->pending++;
+		hold_begin_locked(n, p);
+	}
+}
+
+static void
+send_fences_locked(cl_node *n, const cl_map *old)
+{
+	uint16_t self = atomic_load(&n->self);
+	bool sent[CL_NODES_MAX] = {false};
+	for (uint32_t p = 0; p < CL_PARTITIONS; p++) {
+		uint16_t from = old->owner[p];
+		if (from == n->map.owner[p] || from == 0 || from == self)
+			continue;
+		int i = cl__map_index(&n->map, from);
+		if (i < 0 || sent[i])
+			continue;
+		sent[i] = true;
+		rt_buffer body = {0};
+		cl__packer pk;
+		cl__packer_init(&pk, &body);
+		msgpack_pack_uint16(&pk.pk, self);
+		send_system(n, from, SYS_FENCE, n->map.epoch, &body);
+		rt_buffer_free(&body);
+	}
+}
+
+/* Persists and adopts map; starts the handoffs it implies. */
+static int
+adopt_map_locked(cl_node *n, const cl_map *map)
+{
+	if (map->epoch <= n->map.epoch && atomic_load(&n->joined))
+		return CL_OK;
+	int rc = cl_map_save(n->data_dir, atomic_load(&n->self), map);
+	if (rc != 0) {
+		node_log(n, RT_LOG_ERROR, "cannot persist map epoch=%" PRIu64
+			": %s", map->epoch, cl_strerror(rc));
+		return rc;
+	}
+	cl_map *old = malloc(sizeof *old);
+	CL_ASSERT(old != NULL);
+	*old = n->map;
+	n->map = *map;
+	atomic_store(&n->epoch, map->epoch);
+	links_sync_locked(n);
+	for (uint32_t p = 0; p < CL_PARTITIONS; p++)
+		if (old->owner[p] != map->owner[p])
+			begin_transition_locked(n, p, old->owner[p],
+				map->owner[p]);
+	routes_refresh_locked(n);
+	/* words are stored: fences now follow everything sent on old ones */
+	send_fences_locked(n, old);
+	free(old);
+	for (uint32_t p = 0; p < CL_PARTITIONS; p++)
+		if (n->parts[p].mode == P_ARRIVING)
+			try_release_locked(n, p);
+	replay_stashes_locked(n);
+	node_log(n, RT_LOG_INFO, "adopted map epoch=%" PRIu64 " pending=%u",
+		map->epoch, n->pending);
+	return CL_OK;
+}
+
+/* The coordinator's commit: adopt, then push to every member. */
+static int
+commit_map_locked(cl_node *n, cl_map *next)
+{
+	next->epoch = n->map.epoch + 1;
+	int rc = adopt_map_locked(n, next);
+	if (rc != 0)
+		return rc;
+	rt_buffer body = {0};
+	rc = cl_map_encode(&n->map, &body);
+	for (uint32_t i = 0; rc == 0 && i < n->map.nodes_count; i++)
+		if (n->map.nodes[i].id != atomic_load(&n->self))
+			send_system(n, n->map.nodes[i].id, SYS_MAP, 0, &body);
+	rt_buffer_free(&body);
+	n->moves_pending = UINT32_MAX; /* recomputed at the next duty */
+	return rc;
+}
+
+/* ---- fences, release, settle ------------------------------------------- */
+
+static void
+send_fence_marker(cl_node *n, uint16_t to, uint16_t source, uint32_t p,
+	uint64_t epoch)
+{
+	rt_buffer body = {0};
+	cl__packer pk;
+	cl__packer_init(&pk, &body);
+	msgpack_pack_array(&pk.pk, 2);
+	msgpack_pack_uint16(&pk.pk, source);
+	msgpack_pack_uint32(&pk.pk, p);
+	send_system(n, to, SYS_FENCE, epoch, &body);
+	rt_buffer_free(&body);
+}
+
+/* At the old owner: FENCE(e) from source. Every partition leaving here
+ * at e gets a marker after what it holds, or one sent on directly. */
+static void
+on_fence_at_old_owner_locked(cl_node *n, uint16_t source, uint64_t epoch)
+{
+	for (uint32_t p = 0; p < CL_PARTITIONS; p++) {
+		part *x = &n->parts[p];
+		if (x->mode != P_LEAVING || x->epoch != epoch)
+			continue;
+		if (x->stage < L_SHIPPED) {
+			rt_buffer body = {0};
+			cl__packer pk;
+			cl__packer_init(&pk, &body);
+			msgpack_pack_array(&pk.pk, 2);
+			msgpack_pack_uint16(&pk.pk, source);
+			msgpack_pack_uint32(&pk.pk, p);
+			cl_envelope m;
+			system_envelope(&m, SYS_FENCE, epoch, &body);
+			pthread_mutex_lock(&n->hold_lock);
+			hold_append_locked(x->held, &m, false);
+			pthread_mutex_unlock(&n->hold_lock);
+			rt_buffer_free(&body);
+		} else {
+			send_fence_marker(n, x->peer, source, p, epoch);
+		}
+	}
+}
+
+static bool
+fences_complete_locked(cl_node *n, const part *x)
+{
+	for (uint32_t i = 0; i < n->map.nodes_count; i++) {
+		uint16_t id = n->map.nodes[i].id;
+		if (id == x->peer || (x->fenced >> i & 1u))
+			continue;
+		if (liveness_of(n, id) == CL_LIVE_DOWN)
+			continue; /* a dead sender sends nothing more */
+		return false;
+	}
+	return true;
+}
+
+static void
+deliver_held(void *arg, const unsigned char *bytes, size_t length)
+{
+	cl_node *n = arg;
+	size_t offset = 0;
+	while (offset < length) {
+		cl_envelope e;
+		size_t used;
+		int rc = cl_envelope_decode(bytes + offset, length - offset,
+			&e, &used);
+		CL_ASSERT(rc == 0); /* we encoded it */
+		offset += used;
+		if (e.flags & CL_ENVELOPE_F_SYSTEM)
+			continue; /* markers end here */
+		deliver_local(n, &e);
+	}
+}
+
+static void
+part_finish_locked(cl_node *n, uint32_t p)
+{
+	part *x = &n->parts[p];
+	CL_ASSERT(x->mode != P_NORMAL);
+	CL_ASSERT(n->pending > 0);
+	x->mode = P_NORMAL;
+	n->pending--;
+}
+
+/* At the new owner: serve p once DONE and every live member's fence is
+ * in; what was held is delivered first, in arrival order. */
+static void
+try_release_locked(cl_node *n, uint32_t p)
+{
+	part *x = &n->parts[p];
+	if (x->mode != P_ARRIVING)
+		return;
+	bool old_gone = cl_map_find(&n->map, x->peer) == NULL;
+	if (!old_gone && (!x->done || !fences_complete_locked(n, x)))
+		return;
+	pthread_mutex_lock(&n->hold_lock);
+	hold *h = x->held;
+	x->held = NULL;
+	atomic_store(&n->route[p], word_for_owner(n, n->map.owner[p]));
+	/* deliveries go to mailboxes; the word is local so later sends
+	 * queue behind these under the runtime's per-sender order */
+	if (h != NULL)
+		deliver_held(n, h->bytes.bytes, h->bytes.length);
+	pthread_mutex_unlock(&n->hold_lock);
+	if (h != NULL) {
+		rt_buffer_free(&h->bytes);
+		free(h);
+	}
+	uint16_t old = x->peer;
+	uint64_t epoch = x->epoch;
+	part_finish_locked(n, p);
+	rt_buffer body = {0};
+	cl__packer pk;
+	cl__packer_init(&pk, &body);
+	msgpack_pack_uint32(&pk.pk, p);
+	if (!old_gone)
+		send_system(n, old, SYS_SETTLED, 0, &body);
+	uint16_t c = coordinator_locked(n);
+	if (c != 0 && c != old && c != atomic_load(&n->self))
+		send_system(n, c, SYS_SETTLED, 0, &body);
+	if (c == atomic_load(&n->self) && epoch == n->step_epoch)
+		n->step_settled++;
+	rt_buffer_free(&body);
+}
+
+static void
+on_fence_at_new_owner_locked(cl_node *n, uint16_t source, uint32_t p,
+	uint64_t epoch)
+{
+	part *x = &n->parts[p];
+	if (x->mode != P_ARRIVING || x->epoch != epoch)
+		return;
+	int i = cl__map_index(&n->map, source);
+	if (i >= 0)
+		x->fenced |= 1ull << i;
+	try_release_locked(n, p);
+}
+
+/* ---- handoff: the old owner's side ------------------------------------- */
+
+typedef struct ship {
+	cl_node *n;
+	uint32_t partition;
+	uint16_t to;
+	uint64_t epoch;
+	rt_buffer body;
+	cl__packer pk;
+	uint32_t items;
+	size_t items_offset; /* where the items array header starts */
+	int status;
+	uint64_t actors;
+} ship;
+
+static void
+ship_open(ship *s)
+{
+	s->body.length = 0;
+	cl__packer_init(&s->pk, &s->body);
+	msgpack_pack_array(&s->pk.pk, 2);
+	msgpack_pack_uint32(&s->pk.pk, s->partition);
+	s->items_offset = s->body.length;
+	unsigned char header[5] = {0xdd, 0, 0, 0, 0}; /* array32, patched */
+	rt_buffer_append(&s->body, header, sizeof header);
+	s->items = 0;
+}
+
+/* Sends the chunk, waiting for link credit (real mode) if needed. */
+static int
+ship_flush(ship *s)
+{
+	if (s->items == 0)
+		return CL_OK;
+	unsigned char *c = s->body.bytes + s->items_offset;
+	c[1] = (unsigned char)(s->items >> 24);
+	c[2] = (unsigned char)(s->items >> 16);
+	c[3] = (unsigned char)(s->items >> 8);
+	c[4] = (unsigned char)s->items;
+	cl_node *n = s->n;
+	cl__link *l = link_for(n, s->to);
+	if (l == NULL)
+		return CL_EUNAVAILABLE;
+	cl_envelope e;
+	system_envelope(&e, SYS_STATE, s->epoch, &s->body);
+	uint64_t deadline = cl__monotonic_ms() + CL_SHIP_WAIT_MS;
+	int rc;
+	for (;;) {
+		pthread_mutex_lock(&l->lock);
+		rc = cl__link_enqueue_locked(l, &e, false, node_now(n));
+		if (rc == CL_EBUSY)
+			cl__link_flush_locked(l, node_now(n));
+		pthread_mutex_unlock(&l->lock);
+		if (rc != CL_EBUSY || n->cfg.manual_tick ||
+			cl__monotonic_ms() >= deadline)
+			break;
+		cl__sleep_ms(1);
+	}
+	ship_open(s);
+	return rc;
+}
+
+static int
+ship_item(void *arg, rt_addr addr, const void *bytes, size_t length)
+{
+	ship *s = arg;
+	if (length > RT_MESSAGE_BYTES_MAX / 2)
+		return CL_ETOOBIG;
+	if (s->body.length + length + 32 > CL_STATE_CHUNK_BYTES) {
+		int rc = ship_flush(s);
+		if (rc != 0)
+			return rc;
+	}
+	msgpack_pack_array(&s->pk.pk, 3);
+	msgpack_pack_uint32(&s->pk.pk, addr.kind);
+	msgpack_pack_uint64(&s->pk.pk, addr.id);
+	msgpack_pack_bin(&s->pk.pk, length);
+	msgpack_pack_bin_body(&s->pk.pk, bytes, length);
+	s->items++;
+	s->actors++;
+	return s->pk.status;
+}
+
+/* After the state went out: DONE, then what was held, then the word. */
+static void
+ship_finish_locked(cl_node *n, uint32_t p)
+{
+	part *x = &n->parts[p];
+	rt_buffer body = {0};
+	cl__packer pk;
+	cl__packer_init(&pk, &body);
+	msgpack_pack_uint32(&pk.pk, p);
+	send_system(n, x->peer, SYS_DONE, x->epoch, &body);
+	rt_buffer_free(&body);
+	cl__link *l = link_for(n, x->peer);
+	pthread_mutex_lock(&n->hold_lock);
+	hold *h = x->held;
+	x->held = NULL;
+	if (l != NULL && h != NULL) {
+		pthread_mutex_lock(&l->lock);
+		size_t offset = 0;
+		while (offset < h->bytes.length) {
+			cl_envelope e;
+			size_t used;
+			int rc = cl_envelope_decode(h->bytes.bytes + offset,
+				h->bytes.length - offset, &e, &used);
+			CL_ASSERT(rc == 0);
+			offset += used;
+			e.epoch = x->epoch;
+			if ((e.flags & CL_ENVELOPE_F_SYSTEM) == 0)
+				e.flags |= CL_ENVELOPE_F_FORWARDED;
+			rc = cl__link_enqueue_locked(l, &e, true, node_now(n));
+			if (rc != 0)
+				atomic_fetch_add(&n->messages_dropped, 1);
+		}
+		pthread_mutex_unlock(&l->lock);
+	}
+	atomic_store(&n->route[p], word_for_owner(n, x->peer));
+	pthread_mutex_unlock(&n->hold_lock);
+	if (h != NULL) {
+		rt_buffer_free(&h->bytes);
+		free(h);
+	}
+	x->stage = L_SHIPPED;
+}
+
+static void
+passivated_callback(void *arg, uint32_t partition, int status)
+{
+	cl_node *n = arg;
+	CL_ASSERT(partition < CL_PARTITIONS);
+	(void)status; /* a failed save leaves state to the journal replay */
+	atomic_store(&n->passivated[partition], 1);
+}
+
+/* Moves each leaving partition along: passivate, ship, finish. */
+static void
+handoffs_run_locked(cl_node *n)
+{
+	for (uint32_t p = 0; p < CL_PARTITIONS && n->pending > 0; p++) {
+		part *x = &n->parts[p];
+		if (x->mode != P_LEAVING)
+			continue;
+		if (x->stage == L_START) {
+			x->stage = L_PASSIVATING;
+			atomic_store(&n->passivated[p], 0);
+			if (n->cfg.passivate_ops == NULL)
+				atomic_store(&n->passivated[p], 1);
+			else
+				n->cfg.passivate_ops->passivate_partition(
+					n->cfg.passivate_arg, p,
+					passivated_callback, n);
+		}
+		if (x->stage == L_PASSIVATING &&
+			atomic_load(&n->passivated[p]) != 0)
+			x->stage = L_PASSIVATED;
+		if (x->stage != L_PASSIVATED)
+			continue;
+		ship s = {.n = n, .partition = p, .to = x->peer,
+			.epoch = x->epoch};
+		ship_open(&s);
+		int rc = 0;
+		if (n->cfg.state_ops != NULL)
+			rc = n->cfg.state_ops->export_partition(n->cfg.state_arg,
+				p, ship_item, &s);
+		if (rc == 0)
+			rc = ship_flush(&s);
+		rt_buffer_free(&s.body);
+		if (rc != 0) {
+			node_log(n, RT_LOG_WARN, "handoff of partition %u to %u"
+				" failed: %s; retrying", p, x->peer,
+				cl_strerror(rc));
+			continue;
+		}
+		ship_finish_locked(n, p);
+	}
+}
+
+static void
+on_settled_locked(cl_node *n, uint32_t p)
+{
+	part *x = &n->parts[p];
+	if (atomic_load(&n->self) == coordinator_locked(n))
+		n->step_settled++;
+	if (x->mode != P_LEAVING || x->stage != L_SHIPPED)
+		return;
+	if (n->cfg.state_ops != NULL)
+		n->cfg.state_ops->drop_partition(n->cfg.state_arg, p);
+	part_finish_locked(n, p);
+}
+
+/* At the new owner: one chunk of shipped state. */
+static void
+on_state(cl_node *n, const msgpack_object *o)
+{
+	const msgpack_object *f;
+	const msgpack_object *items;
+	uint32_t k, count, p;
+	if (cl__obj_array(o, 2, &f, &k) != 0 || cl__obj_u32(&f[0], &p) != 0 ||
+		p >= CL_PARTITIONS || cl__obj_array(&f[1], 0, &items, &count) != 0)
+		return;
+	for (uint32_t i = 0; i < count; i++) {
+		const msgpack_object *g;
+		uint32_t kind;
+		uint64_t id;
+		const unsigned char *bytes;
+		uint32_t length;
+		if (cl__obj_array(&items[i], 3, &g, &k) != 0 ||
+			cl__obj_u32(&g[0], &kind) != 0 ||
+			cl__obj_u64(&g[1], &id) != 0 ||
+			cl__obj_bin(&g[2], &bytes, &length) != 0 ||
+			kind >= RT_KINDS_MAX)
+			return;
+		if (n->cfg.state_ops != NULL)
+			n->cfg.state_ops->import_actor(n->cfg.state_arg,
+				rt_addr_make(kind, id), bytes, length);
+	}
+}
+
+/* ---- joining ----------------------------------------------------------- */
+
+static void
+send_join_locked(cl_node *n)
+{
+	rt_buffer body = {0};
+	cl__packer pk;
+	cl__packer_init(&pk, &body);
+	size_t len = strlen(n->listen);
+	msgpack_pack_array(&pk.pk, 1);
+	msgpack_pack_str(&pk.pk, len);
+	msgpack_pack_str_body(&pk.pk, n->listen, len);
+	cl_envelope e;
+	system_envelope(&e, SYS_JOIN, 0, &body);
+	pthread_mutex_lock(&n->bootstrap.lock);
+	cl__link_send_now_locked(&n->bootstrap, &e);
+	pthread_mutex_unlock(&n->bootstrap.lock);
+	rt_buffer_free(&body);
+}
+
+/* At a member: a node at address asks to join. The coordinator adds it
+ * (standby) and answers it directly; others pass the request on. */
+static void
+on_join_locked(cl_node *n, const msgpack_object *f, uint32_t count,
+	const cl_envelope *e)
+{
+	char address[CL_ADDRESS_BYTES_MAX];
+	if (count < 1 || cl__obj_str(&f[0], address, sizeof address) != 0)
+		return;
+	uint16_t self = atomic_load(&n->self);
+	uint16_t c = coordinator_locked(n);
+	if (c != self) {
+		cl__link *l = link_for(n, c);
+		if (l != NULL) {
+			pthread_mutex_lock(&l->lock);
+			cl__link_send_now_locked(l, e);
+			pthread_mutex_unlock(&l->lock);
+		}
+		return;
+	}
+	const cl_map_node *m = cl_map_find_address(&n->map, address);
+	if (m == NULL) {
+		cl_map next = n->map;
+		uint16_t id;
+		if (cl_map_add_node(&next, address, CL_NODE_STANDBY, &id) != 0)
+			return;
+		if (commit_map_locked(n, &next) != 0)
+			return;
+		node_log(n, RT_LOG_INFO, "node %u joined from %s", id, address);
+		m = cl_map_find(&n->map, id);
+	}
+	rt_buffer body = {0};
+	cl__packer pk;
+	cl__packer_init(&pk, &body);
+	msgpack_pack_array(&pk.pk, 2);
+	msgpack_pack_uint16(&pk.pk, m->id);
+	cl__map_pack(&pk, &n->map);
+	/* unsequenced: the joiner has no link to us until it has the map */
+	cl__link *l = link_for(n, m->id);
+	if (l != NULL) {
+		cl_envelope a;
+		system_envelope(&a, SYS_JOIN_ACCEPT, 0, &body);
+		pthread_mutex_lock(&l->lock);
+		cl__link_send_now_locked(l, &a);
+		pthread_mutex_unlock(&l->lock);
+	}
+	rt_buffer_free(&body);
+}
+
+static void
+on_join_accept_locked(cl_node *n, const msgpack_object *f, uint32_t count)
+{
+	uint32_t id;
+	cl_map *map = malloc(sizeof *map);
+	CL_ASSERT(map != NULL);
+	if (count >= 2 && cl__obj_u32(&f[0], &id) == 0 && id != 0 &&
+		id <= CL_NODE_ID_MAX && cl__map_from_object(&f[1], map) == 0 &&
+		cl_map_find(map, (uint16_t)id) != NULL &&
+		!atomic_load(&n->joined)) {
+		atomic_store(&n->self, (uint16_t)id);
+		cl__swim_init(&n->swim, (uint16_t)id, n->incarnation,
+			n->cfg.seed, n->cfg.probe_interval_ms,
+			n->cfg.suspect_timeout_ms, node_now(n));
+		for (uint32_t i = 0; i < CL_NODES_MAX; i++)
+			n->links[i].self = (uint16_t)id;
+		if (adopt_map_locked(n, map) == 0) {
+			atomic_store(&n->joined, true);
+			node_log(n, RT_LOG_INFO, "joined as node %u", id);
+		}
+	}
+	free(map);
+}
+
+/* ---- system messages --------------------------------------------------- */
+
+static void
+on_system_locked(cl_node *n, uint16_t from, const cl_envelope *e)
+{
+	msgpack_zone zone;
+	if (!msgpack_zone_init(&zone, 4096))
+		return;
+	msgpack_object o;
+	if (cl__unpack(e->payload, e->size, &zone, &o) != 0)
+		goto done;
+	const msgpack_object *f = NULL;
+	uint32_t count = 0;
+	if (o.type == MSGPACK_OBJECT_ARRAY)
+		cl__obj_array(&o, 0, &f, &count);
+	uint32_t v;
+	switch (e->type) {
+	case SYS_PING:
+	case SYS_ACK:
+	case SYS_PING_REQ:
+		if (f != NULL)
+			on_swim_locked(n, from, e, f, count);
+		break;
+	case SYS_JOIN:
+		on_join_locked(n, f, count, e);
+		break;
+	case SYS_JOIN_ACCEPT:
+		on_join_accept_locked(n, f, count);
+		break;
+	case SYS_MAP: {
+		cl_map *map = malloc(sizeof *map);
+		CL_ASSERT(map != NULL);
+		if (cl__map_from_object(&o, map) == 0 &&
+			map->epoch > n->map.epoch && atomic_load(&n->joined))
+			adopt_map_locked(n, map);
+		free(map);
+		break;
+	}
+	case SYS_MAP_PULL: {
+		rt_buffer body = {0};
+		if (cl_map_encode(&n->map, &body) == 0)
+			send_system(n, from, SYS_MAP, 0, &body);
+		rt_buffer_free(&body);
+		break;
+	}
+	case SYS_FENCE:
+		if (f == NULL && cl__obj_u32(&o, &v) == 0)
+			on_fence_at_old_owner_locked(n, (uint16_t)v, e->epoch);
+		else if (count == 2 && cl__obj_u32(&f[0], &v) == 0) {
+			uint32_t p;
+			if (cl__obj_u32(&f[1], &p) == 0 && p < CL_PARTITIONS)
+				on_fence_at_new_owner_locked(n, (uint16_t)v, p,
+					e->epoch);
+		}
+		break;
+	case SYS_STATE:
+		on_state(n, &o);
+		break;
+	case SYS_DONE:
+		if (cl__obj_u32(&o, &v) == 0 && v < CL_PARTITIONS &&
+			n->parts[v].mode == P_ARRIVING &&
+			n->parts[v].epoch == e->epoch) {
+			n->parts[v].done = true;
+			try_release_locked(n, v);
+		}
+		break;
+	case SYS_SETTLED:
+		if (cl__obj_u32(&o, &v) == 0 && v < CL_PARTITIONS)
+			on_settled_locked(n, v);
+		break;
+	default:
+		break;
+	}
+done:
+	msgpack_zone_destroy(&zone);
+}
+
+/* ---- receiving frames -------------------------------------------------- */
+
+typedef struct receive_ctx {
+	cl_node *n;
+	cl_frame_header *h;
+	bool decided;
+	int slot; /* link slot of the source, or -1 */
+} receive_ctx;
+
+/* Stops the frame (not delivered, not acknowledged: it comes again). */
+#define RECEIVE_REJECT 1
+
+static void
+stash_locked(cl_node *n, int slot, const cl_envelope *e, uint16_t from)
+{
+	if (!n->stashing[slot]) {
+		n->stashing[slot] = true;
+		rt_buffer empty = {0};
+		send_system(n, from, SYS_MAP_PULL, 0, &empty);
+	}
+	if (n->stash[slot].length + e->size > CL_STASH_BYTES_MAX) {
+		atomic_fetch_add(&n->messages_dropped, 1);
+		return;
+	}
+	cl_envelope_encode(e, &n->stash[slot]);
+}
+
+static void
+process_envelope(cl_node *n, uint16_t from, int slot, const cl_envelope *e)
+{
+	bool system = (e->flags & CL_ENVELOPE_F_SYSTEM) != 0;
+	if (!atomic_load(&n->joined)) {
+		if (system && e->type == SYS_JOIN_ACCEPT) {
+			pthread_mutex_lock(&n->lock);
+			on_system_locked(n, from, e);
+			pthread_mutex_unlock(&n->lock);
+		}
+		return;
+	}
+	bool ahead = e->epoch > atomic_load(&n->epoch) &&
+		     (system || (e->flags & CL_ENVELOPE_F_FORWARDED));
+	if (slot >= 0 && (ahead || n->stashing[slot])) {
+		pthread_mutex_lock(&n->lock);
+		if (e->epoch > n->map.epoch || n->stashing[slot]) {
+			stash_locked(n, slot, e, from);
+			pthread_mutex_unlock(&n->lock);
+			return;
+		}
+		pthread_mutex_unlock(&n->lock);
+	}
+	if (system) {
+		pthread_mutex_lock(&n->lock);
+		on_system_locked(n, from, e);
+		pthread_mutex_unlock(&n->lock);
+		return;
+	}
+	int rc = route_envelope(n, e, from, false);
+	if (rc == RT_ROUTE_LOCAL)
+		deliver_local(n, e);
+	else if (rc < 0)
+		undeliverable(n, e, rc);
+}
+
+static void
+replay_stashes_locked(cl_node *n)
+{
+	for (uint32_t s = 0; s < CL_NODES_MAX; s++) {
+		if (!n->stashing[s])
+			continue;
+		n->stashing[s] = false;
+		rt_buffer b = n->stash[s];
+		memset(&n->stash[s], 0, sizeof n->stash[s]);
+		uint16_t from = atomic_load(&n->links[s].peer);
+		size_t offset = 0;
+		bool again = false;
+		while (offset < b.length) {
+			cl_envelope e;
+			size_t used;
+			int rc = cl_envelope_decode(b.bytes + offset,
+				b.length - offset, &e, &used);
+			CL_ASSERT(rc == 0);
+			offset += used;
+			if (again || e.epoch > n->map.epoch) {
+				again = true; /* still ahead: keep the order */
+				stash_locked(n, (int)s, &e, from);
+				continue;
+			}
+			pthread_mutex_unlock(&n->lock);
+			process_envelope(n, from, (int)s, &e);
+			pthread_mutex_lock(&n->lock);
+		}
+		rt_buffer_free(&b);
+	}
+}
+
+static bool
+receive_decide(receive_ctx *c)
+{
+	cl_node *n = c->n;
+	cl_frame_header *h = c->h;
+	c->decided = true;
+	if (h->source == 0 || h->source == atomic_load(&n->self))
+		return h->sequence == 0;
+	c->slot = link_slot(n, h->source);
+	if (c->slot < 0)
+		return h->sequence == 0; /* unknown yet: only unsequenced */
+	cl__link *l = &n->links[c->slot];
+	pthread_mutex_lock(&l->lock);
+	cl__link_observe_locked(l, h->incarnation);
+	cl__link_on_ack_locked(l, h->ack, node_now(n));
+	bool take = h->sequence == 0 || cl__link_accept_locked(l, h->sequence);
+	pthread_mutex_unlock(&l->lock);
+	pthread_mutex_lock(&n->lock);
+	cl__swim_heard(&n->swim, h->source, node_now(n));
+	pthread_mutex_unlock(&n->lock);
+	return take;
+}
+
+static int
+receive_envelope(void *arg, const cl_envelope *e)
+{
+	receive_ctx *c = arg;
+	if (!c->decided && !receive_decide(c))
+		return RECEIVE_REJECT;
+	process_envelope(c->n, c->h->source, c->slot, e);
+	return 0;
+}
+
+static void
+on_frame(void *arg, const void *bytes, size_t length)
+{
+	cl_node *n = arg;
+	if (atomic_load(&n->stopping))
+		return;
+	cl_frame_header h = {0};
+	receive_ctx c = {.n = n, .h = &h, .slot = -1};
+	int rc = cl_frame_decode(bytes, length, &h, receive_envelope, &c);
+	if (rc == 0 && !c.decided)
+		receive_decide(&c); /* a bare ack */
+	else if (rc != 0 && rc != RECEIVE_REJECT)
+		node_log(n, RT_LOG_WARN, "bad frame from %u: %s", h.source,
+			cl_strerror(rc));
+}
+
+/* ---- the coordinator --------------------------------------------------- */
+
+static bool
+members_caught_up_locked(cl_node *n)
+{
+	for (uint32_t i = 0; i < n->map.nodes_count; i++) {
+		uint16_t id = n->map.nodes[i].id;
+		if (id == atomic_load(&n->self)) {
+			if (n->pending != 0)
+				return false;
+			continue;
+		}
+		cl__swim_member *m = cl__swim_find(&n->swim, id);
+		if (m == NULL || m->liveness == CL_LIVE_DOWN)
+			continue;
+		if (m->epoch < n->map.epoch || m->pending != 0)
+			return false;
+	}
+	return true;
+}
+
+/* Drained nodes that own nothing go to standby. */
+static bool
+finish_drains_locked(cl_node *n, cl_map *next)
+{
+	uint32_t counts[CL_NODES_MAX];
+	cl_map_counts(&n->map, counts);
+	bool changed = false;
+	*next = n->map;
+	for (uint32_t i = 0; i < n->map.nodes_count; i++)
+		if (n->map.nodes[i].state == CL_NODE_DRAINING &&
+			counts[i] == 0) {
+			next->nodes[i].state = CL_NODE_STANDBY;
+			changed = true;
+		}
+	return changed;
+}
+
+static void
+coordinate_locked(cl_node *n)
+{
+	cl_map *target = malloc(2 * sizeof *target);
+	CL_ASSERT(target != NULL);
+	cl_map *next = target + 1;
+	n->moves_pending = cl_map_target(&n->map, target);
+	bool step_done = n->step_moves == 0 ||
+			 n->step_settled >= n->step_moves ||
+			 members_caught_up_locked(n);
+	if (!step_done)
+		goto done;
+	if (n->moves_pending == 0) {
+		n->step_moves = 0;
+		if (finish_drains_locked(n, next))
+			commit_map_locked(n, next);
+		goto done;
+	}
+	if (n->step_moves != 0 && !members_caught_up_locked(n) &&
+		n->step_settled < n->step_moves)
+		goto done;
+	uint32_t moved = cl_map_step(&n->map, target,
+		n->cfg.rebalance_step_partitions, next);
+	if (moved > 0 && commit_map_locked(n, next) == 0) {
+		n->step_epoch = n->map.epoch;
+		n->step_moves = moved;
+		n->step_settled = 0;
+		node_log(n, RT_LOG_INFO, "rebalance step epoch=%" PRIu64
+			" moves=%u left=%u", n->map.epoch, moved,
+			n->moves_pending - moved);
+	}
+done:
+	free(target);
+}
+
+/* Pushes the map again to members whose gossip shows an older epoch. */
+static void
+repush_locked(cl_node *n)
+{
+	rt_buffer body = {0};
+	bool encoded = false;
+	for (uint32_t i = 0; i < n->map.nodes_count; i++) {
+		uint16_t id = n->map.nodes[i].id;
+		cl__swim_member *m = cl__swim_find(&n->swim, id);
+		if (id == atomic_load(&n->self) || m == NULL ||
+			m->liveness == CL_LIVE_DOWN || m->epoch >= n->map.epoch)
+			continue;
+		if (!encoded && cl_map_encode(&n->map, &body) != 0)
+			break;
+		encoded = true;
+		send_system(n, id, SYS_MAP, 0, &body);
+	}
+	rt_buffer_free(&body);
+}
+
+/* ---- ticking ----------------------------------------------------------- */
+
+static void
+lease_update_locked(cl_node *n, uint64_t now)
+{
+	uint32_t members = n->map.nodes_count;
+	uint32_t heard = cl__swim_heard_within(&n->swim, now, n->cfg.lease_ms);
+	bool held = members <= 1 || heard * 2 > members;
+	if (held != atomic_load(&n->lease_held))
+		node_log(n, held ? RT_LOG_INFO : RT_LOG_WARN, "lease %s "
+			"(heard %u of %u)", held ? "held" : "lost", heard,
+			members);
+	atomic_store(&n->lease_held, held);
+}
+
+static void
+duties_locked(cl_node *n, uint64_t now)
+{
+	if (!atomic_load(&n->joined)) {
+		if (now >= n->next_join_ms) {
+			send_join_locked(n);
+			n->next_join_ms = now + CL_JOIN_RETRY_MS;
+		}
+		return;
+	}
+	cl__swim_actions out = {0};
+	cl__swim_tick(&n->swim, now, &out);
+	swim_apply_locked(n, &out);
+	lease_update_locked(n, now);
+	if (n->pending > 0)
+		handoffs_run_locked(n);
+	for (uint32_t p = 0; p < CL_PARTITIONS && n->pending > 0; p++)
+		if (n->parts[p].mode == P_ARRIVING)
+			try_release_locked(n, p);
+	bool coordinator = coordinator_locked(n) == atomic_load(&n->self);
+	if (coordinator && atomic_load(&n->lease_held)) {
+		if (now >= n->next_duty_ms)
+			coordinate_locked(n);
+		if (now >= n->next_repush_ms) {
+			repush_locked(n);
+			n->next_repush_ms = now + CL_MAP_REPUSH_MS;
+		}
+	}
+}
+
+void
+cl_node_tick(cl_node *node, uint64_t now_ms)
+{
+	CL_ASSERT(node != NULL);
+	cl_node *n = node;
+	pthread_mutex_lock(&n->lock);
+	if (n->cfg.manual_tick)
+		n->now_ms = now_ms;
+	if (now_ms >= n->next_duty_ms || n->cfg.manual_tick) {
+		duties_locked(n, now_ms);
+		if (now_ms >= n->next_duty_ms)
+			n->next_duty_ms = now_ms + CL_DUTY_INTERVAL_MS;
+	}
+	pthread_mutex_unlock(&n->lock);
+	for (uint32_t i = 0; i < CL_NODES_MAX; i++) {
+		cl__link *l = &n->links[i];
+		if (atomic_load(&l->peer) == 0)
+			continue;
+		pthread_mutex_lock(&l->lock);
+		cl__link_flush_locked(l, now_ms);
+		pthread_mutex_unlock(&l->lock);
+	}
+}
+
+static void *
+node_thread(void *arg)
+{
+	cl_node *n = arg;
+	while (!atomic_load(&n->stopping)) {
+		cl_node_tick(n, cl__monotonic_ms());
+		cl__sleep_ms(CL_TICK_MS);
+	}
+	return NULL;
+}
+
+/* ---- the runtime adapter ----------------------------------------------- */
+
+static int
+rt_route_hook(void *arg, rt_message *m)
+{
+	cl_node *n = arg;
+	cl_envelope e = {
+		.epoch = atomic_load(&n->epoch),
+		.from = m->from,
+		.to = m->to,
+		.correlation = m->correlation,
+		.type = m->type,
+		.flags = m->flags & (RT_MESSAGE_F_REPLY | RT_MESSAGE_F_TIMEOUT),
+		.payload = m->payload,
+		.size = m->size,
+	};
+	int rc = route_envelope(n, &e, 0, true);
+	if (rc == RT_ROUTE_LOCAL)
+		return RT_ROUTE_LOCAL;
+	if (rc == RT_ROUTE_TAKEN) {
+		rt_message_free(n->rt, m); /* encoded: the copy travels */
+		return RT_ROUTE_TAKEN;
+	}
+	return cl_to_rt_error(rc);
+}
+
+static const rt_route_ops route_ops = {.route = rt_route_hook};
+
+/* ---- open and close ---------------------------------------------------- */
+
+void
+cl_node_config_default(cl_node_config *cfg)
+{
+	CL_ASSERT(cfg != NULL);
+	memset(cfg, 0, sizeof *cfg);
+	cfg->seed = 1;
+	cfg->lease_ms = CL_LEASE_MS_DEFAULT;
+	cfg->probe_interval_ms = 200;
+	cfg->suspect_timeout_ms = 1200;
+	cfg->rebalance_step_partitions = CL_REBALANCE_STEP_PARTITIONS_DEFAULT;
+	cfg->bootstrap = true;
+}
+
+static int
+node_load_or_bootstrap(cl_node *n)
+{
+	uint16_t self = 0;
+	int rc = cl_map_load(n->data_dir, &self, &n->map);
+	if (rc == 0 && self != 0 && cl_map_find(&n->map, self) != NULL) {
+		atomic_store(&n->self, self);
+		atomic_store(&n->joined, true);
+		return CL_OK;
+	}
+	if (rc != 0 && rc != CL_ENOTFOUND)
+		return rc;
+	cl_map_init(&n->map);
+	if (n->join[0] != '\0')
+		return CL_OK; /* joins once the transport runs */
+	if (!n->cfg.bootstrap)
+		return CL_EINVAL;
+	cl_map *target = malloc(sizeof *target);
+	if (target == NULL)
+		return CL_ENOMEM;
+	cl_map_add_node(&n->map, n->listen, CL_NODE_ACTIVE, &self);
+	cl_map_target(&n->map, target);
+	n->map = *target;
+	n->map.epoch = 1;
+	free(target);
+	rc = cl_map_save(n->data_dir, self, &n->map);
+	if (rc != 0)
+		return rc;
+	atomic_store(&n->self, self);
+	atomic_store(&n->joined, true);
+	return CL_OK;
+}
+
+static void control_handler(void *arg, const void *request, size_t length,
+	rt_buffer *reply);
+
+static int
+node_start_io(cl_node *n)
+{
+	int rc = n->tops->listen(n->transport, n->listen);
+	if (rc != 0)
+		return rc;
+	n->tops->set_receive(n->transport, on_frame, n);
+	pthread_mutex_lock(&n->lock);
+	if (atomic_load(&n->joined)) {
+		cl__swim_init(&n->swim, atomic_load(&n->self), n->incarnation,
+			n->cfg.seed, n->cfg.probe_interval_ms,
+			n->cfg.suspect_timeout_ms, node_now(n));
+		links_sync_locked(n);
+		routes_refresh_locked(n);
+		lease_update_locked(n, node_now(n));
+	} else {
+		pthread_mutex_lock(&n->bootstrap.lock);
+		cl__link_bind_locked(&n->bootstrap, 0, n->join, node_now(n));
+		pthread_mutex_unlock(&n->bootstrap.lock);
+	}
+	pthread_mutex_unlock(&n->lock);
+	if (n->rt != NULL)
+		rt_set_route(n->rt, &route_ops, n);
+	if (n->cfg.transport_ops == NULL || n->cfg.control != NULL) {
+		if (n->cfg.control != NULL)
+			snprintf(n->control, sizeof n->control, "%s",
+				n->cfg.control);
+		else if (cl__control_address(n->listen, n->control,
+				 sizeof n->control) != 0)
+			return CL_EINVAL;
+		rc = cl__control_server_start(n->control, control_handler, n,
+			&n->control_server);
+		if (rc != 0)
+			return rc;
+	}
+	if (!n->cfg.manual_tick) {
+		if (pthread_create(&n->thread, NULL, node_thread, n) != 0)
+			return CL_ENOMEM;
+		n->thread_started = true;
+	}
+	return CL_OK;
+}
+
+static int
+node_copy_config(cl_node *n, const cl_node_config *cfg)
+{
+	n->cfg = *cfg;
+	if (cfg->listen == NULL || cfg->data_dir == NULL ||
+		strlen(cfg->listen) >= sizeof n->listen ||
+		strlen(cfg->data_dir) >= sizeof n->data_dir ||
+		(cfg->join != NULL && strlen(cfg->join) >= sizeof n->join))
+		return CL_EINVAL;
+	snprintf(n->listen, sizeof n->listen, "%s", cfg->listen);
+	snprintf(n->data_dir, sizeof n->data_dir, "%s", cfg->data_dir);
+	if (cfg->join != NULL)
+		snprintf(n->join, sizeof n->join, "%s", cfg->join);
+	n->cfg.listen = n->listen;
+	n->cfg.data_dir = n->data_dir;
+	n->cfg.join = n->join[0] ? n->join : NULL;
+	if (n->cfg.lease_ms == 0)
+		n->cfg.lease_ms = CL_LEASE_MS_DEFAULT;
+	if (n->cfg.probe_interval_ms == 0)
+		n->cfg.probe_interval_ms = 200;
+	if (n->cfg.suspect_timeout_ms == 0)
+		n->cfg.suspect_timeout_ms = 1200;
+	if (n->cfg.rebalance_step_partitions == 0)
+		n->cfg.rebalance_step_partitions =
+			CL_REBALANCE_STEP_PARTITIONS_DEFAULT;
+	return CL_OK;
+}
+
+int
+cl_node_open(const cl_node_config *cfg, rt_runtime *rt, cl_node **out)
+{
+	CL_ASSERT(cfg != NULL);
+	CL_ASSERT(out != NULL);
+	cl_node *n = calloc(1, sizeof *n);
+	if (n == NULL)
+		return CL_ENOMEM;
+	pthread_mutex_init(&n->lock, NULL);
+	pthread_mutex_init(&n->hold_lock, NULL);
+	n->rt = rt;
+	int rc = node_copy_config(n, cfg);
+	if (rc != 0)
+		goto fail;
+	n->tops = cfg->transport_ops;
+	n->transport = cfg->transport;
+	if (n->tops == NULL) {
+		rc = cl_transport_nng_create(&n->tops, &n->transport);
+		if (rc != 0)
+			goto fail;
+	}
+	n->incarnation = cfg->manual_tick ? (cfg->seed | 1u) : cl__wall_ms();
+	for (uint32_t i = 0; i < CL_NODES_MAX && rc == 0; i++)
+		rc = cl__link_init(&n->links[i], n->tops, n->transport, 0,
+			n->incarnation);
+	if (rc == 0)
+		rc = cl__link_init(&n->bootstrap, n->tops, n->transport, 0,
+			n->incarnation);
+	if (rc == 0)
+		rc = node_load_or_bootstrap(n);
+	for (uint32_t i = 0; rc == 0 && i < CL_NODES_MAX; i++)
+		n->links[i].self = atomic_load(&n->self);
+	if (rc == 0)
+		rc = node_start_io(n);
+	if (rc != 0)
+		goto fail;
+	*out = n;
+	return CL_OK;
+fail:
+	cl_node_close(n);
+	return rc;
+}
+
+void
+cl_node_close(cl_node *node)
+{
+	if (node == NULL)
+		return;
+	cl_node *n = node;
+	atomic_store(&n->stopping, true);
+	if (n->thread_started)
+		pthread_join(n->thread, NULL);
+	cl__control_server_stop(n->control_server);
+	if (n->rt != NULL)
+		rt_set_route(n->rt, NULL, NULL);
+	if (n->tops != NULL && n->transport != NULL)
+		n->tops->destroy(n->transport);
+	for (uint32_t i = 0; i < CL_NODES_MAX; i++) {
+		cl__link_destroy(&n->links[i]);
+		rt_buffer_free(&n->stash[i]);
+	}
+	cl__link_destroy(&n->bootstrap);
+	for (uint32_t p = 0; p < CL_PARTITIONS; p++)
+		if (n->parts[p].held != NULL) {
+			rt_buffer_free(&n->parts[p].held->bytes);
+			free(n->parts[p].held);
+		}
+	pthread_mutex_destroy(&n->hold_lock);
+	pthread_mutex_destroy(&n->lock);
+	free(n);
+}
+
+int
+cl_node_wait_joined(cl_node *node, uint64_t timeout_ms)
+{
+	CL_ASSERT(node != NULL);
+	uint64_t deadline = cl__monotonic_ms() + timeout_ms;
+	while (!atomic_load(&node->joined)) {
+		if (cl__monotonic_ms() >= deadline)
+			return CL_ETIMEDOUT;
+		cl__sleep_ms(5);
+	}
+	return CL_OK;
+}
+
+uint16_t
+cl_node_id(const cl_node *node)
+{
+	CL_ASSERT(node != NULL);
+	return atomic_load(&((cl_node *)node)->self);
+}
+
+void
+cl_node_map(cl_node *node, cl_map *out)
+{
+	CL_ASSERT(node != NULL);
+	pthread_mutex_lock(&node->lock);
+	*out = node->map;
+	pthread_mutex_unlock(&node->lock);
+}
+
+/* ---- operator actions -------------------------------------------------- */
+
+/* Removing: a live node must be drained first (or forced); a down one
+ * only once it surely stopped serving (down for 2 x lease). Its
+ * partitions are reassigned in the same epoch: nothing can be shipped
+ * from a node that is gone. */
+static int
+admin_remove_locked(cl_node *n, const cl__control_request *r, cl_map *next,
+	char *message, size_t size)
+{
+	const cl_map_node *m = cl_map_find(&n->map, r->node);
+	if (m == NULL) {
+		snprintf(message, size, "no node %u", r->node);
+		return CL_ENOTFOUND;
+	}
+	if (r->node == atomic_load(&n->self)) {
+		snprintf(message, size, "node %u is the coordinator; drain it, "
+			"stop it, and remove it from another node", r->node);
+		return CL_ESTATE;
+	}
+	uint32_t counts[CL_NODES_MAX];
+	cl_map_counts(&n->map, counts);
+	uint32_t owned = counts[cl__map_index(&n->map, r->node)];
+	cl__swim_member *s = cl__swim_find(&n->swim, r->node);
+	bool down = s != NULL && s->liveness == CL_LIVE_DOWN;
+	uint64_t silent = s == NULL ? 0 : node_now(n) - s->last_heard_ms;
+	if (!r->force && owned > 0 && !down) {
+		snprintf(message, size, "node %u is alive and owns %u "
+			"partitions: drain it first (or --force)", r->node, owned);
+		return CL_ESTATE;
+	}
+	if (!r->force && owned > 0 && silent < 2 * n->cfg.lease_ms) {
+		snprintf(message, size, "node %u went silent %" PRIu64 " ms "
+			"ago; its lease may still run: retry after %" PRIu64
+			" ms", r->node, silent, 2 * n->cfg.lease_ms - silent);
+		return CL_ESTATE;
+	}
+	cl_map_remove_node(next, r->node);
+	cl_map *target = malloc(sizeof *target);
+	CL_ASSERT(target != NULL);
+	cl_map_target(next, target);
+	for (uint32_t p = 0; p < CL_PARTITIONS; p++)
+		if (next->owner[p] == 0)
+			next->owner[p] = target->owner[p];
+	free(target);
+	return CL_OK;
+}
+
+static int
+admin_locked(cl_node *n, const cl__control_request *r, char *message,
+	size_t size)
+{
+	if (coordinator_locked(n) != atomic_load(&n->self)) {
+		snprintf(message, size, "node %u is the coordinator",
+			coordinator_locked(n));
+		return CL_ENOTLEADER;
+	}
+	if (!atomic_load(&n->lease_held)) {
+		snprintf(message, size, "no lease: cannot reach a majority");
+		return CL_EUNAVAILABLE;
+	}
+	cl_map *next = malloc(sizeof *next);
+	CL_ASSERT(next != NULL);
+	*next = n->map;
+	int rc = CL_OK;
+	const cl_map_node *m = NULL;
+	if (r->op == CL__CONTROL_ADD) {
+		m = cl_map_find_address(&n->map, r->address);
+		if (m == NULL) {
+			snprintf(message, size, "no member at %s: start it with "
+				"flockd --join <member>", r->address);
+			rc = CL_ENOTFOUND;
+		} else {
+			rc = cl_map_set_state(next, m->id, CL_NODE_ACTIVE);
+		}
+	} else if (r->op == CL__CONTROL_DRAIN) {
+		rc = cl_map_set_state(next, r->node, CL_NODE_DRAINING);
+		if (rc != 0)
+			snprintf(message, size, "no node %u", r->node);
+	} else if (r->op == CL__CONTROL_REMOVE) {
+		rc = admin_remove_locked(n, r, next, message, size);
+	}
+	if (rc == 0 && r->op != CL__CONTROL_REBALANCE) {
+		rc = commit_map_locked(n, next);
+		if (rc == 0)
+			snprintf(message, size, "epoch %" PRIu64, n->map.epoch);
+	}
+	free(next);
+	n->next_duty_ms = 0; /* start the rebalance at once */
+	return rc;
+}
+
+static int
+admin(cl_node *n, const cl__control_request *r)
+{
+	char message[256];
+	pthread_mutex_lock(&n->lock);
+	int rc = admin_locked(n, r, message, sizeof message);
+	pthread_mutex_unlock(&n->lock);
+	return rc;
+}
+
+int
+cl_node_admin_add(cl_node *node, const char *address)
+{
+	CL_ASSERT(node != NULL);
+	CL_ASSERT(address != NULL);
+	cl__control_request r = {.op = CL__CONTROL_ADD};
+	snprintf(r.address, sizeof r.address, "%s", address);
+	return admin(node, &r);
+}
+
+int
+cl_node_admin_drain(cl_node *node, uint16_t id)
+{
+	cl__control_request r = {.op = CL__CONTROL_DRAIN, .node = id};
+	return admin(node, &r);
+}
+
+int
+cl_node_admin_remove(cl_node *node, uint16_t id, bool force)
+{
+	cl__control_request r = {.op = CL__CONTROL_REMOVE, .node = id,
+		.force = force};
+	return admin(node, &r);
+}
+
+int
+cl_node_admin_rebalance(cl_node *node)
+{
+	cl__control_request r = {.op = CL__CONTROL_REBALANCE};
+	return admin(node, &r);
+}
+
+static void
+status_locked(cl_node *n, cl_status *out)
+{
+	memset(out, 0, sizeof *out);
+	out->self = atomic_load(&n->self);
+	out->coordinator = coordinator_locked(n);
+	out->epoch = n->map.epoch;
+	out->lease_held = atomic_load(&n->lease_held);
+	out->moves_in_flight = n->pending;
+	if (n->moves_pending == UINT32_MAX || out->coordinator != out->self) {
+		cl_map *target = malloc(sizeof *target);
+		CL_ASSERT(target != NULL);
+		n->moves_pending = cl_map_target(&n->map, target);
+		free(target);
+	}
+	out->moves_pending = n->moves_pending;
+	uint32_t counts[CL_NODES_MAX];
+	cl_map_counts(&n->map, counts);
+	refresh_self_locked(n);
+	for (uint32_t i = 0; i < n->map.nodes_count; i++) {
+		cl_member_status *m = &out->members[out->members_count++];
+		const cl_map_node *x = &n->map.nodes[i];
+		m->id = x->id;
+		m->state = x->state;
+		snprintf(m->address, sizeof m->address, "%s", x->address);
+		m->partitions = counts[i];
+		cl__swim_member *s = cl__swim_find(&n->swim, x->id);
+		if (s != NULL) {
+			m->liveness = s->liveness;
+			m->actors_active = s->actors_active;
+			m->messages_in = s->messages_in;
+			m->incarnation = s->incarnation;
+		}
+	}
+}
+
+void
+cl_node_status(cl_node *node, cl_status *out)
+{
+	CL_ASSERT(node != NULL);
+	CL_ASSERT(out != NULL);
+	pthread_mutex_lock(&node->lock);
+	status_locked(node, out);
+	pthread_mutex_unlock(&node->lock);
+}
+
+static void
+control_handler(void *arg, const void *request, size_t length,
+	rt_buffer *reply)
+{
+	cl_node *n = arg;
+	cl__control_request r;
+	char message[256] = "";
+	int rc = cl__control_request_decode(request, length, &r);
+	cl_status *st = calloc(1, sizeof *st);
+	cl_map *map = malloc(sizeof *map);
+	CL_ASSERT(st != NULL);
+	CL_ASSERT(map != NULL);
+	pthread_mutex_lock(&n->lock);
+	if (rc == 0 && r.op != CL__CONTROL_STATUS && r.op != CL__CONTROL_RING)
+		rc = admin_locked(n, &r, message, sizeof message);
+	else if (rc != 0)
+		snprintf(message, sizeof message, "bad request");
+	status_locked(n, st);
+	*map = n->map;
+	pthread_mutex_unlock(&n->lock);
+	bool with_map = rc == 0 && r.op == CL__CONTROL_RING;
+	cl__control_reply_encode(rc, message, st, with_map ? map : NULL, reply);
+	free(map);
+	free(st);
+}
