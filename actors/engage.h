@@ -33,16 +33,15 @@
 #ifndef FLOCK_ACTORS_ENGAGE_H
 #define FLOCK_ACTORS_ENGAGE_H
 
-#include <assert.h>
 #include <inttypes.h>
 #include <msgpack.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <stdio.h>
 #include <string.h>
 
 #include "actors/api.h"
+#include "actors/internal.h"
 #include "runtime/runtime.h"
 
 /* ==== shared ============================================================ */
@@ -50,86 +49,6 @@
 #define ENGAGE_SECOND_MS 1000ull
 #define ENGAGE_HOUR_MS (3600ull * ENGAGE_SECOND_MS)
 #define ENGAGE_DAY_MS (24ull * ENGAGE_HOUR_MS)
-/* "YYYY-MM-DDTHH:MM:SS.mmmZ" and its NUL. */
-#define ENGAGE_TIME_BYTES 25u
-/* A uint64 in decimal and its NUL. */
-#define ENGAGE_ID_BYTES 21u
-
-/* Writes unix_ms as RFC 3339 UTC with milliseconds into out. Pure: the
- * civil date comes from days since the epoch (Hinnant's algorithm), no
- * time zone database. */
-static inline void
-engage_format_time(uint64_t unix_ms, char out[ENGAGE_TIME_BYTES])
-{
-	uint64_t ms = unix_ms % 1000u;
-	uint64_t seconds = unix_ms / 1000u;
-	uint64_t day_seconds = seconds % 86400u;
-	int64_t z = (int64_t)(seconds / 86400u) + 719468;
-	int64_t era = z / 146097;
-	int64_t doe = z - era * 146097;
-	int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-	int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-	int64_t mp = (5 * doy + 2) / 153;
-	int64_t day = doy - (153 * mp + 2) / 5 + 1;
-	int64_t month = mp < 10 ? mp + 3 : mp - 9;
-	int64_t year = yoe + era * 400 + (month <= 2);
-	/* Years past 9999 do not fit RFC 3339; clamp (41-bit ms ids end in
-	 * 2093, so this never happens for real times). */
-	if (year > 9999)
-		year = 9999;
-	uint64_t fields[7] = {(uint64_t)year, (uint64_t)month, (uint64_t)day,
-		day_seconds / 3600u, day_seconds / 60u % 60u,
-		day_seconds % 60u, ms};
-	static const unsigned char widths[7] = {4, 2, 2, 2, 2, 2, 3};
-	static const char after[7] = {'-', '-', 'T', ':', ':', '.', 'Z'};
-	size_t at = 0;
-	for (int f = 0; f < 7; f++) {
-		uint64_t v = fields[f];
-		for (int d = widths[f]; d-- > 0;) {
-			out[at + (size_t)d] = (char)('0' + v % 10u);
-			v /= 10u;
-		}
-		at += widths[f];
-		out[at++] = after[f];
-	}
-	out[at] = '\0';
-	assert(at + 1 == ENGAGE_TIME_BYTES);
-}
-
-/* Packing helpers. Each returns 0 or API_EUNAVAILABLE when the packer's
- * writer fails (an sbuffer out of memory). */
-static inline int
-engage_pack_strn(msgpack_packer *pk, const char *s, size_t length)
-{
-	if (msgpack_pack_str(pk, length) != 0)
-		return API_EUNAVAILABLE;
-	return msgpack_pack_str_body(pk, s, length) == 0 ? 0
-							  : API_EUNAVAILABLE;
-}
-
-static inline int
-engage_pack_str(msgpack_packer *pk, const char *s)
-{
-	return engage_pack_strn(pk, s, strlen(s));
-}
-
-/* An id as a decimal string (API.md: ids are strings). */
-static inline int
-engage_pack_id(msgpack_packer *pk, uint64_t id)
-{
-	char text[ENGAGE_ID_BYTES];
-	int n = snprintf(text, sizeof text, "%" PRIu64, id);
-	assert(n > 0 && (size_t)n < sizeof text);
-	return engage_pack_strn(pk, text, (size_t)n);
-}
-
-static inline int
-engage_pack_time(msgpack_packer *pk, uint64_t unix_ms)
-{
-	char text[ENGAGE_TIME_BYTES];
-	engage_format_time(unix_ms, text);
-	return engage_pack_str(pk, text);
-}
 
 /* Bytes a msgpack header takes after its first byte for sizes/lengths:
  * 0, 1, 2 or 4 (8 for 64-bit scalars), from its first byte. Returns
@@ -251,20 +170,6 @@ engage_unpack(const void *bytes, size_t length, msgpack_unpacked *u)
 	if (r != MSGPACK_UNPACK_SUCCESS || offset != length)
 		return API_EINVALID;
 	return 0;
-}
-
-/* FNV-1a 64 of bytes: stable across builds and nodes (shards, event ids
- * and cursors depend on it). */
-static inline uint64_t
-engage_hash64(const void *bytes, size_t length)
-{
-	const unsigned char *p = bytes;
-	uint64_t h = 0xcbf29ce484222325ull;
-	for (size_t i = 0; i < length; i++) {
-		h ^= p[i];
-		h *= 0x100000001b3ull;
-	}
-	return h;
 }
 
 /* Decoding helpers for snapshot readers: each answers false when obj is
@@ -836,13 +741,16 @@ int inbox_presence_decode(inbox_presence *p, const msgpack_object *obj);
 #define SEARCH_CURSOR_BYTES 40u
 #define SEARCH_SNAPSHOT_VERSION 1u
 
+/* Message types of the search kind: 6xx, apart from the types the
+ * social core shares across kinds (1..50). Updates are plain sends; a
+ * query is an ask answered with the core's reply header (actors__reply)
+ * and the body {items, next_cursor}, so api.c can forward it as is. */
 typedef enum search_message_type {
-	SEARCH_MSG_POST_INDEX = 1,   /* [post_id, [key...]] plain send */
-	SEARCH_MSG_POST_UNINDEX = 2, /* [post_id, [key...]] plain send */
-	SEARCH_MSG_USER_UPSERT = 3,  /* [user_id, username, followers] */
-	SEARCH_MSG_USER_REMOVE = 4,  /* [user_id, username, 0] */
-	SEARCH_MSG_QUERY = 5,        /* ask: [type, query, limit, cursor|nil] */
-	SEARCH_MSG_RESULT = 6,       /* reply: [code, body] */
+	SEARCH_T_POST_INDEX = 600,   /* [post_id, [key...]] */
+	SEARCH_T_POST_UNINDEX = 601, /* [post_id, [key...]] */
+	SEARCH_T_USER_UPSERT = 602,  /* [user_id, username, followers] */
+	SEARCH_T_USER_REMOVE = 603,  /* [user_id, username, 0] */
+	SEARCH_T_QUERY = 604,        /* [type, query, limit, cursor|nil] */
 } search_message_type;
 
 /* The shard of a term key (type byte + text). */
@@ -889,8 +797,8 @@ uint32_t search_terms_shards(const search_terms *t,
 	uint32_t shards[SEARCH_POST_TERMS_MAX]);
 
 /* Message payloads (msgpack). The post actor sends one
- * SEARCH_MSG_POST_INDEX per shard of search_terms_shards, carrying the
- * terms of that shard only; the user actor one SEARCH_MSG_USER_UPSERT
+ * SEARCH_T_POST_INDEX per shard of search_terms_shards, carrying the
+ * terms of that shard only; the user actor one SEARCH_T_USER_UPSERT
  * per shard of search_user_shards. */
 int search_post_message_encode(uint64_t post_id, const search_terms *t,
 	uint32_t shard, msgpack_packer *pk);

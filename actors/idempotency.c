@@ -23,14 +23,14 @@
 void
 idem_init(idem_table *t)
 {
-	assert(t != NULL);
+	ACTORS_ASSERT(t != NULL);
 	memset(t, 0, sizeof *t);
 }
 
 void
 idem_free(idem_table *t)
 {
-	assert(t != NULL);
+	ACTORS_ASSERT(t != NULL);
 	for (uint32_t i = 0; i < t->count; i++)
 		free(t->entries[i].response);
 	free(t->entries);
@@ -40,7 +40,7 @@ idem_free(idem_table *t)
 static void
 entry_remove(idem_table *t, uint32_t i)
 {
-	assert(i < t->count);
+	ACTORS_ASSERT(i < t->count);
 	free(t->entries[i].response);
 	memmove(&t->entries[i], &t->entries[i + 1],
 		(t->count - i - 1u) * sizeof t->entries[0]);
@@ -82,7 +82,7 @@ key_valid(const char *key)
 uint32_t
 idem_collect(idem_table *t, uint64_t now_ms)
 {
-	assert(t != NULL);
+	ACTORS_ASSERT(t != NULL);
 	uint32_t removed = 0;
 	for (uint32_t i = 0; i < t->count;) {
 		if (t->entries[i].expires_at_ms <= now_ms) {
@@ -122,8 +122,8 @@ idem_begin(idem_table *t, const char *key,
 	const uint8_t digest[IDEM_DIGEST_BYTES], uint64_t now_ms,
 	uint64_t ttl_ms, idem_outcome *out)
 {
-	assert(t != NULL);
-	assert(out != NULL);
+	ACTORS_ASSERT(t != NULL);
+	ACTORS_ASSERT(out != NULL);
 	memset(out, 0, sizeof *out);
 	if (!key_valid(key) || digest == NULL)
 		return API_EINVALID;
@@ -159,7 +159,7 @@ idem_begin(idem_table *t, const char *key,
 	e->status = IDEM_RUNNING;
 	e->started_at_ms = now_ms;
 	e->expires_at_ms = now_ms + ttl_ms;
-	assert(t->count <= IDEM_KEYS_MAX);
+	ACTORS_ASSERT(t->count <= IDEM_KEYS_MAX);
 	return 0;
 }
 
@@ -168,8 +168,8 @@ idem_finish(idem_table *t, const char *key,
 	const uint8_t digest[IDEM_DIGEST_BYTES], int code,
 	const void *response, uint32_t length)
 {
-	assert(t != NULL);
-	assert(response != NULL || length == 0);
+	ACTORS_ASSERT(t != NULL);
+	ACTORS_ASSERT(response != NULL || length == 0);
 	if (!key_valid(key) || digest == NULL)
 		return API_EINVALID;
 	uint32_t i = running_find(t, key, digest);
@@ -189,7 +189,7 @@ idem_finish(idem_table *t, const char *key,
 		memcpy(copy, response, length);
 	}
 	idem_entry *e = &t->entries[i];
-	assert(e->response == NULL);
+	ACTORS_ASSERT(e->response == NULL);
 	e->status = IDEM_DONE;
 	e->code = code;
 	e->response = copy;
@@ -201,7 +201,7 @@ int
 idem_abort(idem_table *t, const char *key,
 	const uint8_t digest[IDEM_DIGEST_BYTES])
 {
-	assert(t != NULL);
+	ACTORS_ASSERT(t != NULL);
 	if (!key_valid(key) || digest == NULL)
 		return API_EINVALID;
 	uint32_t i = running_find(t, key, digest);
@@ -216,15 +216,15 @@ idem_abort(idem_table *t, const char *key,
 int
 idem_encode(const idem_table *t, msgpack_packer *pk)
 {
-	assert(t != NULL);
-	assert(pk != NULL);
+	ACTORS_ASSERT(t != NULL);
+	ACTORS_ASSERT(pk != NULL);
 	int rc = msgpack_pack_array(pk, 2);
 	rc |= msgpack_pack_uint32(pk, IDEM_SNAPSHOT_VERSION);
 	rc |= msgpack_pack_array(pk, t->count);
 	for (uint32_t i = 0; i < t->count; i++) {
 		const idem_entry *e = &t->entries[i];
 		rc |= msgpack_pack_array(pk, 7);
-		rc |= engage_pack_str(pk, e->key);
+		actors__pack_str(pk, e->key);
 		rc |= msgpack_pack_bin(pk, IDEM_DIGEST_BYTES);
 		rc |= msgpack_pack_bin_body(pk, e->digest, IDEM_DIGEST_BYTES);
 		rc |= msgpack_pack_uint8(pk, e->status);
@@ -302,8 +302,8 @@ response_decode(const msgpack_object *obj, idem_entry *e)
 int
 idem_decode(idem_table *t, const msgpack_object *obj)
 {
-	assert(t != NULL);
-	assert(obj != NULL);
+	ACTORS_ASSERT(t != NULL);
+	ACTORS_ASSERT(obj != NULL);
 	idem_free(t);
 	const msgpack_object *f = engage_get_tuple(obj, 2);
 	uint64_t version;

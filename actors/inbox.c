@@ -56,21 +56,21 @@ inbox_event_id(inbox_type type, uint64_t actor_user_id, uint64_t post_id,
 	put_u64_le(bytes + 1, actor_user_id);
 	put_u64_le(bytes + 9, post_id);
 	put_u64_le(bytes + 17, comment_id);
-	uint64_t id = engage_hash64(bytes, sizeof bytes);
+	uint64_t id = actors__hash64(bytes, sizeof bytes);
 	return id != 0 ? id : 1;
 }
 
 void
 inbox_init(inbox *ib)
 {
-	assert(ib != NULL);
+	ACTORS_ASSERT(ib != NULL);
 	memset(ib, 0, sizeof *ib);
 }
 
 void
 inbox_free(inbox *ib)
 {
-	assert(ib != NULL);
+	ACTORS_ASSERT(ib != NULL);
 	free(ib->entries);
 	free(ib->dedupe);
 	free(ib->dedupe_slots);
@@ -146,9 +146,9 @@ dedupe_index_delete(inbox *ib, uint32_t hole)
 static void
 dedupe_drop_oldest(inbox *ib)
 {
-	assert(ib->dedupe_count > 0);
+	ACTORS_ASSERT(ib->dedupe_count > 0);
 	uint32_t slot = dedupe_slot(ib, ib->dedupe[ib->dedupe_head].event_id);
-	assert(slot != UINT32_MAX);
+	ACTORS_ASSERT(slot != UINT32_MAX);
 	dedupe_index_delete(ib, slot);
 	ib->dedupe_head = (ib->dedupe_head + 1u) % ib->dedupe_capacity;
 	ib->dedupe_count--;
@@ -170,7 +170,7 @@ dedupe_expire(inbox *ib, uint64_t now_ms)
 static int
 dedupe_resize(inbox *ib, uint32_t capacity)
 {
-	assert(capacity >= ib->dedupe_count);
+	ACTORS_ASSERT(capacity >= ib->dedupe_count);
 	inbox_dedupe_entry *ring = malloc(capacity * sizeof *ring);
 	uint32_t *slots = calloc(2u * capacity, sizeof *slots);
 	if (ring == NULL || slots == NULL) {
@@ -195,7 +195,7 @@ dedupe_resize(inbox *ib, uint32_t capacity)
 static void
 dedupe_append(inbox *ib, uint64_t event_id, uint64_t now_ms)
 {
-	assert(ib->dedupe_count < ib->dedupe_capacity);
+	ACTORS_ASSERT(ib->dedupe_count < ib->dedupe_capacity);
 	uint32_t at = (ib->dedupe_head + ib->dedupe_count) %
 		ib->dedupe_capacity;
 	ib->dedupe[at].event_id = event_id;
@@ -216,7 +216,7 @@ grown(uint32_t capacity, uint32_t max)
 static int
 ring_resize(inbox *ib, uint32_t capacity)
 {
-	assert(capacity >= ib->count);
+	ACTORS_ASSERT(capacity >= ib->count);
 	inbox_entry *ring = malloc(capacity * sizeof *ring);
 	if (ring == NULL)
 		return API_EUNAVAILABLE;
@@ -263,9 +263,9 @@ int
 inbox_add(inbox *ib, const inbox_event *ev, uint64_t now_ms,
 	inbox_entry *out, bool *added)
 {
-	assert(ib != NULL);
-	assert(ev != NULL);
-	assert(added != NULL);
+	ACTORS_ASSERT(ib != NULL);
+	ACTORS_ASSERT(ev != NULL);
+	ACTORS_ASSERT(added != NULL);
 	*added = false;
 	if (!event_valid(ev))
 		return API_EINVALID;
@@ -281,7 +281,7 @@ inbox_add(inbox *ib, const inbox_event *ev, uint64_t now_ms,
 		dedupe_drop_oldest(ib);
 	dedupe_append(ib, ev->event_id, now_ms);
 	if (ib->count == ib->capacity) {
-		assert(ib->capacity == INBOX_ENTRIES_MAX);
+		ACTORS_ASSERT(ib->capacity == INBOX_ENTRIES_MAX);
 		ib->head = (ib->head + 1u) % ib->capacity;
 		ib->count--;
 	}
@@ -297,8 +297,8 @@ inbox_add(inbox *ib, const inbox_event *ev, uint64_t now_ms,
 	ib->entries[(ib->head + ib->count) % ib->capacity] = e;
 	ib->count++;
 	ib->last_seq = e.seq;
-	assert(ib->count <= INBOX_ENTRIES_MAX);
-	assert(ib->dedupe_count <= INBOX_DEDUPE_ENTRIES_MAX);
+	ACTORS_ASSERT(ib->count <= INBOX_ENTRIES_MAX);
+	ACTORS_ASSERT(ib->dedupe_count <= INBOX_DEDUPE_ENTRIES_MAX);
 	if (out != NULL)
 		*out = e;
 	*added = true;
@@ -318,10 +318,10 @@ static const inbox_entry *
 entry_at_seq(const inbox *ib, uint64_t seq)
 {
 	uint64_t offset = seq - oldest_seq(ib);
-	assert(offset < ib->count);
+	ACTORS_ASSERT(offset < ib->count);
 	const inbox_entry *e =
 		&ib->entries[(ib->head + (uint32_t)offset) % ib->capacity];
-	assert(e->seq == seq);
+	ACTORS_ASSERT(e->seq == seq);
 	return e;
 }
 
@@ -329,8 +329,8 @@ uint32_t
 inbox_list(const inbox *ib, uint64_t since_seq, uint64_t before_seq,
 	uint32_t max, inbox_entry *out)
 {
-	assert(ib != NULL);
-	assert(out != NULL || max == 0);
+	ACTORS_ASSERT(ib != NULL);
+	ACTORS_ASSERT(out != NULL || max == 0);
 	if (ib->count == 0)
 		return 0;
 	uint64_t top = ib->last_seq;
@@ -350,8 +350,8 @@ inbox_list(const inbox *ib, uint64_t since_seq, uint64_t before_seq,
 uint32_t
 inbox_unread_count(const inbox *ib)
 {
-	assert(ib != NULL);
-	assert(ib->read_up_to_seq <= ib->last_seq);
+	ACTORS_ASSERT(ib != NULL);
+	ACTORS_ASSERT(ib->read_up_to_seq <= ib->last_seq);
 	uint64_t floor = oldest_seq(ib) - 1u;
 	if (ib->read_up_to_seq > floor)
 		floor = ib->read_up_to_seq;
@@ -361,15 +361,15 @@ inbox_unread_count(const inbox *ib)
 bool
 inbox_entry_read(const inbox *ib, const inbox_entry *e)
 {
-	assert(ib != NULL);
-	assert(e != NULL);
+	ACTORS_ASSERT(ib != NULL);
+	ACTORS_ASSERT(e != NULL);
 	return e->seq <= ib->read_up_to_seq;
 }
 
 void
 inbox_mark_read(inbox *ib, uint64_t up_to_seq)
 {
-	assert(ib != NULL);
+	ACTORS_ASSERT(ib != NULL);
 	if (up_to_seq > ib->last_seq)
 		up_to_seq = ib->last_seq;
 	if (up_to_seq > ib->read_up_to_seq)
@@ -379,29 +379,29 @@ inbox_mark_read(inbox *ib, uint64_t up_to_seq)
 int
 inbox_entry_pack(const inbox *ib, const inbox_entry *e, msgpack_packer *pk)
 {
-	assert(ib != NULL);
-	assert(e != NULL);
+	ACTORS_ASSERT(ib != NULL);
+	ACTORS_ASSERT(e != NULL);
 	uint32_t fields = 5u + (e->post_id != 0) + (e->comment_id != 0);
 	int rc = msgpack_pack_map(pk, fields);
-	rc |= engage_pack_str(pk, "seq");
+	actors__pack_key(pk, "seq");
 	rc |= msgpack_pack_uint64(pk, e->seq);
-	rc |= engage_pack_str(pk, "type");
-	rc |= engage_pack_str(pk, inbox_type_name((inbox_type)e->type));
-	rc |= engage_pack_str(pk, "by_user");
+	actors__pack_key(pk, "type");
+	actors__pack_str(pk, inbox_type_name((inbox_type)e->type));
+	actors__pack_key(pk, "by_user");
 	rc |= msgpack_pack_map(pk, 1);
-	rc |= engage_pack_str(pk, "user_id");
-	rc |= engage_pack_id(pk, e->by_user_id);
+	actors__pack_key(pk, "user_id");
+	actors__pack_id(pk, e->by_user_id);
 	if (e->post_id != 0) {
-		rc |= engage_pack_str(pk, "post_id");
-		rc |= engage_pack_id(pk, e->post_id);
+		actors__pack_key(pk, "post_id");
+		actors__pack_id(pk, e->post_id);
 	}
 	if (e->comment_id != 0) {
-		rc |= engage_pack_str(pk, "comment_id");
-		rc |= engage_pack_id(pk, e->comment_id);
+		actors__pack_key(pk, "comment_id");
+		actors__pack_id(pk, e->comment_id);
 	}
-	rc |= engage_pack_str(pk, "created_at");
-	rc |= engage_pack_time(pk, e->created_at_ms);
-	rc |= engage_pack_str(pk, "read");
+	actors__pack_key(pk, "created_at");
+	actors__pack_time(pk, e->created_at_ms);
+	actors__pack_key(pk, "read");
 	rc |= inbox_entry_read(ib, e) ? msgpack_pack_true(pk)
 				      : msgpack_pack_false(pk);
 	return rc == 0 ? 0 : API_EUNAVAILABLE;
@@ -434,8 +434,8 @@ int
 inbox_list_pack(const inbox *ib, uint64_t since_seq, uint32_t limit,
 	const char *cursor, msgpack_packer *pk)
 {
-	assert(ib != NULL);
-	assert(pk != NULL);
+	ACTORS_ASSERT(ib != NULL);
+	ACTORS_ASSERT(pk != NULL);
 	uint64_t before_seq = 0;
 	if (cursor != NULL && cursor_decode(cursor, &before_seq) != 0)
 		return API_EINVALID;
@@ -450,17 +450,17 @@ inbox_list_pack(const inbox *ib, uint64_t since_seq, uint32_t limit,
 	if (more)
 		n = limit;
 	int rc = msgpack_pack_map(pk, 3);
-	rc |= engage_pack_str(pk, "items");
+	actors__pack_key(pk, "items");
 	rc |= msgpack_pack_array(pk, n);
 	for (uint32_t i = 0; i < n; i++)
 		rc |= inbox_entry_pack(ib, &page[i], pk);
-	rc |= engage_pack_str(pk, "unread_count");
+	actors__pack_key(pk, "unread_count");
 	rc |= msgpack_pack_uint32(pk, inbox_unread_count(ib));
-	rc |= engage_pack_str(pk, "next_cursor");
+	actors__pack_key(pk, "next_cursor");
 	if (more) {
 		char text[INBOX_CURSOR_LENGTH + 1];
 		snprintf(text, sizeof text, "n%016" PRIx64, page[n - 1].seq);
-		rc |= engage_pack_str(pk, text);
+		actors__pack_str(pk, text);
 	} else {
 		rc |= msgpack_pack_nil(pk);
 	}
@@ -472,8 +472,8 @@ inbox_list_pack(const inbox *ib, uint64_t since_seq, uint32_t limit,
 int
 inbox_encode(const inbox *ib, msgpack_packer *pk)
 {
-	assert(ib != NULL);
-	assert(pk != NULL);
+	ACTORS_ASSERT(ib != NULL);
+	ACTORS_ASSERT(pk != NULL);
 	int rc = msgpack_pack_array(pk, 5);
 	rc |= msgpack_pack_uint32(pk, INBOX_SNAPSHOT_VERSION);
 	rc |= msgpack_pack_uint64(pk, ib->last_seq);
@@ -582,8 +582,8 @@ dedupe_decode(inbox *ib, const msgpack_object *obj)
 int
 inbox_decode(inbox *ib, const msgpack_object *obj)
 {
-	assert(ib != NULL);
-	assert(obj != NULL);
+	ACTORS_ASSERT(ib != NULL);
+	ACTORS_ASSERT(obj != NULL);
 	inbox_free(ib);
 	const msgpack_object *f = engage_get_tuple(obj, 5);
 	uint64_t version;
@@ -615,8 +615,8 @@ fail:
 int
 inbox_event_encode(const inbox_event *ev, msgpack_packer *pk)
 {
-	assert(ev != NULL);
-	assert(pk != NULL);
+	ACTORS_ASSERT(ev != NULL);
+	ACTORS_ASSERT(pk != NULL);
 	int rc = msgpack_pack_array(pk, 7);
 	rc |= msgpack_pack_uint64(pk, ev->event_id);
 	rc |= msgpack_pack_uint8(pk, (uint8_t)ev->type);
@@ -631,8 +631,8 @@ inbox_event_encode(const inbox_event *ev, msgpack_packer *pk)
 int
 inbox_event_decode(const msgpack_object *obj, inbox_event *out)
 {
-	assert(obj != NULL);
-	assert(out != NULL);
+	ACTORS_ASSERT(obj != NULL);
+	ACTORS_ASSERT(out != NULL);
 	const msgpack_object *f = engage_get_tuple(obj, 7);
 	uint64_t type;
 	if (f == NULL || !engage_get_u64(&f[0], &out->event_id) ||

@@ -36,14 +36,14 @@ static_assert(INBOX_STREAM_UNACKED_MAX >= INBOX_STREAM_EVENTS_MAX,
 void
 inbox_stream_init(inbox_stream *s)
 {
-	assert(s != NULL);
+	ACTORS_ASSERT(s != NULL);
 	memset(s, 0, sizeof *s);
 }
 
 void
 inbox_stream_free(inbox_stream *s)
 {
-	assert(s != NULL);
+	ACTORS_ASSERT(s != NULL);
 	free(s->bytes);
 	inbox_stream_init(s);
 }
@@ -51,7 +51,7 @@ inbox_stream_free(inbox_stream *s)
 bool
 inbox_stream_online(const inbox_stream *s)
 {
-	assert(s != NULL);
+	ACTORS_ASSERT(s != NULL);
 	return s->subscribers_count > 0;
 }
 
@@ -66,14 +66,14 @@ content_type(api_event_type type)
 static const inbox_stream_slot *
 slot_at(const inbox_stream *s, uint32_t i)
 {
-	assert(i < s->count);
+	ACTORS_ASSERT(i < s->count);
 	return &s->slots[(s->head + i) % INBOX_STREAM_EVENTS_MAX];
 }
 
 static void
 drop_oldest(inbox_stream *s)
 {
-	assert(s->count > 0);
+	ACTORS_ASSERT(s->count > 0);
 	s->head = (s->head + 1u) % INBOX_STREAM_EVENTS_MAX;
 	s->count--;
 }
@@ -112,8 +112,8 @@ arena_fit(const inbox_stream *s, uint32_t length)
 static int
 arena_resize(inbox_stream *s, uint32_t capacity)
 {
-	assert(capacity <= INBOX_STREAM_BYTES_MAX);
-	assert(capacity >= bytes_held(s));
+	ACTORS_ASSERT(capacity <= INBOX_STREAM_BYTES_MAX);
+	ACTORS_ASSERT(capacity >= bytes_held(s));
 	unsigned char *bytes = malloc(capacity);
 	if (bytes == NULL)
 		return API_EUNAVAILABLE;
@@ -166,7 +166,7 @@ static void
 store_event(inbox_stream *s, api_event_type type, const void *data,
 	uint32_t length, uint32_t offset)
 {
-	assert(s->count < INBOX_STREAM_EVENTS_MAX);
+	ACTORS_ASSERT(s->count < INBOX_STREAM_EVENTS_MAX);
 	inbox_stream_slot *slot =
 		&s->slots[(s->head + s->count) % INBOX_STREAM_EVENTS_MAX];
 	slot->offset = offset;
@@ -194,7 +194,7 @@ subscriber_find(const inbox_stream *s, rt_addr addr, uint64_t id)
 static void
 subscriber_remove(inbox_stream *s, uint32_t i)
 {
-	assert(i < s->subscribers_count);
+	ACTORS_ASSERT(i < s->subscribers_count);
 	memmove(&s->subscribers[i], &s->subscribers[i + 1],
 		(s->subscribers_count - i - 1u) * sizeof s->subscribers[0]);
 	s->subscribers_count--;
@@ -225,8 +225,8 @@ inbox_stream_publish(inbox_stream *s, api_event_type type, const void *data,
 	uint32_t length, uint32_t flags, inbox_stream_deliver_callback deliver,
 	void *arg, uint64_t *seq_out)
 {
-	assert(s != NULL);
-	assert(deliver != NULL);
+	ACTORS_ASSERT(s != NULL);
+	ACTORS_ASSERT(deliver != NULL);
 	if (seq_out != NULL)
 		*seq_out = 0;
 	if (!content_type(type) || data == NULL || length == 0)
@@ -242,7 +242,7 @@ inbox_stream_publish(inbox_stream *s, api_event_type type, const void *data,
 	inbox_stream_event ev = {type, s->last_seq, data, length};
 	for (uint32_t i = 0; i < s->subscribers_count;) {
 		inbox_stream_subscriber *sub = &s->subscribers[i];
-		assert(sub->sent_seq + 1u == s->last_seq);
+		ACTORS_ASSERT(sub->sent_seq + 1u == s->last_seq);
 		if (sub->sent_seq - sub->acked_seq >= INBOX_STREAM_UNACKED_MAX) {
 			cut_off(s, i, INBOX_STREAM_CUT_SLOW, deliver, arg);
 			continue;
@@ -275,7 +275,7 @@ resume(inbox_stream *s, bool has_since, uint64_t since_seq,
 		return;
 	}
 	sub->acked_seq = since_seq;
-	assert(sub->sent_seq - sub->acked_seq <= INBOX_STREAM_UNACKED_MAX);
+	ACTORS_ASSERT(sub->sent_seq - sub->acked_seq <= INBOX_STREAM_UNACKED_MAX);
 	for (uint64_t seq = since_seq + 1u; seq <= s->last_seq; seq++) {
 		const inbox_stream_slot *slot = slot_at(s,
 			(uint32_t)(seq - oldest));
@@ -290,8 +290,8 @@ inbox_stream_subscribe(inbox_stream *s, rt_addr addr,
 	uint64_t subscription_id, bool has_since, uint64_t since_seq,
 	inbox_stream_deliver_callback deliver, void *arg)
 {
-	assert(s != NULL);
-	assert(deliver != NULL);
+	ACTORS_ASSERT(s != NULL);
+	ACTORS_ASSERT(deliver != NULL);
 	if (addr.kind == RT_KIND_NONE || addr.kind >= RT_KINDS_MAX)
 		return API_EINVALID;
 	uint32_t existing = subscriber_find(s, addr, subscription_id);
@@ -313,7 +313,7 @@ int
 inbox_stream_ack(inbox_stream *s, rt_addr addr, uint64_t subscription_id,
 	uint64_t seq)
 {
-	assert(s != NULL);
+	ACTORS_ASSERT(s != NULL);
 	uint32_t i = subscriber_find(s, addr, subscription_id);
 	if (i == UINT32_MAX)
 		return API_ENOTFOUND;
@@ -329,7 +329,7 @@ int
 inbox_stream_unsubscribe(inbox_stream *s, rt_addr addr,
 	uint64_t subscription_id)
 {
-	assert(s != NULL);
+	ACTORS_ASSERT(s != NULL);
 	uint32_t i = subscriber_find(s, addr, subscription_id);
 	if (i == UINT32_MAX)
 		return API_ENOTFOUND;
@@ -342,8 +342,8 @@ inbox_stream_unsubscribe(inbox_stream *s, rt_addr addr,
 int
 inbox_stream_encode(const inbox_stream *s, msgpack_packer *pk)
 {
-	assert(s != NULL);
-	assert(pk != NULL);
+	ACTORS_ASSERT(s != NULL);
+	ACTORS_ASSERT(pk != NULL);
 	int rc = msgpack_pack_array(pk, 4);
 	rc |= msgpack_pack_uint32(pk, INBOX_STREAM_SNAPSHOT_VERSION);
 	rc |= msgpack_pack_uint64(pk, s->last_seq);
@@ -404,11 +404,11 @@ events_decode(inbox_stream *s, const msgpack_object *obj)
 	for (uint32_t i = 0; i < n; i++) {
 		const msgpack_object *f = items[i].via.array.ptr;
 		uint32_t offset = arena_fit(s, f[1].via.bin.size);
-		assert(offset != UINT32_MAX);
+		ACTORS_ASSERT(offset != UINT32_MAX);
 		store_event(s, (api_event_type)f[0].via.u64,
 			f[1].via.bin.ptr, f[1].via.bin.size, offset);
 	}
-	assert(s->last_seq == last_seq);
+	ACTORS_ASSERT(s->last_seq == last_seq);
 	return 0;
 }
 
@@ -446,8 +446,8 @@ subscribers_decode(inbox_stream *s, const msgpack_object *obj)
 int
 inbox_stream_decode(inbox_stream *s, const msgpack_object *obj)
 {
-	assert(s != NULL);
-	assert(obj != NULL);
+	ACTORS_ASSERT(s != NULL);
+	ACTORS_ASSERT(obj != NULL);
 	inbox_stream_free(s);
 	const msgpack_object *f = engage_get_tuple(obj, 4);
 	uint64_t version;
@@ -473,8 +473,8 @@ fail:
 int
 inbox_stream_request_encode(const inbox_stream_request *r, msgpack_packer *pk)
 {
-	assert(r != NULL);
-	assert(pk != NULL);
+	ACTORS_ASSERT(r != NULL);
+	ACTORS_ASSERT(pk != NULL);
 	int rc = msgpack_pack_array(pk, 4);
 	rc |= msgpack_pack_uint8(pk, (uint8_t)r->op);
 	rc |= msgpack_pack_uint64(pk, r->subscription_id);
@@ -487,8 +487,8 @@ int
 inbox_stream_request_decode(const msgpack_object *obj,
 	inbox_stream_request *out)
 {
-	assert(obj != NULL);
-	assert(out != NULL);
+	ACTORS_ASSERT(obj != NULL);
+	ACTORS_ASSERT(out != NULL);
 	const msgpack_object *f = engage_get_tuple(obj, 4);
 	uint64_t op;
 	if (f == NULL || !engage_get_u64(&f[0], &op) ||
@@ -507,8 +507,8 @@ inbox_stream_apply(inbox_stream *s, rt_addr from,
 	const inbox_stream_request *r, inbox_stream_deliver_callback deliver,
 	void *arg)
 {
-	assert(s != NULL);
-	assert(r != NULL);
+	ACTORS_ASSERT(s != NULL);
+	ACTORS_ASSERT(r != NULL);
 	switch (r->op) {
 	case INBOX_STREAM_OP_SUBSCRIBE:
 		return inbox_stream_subscribe(s, from, r->subscription_id,
@@ -525,9 +525,9 @@ int
 inbox_stream_message_encode(uint64_t subscription_id,
 	const inbox_stream_event *ev, msgpack_packer *pk)
 {
-	assert(ev != NULL);
-	assert(pk != NULL);
-	assert(ev->length > 0);
+	ACTORS_ASSERT(ev != NULL);
+	ACTORS_ASSERT(pk != NULL);
+	ACTORS_ASSERT(ev->length > 0);
 	int rc = msgpack_pack_array(pk, 4);
 	rc |= msgpack_pack_uint64(pk, subscription_id);
 	rc |= msgpack_pack_uint8(pk, (uint8_t)ev->type);
@@ -542,7 +542,7 @@ inbox_stream_message_decode(const msgpack_object *obj,
 	uint64_t *subscription_id, api_event_type *type, uint64_t *seq,
 	const msgpack_object **data)
 {
-	assert(obj != NULL);
+	ACTORS_ASSERT(obj != NULL);
 	const msgpack_object *f = engage_get_tuple(obj, 4);
 	uint64_t t;
 	if (f == NULL || !engage_get_u64(&f[0], subscription_id) ||
@@ -564,14 +564,14 @@ inbox_stream_message_decode(const msgpack_object *obj,
 void
 inbox_presence_init(inbox_presence *p)
 {
-	assert(p != NULL);
+	ACTORS_ASSERT(p != NULL);
 	memset(p, 0, sizeof *p);
 }
 
 void
 inbox_presence_free(inbox_presence *p)
 {
-	assert(p != NULL);
+	ACTORS_ASSERT(p != NULL);
 	free(p->slots);
 	inbox_presence_init(p);
 }
@@ -638,7 +638,7 @@ presence_delete(inbox_presence *p, uint32_t hole)
 int
 inbox_presence_set(inbox_presence *p, uint64_t user_id, bool online)
 {
-	assert(p != NULL);
+	ACTORS_ASSERT(p != NULL);
 	if (user_id == 0)
 		return API_EINVALID;
 	if (!online) {
@@ -662,14 +662,14 @@ inbox_presence_set(inbox_presence *p, uint64_t user_id, bool online)
 	}
 	p->slots[presence_probe(p, user_id)] = user_id;
 	p->count++;
-	assert(2u * p->count <= p->slots_count);
+	ACTORS_ASSERT(2u * p->count <= p->slots_count);
 	return 0;
 }
 
 bool
 inbox_presence_has(const inbox_presence *p, uint64_t user_id)
 {
-	assert(p != NULL);
+	ACTORS_ASSERT(p != NULL);
 	if (p->slots_count == 0 || user_id == 0)
 		return false;
 	return p->slots[presence_probe(p, user_id)] == user_id;
@@ -685,8 +685,8 @@ u64_compare(const void *a, const void *b)
 uint32_t
 inbox_presence_list(const inbox_presence *p, uint64_t *out, uint32_t max)
 {
-	assert(p != NULL);
-	assert(out != NULL || max == 0);
+	ACTORS_ASSERT(p != NULL);
+	ACTORS_ASSERT(out != NULL || max == 0);
 	uint32_t n = 0;
 	for (uint32_t i = 0; i < p->slots_count && n < max; i++) {
 		if (p->slots[i] != 0)
@@ -699,8 +699,8 @@ inbox_presence_list(const inbox_presence *p, uint64_t *out, uint32_t max)
 int
 inbox_presence_encode(const inbox_presence *p, msgpack_packer *pk)
 {
-	assert(p != NULL);
-	assert(pk != NULL);
+	ACTORS_ASSERT(p != NULL);
+	ACTORS_ASSERT(pk != NULL);
 	int rc = msgpack_pack_array(pk, 2);
 	rc |= msgpack_pack_uint32(pk, INBOX_PRESENCE_SNAPSHOT_VERSION);
 	rc |= msgpack_pack_array(pk, p->count);
@@ -714,8 +714,8 @@ inbox_presence_encode(const inbox_presence *p, msgpack_packer *pk)
 int
 inbox_presence_decode(inbox_presence *p, const msgpack_object *obj)
 {
-	assert(p != NULL);
-	assert(obj != NULL);
+	ACTORS_ASSERT(p != NULL);
+	ACTORS_ASSERT(obj != NULL);
 	inbox_presence_free(p);
 	const msgpack_object *f = engage_get_tuple(obj, 2);
 	uint64_t version;

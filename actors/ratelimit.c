@@ -22,7 +22,7 @@
 void
 rate_defaults(api_rate cfg[RATE_ACTIONS_COUNT])
 {
-	assert(cfg != NULL);
+	ACTORS_ASSERT(cfg != NULL);
 	cfg[RATE_ACTION_LIKE] = (api_rate){RATE_LIKES_CAPACITY,
 		RATE_LIKES_REFILL_MS};
 	cfg[RATE_ACTION_POST] = (api_rate){RATE_POSTS_CAPACITY,
@@ -36,7 +36,7 @@ rate_defaults(api_rate cfg[RATE_ACTIONS_COUNT])
 void
 rate_init(rate_state *s)
 {
-	assert(s != NULL);
+	ACTORS_ASSERT(s != NULL);
 	memset(s, 0, sizeof *s);
 }
 
@@ -70,7 +70,7 @@ static uint32_t
 tokens_for(const api_rate *cfg, uint64_t debt)
 {
 	uint64_t missing = (debt + cfg->refill_ms - 1u) / cfg->refill_ms;
-	assert(missing <= cfg->capacity);
+	ACTORS_ASSERT(missing <= cfg->capacity);
 	return cfg->capacity - (uint32_t)missing;
 }
 
@@ -88,8 +88,8 @@ int
 rate_peek(const rate_state *s, rate_action action, const api_rate *cfg,
 	uint64_t now_ms, rate_result *out)
 {
-	assert(s != NULL);
-	assert(out != NULL);
+	ACTORS_ASSERT(s != NULL);
+	ACTORS_ASSERT(out != NULL);
 	if (!config_valid(action, cfg))
 		return API_EINVALID;
 	fill_result(cfg, debt_at(s, action, cfg, now_ms), out);
@@ -100,30 +100,30 @@ int
 rate_take(rate_state *s, rate_action action, const api_rate *cfg,
 	uint64_t now_ms, rate_result *out)
 {
-	assert(s != NULL);
-	assert(out != NULL);
+	ACTORS_ASSERT(s != NULL);
+	ACTORS_ASSERT(out != NULL);
 	if (!config_valid(action, cfg))
 		return API_EINVALID;
 	uint64_t debt = debt_at(s, action, cfg, now_ms);
 	uint64_t allowed_debt = (uint64_t)(cfg->capacity - 1u) * cfg->refill_ms;
 	if (debt > allowed_debt) {
 		fill_result(cfg, debt, out);
-		assert(out->retry_after_ms > 0);
+		ACTORS_ASSERT(out->retry_after_ms > 0);
 		return API_ERATELIMITED;
 	}
 	debt += cfg->refill_ms;
 	s->full_at_ms[action] = now_ms + debt;
 	fill_result(cfg, debt, out);
 	out->retry_after_ms = 0;
-	assert(debt <= (uint64_t)cfg->capacity * cfg->refill_ms);
+	ACTORS_ASSERT(debt <= (uint64_t)cfg->capacity * cfg->refill_ms);
 	return 0;
 }
 
 int
 rate_encode(const rate_state *s, msgpack_packer *pk)
 {
-	assert(s != NULL);
-	assert(pk != NULL);
+	ACTORS_ASSERT(s != NULL);
+	ACTORS_ASSERT(pk != NULL);
 	int rc = msgpack_pack_array(pk, 2);
 	rc |= msgpack_pack_uint32(pk, RATE_SNAPSHOT_VERSION);
 	rc |= msgpack_pack_array(pk, RATE_ACTIONS_COUNT);
@@ -135,8 +135,8 @@ rate_encode(const rate_state *s, msgpack_packer *pk)
 int
 rate_decode(rate_state *s, const msgpack_object *obj)
 {
-	assert(s != NULL);
-	assert(obj != NULL);
+	ACTORS_ASSERT(s != NULL);
+	ACTORS_ASSERT(obj != NULL);
 	rate_init(s);
 	const msgpack_object *f = engage_get_tuple(obj, 2);
 	uint64_t version;

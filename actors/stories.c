@@ -25,14 +25,14 @@
 void
 stories_init(stories *s)
 {
-	assert(s != NULL);
+	ACTORS_ASSERT(s != NULL);
 	s->count = 0;
 }
 
 bool
 stories_visible(const stories_item *item, uint64_t now_ms)
 {
-	assert(item != NULL);
+	ACTORS_ASSERT(item != NULL);
 	return now_ms < item->expires_at_ms;
 }
 
@@ -55,8 +55,8 @@ stories_find(const stories *s, uint64_t story_id, bool *found)
 uint32_t
 stories_collect_expired(stories *s, uint64_t now_ms)
 {
-	assert(s != NULL);
-	assert(s->count <= STORIES_ACTIVE_MAX);
+	ACTORS_ASSERT(s != NULL);
+	ACTORS_ASSERT(s->count <= STORIES_ACTIVE_MAX);
 	uint32_t kept = 0;
 	for (uint32_t i = 0; i < s->count; i++) {
 		if (stories_visible(&s->items[i], now_ms))
@@ -71,7 +71,7 @@ int
 stories_add(stories *s, uint64_t story_id, uint64_t media_id,
 	uint32_t expires_in_s, uint64_t now_ms, stories_item *out)
 {
-	assert(s != NULL);
+	ACTORS_ASSERT(s != NULL);
 	if (story_id == 0 || media_id == 0)
 		return API_EINVALID;
 	if (expires_in_s > API_STORY_SECONDS_MAX)
@@ -102,8 +102,8 @@ stories_add(stories *s, uint64_t story_id, uint64_t media_id,
 		(s->count - at) * sizeof s->items[0]);
 	s->items[at] = item;
 	s->count++;
-	assert(s->count <= STORIES_ACTIVE_MAX);
-	assert(item.expires_at_ms - item.created_at_ms <=
+	ACTORS_ASSERT(s->count <= STORIES_ACTIVE_MAX);
+	ACTORS_ASSERT(item.expires_at_ms - item.created_at_ms <=
 		STORIES_LIFETIME_MS_MAX);
 	if (out != NULL)
 		*out = item;
@@ -113,7 +113,7 @@ stories_add(stories *s, uint64_t story_id, uint64_t media_id,
 int
 stories_remove(stories *s, uint64_t story_id)
 {
-	assert(s != NULL);
+	ACTORS_ASSERT(s != NULL);
 	bool found;
 	uint32_t at = stories_find(s, story_id, &found);
 	if (!found)
@@ -128,7 +128,7 @@ int
 stories_get(const stories *s, uint64_t story_id, uint64_t now_ms,
 	stories_item *out)
 {
-	assert(s != NULL);
+	ACTORS_ASSERT(s != NULL);
 	bool found;
 	uint32_t at = stories_find(s, story_id, &found);
 	if (!found)
@@ -143,7 +143,7 @@ stories_get(const stories *s, uint64_t story_id, uint64_t now_ms,
 uint64_t
 stories_next_expiry_ms(const stories *s)
 {
-	assert(s != NULL);
+	ACTORS_ASSERT(s != NULL);
 	uint64_t next = UINT64_MAX;
 	for (uint32_t i = 0; i < s->count; i++) {
 		if (s->items[i].expires_at_ms < next)
@@ -155,7 +155,7 @@ stories_next_expiry_ms(const stories *s)
 uint32_t
 stories_active_count(const stories *s, uint64_t now_ms)
 {
-	assert(s != NULL);
+	ACTORS_ASSERT(s != NULL);
 	uint32_t n = 0;
 	for (uint32_t i = 0; i < s->count; i++)
 		n += stories_visible(&s->items[i], now_ms);
@@ -189,16 +189,16 @@ stories_encode_at(const stories *s, bool only_visible, uint64_t now_ms,
 int
 stories_encode(const stories *s, msgpack_packer *pk)
 {
-	assert(s != NULL);
-	assert(pk != NULL);
+	ACTORS_ASSERT(s != NULL);
+	ACTORS_ASSERT(pk != NULL);
 	return stories_encode_at(s, false, 0, pk);
 }
 
 int
 stories_encode_active(const stories *s, uint64_t now_ms, msgpack_packer *pk)
 {
-	assert(s != NULL);
-	assert(pk != NULL);
+	ACTORS_ASSERT(s != NULL);
+	ACTORS_ASSERT(pk != NULL);
 	return stories_encode_at(s, true, now_ms, pk);
 }
 
@@ -223,8 +223,8 @@ stories_item_decode(const msgpack_object *obj, stories_item *it)
 int
 stories_decode(stories *s, const msgpack_object *obj)
 {
-	assert(s != NULL);
-	assert(obj != NULL);
+	ACTORS_ASSERT(s != NULL);
+	ACTORS_ASSERT(obj != NULL);
 	s->count = 0;
 	const msgpack_object *f = engage_get_tuple(obj, 2);
 	uint64_t version;
@@ -254,7 +254,7 @@ fail:
 void
 stories_seen_init(stories_seen *v)
 {
-	assert(v != NULL);
+	ACTORS_ASSERT(v != NULL);
 	v->count = 0;
 	v->capacity = 0;
 	v->marks = NULL;
@@ -263,7 +263,7 @@ stories_seen_init(stories_seen *v)
 void
 stories_seen_free(stories_seen *v)
 {
-	assert(v != NULL);
+	ACTORS_ASSERT(v != NULL);
 	free(v->marks);
 	stories_seen_init(v);
 }
@@ -286,7 +286,7 @@ seen_find(const stories_seen *v, uint64_t story_id, bool *found)
 bool
 stories_seen_has(const stories_seen *v, uint64_t story_id)
 {
-	assert(v != NULL);
+	ACTORS_ASSERT(v != NULL);
 	bool found;
 	seen_find(v, story_id, &found);
 	return found;
@@ -295,7 +295,7 @@ stories_seen_has(const stories_seen *v, uint64_t story_id)
 uint32_t
 stories_seen_collect(stories_seen *v, uint64_t now_ms)
 {
-	assert(v != NULL);
+	ACTORS_ASSERT(v != NULL);
 	uint32_t kept = 0;
 	for (uint32_t i = 0; i < v->count; i++) {
 		/* A mark made at t outlives its story (created <= t, so it
@@ -342,7 +342,7 @@ seen_make_room(stories_seen *v, uint64_t now_ms)
 int
 stories_seen_mark_story(stories_seen *v, uint64_t story_id, uint64_t now_ms)
 {
-	assert(v != NULL);
+	ACTORS_ASSERT(v != NULL);
 	if (story_id == 0)
 		return API_EINVALID;
 	bool found;
@@ -353,22 +353,22 @@ stories_seen_mark_story(stories_seen *v, uint64_t story_id, uint64_t now_ms)
 	if (rc != 0)
 		return rc;
 	uint32_t at = seen_find(v, story_id, &found);
-	assert(!found);
+	ACTORS_ASSERT(!found);
 	memmove(&v->marks[at + 1], &v->marks[at],
 		(v->count - at) * sizeof v->marks[0]);
 	v->marks[at].story_id = story_id;
 	v->marks[at].seen_at_ms = now_ms;
 	v->count++;
-	assert(v->count <= v->capacity);
-	assert(v->capacity <= STORIES_SEEN_MAX);
+	ACTORS_ASSERT(v->count <= v->capacity);
+	ACTORS_ASSERT(v->capacity <= STORIES_SEEN_MAX);
 	return 0;
 }
 
 int
 stories_seen_encode(const stories_seen *v, msgpack_packer *pk)
 {
-	assert(v != NULL);
-	assert(pk != NULL);
+	ACTORS_ASSERT(v != NULL);
+	ACTORS_ASSERT(pk != NULL);
 	int rc = msgpack_pack_array(pk, 2);
 	rc |= msgpack_pack_uint32(pk, STORIES_SNAPSHOT_VERSION);
 	rc |= msgpack_pack_array(pk, v->count);
@@ -383,8 +383,8 @@ stories_seen_encode(const stories_seen *v, msgpack_packer *pk)
 int
 stories_seen_decode(stories_seen *v, const msgpack_object *obj)
 {
-	assert(v != NULL);
-	assert(obj != NULL);
+	ACTORS_ASSERT(v != NULL);
+	ACTORS_ASSERT(obj != NULL);
 	v->count = 0;
 	const msgpack_object *f = engage_get_tuple(obj, 2);
 	uint64_t version;
@@ -447,8 +447,8 @@ static int
 pack_media_default(msgpack_packer *pk, uint64_t media_id)
 {
 	int rc = msgpack_pack_map(pk, 1);
-	rc |= engage_pack_str(pk, "media_id");
-	rc |= engage_pack_id(pk, media_id);
+	actors__pack_key(pk, "media_id");
+	actors__pack_id(pk, media_id);
 	return rc == 0 ? 0 : API_EUNAVAILABLE;
 }
 
@@ -456,15 +456,12 @@ static int
 pack_tray_user(msgpack_packer *pk, const stories_author *a)
 {
 	int rc = msgpack_pack_map(pk, 3);
-	rc |= engage_pack_str(pk, "user_id");
-	rc |= engage_pack_id(pk, a->user_id);
-	rc |= engage_pack_str(pk, "username");
-	rc |= a->username != NULL ? engage_pack_str(pk, a->username)
-				  : msgpack_pack_nil(pk);
-	rc |= engage_pack_str(pk, "profile_pic_url");
-	rc |= a->profile_pic_url != NULL
-		? engage_pack_str(pk, a->profile_pic_url)
-		: msgpack_pack_nil(pk);
+	actors__pack_key(pk, "user_id");
+	actors__pack_id(pk, a->user_id);
+	actors__pack_key(pk, "username");
+	actors__pack_str(pk, a->username);
+	actors__pack_key(pk, "profile_pic_url");
+	actors__pack_str(pk, a->profile_pic_url);
 	return rc == 0 ? 0 : API_EUNAVAILABLE;
 }
 
@@ -475,25 +472,25 @@ pack_tray(msgpack_packer *pk, const stories_author *a,
 	stories_media_pack_callback media_pack, void *arg)
 {
 	int rc = msgpack_pack_map(pk, 2);
-	rc |= engage_pack_str(pk, "user");
+	actors__pack_key(pk, "user");
 	rc |= pack_tray_user(pk, a);
-	rc |= engage_pack_str(pk, "items");
+	actors__pack_key(pk, "items");
 	rc |= msgpack_pack_array(pk, stories_active_count(a->active, now_ms));
 	for (uint32_t i = a->active->count; i-- > 0;) {
 		const stories_item *it = &a->active->items[i];
 		if (!stories_visible(it, now_ms))
 			continue;
 		rc |= msgpack_pack_map(pk, 5);
-		rc |= engage_pack_str(pk, "story_id");
-		rc |= engage_pack_id(pk, it->story_id);
-		rc |= engage_pack_str(pk, "media");
+		actors__pack_key(pk, "story_id");
+		actors__pack_id(pk, it->story_id);
+		actors__pack_key(pk, "media");
 		rc |= media_pack != NULL ? media_pack(arg, pk, it->media_id)
 					 : pack_media_default(pk, it->media_id);
-		rc |= engage_pack_str(pk, "created_at");
-		rc |= engage_pack_time(pk, it->created_at_ms);
-		rc |= engage_pack_str(pk, "expires_at");
-		rc |= engage_pack_time(pk, it->expires_at_ms);
-		rc |= engage_pack_str(pk, "seen");
+		actors__pack_key(pk, "created_at");
+		actors__pack_time(pk, it->created_at_ms);
+		actors__pack_key(pk, "expires_at");
+		actors__pack_time(pk, it->expires_at_ms);
+		actors__pack_key(pk, "seen");
 		rc |= stories_seen_has(seen, it->story_id)
 			? msgpack_pack_true(pk)
 			: msgpack_pack_false(pk);
@@ -506,9 +503,9 @@ stories_trays_pack(const stories_author *authors, uint32_t authors_count,
 	const stories_seen *seen, uint64_t now_ms,
 	stories_media_pack_callback media_pack, void *arg, msgpack_packer *pk)
 {
-	assert(authors != NULL || authors_count == 0);
-	assert(seen != NULL);
-	assert(pk != NULL);
+	ACTORS_ASSERT(authors != NULL || authors_count == 0);
+	ACTORS_ASSERT(seen != NULL);
+	ACTORS_ASSERT(pk != NULL);
 	if (authors_count > STORIES_TRAY_AUTHORS_MAX)
 		return API_EINVALID;
 	tray_order *order = malloc((authors_count + 1u) * sizeof *order);
@@ -517,7 +514,7 @@ stories_trays_pack(const stories_author *authors, uint32_t authors_count,
 	uint32_t trays = 0;
 	for (uint32_t a = 0; a < authors_count; a++) {
 		const stories *s = authors[a].active;
-		assert(s != NULL);
+		ACTORS_ASSERT(s != NULL);
 		tray_order t = {a, false, 0, authors[a].user_id};
 		for (uint32_t i = 0; i < s->count; i++) {
 			const stories_item *it = &s->items[i];
@@ -535,7 +532,7 @@ stories_trays_pack(const stories_author *authors, uint32_t authors_count,
 	if (trays > STORIES_TRAYS_MAX)
 		trays = STORIES_TRAYS_MAX;
 	int rc = msgpack_pack_map(pk, 1);
-	rc |= engage_pack_str(pk, "trays");
+	actors__pack_key(pk, "trays");
 	rc |= msgpack_pack_array(pk, trays);
 	for (uint32_t i = 0; i < trays && rc == 0; i++)
 		rc = pack_tray(pk, &authors[order[i].author], seen, now_ms,
