@@ -113,8 +113,7 @@ actor_load(rt_worker *w, rt_actor *a, const rt__kind *k)
 	}
 	atomic_fetch_or_explicit(&a->shared_flags, RT_ACTOR_LOADED,
 		memory_order_relaxed);
-	atomic_fetch_add_explicit(&rt->actors_activated_total, 1,
-		memory_order_relaxed);
+	rt__count(&rt__counters_here(rt)->activated_total, 1);
 }
 
 static void
@@ -225,9 +224,9 @@ actor_free(rt_runtime *rt, rt_actor *a)
 	while ((m = mailbox_pop(a)) != NULL)
 		rt_message_free(rt, m);
 	size_t bytes = actor_bytes(rt, a);
-	atomic_fetch_sub_explicit(&rt->actors_active, 1, memory_order_relaxed);
-	atomic_fetch_sub_explicit(&rt->bytes_actors,
-		(long long)rt__alloc_size(bytes), memory_order_relaxed);
+	rt__counters *c = rt__counters_here(rt);
+	rt__count(&c->actors_active, -1);
+	rt__count(&c->bytes_actors, -(long long)rt__alloc_size(bytes));
 	rt__free(rt, a, bytes);
 }
 
@@ -269,8 +268,7 @@ actor_passivate(rt_worker *w, rt_actor *a, const rt__kind *k, int processed)
 	if (loaded && ops->free_state != NULL)
 		ops->free_state(a->state);
 	if (loaded)
-		atomic_fetch_add_explicit(&rt->actors_passivated_total, 1,
-			memory_order_relaxed);
+		rt__count(&rt__counters_here(rt)->passivated_total, 1);
 	if (remaining == 0) {
 		actor_free(rt, a);
 		return;
@@ -350,8 +348,7 @@ rt__actor_stop(rt_runtime *rt, rt_actor *a)
 		w->current = NULL;
 		if (ops->free_state != NULL)
 			ops->free_state(a->state);
-		atomic_fetch_add_explicit(&rt->actors_passivated_total, 1,
-			memory_order_relaxed);
+		rt__count(&rt__counters_here(rt)->passivated_total, 1);
 	}
 	actor_free(rt, a);
 }
@@ -403,49 +400,52 @@ rt__housekeeping(rt_runtime *rt)
 		rt__shard *s = &rt->registry.shards[i];
 		rt__spin_lock(&s->lock);
 		for (uint32_t b = 0; s->count > 0 && b <= s->mask; b++) {
-			for (rt_actor *a = s->buckets[b]; a != NULL; a = a->hash_next) {
-				uint32_t last = atomic_load_explicit(
-					&a->last_active_ms, memory_order_relaxed);
-				if (evictable(a) && (uint32_t)(now - last) >= idle_ms)
-					request_passivate_locked(rt, a);
-			}
+			rt_actor *a = s->slots[b].actor;
+			if (a == NULL)
+				continue;
+			uint32_t last = atomic_load_explicit(&a->last_active_ms,
+				memory_order_relaxed);
+			if (evictable(a) && (uint32_t)(now - last) >= idle_ms)
+				request_passivate_locked(rt, a);
 		}
 		rt__spin_unlock(&s->lock);
 	}
 }
 
-/* Under s's lock: the oldest evictable actor in the first non-empty
- * bucket at or after b, if any is older than *best_age (or none found). */
+/* Under s's lock: looks at the run of occupied slots starting at the
+ * first occupied one at or after b; keeps the oldest evictable actor. */
 static void
-sample_chain(rt__shard *s, uint32_t b, uint32_t now, bool *found,
+sample_run(rt__shard *s, uint32_t b, uint32_t now, bool *found,
 	uint32_t *best_age, uint32_t *best_kind, uint64_t *best_id)
 {
-	for (uint32_t step = 0; step <= s->mask; step++) {
-		rt_actor *a = s->buckets[(b + step) & s->mask];
-		if (a == NULL)
-			continue;
-		for (; a != NULL; a = a->hash_next) {
-			uint32_t age = now - atomic_load_explicit(&a->last_active_ms,
-				memory_order_relaxed);
-			if (evictable(a) && (!*found || age > *best_age)) {
-				*found = true;
-				*best_age = age;
-				*best_kind = a->kind;
-				*best_id = a->id;
-			}
+	uint32_t mask = s->mask;
+	uint32_t i = b & mask;
+	for (uint32_t step = 0; step <= mask && s->slots[i].actor == NULL; step++)
+		i = (i + 1u) & mask;
+	/* A few actors from there: the slots are in hash order, so these are
+	 * a random sample of the shard. */
+	for (uint32_t taken = 0; taken < 4 && s->slots[i].actor != NULL; taken++) {
+		rt_actor *a = s->slots[i].actor;
+		uint32_t age = now - atomic_load_explicit(&a->last_active_ms,
+			memory_order_relaxed);
+		if (evictable(a) && (!*found || age > *best_age)) {
+			*found = true;
+			*best_age = age;
+			*best_kind = a->kind;
+			*best_id = a->id;
 		}
-		return;
+		i = (i + 1u) & mask;
 	}
 }
 
 void
 rt__evict_one(rt_runtime *rt)
 {
-	/* Approximate LRU, as Redis does it: sample a few chains at random
-	 * and passivate the least recently active evictable actor among
-	 * them. A sample lands on the first non-empty shard and bucket at or
-	 * after the drawn one; tables are at least half full, so the scan is
-	 * short except in a nearly empty registry, where it is cheap anyway. */
+	/* Approximate LRU, as Redis does it: sample a few actors at random
+	 * and passivate the least recently active evictable one. A sample
+	 * lands on the first non-empty shard and occupied slot at or after
+	 * the drawn one; tables are at least 40% full, so the scan is short
+	 * except in a nearly empty registry, where it is cheap anyway. */
 	uint32_t now = rt__now_relative_ms(rt);
 	uint32_t best_age = 0;
 	uint32_t best_kind = 0;
@@ -459,7 +459,7 @@ rt__evict_one(rt_runtime *rt)
 			rt__spin_lock(&s->lock);
 			bool empty = s->count == 0;
 			if (!empty)
-				sample_chain(s, (uint32_t)r & s->mask, now, &found,
+				sample_run(s, (uint32_t)r, now, &found,
 					&best_age, &best_kind, &best_id);
 			rt__spin_unlock(&s->lock);
 			if (!empty)
@@ -495,7 +495,8 @@ rt_snapshot_dirty(rt_runtime *rt, rt_snapshot_done_callback done, void *arg)
 		rt__shard *s = &rt->registry.shards[i];
 		rt__spin_lock(&s->lock);
 		for (uint32_t b = 0; s->count > 0 && b <= s->mask; b++) {
-			for (rt_actor *a = s->buckets[b]; a != NULL; a = a->hash_next) {
+			rt_actor *a = s->slots[b].actor;
+			if (a != NULL) {
 				uint8_t flags = atomic_load_explicit(&a->shared_flags,
 					memory_order_relaxed);
 				if (!(flags & RT_ACTOR_LOADED) || !(flags & RT_ACTOR_DIRTY))

@@ -65,9 +65,14 @@ _Noreturn void rt__assert_fail(const char *expr, const char *file, int line);
 /* Registry shards: 256 striped locks keep two workers and a few external
  * threads from meeting on one lock; the shard is the hash's top byte. */
 #define RT_REGISTRY_SHARDS 256u
-/* First bucket count of a shard; doubled when a shard holds more actors
- * than buckets (load factor 1 keeps the table at 8-16 bytes per actor). */
-#define RT_REGISTRY_BUCKETS_INITIAL 64u
+/* First slot count of a shard (a power of two). */
+#define RT_REGISTRY_SLOTS_INITIAL 64u
+/* A shard doubles when more than 11/16 (69%) of its slots are used:
+ * linear probing stays short (a miss probes ~6 slots at the worst, ~2 on
+ * average, mostly in one cache line), and 16-byte slots cost 23-46 bytes
+ * per actor. */
+#define RT_REGISTRY_LOAD_NUMERATOR 11u
+#define RT_REGISTRY_LOAD_DENOMINATOR 16u
 /* A worker's local run queue: a power of two; 256 as in Go's scheduler,
  * large enough that overflow (half moves to the global queue) is rare. */
 #define RT_RUNQ_SLOTS 256u
@@ -241,10 +246,11 @@ void rt__cache_flush(rt_runtime *rt, rt__cache *cache);
 				     counts one unit with no message */
 #define RT_ACTOR_WANT_PASSIVATE 4u /* passivate at the end of this turn */
 
+/* 40 bytes: with an 8-byte state an idle actor is one 48-byte object.
+ * The state follows the header, 8-byte aligned (runtime.h says so). */
 struct rt_actor {
 	_Atomic(rt_message *) stack; /* producers push (LIFO) */
 	rt_message *queue;           /* consumer's private FIFO */
-	rt_actor *hash_next;         /* registry chain; under shard lock */
 	uint64_t id;
 	atomic_int pending;          /* see the invariants above */
 	atomic_uint last_active_ms;  /* rt-relative ms of the last turn */
@@ -252,9 +258,9 @@ struct rt_actor {
 	_Atomic uint8_t shared_flags;
 	uint8_t local_flags;
 	uint8_t reserved[5];
-	_Alignas(16) unsigned char state[];
+	_Alignas(8) unsigned char state[];
 };
-_Static_assert(sizeof(rt_actor) == 48, "actor header stays lean");
+_Static_assert(sizeof(rt_actor) == 40, "actor header stays lean");
 
 typedef struct rt__kind {
 	const rt_actor_ops *ops;
@@ -264,11 +270,18 @@ typedef struct rt__kind {
 
 /* ---- registry (registry.c) -------------------------------------------- */
 
+/* A slot keeps the full hash, so probing and growing never touch the
+ * actors themselves (each would be a cache miss). actor NULL: empty. */
+typedef struct rt__slot {
+	uint64_t hash;
+	rt_actor *actor;
+} rt__slot;
+
 typedef struct rt__shard {
 	_Alignas(64) rt__spin lock;
 	uint32_t count;
-	uint32_t mask;
-	rt_actor **buckets;
+	uint32_t mask; /* slots - 1 */
+	rt__slot *slots;
 } rt__shard;
 
 typedef struct rt__registry {
@@ -295,6 +308,7 @@ void rt__registry_destroy(rt__registry *reg);
 /* Under the shard lock. */
 rt_actor *rt__registry_find(rt__shard *s, uint64_t hash, uint32_t kind,
 	uint64_t id);
+/* RT_ENOMEM if the shard is full and could not grow. */
 int rt__registry_insert(rt__shard *s, uint64_t hash, rt_actor *a);
 void rt__registry_remove(rt__shard *s, uint64_t hash, rt_actor *a);
 
@@ -313,6 +327,17 @@ typedef struct rt__global_queue {
 	size_t head;
 	atomic_size_t count;
 } rt__global_queue;
+
+/* Actor counters kept per thread (a worker's, or the runtime's for other
+ * threads) so activations on two workers do not bounce one cache line;
+ * rt_get_stats and the budget check add them up. Each may go negative
+ * alone (an actor activated here, passivated there); the sums do not. */
+typedef struct rt__counters {
+	atomic_llong actors_active;
+	atomic_llong bytes_actors;
+	atomic_llong activated_total;
+	atomic_llong passivated_total;
+} rt__counters;
 
 typedef struct rt_worker {
 	rt_runtime *rt;
@@ -336,6 +361,7 @@ typedef struct rt_worker {
 	/* statistics (relaxed; summed by rt_get_stats) */
 	atomic_ullong messages_delivered;
 	atomic_ullong steals;
+	rt__counters counters;
 } rt_worker;
 
 /* ---- timers (timer.c) ------------------------------------------------- */
@@ -485,12 +511,9 @@ struct rt_runtime {
 	rt__prng prng;
 
 	/* statistics */
-	atomic_ullong actors_active;
-	atomic_ullong actors_passivated_total;
-	atomic_ullong actors_activated_total;
+	rt__counters counters; /* threads that are no worker */
 	atomic_ullong mailbox_full_total;
 	atomic_ullong asks_timed_out_total;
-	atomic_llong bytes_actors;
 	atomic_ullong messages_delivered_external; /* turns on no worker */
 };
 
@@ -502,6 +525,22 @@ rt__current_worker(const rt_runtime *rt)
 	rt_worker *w = rt__tls_worker;
 	return (w != NULL && w->rt == rt) ? w : NULL;
 }
+
+static inline rt__counters *
+rt__counters_here(rt_runtime *rt)
+{
+	rt_worker *w = rt__current_worker(rt);
+	return w != NULL ? &w->counters : &rt->counters;
+}
+
+static inline void
+rt__count(atomic_llong *counter, long long delta)
+{
+	atomic_fetch_add_explicit(counter, delta, memory_order_relaxed);
+}
+
+/* Sum of one counter over every thread. */
+long long rt__counters_sum(rt_runtime *rt, size_t offset);
 
 /* clock_real.c: the one place that reads clocks and OS randomness. */
 uint64_t rt__clock_monotonic_ms(void);

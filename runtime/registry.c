@@ -1,13 +1,17 @@
 /*
  * registry.c — the map from (kind, id) to an active actor.
  *
- * Role: 256 shards, each a chained hash table behind a spin lock. The
- * chain link lives in the actor (intrusive), so the table costs one
- * bucket pointer per actor at load factor 1 (8-16 bytes per actor). A
- * shard doubles its buckets when it holds more actors than buckets.
+ * Role: 256 shards, each an open-addressing table (linear probing) behind
+ * a spin lock. A slot holds the address's 64-bit hash and the actor
+ * pointer, so a miss (every activation starts with one), a probe past
+ * other actors and a grow all stay inside the slot array and never load
+ * an actor (each such load is a cache miss with a million actors). A
+ * shard doubles past 11/16 load; removal shifts later members of the
+ * probe run back, so there are no tombstones.
  *
  * Invariants: every function except init/destroy runs under the shard's
- * lock; an actor is in exactly one chain while active.
+ * lock; an actor is in exactly one slot while active; slot.hash ==
+ * rt__addr_hash(actor->kind, actor->id).
  * Does not: free actors (callers do), or shrink tables.
  */
 #include "runtime/internal.h"
@@ -38,10 +42,10 @@ rt__registry_init(rt__registry *reg)
 	memset(reg, 0, sizeof *reg);
 	for (uint32_t i = 0; i < RT_REGISTRY_SHARDS; i++) {
 		rt__shard *s = &reg->shards[i];
-		s->buckets = calloc(RT_REGISTRY_BUCKETS_INITIAL, sizeof *s->buckets);
-		if (s->buckets == NULL)
+		s->slots = calloc(RT_REGISTRY_SLOTS_INITIAL, sizeof *s->slots);
+		if (s->slots == NULL)
 			goto fail;
-		s->mask = RT_REGISTRY_BUCKETS_INITIAL - 1u;
+		s->mask = RT_REGISTRY_SLOTS_INITIAL - 1u;
 	}
 	return 0;
 fail:
@@ -53,55 +57,66 @@ void
 rt__registry_destroy(rt__registry *reg)
 {
 	for (uint32_t i = 0; i < RT_REGISTRY_SHARDS; i++) {
-		free(reg->shards[i].buckets);
-		reg->shards[i].buckets = NULL;
+		free(reg->shards[i].slots);
+		reg->shards[i].slots = NULL;
 	}
 }
 
 rt_actor *
 rt__registry_find(rt__shard *s, uint64_t hash, uint32_t kind, uint64_t id)
 {
-	rt_actor *a = s->buckets[hash & s->mask];
-	while (a != NULL && (a->id != id || a->kind != kind))
-		a = a->hash_next;
-	return a;
+	uint32_t mask = s->mask;
+	for (uint32_t i = (uint32_t)hash & mask;; i = (i + 1u) & mask) {
+		rt__slot *slot = &s->slots[i];
+		if (slot->actor == NULL)
+			return NULL;
+		if (slot->hash == hash && slot->actor->id == id &&
+			slot->actor->kind == kind)
+			return slot->actor;
+	}
 }
 
 static void
+place(rt__slot *slots, uint32_t mask, uint64_t hash, rt_actor *a)
+{
+	uint32_t i = (uint32_t)hash & mask;
+	while (slots[i].actor != NULL)
+		i = (i + 1u) & mask;
+	slots[i].hash = hash;
+	slots[i].actor = a;
+}
+
+static int
 shard_grow(rt__shard *s)
 {
 	uint32_t capacity = (s->mask + 1u) * 2u;
 	if (capacity == 0)
-		return; /* 2^32 buckets: stop growing, chains just lengthen */
-	rt_actor **buckets = calloc(capacity, sizeof *buckets);
-	if (buckets == NULL)
-		return; /* longer chains, still correct */
+		return RT_ENOMEM;
+	rt__slot *slots = calloc(capacity, sizeof *slots);
+	if (slots == NULL)
+		return RT_ENOMEM;
 	uint32_t mask = capacity - 1u;
-	for (uint32_t i = 0; i <= s->mask; i++) {
-		rt_actor *a = s->buckets[i];
-		while (a != NULL) {
-			rt_actor *next = a->hash_next;
-			uint64_t h = rt__addr_hash(a->kind, a->id);
-			a->hash_next = buckets[h & mask];
-			buckets[h & mask] = a;
-			a = next;
-		}
-	}
-	free(s->buckets);
-	s->buckets = buckets;
+	for (uint32_t i = 0; i <= s->mask; i++)
+		if (s->slots[i].actor != NULL)
+			place(slots, mask, s->slots[i].hash, s->slots[i].actor);
+	free(s->slots);
+	s->slots = slots;
 	s->mask = mask;
+	return 0;
 }
 
 int
 rt__registry_insert(rt__shard *s, uint64_t hash, rt_actor *a)
 {
 	RT_ASSERT(a != NULL);
-	RT_ASSERT(rt__addr_hash(a->kind, a->id) == hash);
-	if (s->count > s->mask)
-		shard_grow(s);
-	rt_actor **bucket = &s->buckets[hash & s->mask];
-	a->hash_next = *bucket;
-	*bucket = a;
+	uint64_t slots = (uint64_t)s->mask + 1u;
+	if ((uint64_t)(s->count + 1u) * RT_REGISTRY_LOAD_DENOMINATOR >
+		slots * RT_REGISTRY_LOAD_NUMERATOR) {
+		/* Growing failed: keep going while a slot is free, else refuse. */
+		if (shard_grow(s) != 0 && s->count + 1u >= slots)
+			return RT_ENOMEM;
+	}
+	place(s->slots, s->mask, hash, a);
 	s->count++;
 	return 0;
 }
@@ -111,12 +126,27 @@ rt__registry_remove(rt__shard *s, uint64_t hash, rt_actor *a)
 {
 	RT_ASSERT(a != NULL);
 	RT_ASSERT(s->count > 0);
-	rt_actor **link = &s->buckets[hash & s->mask];
-	while (*link != a) {
-		RT_ASSERT(*link != NULL);
-		link = &(*link)->hash_next;
+	uint32_t mask = s->mask;
+	uint32_t i = (uint32_t)hash & mask;
+	while (s->slots[i].actor != a) {
+		RT_ASSERT(s->slots[i].actor != NULL);
+		i = (i + 1u) & mask;
 	}
-	*link = a->hash_next;
-	a->hash_next = NULL;
+	RT_ASSERT(s->slots[i].hash == hash);
 	s->count--;
+	/* Backward shift: move later members of the probe run into the hole
+	 * unless their home lies cyclically in (hole, j]. */
+	uint32_t hole = i;
+	for (uint32_t j = (i + 1u) & mask; s->slots[j].actor != NULL;
+		j = (j + 1u) & mask) {
+		uint32_t home = (uint32_t)s->slots[j].hash & mask;
+		bool stays = hole <= j ? (hole < home && home <= j)
+				       : (hole < home || home <= j);
+		if (stays)
+			continue;
+		s->slots[hole] = s->slots[j];
+		hole = j;
+	}
+	s->slots[hole].actor = NULL;
+	s->slots[hole].hash = 0;
 }

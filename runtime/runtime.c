@@ -155,15 +155,13 @@ passivate_all(rt_runtime *rt)
 	for (uint32_t i = 0; i < RT_REGISTRY_SHARDS; i++) {
 		rt__shard *s = &rt->registry.shards[i];
 		for (uint32_t b = 0; s->count > 0 && b <= s->mask; b++) {
-			rt_actor *a = s->buckets[b];
-			s->buckets[b] = NULL;
-			while (a != NULL) {
-				rt_actor *next = a->hash_next;
-				a->hash_next = NULL;
-				s->count--;
-				rt__actor_stop(rt, a);
-				a = next;
-			}
+			rt_actor *a = s->slots[b].actor;
+			if (a == NULL)
+				continue;
+			s->slots[b].actor = NULL;
+			s->slots[b].hash = 0;
+			s->count--;
+			rt__actor_stop(rt, a);
 		}
 		RT_ASSERT(s->count == 0);
 	}
@@ -237,7 +235,7 @@ rt_register_kind(rt_runtime *rt, uint32_t kind, const rt_actor_ops *ops)
 		return RT_EINVAL;
 	if (rt->kinds[kind].ops != NULL)
 		return RT_EEXIST;
-	size_t bytes = sizeof(rt_actor) + ((ops->state_size + 15u) & ~(size_t)15u);
+	size_t bytes = sizeof(rt_actor) + ((ops->state_size + 7u) & ~(size_t)7u);
 	if (bytes > UINT32_MAX)
 		return RT_ETOOBIG;
 	rt->kinds[kind].ops = ops;
@@ -300,18 +298,35 @@ rt_trace_hash(rt_runtime *rt)
 	return rt->trace_hash;
 }
 
+long long
+rt__counters_sum(rt_runtime *rt, size_t offset)
+{
+	RT_ASSERT(offset + sizeof(atomic_llong) <= sizeof(rt__counters));
+	long long sum = atomic_load_explicit(
+		(atomic_llong *)(void *)((char *)&rt->counters + offset),
+		memory_order_relaxed);
+	for (uint32_t i = 0; i < rt->workers_count; i++)
+		sum += atomic_load_explicit((atomic_llong *)(void *)(
+			(char *)&rt->workers[i].counters + offset),
+			memory_order_relaxed);
+	return sum;
+}
+
 void
 rt_get_stats(rt_runtime *rt, rt_stats *out)
 {
 	RT_ASSERT(rt != NULL);
 	RT_ASSERT(out != NULL);
 	memset(out, 0, sizeof *out);
-	out->actors_active = atomic_load(&rt->actors_active);
-	out->actors_passivated_total = atomic_load(&rt->actors_passivated_total);
-	out->actors_activated_total = atomic_load(&rt->actors_activated_total);
+	long long active = rt__counters_sum(rt, offsetof(rt__counters, actors_active));
+	out->actors_active = active > 0 ? (uint64_t)active : 0;
+	out->actors_passivated_total = (uint64_t)rt__counters_sum(rt,
+		offsetof(rt__counters, passivated_total));
+	out->actors_activated_total = (uint64_t)rt__counters_sum(rt,
+		offsetof(rt__counters, activated_total));
 	out->mailbox_full_total = atomic_load(&rt->mailbox_full_total);
 	out->asks_timed_out_total = atomic_load(&rt->asks_timed_out_total);
-	long long bytes = atomic_load(&rt->bytes_actors);
+	long long bytes = rt__counters_sum(rt, offsetof(rt__counters, bytes_actors));
 	out->bytes_actors = bytes > 0 ? (uint64_t)bytes : 0;
 	for (uint32_t i = 0; i < rt->workers_count; i++) {
 		out->messages_delivered_total += atomic_load_explicit(

@@ -174,6 +174,8 @@ void rt_destroy(rt_runtime *rt);
 /*
  * An actor kind's ops table. All callbacks run in the actor's context
  * (one thread at a time per actor). `state` points to state_size bytes,
+ * 8-byte aligned (enough for any integer, double or pointer; the state
+ * lives right after a 40-byte actor header so idle actors stay small),
  * zeroed before on_activate/decode_state.
  */
 typedef struct rt_buffer {

@@ -103,12 +103,15 @@ actor_new(rt_runtime *rt, const rt__kind *k, uint32_t kind, uint64_t id)
 static void
 actor_created(rt_runtime *rt, const rt__kind *k)
 {
-	atomic_fetch_add_explicit(&rt->actors_active, 1, memory_order_relaxed);
-	long long bytes = atomic_fetch_add_explicit(&rt->bytes_actors,
-		(long long)rt__alloc_size(k->actor_bytes), memory_order_relaxed);
-	if (rt->cfg.memory_budget_bytes != 0 &&
-		(uint64_t)bytes >= rt->cfg.memory_budget_bytes)
-		rt__evict_one(rt);
+	rt__counters *c = rt__counters_here(rt);
+	rt__count(&c->actors_active, 1);
+	rt__count(&c->bytes_actors, (long long)rt__alloc_size(k->actor_bytes));
+	if (rt->cfg.memory_budget_bytes != 0) {
+		long long bytes = rt__counters_sum(rt,
+			offsetof(rt__counters, bytes_actors));
+		if (bytes > 0 && (uint64_t)bytes > rt->cfg.memory_budget_bytes)
+			rt__evict_one(rt);
+	}
 }
 
 int
@@ -147,7 +150,10 @@ rt__deliver(rt_runtime *rt, rt_message *m, unsigned how)
 		a = actor_new(rt, k, kind, id);
 		if (a == NULL)
 			goto nomem;
-		rt__registry_insert(s, hash, a);
+		if (rt__registry_insert(s, hash, a) != 0) {
+			rt__free(rt, a, k->actor_bytes);
+			goto nomem;
+		}
 		created = true;
 	} else if (!(how & RT_DELIVER_BYPASS_LIMIT) &&
 		atomic_load_explicit(&a->pending, memory_order_relaxed) >=
@@ -199,7 +205,11 @@ rt__activate(rt_runtime *rt, rt_addr addr)
 	/* No message: the token stands for one pending unit. */
 	a->local_flags |= RT_ACTOR_ACTIVATE_TOKEN;
 	atomic_store_explicit(&a->pending, 1, memory_order_relaxed);
-	rt__registry_insert(s, hash, a);
+	if (rt__registry_insert(s, hash, a) != 0) {
+		rt__spin_unlock(&s->lock);
+		rt__free(rt, a, k->actor_bytes);
+		return RT_ENOMEM;
+	}
 	rt__spin_unlock(&s->lock);
 	rt__schedule(rt, a);
 	actor_created(rt, k);
