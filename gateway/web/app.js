@@ -938,34 +938,54 @@ function traysOf() {
 	return trays.filter((t) => t && Array.isArray(t.items) && t.items.length);
 }
 
+// The tray's order: mine first, then unseen before seen.
+function orderedTrays() {
+	const trays = traysOf();
+	const mine = trays.find((t) => usernameOf(t.user) === state.me.username);
+	const others = trays.filter((t) => t !== mine);
+	others.sort((a, b) => Number(a.items.every((i) => i.seen)) - Number(b.items.every((i) => i.seen)));
+	return { mine, all: mine ? [mine, ...others] : others, others };
+}
+
+// Opens a user's stories from a fresh tray (media may have turned ready
+// since the tray was drawn).
+async function openStoriesOf(username) {
+	await refreshStories();
+	const { all } = orderedTrays();
+	const i = all.findIndex((t) => usernameOf(t.user) === username);
+	if (i >= 0)
+		openStories(all, i);
+	else if (username === state.me.username)
+		openComposer('story');
+	else
+		toast('That story has expired.');
+}
+
 function renderStories() {
 	const tray = state.storiesEl;
 	if (!tray)
 		return;
-	const trays = traysOf();
-	const mine = trays.find((t) => usernameOf(t.user) === state.me.username);
-	const others = trays.filter((t) => t !== mine);
-	// Unseen first, as the tray is read left to right.
-	others.sort((a, b) => Number(a.items.every((i) => i.seen)) - Number(b.items.every((i) => i.seen)));
+	const { mine, others } = orderedTrays();
 	const ul = h('ul.story-list');
 	const meUser = state.meProfile || state.me;
 	const myBtn = h('button.story', {
 		type: 'button',
 		'aria-label': mine ? 'Your story' : 'Add to your story',
-		on: { click: () => (mine ? openStories([mine, ...others], 0) : openComposer('story')) },
+		on: { click: () => (mine ? openStoriesOf(state.me.username) : openComposer('story')) },
 	}, h(`span.ring${mine ? (mine.items.every((i) => i.seen) ? '.seen' : '') : '.none'}`, avatar(meUser, 'lg')),
 	mine ? null : h('span.story-add', { 'aria-hidden': 'true' }, icon('plus')),
 	h('span.story-name', { text: 'Your story' }));
 	ul.append(h('li', myBtn));
-	others.forEach((t, i) => {
+	for (const t of others) {
 		const allSeen = t.items.every((x) => x.seen);
+		const name = usernameOf(t.user);
 		ul.append(h('li', h('button.story', {
 			type: 'button',
-			'aria-label': `Story by ${usernameOf(t.user)}${allSeen ? ', seen' : ''}`,
-			on: { click: () => openStories(mine ? [mine, ...others] : others, mine ? i + 1 : i) },
+			'aria-label': `Story by ${name}${allSeen ? ', seen' : ''}`,
+			on: { click: () => openStoriesOf(name) },
 		}, h(`span.ring${allSeen ? '.seen' : ''}`, avatar(t.user, 'lg')),
-		h('span.story-name', { text: usernameOf(t.user) }))));
-	});
+		h('span.story-name', { text: name }))));
+	}
 	tray.replaceChildren(ul);
 }
 
@@ -997,6 +1017,15 @@ function openStories(trays, trayIndex) {
 		frame.replaceChildren(src
 			? h('img', { src, alt: `Story by ${usernameOf(t.user)}` })
 			: h('div.media-note', h('span.spinner', { 'aria-hidden': 'true' }), h('span', { text: 'Processing…' })));
+		if (!src && item.media && item.media.media_id) {
+			// Still processing: ask for the media again while it shows.
+			Api.media(item.media.media_id).then((m) => {
+				if (m && m.status === 'ready' && trays[ti] && trays[ti].items[ii] === item && dlg.open) {
+					item.media = m;
+					show();
+				}
+			}).catch(() => {});
+		}
 		if (!item.seen) {
 			item.seen = true;
 			Api.storySeen(item.story_id).catch(() => {});
