@@ -744,13 +744,15 @@ ps_node_open(const char *data_dir, rt_runtime *rt, const ps_node_options *opts,
 		node->checkpoint_lsn, report->journal.last_lsn,
 		report->records_recovered, report->actors_recovered);
 	rt_set_store(rt, &node_store_ops, node);
+	/* Published before the wake-up: recovered actors append at once. */
+	*out = node;
 	rc = activate_recovered(node);
 	if (rc != 0)
 		goto fail_journal;
-	*out = node;
 	return PS_OK;
 
 fail_journal:
+	*out = NULL;
 	ps_journal_close(node->journal);
 fail_store:
 	ps_store_close(node->store);

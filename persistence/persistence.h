@@ -521,8 +521,10 @@ typedef struct ps_node_report {
  * records after it by actor in memory, installs the runtime's store hook
  * (activation = snapshot + those records with LSN above the snapshot's,
  * in order), then rt_activate()s every actor that had such records so its
- * on_activate can re-drive effects. Call after every kind is registered;
- * in real mode after rt_start. opts may be NULL. Returns 0 or PS_E codes
+ * on_activate can re-drive effects. *out is set before those
+ * activations, so actors that reach the node through *out find it. Call
+ * after every kind is registered; in real mode after rt_start. opts may
+ * be NULL. Returns 0 or PS_E codes
  * (PS_ECORRUPT: report->journal names file and offset). Not from an
  * actor.
  */
