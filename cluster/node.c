@@ -1340,8 +1340,9 @@ process_envelope(cl_node *n, uint16_t from, int slot, const cl_envelope *e)
 		}
 		return;
 	}
-	bool ahead = e->epoch > atomic_load(&n->epoch) &&
-		     (system || (e->flags & CL_ENVELOPE_F_FORWARDED));
+	/* a sender ahead of us routed by a map we do not have yet: routing
+	 * it by our older map could bounce it behind later messages */
+	bool ahead = e->epoch > atomic_load(&n->epoch);
 	if (slot >= 0 && (ahead || n->stashing[slot])) {
 		pthread_mutex_lock(&n->lock);
 		if (e->epoch > n->map.epoch || n->stashing[slot]) {
