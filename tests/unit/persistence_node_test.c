@@ -149,6 +149,23 @@ TEST(persistence_node_snapshot_and_tail_recovery)
 	verify_store(500);
 }
 
+static void
+journal_twice(void)
+{
+	toy_start(data_dir(), 0, 0, NULL);
+	ps_journal *j = ps_node_journal(toy_node);
+	uint32_t c = toy_counter_index(7, NODE_COUNTERS);
+	uint64_t r7[2] = {7, c};
+	rt_addr addr = rt_addr_make(TOY_KIND_COUNTER, c);
+	CHECK_EQ(ps_journal_append(j, addr, TOY_EVENT_INCREMENT, r7, sizeof r7,
+			 NULL, NULL, NULL),
+		0);
+	CHECK_EQ(ps_journal_append(j, addr, TOY_EVENT_INCREMENT, r7, sizeof r7,
+			 NULL, NULL, NULL),
+		0);
+	CHECK_EQ(ps_journal_wait(j, ps_journal_last_lsn(j)), 0);
+}
+
 TEST(persistence_node_idempotent_replay)
 {
 	/* Applying the same record twice leaves the same state. */
@@ -177,22 +194,7 @@ TEST(persistence_node_idempotent_replay)
 
 	/* Through the node: the same record journaled twice after the
 	 * checkpoint (a client retry that raced a crash) counts once. */
-	rt_runtime *rt = toy_start(data_dir(), 0, 0, NULL);
-	ps_journal *j = ps_node_journal(toy_node);
-	uint32_t c = toy_counter_index(7, NODE_COUNTERS);
-	uint64_t r7[2] = {7, c};
-	rt_addr addr = rt_addr_make(TOY_KIND_COUNTER, c);
-	CHECK_EQ(ps_journal_append(j, addr, TOY_EVENT_INCREMENT, r7, sizeof r7,
-			 NULL, NULL, NULL),
-		0);
-	CHECK_EQ(ps_journal_append(j, addr, TOY_EVENT_INCREMENT, r7, sizeof r7,
-			 NULL, NULL, NULL),
-		0);
-	uint64_t lsn = ps_journal_last_lsn(j);
-	CHECK_EQ(ps_journal_wait(j, lsn), 0);
-	/* Crash: leave without stopping; reopen in a fresh runtime. */
-	toy_node = NULL;
-	(void)rt;
+	in_crashing_child(journal_twice);
 	pid_t pid = fork();
 	CHECK(pid >= 0);
 	if (pid == 0) {
@@ -207,6 +209,8 @@ TEST(persistence_node_idempotent_replay)
 	int status;
 	CHECK(waitpid(pid, &status, 0) == pid);
 	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	uint32_t c = toy_counter_index(7, NODE_COUNTERS);
+	rt_addr addr = rt_addr_make(TOY_KIND_COUNTER, c);
 	char path[600];
 	snprintf(path, sizeof path, "%s/snapshots", data_dir());
 	ps_store_options o;
