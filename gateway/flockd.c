@@ -2,10 +2,10 @@
  * flockd.c — the node's main: composes runtime, persistence, domain and
  * gateway, and takes them down in reverse.
  *
- * Start: flags and environment -> the runtime (rt_create, rt_start) ->
- * the domain (api_create registers its actor kinds) -> persistence
- * (ps_node_open on the data directory: recovery, then the store hook) ->
- * the gateway on a libuv loop. It prints "flock listening on
+ * Start: flags and environment -> the runtime (rt_create) -> the domain
+ * (api_create registers its actor kinds) -> persistence (ps_node_open on
+ * the data directory: recovery, the store hook; api_bind_store) ->
+ * rt_start -> the gateway on a libuv loop. It prints "flock listening on
  * http://HOST:PORT/" once the socket is bound.
  *
  * Stop (SIGINT or SIGTERM): the gateway stops accepting and lets
@@ -68,10 +68,6 @@ typedef struct node {
 	int signals;
 } node;
 
-/* Optional: attach the store to a domain created before it (kinds must be
- * registered before ps_node_open recovers actors). */
-__attribute__((weak)) int api_attach_store(api *a, ps_node *store);
-
 static void
 usage(FILE *f)
 {
@@ -93,6 +89,7 @@ usage(FILE *f)
 		"  --rate-follows N/SECONDS    FLOCK_RATE_FOLLOWS (400/86400)\n"
 		"  --json-body-max BYTES       FLOCK_JSON_BODY_MAX (65536)\n"
 		"  --token-ttl SECONDS         FLOCK_TOKEN_TTL (86400)\n"
+"  --upload-url-ttl SECONDS    FLOCK_UPLOAD_URL_TTL (900)\n"
 		"  --ws-queue-max FRAMES       FLOCK_WS_QUEUE_MAX (256)\n"
 		"  --ws-ping SECONDS           FLOCK_WS_PING (30)\n"
 		"  --shutdown-grace-ms MS      FLOCK_SHUTDOWN_GRACE_MS (5000)\n"
@@ -213,6 +210,12 @@ apply(options *o, const char *name, const char *value)
 		o->gw.token_ttl_s = v;
 		return 0;
 	}
+	if (strcmp(name, "upload-url-ttl") == 0) {
+		if (parse_u32(value, &v) < 0 || v == 0)
+			return -1;
+		o->gw.upload_url_ttl_s = v;
+		return 0;
+	}
 	if (strcmp(name, "ws-queue-max") == 0) {
 		if (parse_u32(value, &v) < 0 || v == 0)
 			return -1;
@@ -236,7 +239,8 @@ apply(options *o, const char *name, const char *value)
 static const char *const valued[] = {"listen", "data", "web-dir",
 	"token-key-file", "workers", "connections-per-ip", "rate-signup",
 	"rate-login", "rate-likes", "rate-posts", "rate-comments",
-	"rate-follows", "json-body-max", "token-ttl", "ws-queue-max",
+	"rate-follows", "json-body-max", "token-ttl", "upload-url-ttl",
+	"ws-queue-max",
 	"ws-ping", "shutdown-grace-ms", "log-level"};
 #define VALUED_COUNT (sizeof valued / sizeof valued[0])
 
@@ -432,10 +436,8 @@ open_domain(node *n)
 			api_strerror(rc_api));
 		return -1;
 	}
-	if (rt_start(n->rt) != 0) {
-		fprintf(stderr, "flockd: rt_start failed\n");
-		return -1;
-	}
+	/* api.h's order: the kinds exist before recovery replays into them;
+	 * the store is bound before any actor runs. */
 	ps_node_report report;
 	memset(&report, 0, sizeof report);
 	int rc_ps = ps_node_open(o->data_dir, n->rt, NULL, &report, &n->store);
@@ -444,12 +446,11 @@ open_domain(node *n)
 			o->data_dir, rc_ps);
 		return -1;
 	}
-	if (api_attach_store != NULL)
-		api_attach_store(n->domain, n->store);
-	else
-		rt_log(n->rt, RT_LOG_WARN, "flockd",
-			"the domain cannot take the store yet: writes are "
-			"not journaled");
+	api_bind_store(n->domain, n->store);
+	if (rt_start(n->rt) != 0) {
+		fprintf(stderr, "flockd: rt_start failed\n");
+		return -1;
+	}
 	rt_log(n->rt, RT_LOG_INFO, "flockd",
 		"storage open dir=%s records_recovered=%" PRIu64
 		" actors_recovered=%" PRIu64,

@@ -528,9 +528,15 @@ refuse_upgrade(struct lws *wsi, int status, const char *detail,
 	unsigned char *end = buf + sizeof buf;
 	if (body == NULL || n > 1024)
 		goto fail;
-	if (lws_add_http_header_status(wsi, (unsigned)status, &p, end) ||
-		add_header(wsi, "content-type:", "application/problem+json", &p,
-			end))
+	/* The status line by hand: during the upgrade lws 4.1 would write
+	 * HTTP/1.0, which WebSocket clients refuse to read. */
+	int w = snprintf((char *)p, (size_t)(end - p), "HTTP/1.1 %d %s\r\n",
+		status, gw__status_title(status));
+	if (w < 0 || w >= end - p)
+		goto fail;
+	p += w;
+	if (add_header(wsi, "content-type:", "application/problem+json", &p,
+		    end))
 		goto fail;
 	char length[24];
 	snprintf(length, sizeof length, "%zu", n);

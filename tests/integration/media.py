@@ -1,0 +1,77 @@
+"""media — uploads, pre-signed URLs, multipart posts and image serving.
+
+POST /v1/media with raw bytes and with multipart; non-images are 415;
+POST /v1/media/uploads hands out a signed URL that takes one PUT without
+a token (a second is 409, an altered or expired one 403); the media turns
+ready and its variants are served from /media/{hash}/{variant} with a
+strong ETag, immutable caching and 304 on If-None-Match; a multipart
+POST /v1/posts makes a post in one request.
+"""
+import time
+import urllib.parse
+
+from flocklib import Node, check, multipart, png_bytes, run, wait_until
+
+
+def main(args, nodes):
+    node = Node(args.flockd, extra=["--upload-url-ttl", "2"]).start()
+    nodes.append(node)
+    _, alice = node.signup("alice")
+
+    _, raw = node.expect(201, "POST", "/v1/media", raw=png_bytes(seed=1),
+                         content_type="image/png", token=alice)
+    body, ctype = multipart({}, {"media": ("x.png", "image/png", png_bytes(seed=2))})
+    _, mp = node.expect(201, "POST", "/v1/media", raw=body, content_type=ctype, token=alice)
+    check(mp["status"] == "processing", "multipart upload processing")
+    node.expect(415, "POST", "/v1/media", raw=b"hello", content_type="text/plain", token=alice)
+    node.expect(415, "POST", "/v1/media", raw=b"not an image at all",
+                content_type="image/png", token=alice)
+    body, ctype = multipart({}, {"other": ("x.png", "image/png", png_bytes())})
+    node.expect(400, "POST", "/v1/media", raw=body, content_type=ctype, token=alice)
+
+    # Pre-signed upload: one PUT, no token.
+    _, res = node.expect(201, "POST", "/v1/media/uploads", token=alice)
+    check(res.get("upload_url") and res.get("expires_in") == 2, "reserve: %r" % res)
+    url = urllib.parse.urlsplit(res["upload_url"])
+    target = url.path + "?" + url.query
+    tampered = target.replace("user=", "user=9")
+    node.expect(403, "PUT", tampered, raw=png_bytes(seed=4), content_type="image/png")
+    _, put = node.expect(201, "PUT", target, raw=png_bytes(seed=4), content_type="image/png")
+    check(put["media_id"] == res["media_id"], "PUT fills the reserved item")
+    node.expect(409, "PUT", target, raw=png_bytes(seed=4), content_type="image/png")
+    _, res2 = node.expect(201, "POST", "/v1/media/uploads", token=alice)
+    time.sleep(2.5)
+    u2 = urllib.parse.urlsplit(res2["upload_url"])
+    node.expect(403, "PUT", u2.path + "?" + u2.query, raw=png_bytes(), content_type="image/png")
+
+    # Processing finishes; variants are served immutable with ETags.
+    def ready():
+        _, m = node.expect(200, "GET", "/v1/media/%s" % raw["media_id"], token=alice)
+        return m if m["status"] in ("ready", "failed") else None
+    m = wait_until("media ready", ready, timeout_s=30)
+    check(m["status"] == "ready", "media processed: %r" % m)
+    for name in ("thumb", "small", "medium", "large"):
+        vurl = urllib.parse.urlsplit(m["variants"][name]).path
+        st, h, img = node.request("GET", vurl)
+        check(st == 200, "variant %s served (%d)" % (name, st))
+        check(h["content-type"].startswith("image/"), "image content type")
+        check(int(h["content-length"]) == len(img) and len(img) > 0, "content length")
+        check(h["cache-control"] == "public, max-age=31536000, immutable", "immutable")
+        etag = h.get("etag", "")
+        check(etag.startswith('"') and etag.endswith('"'), "strong ETag: %r" % etag)
+        st, h2, empty = node.request("GET", vurl, headers={"If-None-Match": etag})
+        check(st == 304 and empty == b"", "304 on If-None-Match (%d)" % st)
+        check(h2.get("etag") == etag, "304 carries the ETag")
+    node.expect(404, "GET", "/media/0000/thumb")
+    node.expect(404, "GET", "/media/%s/huge" % ("a" * 64))
+
+    # One-shot multipart post.
+    body, ctype = multipart({"caption": "one shot #multipart"},
+                            {"media": ("p.png", "image/png", png_bytes(seed=5))})
+    _, p = node.expect(201, "POST", "/v1/posts", raw=body, content_type=ctype, token=alice)
+    check(p["caption"] == "one shot #multipart" and "multipart" in p["tags"], "post: %r" % p)
+    check(p["media"]["media_id"], "post has its media")
+
+
+if __name__ == "__main__":
+    run(main)
