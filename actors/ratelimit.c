@@ -10,8 +10,9 @@
  * exact integer edges (the generic cell rate algorithm), kept in 8 bytes
  * and with no separate "last refill" time to drift.
  *
- * Invariants: after any call, full_at_ms - now <= capacity * refill_ms;
- * a refused action changes nothing.
+ * Invariants: after rate_take, full_at_ms - now <= capacity * refill_ms;
+ * a refused action changes nothing (but that clamp, after the clock
+ * stepped back).
  *
  * What it deliberately does not do: per-IP limits (the gateway's), or
  * read a clock. Pass wall time (rt_wall_ms): the state is snapshotted and
@@ -106,6 +107,10 @@ rate_take(rate_state *s, rate_action action, const api_rate *cfg,
 		return API_EINVALID;
 	uint64_t debt = debt_at(s, action, cfg, now_ms);
 	uint64_t allowed_debt = (uint64_t)(cfg->capacity - 1u) * cfg->refill_ms;
+	/* Keep the clamp: after a clock step back the wait is one window
+	 * from now, not from the old time. */
+	if (s->full_at_ms[action] > now_ms + debt)
+		s->full_at_ms[action] = now_ms + debt;
 	if (debt > allowed_debt) {
 		fill_result(cfg, debt, out);
 		ACTORS_ASSERT(out->retry_after_ms > 0);
