@@ -289,7 +289,7 @@ pack_media(const api *a, msgpack_packer *p, const post_view *v)
 static void
 pack_post(const api *a, msgpack_packer *p, const post_view *v)
 {
-	msgpack_pack_map(p, 11);
+	msgpack_pack_map(p, 10);
 	actors__pack_key(p, "post_id");
 	actors__pack_id(p, v->post_id);
 	actors__pack_key(p, "user");
@@ -658,7 +658,10 @@ on_comment_add(api *a, rt_actor *self, post_state *st, const rt_message *m)
 		reply_code(self, m, API_EINVALID, "malformed comment");
 		return;
 	}
-	uint64_t id = actors__idgen_next(&a->ids, actors__id_partition(viewer),
+	/* A comment lives with its post and is addressed through it, so its
+	 * id carries the post's partition: ids then increase in insertion
+	 * order within the post (one generator per node). */
+	uint64_t id = actors__idgen_next(&a->ids, actors__id_partition(st->id),
 		rt_wall_ms(a->rt));
 	actors__reply_to to;
 	actors__reply_to_from(&to, m);
