@@ -155,7 +155,11 @@ export function uploadMedia(file, onProgress) {
 		if (session.token)
 			xhr.setRequestHeader('Authorization', `Bearer ${session.token}`);
 		xhr.setRequestHeader('Idempotency-Key', newKey());
-		xhr.setRequestHeader('Content-Type', file.type && file.type.startsWith('image/') ? file.type : 'application/octet-stream');
+		// Image bytes as they are; a file the browser could not type
+		// (some HEIF) goes as multipart `media`: the server sniffs both.
+		const raw = !!(file.type && file.type.startsWith('image/'));
+		if (raw)
+			xhr.setRequestHeader('Content-Type', file.type);
 		xhr.upload.onprogress = (e) => {
 			if (e.lengthComputable && onProgress)
 				onProgress(e.loaded / e.total);
@@ -172,7 +176,13 @@ export function uploadMedia(file, onProgress) {
 			}
 		};
 		xhr.onerror = () => reject(new ApiError(0, { title: 'Network error', detail: 'The upload did not reach the server.' }));
-		xhr.send(file);
+		if (raw) {
+			xhr.send(file);
+		} else {
+			const form = new FormData();
+			form.append('media', file, file.name || 'photo');
+			xhr.send(form);
+		}
 	});
 }
 

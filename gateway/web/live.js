@@ -33,6 +33,7 @@ export class LiveStream {
 		this.onStatus = onStatus || (() => {});
 		this.onProbe = onProbe || (() => {});
 		this.lastSeq = null;     // highest seq handed to onEvent
+		this.acceptNext = false; // after a resync: take the next seq as is
 		this.ws = null;
 		this.attempt = 0;        // failures since the last healthy socket
 		this.timer = 0;
@@ -166,14 +167,19 @@ export class LiveStream {
 			return;
 		const seq = typeof ev.seq === 'number' ? ev.seq : (ev.seq != null ? Number(ev.seq) : null);
 		if (ev.type === 'resync') {
-			if (seq !== null && !Number.isNaN(seq))
+			// The stream's position after a resync is the seq it names
+			// (when it names one), else whatever event comes next.
+			if (seq !== null && !Number.isNaN(seq) && seq > 0)
 				this.lastSeq = seq;
+			else
+				this.acceptNext = true;
 			this.onEvent(ev);
 			return;
 		}
 		if (seq !== null && !Number.isNaN(seq)) {
-			if (this.lastSeq !== null && seq <= this.lastSeq)
+			if (this.lastSeq !== null && seq <= this.lastSeq && !this.acceptNext)
 				return; // replayed twice across a reconnect
+			this.acceptNext = false;
 			this.lastSeq = seq;
 			this.scheduleAck();
 		}

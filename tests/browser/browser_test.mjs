@@ -128,12 +128,30 @@ function flockdTail() {
 	} catch { return ''; }
 }
 
+// Pages to photograph when the test fails.
+const openPages = [];
+
+async function failureScreenshots() {
+	const saved = [];
+	for (const [label, page] of openPages) {
+		const file = path.join(args.artifacts, `failure-${label}.png`);
+		try {
+			await Promise.race([page.screenshot({ path: file }), new Promise((_, r) => setTimeout(r, 3000))]);
+			saved.push(file);
+		} catch { /* the page is gone */ }
+	}
+	return saved;
+}
+
 async function finish(code, message) {
 	if (finished)
 		return;
 	finished = true;
 	clearTimeout(overall);
+	const shots = code === 0 ? [] : await failureScreenshots();
 	await cleanup();
+	for (const f of shots)
+		console.log(`screenshot at failure: ${f}`);
 	for (const n of notes)
 		console.log(`note: ${n}`);
 	if (code === 0)
@@ -237,6 +255,18 @@ function freePort() {
 	});
 }
 
+function flockdHelp() {
+	return new Promise((resolve) => {
+		let text = '';
+		const p = spawn(args.flockd, ['--help'], { stdio: ['ignore', 'pipe', 'pipe'] });
+		p.stdout.on('data', (d) => { text += d; });
+		p.stderr.on('data', (d) => { text += d; });
+		const t = setTimeout(() => p.kill('SIGKILL'), 5000);
+		p.on('error', () => { clearTimeout(t); resolve(''); });
+		p.on('exit', () => { clearTimeout(t); resolve(text); });
+	});
+}
+
 async function startFlockd() {
 	if (!fs.existsSync(args.flockd))
 		usage(`no flockd binary at ${args.flockd} (build it: make MODE=release programs)`);
@@ -246,9 +276,21 @@ async function startFlockd() {
 	flockdLog = path.join(args.artifacts, 'flockd.log');
 	const out = fs.openSync(flockdLog, 'w');
 	const extra = (process.env.FLOCKD_ARGS || '').split(/\s+/).filter(Boolean);
-	const argv = ['--listen', `127.0.0.1:${port}`, '--data', dataDir, ...extra];
+	const argv = ['--listen', `127.0.0.1:${port}`, '--data', dataDir];
+	// Options this flockd knows (from --help): serve this tree's page,
+	// and hash passwords cheaply (a test-only switch behind FLOCK_TEST=1).
+	const help = await flockdHelp();
+	if (help.includes('--web-dir'))
+		argv.push('--web-dir', path.join(repo, 'gateway', 'web'));
+	if (help.includes('--insecure-fast-passwords'))
+		argv.push('--insecure-fast-passwords');
+	argv.push(...extra);
 	log(`start ${args.flockd} ${argv.join(' ')}`);
-	flockd = spawn(args.flockd, argv, { stdio: ['ignore', out, out] });
+	flockd = spawn(args.flockd, argv, {
+		cwd: repo,
+		env: { ...process.env, FLOCK_TEST: '1' },
+		stdio: ['ignore', out, out],
+	});
 	fs.closeSync(out);
 	let exited = null;
 	flockd.on('exit', (code, sig) => { exited = sig || code; });
@@ -276,6 +318,7 @@ async function newUserPage(label) {
 	const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, deviceScaleFactor: 1 });
 	const page = await context.newPage();
 	page.setDefaultTimeout(STEP_TIMEOUT_MS);
+	openPages.push([label, page]);
 	await page.addInitScript(() => {
 		window.__csp = [];
 		document.addEventListener('securitypolicyviolation', (e) => {
