@@ -1507,13 +1507,13 @@ coordinate_locked(cl_node *n)
 		goto done;
 	uint32_t moved = cl_map_step(&n->map, target,
 		n->cfg.rebalance_step_partitions, next);
+	uint32_t left = n->moves_pending - moved;
 	if (moved > 0 && commit_map_locked(n, next) == 0) {
 		n->step_epoch = n->map.epoch;
 		n->step_moves = moved;
 		n->step_settled = 0;
 		node_log(n, RT_LOG_INFO, "rebalance step epoch=%" PRIu64
-			" moves=%u left=%u", n->map.epoch, moved,
-			n->moves_pending - moved);
+			" moves=%u left=%u", n->map.epoch, moved, left);
 	}
 done:
 	free(target);
