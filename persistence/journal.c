@@ -838,8 +838,9 @@ recover(ps_journal *j, const ps_journal_options *opts,
 		rc = names.error;
 	if (rc != 0)
 		goto out;
-	qsort(names.first_lsns, names.count, sizeof *names.first_lsns,
-		compare_u64);
+	if (names.count > 0)
+		qsort(names.first_lsns, names.count, sizeof *names.first_lsns,
+			compare_u64);
 	replay_filter filter = {opts->replay_from_lsn, opts->on_record,
 		opts->record_arg, report};
 	uint64_t last_lsn = 0, end = 0;
