@@ -174,6 +174,7 @@ rt_stop(rt_runtime *rt)
 	RT_ASSERT(rt != NULL);
 	if (rt->stopped)
 		return 0;
+	RT_ASSERT(rt__current_worker(rt) == NULL); /* not from an actor */
 	atomic_store(&rt->stopping, true);
 	bool started = atomic_load(&rt->started);
 	if (!rt->cfg.deterministic) {

@@ -163,7 +163,10 @@ int rt_create(const rt_config *cfg, rt_runtime **out);
 int rt_start(rt_runtime *rt);
 
 /* Passivates every active actor (saving through the store hook), stops
- * the workers and timers. Further sends return RT_ESTOPPED. */
+ * the workers and timers. Further sends return RT_ESTOPPED. Messages
+ * already queued are handled first (their own sends fail with
+ * RT_ESTOPPED). Call from a thread that is no worker, with no other
+ * thread still sending; idempotent. */
 int rt_stop(rt_runtime *rt);
 
 /* Frees everything. rt_stop first if started. */
@@ -237,6 +240,9 @@ int rt_send_copy(rt_actor *self, rt_addr to, uint32_t type,
  * timeout_ms from now. Exactly one of these arrives later at self: a
  * message with RT_MESSAGE_F_REPLY and that correlation, or one with
  * RT_MESSAGE_F_TIMEOUT (type RT_TYPE_TIMEOUT). *correlation_out gets the id.
+ * If it returns an error nothing arrives. Replies and timeouts bypass the
+ * asker's mailbox bound. The reply/timeout race is settled where the
+ * asker lives, when the reply is delivered there.
  */
 int rt_ask(rt_actor *self, rt_addr to, rt_message *m, uint64_t timeout_ms,
 	uint64_t *correlation_out);
@@ -252,7 +258,12 @@ int rt_reply(rt_actor *self, const rt_message *request, rt_message *reply);
  * ask actors. Replies and timeouts are queued on the inbox and `notify`
  * is called (from any thread) when it goes from empty to non-empty, so
  * the owner can wake its loop (e.g. uv_async_send). notify may be NULL
- * for a polling owner.
+ * for a polling owner; it must not call back into the runtime's inbox
+ * functions (it runs under the runtime's inbox-table lock).
+ * An inbox's address has kind RT_KIND_NONE and a non-zero id; actors may
+ * also rt_send plain messages to it (live pushes), bounded at 65,536
+ * queued (RT_EMAILBOX_FULL beyond). Inbox addresses are local: sends to
+ * kind RT_KIND_NONE never go through the route hook.
  */
 typedef void (*rt_inbox_notify_callback)(void *arg);
 int rt_inbox_create(rt_runtime *rt, rt_inbox_notify_callback notify,
@@ -296,7 +307,9 @@ uint64_t rt_random_u64(rt_runtime *rt);
 
 /* Timers deliver a message of `type` with `payload` (copied, at most
  * RT_TIMER_PAYLOAD_BYTES_MAX) to `to` after delay_ms, then every
- * period_ms if period_ms > 0. *timer_out (may be NULL) names it. */
+ * period_ms if period_ms > 0. *timer_out (may be NULL) names it.
+ * The message comes from RT_KIND_NONE and bypasses the mailbox bound.
+ * RT_ETOOBIG, RT_EINVAL, RT_ESTOPPED, RT_ENOMEM. */
 #define RT_TIMER_PAYLOAD_BYTES_MAX 64u
 typedef uint64_t rt_timer_id;
 int rt_timer_start(rt_runtime *rt, rt_addr to, uint32_t type,
@@ -313,7 +326,9 @@ bool rt_det_step(rt_runtime *rt);
 /* Runs steps until nothing is runnable (timers not advanced). Returns the
  * number of turns run. max_turns bounds the loop (0: unbounded). */
 uint64_t rt_det_run_until_idle(rt_runtime *rt, uint64_t max_turns);
-/* Moves virtual time forward by delta_ms, firing due timers in order. */
+/* Moves virtual time forward by delta_ms, firing due timers in (deadline,
+ * arming sequence) order; virtual time reads each timer's deadline as it
+ * fires. Runs no turn: fired messages wait for rt_det_step. */
 void rt_det_advance(rt_runtime *rt, uint64_t delta_ms);
 /* Virtual ms of the next armed timer, or UINT64_MAX. */
 uint64_t rt_det_next_timer_ms(rt_runtime *rt);
@@ -351,7 +366,9 @@ int rt_snapshot_dirty(rt_runtime *rt, rt_snapshot_done_callback done,
 
 /* Activates addr if it is not active (loading its state through the
  * store hook, running on_activate), without delivering a message.
- * Recovery uses it to wake actors that have effects to re-drive. */
+ * Recovery uses it to wake actors that have effects to re-drive.
+ * Asynchronous: returns once the activation is queued (0), or
+ * RT_ENOTFOUND (unknown kind), RT_ENOMEM, RT_ESTOPPED. */
 int rt_activate(rt_runtime *rt, rt_addr addr);
 
 /*
@@ -397,6 +414,7 @@ void rt_buffer_free(rt_buffer *b);
  * rt may be NULL (process-wide default level INFO). Thread-safe. */
 void rt_log(rt_runtime *rt, rt_log_level level, const char *component,
 	const char *format, ...) __attribute__((format(printf, 4, 5)));
+/* Sets rt's threshold; with rt NULL it does nothing (no global state). */
 void rt_log_set_level(rt_runtime *rt, rt_log_level level);
 
 #endif /* FLOCK_RUNTIME_H */
