@@ -138,7 +138,7 @@ listing_finish(api_client *c, listing *l)
 	for (uint32_t i = 0; i < l->count; i++)
 		if (last == 0 || l->items[i].id < last)
 			last = l->items[i].id;
-	if (l->rank)
+	if (l->rank && l->count > 0)
 		qsort(l->items, l->count, sizeof *l->items, by_score);
 	uint32_t shown = 0;
 	for (uint32_t i = 0; i < l->count; i++)
@@ -415,7 +415,8 @@ by_id_desc(const void *x, const void *y)
 static void
 feed_window(api_client *c, listing *l)
 {
-	qsort(l->items, l->count, sizeof *l->items, by_id_desc);
+	if (l->count > 0)
+		qsort(l->items, l->count, sizeof *l->items, by_id_desc);
 	uint32_t n = 0;
 	for (uint32_t i = 0; i < l->count; i++) {
 		if (n > 0 && l->items[n - 1].id == l->items[i].id)

@@ -166,6 +166,10 @@ t_post(t_env *e, uint64_t who, const char *caption)
 	t_result r = {0};
 	msgpack_unpacked_init(&r.unpacked);
 	api_ctx ctx = {.user_id = who};
+	/* Ids are time-ordered to the millisecond only (the partition sits
+	 * below the time): let virtual time pass between posts. */
+	if (e->deterministic)
+		rt_det_advance(e->rt, 1);
 	T_CALL(e, &r, api_post_create(e->c, &ctx, caption, 0, t_callback, &r));
 	CHECK_MSG(r.code == 0, "post: %d %s", r.code, r.detail);
 	uint64_t id = api_body_id(r.body, "post_id");

@@ -1,0 +1,295 @@
+/*
+ * actors_feed_test.c — hybrid fan-out and the ranked, paged feed.
+ *
+ * Goal: a post reaches every follower's feed whether it was pushed or is
+ * pulled; crossing the celebrity threshold either way loses nothing;
+ * pages never repeat or skip an item while new posts arrive; deleted
+ * posts and unfollowed authors disappear at read; malformed cursors are
+ * API_EINVALID; the score orders a window as documented.
+ * Method: deterministic runtime, no store, a small celebrity threshold
+ * (3 followers) in the config; feeds read to the end by cursor and
+ * compared as sets of post ids.
+ */
+#include "tests/unit/actors_helpers.h"
+
+#include "actors/internal.h"
+
+#define FEED_MAX 512
+
+typedef struct feed_ids {
+	uint64_t ids[FEED_MAX];
+	uint32_t count;
+	uint32_t pages;
+} feed_ids;
+
+static void
+read_feed(t_env *e, uint64_t reader, uint32_t limit, feed_ids *out,
+	void (*between)(t_env *, void *), void *arg)
+{
+	memset(out, 0, sizeof *out);
+	char cursor[128] = "";
+	t_result r = {0};
+	msgpack_unpacked_init(&r.unpacked);
+	api_ctx ctx = {.user_id = reader};
+	for (int guard = 0; guard < 100; guard++) {
+		api_page page = {limit, cursor[0] ? cursor : NULL};
+		T_CALL(e, &r, api_feed(e->c, &ctx, &page, t_callback, &r));
+		CHECK_MSG(r.code == API_OK, "feed: %d %s", r.code, r.detail);
+		const msgpack_object *items = api_body_get(r.body, "items");
+		CHECK(items != NULL && items->type == MSGPACK_OBJECT_ARRAY);
+		for (uint32_t i = 0; i < items->via.array.size; i++) {
+			CHECK(out->count < FEED_MAX);
+			out->ids[out->count++] = api_body_id(
+				&items->via.array.ptr[i], "post_id");
+		}
+		out->pages++;
+		if (!api_body_str(r.body, "next_cursor", cursor, sizeof cursor))
+			break;
+		if (between != NULL)
+			between(e, arg);
+	}
+	t_result_reset(&r);
+}
+
+static bool
+has(const feed_ids *f, uint64_t id)
+{
+	for (uint32_t i = 0; i < f->count; i++)
+		if (f->ids[i] == id)
+			return true;
+	return false;
+}
+
+static void
+check_distinct(const feed_ids *f)
+{
+	for (uint32_t i = 0; i < f->count; i++)
+		for (uint32_t j = i + 1; j < f->count; j++)
+			CHECK_MSG(f->ids[i] != f->ids[j], "duplicate %" PRIu64,
+				f->ids[i]);
+}
+
+static void
+small_threshold(api_config *cfg)
+{
+	t_config(cfg);
+	cfg->celebrity_followers_min = 3;
+}
+
+TEST(actors_feed_fanout_push)
+{
+	t_env e;
+	t_open(&e, NULL, true, false);
+	uint64_t a = t_signup(&e, "writer");
+	uint64_t f1 = t_signup(&e, "reader1");
+	uint64_t f2 = t_signup(&e, "reader2");
+	t_follow(&e, f1, "writer", true);
+	t_follow(&e, f2, "writer", true);
+	uint64_t p1 = t_post(&e, a, "one");
+	uint64_t p2 = t_post(&e, a, "two");
+	t_settle(&e);
+	feed_ids f;
+	read_feed(&e, f1, 20, &f, NULL, NULL);
+	CHECK_EQ(f.count, 2);
+	CHECK(has(&f, p1) && has(&f, p2));
+	read_feed(&e, a, 20, &f, NULL, NULL); /* own posts are in own feed */
+	CHECK_EQ(f.count, 2);
+	/* unfollow: the author's posts leave the feed at read time */
+	t_follow(&e, f2, "writer", false);
+	t_settle(&e);
+	read_feed(&e, f2, 20, &f, NULL, NULL);
+	CHECK_EQ(f.count, 0);
+	/* delete: gone from every feed */
+	t_result r = {0};
+	msgpack_unpacked_init(&r.unpacked);
+	api_ctx ac = {.user_id = a};
+	T_CALL(&e, &r, api_post_delete(e.c, &ac, p1, t_callback, &r));
+	CHECK_EQ(r.code, API_OK);
+	read_feed(&e, f1, 20, &f, NULL, NULL);
+	CHECK_EQ(f.count, 1);
+	CHECK(has(&f, p2) && !has(&f, p1));
+	t_result_reset(&r);
+	t_close(&e);
+}
+
+TEST(actors_feed_celebrity_threshold_crossing)
+{
+	api_config cfg;
+	small_threshold(&cfg);
+	t_env e;
+	t_open(&e, &cfg, true, false);
+	uint64_t star = t_signup(&e, "star");
+	uint64_t fans[5];
+	char name[32];
+	for (int i = 0; i < 5; i++) {
+		snprintf(name, sizeof name, "fan%d", i);
+		fans[i] = t_signup(&e, name);
+	}
+	for (int i = 0; i < 3; i++)
+		t_follow(&e, fans[i], "star", true);
+	t_settle(&e);
+	uint64_t pushed = t_post(&e, star, "3 followers: pushed");
+	t_follow(&e, fans[3], "star", true); /* 4 > 3: celebrity now */
+	t_settle(&e);
+	uint64_t pulled = t_post(&e, star, "4 followers: pulled");
+	t_follow(&e, fans[4], "star", true); /* a follower after the fact */
+	t_settle(&e);
+	uint64_t pulled2 = t_post(&e, star, "5 followers: pulled");
+	/* back below the threshold: pushed again, old pulls still covered */
+	t_follow(&e, fans[3], "star", false);
+	t_follow(&e, fans[4], "star", false);
+	t_settle(&e);
+	uint64_t pushed2 = t_post(&e, star, "3 followers again: pushed");
+	t_settle(&e);
+	feed_ids f;
+	for (int i = 0; i < 3; i++) {
+		read_feed(&e, fans[i], 2, &f, NULL, NULL);
+		check_distinct(&f);
+		CHECK_EQ(f.count, 4);
+		CHECK(has(&f, pushed) && has(&f, pulled) && has(&f, pulled2) &&
+			has(&f, pushed2));
+	}
+	/* fans 3 and 4 unfollowed: nothing of star's */
+	read_feed(&e, fans[3], 20, &f, NULL, NULL);
+	CHECK_EQ(f.count, 0);
+	/* a new follower of a former celebrity pulls its unpushed posts */
+	uint64_t late = t_signup(&e, "late");
+	t_follow(&e, late, "star", true);
+	t_settle(&e);
+	read_feed(&e, late, 20, &f, NULL, NULL);
+	CHECK(has(&f, pulled) && has(&f, pulled2));
+	t_close(&e);
+}
+
+typedef struct arrivals {
+	uint64_t author;
+	uint32_t posted;
+	uint64_t ids[64];
+} arrivals;
+
+static void
+post_between_pages(t_env *e, void *arg)
+{
+	arrivals *w = arg;
+	char caption[32];
+	snprintf(caption, sizeof caption, "late %u", w->posted);
+	w->ids[w->posted++] = t_post(e, w->author, caption);
+	t_settle(e);
+}
+
+TEST(actors_feed_paging_while_posts_arrive)
+{
+	api_config cfg;
+	small_threshold(&cfg);
+	t_env e;
+	t_open(&e, &cfg, true, false);
+	uint64_t reader = t_signup(&e, "reader");
+	uint64_t pusher = t_signup(&e, "pusher");
+	uint64_t celeb = t_signup(&e, "celeb");
+	t_follow(&e, reader, "pusher", true);
+	t_follow(&e, reader, "celeb", true);
+	char name[32];
+	for (int i = 0; i < 4; i++) {
+		snprintf(name, sizeof name, "extra%d", i);
+		t_follow(&e, t_signup(&e, name), "celeb", true);
+	}
+	t_settle(&e);
+	uint64_t before[60];
+	for (int i = 0; i < 60; i++) {
+		before[i] = t_post(&e, i % 3 == 0 ? celeb : pusher, "x");
+		if (i % 7 == 0) {
+			/* engagement so ranking reorders within windows */
+			t_result r = {0};
+			msgpack_unpacked_init(&r.unpacked);
+			api_ctx rc = {.user_id = reader};
+			T_CALL(&e, &r, api_like(e.c, &rc, before[i], true,
+					       t_callback, &r));
+			t_result_reset(&r);
+		}
+	}
+	t_settle(&e);
+	arrivals w = {.author = pusher};
+	feed_ids f;
+	read_feed(&e, reader, 7, &f, post_between_pages, &w);
+	check_distinct(&f);
+	CHECK_EQ(f.count, 60); /* exactly the posts there at the first page */
+	for (int i = 0; i < 60; i++)
+		CHECK(has(&f, before[i]));
+	CHECK(w.posted >= 8);
+	for (uint32_t i = 0; i < w.posted; i++)
+		CHECK(!has(&f, w.ids[i]));
+	/* a new first page shows the late posts */
+	read_feed(&e, reader, 50, &f, NULL, NULL);
+	check_distinct(&f);
+	CHECK_EQ(f.count, 60 + w.posted);
+	(void)celeb;
+	t_close(&e);
+}
+
+TEST(actors_feed_bad_cursor_and_auth)
+{
+	t_env e;
+	t_open(&e, NULL, true, false);
+	uint64_t u = t_signup(&e, "u1");
+	uint64_t v = t_signup(&e, "u2");
+	t_result r = {0};
+	msgpack_unpacked_init(&r.unpacked);
+	api_ctx ctx = {.user_id = u};
+	const char *bad[] = {"x", "", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+		"!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!"};
+	for (int i = 0; i < 4; i++) {
+		api_page page = {10, bad[i]};
+		T_CALL(&e, &r, api_feed(e.c, &ctx, &page, t_callback, &r));
+		CHECK_MSG(r.code == (bad[i][0] ? API_EINVALID : API_OK),
+			"cursor '%s': %d", bad[i], r.code);
+	}
+	/* a cursor of another user's feed is not valid for this one */
+	actors__cursor cur = {ACTORS_CURSOR_FEED, v, 12345};
+	char text[ACTORS_CURSOR_TEXT_BYTES];
+	actors__cursor_encode(&cur, text, sizeof text);
+	api_page page = {10, text};
+	T_CALL(&e, &r, api_feed(e.c, &ctx, &page, t_callback, &r));
+	CHECK_EQ(r.code, API_EINVALID);
+	api_ctx none = {0};
+	T_CALL(&e, &r, api_feed(e.c, &none, NULL, t_callback, &r));
+	CHECK_EQ(r.code, API_EUNAUTHORIZED);
+	t_result_reset(&r);
+	t_close(&e);
+}
+
+TEST(actors_feed_user_posts_listing)
+{
+	t_env e;
+	t_open(&e, NULL, true, false);
+	uint64_t u = t_signup(&e, "lister");
+	uint64_t ids[30];
+	for (int i = 0; i < 30; i++)
+		ids[i] = t_post(&e, u, "p");
+	t_settle(&e);
+	t_result r = {0};
+	msgpack_unpacked_init(&r.unpacked);
+	api_ctx none = {0};
+	char cursor[128] = "";
+	int seen = 0;
+	for (int guard = 0; guard < 10; guard++) {
+		api_page page = {8, cursor[0] ? cursor : NULL};
+		T_CALL(&e, &r, api_user_posts(e.c, &none, "lister", &page,
+				       t_callback, &r));
+		CHECK_EQ(r.code, API_OK);
+		const msgpack_object *items = api_body_get(r.body, "items");
+		for (uint32_t i = 0; i < items->via.array.size; i++) {
+			CHECK_EQ_U64(api_body_id(&items->via.array.ptr[i],
+					     "post_id"),
+				ids[29 - seen]);
+			seen++;
+		}
+		if (!api_body_str(r.body, "next_cursor", cursor, sizeof cursor))
+			break;
+	}
+	CHECK_EQ(seen, 30);
+	T_CALL(&e, &r, api_user_posts(e.c, &none, "nobody", NULL, t_callback,
+			       &r));
+	CHECK_EQ(r.code, API_ENOTFOUND);
+	t_result_reset(&r);
+	t_close(&e);
+}
