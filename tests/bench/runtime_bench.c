@@ -15,12 +15,15 @@
  * `ratio <name> <peer> <flock/peer> <unit>` for each figure both report:
  * throughput ratios above 1 and time/byte ratios below 1 favour flock.
  *
+ * Each also gets a `<name>_cpu_seconds` figure (process CPU time over the
+ * timed part), steadier than wall time on a loaded machine.
  * Options: --quick (smaller sizes, for a smoke run), --no-peers.
  * Each benchmark runs in a fresh runtime with default workers (cores).
  */
 #include "runtime/runtime.h"
 
 #include <stdatomic.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,6 +59,17 @@ now_seconds(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Process CPU seconds (user + system): on a busy shared machine the wall
+ * figures swing with other load, CPU time much less. */
+static double
+cpu_seconds(void)
+{
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+		(double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
 }
 
 static long
@@ -153,6 +167,7 @@ bench_spawn(uint64_t count)
 	check(rt_register_kind(rt, KIND_IDLE, &idle_ops), "register");
 	check(rt_start(rt), "start");
 	long before = rss_bytes();
+	double c0 = cpu_seconds();
 	double t0 = now_seconds();
 	for (uint64_t id = 0; id < count; id++)
 		check(rt_activate(rt, rt_addr_make(KIND_IDLE, id)), "activate");
@@ -165,8 +180,10 @@ bench_spawn(uint64_t count)
 		nanosleep(&ts, NULL);
 	}
 	double t1 = now_seconds();
+	double c1 = cpu_seconds();
 	long after = rss_bytes();
 	report("runtime_spawn_seconds", t1 - t0, "s");
+	report("runtime_spawn_cpu_seconds", c1 - c0, "s");
 	report("runtime_spawn_bytes_per_actor", (double)(after - before) / (double)count,
 		"bytes");
 	check(rt_stop(rt), "stop");
@@ -214,6 +231,7 @@ bench_ring(uint64_t actors, uint64_t hops)
 	do {
 		rt_get_stats(rt, &st);
 	} while (st.actors_activated_total < actors);
+	double c0 = cpu_seconds();
 	double t0 = now_seconds();
 	rt_message *m = rt_message_alloc(rt, 1, 8);
 	memcpy(m->payload, &hops, 8);
@@ -221,6 +239,7 @@ bench_ring(uint64_t actors, uint64_t hops)
 	rt_message_free(rt, wait_inbox(inbox));
 	double t1 = now_seconds();
 	report("runtime_ring_hops_per_second", (double)hops / (t1 - t0), "hops/s");
+	report("runtime_ring_cpu_seconds", cpu_seconds() - c0, "s");
 	rt_inbox_destroy(inbox);
 	check(rt_stop(rt), "stop");
 	rt_destroy(rt);
@@ -369,11 +388,13 @@ bench_skynet(uint32_t levels)
 	sky_done = rt_inbox_addr(inbox);
 	sky_levels = levels;
 	check(rt_start(rt), "start");
+	double c0 = cpu_seconds();
 	double t0 = now_seconds();
 	rt_message *m = rt_message_alloc(rt, SKY_START, 0);
 	check(rt_send_external(rt, rt_addr_make(KIND_SKY, sky_id(0, 0)), m), "sky");
 	rt_message *r = wait_inbox(inbox);
 	double t1 = now_seconds();
+	double c1 = cpu_seconds();
 	uint64_t leaves = 1;
 	for (uint32_t i = 0; i < levels; i++)
 		leaves *= 10;
@@ -385,6 +406,7 @@ bench_skynet(uint32_t levels)
 	}
 	rt_message_free(rt, r);
 	report("runtime_skynet_seconds", t1 - t0, "s");
+	report("runtime_skynet_cpu_seconds", c1 - c0, "s");
 	rt_inbox_destroy(inbox);
 	check(rt_stop(rt), "stop");
 	rt_destroy(rt);
