@@ -103,11 +103,89 @@ cl__obj_array(const msgpack_object *o, uint32_t count_min,
 	return CL_OK;
 }
 
+static uint64_t
+be(const unsigned char *p, uint32_t n)
+{
+	uint64_t v = 0;
+	for (uint32_t i = 0; i < n; i++)
+		v = v << 8 | p[i];
+	return v;
+}
+
+/*
+ * Walks one msgpack object's headers without allocating and checks that
+ * no container declares more items than bytes remain (msgpack-c would
+ * allocate the declared count before reading: a 5-byte array32 header
+ * could ask for 64 GiB; the fuzzer found it). *used_out gets the
+ * object's length. CL_ECORRUPT on anything malformed or truncated.
+ */
+static int
+msgpack_check(const unsigned char *b, size_t length, size_t *used_out)
+{
+	size_t pos = 0;
+	uint64_t pending = 1;
+	while (pending > 0) {
+		if (pos >= length)
+			return CL_ECORRUPT;
+		unsigned char t = b[pos++];
+		uint64_t items = 0, skip = 0;
+		uint32_t n = 0; /* size-field bytes */
+		pending--;
+		if (t <= 0x7f || t >= 0xe0 || t == 0xc0 || t == 0xc2 || t == 0xc3)
+			continue;
+		if (t >= 0x80 && t <= 0x8f)
+			items = 2u * (t & 0x0fu);
+		else if (t >= 0x90 && t <= 0x9f)
+			items = t & 0x0fu;
+		else if (t >= 0xa0 && t <= 0xbf)
+			skip = t & 0x1fu;
+		else if (t == 0xc4 || t == 0xd9)
+			n = 1;
+		else if (t == 0xc5 || t == 0xda)
+			n = 2;
+		else if (t == 0xc6 || t == 0xdb)
+			n = 4;
+		else if (t >= 0xc7 && t <= 0xc9)
+			n = t == 0xc7 ? 1u : t == 0xc8 ? 2u : 4u;
+		else if (t == 0xca || t == 0xcb)
+			skip = t == 0xca ? 4u : 8u;
+		else if (t >= 0xcc && t <= 0xd3)
+			skip = 1u << ((t - 0xcc) & 3u);
+		else if (t >= 0xd4 && t <= 0xd8)
+			skip = 1u + (1u << (t - 0xd4));
+		else if (t == 0xdc || t == 0xde)
+			n = 2;
+		else if (t == 0xdd || t == 0xdf)
+			n = 4;
+		else
+			return CL_ECORRUPT; /* 0xc1 */
+		if (n > 0) {
+			if (length - pos < n)
+				return CL_ECORRUPT;
+			uint64_t v = be(b + pos, n);
+			pos += n;
+			if (t >= 0xdc)
+				items = (t == 0xde || t == 0xdf) ? 2 * v : v;
+			else
+				skip = v + ((t >= 0xc7 && t <= 0xc9) ? 1u : 0u);
+		}
+		if (skip > length - pos || items > length - pos)
+			return CL_ECORRUPT;
+		pos += skip;
+		pending += items;
+	}
+	*used_out = pos;
+	return CL_OK;
+}
+
 int
 cl__unpack(const void *bytes, size_t length, msgpack_zone *zone,
 	msgpack_object *out)
 {
 	size_t offset = 0;
+	size_t used;
+	if (msgpack_check(bytes, length, &used) != 0 || used != length)
+		return CL_ECORRUPT;
 	msgpack_unpack_return r =
 		msgpack_unpack(bytes, length, &offset, zone, out);
 	if (r == MSGPACK_UNPACK_NOMEM_ERROR)
@@ -182,6 +260,9 @@ cl_envelope_decode(const void *bytes, size_t length, cl_envelope *e,
 {
 	CL_ASSERT(bytes != NULL || length == 0);
 	CL_ASSERT(e != NULL);
+	size_t checked;
+	if (msgpack_check(bytes, length, &checked) != 0)
+		return CL_ECORRUPT;
 	msgpack_zone zone;
 	if (!msgpack_zone_init(&zone, 1024))
 		return CL_ENOMEM;
@@ -189,7 +270,7 @@ cl_envelope_decode(const void *bytes, size_t length, cl_envelope *e,
 	size_t offset = 0;
 	int rc;
 	msgpack_unpack_return r =
-		msgpack_unpack(bytes, length, &offset, &zone, &o);
+		msgpack_unpack(bytes, checked, &offset, &zone, &o);
 	if (r == MSGPACK_UNPACK_NOMEM_ERROR)
 		rc = CL_ENOMEM;
 	else if (r != MSGPACK_UNPACK_SUCCESS && r != MSGPACK_UNPACK_EXTRA_BYTES)
