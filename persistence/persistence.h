@@ -142,8 +142,8 @@ uint32_t ps_crc32c_portable(uint32_t crc, const void *bytes, size_t length);
 /*
  * Every file operation the journal performs. Functions return 0 or a
  * negative PS_E code (errno translated where it enters: EIO -> PS_EIO,
- * ENOSPC/EDQUOT -> PS_ENOSPC, ENOENT -> PS_ENOTFOUND, EEXIST ->
- * PS_EEXIST-like PS_EINVAL, others -> PS_EIO). Descriptors are ints owned
+ * ENOSPC/EDQUOT -> PS_ENOSPC, ENOENT -> PS_ENOTFOUND, EINVAL/EBADF ->
+ * PS_EINVAL, others -> PS_EIO). Descriptors are ints owned
  * by the table that opened them. All functions may be called from any
  * thread; one descriptor is used by one thread at a time.
  */
@@ -288,7 +288,8 @@ size_t ps_segment_header_encode(uint64_t first_lsn, uint64_t previous_lsn,
 
 typedef struct ps_journal ps_journal;
 
-/* Runs on the journal's writer thread once the record's fate is known:
+/* Runs on the journal's writer thread once the record's fate is known, in
+ * LSN order:
  * status 0 after the fdatasync covering it returned, else PS_EIO,
  * PS_ENOSPC (the record is not acknowledged and the journal has failed)
  * or PS_ESTOPPED. Must not block for long and must not call back into the
