@@ -19,6 +19,8 @@
  */
 #include "runtime/internal.h"
 
+#include <sys/mman.h>
+
 #if defined(__SANITIZE_ADDRESS__)
 #define RT_ALLOC_PLAIN 1
 #else
@@ -120,15 +122,22 @@ cache_carve(rt__pool *pool, rt__cache *cache, uint32_t c)
 	size_t need = size * n;
 	if ((size_t)(cache->bump_end - cache->bump) < need) {
 		/* The chunk's first 64 bytes hold the chunk link. */
-		char *chunk = aligned_alloc(64, RT_ALLOC_CHUNK_BYTES);
+		bool huge = cache->chunks >= RT_ALLOC_SMALL_CHUNKS_MAX;
+		size_t bytes = huge ? RT_ALLOC_HUGE_CHUNK_BYTES : RT_ALLOC_CHUNK_BYTES;
+		char *chunk = aligned_alloc(huge ? RT_ALLOC_HUGE_CHUNK_BYTES : 64, bytes);
 		if (chunk == NULL)
 			return RT_ENOMEM;
+#if defined(MADV_HUGEPAGE)
+		if (huge)
+			(void)madvise(chunk, bytes, MADV_HUGEPAGE); /* a hint */
+#endif
+		cache->chunks++;
 		pthread_mutex_lock(&pool->lock);
 		link_set(chunk, 0, pool->chunks);
 		pool->chunks = chunk;
 		pthread_mutex_unlock(&pool->lock);
 		cache->bump = chunk + 64;
-		cache->bump_end = chunk + RT_ALLOC_CHUNK_BYTES;
+		cache->bump_end = chunk + bytes;
 		RT_ASSERT((size_t)(cache->bump_end - cache->bump) >= need);
 	}
 	rt__free_list *list = &cache->lists[c];

@@ -95,6 +95,12 @@ _Noreturn void rt__assert_fail(const char *expr, const char *file, int line);
 /* A slab chunk carved into objects; 256 KiB amortises malloc well while
  * wasting little at the tail. */
 #define RT_ALLOC_CHUNK_BYTES (256u * 1024u)
+/* A cache that has carved this many chunks is big (a million actors):
+ * its later chunks are 2 MiB, aligned and advised as huge pages, so
+ * random access over millions of actors misses the TLB far less. Small
+ * runtimes (tests, the simulator's nodes) never get there. */
+#define RT_ALLOC_SMALL_CHUNKS_MAX 8u
+#define RT_ALLOC_HUGE_CHUNK_BYTES (2u * 1024u * 1024u)
 /* Objects moved between a thread cache and the global pool at once. */
 #define RT_ALLOC_BATCH_BYTES (8u * 1024u)
 /* Actors sampled per eviction under a memory budget (as Redis samples
@@ -215,6 +221,7 @@ typedef struct rt__cache {
 	rt__free_list lists[RT_ALLOC_CLASSES];
 	char *bump;     /* carve position in the current chunk */
 	char *bump_end;
+	uint32_t chunks; /* chunks this cache has carved from */
 } rt__cache;
 
 typedef struct rt__pool {
