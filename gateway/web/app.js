@@ -48,7 +48,8 @@ const state = {
 	notifList: null,     // the notifications list while shown
 	maxNotifSeq: 0,
 	recheck: new Map(),  // post_id -> timer for processing media
-	loadId: Math.random().toString(36).slice(2),
+	// Live events received, by kind (shown to tests and debugging).
+	counts: { feedPost: 0, postUpdated: 0, notification: 0, resync: 0 },
 };
 
 function newFeedState() {
@@ -306,21 +307,25 @@ function onLiveEvent(ev) {
 	const d = ev.data || {};
 	switch (ev.type) {
 	case 'feed.post':
+		state.counts.feedPost++;
 		receiveFeedPost(d.post || d);
 		break;
 	case 'post.updated':
+		state.counts.postUpdated++;
 		receivePostUpdate(d.post || d);
 		break;
 	case 'post.deleted':
 		removePost(String(d.post_id || (d.post && d.post.post_id) || ''));
 		break;
 	case 'notification':
+		state.counts.notification++;
 		receiveNotification(d.notification || d);
 		break;
 	case 'story':
 		refreshStoriesSoon();
 		break;
 	case 'resync':
+		state.counts.resync++;
 		resync();
 		break;
 	default:
@@ -525,6 +530,14 @@ function scheduleRecheck(id, attempt) {
 			if (p.media && p.media.status !== 'processing') {
 				state.recheck.delete(id);
 				receivePostUpdate(p);
+				return;
+			}
+			// The media item may be ready before its post says so.
+			const mediaId = p.media && p.media.media_id;
+			const m = mediaId ? await Api.media(mediaId).catch(() => null) : null;
+			if (m && m.status && m.status !== 'processing') {
+				state.recheck.delete(id);
+				receivePostUpdate({ post_id: id, media: m });
 				return;
 			}
 		} catch (e) {

@@ -504,6 +504,9 @@ async function main() {
 		const srcset = await cardA.locator('.post-media img').getAttribute('srcset');
 		if (!srcset)
 			notes.push('the post image has no srcset (no small/medium/large variants?)');
+		const counts = await pageA.evaluate(() => window.flock.state.counts);
+		if (!counts.postUpdated)
+			notes.push("A's photo turned ready by re-reading the post/media over REST: no post.updated event reached A");
 	});
 
 	await step('A likes the post', async () => {
@@ -549,6 +552,7 @@ async function main() {
 		await pageB.locator('.grid .tile').first().waitFor().catch(() => {});
 		await pageB.waitForTimeout(300);
 		await pageB.screenshot({ path: path.join(args.artifacts, 'profile.png') });
+		log(`     live events A ${JSON.stringify(await pageA.evaluate(() => window.flock.state.counts))}, B ${JSON.stringify(await pageB.evaluate(() => window.flock.state.counts))}`);
 		log(`     screenshot ${feed}`);
 		log(`     screenshots ${path.join(args.artifacts, 'profile.png')}, ${path.join(args.artifacts, 'notifications.png')}`);
 	});
