@@ -123,9 +123,10 @@ $(B)/bench/%: $(B)/tests/bench/%.o $(B)/libflock.a
 	@mkdir -p $(dir $@)
 	@$(if $(V),,echo "  LD $(MODE) $@")
 	$(Q)$(CC) $(OPT) -pthread $^ $(PKG_LIBS) -o $@
-$(B)/fuzz/%: tests/fuzz/%.c $(B)/libflock.a
+$(B)/fuzz/%: $(B)/tests/fuzz/%.o $(B)/libflock.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_COMMON) $(OPT) -fsanitize=fuzzer $^ $(PKG_LIBS) -o $@
+	@$(if $(V),,echo "  LD $(MODE) $@")
+	$(Q)$(CC) $(OPT) -fsanitize=fuzzer $^ $(PKG_LIBS) -o $@
 
 -include $(shell find $(B) -name '*.d' 2>/dev/null)
 
