@@ -1,0 +1,113 @@
+/*
+ * actors_mix_bench.c — the seed's daily mix over socfb-Reed98, in
+ * process, with durability on (journal + snapshots in a temp dir).
+ *
+ * Prints figure lines: ops/s, p50/p99 per operation type, and RSS per
+ * user actor after the mix. Goal: >= 200,000 ops/s on 2 cores, feed
+ * read p99 <= 1 ms. Skips (exit 0, message on stderr) when the dataset
+ * is absent. Usage: actors_mix_bench [ops] [concurrency]
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "actors/api.h"
+#include "actors/workload.h"
+#include "persistence/persistence.h"
+
+static long
+rss_kib(void)
+{
+	FILE *f = fopen("/proc/self/status", "r");
+	if (f == NULL)
+		return 0;
+	char line[256];
+	long kib = 0;
+	while (fgets(line, sizeof line, f) != NULL)
+		if (strncmp(line, "VmRSS:", 6) == 0)
+			kib = strtol(line + 6, NULL, 10);
+	fclose(f);
+	return kib;
+}
+
+int
+main(int argc, char **argv)
+{
+	uint64_t ops = argc > 1 ? strtoull(argv[1], NULL, 10) : 200000;
+	uint32_t concurrency = argc > 2 ? (uint32_t)atoi(argv[2]) : 256;
+	const char *path = wl_reed98_path();
+	if (path == NULL) {
+		fprintf(stderr, "actors_mix_bench: skipped: ../shared/datasets/"
+				"socfb-Reed98 not found\n");
+		return 0;
+	}
+	char dir[] = "/tmp/flock-mix-XXXXXX";
+	if (mkdtemp(dir) == NULL)
+		return 1;
+	rt_config rc;
+	rt_config_default(&rc);
+	rc.workers = 2;
+	rc.log_level = RT_LOG_WARN;
+	rt_runtime *rt;
+	api *a;
+	ps_node *node;
+	api_config cfg;
+	api_config_default(&cfg);
+	if (rt_create(&rc, &rt) != 0 || api_create(rt, NULL, &cfg, &a) != 0)
+		return 1;
+	if (ps_node_open(dir, rt, NULL, NULL, &node) != 0)
+		return 1;
+	api_bind_store(a, node);
+	rt_start(rt);
+	api_client *c;
+	api_client_create(a, NULL, NULL, &c);
+	wl_graph g;
+	if (wl_graph_load(path, &g) != 0)
+		return 1;
+	long rss0 = rss_kib();
+	wl_world w;
+	int lrc = wl_load(c, &g, 256, &w);
+	if (lrc != 0) {
+		fprintf(stderr, "load failed: %s\n", api_strerror(lrc));
+		return 1;
+	}
+	wl_stats st;
+	wl_play(c, &w, WL_MIX_DAILY, ops, 0, concurrency, 42, &st);
+	printf("figure mix_reed98_ops_per_second %.0f ops/s\n",
+		st.ops_per_second);
+	for (int i = 0; i < WL_OPS; i++) {
+		if (st.count[i] == 0)
+			continue;
+		printf("figure mix_reed98_%s_p50 %.1f us\n",
+			wl_op_name((wl_op)i), st.p50_us[i]);
+		printf("figure mix_reed98_%s_p99 %.1f us\n",
+			wl_op_name((wl_op)i), st.p99_us[i]);
+		if (st.errors[i] > 0)
+			fprintf(stderr, "%s: %llu errors\n",
+				wl_op_name((wl_op)i),
+				(unsigned long long)st.errors[i]);
+	}
+	rt_stats rs;
+	rt_get_stats(rt, &rs);
+	long rss1 = rss_kib();
+	printf("figure mix_reed98_rss_per_user %.1f KiB\n",
+		(double)(rss1 - rss0) / (double)w.users);
+	printf("figure mix_reed98_active_actors %llu actors\n",
+		(unsigned long long)rs.actors_active);
+	wl_stats ds;
+	wl_play(c, &w, WL_MIX_DEATHSTAR, ops / 2, 0, concurrency, 43, &ds);
+	printf("figure mix_deathstar_reed98_ops_per_second %.0f ops/s\n",
+		ds.ops_per_second);
+	printf("figure mix_deathstar_feed_p99 %.1f us\n", ds.p99_us[WL_OP_FEED]);
+	api_client_destroy(c);
+	rt_stop(rt);
+	ps_node_close(node);
+	api_destroy(a);
+	rt_destroy(rt);
+	wl_world_free(&w);
+	wl_graph_free(&g);
+	char cmd[128];
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+	return system(cmd) == 0 ? 0 : 0;
+}
