@@ -49,9 +49,11 @@ search_answer_query(rt_actor *self, const search_index *ix,
 	char cursor[SEARCH_CURSOR_BYTES];
 	ACTORS_ASSERT(q->text_length <= API_SEARCH_QUERY_BYTES_MAX);
 	ACTORS_ASSERT(q->cursor_length < SEARCH_CURSOR_BYTES);
-	memcpy(query, q->text, q->text_length);
+	if (q->text_length > 0)
+		memcpy(query, q->text, q->text_length);
 	query[q->text_length] = '\0';
-	memcpy(cursor, q->cursor, q->cursor_length);
+	if (q->cursor != NULL)
+		memcpy(cursor, q->cursor, q->cursor_length);
 	cursor[q->cursor_length] = '\0';
 	actors__body body;
 	actors__body_init(&body);

@@ -260,9 +260,11 @@ payload_cycle(int kind, const msgpack_object *obj, uint8_t selector)
 		if (type == SEARCH_T_QUERY) {
 			char q[API_SEARCH_QUERY_BYTES_MAX + 1];
 			char cursor[SEARCH_CURSOR_BYTES];
-			memcpy(q, m.text, m.text_length);
+			if (m.text_length > 0)
+				memcpy(q, m.text, m.text_length);
 			q[m.text_length] = '\0';
-			memcpy(cursor, m.cursor, m.cursor_length);
+			if (m.cursor != NULL)
+				memcpy(cursor, m.cursor, m.cursor_length);
 			cursor[m.cursor_length] = '\0';
 			buffer b;
 			buffer_init(&b);

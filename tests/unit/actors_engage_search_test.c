@@ -472,7 +472,7 @@ TEST(actors_engage_search_caption_terms)
 	search_terms_init(&t);
 	char caption[4096] = "";
 	for (int i = 0; i < 40; i++) {
-		char one[16];
+		char one[32];
 		snprintf(one, sizeof one, "#t%d w%d ", i, i);
 		strcat(caption, one);
 	}
