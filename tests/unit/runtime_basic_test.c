@@ -9,6 +9,8 @@
  */
 #include "tests/unit/runtime_testkit.h"
 
+#include <unistd.h>
+
 enum { KIND_COUNTER = 1, KIND_OTHER = 2 };
 enum { MSG_ADD = 1, MSG_GET = 2, MSG_FORWARD = 3 };
 
@@ -324,4 +326,39 @@ TEST(runtime_several_runtimes_in_one_process)
 	CHECK_EQ(rt_stop(r2), 0);
 	rt_destroy(r1);
 	rt_destroy(r2);
+}
+
+TEST(runtime_log_line_format)
+{
+	/* Capture stderr in a file of the test's temp directory. */
+	char path[512];
+	snprintf(path, sizeof path, "%s/log.txt", test_tmpdir());
+	fflush(stderr);
+	FILE *saved = fdopen(dup(fileno(stderr)), "w");
+	CHECK(saved != NULL);
+	CHECK(freopen(path, "w", stderr) != NULL);
+	rt_config cfg;
+	rt_config_default(&cfg);
+	cfg.deterministic = true;
+	cfg.start_time_ms = 1700000000123ull;
+	cfg.node_name = "node-7";
+	cfg.passivate_idle_ms = 0;
+	rt_runtime *rt;
+	CHECK_EQ(rt_create(&cfg, &rt), 0);
+	rt_log(rt, RT_LOG_INFO, "runtime", "hello k=%d", 1);
+	rt_log(rt, RT_LOG_DEBUG, "runtime", "hidden");
+	rt_log_set_level(rt, RT_LOG_DEBUG);
+	rt_log(rt, RT_LOG_DEBUG, "timer", "shown");
+	rt_destroy(rt);
+	fflush(stderr);
+	CHECK(dup2(fileno(saved), fileno(stderr)) >= 0);
+	FILE *f = fopen(path, "r");
+	CHECK(f != NULL);
+	char line[256];
+	CHECK(fgets(line, sizeof line, f) != NULL);
+	CHECK_STR_EQ(line, "2023-11-14T22:13:20.123Z INFO node-7 runtime: hello k=1\n");
+	CHECK(fgets(line, sizeof line, f) != NULL);
+	CHECK_STR_EQ(line, "2023-11-14T22:13:20.123Z DEBUG node-7 timer: shown\n");
+	fclose(f);
+	fclose(saved);
 }
