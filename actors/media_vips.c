@@ -26,8 +26,9 @@
  */
 #include "actors/media.h"
 
-#include <assert.h>
 #include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <vips/vips.h>
@@ -44,6 +45,22 @@
  * Passed as the loader's option string: vips_thumbnail_buffer's own
  * "fail_on" argument does not reach the loader in libvips 8.14. */
 #define MEDIA_VIPS_LOAD_OPTIONS "fail_on=truncated"
+
+/* Widths of the variants, in api_media_variants order (thumb: side). */
+static const int media_vips_widths[API_MEDIA_VARIANTS_COUNT] = {
+	MEDIA_THUMB_SIDE_PIXELS, MEDIA_SMALL_WIDTH_PIXELS,
+	MEDIA_MEDIUM_WIDTH_PIXELS, MEDIA_LARGE_WIDTH_PIXELS,
+};
+
+/* Asserts that stay on in release builds (STYLE.md rule 6). */
+#define MEDIA_VIPS_ASSERT(cond)                                              \
+	do {                                                                 \
+		if (__builtin_expect(!(cond), 0)) {                          \
+			fprintf(stderr, "%s:%d: assertion failed: %s\n",     \
+				__FILE__, __LINE__, #cond);                  \
+			abort();                                             \
+		}                                                            \
+	} while (0)
 
 static pthread_once_t media_vips_once = PTHREAD_ONCE_INIT;
 static int media_vips_init_status = API_EINTERNAL;
@@ -135,8 +152,8 @@ media_probe(const void *bytes, size_t length, media_probe_result *out,
 	const char *unused;
 	if (detail == NULL)
 		detail = &unused;
-	assert(out != NULL);
-	assert(bytes != NULL || length == 0);
+	MEDIA_VIPS_ASSERT(out != NULL);
+	MEDIA_VIPS_ASSERT(bytes != NULL || length == 0);
 	memset(out, 0, sizeof(*out));
 	*detail = NULL;
 
@@ -203,42 +220,20 @@ media_vips_flatten(VipsImage *image)
 	return rc == 0 ? flat : NULL;
 }
 
-/* One variant: shrink-on-load thumbnail of the original, flattened,
- * encoded as a stripped JPEG into v. 0 or -1 (libvips error set). */
+/* Encodes image (borrowed) as a stripped JPEG into v, alpha flattened.
+ * Decoding happens here (the pipeline is lazy), so do decode errors.
+ * 0 or -1 (libvips error set). */
 static int
-media_vips_render_one(const void *bytes, size_t length, int variant,
-	media_variant_bytes *v)
+media_vips_encode(VipsImage *image, media_variant_bytes *v)
 {
-	static const int widths[API_MEDIA_VARIANTS_COUNT] = {
-		MEDIA_THUMB_SIDE_PIXELS, MEDIA_SMALL_WIDTH_PIXELS,
-		MEDIA_MEDIUM_WIDTH_PIXELS, MEDIA_LARGE_WIDTH_PIXELS,
-	};
-	VipsImage *image = NULL;
-	int rc;
-	/* thumbnail_buffer does not write to the buffer; its prototype
-	 * just is not const. */
-	void *buffer = (void *)(uintptr_t)bytes;
-	if (variant == 0)
-		rc = vips_thumbnail_buffer(buffer, length, &image,
-			MEDIA_THUMB_SIDE_PIXELS, "height",
-			MEDIA_THUMB_SIDE_PIXELS, "crop",
-			VIPS_INTERESTING_CENTRE, "option_string",
-			MEDIA_VIPS_LOAD_OPTIONS, NULL);
-	else
-		rc = vips_thumbnail_buffer(buffer, length, &image,
-			widths[variant], "height", MEDIA_VIPS_HEIGHT_UNBOUNDED,
-			"size", VIPS_SIZE_DOWN, "option_string",
-			MEDIA_VIPS_LOAD_OPTIONS, NULL);
-	if (rc != 0)
-		return -1;
+	g_object_ref(image);
 	image = media_vips_flatten(image);
 	if (image == NULL)
 		return -1;
 	void *encoded = NULL;
 	size_t encoded_length = 0;
-	/* strip: no EXIF, GPS, XMP, IPTC or ICC in what is served. Decoding
-	 * happens here (the pipeline is lazy), so do decode errors. */
-	rc = vips_jpegsave_buffer(image, &encoded, &encoded_length, "Q",
+	/* strip: no EXIF, GPS, XMP, IPTC or ICC in what is served. */
+	int rc = vips_jpegsave_buffer(image, &encoded, &encoded_length, "Q",
 		MEDIA_JPEG_QUALITY, "strip", TRUE, "optimize_coding", TRUE,
 		NULL);
 	if (rc == 0) {
@@ -251,13 +246,75 @@ media_vips_render_one(const void *bytes, size_t length, int variant,
 	return rc == 0 ? 0 : -1;
 }
 
+/* variant of the source: the thumb crop, or a width never upscaled. */
+static int
+media_vips_derive(VipsImage *source, int variant, VipsImage **out)
+{
+	if (variant == 0)
+		return vips_thumbnail_image(source, out,
+			MEDIA_THUMB_SIDE_PIXELS, "height",
+			MEDIA_THUMB_SIDE_PIXELS, "crop", VIPS_INTERESTING_CENTRE,
+			NULL);
+	return vips_thumbnail_image(source, out, media_vips_widths[variant],
+		"height", MEDIA_VIPS_HEIGHT_UNBOUNDED, "size", VIPS_SIZE_DOWN,
+		NULL);
+}
+
+/*
+ * Decodes the original once, with shrink-on-load, into the large variant
+ * held in memory (at most 1080 wide: ~3.5 MB), then derives medium,
+ * small and thumb from it: one decode instead of four. The thumb comes
+ * from the original instead when the large is too short for a sharp
+ * 150 x 150 crop (a wide panorama). 0 or -1 (libvips error set).
+ */
+static int
+media_vips_render_all(const void *bytes, size_t length, media_rendered *out)
+{
+	/* thumbnail_buffer does not write to the buffer; its prototype
+	 * just is not const. */
+	void *buffer = (void *)(uintptr_t)bytes;
+	VipsImage *large = NULL, *memory = NULL;
+	int rc = vips_thumbnail_buffer(buffer, length, &large,
+		MEDIA_LARGE_WIDTH_PIXELS, "height", MEDIA_VIPS_HEIGHT_UNBOUNDED,
+		"size", VIPS_SIZE_DOWN, "option_string", MEDIA_VIPS_LOAD_OPTIONS,
+		NULL);
+	if (rc != 0)
+		return -1;
+	memory = vips_image_copy_memory(large); /* the one decode */
+	g_object_unref(large);
+	if (memory == NULL)
+		return -1;
+	rc = media_vips_encode(memory, &out->variants[3]);
+	for (int i = 2; rc == 0 && i >= 0; i--) {
+		VipsImage *derived = NULL;
+		bool short_side = vips_image_get_width(memory) <
+			(int)MEDIA_THUMB_SIDE_PIXELS * 2 ||
+			vips_image_get_height(memory) <
+			(int)MEDIA_THUMB_SIDE_PIXELS * 2;
+		if (i == 0 && short_side)
+			rc = vips_thumbnail_buffer(buffer, length, &derived,
+				MEDIA_THUMB_SIDE_PIXELS, "height",
+				MEDIA_THUMB_SIDE_PIXELS, "crop",
+				VIPS_INTERESTING_CENTRE, "option_string",
+				MEDIA_VIPS_LOAD_OPTIONS, NULL);
+		else
+			rc = media_vips_derive(memory, i, &derived);
+		if (rc == 0) {
+			rc = media_vips_encode(derived, &out->variants[i]);
+			g_object_unref(derived);
+		}
+	}
+	g_object_unref(memory);
+	return rc;
+}
+
 int
 media_render(const void *bytes, size_t length, media_rendered *out,
 	char *reason)
 {
-	assert(bytes != NULL);
-	assert(out != NULL);
-	assert(reason != NULL);
+	MEDIA_VIPS_ASSERT(bytes != NULL);
+	MEDIA_VIPS_ASSERT(out != NULL);
+	MEDIA_VIPS_ASSERT(reason != NULL);
 	memset(out, 0, sizeof(*out));
 	reason[0] = '\0';
 	media_probe_result probe;
@@ -267,15 +324,16 @@ media_render(const void *bytes, size_t length, media_rendered *out,
 		snprintf(reason, MEDIA_REASON_BYTES_MAX, "%s", detail);
 		return rc;
 	}
+	if (media_vips_render_all(bytes, length, out) != 0) {
+		media_vips_reason(reason, "decode failed: ");
+		media_rendered_free(out);
+		return API_EINVALID;
+	}
 	for (int i = 0; i < API_MEDIA_VARIANTS_COUNT; i++) {
-		if (media_vips_render_one(bytes, length, i,
-			&out->variants[i]) != 0) {
-			media_vips_reason(reason, "decode failed: ");
-			media_rendered_free(out);
-			return API_EINVALID;
-		}
-		assert(out->variants[i].width > 0);
-		assert(out->variants[i].width <= MEDIA_LARGE_WIDTH_PIXELS);
+		MEDIA_VIPS_ASSERT(out->variants[i].bytes != NULL);
+		MEDIA_VIPS_ASSERT(out->variants[i].width > 0);
+		MEDIA_VIPS_ASSERT(out->variants[i].width <=
+			MEDIA_LARGE_WIDTH_PIXELS);
 	}
 	return 0;
 }
@@ -355,9 +413,9 @@ int
 media_vips_generate(const media_generate_spec *spec, unsigned char **bytes,
 	size_t *length)
 {
-	assert(spec != NULL);
-	assert(bytes != NULL);
-	assert(length != NULL);
+	MEDIA_VIPS_ASSERT(spec != NULL);
+	MEDIA_VIPS_ASSERT(bytes != NULL);
+	MEDIA_VIPS_ASSERT(length != NULL);
 	*bytes = NULL;
 	*length = 0;
 	if (spec->width == 0 || spec->height == 0)
@@ -427,8 +485,8 @@ int
 media_vips_dimensions(const void *bytes, size_t length, uint32_t *width,
 	uint32_t *height)
 {
-	assert(width != NULL);
-	assert(height != NULL);
+	MEDIA_VIPS_ASSERT(width != NULL);
+	MEDIA_VIPS_ASSERT(height != NULL);
 	if (media_vips_init() != 0)
 		return API_EINTERNAL;
 	VipsImage *image = vips_image_new_from_buffer(bytes, length, "", NULL);

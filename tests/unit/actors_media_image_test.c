@@ -101,6 +101,14 @@ TEST(actors_media_variants_never_upscale)
 		{150, 150}, {100, 60}, {100, 60}, {100, 60}};
 	check_variants(&in, tiny);
 	free(in.bytes);
+
+	/* A panorama: the large is only 72 high, so the thumb is cut from
+	 * the original, still 150 x 150. */
+	in = generate(MEDIA_GENERATE_JPEG, 3000, 200, false, 0);
+	const uint32_t wide[4][2] = {
+		{150, 150}, {320, 21}, {640, 43}, {1080, 72}};
+	check_variants(&in, wide);
+	free(in.bytes);
 }
 
 TEST(actors_media_variants_follow_exif_orientation)
