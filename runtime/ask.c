@@ -10,7 +10,7 @@
  * timeout. Claiming at delivery (not at rt_reply) makes this hold across
  * nodes: the claim is always made where the asker lives.
  *
- * Inboxes have addresses of kind RT_KIND_NONE and a runtime-unique id.
+ * Inboxes have addresses of kind RT_KIND_INBOX and a runtime-unique id.
  * Anything delivered there is queued; notify runs when the queue goes
  * from empty to non-empty.
  *
@@ -329,5 +329,5 @@ rt_addr
 rt_inbox_addr(const rt_inbox *inbox)
 {
 	RT_ASSERT(inbox != NULL);
-	return rt_addr_make(RT_KIND_NONE, inbox->id);
+	return rt_addr_make(RT_KIND_INBOX, inbox->id);
 }

@@ -230,7 +230,7 @@ rt_register_kind(rt_runtime *rt, uint32_t kind, const rt_actor_ops *ops)
 	RT_ASSERT(rt != NULL);
 	if (ops == NULL || ops->on_message == NULL)
 		return RT_EINVAL;
-	if (kind == RT_KIND_NONE || kind >= RT_KINDS_MAX)
+	if (kind == RT_KIND_NONE || kind >= RT_KINDS_MAX || kind == RT_KIND_INBOX)
 		return RT_EINVAL;
 	if (atomic_load(&rt->started) && !rt->cfg.deterministic)
 		return RT_EINVAL;

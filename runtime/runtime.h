@@ -260,10 +260,9 @@ int rt_reply(rt_actor *self, const rt_message *request, rt_message *reply);
  * the owner can wake its loop (e.g. uv_async_send). notify may be NULL
  * for a polling owner; it must not call back into the runtime's inbox
  * functions (it runs under the runtime's inbox-table lock).
- * An inbox's address has kind RT_KIND_NONE and a non-zero id; actors may
- * also rt_send plain messages to it (live pushes), bounded at 65,536
- * queued (RT_EMAILBOX_FULL beyond). Inbox addresses are local: sends to
- * kind RT_KIND_NONE never go through the route hook.
+ * Plain sends to an inbox are bounded at 65,536 queued (RT_EMAILBOX_FULL
+ * beyond; replies and timeouts are not bounded). Inbox addresses are
+ * local: sends to kind RT_KIND_INBOX never go through the route hook.
  */
 typedef void (*rt_inbox_notify_callback)(void *arg);
 int rt_inbox_create(rt_runtime *rt, rt_inbox_notify_callback notify,

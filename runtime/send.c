@@ -131,7 +131,7 @@ rt__deliver(rt_runtime *rt, rt_message *m, unsigned how)
 		rt_message_free(rt, m);
 		return 0;
 	}
-	if (kind == RT_KIND_NONE)
+	if (kind == RT_KIND_INBOX)
 		return rt__inbox_deliver(rt, m);
 	if (RT_UNLIKELY(kind >= RT_KINDS_MAX || rt->kinds[kind].ops == NULL)) {
 		rt_message_free(rt, m);
@@ -187,7 +187,8 @@ rt__activate(rt_runtime *rt, rt_addr addr)
 	uint32_t kind = addr.kind;
 	if (atomic_load_explicit(&rt->stopping, memory_order_acquire))
 		return RT_ESTOPPED;
-	if (kind == RT_KIND_NONE || kind >= RT_KINDS_MAX || rt->kinds[kind].ops == NULL)
+	if (kind == RT_KIND_NONE || kind >= RT_KINDS_MAX || kind == RT_KIND_INBOX ||
+		rt->kinds[kind].ops == NULL)
 		return RT_ENOTFOUND;
 	const rt__kind *k = &rt->kinds[kind];
 	uint64_t hash = rt__addr_hash(kind, addr.id);
@@ -220,7 +221,7 @@ rt__activate(rt_runtime *rt, rt_addr addr)
 int
 rt__route_and_deliver(rt_runtime *rt, rt_message *m)
 {
-	if (rt->has_route && m->to.kind != RT_KIND_NONE) {
+	if (rt->has_route && m->to.kind != RT_KIND_INBOX) {
 		if (atomic_load_explicit(&rt->stopping, memory_order_acquire)) {
 			rt_message_free(rt, m);
 			return RT_ESTOPPED;

@@ -160,7 +160,7 @@ TEST(runtime_inbox_ask_deterministic_wait)
 	CHECK_EQ(rt_register_kind(rt, KIND_RESPONDER, &responder_ops), 0);
 	rt_inbox *inbox;
 	CHECK_EQ(rt_inbox_create(rt, NULL, NULL, &inbox), 0);
-	CHECK_EQ(rt_inbox_addr(inbox).kind, RT_KIND_NONE);
+	CHECK_EQ(rt_inbox_addr(inbox).kind, RT_KIND_INBOX);
 	rt_addr to = rt_addr_make(KIND_RESPONDER, 1);
 	/* Echo: rt_inbox_wait runs the scheduler until the reply is in. */
 	rt_message *m = rt_message_alloc(rt, MSG_ECHO, 8);

@@ -97,9 +97,12 @@ TEST(runtime_unregistered_kind_is_not_found)
 		RT_ENOTFOUND);
 	CHECK_EQ(tk_send(rt, rt_addr_make(40, 1), MSG_ADD, &one, 8), RT_ENOTFOUND);
 	CHECK_EQ(rt_activate(rt, rt_addr_make(KIND_OTHER, 1)), RT_ENOTFOUND);
-	/* An inbox address that does not exist. */
-	CHECK_EQ(tk_send(rt, rt_addr_make(RT_KIND_NONE, 999), MSG_ADD, &one, 8),
+	/* An inbox address that does not exist; kind "none" is no target. */
+	CHECK_EQ(tk_send(rt, rt_addr_make(RT_KIND_INBOX, 999), MSG_ADD, &one, 8),
 		RT_ENOTFOUND);
+	CHECK_EQ(tk_send(rt, rt_addr_make(RT_KIND_NONE, 1), MSG_ADD, &one, 8),
+		RT_ENOTFOUND);
+	CHECK_EQ(rt_register_kind(rt, RT_KIND_INBOX, &counter_ops), RT_EINVAL);
 	CHECK(rt_message_alloc(rt, 1, RT_MESSAGE_BYTES_MAX + 1) == NULL);
 	rt_stats st;
 	rt_get_stats(rt, &st);
