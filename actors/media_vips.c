@@ -27,6 +27,8 @@
 #include "actors/media.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,6 +66,8 @@ static const int media_vips_widths[API_MEDIA_VARIANTS_COUNT] = {
 
 static pthread_once_t media_vips_once = PTHREAD_ONCE_INIT;
 static int media_vips_init_status = API_EINTERNAL;
+/* Set once libvips is up: per-thread cleanup is only valid after it. */
+static _Atomic bool media_vips_ready;
 
 /* The loader libvips must pick for each sniffed format. */
 static const char *const media_vips_loaders[] = {
@@ -112,6 +116,7 @@ media_vips_init_once(void)
 	g_log_set_handler("VIPS", G_LOG_LEVEL_WARNING | G_LOG_LEVEL_MESSAGE |
 		G_LOG_LEVEL_INFO | G_LOG_LEVEL_DEBUG, media_vips_log_drop, NULL);
 	media_vips_init_status = 0;
+	media_vips_ready = true;
 }
 
 int
@@ -124,7 +129,10 @@ media_vips_init(void)
 void
 media_vips_thread_done(void)
 {
-	vips_thread_shutdown();
+	/* A pool that never processed anything may run in a process that
+	 * never started libvips; its thread has nothing to release. */
+	if (media_vips_ready)
+		vips_thread_shutdown();
 }
 
 /* First line of libvips' error text, printable ASCII only, after prefix. */

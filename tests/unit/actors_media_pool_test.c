@@ -415,3 +415,14 @@ TEST(actors_media_file_names_are_validated)
 		"0123456789abcdef0123456789abcdef/medium.jpg");
 	CHECK_EQ(media_path_variant("/d", good, 2, path, 20), API_EINVALID);
 }
+
+TEST(actors_media_idle_pool_stops_cleanly)
+{
+	/* A pool whose threads never processed anything (every api of a
+	 * test that uploads nothing) must stop without touching libvips,
+	 * which this process never started. */
+	fixture f;
+	fixture_init(&f);
+	media_pool *pool = pool_make(&f, 2, 4);
+	media_pool_destroy(pool);
+}
