@@ -46,8 +46,15 @@
  *     upscaled: a 500-wide image keeps 500 for medium and large.
  *
  * What it deliberately does not do: HTTP, URL signing (the gateway's);
- * replicate files between nodes (data_dir/media is the node's, see the
- * report of the "Photos end to end" issue).
+ * replicate files between nodes: the pool processes on the node that
+ * took the upload and data_dir/media is that node's, so a cluster needs
+ * it on shared storage (or a replication step) to serve every variant
+ * from every node.
+ *
+ * Threads: media_probe, media_render and the store functions are
+ * thread-safe; the pool's threads are the only ones that decode. With
+ * media_threads 0 (deterministic runs) nothing decodes until someone
+ * calls media_pool_run_one.
  */
 #ifndef FLOCK_ACTORS_MEDIA_H
 #define FLOCK_ACTORS_MEDIA_H
@@ -458,8 +465,5 @@ const char *media_service_data_dir(const media_service *svc);
 const char *media_service_base_url(const media_service *svc);
 media_pool *media_service_pool(media_service *svc);
 uint64_t media_service_ask_timeout_ms(const media_service *svc);
-
-/* With threads 0 nothing processes by itself: the simulator drives the
- * pool with media_pool_run_one(media_service_pool(svc)). */
 
 #endif /* FLOCK_ACTORS_MEDIA_H */
