@@ -20,7 +20,7 @@ SHELL := /bin/bash
 PACKAGES_BUILD := gcc make pkg-config clang libclang-rt-14-dev \
 	libuv1-dev libnng-dev libmsgpack-dev liblmdb-dev libwebsockets-dev \
 	libwebsockets-evlib-uv libsodium-dev libvips-dev libjansson-dev \
-	curl python3 python3-websockets procps
+	curl python3 python3-websockets procps chromium
 # What the benchmarks' peers need on top.
 PACKAGES_BENCH := erlang-nox golang-go redis-server wrk nginx-light
 
@@ -37,9 +37,20 @@ define install_packages
 	fi
 endef
 
-.PHONY: deps deps-bench
+.PHONY: deps deps-bench deps-browser
 deps:
 	$(call install_packages,$(PACKAGES_BUILD))
+	@$(MAKE) --no-print-directory deps-browser
+
+# The browser test's driver (playwright-core; it downloads no browser:
+# the test runs Debian's chromium). Node and npm come with the machine's
+# nodejs; Debian's are installed where they are missing.
+deps-browser:
+	@command -v node >/dev/null && command -v npm >/dev/null || { \
+		echo "flock: installing Debian packages: nodejs npm"; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null; }
+	@[ tests/browser/node_modules/.package-lock.json -nt tests/browser/package-lock.json ] || \
+		npm ci --prefix tests/browser --no-audit --no-fund --loglevel=error
 deps-bench: deps
 	$(call install_packages,$(PACKAGES_BENCH))
 
