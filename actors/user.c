@@ -38,6 +38,8 @@
 #include <stdlib.h>
 
 #include "persistence/persistence.h"
+/* Only for sim_sometimes, the simulator's dependency-free counter. */
+#include "sim/sim.h"
 
 /* Interaction scores kept per user: the authors a reader interacts with
  * most; 64 covers a reader's close circle and keeps lookups linear. */
@@ -224,8 +226,12 @@ ring_has(const user_state *st, uint64_t post_id)
 static bool
 ring_wants(const user_state *st, uint64_t post_id, uint32_t max)
 {
+#ifndef FLOCK_BUG_NO_DEDUPE
+	/* (make sim-zoo plants the bug by compiling this check out: a push
+	 * re-sent after a crash then lands twice.) */
 	if (ring_has(st, post_id))
 		return false;
+#endif
 	return !(st->ring_count == max && max > 0 &&
 		post_id < ring_at(st, 0)->post_id);
 }
@@ -1253,6 +1259,8 @@ on_push(api *a, rt_actor *self, user_state *st, const rt_message *m)
 		wire_u64(&w, key);
 		wire_u64(&w, author);
 		changes = ring_wants(st, key, a->cfg.timeline_entries_max);
+		if (!changes && ring_has(st, key))
+			sim_sometimes("actors: re-sent timeline push deduplicated");
 	} else {
 		record = USER_R_PULL;
 		wire_u64(&w, author);

@@ -119,9 +119,11 @@ undo_save(ps_fault_disk *f, fault_file *file, int fd, uint64_t offset,
 	return PS_OK;
 }
 
-/* Puts the file back to its last synced state. */
+/* Puts the file back to its last synced state, keeping `keep` bytes of
+ * what was appended past it (UINT64_MAX: a random share of them drawn
+ * from *seed). */
 static void
-file_rollback(ps_fault_disk *f, fault_file *file)
+file_rollback_keep(ps_fault_disk *f, fault_file *file, uint64_t *seed)
 {
 	const ps_disk_ops *ops = f->under->ops;
 	int fd;
@@ -129,8 +131,16 @@ file_rollback(ps_fault_disk *f, fault_file *file)
 		return;
 	uint64_t size = 0;
 	ops->size(f->under->ctx, fd, &size);
+	uint64_t keep = 0;
+	if (seed != NULL && size > file->durable_size) {
+		/* splitmix64: a draw per file, in file-slot order */
+		uint64_t z = (*seed += 0x9e3779b97f4a7c15ull);
+		z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+		z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+		keep = (z ^ (z >> 31)) % (size - file->durable_size + 1);
+	}
 	if (size > file->durable_size)
-		f->stats.bytes_dropped += size - file->durable_size;
+		f->stats.bytes_dropped += size - file->durable_size - keep;
 	while (file->undo != NULL) {
 		fault_undo *u = file->undo;
 		file->undo = u->next;
@@ -140,8 +150,14 @@ file_rollback(ps_fault_disk *f, fault_file *file)
 		f->stats.bytes_dropped += u->length;
 		free(u);
 	}
-	ops->truncate(f->under->ctx, fd, file->durable_size);
+	ops->truncate(f->under->ctx, fd, file->durable_size + keep);
 	ops->close(f->under->ctx, fd);
+}
+
+static void
+file_rollback(ps_fault_disk *f, fault_file *file)
+{
+	file_rollback_keep(f, file, NULL);
 }
 
 static int
@@ -501,8 +517,8 @@ ps_fault_disk_heal(ps_fault_disk *f)
 	pthread_mutex_unlock(&f->mutex);
 }
 
-void
-ps_fault_disk_crash(ps_fault_disk *f)
+static void
+crash(ps_fault_disk *f, uint64_t *seed)
 {
 	pthread_mutex_lock(&f->mutex);
 	for (int i = 0; i < FAULT_FILES_MAX; i++) {
@@ -514,10 +530,22 @@ ps_fault_disk_crash(ps_fault_disk *f)
 			file->unlinked = true;
 			continue;
 		}
-		file_rollback(f, file);
+		file_rollback_keep(f, file, seed);
 	}
 	f->crashed = true;
 	pthread_mutex_unlock(&f->mutex);
+}
+
+void
+ps_fault_disk_crash(ps_fault_disk *f)
+{
+	crash(f, NULL);
+}
+
+void
+ps_fault_disk_crash_torn(ps_fault_disk *f, uint64_t seed)
+{
+	crash(f, &seed);
 }
 
 void

@@ -60,6 +60,8 @@
 #include <string.h>
 
 #include "persistence/persistence.h"
+/* Only for sim_sometimes, the simulator's dependency-free counter. */
+#include "sim/sim.h"
 
 #define PS_JOURNAL_FORMAT_VERSION 1u
 #define PS_SNAPSHOT_FORMAT_VERSION 1u

@@ -20,6 +20,12 @@
  *     started a new segment whose first LSN skips the failed ones;
  *   - the segment being written is never deleted.
  *
+ * Manual mode (the simulator): no writer thread. ps_journal_pump does the
+ * writer's work one disk step at a time on the caller's thread (write the
+ * queued batch; later fdatasync it and complete it), and ps_journal_retry
+ * probes inline, so the caller decides when each disk operation happens.
+ * Both modes share the steps below; only who calls them differs.
+ *
  * It does not preallocate segment files or use O_DIRECT: fdatasync of an
  * append is what the design's numbers were measured with.
  */
@@ -75,6 +81,7 @@ struct ps_journal {
 	uint64_t retry_interval_ms;
 	ps_log_callback log;
 	void *log_arg;
+	bool manual;
 
 	pthread_mutex_t mutex;
 	pthread_cond_t wake;    /* the writer waits here */
@@ -103,6 +110,9 @@ struct ps_journal {
 	uint64_t file_first_lsn;   /* its first LSN (names it) */
 	uint64_t written_lsn;      /* last durable LSN in the files */
 	uint64_t stale_first_lsn;  /* a half-created segment to remove; 0 */
+	bool unsynced;             /* `writing` is written, not yet synced */
+	uint64_t unsynced_bytes;   /* its bytes past file_bytes */
+	uint64_t unsynced_last_lsn;
 	pthread_t writer;
 };
 
@@ -254,9 +264,14 @@ fail:
 
 /* ---- the writer ----------------------------------------------------------- */
 
+/* The first half of a group commit: b's bytes written after the
+ * segment's durable end, not synced. Writer (or pump) only. */
 static int
-batch_write(ps_journal *j, batch *b)
+batch_write_step(ps_journal *j, batch *b)
 {
+	ps__assert(!j->unsynced);
+	j->unsynced_bytes = 0;
+	j->unsynced_last_lsn = 0;
 	if (b->length == 0)
 		return PS_OK; /* barriers only: everything before is durable */
 	ps__assert(b->first_lsn != 0);
@@ -271,11 +286,23 @@ batch_write(ps_journal *j, batch *b)
 	int rc = write_all(j, j->fd, b->bytes, b->length, j->file_bytes);
 	if (rc != 0)
 		return rc;
-	rc = j->disk.ops->fdatasync(j->disk.ctx, j->fd);
+	j->unsynced_bytes = b->length;
+	j->unsynced_last_lsn = b->last_lsn;
+	return PS_OK;
+}
+
+/* The second half: fdatasync what batch_write_step wrote. */
+static int
+batch_sync_step(ps_journal *j)
+{
+	if (j->unsynced_bytes == 0)
+		return PS_OK;
+	int rc = j->disk.ops->fdatasync(j->disk.ctx, j->fd);
 	if (rc != 0)
 		return rc;
-	j->file_bytes += b->length;
-	j->written_lsn = b->last_lsn;
+	j->file_bytes += j->unsynced_bytes;
+	j->written_lsn = j->unsynced_last_lsn;
+	j->unsynced_bytes = 0;
 	return PS_OK;
 }
 
@@ -300,7 +327,64 @@ fail_locked(ps_journal *j, int rc)
 	batch_reset(&j->pending);
 }
 
-/* Recovery probe. Writer thread, no lock held. */
+/* The fate of `writing` is known (rc). Lock held on entry and on return;
+ * dropped while the callbacks run. */
+static void
+batch_finish_locked(ps_journal *j, int rc)
+{
+	if (rc == 0) {
+		if (j->writing.last_lsn != 0)
+			j->durable_lsn = j->writing.last_lsn;
+		j->stats.batches++;
+		j->stats.syncs += j->unsynced_last_lsn != 0;
+		j->stats.bytes_written += j->writing.length;
+	} else {
+		ps__log(j->log, j->log_arg, RT_LOG_ERROR,
+			"journal: write failed, appends refused until a probe succeeds error=%s durable_lsn=%" PRIu64,
+			ps_strerror(rc), j->durable_lsn);
+		if (j->fd >= 0) {
+			j->disk.ops->close(j->disk.ctx, j->fd);
+			j->fd = -1;
+		}
+		j->unsynced_bytes = 0;
+		fail_locked(j, rc);
+	}
+	j->unsynced = false;
+	pthread_cond_broadcast(&j->changed);
+	pthread_mutex_unlock(&j->mutex);
+	batch_complete(j, &j->writing, rc);
+	if (rc != 0)
+		batch_complete(j, &j->failing, rc);
+	pthread_mutex_lock(&j->mutex);
+}
+
+/* `writing` was written and awaits its sync. Lock held. */
+static void
+batch_written_locked(ps_journal *j)
+{
+	j->unsynced = true;
+#ifdef FLOCK_BUG_ACK_BEFORE_FSYNC
+	/* PLANTED BUG (make sim-zoo): acknowledges the batch before its
+	 * fdatasync, so a crash in between loses acknowledged writes. */
+	if (j->writing.last_lsn != 0)
+		j->durable_lsn = j->writing.last_lsn;
+	pthread_mutex_unlock(&j->mutex);
+	batch_complete(j, &j->writing, 0);
+	pthread_mutex_lock(&j->mutex);
+#endif
+}
+
+/* Takes the pending batch as the one to write. Lock held. */
+static void
+take_pending_locked(ps_journal *j)
+{
+	ps__assert(!j->unsynced);
+	batch t = j->writing;
+	j->writing = j->pending;
+	j->pending = t;
+}
+
+/* Recovery probe. Writer thread (or pump), no lock held. */
 static int
 probe(ps_journal *j)
 {
@@ -336,6 +420,26 @@ probe(ps_journal *j)
 	return segment_create(j, first, j->written_lsn);
 }
 
+/* Runs a probe and publishes its result. Lock held on entry and on
+ * return, dropped during the probe. */
+static void
+probe_locked(ps_journal *j)
+{
+	pthread_mutex_unlock(&j->mutex);
+	int rc = probe(j);
+	pthread_mutex_lock(&j->mutex);
+	if (rc == 0) {
+		sim_sometimes("persistence: failed journal recovered by a probe");
+		j->status = 0;
+		ps__log(j->log, j->log_arg, RT_LOG_WARN,
+			"journal: probe succeeded, appends accepted from lsn=%" PRIu64,
+			j->next_lsn);
+	}
+	j->probe_result = rc;
+	j->probe_generation++;
+	pthread_cond_broadcast(&j->changed);
+}
+
 static void
 writer_wait_retry(ps_journal *j)
 {
@@ -366,18 +470,7 @@ writer_main(void *arg)
 				continue;
 			}
 			j->retry_requested = false;
-			pthread_mutex_unlock(&j->mutex);
-			int rc = probe(j);
-			pthread_mutex_lock(&j->mutex);
-			if (rc == 0) {
-				j->status = 0;
-				ps__log(j->log, j->log_arg, RT_LOG_WARN,
-					"journal: probe succeeded, appends accepted from lsn=%" PRIu64,
-					j->next_lsn);
-			}
-			j->probe_result = rc;
-			j->probe_generation++;
-			pthread_cond_broadcast(&j->changed);
+			probe_locked(j);
 			continue;
 		}
 		if (j->pending.count == 0) {
@@ -386,41 +479,71 @@ writer_main(void *arg)
 			pthread_cond_wait(&j->wake, &j->mutex);
 			continue;
 		}
-		batch t = j->writing;
-		j->writing = j->pending;
-		j->pending = t;
+		take_pending_locked(j);
 		pthread_mutex_unlock(&j->mutex);
-
-		int rc = batch_write(j, &j->writing);
-
+		int rc = batch_write_step(j, &j->writing);
 		pthread_mutex_lock(&j->mutex);
 		if (rc == 0) {
-			if (j->writing.last_lsn != 0)
-				j->durable_lsn = j->writing.last_lsn;
-			j->stats.batches++;
-			j->stats.syncs += j->writing.length > 0;
-			j->stats.bytes_written += j->writing.length;
-		} else {
-			ps__log(j->log, j->log_arg, RT_LOG_ERROR,
-				"journal: write failed, appends refused until a probe succeeds error=%s durable_lsn=%" PRIu64,
-				ps_strerror(rc), j->durable_lsn);
-			if (j->fd >= 0) {
-				j->disk.ops->close(j->disk.ctx, j->fd);
-				j->fd = -1;
-			}
-			fail_locked(j, rc);
+			batch_written_locked(j);
+			pthread_mutex_unlock(&j->mutex);
+			rc = batch_sync_step(j);
+			pthread_mutex_lock(&j->mutex);
 		}
-		pthread_cond_broadcast(&j->changed);
-		pthread_mutex_unlock(&j->mutex);
-		batch_complete(j, &j->writing, rc);
-		if (rc != 0)
-			batch_complete(j, &j->failing, rc);
-		pthread_mutex_lock(&j->mutex);
+		batch_finish_locked(j, rc);
 	}
 	j->writer_done = true;
 	pthread_cond_broadcast(&j->changed);
 	pthread_mutex_unlock(&j->mutex);
 	return NULL;
+}
+
+/* ---- manual mode: the caller is the writer -------------------------------- */
+
+static ps_pump_step
+next_step_locked(const ps_journal *j)
+{
+	if (j->unsynced)
+		return PS_PUMP_SYNC;
+	if (j->status == 0 && j->pending.count > 0)
+		return PS_PUMP_WRITE;
+	return PS_PUMP_IDLE;
+}
+
+ps_pump_step
+ps_journal_next_step(ps_journal *j)
+{
+	ps__assert(j != NULL);
+	pthread_mutex_lock(&j->mutex);
+	ps_pump_step step = next_step_locked(j);
+	pthread_mutex_unlock(&j->mutex);
+	return step;
+}
+
+ps_pump_step
+ps_journal_pump(ps_journal *j)
+{
+	ps__assert(j != NULL);
+	ps__assert(j->manual);
+	pthread_mutex_lock(&j->mutex);
+	ps_pump_step step = next_step_locked(j);
+	int rc = 0;
+	if (step == PS_PUMP_SYNC) {
+		pthread_mutex_unlock(&j->mutex);
+		rc = batch_sync_step(j);
+		pthread_mutex_lock(&j->mutex);
+		batch_finish_locked(j, rc);
+	} else if (step == PS_PUMP_WRITE) {
+		take_pending_locked(j);
+		pthread_mutex_unlock(&j->mutex);
+		rc = batch_write_step(j, &j->writing);
+		pthread_mutex_lock(&j->mutex);
+		if (rc == 0)
+			batch_written_locked(j);
+		else
+			batch_finish_locked(j, rc);
+	}
+	pthread_mutex_unlock(&j->mutex);
+	return step;
 }
 
 /* ---- appending ---------------------------------------------------------- */
@@ -561,6 +684,10 @@ ps_journal_wait(ps_journal *j, uint64_t lsn)
 			rc = PS_ESTOPPED;
 			break;
 		}
+		if (j->manual) {
+			rc = PS_EBUSY; /* only the caller's pump can move it */
+			break;
+		}
 		pthread_cond_wait(&j->changed, &j->mutex);
 	}
 	pthread_mutex_unlock(&j->mutex);
@@ -573,7 +700,10 @@ ps_journal_retry(ps_journal *j)
 	ps__assert(j != NULL);
 	pthread_mutex_lock(&j->mutex);
 	int rc = 0;
-	if (j->status != 0) {
+	if (j->status != 0 && j->manual) {
+		probe_locked(j);
+		rc = j->probe_result;
+	} else if (j->status != 0) {
 		uint64_t generation = j->probe_generation;
 		j->retry_requested = true;
 		pthread_cond_signal(&j->wake);
@@ -762,6 +892,7 @@ cut_tail(ps_journal *j, ps_journal_report *report, const char *path,
 	ops->close(j->disk.ctx, fd);
 	if (rc != 0)
 		return rc;
+	sim_sometimes("persistence: torn journal tail truncated");
 	report->torn_tail = true;
 	report->torn_offset = offset;
 	report->torn_bytes = size - offset;
@@ -919,6 +1050,7 @@ ps_journal_open(const ps_journal_options *opts, ps_journal_report *report,
 		? opts->retry_interval_ms : PS_JOURNAL_RETRY_INTERVAL_MS_DEFAULT;
 	j->log = opts->log;
 	j->log_arg = opts->log_arg;
+	j->manual = opts->manual;
 	j->fd = -1;
 	pthread_condattr_t attr;
 	pthread_condattr_init(&attr);
@@ -942,7 +1074,8 @@ ps_journal_open(const ps_journal_options *opts, ps_journal_report *report,
 	rc = recover(j, opts, report);
 	if (rc != 0)
 		goto fail_recover;
-	if (pthread_create(&j->writer, NULL, writer_main, j) != 0) {
+	if (!j->manual &&
+		pthread_create(&j->writer, NULL, writer_main, j) != 0) {
 		rc = PS_ENOMEM;
 		goto fail_recover;
 	}
@@ -967,17 +1100,9 @@ fail:
 	return rc;
 }
 
-void
-ps_journal_close(ps_journal *j)
+static void
+journal_free(ps_journal *j)
 {
-	if (j == NULL)
-		return;
-	pthread_mutex_lock(&j->mutex);
-	j->closing = true;
-	pthread_cond_signal(&j->wake);
-	pthread_mutex_unlock(&j->mutex);
-	pthread_join(j->writer, NULL);
-	ps__assert(j->pending.count == 0);
 	if (j->fd >= 0)
 		j->disk.ops->close(j->disk.ctx, j->fd);
 	free(j->segments);
@@ -988,6 +1113,50 @@ ps_journal_close(ps_journal *j)
 	pthread_cond_destroy(&j->wake);
 	pthread_mutex_destroy(&j->mutex);
 	free(j);
+}
+
+void
+ps_journal_close(ps_journal *j)
+{
+	if (j == NULL)
+		return;
+	if (j->manual) {
+		/* What the writer would do before it stops; bounded: each
+		 * round empties the queue or fails it, and closing refuses
+		 * new appends. */
+		pthread_mutex_lock(&j->mutex);
+		j->closing = true;
+		pthread_mutex_unlock(&j->mutex);
+		while (ps_journal_pump(j) != PS_PUMP_IDLE)
+			continue;
+		pthread_mutex_lock(&j->mutex);
+		j->writer_done = true;
+		pthread_mutex_unlock(&j->mutex);
+	} else {
+		pthread_mutex_lock(&j->mutex);
+		j->closing = true;
+		pthread_cond_signal(&j->wake);
+		pthread_mutex_unlock(&j->mutex);
+		pthread_join(j->writer, NULL);
+	}
+	ps__assert(j->pending.count == 0);
+	journal_free(j);
+}
+
+void
+ps_journal_abandon(ps_journal *j)
+{
+	if (j == NULL)
+		return;
+	ps__assert(j->manual);
+	pthread_mutex_lock(&j->mutex);
+	j->closing = true;
+	j->writer_done = true;
+	j->unsynced = false;
+	pthread_mutex_unlock(&j->mutex);
+	batch_complete(j, &j->writing, PS_ESTOPPED);
+	batch_complete(j, &j->pending, PS_ESTOPPED);
+	journal_free(j);
 }
 
 bool

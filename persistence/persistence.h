@@ -228,6 +228,10 @@ void ps_fault_disk_short_writes(ps_fault_disk *fault, uint64_t every);
 void ps_fault_disk_heal(ps_fault_disk *fault);
 /* Rolls back everything not fdatasynced; later calls fail PS_EIO. */
 void ps_fault_disk_crash(ps_fault_disk *fault);
+/* Like crash, but of each file's unsynced appended bytes a prefix
+ * survives, its length drawn from seed: the kernel wrote back some dirty
+ * pages before the power cut, so recovery finds a torn tail. */
+void ps_fault_disk_crash_torn(ps_fault_disk *fault, uint64_t seed);
 void ps_fault_disk_stats(ps_fault_disk *fault, ps_fault_stats *out);
 
 /* ---- journal records ---------------------------------------------------- */
@@ -310,6 +314,10 @@ typedef struct ps_journal_options {
 	void *record_arg;
 	ps_log_callback log;         /* may be NULL */
 	void *log_arg;
+	/* true: no writer thread; the caller drives every write, fdatasync
+	 * and probe with ps_journal_pump / ps_journal_retry on its own
+	 * thread (the simulator, which decides when each disk syncs). */
+	bool manual;
 } ps_journal_options;
 
 /* Zeroes opts (every field takes its default) and sets directory. */
@@ -369,7 +377,8 @@ uint64_t ps_journal_last_lsn(ps_journal *journal);
 
 /* Blocks until record lsn is durable (0) or known failed (its error), or
  * the journal closes (PS_ESTOPPED). Not from an actor or a durable
- * callback. */
+ * callback. A manual journal never blocks: PS_EBUSY while lsn is
+ * neither durable nor failed. */
 int ps_journal_wait(ps_journal *journal, uint64_t lsn);
 
 /* 0 while healthy, else the error that failed it. Any thread. */
@@ -384,6 +393,26 @@ int ps_journal_status(ps_journal *journal);
  * an actor or a durable callback.
  */
 int ps_journal_retry(ps_journal *journal);
+
+/*
+ * Manual journals (opts->manual): the writer's work, one disk step at a
+ * time, on the caller's thread. A group commit is two steps: WRITE takes
+ * every queued record and barrier and writes them (no sync); SYNC
+ * fdatasyncs what WRITE wrote and then runs their callbacks in LSN
+ * order. A crash of the disk between the two loses the written batch,
+ * which was never acknowledged. A failed step fails the batch and every
+ * queued record (their callbacks run before the pump returns) and the
+ * journal turns read-only until ps_journal_retry.
+ */
+typedef enum ps_pump_step {
+	PS_PUMP_IDLE = 0,  /* nothing queued, nothing written unsynced */
+	PS_PUMP_WRITE = 1, /* records or barriers queued: write them */
+	PS_PUMP_SYNC = 2,  /* a written batch awaits its fdatasync */
+} ps_pump_step;
+/* What ps_journal_pump would do now. PS_PUMP_IDLE also while failed. */
+ps_pump_step ps_journal_next_step(ps_journal *journal);
+/* Does that step; returns the step done. Manual journals only. */
+ps_pump_step ps_journal_pump(ps_journal *journal);
 
 /* Deletes segments all of whose records have LSN <= checkpoint_lsn (never
  * the segment being written). *deleted_out may be NULL. Any thread. */
@@ -403,6 +432,10 @@ void ps_journal_get_stats(ps_journal *journal, ps_journal_stats *out);
 /* Writes and syncs everything queued (their callbacks run), stops the
  * writer and frees the journal. Blocking; not from an actor. */
 void ps_journal_close(ps_journal *journal);
+/* The process died: frees the journal without another disk write or
+ * sync. Queued and written-unsynced records fail with PS_ESTOPPED (their
+ * callbacks run). Manual journals only (the simulator's crash). */
+void ps_journal_abandon(ps_journal *journal);
 
 /* ---- snapshot values ---------------------------------------------------- */
 
@@ -454,6 +487,9 @@ typedef struct ps_store_options {
 	void *wait_arg;
 	ps_log_callback log;              /* may be NULL */
 	void *log_arg;
+	/* true: no writer thread; ps_store_pump commits on the caller's
+	 * thread, and wait_durable must not block (PS_EBUSY: not yet). */
+	bool manual;
 } ps_store_options;
 
 void ps_store_options_default(ps_store_options *opts, const char *directory);
@@ -481,6 +517,17 @@ uint64_t ps_store_checkpoint_lsn(ps_store *store);
 uint64_t ps_store_map_bytes(ps_store *store);
 /* Flushes, stops the writer, closes the environment. */
 void ps_store_close(ps_store *store);
+/* Manual stores: commits one batch (up to batch_puts_max requests, in
+ * queue order, stopping before a put whose record wait_durable reports
+ * PS_EBUSY) and runs its markers' callbacks. Returns the requests done
+ * (0: nothing could move). */
+uint32_t ps_store_pump(ps_store *store);
+/* Requests (puts and markers) queued and not yet committed. */
+uint32_t ps_store_queued(ps_store *store);
+/* The process died: drops every queued request without committing it
+ * (markers' callbacks run with PS_ESTOPPED) and closes the environment.
+ * Manual stores only. */
+void ps_store_abandon(ps_store *store);
 /* Benchmark baseline only: one write transaction with one put, committed
  * with LMDB's default sync, on the calling thread. Not for product code. */
 int ps_store_bench_put_sync(ps_store *store, rt_addr addr, uint64_t lsn,
@@ -502,11 +549,22 @@ _Static_assert(sizeof(ps_durable_notice) == 48, "notice is 48 bytes");
 
 typedef struct ps_node ps_node;
 
+/* Observes every activation load through the store hook (status: 0, or
+ * RT_ENOTFOUND for a fresh actor, or the error), in the actor's context.
+ * The simulator's checks use it. */
+typedef void (*ps_load_observer)(void *arg, rt_addr addr, int status);
+
 typedef struct ps_node_options {
 	const ps_disk *disk;         /* journal disk; NULL: real */
 	uint64_t segment_bytes;      /* 0: default */
 	uint64_t map_bytes;          /* 0: default */
 	uint64_t retry_interval_ms;  /* 0: default */
+	/* true: journal and store run no threads; the caller pumps them
+	 * (ps_journal_pump, ps_store_pump on ps_node_journal/_store) and
+	 * must run a deterministic runtime. */
+	bool manual;
+	ps_load_observer on_load;    /* may be NULL */
+	void *on_load_arg;
 } ps_node_options;
 
 typedef struct ps_node_report {
@@ -590,6 +648,11 @@ void ps_node_get_stats(ps_node *node, ps_node_stats *out);
  * the store, closes journal and store, frees the node. The runtime's
  * store hook must not be used afterwards. */
 void ps_node_close(ps_node *node);
+/* The process died (manual nodes only, after rt_stop): nothing more is
+ * written or synced; queued records fail with PS_ESTOPPED, queued
+ * snapshots are dropped; frees the node. What the disk holds is what a
+ * restart recovers from. */
+void ps_node_crash(ps_node *node);
 
 /* ---- effects: outbox and dedupe ---------------------------------------- */
 

@@ -17,6 +17,11 @@
  * from address to the newest queued put) so an actor re-activated before
  * its passivation snapshot committed still sees it.
  *
+ * Manual mode (the simulator): no writer thread; ps_store_pump commits
+ * one batch on the caller's thread, taking puts only as far as the first
+ * whose journal record is not yet durable or failed (wait_durable answers
+ * PS_EBUSY instead of blocking), so the caller decides when LMDB commits.
+ *
  * Map growth: on MDB_MAP_FULL the writer aborts the transaction, takes the
  * resize lock exclusively (readers hold it shared around their
  * transactions, because mdb_env_set_mapsize needs no transaction active in
@@ -61,12 +66,14 @@ struct ps_store {
 	void *wait_arg;
 	ps_log_callback log;
 	void *log_arg;
+	bool manual;
 
 	pthread_mutex_t mutex;
 	pthread_cond_t wake;
 	store_request *head;
 	store_request *tail;
 	uint32_t queued_puts;
+	uint32_t queued_requests;
 	ps__addr_map pending; /* addr -> newest queued put */
 	bool closing;
 	uint64_t checkpoint_lsn;
@@ -190,6 +197,49 @@ commit_batch(ps_store *s, store_request *first, uint32_t n)
 	}
 }
 
+/* Unlinks up to batch_puts_max requests from the head. Lock held. */
+static store_request *
+take_batch_locked(ps_store *s, uint32_t max, uint32_t *n_out)
+{
+	store_request *first = s->head;
+	store_request *last = first;
+	uint32_t n = 1;
+	while (n < max && last->next != NULL) {
+		last = last->next;
+		n++;
+	}
+	s->head = last->next;
+	if (s->head == NULL)
+		s->tail = NULL;
+	last->next = NULL;
+	*n_out = n;
+	return first;
+}
+
+/* After a batch's commit (rc): forgets its puts, runs its markers'
+ * callbacks, frees it. No lock held. */
+static void
+batch_done(ps_store *s, store_request *first, uint32_t n, int rc)
+{
+	pthread_mutex_lock(&s->mutex);
+	s->queued_requests -= n;
+	for (store_request *r = first; r != NULL; r = r->next) {
+		if (r->kind != REQUEST_PUT)
+			continue;
+		s->queued_puts--;
+		if (ps__addr_map_get(&s->pending, r->addr) == r)
+			ps__addr_map_remove(&s->pending, r->addr);
+	}
+	pthread_mutex_unlock(&s->mutex);
+	while (first != NULL) {
+		store_request *r = first;
+		first = r->next;
+		if (r->kind == REQUEST_MARKER && r->cb != NULL)
+			r->cb(r->arg, rc);
+		free(r);
+	}
+}
+
 static void *
 writer_main(void *arg)
 {
@@ -202,41 +252,50 @@ writer_main(void *arg)
 			pthread_cond_wait(&s->wake, &s->mutex);
 			continue;
 		}
-		store_request *first = s->head;
-		store_request *last = first;
-		uint32_t n = 1;
-		while (n < s->batch_puts_max && last->next != NULL) {
-			last = last->next;
-			n++;
-		}
-		s->head = last->next;
-		if (s->head == NULL)
-			s->tail = NULL;
-		last->next = NULL;
+		uint32_t n;
+		store_request *first = take_batch_locked(s, s->batch_puts_max,
+			&n);
 		pthread_mutex_unlock(&s->mutex);
-
 		int rc = commit_batch(s, first, n);
-
-		pthread_mutex_lock(&s->mutex);
-		for (store_request *r = first; r != NULL; r = r->next) {
-			if (r->kind != REQUEST_PUT)
-				continue;
-			s->queued_puts--;
-			if (ps__addr_map_get(&s->pending, r->addr) == r)
-				ps__addr_map_remove(&s->pending, r->addr);
-		}
-		pthread_mutex_unlock(&s->mutex);
-		while (first != NULL) {
-			store_request *r = first;
-			first = r->next;
-			if (r->kind == REQUEST_MARKER && r->cb != NULL)
-				r->cb(r->arg, rc);
-			free(r);
-		}
+		batch_done(s, first, n, rc);
 		pthread_mutex_lock(&s->mutex);
 	}
 	pthread_mutex_unlock(&s->mutex);
 	return NULL;
+}
+
+uint32_t
+ps_store_pump(ps_store *s)
+{
+	ps__assert(s != NULL);
+	ps__assert(s->manual);
+	/* How far the batch may go: up to a put whose record is unresolved.
+	 * Only this thread takes from the queue, so the prefix stays. */
+	pthread_mutex_lock(&s->mutex);
+	uint32_t n = 0;
+	for (store_request *r = s->head; r != NULL && n < s->batch_puts_max;
+		r = r->next) {
+		if (r->kind == REQUEST_PUT && s->wait_durable != NULL &&
+			s->wait_durable(s->wait_arg, r->lsn) == PS_EBUSY)
+			break;
+		n++;
+	}
+	store_request *first = n > 0 ? take_batch_locked(s, n, &n) : NULL;
+	pthread_mutex_unlock(&s->mutex);
+	if (first == NULL)
+		return 0;
+	int rc = commit_batch(s, first, n);
+	batch_done(s, first, n, rc);
+	return n;
+}
+
+uint32_t
+ps_store_queued(ps_store *s)
+{
+	pthread_mutex_lock(&s->mutex);
+	uint32_t n = s->queued_requests;
+	pthread_mutex_unlock(&s->mutex);
+	return n;
 }
 
 /* ---- queueing -------------------------------------------------------------- */
@@ -250,6 +309,7 @@ enqueue_locked(ps_store *s, store_request *r)
 	else
 		s->head = r;
 	s->tail = r;
+	s->queued_requests++;
 	pthread_cond_signal(&s->wake);
 }
 
@@ -333,6 +393,13 @@ flush_done(void *arg, int status)
 int
 ps_store_flush(ps_store *s)
 {
+	if (s->manual) {
+		/* Bounded: every pump commits at least one request unless a
+		 * put waits on an unresolved record, which ends the loop. */
+		while (ps_store_pump(s) > 0)
+			continue;
+		return ps_store_queued(s) == 0 ? PS_OK : PS_EBUSY;
+	}
 	flush_wait w = {.done = false};
 	pthread_mutex_init(&w.mutex, NULL);
 	pthread_cond_init(&w.cond, NULL);
@@ -524,6 +591,7 @@ ps_store_open(const ps_store_options *opts, ps_store **out)
 	s->wait_arg = opts->wait_arg;
 	s->log = opts->log;
 	s->log_arg = opts->log_arg;
+	s->manual = opts->manual;
 	pthread_mutex_init(&s->mutex, NULL);
 	pthread_cond_init(&s->wake, NULL);
 	pthread_rwlock_init(&s->resize, NULL);
@@ -553,7 +621,8 @@ ps_store_open(const ps_store_options *opts, ps_store **out)
 	rc = open_databases(s);
 	if (rc != 0)
 		goto fail_env;
-	if (pthread_create(&s->writer, NULL, writer_main, s) != 0) {
+	if (!s->manual &&
+		pthread_create(&s->writer, NULL, writer_main, s) != 0) {
 		rc = PS_ENOMEM;
 		goto fail_env;
 	}
@@ -570,6 +639,17 @@ fail:
 	return rc;
 }
 
+static void
+store_free(ps_store *s)
+{
+	ps__addr_map_free(&s->pending);
+	mdb_env_close(s->env);
+	pthread_rwlock_destroy(&s->resize);
+	pthread_cond_destroy(&s->wake);
+	pthread_mutex_destroy(&s->mutex);
+	free(s);
+}
+
 void
 ps_store_close(ps_store *s)
 {
@@ -579,13 +659,29 @@ ps_store_close(ps_store *s)
 	s->closing = true;
 	pthread_cond_signal(&s->wake);
 	pthread_mutex_unlock(&s->mutex);
-	pthread_join(s->writer, NULL);
+	if (s->manual)
+		ps_store_flush(s);
+	else
+		pthread_join(s->writer, NULL);
 	ps__assert(s->head == NULL);
 	ps__assert(s->queued_puts == 0);
-	ps__addr_map_free(&s->pending);
-	mdb_env_close(s->env);
-	pthread_rwlock_destroy(&s->resize);
-	pthread_cond_destroy(&s->wake);
-	pthread_mutex_destroy(&s->mutex);
-	free(s);
+	store_free(s);
+}
+
+void
+ps_store_abandon(ps_store *s)
+{
+	if (s == NULL)
+		return;
+	ps__assert(s->manual);
+	pthread_mutex_lock(&s->mutex);
+	s->closing = true;
+	store_request *first = s->head;
+	uint32_t n = s->queued_requests;
+	s->head = NULL;
+	s->tail = NULL;
+	pthread_mutex_unlock(&s->mutex);
+	if (first != NULL)
+		batch_done(s, first, n, PS_ESTOPPED);
+	store_free(s);
 }
