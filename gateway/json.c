@@ -48,6 +48,12 @@ map_to_json(const msgpack_object_map *map, int depth, json_t **out)
 			json_decref(obj);
 			return GW_EINVAL;
 		}
+		/* JSON allows "\u0000" in a key; many parsers (jansson's
+		 * included) refuse it, so no answer carries one. */
+		if (memchr(k, '\0', klen) != NULL) {
+			json_decref(obj);
+			return GW_EINVAL;
+		}
 		json_t *v;
 		int rc = to_json(&kv->val, depth + 1, &v);
 		if (rc < 0) {

@@ -53,6 +53,16 @@ int
 gw__b64url_decode(const char *s, size_t n, void *out, size_t size,
 	size_t *written)
 {
+	/* Only the alphabet itself: libsodium 1.0.18's constant-time decoder
+	 * maps some bytes >= 0x80 onto '_' and '-' (found by token_fuzz), so
+	 * without this check a token had more than one spelling. */
+	for (size_t i = 0; i < n; i++) {
+		char c = s[i];
+		bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+			(c >= '0' && c <= '9') || c == '-' || c == '_';
+		if (!ok)
+			return GW_EINVAL;
+	}
 	size_t length = 0;
 	const char *end = NULL;
 	if (sodium_base642bin(out, size, s, n, NULL, &length, &end,
