@@ -165,6 +165,14 @@ handle_internal(rt_worker *w, rt_actor *a, const rt__kind *k,
 		actor_save_dirty(w->rt, a, k);
 		snapshot_release(w->rt);
 		break;
+	case RT_TYPE_INTERNAL_EVICT: {
+		rt__pass *pass;
+		RT_ASSERT(m->size == sizeof pass);
+		memcpy(&pass, m->payload, sizeof pass);
+		RT_ASSERT(w->evict_count < RT_PASSIVATE_PASSES_MAX);
+		w->evict_passes[w->evict_count++] = pass;
+		break;
+	}
 	default:
 		RT_ASSERT(!"unknown internal message");
 	}
@@ -282,6 +290,100 @@ actor_passivate(rt_worker *w, rt_actor *a, const rt__kind *k, int processed)
 	rt__reschedule(w, a);
 }
 
+/* Under a's shard lock: queues one eviction request of pass. */
+static bool
+push_evict_locked(rt_runtime *rt, rt_actor *a, rt__pass *pass)
+{
+	rt_message *m = rt__message_new(rt, RT_TYPE_INTERNAL_EVICT,
+		sizeof pass);
+	if (m == NULL)
+		return false;
+	memcpy(m->payload, &pass, sizeof pass);
+	bool schedule = false;
+	rt__push_internal_locked(rt, a, m, &schedule);
+	if (schedule)
+		rt__schedule(rt, a);
+	return true;
+}
+
+/*
+ * The end of a turn that took rt_passivate_where requests: save and
+ * free the actor once nothing is left in its mailbox. If messages raced
+ * in during the save, the actor stays, re-loads what was just saved on
+ * its next turn (as actor_passivate does), handles them, and the
+ * requests are queued again behind them. A failed save is reported to
+ * the passes and the actor is freed anyway: a partition that moves must
+ * not leave an active copy behind (the store keeps the last good state).
+ */
+static void
+actor_evict(rt_worker *w, rt_actor *a, const rt__kind *k, int processed)
+{
+	rt_runtime *rt = w->rt;
+	uint32_t count = w->evict_count;
+	rt__pass *passes[RT_PASSIVATE_PASSES_MAX];
+	memcpy(passes, w->evict_passes, count * sizeof *passes);
+	w->evict_count = 0;
+	if (atomic_load_explicit(&rt->stopping, memory_order_relaxed)) {
+		/* rt_stop passivates every actor itself. */
+		for (uint32_t i = 0; i < count; i++)
+			rt__pass_release(rt, passes[i], RT_ESTOPPED);
+		turn_retire(w, a, processed);
+		return;
+	}
+	const rt_actor_ops *ops = k->ops;
+	bool loaded = atomic_load_explicit(&a->shared_flags,
+		memory_order_relaxed) & RT_ACTOR_LOADED;
+	int status = 0;
+	if (loaded) {
+		w->current = a;
+		if (ops->on_passivate != NULL)
+			ops->on_passivate(a, a->state);
+		if (rt->has_store)
+			status = rt->store.save(rt->store_arg, actor_addr(a), ops,
+				a->state);
+		w->current = NULL;
+		if (status != 0)
+			rt_log(rt, RT_LOG_ERROR, "runtime",
+				"eviction save failed kind=%s id=%llu code=%s",
+				ops->name, (unsigned long long)a->id,
+				rt_strerror(status));
+		atomic_fetch_and_explicit(&a->shared_flags,
+			(uint8_t)~RT_ACTOR_DIRTY, memory_order_relaxed);
+	}
+	uint64_t hash = rt__addr_hash(a->kind, a->id);
+	rt__shard *s = rt__registry_shard(&rt->registry, hash);
+	rt__spin_lock(&s->lock);
+	int remaining = atomic_fetch_sub_explicit(&a->pending, processed,
+		memory_order_acq_rel) - processed;
+	RT_ASSERT(remaining >= 0);
+	uint32_t requeued = 0;
+	if (remaining == 0)
+		rt__registry_remove(s, hash, a);
+	else
+		for (; requeued < count; requeued++)
+			if (!push_evict_locked(rt, a, passes[requeued]))
+				break;
+	rt__spin_unlock(&s->lock);
+	/* Requests that could not be queued again end here, with ENOMEM. */
+	for (uint32_t i = requeued; remaining > 0 && i < count; i++)
+		rt__pass_release(rt, passes[i], RT_ENOMEM);
+	if (loaded && ops->free_state != NULL)
+		ops->free_state(a->state);
+	if (loaded)
+		rt__count(&rt__counters_here(rt)->passivated_total, 1);
+	if (remaining == 0) {
+		actor_free(rt, a);
+		for (uint32_t i = 0; i < count; i++)
+			rt__pass_release(rt, passes[i], status);
+		return;
+	}
+	memset(a->state, 0, ops->state_size);
+	atomic_fetch_and_explicit(&a->shared_flags, (uint8_t)~RT_ACTOR_LOADED,
+		memory_order_relaxed);
+	a->local_flags &= (uint8_t)~(RT_ACTOR_WANT_PASSIVATE | RT_ACTOR_FAILED);
+	rt__reschedule(w, a);
+}
+
 void
 rt__turn(rt_worker *w, rt_actor *a)
 {
@@ -311,6 +413,10 @@ rt__turn(rt_worker *w, rt_actor *a)
 	w->current = NULL;
 	atomic_fetch_add_explicit(&w->messages_delivered, (unsigned)processed,
 		memory_order_relaxed);
+	if (RT_UNLIKELY(w->evict_count > 0)) {
+		actor_evict(w, a, k, processed);
+		return;
+	}
 	if ((a->local_flags & (RT_ACTOR_WANT_PASSIVATE | RT_ACTOR_FAILED)) &&
 		!atomic_load_explicit(&rt->stopping, memory_order_relaxed)) {
 		if (mailbox_empty(a)) {
@@ -519,6 +625,74 @@ rt_snapshot_dirty(rt_runtime *rt, rt_snapshot_done_callback done, void *arg)
 		rt__spin_unlock(&s->lock);
 	}
 	snapshot_release(rt);
+	return 0;
+}
+
+/* ---- passivation passes ------------------------------------------------ */
+
+void
+rt__pass_release(rt_runtime *rt, rt__pass *pass, int status)
+{
+	if (status != 0) {
+		int expected = 0;
+		atomic_compare_exchange_strong(&pass->status, &expected, status);
+	}
+	if (atomic_fetch_sub_explicit(&pass->outstanding, 1,
+		memory_order_acq_rel) != 1)
+		return;
+	pthread_mutex_lock(&rt->passes_lock);
+	RT_ASSERT(rt->passes[pass->slot] == pass);
+	rt->passes[pass->slot] = NULL;
+	pthread_mutex_unlock(&rt->passes_lock);
+	if (pass->done != NULL)
+		pass->done(pass->done_arg, atomic_load(&pass->status));
+	free(pass);
+}
+
+int
+rt_passivate_where(rt_runtime *rt, rt_addr_predicate pred, void *pred_arg,
+	rt_passivate_done_callback done, void *done_arg)
+{
+	RT_ASSERT(rt != NULL);
+	RT_ASSERT(pred != NULL);
+	if (atomic_load(&rt->stopping))
+		return RT_ESTOPPED;
+	rt__pass *pass = calloc(1, sizeof *pass);
+	if (pass == NULL)
+		return RT_ENOMEM;
+	pass->done = done;
+	pass->done_arg = done_arg;
+	atomic_store(&pass->outstanding, 1); /* the walk's own hold */
+	pthread_mutex_lock(&rt->passes_lock);
+	uint32_t slot = 0;
+	while (slot < RT_PASSIVATE_PASSES_MAX && rt->passes[slot] != NULL)
+		slot++;
+	if (slot < RT_PASSIVATE_PASSES_MAX) {
+		pass->slot = slot;
+		rt->passes[slot] = pass;
+	}
+	pthread_mutex_unlock(&rt->passes_lock);
+	if (slot == RT_PASSIVATE_PASSES_MAX) {
+		free(pass);
+		return RT_ENOMEM;
+	}
+	int status = 0;
+	for (uint32_t i = 0; i < RT_REGISTRY_SHARDS; i++) {
+		rt__shard *s = &rt->registry.shards[i];
+		rt__spin_lock(&s->lock);
+		for (uint32_t b = 0; s->count > 0 && b <= s->mask; b++) {
+			rt_actor *a = s->slots[b].actor;
+			if (a == NULL || !pred(pred_arg, actor_addr(a)))
+				continue;
+			atomic_fetch_add(&pass->outstanding, 1);
+			if (!push_evict_locked(rt, a, pass)) {
+				atomic_fetch_sub(&pass->outstanding, 1);
+				status = RT_ENOMEM;
+			}
+		}
+		rt__spin_unlock(&s->lock);
+	}
+	rt__pass_release(rt, pass, status);
 	return 0;
 }
 

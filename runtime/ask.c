@@ -10,7 +10,8 @@
  * timeout. Claiming at delivery (not at rt_reply) makes this hold across
  * nodes: the claim is always made where the asker lives.
  *
- * Inboxes have addresses of kind RT_KIND_INBOX and a runtime-unique id.
+ * Inboxes have addresses of kind RT_KIND_INBOX and a runtime-unique id
+ * whose top 16 bits name the node (rt_set_node_id; 0 before it is set).
  * Anything delivered there is queued; notify runs when the queue goes
  * from empty to non-empty.
  *
@@ -180,7 +181,9 @@ rt_inbox_create(rt_runtime *rt, rt_inbox_notify_callback notify, void *arg,
 	if (rt__condvar_init_monotonic(&inbox->cond) != 0)
 		goto fail_cond;
 	pthread_mutex_lock(&rt->inbox_lock);
-	inbox->id = rt->next_inbox_id++;
+	RT_ASSERT(rt->next_inbox_id < (1ull << RT_INBOX_NODE_SHIFT));
+	inbox->id = (uint64_t)atomic_load(&rt->node_id) << RT_INBOX_NODE_SHIFT |
+		rt->next_inbox_id++;
 	int rc = rt__map_put(&rt->inboxes, inbox->id, inbox);
 	pthread_mutex_unlock(&rt->inbox_lock);
 	if (rc != 0)
@@ -323,6 +326,17 @@ rt_inbox_wait(rt_inbox *inbox, uint64_t timeout_ms)
 	}
 	pthread_mutex_unlock(&inbox->lock);
 	return rt_inbox_take(inbox);
+}
+
+void
+rt_set_inbox_id_base(rt_runtime *rt, uint64_t base)
+{
+	RT_ASSERT(rt != NULL);
+	RT_ASSERT(base < UINT64_MAX);
+	pthread_mutex_lock(&rt->inbox_lock);
+	if (rt->next_inbox_id <= base)
+		rt->next_inbox_id = base + 1;
+	pthread_mutex_unlock(&rt->inbox_lock);
 }
 
 rt_addr

@@ -115,6 +115,9 @@ _Noreturn void rt__assert_fail(const char *expr, const char *file, int line);
 #define RT_TYPE_INTERNAL_BASE (RT_TYPE_RUNTIME_BASE + 0x100)
 #define RT_TYPE_INTERNAL_PASSIVATE (RT_TYPE_INTERNAL_BASE + 1)
 #define RT_TYPE_INTERNAL_SNAPSHOT (RT_TYPE_INTERNAL_BASE + 2)
+/* rt_passivate_where's request; payload: the rt__pass pointer (internal
+ * messages never leave the runtime). */
+#define RT_TYPE_INTERNAL_EVICT (RT_TYPE_INTERNAL_BASE + 3)
 /* m->flags bit: created by the runtime for itself. */
 #define RT_MESSAGE_F_INTERNAL 0x100u
 
@@ -365,6 +368,10 @@ typedef struct rt_worker {
 	pthread_cond_t park_cond;
 	bool wake;
 	bool idle_listed; /* under rt->idle_lock */
+	/* rt_passivate_where passes whose request this turn took (at most
+	 * one per pass per actor is queued at a time) */
+	struct rt__pass *evict_passes[RT_PASSIVATE_PASSES_MAX];
+	uint32_t evict_count;
 	/* statistics (relaxed; summed by rt_get_stats) */
 	atomic_ullong messages_delivered;
 	atomic_ullong steals;
@@ -455,6 +462,22 @@ void rt__ask_expired(rt_runtime *rt, const rt__timer *timer);
 int rt__inbox_deliver(rt_runtime *rt, rt_message *m);
 void rt__asks_destroy(rt_runtime *rt);
 
+/* ---- passivation passes (actor.c) ------------------------------------- */
+
+/* One rt_passivate_where: `outstanding` counts the walk's own hold plus
+ * one per actor whose request is queued or being handled; the release
+ * that takes it to zero runs done and frees the pass. */
+typedef struct rt__pass {
+	atomic_uint outstanding;
+	atomic_int status; /* first error, or 0 */
+	rt_passivate_done_callback done;
+	void *done_arg;
+	uint32_t slot; /* index in rt->passes */
+} rt__pass;
+
+/* Drops one hold on pass (status: 0 or an error to record). */
+void rt__pass_release(rt_runtime *rt, rt__pass *pass, int status);
+
 /* ---- the runtime ------------------------------------------------------ */
 
 struct rt_runtime {
@@ -468,6 +491,7 @@ struct rt_runtime {
 	rt_route_ops route;
 	void *route_arg;
 	bool has_route;
+	atomic_uint node_id; /* rt_set_node_id; 0: none */
 
 	atomic_bool started;
 	atomic_bool stopping;
@@ -505,6 +529,10 @@ struct rt_runtime {
 	rt__map inboxes;
 	uint64_t next_inbox_id;
 	uint64_t housekeeping_timer;
+
+	/* passivation passes running (rt_passivate_where), by slot */
+	pthread_mutex_t passes_lock;
+	rt__pass *passes[RT_PASSIVATE_PASSES_MAX];
 
 	/* snapshot pass */
 	atomic_bool snapshot_running;
@@ -560,7 +588,17 @@ int rt__condvar_init_monotonic(pthread_cond_t *cond);
 /* send.c */
 #define RT_DELIVER_BYPASS_LIMIT 1u /* runtime's own: replies, timers */
 #define RT_DELIVER_NO_ROUTE 2u
+#define RT_DELIVER_NO_GATE 4u /* route said local after may_activate said no */
 int rt__deliver(rt_runtime *rt, rt_message *m, unsigned how);
+/* True when an inbox id names this runtime's node (or none). */
+static inline bool
+rt__inbox_is_local(const rt_runtime *rt, uint64_t inbox_id)
+{
+	uint64_t node = inbox_id >> RT_INBOX_NODE_SHIFT;
+	return node == 0 ||
+		node == atomic_load_explicit(&((rt_runtime *)rt)->node_id,
+			memory_order_relaxed);
+}
 /* Through the route hook (if any), then rt__deliver. m taken. */
 int rt__route_and_deliver(rt_runtime *rt, rt_message *m);
 /* Creates addr's actor if absent, with no message (rt_activate). */

@@ -99,6 +99,7 @@ rt_create(const rt_config *cfg, rt_runtime **out)
 	pthread_mutex_init(&rt->inbox_lock, NULL);
 	rt__map_init(&rt->inboxes);
 	pthread_mutex_init(&rt->prng_lock, NULL);
+	pthread_mutex_init(&rt->passes_lock, NULL);
 	rt->next_inbox_id = 1;
 	atomic_store(&rt->next_correlation, 1);
 	rt__prng_seed(&rt->prng, cfg->seed ^ 0x5851f42d4c957f2dull);
@@ -114,6 +115,7 @@ rt_create(const rt_config *cfg, rt_runtime **out)
 fail_housekeeping:
 	rt__scheduler_destroy(rt);
 fail_scheduler:
+	pthread_mutex_destroy(&rt->passes_lock);
 	pthread_mutex_destroy(&rt->prng_lock);
 	rt__map_free(&rt->inboxes);
 	pthread_mutex_destroy(&rt->inbox_lock);
@@ -168,6 +170,24 @@ passivate_all(rt_runtime *rt)
 	rt__tls_worker = saved;
 }
 
+/* Passivation passes still counting when everything is stopped: their
+ * requests went with the actors, so they end here. */
+static void
+passes_abandon(rt_runtime *rt)
+{
+	for (uint32_t i = 0; i < RT_PASSIVATE_PASSES_MAX; i++) {
+		pthread_mutex_lock(&rt->passes_lock);
+		rt__pass *pass = rt->passes[i];
+		rt->passes[i] = NULL;
+		pthread_mutex_unlock(&rt->passes_lock);
+		if (pass == NULL)
+			continue;
+		if (pass->done != NULL)
+			pass->done(pass->done_arg, RT_ESTOPPED);
+		free(pass);
+	}
+}
+
 int
 rt_stop(rt_runtime *rt)
 {
@@ -184,6 +204,7 @@ rt_stop(rt_runtime *rt)
 	if (started || rt->cfg.deterministic)
 		rt__drain(rt);
 	passivate_all(rt);
+	passes_abandon(rt);
 	rt->stopped = true;
 	rt_log(rt, RT_LOG_DEBUG, "runtime", "stopped");
 	return 0;
@@ -219,9 +240,30 @@ rt_destroy(rt_runtime *rt)
 	rt__timers_destroy(rt);
 	rt__scheduler_destroy(rt);
 	rt__registry_destroy(&rt->registry);
+	pthread_mutex_destroy(&rt->passes_lock);
 	pthread_mutex_destroy(&rt->prng_lock);
 	rt__pool_destroy(&rt->pool);
 	free(rt);
+}
+
+int
+rt_set_node_id(rt_runtime *rt, uint16_t node_id)
+{
+	RT_ASSERT(rt != NULL);
+	if (node_id == 0)
+		return RT_EINVAL;
+	unsigned expected = 0;
+	if (atomic_compare_exchange_strong(&rt->node_id, &expected, node_id) ||
+		expected == node_id)
+		return 0;
+	return RT_EEXIST;
+}
+
+uint16_t
+rt_node_id(const rt_runtime *rt)
+{
+	RT_ASSERT(rt != NULL);
+	return (uint16_t)atomic_load(&((rt_runtime *)rt)->node_id);
 }
 
 int

@@ -76,6 +76,10 @@ const char *rt_strerror(int code);
 #define RT_KIND_NONE 0u
 /* The last kind is reserved for inboxes (external threads' endpoints). */
 #define RT_KIND_INBOX (RT_KINDS_MAX - 1u)
+/* An inbox id carries its node's id (rt_set_node_id) in its top 16 bits:
+ * id = node_id << RT_INBOX_NODE_SHIFT | per-runtime sequence. Node 0
+ * means "this node" (a runtime that was never given a node id). */
+#define RT_INBOX_NODE_SHIFT 48u
 
 typedef struct rt_addr {
 	uint32_t kind;
@@ -172,6 +176,15 @@ int rt_stop(rt_runtime *rt);
 /* Frees everything. rt_stop first if started. */
 void rt_destroy(rt_runtime *rt);
 
+/* Names this runtime's node (1..65535) so the inboxes it makes from now
+ * on carry it (RT_INBOX_NODE_SHIFT) and other nodes route replies and
+ * events to them. Inboxes made before keep node 0 ("this node"). Any
+ * thread, before the inboxes that must be reachable from other nodes
+ * are made. RT_EINVAL for 0, RT_EEXIST if another id was set. */
+int rt_set_node_id(rt_runtime *rt, uint16_t node_id);
+/* The id set by rt_set_node_id, or 0. */
+uint16_t rt_node_id(const rt_runtime *rt);
+
 /* ---- actor kinds ------------------------------------------------------- */
 
 /*
@@ -261,8 +274,10 @@ int rt_reply(rt_actor *self, const rt_message *request, rt_message *reply);
  * for a polling owner; it must not call back into the runtime's inbox
  * functions (it runs under the runtime's inbox-table lock).
  * Plain sends to an inbox are bounded at 65,536 queued (RT_EMAILBOX_FULL
- * beyond; replies and timeouts are not bounded). Inbox addresses are
- * local: sends to kind RT_KIND_INBOX never go through the route hook.
+ * beyond; replies and timeouts are not bounded). An inbox belongs to the
+ * node that made it: a send to an inbox whose id names another node
+ * (RT_INBOX_NODE_SHIFT) goes through the route hook; every other inbox
+ * send is delivered here without it.
  */
 typedef void (*rt_inbox_notify_callback)(void *arg);
 int rt_inbox_create(rt_runtime *rt, rt_inbox_notify_callback notify,
@@ -281,6 +296,11 @@ rt_message *rt_inbox_wait(rt_inbox *inbox, uint64_t timeout_ms);
  * stream events to a gateway session do): they are queued on the inbox
  * exactly like replies, in per-sender order, and notify fires. */
 rt_addr rt_inbox_addr(const rt_inbox *inbox);
+/* Inboxes created from now on get ids base + 1, base + 2, ... (never
+ * lower than ids already handed out). The cluster puts its node id in
+ * the top bits (cluster.h) so replies from other nodes find their node.
+ * Any thread. */
+void rt_set_inbox_id_base(rt_runtime *rt, uint64_t base);
 
 /* ---- inside an actor --------------------------------------------------- */
 
@@ -374,17 +394,57 @@ int rt_activate(rt_runtime *rt, rt_addr addr);
  * Route hook (cluster fills it). Called for every send whose receiver
  * is not already known to be local. Returns RT_ROUTE_LOCAL to deliver
  * here, RT_ROUTE_TAKEN when the hook took ownership of m (forwarded it),
- * or a negative RT_E code (m is then freed by the runtime).
+ * or a negative RT_E code: m is then freed by the runtime, and if m was
+ * an ask its asker gets an RT_TYPE_UNDELIVERABLE reply carrying the code
+ * (the send itself then reports 0: the reply is the ask's one outcome).
+ *
+ * may_activate (optional; NULL: always true) answers whether addr's
+ * actor may be activated on this node now. It is asked whenever a
+ * message or rt_activate would create an actor that is not active (not
+ * on every send), under the registry lock of addr: it must be cheap and
+ * lock-free and must not call the runtime. When it says false, a message
+ * is handed to route (which forwards or holds it; RT_ROUTE_LOCAL then
+ * delivers it after all) and rt_activate returns RT_EUNAVAILABLE. So a
+ * partition that is moving away is never re-activated here by a sender
+ * that routed before the move, a timer or a reply: the hook's owner
+ * changes its answer first, then calls rt_passivate_where, whose walk
+ * takes the same locks.
  */
 #define RT_ROUTE_LOCAL 0
 #define RT_ROUTE_TAKEN 1
 typedef struct rt_route_ops {
 	int (*route)(void *arg, rt_message *m);
+	bool (*may_activate)(void *arg, rt_addr addr);
 } rt_route_ops;
 void rt_set_route(rt_runtime *rt, const rt_route_ops *ops, void *arg);
-/* Delivers a message that arrived from another node, bypassing routing.
- * m taken. */
+/* Delivers a message that arrived from another node, bypassing routing
+ * (may_activate still applies) and the receiver's mailbox bound:
+ * cross-node traffic is bounded by the sender's link window instead, and
+ * refusing here would lose a message the sender was told went out.
+ * m taken. 0, RT_ENOTFOUND (unknown kind or inbox), RT_ENOMEM,
+ * RT_ESTOPPED, RT_EMAILBOX_FULL (an inbox at its bound only). */
 int rt_deliver_local(rt_runtime *rt, rt_message *m);
+
+/*
+ * Passivates every active actor for which pred(pred_arg, addr) is true:
+ * each finishes the messages already queued for it (and any that race
+ * in), runs on_passivate, is saved through the store hook and freed;
+ * once the last one is gone done(done_arg, status) runs (status 0, or
+ * the first error: RT_ENOMEM when a request could not be queued, a save
+ * error -- the actor is freed anyway, the store keeps its last good
+ * state). pred runs under a registry lock: it must be cheap and must not
+ * call the runtime. Actors activated after the walk are not included:
+ * pair it with route->may_activate, which keeps them from coming back.
+ * done runs on a worker thread, or on the calling thread before this
+ * returns when nothing matched; with RT_ESTOPPED if the runtime stops
+ * first. Any thread, actors included. 0, RT_ESTOPPED, RT_ENOMEM (more
+ * than RT_PASSIVATE_PASSES_MAX passes running: try again later).
+ */
+#define RT_PASSIVATE_PASSES_MAX 8u
+typedef bool (*rt_addr_predicate)(void *arg, rt_addr addr);
+typedef void (*rt_passivate_done_callback)(void *arg, int status);
+int rt_passivate_where(rt_runtime *rt, rt_addr_predicate pred,
+	void *pred_arg, rt_passivate_done_callback done, void *done_arg);
 
 /* ---- statistics -------------------------------------------------------- */
 

@@ -114,6 +114,22 @@ actor_created(rt_runtime *rt, const rt__kind *k)
 	}
 }
 
+static int route_failed(rt_runtime *rt, rt_message *m, int code);
+
+/* may_activate said no: the route hook decides where m goes instead. */
+static int
+deliver_refused(rt_runtime *rt, rt_message *m, unsigned how)
+{
+	int rc = rt->route.route(rt->route_arg, m);
+	if (rc == RT_ROUTE_TAKEN)
+		return 0;
+	if (rc < 0)
+		return route_failed(rt, m, rc);
+	RT_ASSERT(rc == RT_ROUTE_LOCAL);
+	/* Owned again since may_activate looked: deliver after all. */
+	return rt__deliver(rt, m, how | RT_DELIVER_NO_GATE);
+}
+
 int
 rt__deliver(rt_runtime *rt, rt_message *m, unsigned how)
 {
@@ -147,6 +163,14 @@ rt__deliver(rt_runtime *rt, rt_message *m, unsigned how)
 	if (a == NULL) {
 		if (atomic_load_explicit(&rt->stopping, memory_order_relaxed))
 			goto stopped;
+		/* Under the shard lock, so a passivation walk that follows
+		 * the hook owner's change of answer sees what is made here. */
+		if (RT_UNLIKELY(rt->has_route && rt->route.may_activate != NULL) &&
+			!(how & RT_DELIVER_NO_GATE) &&
+			!rt->route.may_activate(rt->route_arg, m->to)) {
+			rt__spin_unlock(&s->lock);
+			return deliver_refused(rt, m, how);
+		}
 		a = actor_new(rt, k, kind, id);
 		if (a == NULL)
 			goto nomem;
@@ -198,6 +222,11 @@ rt__activate(rt_runtime *rt, rt_addr addr)
 		rt__spin_unlock(&s->lock);
 		return 0; /* active, or its activation is already queued */
 	}
+	if (rt->has_route && rt->route.may_activate != NULL &&
+		!rt->route.may_activate(rt->route_arg, addr)) {
+		rt__spin_unlock(&s->lock);
+		return RT_EUNAVAILABLE; /* owned elsewhere, or moving away */
+	}
 	rt_actor *a = actor_new(rt, k, kind, addr.id);
 	if (a == NULL) {
 		rt__spin_unlock(&s->lock);
@@ -217,11 +246,39 @@ rt__activate(rt_runtime *rt, rt_addr addr)
 	return 0;
 }
 
+/* The route hook refused m (taken) with code. An ask becomes an
+ * RT_TYPE_UNDELIVERABLE reply to its asker, which is the ask's one
+ * outcome (0); anything else fails with code. */
+static int
+route_failed(rt_runtime *rt, rt_message *m, int code)
+{
+	bool ask = m->correlation != 0 &&
+		!(m->flags & (RT_MESSAGE_F_REPLY | RT_MESSAGE_F_TIMEOUT)) &&
+		m->from.kind != RT_KIND_NONE;
+	rt_message *r = ask ? rt__message_new(rt, RT_TYPE_UNDELIVERABLE,
+		sizeof(int32_t)) : NULL;
+	if (r == NULL) {
+		rt_message_free(rt, m);
+		return code;
+	}
+	int32_t value = code;
+	memcpy(r->payload, &value, sizeof value);
+	r->from = m->to;
+	r->to = m->from;
+	r->correlation = m->correlation;
+	r->flags = RT_MESSAGE_F_REPLY;
+	rt_message_free(rt, m);
+	/* The asker is local unless m came from another node; a reply is
+	 * no ask, so this does not recurse further. */
+	return rt__route_and_deliver(rt, r) == 0 ? 0 : code;
+}
+
 /* Routes m (to/from set) and delivers it locally when the hook says so. */
 int
 rt__route_and_deliver(rt_runtime *rt, rt_message *m)
 {
-	if (rt->has_route && m->to.kind != RT_KIND_INBOX) {
+	if (rt->has_route && (m->to.kind != RT_KIND_INBOX ||
+		!rt__inbox_is_local(rt, m->to.id))) {
 		if (atomic_load_explicit(&rt->stopping, memory_order_acquire)) {
 			rt_message_free(rt, m);
 			return RT_ESTOPPED;
@@ -229,10 +286,8 @@ rt__route_and_deliver(rt_runtime *rt, rt_message *m)
 		int rc = rt->route.route(rt->route_arg, m);
 		if (rc == RT_ROUTE_TAKEN)
 			return 0;
-		if (rc < 0) {
-			rt_message_free(rt, m);
-			return rc;
-		}
+		if (rc < 0)
+			return route_failed(rt, m, rc);
 		RT_ASSERT(rc == RT_ROUTE_LOCAL);
 	}
 	return rt__deliver(rt, m, 0);
@@ -286,7 +341,7 @@ rt_deliver_local(rt_runtime *rt, rt_message *m)
 	RT_ASSERT(rt != NULL);
 	RT_ASSERT(m != NULL);
 	m->flags &= ~(uint32_t)RT_MESSAGE_F_INTERNAL;
-	return rt__deliver(rt, m, 0);
+	return rt__deliver(rt, m, RT_DELIVER_BYPASS_LIMIT);
 }
 
 int
