@@ -1,0 +1,1135 @@
+/*
+ * gateway_bench.c — the gateway's benchmarks, each printing
+ * `figure <name> <value> <unit>` lines (and `ratio` against nginx).
+ *
+ *  1. feed: GET /v1/feed with wrk on the machine's 2 cores, against
+ *     nginx serving a static file of the same size (same wrk, same run).
+ *  2. mix: DeathStarBench's social-network mix (60% home timeline, 30%
+ *     user timeline, 10% compose) over the socfb-Reed98 graph, with wrk
+ *     and tests/bench/gateway/mix.lua at rising connection counts: the
+ *     best req/s whose p99 stays within 5 ms.
+ *  3. like -> frame: likes at a paced 10,000/s on keep-alive
+ *     connections; the author's WebSocket receives one notification per
+ *     like; p50/p99 from request sent to frame received.
+ *  4. idle streams: authenticated WebSockets opened from several 127.x
+ *     source addresses (fd limits raised), held idle; flockd's RSS per
+ *     connection.
+ *
+ * Method: each part starts its own flockd (FLOCK_TEST=1,
+ * --insecure-fast-passwords so setup is not argon2-bound, per-user rates
+ * raised) on a free loopback port with a temp data directory, loads data
+ * through tests/bench/gateway/setup.py, measures, and stops it. Parts
+ * whose tool is missing (wrk, nginx) print why and are skipped.
+ * FLOCK_BENCH_WS_CONNECTIONS sets part 4's target (100,000).
+ */
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+/* wrk run lengths: long enough for a stable rate on 2 cores. */
+#define FEED_SECONDS 10
+#define MIX_SECONDS 5
+/* Like pushes: rate and duration of the paced run. */
+#define LIKE_RATE_PER_S 10000u
+#define LIKE_SECONDS 3u
+#define LIKE_LIKERS 100u
+#define LIKE_POSTS 300u
+#define LIKE_CONNECTIONS 64u
+/* Idle streams: default target, per-user cap (the domain keeps 8 live
+ * subscribers per user), handshakes in flight at once. */
+#define WS_TARGET_DEFAULT 100000u
+#define WS_PER_USER 8u
+#define WS_HANDSHAKES_IN_FLIGHT 2000u
+#define WS_SOURCE_ADDRESSES 8u
+#define WS_CONNECT_SECONDS_MAX 180u
+/* A single HTTP answer the bench reads whole. */
+#define RESPONSE_BYTES_MAX (1u << 20)
+
+static char root[PATH_MAX / 2];  /* the source tree */
+static char flockd_path[PATH_MAX];
+static char tmp_root[128];
+
+static uint64_t
+now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void
+figure(const char *name, double value, const char *unit)
+{
+	printf("figure %s %.3f %s\n", name, value, unit);
+	fflush(stdout);
+}
+
+static bool
+executable(const char *path)
+{
+	return access(path, X_OK) == 0;
+}
+
+/* ---- processes ------------------------------------------------------------ */
+
+/* Starts argv with stdout+stderr to log; env entries "K=V" added. */
+static pid_t
+spawn(char *const argv[], const char *log, char *const env[])
+{
+	pid_t pid = fork();
+	if (pid < 0)
+		return -1;
+	if (pid == 0) {
+		int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		if (fd >= 0) {
+			dup2(fd, 1);
+			dup2(fd, 2);
+			close(fd);
+		}
+		for (int i = 0; env != NULL && env[i] != NULL; i++)
+			putenv(env[i]);
+		execv(argv[0], argv);
+		_exit(127);
+	}
+	return pid;
+}
+
+static int
+stop(pid_t pid)
+{
+	if (pid <= 0)
+		return -1;
+	kill(pid, SIGTERM);
+	for (int i = 0; i < 300; i++) {
+		int status;
+		if (waitpid(pid, &status, WNOHANG) == pid)
+			return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+		usleep(100000);
+	}
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	return -1;
+}
+
+/* Runs argv to completion, stdout into out (NUL-terminated). */
+static int
+run_capture(char *const argv[], char *const env[], char *out, size_t size)
+{
+	int pipefd[2];
+	if (pipe(pipefd) != 0)
+		return -1;
+	pid_t pid = fork();
+	if (pid == 0) {
+		dup2(pipefd[1], 1);
+		close(pipefd[0]);
+		close(pipefd[1]);
+		for (int i = 0; env != NULL && env[i] != NULL; i++)
+			putenv(env[i]);
+		execv(argv[0], argv);
+		_exit(127);
+	}
+	close(pipefd[1]);
+	size_t used = 0;
+	ssize_t n;
+	while ((n = read(pipefd[0], out + used, size - 1 - used)) > 0) {
+		used += (size_t)n;
+		if (used + 1 >= size)
+			break;
+	}
+	out[used] = '\0';
+	close(pipefd[0]);
+	int status = 0;
+	waitpid(pid, &status, 0);
+	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+static uint64_t
+rss_bytes(pid_t pid)
+{
+	char path[64], line[256];
+	snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+	FILE *f = fopen(path, "r");
+	if (f == NULL)
+		return 0;
+	uint64_t kib = 0;
+	while (fgets(line, sizeof line, f) != NULL)
+		if (sscanf(line, "VmRSS: %" SCNu64, &kib) == 1)
+			break;
+	fclose(f);
+	return kib * 1024u;
+}
+
+static int
+free_port(void)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET};
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	socklen_t n = sizeof a;
+	if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 ||
+		getsockname(fd, (struct sockaddr *)&a, &n) != 0) {
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	close(fd);
+	return ntohs(a.sin_port);
+}
+
+typedef struct node {
+	pid_t pid;
+	int port;
+	char dir[256];
+	char log[300];
+} node;
+
+/* Starts flockd with extra flags; waits for its URL line. */
+static bool
+node_start(node *n, const char *name, const char *const *extra)
+{
+	snprintf(n->dir, sizeof n->dir, "%s/%s-data", tmp_root, name);
+	snprintf(n->log, sizeof n->log, "%s/%s.log", tmp_root, name);
+	char *argv[40];
+	int a = 0;
+	argv[a++] = flockd_path;
+	argv[a++] = "--listen";
+	argv[a++] = "127.0.0.1:0";
+	argv[a++] = "--data";
+	argv[a++] = n->dir;
+	argv[a++] = "--insecure-fast-passwords";
+	argv[a++] = "--no-request-log";
+	argv[a++] = "--log-level";
+	argv[a++] = "warn";
+	static const char *const rates[] = {"--rate-signup", "1000000/1",
+		"--rate-login", "1000000/1", "--rate-likes", "1000000/1",
+		"--rate-posts", "1000000/1", "--rate-comments", "1000000/1",
+		"--rate-follows", "1000000/1", "--connections-per-ip",
+		"1000000"};
+	for (size_t i = 0; i < sizeof rates / sizeof rates[0]; i++)
+		argv[a++] = (char *)rates[i];
+	for (int i = 0; extra != NULL && extra[i] != NULL && a < 38; i++)
+		argv[a++] = (char *)extra[i];
+	argv[a] = NULL;
+	static char test_env[] = "FLOCK_TEST=1";
+	char *env[] = {test_env, NULL};
+	n->pid = spawn(argv, n->log, env);
+	n->port = 0;
+	for (int i = 0; i < 300 && n->port == 0; i++) {
+		usleep(50000);
+		FILE *f = fopen(n->log, "r");
+		char line[512];
+		while (f != NULL && fgets(line, sizeof line, f) != NULL) {
+			const char *p = strstr(line, "listening on http://127.0.0.1:");
+			if (p != NULL)
+				n->port = atoi(p + strlen("listening on http://127.0.0.1:"));
+		}
+		if (f != NULL)
+			fclose(f);
+	}
+	if (n->port == 0) {
+		fprintf(stderr, "bench: flockd did not start (see %s)\n", n->log);
+		stop(n->pid);
+		return false;
+	}
+	return true;
+}
+
+static bool
+setup(const node *n, const char *users_out, const char *const *args)
+{
+	char port[16], script[PATH_MAX];
+	snprintf(port, sizeof port, "%d", n->port);
+	snprintf(script, sizeof script, "%s/tests/bench/gateway/setup.py", root);
+	char *argv[32];
+	int a = 0;
+	argv[a++] = "/usr/bin/python3";
+	argv[a++] = script;
+	argv[a++] = "--port";
+	argv[a++] = port;
+	argv[a++] = "--out";
+	argv[a++] = (char *)users_out;
+	for (int i = 0; args[i] != NULL && a < 30; i++)
+		argv[a++] = (char *)args[i];
+	argv[a] = NULL;
+	char out[4096];
+	int rc = run_capture(argv, NULL, out, sizeof out);
+	if (rc != 0)
+		fprintf(stderr, "bench: setup failed (%d): %s\n", rc, out);
+	return rc == 0;
+}
+
+/* Reads line `index` of the users file: name, id, token, media. */
+static bool
+user_line(const char *path, size_t index, char *name, char *token,
+	char *media)
+{
+	FILE *f = fopen(path, "r");
+	if (f == NULL)
+		return false;
+	char line[2048];
+	size_t i = 0;
+	bool ok = false;
+	while (fgets(line, sizeof line, f) != NULL) {
+		if (i++ != index)
+			continue;
+		char id[64];
+		ok = sscanf(line, "%63s %63s %1023s %63s", name, id, token,
+			     media) == 4;
+		break;
+	}
+	fclose(f);
+	return ok;
+}
+
+/* ---- a blocking HTTP GET (setup checks) -------------------------------- */
+
+static int
+connect_local(int port, const char *source)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	if (fd < 0)
+		return -1;
+	if (source != NULL) {
+		struct sockaddr_in s = {.sin_family = AF_INET};
+		inet_pton(AF_INET, source, &s.sin_addr);
+		if (bind(fd, (struct sockaddr *)&s, sizeof s) != 0) {
+			close(fd);
+			return -1;
+		}
+	}
+	struct sockaddr_in a = {.sin_family = AF_INET};
+	a.sin_port = htons((uint16_t)port);
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* GET path with a bearer token; the body into out; returns status. */
+static int
+http_get(int port, const char *path, const char *token, char *out,
+	size_t size, size_t *body_length)
+{
+	int fd = connect_local(port, NULL);
+	if (fd < 0)
+		return -1;
+	char req[2048];
+	int n = snprintf(req, sizeof req,
+		"GET %s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+		"Connection: close\r\n\r\n",
+		path, token);
+	if (write(fd, req, (size_t)n) != n) {
+		close(fd);
+		return -1;
+	}
+	size_t used = 0;
+	ssize_t got;
+	while (used + 1 < size && (got = read(fd, out + used, size - 1 - used)) > 0)
+		used += (size_t)got;
+	out[used] = '\0';
+	close(fd);
+	int status = 0;
+	sscanf(out, "HTTP/1.%*d %d", &status);
+	char *body = strstr(out, "\r\n\r\n");
+	if (body == NULL)
+		return -1;
+	body += 4;
+	*body_length = used - (size_t)(body - out);
+	memmove(out, body, *body_length + 1);
+	return status;
+}
+
+/* ---- wrk ------------------------------------------------------------------ */
+
+typedef struct wrk_result {
+	double rps;
+	double p50_ms;
+	double p99_ms;
+	bool ok;
+} wrk_result;
+
+static double
+to_ms(double v, const char *unit)
+{
+	if (strncmp(unit, "us", 2) == 0)
+		return v / 1000.0;
+	if (strncmp(unit, "ms", 2) == 0)
+		return v;
+	if (unit[0] == 's')
+		return v * 1000.0;
+	if (strncmp(unit, "m", 1) == 0)
+		return v * 60000.0;
+	return v;
+}
+
+static wrk_result
+parse_wrk(const char *out)
+{
+	wrk_result r = {0};
+	const char *p = strstr(out, "Requests/sec:");
+	if (p != NULL)
+		r.rps = atof(p + strlen("Requests/sec:"));
+	double v;
+	char unit[8];
+	p = strstr(out, "     50%");
+	if (p != NULL && sscanf(p, " 50%% %lf%7s", &v, unit) == 2)
+		r.p50_ms = to_ms(v, unit);
+	p = strstr(out, "     99%");
+	if (p != NULL && sscanf(p, " 99%% %lf%7s", &v, unit) == 2)
+		r.p99_ms = to_ms(v, unit);
+	r.ok = r.rps > 0;
+	return r;
+}
+
+static wrk_result
+wrk(int port, const char *path, int connections, int seconds,
+	const char *token, const char *script, char *const env[])
+{
+	char url[512], c[16], d[16], header[1200];
+	snprintf(url, sizeof url, "http://127.0.0.1:%d%s", port, path);
+	snprintf(c, sizeof c, "%d", connections);
+	snprintf(d, sizeof d, "%ds", seconds);
+	char *argv[20];
+	int a = 0;
+	argv[a++] = "/usr/bin/wrk";
+	argv[a++] = "-t2";
+	argv[a++] = "-c";
+	argv[a++] = c;
+	argv[a++] = "-d";
+	argv[a++] = d;
+	argv[a++] = "--latency";
+	if (token != NULL) {
+		snprintf(header, sizeof header, "Authorization: Bearer %s",
+			token);
+		argv[a++] = "-H";
+		argv[a++] = header;
+	}
+	if (script != NULL) {
+		argv[a++] = "-s";
+		argv[a++] = (char *)script;
+	}
+	argv[a++] = url;
+	argv[a] = NULL;
+	static char out[65536];
+	run_capture(argv, env, out, sizeof out);
+	wrk_result r = parse_wrk(out);
+	if (!r.ok)
+		fprintf(stderr, "bench: wrk said: %.600s\n", out);
+	return r;
+}
+
+/* ---- 1. feed vs nginx ------------------------------------------------------- */
+
+static pid_t
+nginx_start(const char *body, size_t length, int *port_out)
+{
+	char dir[300], path[400], conf[400];
+	snprintf(dir, sizeof dir, "%s/nginx", tmp_root);
+	mkdir(dir, 0755);
+	snprintf(path, sizeof path, "%s/www", dir);
+	mkdir(path, 0755);
+	snprintf(path, sizeof path, "%s/www/v1", dir);
+	mkdir(path, 0755);
+	snprintf(path, sizeof path, "%s/www/v1/feed", dir);
+	FILE *f = fopen(path, "w");
+	if (f == NULL)
+		return -1;
+	fwrite(body, 1, length, f);
+	fclose(f);
+	int port = free_port();
+	snprintf(conf, sizeof conf, "%s/nginx.conf", dir);
+	f = fopen(conf, "w");
+	if (f == NULL)
+		return -1;
+	fprintf(f,
+		"user root;\nworker_processes 2;\ndaemon off;\n"
+		"pid %s/nginx.pid;\nerror_log %s/error.log;\n"
+		"events { worker_connections 4096; }\n"
+		"http {\n access_log off;\n keepalive_requests 1000000;\n"
+		" server {\n  listen 127.0.0.1:%d;\n  root %s/www;\n"
+		"  default_type application/json;\n"
+		"  location / { add_header Cache-Control no-store; }\n }\n}\n",
+		dir, dir, port, dir);
+	fclose(f);
+	char log[400];
+	snprintf(log, sizeof log, "%s/nginx.out", dir);
+	char *argv[] = {"/usr/sbin/nginx", "-p", dir, "-c", conf, NULL};
+	pid_t pid = spawn(argv, log, NULL);
+	for (int i = 0; i < 50; i++) {
+		usleep(100000);
+		int fd = connect_local(port, NULL);
+		if (fd >= 0) {
+			close(fd);
+			*port_out = port;
+			return pid;
+		}
+	}
+	stop(pid);
+	return -1;
+}
+
+static void
+bench_feed(void)
+{
+	if (!executable("/usr/bin/wrk")) {
+		printf("skip feed: wrk is not installed (make bench installs it)\n");
+		return;
+	}
+	node n;
+	if (!node_start(&n, "feed", NULL))
+		return;
+	char users[400];
+	snprintf(users, sizeof users, "%s/feed-users.txt", tmp_root);
+	const char *args[] = {"--users", "21", "--prefix", "f", "--star",
+		"--posts-per-user", "1", NULL};
+	char name[64], token[1024], media[64];
+	if (!setup(&n, users, args) || !user_line(users, 0, name, token, media)) {
+		stop(n.pid);
+		return;
+	}
+	static char body[RESPONSE_BYTES_MAX];
+	size_t length = 0;
+	int status = http_get(n.port, "/v1/feed?limit=20", token, body,
+		sizeof body, &length);
+	printf("feed response: status %d, %zu bytes\n", status, length);
+	wrk_result g = wrk(n.port, "/v1/feed?limit=20", 64, FEED_SECONDS,
+		token, NULL, NULL);
+	stop(n.pid);
+	figure("gateway_feed_rps", g.rps, "req/s");
+	figure("gateway_feed_p99_ms", g.p99_ms, "ms");
+	if (!executable("/usr/sbin/nginx")) {
+		printf("skip nginx: nginx-light is not installed\n");
+		return;
+	}
+	int port = 0;
+	pid_t ng = nginx_start(body, length, &port);
+	if (ng < 0) {
+		printf("skip nginx: it did not start\n");
+		return;
+	}
+	wrk_result x = wrk(port, "/v1/feed?limit=20", 64, FEED_SECONDS, NULL,
+		NULL, NULL);
+	stop(ng);
+	figure("nginx_static_rps", x.rps, "req/s");
+	figure("nginx_static_p99_ms", x.p99_ms, "ms");
+	if (x.rps > 0)
+		printf("ratio gateway_feed nginx %.3f\n", g.rps / x.rps);
+}
+
+/* ---- 2. DeathStarBench mix over Reed98 ------------------------------------- */
+
+static void
+bench_mix(void)
+{
+	if (!executable("/usr/bin/wrk")) {
+		printf("skip mix: wrk is not installed\n");
+		return;
+	}
+	char dataset[PATH_MAX];
+	const char *env_dir = getenv("FLOCK_DATASETS");
+	snprintf(dataset, sizeof dataset, "%s/socfb-Reed98",
+		env_dir ? env_dir : "../shared/datasets");
+	char edges[PATH_MAX + 32];
+	snprintf(edges, sizeof edges, "%s/socfb-Reed98.edges", dataset);
+	if (access(edges, R_OK) != 0) {
+		snprintf(dataset, sizeof dataset,
+			"%s/../shared/datasets/socfb-Reed98", root);
+		snprintf(edges, sizeof edges, "%s/socfb-Reed98.edges", dataset);
+	}
+	if (access(edges, R_OK) != 0) {
+		printf("skip mix: no socfb-Reed98 under ../shared/datasets\n");
+		return;
+	}
+	node n;
+	if (!node_start(&n, "mix", NULL))
+		return;
+	char users[400];
+	snprintf(users, sizeof users, "%s/mix-users.txt", tmp_root);
+	const char *args[] = {"--reed98", dataset, "--prefix", "r",
+		"--posts-per-user", "3", NULL};
+	uint64_t t0 = now_ns();
+	if (!setup(&n, users, args)) {
+		stop(n.pid);
+		return;
+	}
+	printf("mix: Reed98 loaded in %.1f s\n", (double)(now_ns() - t0) / 1e9);
+	char script[PATH_MAX], env_users[600];
+	snprintf(script, sizeof script, "%s/tests/bench/gateway/mix.lua", root);
+	snprintf(env_users, sizeof env_users, "FLOCK_BENCH_USERS=%s", users);
+	char *env[] = {env_users, NULL};
+	static const int connections[] = {2, 4, 8, 16, 32, 64};
+	double best = 0;
+	for (size_t i = 0; i < sizeof connections / sizeof connections[0]; i++) {
+		wrk_result r = wrk(n.port, "/", connections[i], MIX_SECONDS,
+			NULL, script, env);
+		printf("mix: %d connections: %.0f req/s, p50 %.2f ms, p99 %.2f ms\n",
+			connections[i], r.rps, r.p50_ms, r.p99_ms);
+		if (r.ok && r.p99_ms <= 5.0 && r.rps > best)
+			best = r.rps;
+	}
+	stop(n.pid);
+	figure("gateway_mix_rps_p99_5ms", best, "req/s");
+}
+
+/* ---- WebSocket plumbing (raw, for parts 3 and 4) ---------------------------- */
+
+static int
+ws_request(char *buf, size_t size, const char *token)
+{
+	return snprintf(buf, size,
+		"GET /v1/stream HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+		"Upgrade: websocket\r\nConnection: Upgrade\r\n"
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+		"Sec-WebSocket-Version: 13\r\nAuthorization: Bearer %s\r\n\r\n",
+		token);
+}
+
+/* A blocking upgrade; returns the fd or -1. */
+static int
+ws_open_blocking(int port, const char *token)
+{
+	int fd = connect_local(port, NULL);
+	if (fd < 0)
+		return -1;
+	char req[2048], resp[2048];
+	int n = ws_request(req, sizeof req, token);
+	if (write(fd, req, (size_t)n) != n) {
+		close(fd);
+		return -1;
+	}
+	size_t used = 0;
+	while (used + 1 < sizeof resp) {
+		ssize_t got = read(fd, resp + used, 1);
+		if (got <= 0)
+			break;
+		used++;
+		if (used >= 4 && memcmp(resp + used - 4, "\r\n\r\n", 4) == 0)
+			break;
+	}
+	resp[used] = '\0';
+	if (strstr(resp, " 101 ") == NULL) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static void
+ws_send_text(int fd, const char *text)
+{
+	unsigned char frame[256];
+	size_t n = strlen(text);
+	if (n > 125)
+		return;
+	frame[0] = 0x81;
+	frame[1] = (unsigned char)(0x80 | n);
+	memcpy(frame + 2, "\x01\x02\x03\x04", 4);
+	for (size_t i = 0; i < n; i++)
+		frame[6 + i] = (unsigned char)text[i] ^ frame[2 + (i % 4)];
+	ssize_t w = write(fd, frame, 6 + n);
+	(void)w;
+}
+
+/* ---- 3. like -> frame latency --------------------------------------------- */
+
+typedef struct like_conn {
+	int fd;
+	bool busy;
+	char in[8192];
+	size_t in_used;
+} like_conn;
+
+static int
+cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return (x > y) - (x < y);
+}
+
+static uint64_t *post_ids;
+static size_t post_count;
+
+static long
+post_index(uint64_t id)
+{
+	uint64_t *p = bsearch(&id, post_ids, post_count, sizeof id, cmp_u64);
+	return p == NULL ? -1 : (long)(p - post_ids);
+}
+
+/* Consumes complete HTTP responses on c; returns how many finished. */
+static int
+http_drain(like_conn *c)
+{
+	int done = 0;
+	for (;;) {
+		char *end = memmem(c->in, c->in_used, "\r\n\r\n", 4);
+		if (end == NULL)
+			return done;
+		size_t head = (size_t)(end - c->in) + 4;
+		size_t body = 0;
+		char *cl = memmem(c->in, head, "content-length:", 15);
+		if (cl != NULL)
+			body = (size_t)atol(cl + 15);
+		if (c->in_used < head + body)
+			return done;
+		memmove(c->in, c->in + head + body, c->in_used - head - body);
+		c->in_used -= head + body;
+		c->busy = false;
+		done++;
+	}
+}
+
+typedef struct like_state {
+	uint64_t *sent_ns;    /* per (liker, post) */
+	uint64_t *latency_ns;
+	size_t latencies;
+	uint64_t frames;
+	unsigned char ws_in[1 << 20];
+	size_t ws_used;
+	uint64_t last_seq;
+	uint64_t acked_seq;
+} like_state;
+
+/* Parses complete server frames; records like notifications. */
+static void
+ws_frames(like_state *s, int ws_fd)
+{
+	for (;;) {
+		if (s->ws_used < 2)
+			return;
+		size_t n = s->ws_in[1] & 0x7f, off = 2;
+		if (n == 126) {
+			if (s->ws_used < 4)
+				return;
+			n = (size_t)s->ws_in[2] << 8 | s->ws_in[3];
+			off = 4;
+		} else if (n == 127) {
+			return; /* never this large */
+		}
+		if (s->ws_used < off + n)
+			return;
+		char text[70000];
+		size_t tn = n < sizeof text - 1 ? n : sizeof text - 1;
+		memcpy(text, s->ws_in + off, tn);
+		text[tn] = '\0';
+		memmove(s->ws_in, s->ws_in + off + n, s->ws_used - off - n);
+		s->ws_used -= off + n;
+		uint64_t now = now_ns();
+		s->frames++;
+		char *seq = strstr(text, "\"seq\":");
+		if (seq != NULL)
+			s->last_seq = strtoull(seq + 6, NULL, 10);
+		char *pid = strstr(text, "\"post_id\":\"");
+		char *who = strstr(text, "\"username\":\"lk");
+		if (strstr(text, "\"like\"") != NULL && pid != NULL && who != NULL) {
+			long p = post_index(strtoull(pid + 11, NULL, 10));
+			long l = strtol(who + 14, NULL, 10) - 2;
+			if (p >= 0 && l >= 0 && l < (long)LIKE_LIKERS) {
+				size_t k = (size_t)l * post_count + (size_t)p;
+				if (s->sent_ns[k] != 0) {
+					s->latency_ns[s->latencies++] =
+						now - s->sent_ns[k];
+					s->sent_ns[k] = 0;
+				}
+			}
+		}
+		if (s->last_seq >= s->acked_seq + 32) {
+			char ack[64];
+			snprintf(ack, sizeof ack, "{\"type\":\"ack\",\"seq\":%" PRIu64 "}",
+				s->last_seq);
+			ws_send_text(ws_fd, ack);
+			s->acked_seq = s->last_seq;
+		}
+	}
+}
+
+static bool
+load_posts(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	if (f == NULL)
+		return false;
+	post_ids = calloc(LIKE_POSTS, sizeof *post_ids);
+	char line[64];
+	while (post_count < LIKE_POSTS && fgets(line, sizeof line, f) != NULL)
+		if (isdigit((unsigned char)line[0]))
+			post_ids[post_count++] = strtoull(line, NULL, 10);
+	fclose(f);
+	qsort(post_ids, post_count, sizeof *post_ids, cmp_u64);
+	return post_count > 0;
+}
+
+static void
+bench_like_push(void)
+{
+	node n;
+	if (!node_start(&n, "like", NULL))
+		return;
+	char users[400], posts[400];
+	snprintf(users, sizeof users, "%s/like-users.txt", tmp_root);
+	snprintf(posts, sizeof posts, "%s/like-posts.txt", tmp_root);
+	char likers[16], author_posts[16];
+	snprintf(likers, sizeof likers, "%u", LIKE_LIKERS + 1);
+	snprintf(author_posts, sizeof author_posts, "%u", LIKE_POSTS);
+	const char *args[] = {"--users", likers, "--prefix", "lk", "--media",
+		"--author-posts", author_posts, "--posts-out", posts, NULL};
+	char name[64], media[64];
+	static char tokens[LIKE_LIKERS + 1][1024];
+	if (!setup(&n, users, args) || !load_posts(posts)) {
+		stop(n.pid);
+		return;
+	}
+	for (size_t i = 0; i <= LIKE_LIKERS; i++)
+		user_line(users, i, name, tokens[i], media);
+	int ws = ws_open_blocking(n.port, tokens[0]);
+	if (ws < 0) {
+		printf("skip like push: the author's stream did not open\n");
+		stop(n.pid);
+		return;
+	}
+	static like_state s;
+	size_t pairs = LIKE_LIKERS * post_count;
+	s.sent_ns = calloc(pairs, sizeof *s.sent_ns);
+	s.latency_ns = calloc(pairs, sizeof *s.latency_ns);
+	like_conn *conns = calloc(LIKE_CONNECTIONS, sizeof *conns);
+	int ep = epoll_create1(0);
+	fcntl(ws, F_SETFL, O_NONBLOCK);
+	struct epoll_event ev = {.events = EPOLLIN, .data.u64 = UINT64_MAX};
+	epoll_ctl(ep, EPOLL_CTL_ADD, ws, &ev);
+	for (size_t i = 0; i < LIKE_CONNECTIONS; i++) {
+		conns[i].fd = connect_local(n.port, NULL);
+		int one = 1;
+		setsockopt(conns[i].fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+		fcntl(conns[i].fd, F_SETFL, O_NONBLOCK);
+		ev.data.u64 = i;
+		epoll_ctl(ep, EPOLL_CTL_ADD, conns[i].fd, &ev);
+	}
+	size_t total = (size_t)LIKE_RATE_PER_S * LIKE_SECONDS;
+	if (total > pairs)
+		total = pairs;
+	size_t next = 0, skipped = 0;
+	uint64_t start = now_ns();
+	uint64_t deadline = start + (uint64_t)(LIKE_SECONDS + 10) * 1000000000u;
+	while (now_ns() < deadline) {
+		uint64_t now = now_ns();
+		size_t due = (size_t)((now - start) * LIKE_RATE_PER_S / 1000000000u);
+		if (due > total)
+			due = total;
+		for (size_t i = 0; i < LIKE_CONNECTIONS && next < due; i++) {
+			if (conns[i].busy)
+				continue;
+			size_t liker = next % LIKE_LIKERS;
+			size_t post = next / LIKE_LIKERS;
+			char req[1400];
+			int len = snprintf(req, sizeof req,
+				"POST /v1/posts/%" PRIu64 "/like HTTP/1.1\r\n"
+				"Host: x\r\nAuthorization: Bearer %s\r\n"
+				"Content-Type: application/json\r\n"
+				"Content-Length: 17\r\n\r\n{\"action\":\"like\"}",
+				post_ids[post], tokens[1 + liker]);
+			s.sent_ns[liker * post_count + post] = now_ns();
+			if (write(conns[i].fd, req, (size_t)len) == len)
+				conns[i].busy = true;
+			next++;
+		}
+		if (next < due)
+			skipped++; /* every connection busy: pacing slips */
+		struct epoll_event events[128];
+		int k = epoll_wait(ep, events, 128, 1);
+		for (int e = 0; e < k; e++) {
+			if (events[e].data.u64 == UINT64_MAX) {
+				ssize_t got;
+				while ((got = read(ws, s.ws_in + s.ws_used,
+						sizeof s.ws_in - s.ws_used)) > 0) {
+					s.ws_used += (size_t)got;
+					ws_frames(&s, ws);
+				}
+				continue;
+			}
+			like_conn *c = &conns[events[e].data.u64];
+			ssize_t got;
+			while ((got = read(c->fd, c->in + c->in_used,
+					sizeof c->in - c->in_used)) > 0)
+				c->in_used += (size_t)got;
+			http_drain(c);
+		}
+		if (next >= total && s.latencies >= next)
+			break;
+	}
+	double elapsed_s = (double)(now_ns() - start) / 1e9;
+	if (skipped > 0)
+		printf("like push: pacing slipped in %zu turns\n", skipped);
+	for (size_t i = 0; i < LIKE_CONNECTIONS; i++)
+		close(conns[i].fd);
+	close(ws);
+	close(ep);
+	stop(n.pid);
+	if (s.latencies == 0) {
+		printf("like push: no notification arrived (%zu likes sent)\n", next);
+		return;
+	}
+	qsort(s.latency_ns, s.latencies, sizeof *s.latency_ns, cmp_u64);
+	printf("like push: %zu likes sent, %zu frames matched, %" PRIu64
+	       " frames\n", next, s.latencies, s.frames);
+	figure("like_push_rate", (double)s.latencies / elapsed_s, "pushes/s");
+	figure("like_push_p50_ms", (double)s.latency_ns[s.latencies / 2] / 1e6,
+		"ms");
+	figure("like_push_p99_ms",
+		(double)s.latency_ns[s.latencies * 99 / 100] / 1e6, "ms");
+	free(s.sent_ns);
+	free(s.latency_ns);
+	free(conns);
+}
+
+/* ---- 4. idle authenticated WebSockets --------------------------------------- */
+
+typedef struct ws_slot {
+	int fd;
+	uint8_t state; /* 0 connecting, 1 sent, 2 open, 3 failed */
+	uint16_t got;
+} ws_slot;
+
+static void
+raise_fd_limit(rlim_t want)
+{
+	struct rlimit rl;
+	getrlimit(RLIMIT_NOFILE, &rl);
+	FILE *f = fopen("/proc/sys/fs/nr_open", "r");
+	unsigned long nr_open = 1048576;
+	if (f != NULL) {
+		if (fscanf(f, "%lu", &nr_open) != 1)
+			nr_open = 1048576;
+		fclose(f);
+	}
+	if (want > nr_open)
+		want = nr_open;
+	if (rl.rlim_max < want)
+		rl.rlim_max = want; /* root may raise the hard limit */
+	rl.rlim_cur = rl.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &rl) != 0) {
+		getrlimit(RLIMIT_NOFILE, &rl);
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
+static void
+bench_idle_streams(void)
+{
+	uint32_t target = WS_TARGET_DEFAULT;
+	const char *t = getenv("FLOCK_BENCH_WS_CONNECTIONS");
+	if (t != NULL && atoi(t) > 0)
+		target = (uint32_t)atoi(t);
+	raise_fd_limit((rlim_t)target * 2 + 10000);
+	struct rlimit rl;
+	getrlimit(RLIMIT_NOFILE, &rl);
+	if (rl.rlim_cur < (rlim_t)target + 1000)
+		target = rl.rlim_cur > 2000 ? (uint32_t)(rl.rlim_cur - 1000) : 0;
+	if (target == 0) {
+		printf("skip idle streams: no file descriptors to spare\n");
+		return;
+	}
+	node n;
+	if (!node_start(&n, "idle", NULL))
+		return;
+	uint32_t users_count = (target + WS_PER_USER - 1) / WS_PER_USER;
+	char users[400], count[16];
+	snprintf(users, sizeof users, "%s/idle-users.txt", tmp_root);
+	snprintf(count, sizeof count, "%u", users_count);
+	const char *args[] = {"--users", count, "--prefix", "w", "--threads",
+		"16", NULL};
+	uint64_t t0 = now_ns();
+	if (!setup(&n, users, args)) {
+		stop(n.pid);
+		return;
+	}
+	printf("idle streams: %u users in %.1f s\n", users_count,
+		(double)(now_ns() - t0) / 1e9);
+	char **tokens = calloc(users_count, sizeof *tokens);
+	FILE *f = fopen(users, "r");
+	char line[2048];
+	uint32_t loaded = 0;
+	while (f != NULL && loaded < users_count && fgets(line, sizeof line, f)) {
+		char name[64], id[64], token[1024], media[64];
+		if (sscanf(line, "%63s %63s %1023s %63s", name, id, token, media) == 4)
+			tokens[loaded++] = strdup(token);
+	}
+	if (f != NULL)
+		fclose(f);
+	sleep(1);
+	uint64_t rss_before = rss_bytes(n.pid);
+	ws_slot *slots = calloc(target, sizeof *slots);
+	int ep = epoll_create1(0);
+	uint32_t opened = 0, failed = 0, started = 0, in_flight = 0;
+	uint64_t deadline = now_ns() + (uint64_t)WS_CONNECT_SECONDS_MAX * 1000000000u;
+	t0 = now_ns();
+	while (opened + failed < target && now_ns() < deadline) {
+		while (started < target && in_flight < WS_HANDSHAKES_IN_FLIGHT) {
+			ws_slot *s = &slots[started];
+			char source[32];
+			snprintf(source, sizeof source, "127.0.1.%u",
+				2 + started % WS_SOURCE_ADDRESSES);
+			s->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+			struct sockaddr_in src = {.sin_family = AF_INET};
+			inet_pton(AF_INET, source, &src.sin_addr);
+			struct sockaddr_in dst = {.sin_family = AF_INET};
+			dst.sin_port = htons((uint16_t)n.port);
+			dst.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+			if (s->fd < 0 ||
+				bind(s->fd, (struct sockaddr *)&src, sizeof src) != 0 ||
+				(connect(s->fd, (struct sockaddr *)&dst, sizeof dst) != 0 &&
+					errno != EINPROGRESS)) {
+				if (s->fd >= 0)
+					close(s->fd);
+				s->fd = -1;
+				s->state = 3;
+				failed++;
+				started++;
+				continue;
+			}
+			struct epoll_event ev = {.events = EPOLLOUT | EPOLLIN,
+				.data.u32 = started};
+			epoll_ctl(ep, EPOLL_CTL_ADD, s->fd, &ev);
+			started++;
+			in_flight++;
+		}
+		struct epoll_event events[1024];
+		int k = epoll_wait(ep, events, 1024, 10);
+		for (int e = 0; e < k; e++) {
+			uint32_t i = events[e].data.u32;
+			ws_slot *s = &slots[i];
+			if (s->state == 0 && (events[e].events & EPOLLOUT)) {
+				char req[2048];
+				int len = ws_request(req, sizeof req,
+					tokens[(i / WS_PER_USER) % loaded]);
+				if (write(s->fd, req, (size_t)len) != len) {
+					s->state = 3;
+				} else {
+					s->state = 1;
+					struct epoll_event ev = {.events = EPOLLIN,
+						.data.u32 = i};
+					epoll_ctl(ep, EPOLL_CTL_MOD, s->fd, &ev);
+				}
+			} else if (s->state == 1 && (events[e].events & EPOLLIN)) {
+				char resp[512];
+				ssize_t got = read(s->fd, resp, sizeof resp - 1);
+				if (got > 12 && memcmp(resp + 9, "101", 3) == 0)
+					s->state = 2;
+				else
+					s->state = 3;
+			} else if (events[e].events & (EPOLLERR | EPOLLHUP)) {
+				s->state = 3;
+			}
+			if (s->state == 2 || s->state == 3) {
+				epoll_ctl(ep, EPOLL_CTL_DEL, s->fd, NULL);
+				in_flight--;
+				if (s->state == 2) {
+					opened++;
+				} else {
+					failed++;
+					close(s->fd);
+					s->fd = -1;
+				}
+			}
+		}
+	}
+	double connect_s = (double)(now_ns() - t0) / 1e9;
+	sleep(2);
+	uint64_t rss_after = rss_bytes(n.pid);
+	char metrics[RESPONSE_BYTES_MAX / 4];
+	size_t ml = 0;
+	uint64_t streams = 0;
+	if (http_get(n.port, "/metrics", "x", metrics, sizeof metrics, &ml) == 200) {
+		char *p = strstr(metrics, "\nflock_ws_streams_open ");
+		if (p != NULL)
+			streams = strtoull(p + 23, NULL, 10);
+	}
+	printf("idle streams: %u open, %u failed in %.1f s; %" PRIu64
+	       " live streams in /metrics; RSS %.1f -> %.1f MiB\n",
+		opened, failed, connect_s, streams, rss_before / 1048576.0,
+		rss_after / 1048576.0);
+	figure("ws_idle_connections", opened, "connections");
+	if (opened > 0)
+		figure("ws_rss_per_connection",
+			(double)(rss_after > rss_before ? rss_after - rss_before : 0) /
+				opened,
+			"bytes");
+	for (uint32_t i = 0; i < started; i++)
+		if (slots[i].fd >= 0)
+			close(slots[i].fd);
+	close(ep);
+	stop(n.pid);
+	for (uint32_t i = 0; i < loaded; i++)
+		free(tokens[i]);
+	free(tokens);
+	free(slots);
+}
+
+/* ---- main ---------------------------------------------------------------- */
+
+static void
+locate(void)
+{
+	char exe[PATH_MAX / 4];
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+	if (n <= 0)
+		exit(2);
+	exe[n] = '\0';
+	char *slash = strrchr(exe, '/');
+	*slash = '\0'; /* build/<mode>/bench */
+	snprintf(flockd_path, sizeof flockd_path, "%s/../flockd", exe);
+	snprintf(root, sizeof root, "%s/../../..", exe);
+	char probe[PATH_MAX];
+	snprintf(probe, sizeof probe, "%s/tests/bench/gateway/setup.py", root);
+	if (access(probe, R_OK) != 0)
+		snprintf(root, sizeof root, ".");
+}
+
+int
+main(int argc, char **argv)
+{
+	signal(SIGPIPE, SIG_IGN);
+	locate();
+	if (!executable(flockd_path)) {
+		printf("skip gateway bench: no flockd at %s\n", flockd_path);
+		return 0;
+	}
+	snprintf(tmp_root, sizeof tmp_root, "/tmp/flock-gw-bench-XXXXXX");
+	if (mkdtemp(tmp_root) == NULL)
+		return 1;
+	chmod(tmp_root, 0755);
+	const char *only = argc > 1 ? argv[1] : "";
+	if (only[0] == '\0' || strcmp(only, "feed") == 0)
+		bench_feed();
+	if (only[0] == '\0' || strcmp(only, "mix") == 0)
+		bench_mix();
+	if (only[0] == '\0' || strcmp(only, "like") == 0)
+		bench_like_push();
+	if (only[0] == '\0' || strcmp(only, "idle") == 0)
+		bench_idle_streams();
+	char cmd[300];
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp_root);
+	if (system(cmd) != 0)
+		fprintf(stderr, "bench: could not remove %s\n", tmp_root);
+	return 0;
+}
