@@ -515,7 +515,9 @@ main(int argc, char **argv)
 	if (rc != 0) {
 		fprintf(stderr, "flockd: cannot listen on %s:%u: %s\n",
 			o->listen_host, o->listen_port, gw_strerror(rc));
-		goto fail_loop;
+		/* The loop is not run again after a failed gw_create. */
+		close_domain(&n);
+		return 1;
 	}
 	gw_set_metrics_extra(n.gateway, journal_metrics, &n);
 	gw_set_ready(n.gateway, true);
@@ -534,7 +536,6 @@ main(int argc, char **argv)
 	gw_destroy(n.gateway);
 	n.gateway = NULL;
 	status = 0;
-fail_loop:
 	uv_run(&n.loop, UV_RUN_NOWAIT);
 	if (uv_loop_close(&n.loop) != 0)
 		rt_log(n.rt, RT_LOG_WARN, "flockd", "loop closed with handles");

@@ -112,7 +112,9 @@ typedef struct gw gw;
  * domain a (borrowed) and the runtime rt (borrowed, for logs and stats),
  * signing with key (copied). Starts listening before returning; the
  * bound port is gw_port. *out owned; gw_destroy after the loop is done.
- * Loop thread only.
+ * Loop thread only. GW_EIO when the address cannot be bound; after any
+ * failure the loop must not be run again (libwebsockets may have left
+ * handles on it).
  */
 int gw_create(uv_loop_t *loop, rt_runtime *rt, api *a, const gw_key *key,
 	const gw_config *cfg, gw **out);

@@ -813,6 +813,43 @@ static const struct lws_protocols protocols[] = {
 
 /* ---- lifetime ----------------------------------------------------------------------- */
 
+/* True when host:port can be bound now (port 0 always can). Checked
+ * before lws touches the loop, so the common failure (the port is taken)
+ * leaves the loop clean. */
+static bool
+port_free(const char *host, uint16_t port)
+{
+	if (port == 0 || host == NULL)
+		return true;
+	struct sockaddr_storage ss;
+	memset(&ss, 0, sizeof ss);
+	socklen_t n;
+	int family;
+	struct sockaddr_in *in = (struct sockaddr_in *)&ss;
+	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+	if (inet_pton(AF_INET, host, &in->sin_addr) == 1) {
+		family = AF_INET;
+		in->sin_family = AF_INET;
+		in->sin_port = htons(port);
+		n = sizeof *in;
+	} else if (inet_pton(AF_INET6, host, &in6->sin6_addr) == 1) {
+		family = AF_INET6;
+		in6->sin6_family = AF_INET6;
+		in6->sin6_port = htons(port);
+		n = sizeof *in6;
+	} else {
+		return true; /* a name: let lws resolve and report */
+	}
+	int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return true;
+	int one = 1;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+	bool ok = bind(fd, (struct sockaddr *)&ss, n) == 0;
+	close(fd);
+	return ok;
+}
+
 static void
 lws_log_to_rt(int level, const char *line)
 {
@@ -840,7 +877,14 @@ gw_create(uv_loop_t *loop, rt_runtime *rt, api *domain, const gw_key *key,
 	gw__list_init(&g->streams);
 	snprintf(g->web_dir, sizeof g->web_dir, "%s",
 		cfg->web_dir ? cfg->web_dir : "gateway/web");
-	int rc = GW_ENOMEM;
+	int rc = GW_EIO;
+	if (!port_free(cfg->listen_host, cfg->listen_port)) {
+		rt_log(rt, RT_LOG_ERROR, "gateway", "%s:%u is in use",
+			cfg->listen_host, cfg->listen_port);
+		free(g);
+		return GW_EIO;
+	}
+	rc = GW_ENOMEM;
 	g->metrics = calloc(1, sizeof *g->metrics);
 	if (g->metrics == NULL)
 		goto fail;
@@ -902,10 +946,11 @@ fail:
 		lws_context_destroy(g->context);
 	g->context = NULL;
 	if (g->handles_open) {
+		/* A failed lws context may leave handles on the loop whose
+		 * callbacks lived in the plugin it unloaded: the caller must
+		 * not run this loop again (flockd exits). */
 		uv_close((uv_handle_t *)&g->async, NULL);
 		uv_close((uv_handle_t *)&g->shutdown_timer, NULL);
-		/* The caller runs the loop once more to close them. */
-		uv_run(loop, UV_RUN_NOWAIT);
 		g->handles_open = false;
 	}
 	gw_destroy(g);
