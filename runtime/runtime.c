@@ -290,6 +290,15 @@ rt_register_kind(rt_runtime *rt, uint32_t kind, const rt_actor_ops *ops)
 	return 0;
 }
 
+const rt_actor_ops *
+rt_kind_ops(const rt_runtime *rt, uint32_t kind)
+{
+	RT_ASSERT(rt != NULL);
+	if (kind == RT_KIND_NONE || kind >= RT_KINDS_MAX)
+		return NULL;
+	return rt->kinds[kind].ops;
+}
+
 void
 rt_set_store(rt_runtime *rt, const rt_store_ops *ops, void *arg)
 {

@@ -225,6 +225,10 @@ typedef struct rt_actor_ops {
 /* Registers ops for kind (1..RT_KINDS_MAX-1). ops borrowed for the life
  * of the runtime. RT_EEXIST if the kind is taken. Before rt_start. */
 int rt_register_kind(rt_runtime *rt, uint32_t kind, const rt_actor_ops *ops);
+/* The ops registered for kind, or NULL. Borrowed for the runtime's life.
+ * Lets persistence rebuild a stored actor's state without activating it
+ * (a partition export). Any thread. */
+const rt_actor_ops *rt_kind_ops(const rt_runtime *rt, uint32_t kind);
 
 /* ---- messages ---------------------------------------------------------- */
 
