@@ -38,7 +38,19 @@
  *   one, that tail looks like mid-segment corruption and recovery stops
  *   for an operator rather than guess. A process crash cannot cause it.
  *
- * Snapshot value (LMDB "snapshots" DB, key = ps_snapshot_key):
+ * Store key (LMDB "partitioned" DB, store format 2; ps__store_key), 16
+ * bytes, big-endian so LMDB's byte order is partition, kind, id order and
+ * one partition is one key range:
+ *     0  u16   partition (ps_partition_of(id))
+ *     2  u16   zero
+ *     4  u32   kind
+ *     8  u64   id
+ * Store format 1 kept the values under ps_snapshot_key in a DB named
+ * "snapshots"; open moves them over in bounded transactions (the old DB
+ * is emptied as the new one fills, so a crash mid-way resumes) and then
+ * records format 2.
+ *
+ * Snapshot value (under the store key):
  *     0  u32   format version (PS_SNAPSHOT_FORMAT_VERSION)
  *     4  u32   state bytes
  *     8  u64   snapshot LSN: every record of this actor with LSN <= it is
@@ -65,7 +77,7 @@
 
 #define PS_JOURNAL_FORMAT_VERSION 1u
 #define PS_SNAPSHOT_FORMAT_VERSION 1u
-#define PS_STORE_FORMAT_VERSION 1u
+#define PS_STORE_FORMAT_VERSION 2u
 #define PS_SEGMENT_HEADER_BYTES 40u
 #define PS_RECORD_HEADER_BYTES 32u
 #define PS_SNAPSHOT_HEADER_BYTES 24u
@@ -164,6 +176,18 @@ int ps__segment_header_decode(const void *bytes, size_t length,
 void ps__segment_name(uint64_t first_lsn, char *out, size_t out_bytes);
 /* Parses a segment name; false if name is not one. */
 bool ps__segment_name_parse(const char *name, uint64_t *first_lsn_out);
+
+/* ---- the store key (journal_format.c) ------------------------------------ */
+
+#define PS_STORE_KEY_BYTES 16u
+void ps__store_key(rt_addr addr, unsigned char out[PS_STORE_KEY_BYTES]);
+/* The address a store key names; false if key is not one. */
+bool ps__store_key_parse(const void *key, size_t length, rt_addr *out);
+
+/* A journal record the node writes for itself (kind RT_KIND_NONE, id the
+ * partition): every record of the partition before it is obsolete (the
+ * partition moved away and its state went with it). */
+#define PS__RECORD_DROP_PARTITION 0xfffff001u
 
 /* ---- journal internals used by the node (journal.c) ----------------------- */
 

@@ -218,6 +218,38 @@ ps_snapshot_key(rt_addr addr, unsigned char out[16])
 	}
 }
 
+void
+ps__store_key(rt_addr addr, unsigned char out[PS_STORE_KEY_BYTES])
+{
+	uint32_t partition = ps_partition_of(addr.id);
+	out[0] = (unsigned char)(partition >> 8);
+	out[1] = (unsigned char)partition;
+	out[2] = 0;
+	out[3] = 0;
+	for (int i = 0; i < 4; i++)
+		out[4 + i] = (unsigned char)(addr.kind >> (24 - 8 * i));
+	for (int i = 0; i < 8; i++)
+		out[8 + i] = (unsigned char)(addr.id >> (56 - 8 * i));
+}
+
+bool
+ps__store_key_parse(const void *key, size_t length, rt_addr *out)
+{
+	const unsigned char *k = key;
+	if (length != PS_STORE_KEY_BYTES || k[2] != 0 || k[3] != 0)
+		return false;
+	uint32_t kind = 0;
+	uint64_t id = 0;
+	for (int i = 0; i < 4; i++)
+		kind = kind << 8 | k[4 + i];
+	for (int i = 0; i < 8; i++)
+		id = id << 8 | k[8 + i];
+	if (((uint32_t)k[0] << 8 | k[1]) != ps_partition_of(id))
+		return false;
+	*out = rt_addr_make(kind, id);
+	return true;
+}
+
 size_t
 ps_snapshot_value_bytes(size_t state_bytes)
 {

@@ -92,10 +92,40 @@ node_log(void *arg, rt_log_level level, const char *message)
 
 /* ---- recovery --------------------------------------------------------- */
 
+static void recovered_free(recovered_actor *a);
+
+/* Frees the recovered records of every actor of partition. Node mutex
+ * held (or recovery, single-threaded). Keys are collected first: removal
+ * shifts entries under a walk. */
+static int
+recovered_purge_locked(ps_node *node, uint32_t partition)
+{
+	size_t n = 0;
+	rt_addr *addrs = malloc((node->recovered.count + 1) * sizeof *addrs);
+	if (addrs == NULL)
+		return PS_ENOMEM;
+	for (size_t i = 0; i < node->recovered.capacity; i++)
+		if (node->recovered.slots[i].value != NULL &&
+			ps_partition_of(node->recovered.slots[i].key.id) == partition)
+			addrs[n++] = node->recovered.slots[i].key;
+	for (size_t i = 0; i < n; i++)
+		recovered_free(ps__addr_map_remove(&node->recovered, addrs[i]));
+	free(addrs);
+	return PS_OK;
+}
+
 static int
 collect_record(void *arg, const ps_record *r)
 {
 	ps_node *node = arg;
+	if (r->addr.kind == RT_KIND_NONE) {
+		/* The node's own marker: the partition left this node, and
+		 * every earlier record of it went with its state. */
+		if (r->type == PS__RECORD_DROP_PARTITION &&
+			r->addr.id < PS_PARTITIONS)
+			return recovered_purge_locked(node, (uint32_t)r->addr.id);
+		return 0;
+	}
 	recovered_actor *a = ps__addr_map_get(&node->recovered, r->addr);
 	if (a == NULL) {
 		a = calloc(1, sizeof *a);
@@ -668,14 +698,25 @@ activate_recovered(ps_node *node)
 	if (addrs == NULL)
 		return PS_ENOMEM;
 	ps__assert(k == n);
+	size_t elsewhere = 0;
 	for (size_t i = 0; i < k; i++) {
 		int rc = rt_activate(node->rt, addrs[i]);
-		if (rc != 0)
+		if (rc == RT_EUNAVAILABLE) {
+			/* The cluster keeps it from waking here: its partition
+			 * is owned by another node. The records stay until a
+			 * hand-off exports or drops them. */
+			elsewhere++;
+		} else if (rc != 0) {
 			rt_log(node->rt, RT_LOG_ERROR, "persistence",
 				"recovery cannot activate kind=%" PRIu32 " id=%" PRIu64
 				" error=%s",
 				addrs[i].kind, addrs[i].id, rt_strerror(rc));
+		}
 	}
+	if (elsewhere > 0)
+		rt_log(node->rt, RT_LOG_INFO, "persistence",
+			"recovery left %zu actors asleep: their partitions live "
+			"on other nodes", elsewhere);
 	free(addrs);
 	return PS_OK;
 }
@@ -789,6 +830,177 @@ fail_store:
 	ps_store_close(node->store);
 fail:
 	node_free(node);
+	return rc;
+}
+
+/* ---- partition hand-off ------------------------------------------------------ */
+
+typedef struct export_entry {
+	rt_addr addr;
+	recovered_actor *records; /* NULL once exported with its snapshot */
+} export_entry;
+
+typedef struct export_context {
+	ps_node *node;
+	ps_export_callback cb;
+	void *arg;
+	export_entry *entries; /* the partition's recovered actors */
+	size_t count;
+} export_context;
+
+/* addr's latest state from its snapshot (or none: zeroed) and the
+ * recovered records above lsn, encoded again, then cb. */
+static int
+export_rebuilt(export_context *c, rt_addr addr, uint64_t lsn,
+	const void *state, size_t state_bytes, bool has_snapshot,
+	recovered_actor *a)
+{
+	const rt_actor_ops *ops = rt_kind_ops(c->node->rt, addr.kind);
+	if (ops == NULL || ops->apply_record == NULL ||
+		ops->encode_state == NULL ||
+		(has_snapshot && ops->decode_state == NULL))
+		return PS_EINVAL;
+	size_t bytes = (ops->state_size + 15u) & ~(size_t)15u;
+	void *s = aligned_alloc(16, bytes ? bytes : 16);
+	if (s == NULL)
+		return PS_ENOMEM;
+	memset(s, 0, bytes);
+	int rc = has_snapshot ? ops->decode_state(s, state, state_bytes) : 0;
+	uint64_t last = lsn;
+	uint32_t applied = 0;
+	if (rc == 0)
+		rc = replay(c->node, a, ops, s, lsn, &last, &applied);
+	rt_buffer out = {0};
+	if (rc == 0)
+		rc = ops->encode_state(s, &out);
+	if (ops->free_state != NULL)
+		ops->free_state(s);
+	free(s);
+	if (rc == 0)
+		rc = c->cb(c->arg, addr, out.bytes, out.length);
+	else
+		rc = PS_ECORRUPT;
+	rt_buffer_free(&out);
+	return rc;
+}
+
+static bool
+has_records_after(const recovered_actor *a, uint64_t lsn)
+{
+	return a != NULL && a->count > 0 && a->records[a->count - 1]->lsn > lsn;
+}
+
+static int
+export_snapshot(void *arg, rt_addr addr, uint64_t lsn, const void *state,
+	size_t state_bytes)
+{
+	export_context *c = arg;
+	recovered_actor *a = NULL;
+	for (size_t i = 0; i < c->count; i++)
+		if (rt_addr_equal(c->entries[i].addr, addr)) {
+			a = c->entries[i].records;
+			c->entries[i].records = NULL;
+			break;
+		}
+	if (has_records_after(a, lsn))
+		return export_rebuilt(c, addr, lsn, state, state_bytes, true, a);
+	return c->cb(c->arg, addr, state, state_bytes);
+}
+
+int
+ps_node_export_partition(ps_node *node, uint32_t partition,
+	ps_export_callback cb, void *arg)
+{
+	ps__assert(node != NULL);
+	ps__assert(cb != NULL);
+	if (partition >= PS_PARTITIONS)
+		return PS_EINVAL;
+	export_context c = {.node = node, .cb = cb, .arg = arg};
+	/* The partition's actors are asleep and gated, so no activation
+	 * takes these records while the export reads them. */
+	pthread_mutex_lock(&node->mutex);
+	c.entries = malloc((node->recovered.count + 1) * sizeof *c.entries);
+	for (size_t i = 0; c.entries != NULL &&
+		i < node->recovered.capacity; i++) {
+		const ps__addr_slot *slot = &node->recovered.slots[i];
+		if (slot->value != NULL &&
+			ps_partition_of(slot->key.id) == partition)
+			c.entries[c.count++] = (export_entry){slot->key,
+				slot->value};
+	}
+	pthread_mutex_unlock(&node->mutex);
+	if (c.entries == NULL)
+		return PS_ENOMEM;
+	int rc = ps_store_scan_partition(node->store, partition,
+		export_snapshot, &c);
+	/* Actors with records and no snapshot at all. */
+	for (size_t i = 0; rc == 0 && i < c.count; i++)
+		if (c.entries[i].records != NULL)
+			rc = export_rebuilt(&c, c.entries[i].addr, 0, NULL, 0,
+				false, c.entries[i].records);
+	free(c.entries);
+	return rc;
+}
+
+int
+ps_node_import_snapshot(ps_node *node, rt_addr addr, const void *state,
+	size_t state_bytes)
+{
+	ps__assert(node != NULL);
+	ps__assert(state != NULL || state_bytes == 0);
+	pthread_mutex_lock(&node->mutex);
+	/* Above every LSN handed out here: an earlier life's records of the
+	 * actor on this node are never replayed over the imported state. */
+	uint64_t lsn = ps_journal_last_lsn(node->journal);
+	if (lsn < node->checkpoint_lsn)
+		lsn = node->checkpoint_lsn;
+	recovered_actor *stale = ps__addr_map_remove(&node->recovered, addr);
+	int rc = PS_OK;
+	actor_entry *e = entry_get_or_create(node, addr);
+	if (e == NULL) {
+		rc = PS_ENOMEM;
+	} else {
+		if (e->last_lsn < lsn)
+			e->last_lsn = lsn;
+		e->saved_lsn = e->last_lsn;
+		e->first_unsaved_lsn = 0;
+	}
+	pthread_mutex_unlock(&node->mutex);
+	if (stale != NULL)
+		recovered_free(stale);
+	if (rc == 0)
+		rc = ps_store_put(node->store, addr, lsn, state, state_bytes);
+	return rc;
+}
+
+int
+ps_node_drop_partition(ps_node *node, uint32_t partition)
+{
+	ps__assert(node != NULL);
+	if (partition >= PS_PARTITIONS)
+		return PS_EINVAL;
+	pthread_mutex_lock(&node->mutex);
+	int rc = recovered_purge_locked(node, partition);
+	/* Bookkeeping of the partition's actors: gone with them. */
+	size_t n = 0;
+	rt_addr *addrs = rc == 0 ? malloc((node->actors.count + 1) *
+		sizeof *addrs) : NULL;
+	if (rc == 0 && addrs == NULL)
+		rc = PS_ENOMEM;
+	for (size_t i = 0; addrs != NULL && i < node->actors.capacity; i++)
+		if (node->actors.slots[i].value != NULL &&
+			ps_partition_of(node->actors.slots[i].key.id) == partition)
+			addrs[n++] = node->actors.slots[i].key;
+	for (size_t i = 0; i < n; i++)
+		free(ps__addr_map_remove(&node->actors, addrs[i]));
+	pthread_mutex_unlock(&node->mutex);
+	free(addrs);
+	if (rc == 0)
+		rc = ps_store_drop_partition(node->store, partition);
+	if (rc == 0)
+		rc = ps_journal_append(node->journal,
+			rt_addr_make(RT_KIND_NONE, partition),
+			PS__RECORD_DROP_PARTITION, NULL, 0, NULL, NULL, NULL);
 	return rc;
 }
 

@@ -449,9 +449,24 @@ size_t ps_snapshot_value_encode(rt_addr addr, uint64_t lsn,
  * bytes (borrowed). Returns 0, PS_ECORRUPT or PS_EVERSION. Pure. */
 int ps_snapshot_value_decode(rt_addr addr, const void *bytes, size_t length,
 	uint64_t *lsn_out, const void **state_out, size_t *state_bytes_out);
-/* The 16-byte big-endian key (kind as u64, then id) so keys sort by kind,
- * then id. */
+/* The 16-byte big-endian identity of addr (kind as u64, then id) that a
+ * snapshot value's checksum covers, so a value cannot pass for another
+ * actor's. (The store's LMDB key is another layout: internal.h.) */
 void ps_snapshot_key(rt_addr addr, unsigned char out[16]);
+
+/* ---- partitions --------------------------------------------------------- */
+
+/* The id layout of DESIGN.md "Addressing": ms (41 bits) | partition (13)
+ * | sequence (10). The store keeps actors in partition order so a
+ * partition moves with one range scan; cluster.h's cl_partition_of is the
+ * same function. */
+#define PS_PARTITION_SHIFT 10u
+#define PS_PARTITIONS 8192u
+static inline uint32_t
+ps_partition_of(uint64_t id)
+{
+	return (uint32_t)(id >> PS_PARTITION_SHIFT) & (PS_PARTITIONS - 1u);
+}
 
 /* ---- the snapshot store (LMDB) ------------------------------------------ */
 
@@ -517,6 +532,21 @@ uint64_t ps_store_checkpoint_lsn(ps_store *store);
 uint64_t ps_store_map_bytes(ps_store *store);
 /* Flushes, stops the writer, closes the environment. */
 void ps_store_close(ps_store *store);
+/* Receives one stored actor of a scanned partition; state borrowed until
+ * return. Returns 0, or an error that stops the scan and is passed on. */
+typedef int (*ps_store_item_callback)(void *arg, rt_addr addr, uint64_t lsn,
+	const void *state, size_t state_bytes);
+/* Calls cb for every actor of partition the store holds (queued puts
+ * win over committed ones), in key order then queued ones, after the read
+ * transaction has ended (cb may block). Any thread. 0, PS_ENOMEM,
+ * PS_ECORRUPT, PS_EIO, or cb's code. */
+int ps_store_scan_partition(ps_store *store, uint32_t partition,
+	ps_store_item_callback cb, void *arg);
+/* Queues the deletion of every snapshot of partition, ordered after the
+ * puts queued before it (puts queued after it survive). Reads stop seeing
+ * the partition's queued puts at once. Any thread. 0, PS_ENOMEM,
+ * PS_ESTOPPED, PS_EINVAL. */
+int ps_store_drop_partition(ps_store *store, uint32_t partition);
 /* Manual stores: commits one batch (up to batch_puts_max requests, in
  * queue order, stopping before a put whose record wait_durable reports
  * PS_EBUSY) and runs its markers' callbacks. Returns the requests done
@@ -643,6 +673,40 @@ typedef struct ps_node_stats {
 	uint64_t checkpoints;
 } ps_node_stats;
 void ps_node_get_stats(ps_node *node, ps_node_stats *out);
+
+/*
+ * Partition hand-off (the cluster's state seam). The partition's actors
+ * must not be active here while these run (rt_passivate_where first).
+ *
+ * export: calls cb once per actor of partition stored here with its
+ * latest state: the newest snapshot, and when journal records recovered
+ * at open follow it, that snapshot decoded, the records applied with the
+ * kind's apply_record and the result encoded again. Not from an actor.
+ * 0, PS_ENOMEM, PS_ECORRUPT, PS_EIO, PS_EINVAL, or cb's code.
+ */
+typedef int (*ps_export_callback)(void *arg, rt_addr addr, const void *state,
+	size_t state_bytes);
+int ps_node_export_partition(ps_node *node, uint32_t partition,
+	ps_export_callback cb, void *arg);
+/*
+ * import: stores state (copied) as addr's snapshot, so that its next
+ * activation here loads it. The snapshot's LSN is this journal's last
+ * LSN, so records journaled here in an earlier life of the actor on this
+ * node are never replayed on top; any such records still held from
+ * recovery are forgotten. Any thread. 0, PS_ENOMEM, PS_ETOOBIG, PS_EFULL,
+ * PS_ESTOPPED.
+ */
+int ps_node_import_snapshot(ps_node *node, rt_addr addr, const void *state,
+	size_t state_bytes);
+/*
+ * drop: forgets partition here once it lives elsewhere: queues the
+ * deletion of its snapshots, frees its recovered records and per-actor
+ * bookkeeping (so checkpoints are not held back by them), and journals a
+ * marker so that a recovery after a restart replays none of the
+ * partition's earlier records. Any thread. 0, PS_ENOMEM, PS_EREADONLY,
+ * PS_EFULL, PS_ESTOPPED.
+ */
+int ps_node_drop_partition(ps_node *node, uint32_t partition);
 
 /* After rt_stop (which passivates every actor through the hook): commits
  * the store, closes journal and store, frees the node. The runtime's

@@ -2,9 +2,11 @@
  * store_lmdb.c — the snapshot store: the only file of flock that includes
  * lmdb.h.
  *
- * One environment per node with two named databases: "snapshots" (16-byte
- * big-endian actor key -> snapshot value, format in internal.h) and
- * "meta" (format version, checkpoint LSN).
+ * One environment per node with two named databases: "partitioned"
+ * (16-byte big-endian store key, partition first, -> snapshot value;
+ * formats in internal.h) and "meta" (format version, checkpoint LSN). A
+ * format-1 store ("snapshots", keyed by kind then id) is moved over at
+ * open.
  *
  * Threads: puts and checkpoint markers are queued (FIFO) by any thread and
  * committed by one writer thread, up to batch_puts_max requests per write
@@ -27,8 +29,10 @@
  * transactions, because mdb_env_set_mapsize needs no transaction active in
  * the process), doubles the map, and retries the batch.
  *
- * It does not delete snapshots or iterate them (partition hand-off will
- * add that), and never interprets state bytes.
+ * Partition hand-off: a scan reads one partition's key range (plus its
+ * queued puts); a drop is a queued request that deletes the range in
+ * queue order, so puts queued before it go and puts queued after it
+ * stay. It never interprets state bytes.
  */
 #include "persistence/internal.h"
 
@@ -39,10 +43,15 @@
 /* Concurrent read transactions: one per worker thread at most plus
  * external readers; 512 is far above RT_WORKERS_MAX. */
 #define STORE_READERS_MAX 512u
-/* Named databases in the environment (snapshots, meta). */
+/* Named databases in the environment (partitioned, meta, and the
+ * format-1 snapshots while it is moved over). */
 #define STORE_DBS_MAX 4u
+/* Entries one transaction of the format-1 move carries: bounds its dirty
+ * pages far below LMDB's per-transaction limit. */
+#define STORE_MIGRATE_BATCH 4096u
 
-enum { REQUEST_PUT = 1, REQUEST_MARKER = 2 };
+/* REQUEST_DROP keeps the partition in addr.id. */
+enum { REQUEST_PUT = 1, REQUEST_MARKER = 2, REQUEST_DROP = 3 };
 
 typedef struct store_request {
 	struct store_request *next;
@@ -75,6 +84,7 @@ struct ps_store {
 	uint32_t queued_puts;
 	uint32_t queued_requests;
 	ps__addr_map pending; /* addr -> newest queued put */
+	uint16_t *drops_queued; /* per partition: drop requests queued */
 	bool closing;
 	uint64_t checkpoint_lsn;
 	uint64_t map_bytes;
@@ -124,6 +134,36 @@ grow_map(ps_store *s)
 	return PS_OK;
 }
 
+/* Deletes partition's key range in txn. */
+static int
+drop_range(ps_store *s, MDB_txn *txn, uint32_t partition)
+{
+	MDB_cursor *cursor;
+	int rc = mdb_cursor_open(txn, s->snapshots, &cursor);
+	if (rc != 0)
+		return rc;
+	unsigned char start[PS_STORE_KEY_BYTES] = {0};
+	start[0] = (unsigned char)(partition >> 8);
+	start[1] = (unsigned char)partition;
+	/* Seek again after each delete: simple, and O(log n) each. */
+	for (;;) {
+		MDB_val k = {sizeof start, start};
+		MDB_val v;
+		rc = mdb_cursor_get(cursor, &k, &v, MDB_SET_RANGE);
+		if (rc != 0)
+			break;
+		const unsigned char *key = k.mv_data;
+		if (k.mv_size != PS_STORE_KEY_BYTES ||
+			((uint32_t)key[0] << 8 | key[1]) != partition)
+			break;
+		rc = mdb_cursor_del(cursor, 0);
+		if (rc != 0)
+			break;
+	}
+	mdb_cursor_close(cursor);
+	return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
 /* One attempt at writing the batch in one transaction. */
 static int
 batch_txn(ps_store *s, store_request *first, uint32_t n, uint64_t *marker_lsn)
@@ -135,8 +175,8 @@ batch_txn(ps_store *s, store_request *first, uint32_t n, uint64_t *marker_lsn)
 	store_request *r = first;
 	for (uint32_t i = 0; i < n; i++, r = r->next) {
 		if (r->kind == REQUEST_PUT && !r->skip) {
-			unsigned char key[16];
-			ps_snapshot_key(r->addr, key);
+			unsigned char key[PS_STORE_KEY_BYTES];
+			ps__store_key(r->addr, key);
 			MDB_val k = {sizeof key, key};
 			MDB_val v = {r->value_bytes, r->value};
 			rc = mdb_put(txn, s->snapshots, &k, &v, 0);
@@ -148,6 +188,8 @@ batch_txn(ps_store *s, store_request *first, uint32_t n, uint64_t *marker_lsn)
 			MDB_val v = {sizeof bytes, bytes};
 			rc = mdb_put(txn, s->meta, &k, &v, 0);
 			*marker_lsn = r->lsn;
+		} else if (r->kind == REQUEST_DROP) {
+			rc = drop_range(s, txn, (uint32_t)r->addr.id);
 		}
 		if (rc != 0) {
 			mdb_txn_abort(txn);
@@ -224,6 +266,10 @@ batch_done(ps_store *s, store_request *first, uint32_t n, int rc)
 	pthread_mutex_lock(&s->mutex);
 	s->queued_requests -= n;
 	for (store_request *r = first; r != NULL; r = r->next) {
+		if (r->kind == REQUEST_DROP) {
+			ps__assert(s->drops_queued[r->addr.id] > 0);
+			s->drops_queued[r->addr.id]--;
+		}
 		if (r->kind != REQUEST_PUT)
 			continue;
 		s->queued_puts--;
@@ -372,6 +418,54 @@ ps_store_checkpoint(ps_store *s, uint64_t lsn, ps_store_done_callback cb,
 	return rc;
 }
 
+static bool
+drop_queued_locked(ps_store *s, uint32_t partition)
+{
+	return s->drops_queued[partition] > 0;
+}
+
+int
+ps_store_drop_partition(ps_store *s, uint32_t partition)
+{
+	ps__assert(s != NULL);
+	if (partition >= PS_PARTITIONS)
+		return PS_EINVAL;
+	store_request *r = calloc(1, sizeof *r);
+	if (r == NULL)
+		return PS_ENOMEM;
+	r->kind = REQUEST_DROP;
+	r->addr = rt_addr_make(RT_KIND_NONE, partition);
+	pthread_mutex_lock(&s->mutex);
+	int rc = s->closing ? PS_ESTOPPED : PS_OK;
+	/* Queued puts of the partition stop being visible: they commit
+	 * before the drop deletes them. Collected first, as removal shifts
+	 * the table under a walk. */
+	size_t gone = 0;
+	rt_addr *addrs = NULL;
+	if (rc == 0 && s->pending.count > 0) {
+		addrs = malloc(s->pending.count * sizeof *addrs);
+		if (addrs == NULL)
+			rc = PS_ENOMEM;
+	}
+	for (size_t i = 0; addrs != NULL && i < s->pending.capacity; i++) {
+		const ps__addr_slot *slot = &s->pending.slots[i];
+		if (slot->value != NULL &&
+			ps_partition_of(slot->key.id) == partition)
+			addrs[gone++] = slot->key;
+	}
+	for (size_t i = 0; rc == 0 && i < gone; i++)
+		ps__addr_map_remove(&s->pending, addrs[i]);
+	if (rc == 0) {
+		s->drops_queued[partition]++;
+		enqueue_locked(s, r);
+	}
+	pthread_mutex_unlock(&s->mutex);
+	free(addrs);
+	if (rc != 0)
+		free(r);
+	return rc;
+}
+
 typedef struct flush_wait {
 	pthread_mutex_t mutex;
 	pthread_cond_t cond;
@@ -439,6 +533,8 @@ ps_store_get(ps_store *s, rt_addr addr, ps_snapshot_callback cb, void *arg)
 	ps__assert(cb != NULL);
 	pthread_mutex_lock(&s->mutex);
 	store_request *queued = ps__addr_map_get(&s->pending, addr);
+	bool dropping = queued == NULL && drop_queued_locked(s,
+		ps_partition_of(addr.id));
 	unsigned char *copy = NULL;
 	size_t copy_bytes = 0;
 	if (queued != NULL) {
@@ -455,6 +551,8 @@ ps_store_get(ps_store *s, rt_addr addr, ps_snapshot_callback cb, void *arg)
 		free(copy);
 		return rc;
 	}
+	if (dropping)
+		return PS_ENOTFOUND; /* its snapshots are about to go */
 	pthread_rwlock_rdlock(&s->resize);
 	MDB_txn *txn;
 	int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
@@ -462,8 +560,8 @@ ps_store_get(ps_store *s, rt_addr addr, ps_snapshot_callback cb, void *arg)
 		pthread_rwlock_unlock(&s->resize);
 		return from_mdb(rc);
 	}
-	unsigned char key[16];
-	ps_snapshot_key(addr, key);
+	unsigned char key[PS_STORE_KEY_BYTES];
+	ps__store_key(addr, key);
 	MDB_val k = {sizeof key, key};
 	MDB_val v;
 	rc = mdb_get(txn, s->snapshots, &k, &v);
@@ -473,6 +571,147 @@ ps_store_get(ps_store *s, rt_addr addr, ps_snapshot_callback cb, void *arg)
 		rc = from_mdb(rc);
 	mdb_txn_abort(txn);
 	pthread_rwlock_unlock(&s->resize);
+	return rc;
+}
+
+/* One actor found by a partition scan, copied out of its transaction. */
+typedef struct scan_item {
+	rt_addr addr;
+	size_t value_bytes;
+	unsigned char *value;
+} scan_item;
+
+typedef struct scan_list {
+	scan_item *items;
+	size_t count;
+	size_t capacity;
+} scan_list;
+
+static int
+scan_add(scan_list *l, rt_addr addr, const void *value, size_t bytes)
+{
+	if (l->count == l->capacity) {
+		size_t capacity = l->capacity ? l->capacity * 2 : 64;
+		scan_item *items = realloc(l->items, capacity * sizeof *items);
+		if (items == NULL)
+			return PS_ENOMEM;
+		l->items = items;
+		l->capacity = capacity;
+	}
+	unsigned char *copy = malloc(bytes ? bytes : 1);
+	if (copy == NULL)
+		return PS_ENOMEM;
+	memcpy(copy, value, bytes);
+	l->items[l->count++] = (scan_item){addr, bytes, copy};
+	return PS_OK;
+}
+
+static void
+scan_free(scan_list *l)
+{
+	for (size_t i = 0; i < l->count; i++)
+		free(l->items[i].value);
+	free(l->items);
+}
+
+/* The partition's queued puts, copied. Lock held. */
+static int
+scan_queued_locked(ps_store *s, uint32_t partition, scan_list *out)
+{
+	for (size_t i = 0; i < s->pending.capacity; i++) {
+		const ps__addr_slot *slot = &s->pending.slots[i];
+		if (slot->value == NULL ||
+			ps_partition_of(slot->key.id) != partition)
+			continue;
+		const store_request *r = slot->value;
+		int rc = scan_add(out, r->addr, r->value, r->value_bytes);
+		if (rc != 0)
+			return rc;
+	}
+	return PS_OK;
+}
+
+static bool
+scan_has(const scan_list *l, rt_addr addr)
+{
+	for (size_t i = 0; i < l->count; i++)
+		if (rt_addr_equal(l->items[i].addr, addr))
+			return true;
+	return false;
+}
+
+/* The partition's committed snapshots that no queued put replaces. */
+static int
+scan_committed(ps_store *s, uint32_t partition, const scan_list *queued,
+	scan_list *out)
+{
+	pthread_rwlock_rdlock(&s->resize);
+	MDB_txn *txn;
+	MDB_cursor *cursor;
+	int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
+	if (rc == 0 && (rc = mdb_cursor_open(txn, s->snapshots, &cursor)) != 0)
+		mdb_txn_abort(txn);
+	if (rc != 0) {
+		pthread_rwlock_unlock(&s->resize);
+		return from_mdb(rc);
+	}
+	unsigned char start[PS_STORE_KEY_BYTES] = {0};
+	start[0] = (unsigned char)(partition >> 8);
+	start[1] = (unsigned char)partition;
+	MDB_val k = {sizeof start, start};
+	MDB_val v;
+	int op = MDB_SET_RANGE;
+	int status = PS_OK;
+	while (status == 0 && (rc = mdb_cursor_get(cursor, &k, &v, op)) == 0) {
+		op = MDB_NEXT;
+		rt_addr addr;
+		if (!ps__store_key_parse(k.mv_data, k.mv_size, &addr)) {
+			status = PS_ECORRUPT;
+			break;
+		}
+		if (ps_partition_of(addr.id) != partition)
+			break;
+		if (!scan_has(queued, addr))
+			status = scan_add(out, addr, v.mv_data, v.mv_size);
+	}
+	if (status == 0 && rc != 0 && rc != MDB_NOTFOUND)
+		status = from_mdb(rc);
+	mdb_cursor_close(cursor);
+	mdb_txn_abort(txn);
+	pthread_rwlock_unlock(&s->resize);
+	return status;
+}
+
+int
+ps_store_scan_partition(ps_store *s, uint32_t partition,
+	ps_store_item_callback cb, void *arg)
+{
+	ps__assert(s != NULL);
+	ps__assert(cb != NULL);
+	if (partition >= PS_PARTITIONS)
+		return PS_EINVAL;
+	scan_list queued = {0}, committed = {0};
+	pthread_mutex_lock(&s->mutex);
+	bool dropping = drop_queued_locked(s, partition);
+	int rc = scan_queued_locked(s, partition, &queued);
+	pthread_mutex_unlock(&s->mutex);
+	if (rc == 0 && !dropping)
+		rc = scan_committed(s, partition, &queued, &committed);
+	for (int pass = 0; pass < 2 && rc == 0; pass++) {
+		const scan_list *l = pass == 0 ? &committed : &queued;
+		for (size_t i = 0; rc == 0 && i < l->count; i++) {
+			const scan_item *it = &l->items[i];
+			uint64_t lsn;
+			const void *state;
+			size_t state_bytes;
+			rc = ps_snapshot_value_decode(it->addr, it->value,
+				it->value_bytes, &lsn, &state, &state_bytes);
+			if (rc == 0)
+				rc = cb(arg, it->addr, lsn, state, state_bytes);
+		}
+	}
+	scan_free(&queued);
+	scan_free(&committed);
 	return rc;
 }
 
@@ -503,8 +742,8 @@ ps_store_bench_put_sync(ps_store *s, rt_addr addr, uint64_t lsn,
 		return PS_ETOOBIG;
 	size_t n = ps_snapshot_value_encode(addr, lsn, state, state_bytes,
 		value);
-	unsigned char key[16];
-	ps_snapshot_key(addr, key);
+	unsigned char key[PS_STORE_KEY_BYTES];
+	ps__store_key(addr, key);
 	MDB_txn *txn;
 	int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
 	if (rc != 0)
@@ -521,8 +760,100 @@ ps_store_bench_put_sync(ps_store *s, rt_addr addr, uint64_t lsn,
 
 /* ---- open and close ----------------------------------------------------------- */
 
-/* Opens the databases and checks or writes the format version; reads the
- * checkpoint LSN. */
+static int
+put_version(ps_store *s, MDB_txn *txn)
+{
+	unsigned char bytes[4];
+	ps__store_u32(bytes, PS_STORE_FORMAT_VERSION);
+	MDB_val k = {sizeof META_VERSION - 1, (void *)META_VERSION};
+	MDB_val v = {sizeof bytes, bytes};
+	return mdb_put(txn, s->meta, &k, &v, 0);
+}
+
+/* Moves up to STORE_MIGRATE_BATCH format-1 entries to the partitioned
+ * DB in txn; *moved_out says how many (0: the old DB is empty). */
+static int
+migrate_batch(ps_store *s, MDB_txn *txn, MDB_dbi old, uint32_t *moved_out)
+{
+	MDB_cursor *cursor;
+	int rc = mdb_cursor_open(txn, old, &cursor);
+	if (rc != 0)
+		return rc;
+	uint32_t moved = 0;
+	MDB_val k, v;
+	while (moved < STORE_MIGRATE_BATCH &&
+		(rc = mdb_cursor_get(cursor, &k, &v, MDB_FIRST)) == 0) {
+		const unsigned char *p = k.mv_data;
+		uint64_t kind = 0, id = 0;
+		for (int i = 0; k.mv_size == 16 && i < 8; i++) {
+			kind = kind << 8 | p[i];
+			id = id << 8 | p[8 + i];
+		}
+		if (k.mv_size != 16 || kind > UINT32_MAX) {
+			rc = MDB_CORRUPTED;
+			break;
+		}
+		unsigned char key[PS_STORE_KEY_BYTES];
+		ps__store_key(rt_addr_make((uint32_t)kind, id), key);
+		MDB_val nk = {sizeof key, key};
+		rc = mdb_put(txn, s->snapshots, &nk, &v, 0);
+		if (rc == 0)
+			rc = mdb_cursor_del(cursor, 0);
+		if (rc != 0)
+			break;
+		moved++;
+	}
+	mdb_cursor_close(cursor);
+	*moved_out = moved;
+	return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+/* Format 1 -> 2: re-keys every snapshot, in bounded transactions; the
+ * version turns 2 in the one that drops the emptied old DB. */
+static int
+migrate_v1(ps_store *s)
+{
+	uint64_t total = 0;
+	for (;;) {
+		MDB_txn *txn;
+		int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+		if (rc != 0)
+			return from_mdb(rc);
+		MDB_dbi old;
+		uint32_t moved = 0;
+		rc = mdb_dbi_open(txn, "snapshots", 0, &old);
+		if (rc == 0)
+			rc = migrate_batch(s, txn, old, &moved);
+		if (rc == 0 && moved == 0)
+			rc = mdb_drop(txn, old, 1);
+		if (rc == MDB_NOTFOUND)
+			rc = 0; /* no old DB: nothing was ever stored */
+		if (rc == 0 && moved == 0)
+			rc = put_version(s, txn);
+		if (rc == 0)
+			rc = mdb_txn_commit(txn);
+		else
+			mdb_txn_abort(txn);
+		if (rc == MDB_MAP_FULL) {
+			int g = grow_map(s);
+			if (g != 0)
+				return g;
+			continue;
+		}
+		if (rc != 0)
+			return from_mdb(rc);
+		total += moved;
+		if (moved == 0)
+			break;
+	}
+	ps__log(s->log, s->log_arg, RT_LOG_INFO,
+		"store: format 1 moved to format %u snapshots=%" PRIu64,
+		PS_STORE_FORMAT_VERSION, total);
+	return PS_OK;
+}
+
+/* Opens the databases and checks or writes the format version (moving a
+ * format-1 store over); reads the checkpoint LSN. */
 static int
 open_databases(ps_store *s)
 {
@@ -530,19 +861,19 @@ open_databases(ps_store *s)
 	int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
 	if (rc != 0)
 		return from_mdb(rc);
-	rc = mdb_dbi_open(txn, "snapshots", MDB_CREATE, &s->snapshots);
+	rc = mdb_dbi_open(txn, "partitioned", MDB_CREATE, &s->snapshots);
 	if (rc == 0)
 		rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &s->meta);
 	if (rc != 0)
 		goto fail;
 	MDB_val k = {sizeof META_VERSION - 1, (void *)META_VERSION};
 	MDB_val v;
+	bool legacy = false;
 	rc = mdb_get(txn, s->meta, &k, &v);
 	if (rc == MDB_NOTFOUND) {
-		unsigned char bytes[4];
-		ps__store_u32(bytes, PS_STORE_FORMAT_VERSION);
-		v = (MDB_val){sizeof bytes, bytes};
-		rc = mdb_put(txn, s->meta, &k, &v, 0);
+		rc = put_version(s, txn);
+	} else if (rc == 0 && v.mv_size == 4 && ps__load_u32(v.mv_data) == 1u) {
+		legacy = true;
 	} else if (rc == 0 && (v.mv_size != 4 ||
 			       ps__load_u32(v.mv_data) != PS_STORE_FORMAT_VERSION)) {
 		mdb_txn_abort(txn);
@@ -559,7 +890,10 @@ open_databases(ps_store *s)
 		return PS_ECORRUPT;
 	} else if (rc != MDB_NOTFOUND)
 		goto fail;
-	return from_mdb(mdb_txn_commit(txn));
+	rc = from_mdb(mdb_txn_commit(txn));
+	if (rc == 0 && legacy)
+		rc = migrate_v1(s);
+	return rc;
 fail:
 	mdb_txn_abort(txn);
 	return from_mdb(rc);
@@ -595,8 +929,12 @@ ps_store_open(const ps_store_options *opts, ps_store **out)
 	pthread_mutex_init(&s->mutex, NULL);
 	pthread_cond_init(&s->wake, NULL);
 	pthread_rwlock_init(&s->resize, NULL);
+	int rc = PS_ENOMEM;
+	s->drops_queued = calloc(PS_PARTITIONS, sizeof *s->drops_queued);
+	if (s->drops_queued == NULL)
+		goto fail;
 	const ps_disk *disk = ps_disk_real();
-	int rc = disk->ops->mkdir(disk->ctx, opts->directory);
+	rc = disk->ops->mkdir(disk->ctx, opts->directory);
 	if (rc != 0)
 		goto fail;
 	rc = from_mdb(mdb_env_create(&s->env));
@@ -632,6 +970,7 @@ ps_store_open(const ps_store_options *opts, ps_store **out)
 fail_env:
 	mdb_env_close(s->env);
 fail:
+	free(s->drops_queued);
 	pthread_rwlock_destroy(&s->resize);
 	pthread_cond_destroy(&s->wake);
 	pthread_mutex_destroy(&s->mutex);
@@ -643,6 +982,7 @@ static void
 store_free(ps_store *s)
 {
 	ps__addr_map_free(&s->pending);
+	free(s->drops_queued);
 	mdb_env_close(s->env);
 	pthread_rwlock_destroy(&s->resize);
 	pthread_cond_destroy(&s->wake);
