@@ -1062,7 +1062,9 @@ body_plan(gw__request *r)
 	size_t cap = cfg->json_body_bytes_max;
 	switch (info->body) {
 	case GW_BODY_NONE:
-		return true;
+		/* Read and ignored (so a keep-alive connection stays in step),
+		 * under the JSON cap. */
+		break;
 	case GW_BODY_JSON:
 		if (has_body && r->content_type[0] != '\0' &&
 			!is_json_type(r->content_type)) {

@@ -142,7 +142,7 @@ typedef enum gw__route_id {
 
 /* How a route takes its body. */
 typedef enum gw__body_kind {
-	GW_BODY_NONE = 0,  /* a body is ignored (and not collected) */
+	GW_BODY_NONE = 0,  /* a body is read (under the JSON cap), ignored */
 	GW_BODY_JSON,      /* application/json, capped by json_body_bytes_max */
 	GW_BODY_UPLOAD,    /* image bytes (image/...) or multipart `media` */
 	GW_BODY_POST,      /* JSON, or multipart `media` + `caption` */

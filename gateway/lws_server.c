@@ -398,8 +398,7 @@ on_http(struct lws *wsi, session *s, const char *uri)
 	s->u.req = r;
 	if (gw__request_begin(r))
 		return 0;
-	bool body = r->match.info->body != GW_BODY_NONE &&
-		r->has_content_length && r->content_length > 0;
+	bool body = r->has_content_length && r->content_length > 0;
 	if (!body) {
 		gw__handle(r);
 		return 0;
