@@ -78,6 +78,8 @@
 #define GW_WS_QUEUE_BYTES_MAX (1024u * 1024u)
 /* A client message (an ack) is tiny; anything bigger is closed 1009. */
 #define GW_WS_CLIENT_MESSAGE_BYTES_MAX 1024u
+/* Seconds a closing socket may take to flush its close frame. */
+#define GW_WS_CLOSE_WAIT_S 5
 /* Close code for a reader too slow for its queue (API.md). */
 #define GW_WS_CLOSE_SLOW 4008
 /* multipart: the caption field's stored bytes (2,200 characters of up to
@@ -626,5 +628,8 @@ int gw__stream_receive(gw__ws_conn *c, const unsigned char *text,
 void gw__stream_closed(gw__ws_conn *c);
 /* lws_server.c: ask for a writable callback on c's socket. */
 void gw__transport_ws_wake(gw__ws_conn *c);
+/* lws_server.c: c->close_code is set: send it when writable, and drop
+ * the socket if that has not happened within GW_WS_CLOSE_WAIT_S. */
+void gw__transport_ws_close_soon(gw__ws_conn *c);
 
 #endif /* FLOCK_GATEWAY_INTERNAL_H */

@@ -715,6 +715,16 @@ gw__transport_ws_wake(gw__ws_conn *c)
 		lws_callback_on_writable(c->conn);
 }
 
+void
+gw__transport_ws_close_soon(gw__ws_conn *c)
+{
+	if (c->conn == NULL)
+		return;
+	lws_set_timeout(c->conn, PENDING_TIMEOUT_CLOSE_SEND,
+		GW_WS_CLOSE_WAIT_S);
+	lws_callback_on_writable(c->conn);
+}
+
 /* ---- connections ----------------------------------------------------------------- */
 
 static int
@@ -1008,7 +1018,7 @@ shutdown_tick(uv_timer_t *t)
 			gw__ws_conn *c = gw__container_of(l, gw__ws_conn, link);
 			if (c->close_code == 0)
 				c->close_code = 1001; /* going away */
-			gw__transport_ws_wake(c);
+			gw__transport_ws_close_soon(c);
 		}
 		if (!drained)
 			rt_log(g->rt, RT_LOG_WARN, "gateway",

@@ -29,7 +29,9 @@ close_with(gw__ws_conn *c, uint16_t code)
 	c->close_code = code;
 	if (code == GW_WS_CLOSE_SLOW)
 		c->g->metrics->ws_closed_slow_total++;
-	gw__transport_ws_wake(c);
+	/* The close frame goes out when the socket drains; a reader that
+	 * never drains is dropped after GW_WS_CLOSE_WAIT_S. */
+	gw__transport_ws_close_soon(c);
 }
 
 static void

@@ -279,7 +279,7 @@ setup(const node *n, const char *users_out, const char *const *args)
 /* Reads line `index` of the users file: name, id, token, media. */
 static bool
 user_line(const char *path, size_t index, char *name, char *token,
-	char *media)
+	char *media, uint64_t *user_id)
 {
 	FILE *f = fopen(path, "r");
 	if (f == NULL)
@@ -293,6 +293,8 @@ user_line(const char *path, size_t index, char *name, char *token,
 		char id[64];
 		ok = sscanf(line, "%63s %63s %1023s %63s", name, id, token,
 			     media) == 4;
+		if (ok && user_id != NULL)
+			*user_id = strtoull(id, NULL, 10);
 		break;
 	}
 	fclose(f);
@@ -503,7 +505,8 @@ bench_feed(void)
 	const char *args[] = {"--users", "21", "--prefix", "f", "--star",
 		"--posts-per-user", "1", NULL};
 	char name[64], token[1024], media[64];
-	if (!setup(&n, users, args) || !user_line(users, 0, name, token, media)) {
+	if (!setup(&n, users, args) ||
+		!user_line(users, 0, name, token, media, NULL)) {
 		stop(n.pid);
 		return;
 	}
@@ -676,6 +679,17 @@ post_index(uint64_t id)
 	return p == NULL ? -1 : (long)(p - post_ids);
 }
 
+static uint64_t liker_ids[LIKE_LIKERS];
+
+static long
+liker_index(uint64_t id)
+{
+	for (size_t i = 0; i < LIKE_LIKERS; i++)
+		if (liker_ids[i] == id)
+			return (long)i;
+	return -1;
+}
+
 /* Consumes complete HTTP responses on c; returns how many finished. */
 static int
 http_drain(like_conn *c)
@@ -740,10 +754,10 @@ ws_frames(like_state *s, int ws_fd)
 		if (seq != NULL)
 			s->last_seq = strtoull(seq + 6, NULL, 10);
 		char *pid = strstr(text, "\"post_id\":\"");
-		char *who = strstr(text, "\"username\":\"lk");
+		char *who = strstr(text, "\"by_user\":{\"user_id\":\"");
 		if (strstr(text, "\"like\"") != NULL && pid != NULL && who != NULL) {
 			long p = post_index(strtoull(pid + 11, NULL, 10));
-			long l = strtol(who + 14, NULL, 10) - 2;
+			long l = liker_index(strtoull(who + 23, NULL, 10));
 			if (p >= 0 && l >= 0 && l < (long)LIKE_LIKERS) {
 				size_t k = (size_t)l * post_count + (size_t)p;
 				if (s->sent_ns[k] != 0) {
@@ -800,7 +814,8 @@ bench_like_push(void)
 		return;
 	}
 	for (size_t i = 0; i <= LIKE_LIKERS; i++)
-		user_line(users, i, name, tokens[i], media);
+		user_line(users, i, name, tokens[i], media,
+			i > 0 ? &liker_ids[i - 1] : NULL);
 	int ws = ws_open_blocking(n.port, tokens[0]);
 	if (ws < 0) {
 		printf("skip like push: the author's stream did not open\n");
