@@ -328,17 +328,6 @@ rt_inbox_wait(rt_inbox *inbox, uint64_t timeout_ms)
 	return rt_inbox_take(inbox);
 }
 
-void
-rt_set_inbox_id_base(rt_runtime *rt, uint64_t base)
-{
-	RT_ASSERT(rt != NULL);
-	RT_ASSERT(base < UINT64_MAX);
-	pthread_mutex_lock(&rt->inbox_lock);
-	if (rt->next_inbox_id <= base)
-		rt->next_inbox_id = base + 1;
-	pthread_mutex_unlock(&rt->inbox_lock);
-}
-
 rt_addr
 rt_inbox_addr(const rt_inbox *inbox)
 {

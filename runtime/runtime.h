@@ -300,11 +300,6 @@ rt_message *rt_inbox_wait(rt_inbox *inbox, uint64_t timeout_ms);
  * stream events to a gateway session do): they are queued on the inbox
  * exactly like replies, in per-sender order, and notify fires. */
 rt_addr rt_inbox_addr(const rt_inbox *inbox);
-/* Inboxes created from now on get ids base + 1, base + 2, ... (never
- * lower than ids already handed out). The cluster puts its node id in
- * the top bits (cluster.h) so replies from other nodes find their node.
- * Any thread. */
-void rt_set_inbox_id_base(rt_runtime *rt, uint64_t base);
 
 /* ---- inside an actor --------------------------------------------------- */
 
