@@ -59,4 +59,92 @@ typedef struct sim_sometimes_site {
 		__atomic_fetch_add(&sim__site_.hits, 1, __ATOMIC_RELAXED);   \
 	} while (0)
 
+/* Calls cb for every site linked into this program (sites of one name
+ * may repeat: one per call site). */
+typedef void (*sim_sometimes_visit)(void *arg, const sim_sometimes_site *s);
+void sim_sometimes_each(sim_sometimes_visit cb, void *arg);
+/* Sets every site's hits to 0. */
+void sim_sometimes_reset(void);
+
+/* ---- runs -------------------------------------------------------------- */
+
+enum {
+	SIM_OK = 0,
+	SIM_EINVAL = -1, /* bad options */
+	SIM_EIO = -2,    /* the run directory could not be made */
+	SIM_ESETUP = -3, /* the world could not be built (see failure) */
+};
+
+/* Fault classes. Swarm mode draws a subset of the allowed ones per seed
+ * and how hard each hits; a list runs exactly those (intensity drawn). */
+enum {
+	SIM_FAULT_CRASH = 1u << 0,     /* node crash, restart from disk */
+	SIM_FAULT_TORN = 1u << 1,      /* crashes keep a torn journal tail */
+	SIM_FAULT_DROP = 1u << 2,      /* frames lost */
+	SIM_FAULT_DUPLICATE = 1u << 3, /* frames delivered twice */
+	SIM_FAULT_REORDER = 1u << 4,   /* frames overtaken */
+	SIM_FAULT_DELAY = 1u << 5,     /* long, jittery latency */
+	SIM_FAULT_PARTITION = 1u << 6, /* symmetric, one-way, isolate one */
+	SIM_FAULT_DISK = 1u << 7,      /* write and fdatasync errors */
+	SIM_FAULT_SKEW = 1u << 8,      /* wall clocks apart */
+	SIM_FAULT_JOIN = 1u << 9,      /* a node joins, partitions move */
+	SIM_FAULT_DRAIN = 1u << 10,    /* a node drains and leaves */
+};
+#define SIM_FAULTS_ALL 0x7ffu
+#define SIM_FAULT_NAMES_COUNT 11u
+/* "crash", "torn", ... by bit index. */
+extern const char *const sim_fault_names[SIM_FAULT_NAMES_COUNT];
+
+typedef enum sim_mode {
+	SIM_MODE_SAFETY = 0,   /* invariants; unavailability is no failure */
+	SIM_MODE_LIVENESS = 1, /* also: converge within a bound after healing */
+} sim_mode;
+
+typedef struct sim_options {
+	uint64_t seed;
+	uint32_t nodes;          /* initial nodes; 0: 3 */
+	uint32_t users;          /* 0: drawn from the seed */
+	const char *graph;       /* edge file; NULL: seeded power law */
+	uint64_t sim_time_ms;    /* workload and faults; 0: one hour */
+	bool swarm;              /* faults drawn per seed from `faults` */
+	uint32_t faults;         /* SIM_FAULT_* allowed (swarm) or exact */
+	sim_mode mode;
+	uint32_t ops_per_minute; /* 0: drawn from the seed */
+	bool verbose;            /* progress lines on stderr */
+	bool check_recovery;     /* invariant 7: restart all twice at the end */
+	const char *tmp_dir;     /* NULL: /dev/shm if present, else TMPDIR */
+} sim_options;
+
+/* Swarm over every fault class, 3 nodes, one hour, safety mode. */
+void sim_options_default(sim_options *o);
+
+/* Parses "swarm", "none" or a comma list of sim_fault_names. */
+int sim_faults_parse(const char *text, bool *swarm_out, uint32_t *faults_out);
+
+typedef struct sim_result {
+	bool passed;
+	uint64_t trace_hash;     /* every event of the run */
+	uint64_t sim_ms;         /* simulated time covered */
+	uint64_t ops_issued;
+	uint64_t ops_acked;
+	uint64_t crashes;
+	uint64_t partitions;
+	uint64_t disk_faults;
+	uint64_t joins;
+	uint64_t drains;
+	uint64_t frames;
+	uint64_t turns;          /* actor turns, all nodes */
+	uint32_t faults_enabled; /* SIM_FAULT_* the seed ran */
+	bool stories;            /* the domain has stories linked */
+	char knobs[1024];        /* the seed and every drawn knob, one line */
+	char failure[1024];      /* the first violation, when !passed */
+} sim_result;
+
+/* Runs one seed. Returns 0 (see out->passed) or a SIM_E code. Single
+ * threaded; uses a fresh directory under tmp_dir, removed after. */
+int sim_run(const sim_options *o, sim_result *out);
+
+/* The flocksim command line that replays o's seed. */
+void sim_command_line(const sim_options *o, char *out, size_t size);
+
 #endif /* FLOCK_SIM_H */
