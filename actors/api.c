@@ -372,6 +372,11 @@ api_create(rt_runtime *rt, ps_node *store, const api_config *cfg, api **out)
 					      : "/media");
 	a->cfg.media_base_url = a->media_base_url;
 	actors__idgen_init(&a->ids);
+	/* Distinct for every api of this process (the counter) and across
+	 * processes (the seed's stream). */
+	static _Atomic uint64_t created;
+	uint64_t mix[2] = {rt_random_u64(rt), atomic_fetch_add(&created, 1)};
+	a->incarnation = actors__hash64(mix, sizeof mix) | 1u;
 	actors__user_ops(&a->user_ops);
 	actors__post_ops(&a->post_ops);
 	actors__names_ops(&a->names_ops);
@@ -380,7 +385,8 @@ api_create(rt_runtime *rt, ps_node *store, const api_config *cfg, api **out)
 		goto fail_registry;
 	if (rt_register_kind(rt, ACTORS_KIND_USER, &a->user_ops) != 0 ||
 		rt_register_kind(rt, ACTORS_KIND_POST, &a->post_ops) != 0 ||
-		rt_register_kind(rt, ACTORS_KIND_NAMES, &a->names_ops) != 0) {
+		rt_register_kind(rt, ACTORS_KIND_NAMES, &a->names_ops) != 0 ||
+		actors__engage_register(rt) != 0) {
 		rc = API_EINVALID;
 		goto fail_kinds;
 	}

@@ -83,8 +83,11 @@ int api_http_status(int code);
 
 /* ---- configuration and lifetime ---------------------------------------- */
 
+/* A per-user token bucket (kept in the acting user's actor). A refused
+ * action answers API_ERATELIMITED with retry_after_ms and the bucket's
+ * state in api_result. capacity 0: no limit. */
 typedef struct api_rate {
-	uint32_t capacity;     /* bucket size (burst) */
+	uint32_t capacity;     /* bucket size (burst); 0: unlimited */
 	uint64_t refill_ms;    /* time for one token to come back */
 } api_rate;
 

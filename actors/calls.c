@@ -12,8 +12,14 @@
  * validation errors complete through the callback with a detail text, so
  * the gateway can show why.
  *
- * What it deliberately does not do: rate limits and idempotency keys (the
- * engagement module's), tokens (the gateway's).
+ * Likes and comments go to the acting user's actor, which takes a token
+ * from its bucket and forwards them to the post with the caller's
+ * reply-to (one hop more, no round trip more); posts and follows are the
+ * user actor's own writes. Writes with an Idempotency-Key run through
+ * calls__keyed; @mentions are resolved here before the write goes out.
+ *
+ * What it deliberately does not do: tokens (the gateway's), keep keys or
+ * buckets (the user actor does, see user_engage.c).
  */
 #include "actors/internal.h"
 
@@ -546,12 +552,34 @@ follow_resolved(api_client *c, void *opaque, uint64_t user_id)
 	free(op);
 }
 
+typedef struct follow_args {
+	bool follow;
+	char username[];
+} follow_args;
+
+static int
+follow_run(api_client *c, const api_ctx *ctx, void *args, api_callback cb,
+	void *arg)
+{
+	follow_args *f = args;
+	return api_follow(c, ctx, f->username, f->follow, cb, arg);
+}
+
 int
 api_follow(api_client *c, const api_ctx *ctx, const char *username,
 	bool follow, api_callback cb, void *arg)
 {
 	if (ctx == NULL || ctx->user_id == 0)
 		return calls__fail(c, cb, arg, API_EUNAUTHORIZED, "sign in");
+	if (ctx->idempotency_key != NULL) {
+		size_t n = strlen(username != NULL ? username : "");
+		follow_args *f = malloc(sizeof *f + n + 1);
+		if (f == NULL)
+			return API_EUNAVAILABLE;
+		f->follow = follow;
+		memcpy(f->username, username != NULL ? username : "", n + 1);
+		return calls__keyed(c, ctx, follow_run, f, NULL, cb, arg);
+	}
 	user_op *op = calloc(1, sizeof *op);
 	if (op == NULL)
 		return API_EUNAVAILABLE;
@@ -561,6 +589,61 @@ api_follow(api_client *c, const api_ctx *ctx, const char *username,
 }
 
 /* ---- posts, likes, comments ------------------------------------------------ */
+
+/* A write that names accounts (@mentions): the names are resolved
+ * first, then the write goes to the acting user's actor with their ids
+ * appended (u32 count, u64 ids). */
+typedef struct mention_write {
+	api_callback cb;
+	void *arg;
+	uint64_t user_id;
+	uint32_t type;    /* USER_T_POST_CREATE or USER_T_COMMENT */
+	wire_writer w;    /* the request before the mentions */
+} mention_write;
+
+static void
+mention_write_send(api_client *c, void *opaque, const uint64_t *ids,
+	uint32_t count)
+{
+	mention_write *op = opaque;
+	wire_u32(&op->w, count);
+	for (uint32_t i = 0; i < count; i++)
+		wire_u64(&op->w, ids[i]);
+	ask_or_complete(c, user_addr(op->user_id), op->type, &op->w, op->cb,
+		op->arg);
+	free(op);
+}
+
+/* Sends w (taken) to the acting user's actor, after the mentions in text
+ * are resolved. Counts the call. */
+static int
+mention_write_start(api_client *c, uint64_t user_id, uint32_t type,
+	wire_writer *w, const char *text, api_callback cb, void *arg)
+{
+	mention_write *op = malloc(sizeof *op);
+	if (op == NULL || w->failed) {
+		free(op);
+		wire_free(w);
+		return API_EUNAVAILABLE;
+	}
+	*op = (mention_write){cb, arg, user_id, type, *w};
+	actors__call_begin(c);
+	calls__mentions(c, text, mention_write_send, op);
+	return API_OK;
+}
+
+typedef struct post_args {
+	uint64_t media_id;
+	char caption[];
+} post_args;
+
+static int
+post_create_run(api_client *c, const api_ctx *ctx, void *args,
+	api_callback cb, void *arg)
+{
+	post_args *p = args;
+	return api_post_create(c, ctx, p->caption, p->media_id, cb, arg);
+}
 
 int
 api_post_create(api_client *c, const api_ctx *ctx, const char *caption,
@@ -573,10 +656,22 @@ api_post_create(api_client *c, const api_ctx *ctx, const char *caption,
 	const char *detail = NULL;
 	if (actors__caption_check(caption, &detail) != API_OK)
 		return calls__fail(c, cb, arg, API_EINVALID, detail);
+	if (ctx->idempotency_key != NULL) {
+		size_t n = strlen(caption);
+		post_args *p = malloc(sizeof *p + n + 1);
+		if (p == NULL)
+			return API_EUNAVAILABLE;
+		p->media_id = media_id;
+		memcpy(p->caption, caption, n + 1);
+		return calls__keyed(c, ctx, post_create_run, p, NULL, cb, arg);
+	}
 	wire_writer w;
 	wire_init(&w);
 	wire_str(&w, caption);
 	wire_u64(&w, media_id);
+	if (strchr(caption, '@') != NULL)
+		return mention_write_start(c, ctx->user_id, USER_T_POST_CREATE,
+			&w, caption, cb, arg);
 	int rc = calls__forward(c, user_addr(ctx->user_id), USER_T_POST_CREATE,
 		&w, cb, arg);
 	wire_free(&w);
@@ -615,62 +710,55 @@ api_post_delete(api_client *c, const api_ctx *ctx, uint64_t post_id,
 	return post_simple(c, ctx, post_id, POST_T_DELETE, -1, cb, arg);
 }
 
+typedef struct like_args {
+	uint64_t post_id;
+	bool like;
+} like_args;
+
+static int
+like_run(api_client *c, const api_ctx *ctx, void *args, api_callback cb,
+	void *arg)
+{
+	like_args *l = args;
+	return api_like(c, ctx, l->post_id, l->like, cb, arg);
+}
+
 int
 api_like(api_client *c, const api_ctx *ctx, uint64_t post_id, bool like,
 	api_callback cb, void *arg)
 {
 	if (ctx == NULL || ctx->user_id == 0)
 		return calls__fail(c, cb, arg, API_EUNAUTHORIZED, "sign in");
-	return post_simple(c, ctx, post_id, POST_T_LIKE, like ? 1 : 0, cb,
+	if (post_id == 0)
+		return calls__fail(c, cb, arg, API_ENOTFOUND, "no such post");
+	if (ctx->idempotency_key != NULL) {
+		like_args *l = malloc(sizeof *l);
+		if (l == NULL)
+			return API_EUNAVAILABLE;
+		*l = (like_args){post_id, like};
+		return calls__keyed(c, ctx, like_run, l, NULL, cb, arg);
+	}
+	/* Through the liker's actor, which takes a token from its like
+	 * bucket and forwards to the post; the post answers here. */
+	unsigned char payload[9];
+	wire_writer w = {payload, 0, sizeof payload, false};
+	wire_u64(&w, post_id);
+	wire_u8(&w, like ? 1 : 0);
+	return calls__forward(c, user_addr(ctx->user_id), USER_T_LIKE, &w, cb,
 		arg);
 }
 
-typedef struct comment_op {
-	api_callback cb;
-	void *arg;
-	uint64_t viewer;
+typedef struct comment_args {
 	uint64_t post_id;
-	char *text;
-} comment_op;
+	char text[];
+} comment_args;
 
-static void
-comment_named(api_client *c, void *opaque, const rt_message *m)
+static int
+comment_run(api_client *c, const api_ctx *ctx, void *args, api_callback cb,
+	void *arg)
 {
-	comment_op *op = opaque;
-	int code;
-	const char *detail;
-	size_t detail_length, body_length;
-	const void *body;
-	actors__reply_parse(m, &code, &detail, &detail_length, &body,
-		&body_length);
-	char username[API_USERNAME_BYTES_MAX + 2] = "";
-	if (code == API_OK) {
-		msgpack_unpacked u;
-		msgpack_unpacked_init(&u);
-		size_t off = 0;
-		if (msgpack_unpack_next(&u, body, body_length, &off) !=
-				MSGPACK_UNPACK_SUCCESS ||
-			!api_body_str(&u.data, "username", username,
-				sizeof username))
-			code = API_EINTERNAL;
-		msgpack_unpacked_destroy(&u);
-	}
-	if (code != API_OK) {
-		if (code == API_ENOTFOUND)
-			code = API_EUNAUTHORIZED;
-		actors__complete(c, op->cb, op->arg, code, detail,
-			detail_length, NULL, 0);
-	} else {
-		wire_writer w;
-		wire_init(&w);
-		wire_u64(&w, op->viewer);
-		wire_str(&w, username);
-		wire_str(&w, op->text);
-		ask_or_complete(c, post_addr(op->post_id), POST_T_COMMENT_ADD,
-			&w, op->cb, op->arg);
-	}
-	free(op->text);
-	free(op);
+	comment_args *a = args;
+	return api_comment_add(c, ctx, a->post_id, a->text, cb, arg);
 }
 
 int
@@ -684,23 +772,29 @@ api_comment_add(api_client *c, const api_ctx *ctx, uint64_t post_id,
 		return calls__fail(c, cb, arg, API_EINVALID, detail);
 	if (post_id == 0)
 		return calls__fail(c, cb, arg, API_ENOTFOUND, "no such post");
-	comment_op *op = calloc(1, sizeof *op);
-	if (op == NULL)
-		return API_EUNAVAILABLE;
-	*op = (comment_op){cb, arg, ctx->user_id, post_id, strdup(text)};
-	if (op->text == NULL) {
-		free(op);
-		return API_EUNAVAILABLE;
+	if (ctx->idempotency_key != NULL) {
+		size_t n = strlen(text);
+		comment_args *a = malloc(sizeof *a + n + 1);
+		if (a == NULL)
+			return API_EUNAVAILABLE;
+		a->post_id = post_id;
+		memcpy(a->text, text, n + 1);
+		return calls__keyed(c, ctx, comment_run, a, NULL, cb, arg);
 	}
-	int rc = actors__ask(c, user_addr(ctx->user_id), USER_T_SUMMARY, NULL,
-		0, comment_named, op);
-	if (rc != 0) {
-		free(op->text);
-		free(op);
-		return rc;
-	}
-	actors__call_begin(c);
-	return API_OK;
+	/* Through the commenter's actor: its comment bucket, its username,
+	 * then the post, which answers here. */
+	wire_writer w;
+	wire_init(&w);
+	wire_u64(&w, post_id);
+	wire_str(&w, text);
+	if (strchr(text, '@') != NULL)
+		return mention_write_start(c, ctx->user_id, USER_T_COMMENT, &w,
+			text, cb, arg);
+	wire_u32(&w, 0);
+	int rc = calls__forward(c, user_addr(ctx->user_id), USER_T_COMMENT,
+		&w, cb, arg);
+	wire_free(&w);
+	return rc;
 }
 
 int

@@ -39,6 +39,7 @@ struct api_client {
 	uint32_t calls;    /* api calls in flight */
 	uint64_t next_token;
 	actors__plain_hook plain_hook;
+	void *streams; /* stream_client.c's table; NULL until a stream */
 };
 
 static uint64_t
@@ -142,6 +143,7 @@ api_client_destroy(api_client *c)
 	if (c == NULL)
 		return;
 	rt_inbox_destroy(c->inbox);
+	actors__streams_free(c->streams);
 	free(c->slots);
 	free(c);
 }
@@ -168,6 +170,12 @@ void
 actors__set_plain_hook(api_client *c, actors__plain_hook hook)
 {
 	c->plain_hook = hook;
+}
+
+void **
+actors__client_streams(api_client *c)
+{
+	return &c->streams;
 }
 
 void
@@ -328,6 +336,16 @@ actors__complete(api_client *c, api_callback cb, void *arg, int code,
 		if (msgpack_unpack_next(&u, body, body_length, &offset) ==
 			MSGPACK_UNPACK_SUCCESS)
 			r.body = &u.data;
+	}
+	if (code == API_ERATELIMITED && r.body != NULL) {
+		/* The refusing actor's bucket state rides in the body. */
+		r.retry_after_ms = (uint64_t)api_body_int(r.body,
+			"retry_after_ms", 0);
+		r.rate_limit = (uint32_t)api_body_int(r.body, "rate_limit", 0);
+		r.rate_remaining = (uint32_t)api_body_int(r.body,
+			"rate_remaining", 0);
+		r.rate_reset_ms = (uint64_t)api_body_int(r.body,
+			"rate_reset_ms", 0);
 	}
 	if (cb != NULL)
 		cb(arg, &r);

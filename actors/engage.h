@@ -615,6 +615,16 @@ int inbox_stream_ack(inbox_stream *s, rt_addr addr, uint64_t subscription_id,
 int inbox_stream_unsubscribe(inbox_stream *s, rt_addr addr,
 	uint64_t subscription_id);
 bool inbox_stream_online(const inbox_stream *s);
+/* An event nobody can resume (no session, none expected back soon): the
+ * seq advances and every held event is dropped, so a resume from before
+ * it gets RESYNC instead of silently missing it. Nothing is stored. */
+void inbox_stream_skip(inbox_stream *s);
+/* After a load: forgets every subscriber without telling it (their
+ * sessions belong to a process that is gone). With seq_gap > 0 the held
+ * events are dropped too and the seq moves on by seq_gap, for a load
+ * that may have lost events some client saw: their seqs are never
+ * given again, and every resume from before gets RESYNC. */
+void inbox_stream_reset(inbox_stream *s, uint64_t seq_gap);
 
 /* Snapshot: [version, last_seq, [[type, data(bin)]...oldest first],
  * [[kind, id, subscription_id, sent, acked]...]]. Subscribers are kept
@@ -751,6 +761,11 @@ typedef enum search_message_type {
 	SEARCH_T_USER_UPSERT = 602,  /* [user_id, username, followers] */
 	SEARCH_T_USER_REMOVE = 603,  /* [user_id, username, 0] */
 	SEARCH_T_QUERY = 604,        /* [type, query, limit, cursor|nil] */
+	/* An update as a persistence effect (from an outbox): a
+	 * ps_effect_header, u32 shard, u32 update type (600..603), then
+	 * that update's msgpack payload. Journaled by the shard, then
+	 * confirmed, so an index survives a crash. */
+	SEARCH_T_EFFECT = 605,
 } search_message_type;
 
 /* The shard of a term key (type byte + text). */

@@ -55,6 +55,30 @@ inbox_stream_online(const inbox_stream *s)
 	return s->subscribers_count > 0;
 }
 
+void
+inbox_stream_skip(inbox_stream *s)
+{
+	ACTORS_ASSERT(s != NULL);
+	s->count = 0;
+	s->head = 0;
+	s->last_seq++;
+	for (uint32_t i = 0; i < s->subscribers_count; i++)
+		s->subscribers[i].sent_seq = s->subscribers[i].acked_seq =
+			s->last_seq;
+}
+
+void
+inbox_stream_reset(inbox_stream *s, uint64_t seq_gap)
+{
+	ACTORS_ASSERT(s != NULL);
+	s->subscribers_count = 0;
+	if (seq_gap == 0)
+		return;
+	s->count = 0;
+	s->head = 0;
+	s->last_seq += seq_gap;
+}
+
 static bool
 content_type(api_event_type type)
 {

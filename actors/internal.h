@@ -270,6 +270,8 @@ double actors__affinity_decay(double score, uint64_t age_ms);
 #define ACTORS_T_RESEND 4u         /* timer: re-send unsent effects */
 /* Client inbox, plain messages: */
 #define ACTORS_T_POOL_DONE 50u     /* password pool result */
+#define ACTORS_T_STREAM_EVENT 51u  /* a live stream event for a session:
+				      inbox_stream_message_encode */
 
 /* user kind */
 enum {
@@ -289,6 +291,25 @@ enum {
 	USER_T_FEED_CANDIDATES,  /* ask: timeline refs + pulls + affinities */
 	USER_T_RECENT,           /* ask: own unpushed posts below a bound */
 	USER_T_INTERACTION,      /* plain: reader liked/commented an author */
+	/* engagement (user_engage.c) */
+	USER_T_LIKE,             /* ask: rate-checked like, forwarded to post */
+	USER_T_COMMENT,          /* ask: rate-checked comment, forwarded */
+	USER_T_NOTIFY,           /* effect: a notification for this user */
+	USER_T_NOTIFICATIONS,    /* ask: a page of the inbox */
+	USER_T_NOTIFY_READ,      /* ask: everything up to seq is read */
+	USER_T_STORY_POST,       /* ask: media id, expiry */
+	USER_T_STORY_ADD,        /* push: a followee posted a story */
+	USER_T_STORY_FEED,       /* ask: authors to build trays from */
+	USER_T_STORIES_ACTIVE,   /* ask: summary + visible stories */
+	USER_T_STORY_SEEN,       /* ask: mark a story seen */
+	USER_T_STORY_EXPIRE,     /* timer: collect expired stories */
+	USER_T_STREAM,           /* ask (subscribe), plain (ack, unsubscribe) */
+	USER_T_PRESENCE,         /* plain: a follower came online or left */
+	USER_T_LIVE,             /* plain: a live-only event for the stream */
+	USER_T_POST_EVENT,       /* plain from an own post: it changed */
+	USER_T_IDEM_BEGIN,       /* ask: key, digest -> go, replay or refusal */
+	USER_T_IDEM_FINISH,      /* ask: key, digest, code, body */
+	USER_T_IDEM_ABORT,       /* plain: forget a running key */
 };
 
 /* post kind */
@@ -302,6 +323,10 @@ enum {
 	POST_T_COMMENT_DELETE,   /* ask: viewer, comment id */
 	POST_T_COMMENTS,         /* ask: page */
 	POST_T_MEDIA,            /* plain: media status/hash changed */
+	POST_T_LIKE_FWD,         /* plain from the liker's actor: reply-to,
+				    then the POST_T_LIKE payload */
+	POST_T_COMMENT_FWD,      /* plain from the commenter's actor: reply-to,
+				    then the POST_T_COMMENT_ADD payload */
 };
 
 /* username index kind */
@@ -321,6 +346,13 @@ enum {
 	USER_R_TIMELINE = 7,     /* post id, author id */
 	USER_R_PULL = 8,         /* followee */
 	USER_R_PUSH_DONE = 9,    /* push id */
+	USER_R_STORY = 10,       /* story id, media, expiry, time, pushed */
+	USER_R_STORY_SEEN = 11,  /* story id, time */
+	USER_R_STORY_REF = 12,   /* a followee's story: author, id, expiry */
+	USER_R_NOTIFY = 13,      /* an inbox_event and the time it arrived */
+	USER_R_NOTIFY_READ = 14, /* up to seq */
+	USER_R_IDEM = 15,        /* a keyed request's first answer */
+	USER_R_STREAM_MARK = 16, /* the stream published since activation */
 	POST_R_INIT = 20,
 	POST_R_DELETED = 21,
 	POST_R_LIKE = 22,        /* viewer, on/off */
@@ -373,6 +405,9 @@ struct api {
 	actors__pool *pool;           /* password hashing threads */
 	_Atomic uint64_t local_sequence; /* no-store "LSNs" */
 	char media_base_url[128];
+	/* Drawn at api_create: live sessions stored in a snapshot under
+	 * another incarnation belong to a process that is gone. */
+	uint64_t incarnation;
 };
 
 /* The api that registered kinds on rt (actor code finds its api here:
@@ -446,9 +481,40 @@ void actors__call_begin(api_client *c);
 typedef void (*actors__plain_hook)(api_client *c, const rt_message *m);
 void actors__set_plain_hook(api_client *c, actors__plain_hook hook);
 
+/* The live stream layer's per-client table (stream_client.c): NULL until
+ * the first api_stream_open; api_client_destroy frees it with
+ * actors__streams_free. */
+void **actors__client_streams(api_client *c);
+void actors__streams_free(void *streams);
+
+/* Accounts one caption or comment notifies by @mention, at most: the
+ * first ones named (Instagram caps a caption at 20 mentions). */
+#define ACTORS_MENTIONS_MAX 20u
+
+/* ---- notifications and search effects (user_engage.c) ------------------ */
+
+struct ps_outbox; /* persistence/persistence.h */
+/* Adds to outbox the effect (USER_T_NOTIFY to target's actor) that
+ * notifies target of an event of inbox type `type` by actor, created by
+ * the source's event at lsn. Nothing when actor is target or either is 0:
+ * nobody is notified of their own doing. Call from a source's apply, so
+ * replay rebuilds it. 0, or API_EUNAVAILABLE when the outbox is full or
+ * memory is short (the notification is dropped: a like never fails for
+ * its notification). */
+int actors__notify_effect(struct ps_outbox *outbox, uint32_t type,
+	uint64_t actor, uint64_t target, uint64_t post_id, uint64_t comment_id,
+	uint64_t created_at_ms, uint64_t lsn);
+/* Adds the search index effects of a post (index, or unindex when
+ * remove) with caption: one SEARCH_T_EFFECT per shard its terms fall in.
+ * 0 or API_EUNAVAILABLE. */
+int actors__search_post_effects(struct ps_outbox *outbox, uint64_t post_id,
+	const char *caption, bool remove, uint64_t lsn);
+
 /* ---- actor kinds ------------------------------------------------------- */
 
 void actors__user_ops(rt_actor_ops *ops);
+/* Registers the engagement's own kinds (the search shards). */
+int actors__engage_register(rt_runtime *rt);
 void actors__post_ops(rt_actor_ops *ops);
 void actors__names_ops(rt_actor_ops *ops);
 
@@ -490,5 +556,31 @@ int calls__resolve(api_client *c, const char *name, api_callback cb,
  * page; API_EINVALID for a bad limit or cursor. */
 int calls__page_args(const api_page *page, uint8_t kind, uint64_t owner,
 	uint64_t first, uint32_t *limit, uint64_t *boundary);
+
+/* ---- keyed writes and mentions (engage_calls.c), for calls.c --------- */
+
+/* Runs a write again with ctx (borrowed; its idempotency key is NULL)
+ * and args (the call's own copy of its arguments). Returns like the api
+ * call it wraps. */
+typedef int (*calls__keyed_fn)(api_client *c, const api_ctx *ctx,
+	void *args, api_callback cb, void *arg);
+/*
+ * A write with ctx->idempotency_key: asks the acting user's actor for
+ * the key; a first use runs fn and journals its answer (code and body)
+ * before cb hears it; a repeat with the same body digest answers the
+ * first answer without running fn; another digest is API_EIDEMPOTENCY,
+ * a repeat while the first runs API_ECONFLICT. Answers that say "try
+ * again" (503, 500, 429) are not kept. args is taken (freed with
+ * free_args, may be NULL for free()). Counts the call.
+ */
+int calls__keyed(api_client *c, const api_ctx *ctx, calls__keyed_fn fn,
+	void *args, void (*free_args)(void *), api_callback cb, void *arg);
+/* The accounts text @mentions, resolved by name (at most
+ * ACTORS_MENTIONS_MAX, unknown names skipped): next(op, ids, count) runs
+ * exactly once, from a later poll (or at once when text names nobody). */
+typedef void (*calls__mentions_fn)(api_client *c, void *op,
+	const uint64_t *ids, uint32_t count);
+void calls__mentions(api_client *c, const char *text, calls__mentions_fn next,
+	void *op);
 
 #endif /* FLOCK_ACTORS_INTERNAL_H */

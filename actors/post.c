@@ -18,6 +18,7 @@
  * (every comment of an active post is resident); notify anyone of likes
  * other than the liker's own interaction score.
  */
+#include "actors/engage.h"
 #include "actors/internal.h"
 
 #include <stdio.h>
@@ -409,7 +410,7 @@ pack_comment(msgpack_packer *p, uint64_t post_id, const comment *c)
 /* ---- apply -------------------------------------------------------------- */
 
 static int
-apply_init(post_state *st, const void *payload, size_t length)
+apply_init(post_state *st, const void *payload, size_t length, uint64_t lsn)
 {
 	init_fields f;
 	if (!init_parse(payload, length, &f))
@@ -429,7 +430,11 @@ apply_init(post_state *st, const void *payload, size_t length)
 	snprintf(st->media_status, sizeof st->media_status, "%s",
 		f.media_id ? "processing" : "none");
 	st->exists = true;
-	return 0;
+	/* Searchable by its tags and words from its creation on. */
+	return actors__search_post_effects(&st->outbox, st->id, st->caption,
+		       false, lsn) == 0
+		? 0
+		: RT_ENOMEM;
 }
 
 static int
@@ -447,11 +452,14 @@ apply_deleted(post_state *st, uint64_t lsn)
 				USER_T_OWN_POST_REMOVE, w.bytes, w.length, lsn,
 				NULL);
 	wire_free(&w);
+	if (rc == 0)
+		rc = actors__search_post_effects(&st->outbox, st->id,
+			st->caption != NULL ? st->caption : "", true, lsn);
 	return rc == 0 ? 0 : RT_ENOMEM;
 }
 
 static int
-apply_comment(post_state *st, wire_reader *r)
+apply_comment(post_state *st, wire_reader *r, uint64_t lsn)
 {
 	comment c;
 	memset(&c, 0, sizeof c);
@@ -459,14 +467,30 @@ apply_comment(post_state *st, wire_reader *r)
 	c.author_id = wire_get_u64(r);
 	wire_get_strbuf(r, c.username, sizeof c.username);
 	c.text = wire_get_strdup(r, API_COMMENT_CHARACTERS_MAX * 4);
-	if (r->failed || c.id == 0) {
+	/* Then the accounts the comment mentions, when there are any. */
+	uint64_t mentions[ACTORS_MENTIONS_MAX];
+	uint32_t mentions_count = r->offset < r->length ? wire_get_u32(r) : 0;
+	for (uint32_t i = 0; i < mentions_count &&
+		i < ACTORS_MENTIONS_MAX; i++)
+		mentions[i] = wire_get_u64(r);
+	if (r->failed || c.id == 0 || mentions_count > ACTORS_MENTIONS_MAX) {
 		free(c.text);
 		return RT_ECORRUPT;
 	}
 	int added = comment_insert(st, &c);
-	if (added <= 0)
+	if (added <= 0) {
 		free(c.text);
-	return added < 0 ? RT_ENOMEM : 0;
+		return added < 0 ? RT_ENOMEM : 0;
+	}
+	/* Derived from this event: the post's author and each mentioned
+	 * account hear of it (never the commenter of its own doing). */
+	uint64_t at = actors__id_ms(c.id);
+	(void)actors__notify_effect(&st->outbox, INBOX_TYPE_COMMENT,
+		c.author_id, st->author_id, st->id, c.id, at, lsn);
+	for (uint32_t i = 0; i < mentions_count; i++)
+		(void)actors__notify_effect(&st->outbox, INBOX_TYPE_MENTION,
+			c.author_id, mentions[i], st->id, c.id, at, lsn);
+	return 0;
 }
 
 static int
@@ -495,23 +519,34 @@ post_apply(post_state *st, uint32_t type, const void *payload,
 	int rc = 0;
 	switch (type) {
 	case POST_R_INIT:
-		return apply_init(st, payload, length);
+		return apply_init(st, payload, length, lsn);
 	case POST_R_DELETED:
 		return apply_deleted(st, lsn);
 	case POST_R_LIKE: {
 		uint64_t viewer = wire_get_u64(&r);
 		uint8_t on = wire_get_u8(&r);
+		/* When it happened (the author's notification); records
+		 * written before it was kept have none. */
+		uint64_t at = r.offset < r.length ? wire_get_u64(&r) : 0;
 		if (r.failed || viewer == 0)
 			return RT_ECORRUPT;
-		if (on)
-			rc = likers_add(&st->likers, viewer) < 0 ? RT_ENOMEM
-								 : 0;
-		else
+		if (!on) {
 			likers_remove(&st->likers, viewer);
+			break;
+		}
+		int added = likers_add(&st->likers, viewer);
+		if (added < 0)
+			return RT_ENOMEM;
+		/* A like taken back and given again is one event id: the
+		 * author's inbox keeps one notification. */
+		if (added > 0 && at != 0)
+			(void)actors__notify_effect(&st->outbox,
+				INBOX_TYPE_LIKE, viewer, st->author_id, st->id,
+				0, at, lsn);
 		break;
 	}
 	case POST_R_COMMENT:
-		rc = apply_comment(st, &r);
+		rc = apply_comment(st, &r, lsn);
 		break;
 	case POST_R_COMMENT_DELETED:
 		comment_remove(st, wire_get_u64(&r));
@@ -604,20 +639,12 @@ on_delete(api *a, rt_actor *self, post_state *st, const rt_message *m)
 		reply_code(self, m, rc, "journal unavailable");
 }
 
+/* A like or unlike by viewer at at_ms (0: unknown), answered to `to`. */
 static void
-on_like(api *a, rt_actor *self, post_state *st, const rt_message *m)
+like_apply(api *a, rt_actor *self, post_state *st, const actors__reply_to *to,
+	uint64_t viewer, uint8_t on, uint64_t at_ms)
 {
-	wire_reader r;
-	wire_reader_init(&r, m->payload, m->size);
-	uint64_t viewer = wire_get_u64(&r);
-	uint8_t on = wire_get_u8(&r);
-	if (!wire_done(&r) || viewer == 0) {
-		reply_code(self, m, API_EINVALID, "malformed like");
-		return;
-	}
-	actors__reply_to to;
-	actors__reply_to_from(&to, m);
-	actors__cookie cookie = actors__cookie_make(&to, POST_T_LIKE, on);
+	actors__cookie cookie = actors__cookie_make(to, POST_T_LIKE, on);
 	int rc;
 	if (likers_has(&st->likers, viewer) == (on != 0)) {
 		rc = actors__barrier(a, self, &cookie);
@@ -626,6 +653,7 @@ on_like(api *a, rt_actor *self, post_state *st, const rt_message *m)
 		wire_init(&w);
 		wire_u64(&w, viewer);
 		wire_u8(&w, on);
+		wire_u64(&w, at_ms);
 		rc = post_write(a, self, st, POST_R_LIKE, &w, &cookie);
 		wire_free(&w);
 		if (rc == 0 && on) {
@@ -639,9 +667,66 @@ on_like(api *a, rt_actor *self, post_state *st, const rt_message *m)
 		}
 	}
 	if (rc != 0)
-		reply_code(self, m, rc, "journal unavailable");
+		actors__reply_later(self, to, rc, "journal unavailable", NULL,
+			0);
 }
 
+/* POST_T_LIKE (asked directly): u64 viewer, u8 like. */
+static void
+on_like(api *a, rt_actor *self, post_state *st, const rt_message *m)
+{
+	wire_reader r;
+	wire_reader_init(&r, m->payload, m->size);
+	uint64_t viewer = wire_get_u64(&r);
+	uint8_t on = wire_get_u8(&r);
+	if (!wire_done(&r) || viewer == 0) {
+		reply_code(self, m, API_EINVALID, "malformed like");
+		return;
+	}
+	actors__reply_to to;
+	actors__reply_to_from(&to, m);
+	like_apply(a, self, st, &to, viewer, on, rt_wall_ms(a->rt));
+}
+
+/* A comment by viewer (username), answered to `to`; mentions is the
+ * u32 count and ids the client layer resolved (may be empty). */
+static void
+comment_apply(api *a, rt_actor *self, post_state *st,
+	const actors__reply_to *to, uint64_t viewer, const char *username,
+	size_t username_length, const char *text, size_t text_length,
+	const void *mentions, size_t mentions_length)
+{
+	/* A comment lives with its post and is addressed through it, so its
+	 * id carries the post's partition: ids then increase in insertion
+	 * order within the post (one generator per node). */
+	uint64_t id = actors__idgen_next(&a->ids, actors__id_partition(st->id),
+		rt_wall_ms(a->rt));
+	actors__cookie cookie = actors__cookie_make(to, POST_T_COMMENT_ADD,
+		id);
+	wire_writer w;
+	wire_init(&w);
+	wire_u64(&w, id);
+	wire_u64(&w, viewer);
+	wire_strn(&w, username, username_length);
+	wire_strn(&w, text, text_length);
+	wire_bytes(&w, mentions, mentions_length);
+	int rc = post_write(a, self, st, POST_R_COMMENT, &w, &cookie);
+	wire_free(&w);
+	if (rc != 0) {
+		actors__reply_later(self, to, rc, "journal unavailable", NULL,
+			0);
+		return;
+	}
+	unsigned char i[16];
+	wire_writer iw = {i, 0, sizeof i, false};
+	wire_u64(&iw, st->author_id);
+	wire_f64(&iw, POST_COMMENT_AFFINITY_WEIGHT);
+	(void)rt_send_copy(self, rt_addr_make(ACTORS_KIND_USER, viewer),
+		USER_T_INTERACTION, i, sizeof i);
+}
+
+/* POST_T_COMMENT_ADD (asked directly): u64 viewer, str username, str
+ * text. */
 static void
 on_comment_add(api *a, rt_actor *self, post_state *st, const rt_message *m)
 {
@@ -658,33 +743,55 @@ on_comment_add(api *a, rt_actor *self, post_state *st, const rt_message *m)
 		reply_code(self, m, API_EINVALID, "malformed comment");
 		return;
 	}
-	/* A comment lives with its post and is addressed through it, so its
-	 * id carries the post's partition: ids then increase in insertion
-	 * order within the post (one generator per node). */
-	uint64_t id = actors__idgen_next(&a->ids, actors__id_partition(st->id),
-		rt_wall_ms(a->rt));
 	actors__reply_to to;
 	actors__reply_to_from(&to, m);
-	actors__cookie cookie = actors__cookie_make(&to, POST_T_COMMENT_ADD,
-		id);
-	wire_writer w;
-	wire_init(&w);
-	wire_u64(&w, id);
-	wire_u64(&w, viewer);
-	wire_strn(&w, username, username_length);
-	wire_strn(&w, text, text_length);
-	int rc = post_write(a, self, st, POST_R_COMMENT, &w, &cookie);
-	wire_free(&w);
-	if (rc != 0) {
-		reply_code(self, m, rc, "journal unavailable");
+	comment_apply(a, self, st, &to, viewer, username, username_length,
+		text, text_length, NULL, 0);
+}
+
+/* POST_T_LIKE_FWD and POST_T_COMMENT_FWD: the acting user's actor took
+ * a rate-limit token and forwarded the request with the client's
+ * reply-to, so the answer goes straight back to the client. */
+static void
+on_forwarded(api *a, rt_actor *self, post_state *st, const rt_message *m)
+{
+	wire_reader r;
+	wire_reader_init(&r, m->payload, m->size);
+	actors__reply_to to;
+	wire_get_reply_to(&r, &to);
+	uint64_t viewer = wire_get_u64(&r);
+	if (r.failed || viewer == 0)
+		return; /* nobody to answer */
+	if (!st->exists || st->deleted) {
+		actors__reply_later(self, &to, API_ENOTFOUND, "no such post",
+			NULL, 0);
+		if (!st->exists)
+			rt_request_passivate(self);
 		return;
 	}
-	unsigned char i[16];
-	wire_writer iw = {i, 0, sizeof i, false};
-	wire_u64(&iw, st->author_id);
-	wire_f64(&iw, POST_COMMENT_AFFINITY_WEIGHT);
-	(void)rt_send_copy(self, rt_addr_make(ACTORS_KIND_USER, viewer),
-		USER_T_INTERACTION, i, sizeof i);
+	if (m->type == POST_T_LIKE_FWD) {
+		uint8_t on = wire_get_u8(&r);
+		uint64_t at = wire_get_u64(&r);
+		if (!wire_done(&r)) {
+			actors__reply_later(self, &to, API_EINVALID,
+				"malformed like", NULL, 0);
+			return;
+		}
+		like_apply(a, self, st, &to, viewer, on, at);
+		return;
+	}
+	size_t username_length, text_length;
+	const char *username = wire_get_str(&r, API_USERNAME_BYTES_MAX,
+		&username_length);
+	const char *text = wire_get_str(&r, API_COMMENT_CHARACTERS_MAX * 4,
+		&text_length);
+	if (r.failed || username == NULL || text == NULL) {
+		actors__reply_later(self, &to, API_EINVALID,
+			"malformed comment", NULL, 0);
+		return;
+	}
+	comment_apply(a, self, st, &to, viewer, username, username_length,
+		text, text_length, m->payload + r.offset, m->size - r.offset);
 }
 
 static void
@@ -791,11 +898,31 @@ on_media(api *a, rt_actor *self, post_state *st, const rt_message *m)
 	if (r.failed || media_id != st->media_id)
 		return;
 	actors__cookie cookie = {0, POST_T_MEDIA, 0, 0, 0};
+	char before[sizeof st->media_status];
+	memcpy(before, st->media_status, sizeof before);
 	wire_writer w;
 	wire_init(&w);
 	wire_bytes(&w, m->payload, m->size);
-	(void)post_write(a, self, st, POST_R_MEDIA, &w, &cookie);
+	int rc = post_write(a, self, st, POST_R_MEDIA, &w, &cookie);
 	wire_free(&w);
+	if (rc != 0 || !st->exists || st->deleted ||
+		strcmp(before, st->media_status) == 0)
+		return;
+	/* "post.updated": the author's actor tells the streams that have
+	 * the post (its own and its followers'). */
+	post_view v;
+	view_of(st, 0, &v);
+	actors__body b;
+	actors__body_init(&b);
+	unsigned char head[9];
+	for (int k = 0; k < 8; k++)
+		head[k] = (unsigned char)(st->id >> (8 * k));
+	head[8] = API_EVENT_POST_UPDATED;
+	msgpack_sbuffer_write(&b.buffer, (const char *)head, sizeof head);
+	pack_post(a, &b.packer, &v);
+	(void)rt_send_copy(self, rt_addr_make(ACTORS_KIND_USER, st->author_id),
+		USER_T_POST_EVENT, b.buffer.data, (uint32_t)b.buffer.size);
+	actors__body_free(&b);
 }
 
 static void
@@ -885,6 +1012,10 @@ post_on_message(rt_actor *self, void *state, const rt_message *m)
 	post_state *st = state;
 	api *a = actors__api_of(rt_actor_runtime(self));
 	ACTORS_ASSERT(a != NULL);
+	if (m->type == POST_T_LIKE_FWD || m->type == POST_T_COMMENT_FWD) {
+		on_forwarded(a, self, st, m);
+		return;
+	}
 	if (needs_post(m->type) && (!st->exists || st->deleted)) {
 		reply_code(self, m, API_ENOTFOUND, "no such post");
 		if (!st->exists)

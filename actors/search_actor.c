@@ -14,17 +14,128 @@
  * id names the shard); every applied update marks the actor dirty so the
  * next checkpoint snapshots it.
  *
- * What it deliberately does not do: journal. The index is derived data:
- * after a crash it is what the last snapshot held, plus whatever the
- * post and user actors send again (their updates are idempotent).
+ * Durability: post and user actors send their updates as persistence
+ * effects (SEARCH_T_EFFECT, from their outboxes, derived from their
+ * journaled events). The shard applies one, journals it (apply_record
+ * replays it) and confirms it once durable, so after a crash the index
+ * is its last snapshot plus its journal tail, and an update not yet
+ * confirmed is re-sent by its source (updates are idempotent). A
+ * snapshot alone would not do: a post indexed after the last checkpoint
+ * whose own records were checkpointed is never woken to send again.
+ * Plain SEARCH_T_* updates (tests, tools) are applied without a record.
  */
 #include "actors/engage.h"
 
 #include <stdlib.h>
 
+#include "persistence/persistence.h"
+
+/* A shard's mailbox: a burst of signups or posts lands here as effects
+ * (each post sends one per shard its terms fall in). */
+#define SEARCH_MAILBOX_MESSAGES_MAX (1u << 16)
+
 typedef struct search_actor {
 	search_index *index; /* owned; NULL until activated or decoded */
 } search_actor;
+
+/* Applies one update (type 600..603, its msgpack payload) for shard,
+ * creating the index first when a replay runs before any snapshot. */
+static int
+search_apply_update(search_actor *sa, uint32_t shard, uint32_t type,
+	const void *bytes, size_t length)
+{
+	if (sa->index == NULL) {
+		if (shard >= SEARCH_SHARDS)
+			return API_EINVALID;
+		int rc = search_index_create(shard, SEARCH_SHARDS, &sa->index);
+		if (rc != 0)
+			return rc;
+	}
+	if (type == SEARCH_T_QUERY || type == SEARCH_T_EFFECT)
+		return API_EINVALID;
+	msgpack_unpacked u;
+	msgpack_unpacked_init(&u);
+	search_message msg;
+	int rc = engage_unpack(bytes, length, &u);
+	if (rc == 0)
+		rc = search_message_decode(type, &u.data, &msg);
+	if (rc == 0)
+		rc = search_index_apply(sa->index, &msg);
+	msgpack_unpacked_destroy(&u);
+	return rc;
+}
+
+/* Journal records: type = the update's, payload = u32 shard (little
+ * endian) + the update's msgpack. Updates are idempotent, so a record
+ * replayed over a snapshot that has it changes nothing. */
+static int
+search_apply_record(void *state, uint32_t type, const void *payload,
+	size_t length)
+{
+	if (length < 4)
+		return RT_ECORRUPT;
+	const unsigned char *p = payload;
+	uint32_t shard = (uint32_t)p[0] | (uint32_t)p[1] << 8 |
+		(uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+	int rc = search_apply_update(state, shard, type, p + 4, length - 4);
+	/* A refused update (a bad name) is refused again: nothing to do. */
+	return rc == API_EUNAVAILABLE ? RT_ENOMEM : 0;
+}
+
+/* SEARCH_T_EFFECT: applied, journaled, confirmed once durable (so a
+ * crash never loses an indexed post: the source re-sends until then). */
+static void
+search_on_effect(rt_actor *self, search_actor *sa, const rt_message *m)
+{
+	api *a = actors__api_of(rt_actor_runtime(self));
+	ACTORS_ASSERT(a != NULL);
+	ps_effect_header h;
+	const void *payload;
+	size_t length;
+	uint32_t shard;
+	if (ps_effect_parse(m->payload, m->size, &h, &payload, &length) != 0 ||
+		length < 8 || search_addr_shard(rt_self(self), &shard) != 0)
+		return;
+	const unsigned char *p = payload;
+	uint32_t type = (uint32_t)p[4] | (uint32_t)p[5] << 8 |
+		(uint32_t)p[6] << 16 | (uint32_t)p[7] << 24;
+	actors__cookie cookie = {h.source_kind, ACTORS_T_EFFECT_CONFIRM,
+		h.source_id, 0, h.sequence};
+	int rc = search_apply_update(sa, shard, type, p + 8, length - 8);
+	if (rc == API_EUNAVAILABLE)
+		return; /* not confirmed: the source sends it again */
+	if (rc != 0) { /* refused for good: confirm, keep nothing */
+		(void)actors__barrier(a, self, &cookie);
+		return;
+	}
+	rt_mark_dirty(self);
+	unsigned char *record = malloc(length - 4);
+	if (record == NULL)
+		return;
+	memcpy(record, &shard, 4); /* little-endian hosts only (user.c) */
+	memcpy(record + 4, p + 8, length - 8);
+	uint64_t lsn;
+	(void)actors__journal(a, self, type, record, length - 4, &cookie, &lsn);
+	free(record);
+}
+
+static void
+search_on_durable(rt_actor *self, const rt_message *m)
+{
+	ps_durable_notice n;
+	actors__cookie cookie;
+	if (m->size != sizeof n)
+		return;
+	memcpy(&n, m->payload, sizeof n);
+	if (n.cookie_bytes != sizeof cookie)
+		return;
+	memcpy(&cookie, n.cookie, sizeof cookie);
+	if (n.status != 0 || cookie.event != ACTORS_T_EFFECT_CONFIRM)
+		return;
+	ps_effect_header h = {cookie.from_kind, ACTORS_T_EFFECT_CONFIRM,
+		cookie.from_id, cookie.extra, 0};
+	(void)ps_effect_confirm_send(self, &h);
+}
 
 static int
 search_on_activate(rt_actor *self, void *state, bool fresh)
@@ -75,6 +186,14 @@ search_on_message(rt_actor *self, void *state, const rt_message *m)
 	ACTORS_ASSERT(sa->index != NULL);
 	if (m->flags & (RT_MESSAGE_F_REPLY | RT_MESSAGE_F_TIMEOUT))
 		return; /* it asks nobody */
+	if (m->type == SEARCH_T_EFFECT) {
+		search_on_effect(self, sa, m);
+		return;
+	}
+	if (m->type == ACTORS_T_DURABLE) {
+		search_on_durable(self, m);
+		return;
+	}
 	msgpack_unpacked u;
 	msgpack_unpacked_init(&u);
 	search_message msg;
@@ -136,6 +255,8 @@ search_free_state(void *state)
 const rt_actor_ops search_actor_ops = {
 	.name = "search",
 	.state_size = sizeof(search_actor),
+	.mailbox_messages_max = SEARCH_MAILBOX_MESSAGES_MAX,
+	.apply_record = search_apply_record,
 	.on_activate = search_on_activate,
 	.on_message = search_on_message,
 	.encode_state = search_encode_state,

@@ -32,85 +32,13 @@
  * What it deliberately does not do: password hashing (the client's pool),
  * post content (the post actor), backfill of a new followee's old posts.
  */
-#include "actors/internal.h"
+#include "actors/user_internal.h"
 
 #include <math.h>
 #include <stdlib.h>
 
-#include "persistence/persistence.h"
 /* Only for sim_sometimes, the simulator's dependency-free counter. */
 #include "sim/sim.h"
-
-/* Interaction scores kept per user: the authors a reader interacts with
- * most; 64 covers a reader's close circle and keeps lookups linear. */
-#define USER_AFFINITY_ENTRIES_MAX 64u
-/* Sends of one push per turn: yields to other actors between slices so
- * one celebrity's post does not hold a worker for 100,000 sends. */
-#define USER_PUSH_SLICE_SENDS 4096u
-/* Delay before re-sending after a full mailbox or pool (backpressure). */
-#define USER_RESEND_DELAY_MS 5u
-/* Mailbox bound: a push of 100,000 posts comes back as as many acks. */
-#define USER_MAILBOX_MESSAGES_MAX (1u << 20)
-/* Push keys: post id, or post id with this bit for a "pull me" notice. */
-#define USER_PUSH_PULL_BIT (1ull << 63)
-
-typedef struct id_set {
-	uint64_t *ids; /* sorted ascending, distinct */
-	uint32_t count;
-	uint32_t capacity;
-} id_set;
-
-typedef struct own_post {
-	uint64_t post_id;
-	uint32_t pushed; /* 1: fanned out; 0: pulled by followers */
-	uint32_t reserved;
-} own_post;
-
-typedef struct affinity {
-	uint64_t author_id;
-	double score;       /* decayed interaction weight at at_ms */
-	uint64_t at_ms;
-} affinity;
-
-typedef struct push {
-	uint64_t key;       /* post id, | USER_PUSH_PULL_BIT for "pull me" */
-	uint64_t author_id; /* timeline pushes: the post's author (self) */
-	uint64_t target;    /* 0: every follower; else one user */
-	uint64_t next_id;   /* followers with id >= this are still to send */
-	uint64_t lsn;       /* the event that made it; send once durable */
-	uint32_t sent;
-	uint32_t acked;
-	bool done_sending;
-} push;
-
-typedef struct user_state {
-	uint64_t id;
-	bool exists;
-	bool has_unpushed;
-	char username[API_USERNAME_BYTES_MAX + 2];
-	char *email;
-	char *bio;
-	char *password_hash;
-	uint64_t profile_pic_media_id;
-	id_set followers;
-	id_set following;
-	id_set pulls;
-	own_post *posts; /* sorted by post id ascending */
-	uint32_t posts_count;
-	uint32_t posts_capacity;
-	actors__ref *ring; /* timeline, ring_count entries from ring_head */
-	uint32_t ring_head;
-	uint32_t ring_count;
-	uint32_t ring_capacity;
-	affinity affinities[USER_AFFINITY_ENTRIES_MAX];
-	uint32_t affinities_count;
-	push *pushes;
-	uint32_t pushes_count;
-	uint32_t pushes_capacity;
-	bool resend_armed;
-	uint64_t durable_lsn; /* highest notice seen (not stored) */
-	ps_outbox outbox;
-} user_state;
 
 /* ---- id sets ------------------------------------------------------------ */
 
@@ -280,6 +208,23 @@ ring_trim(user_state *st, uint32_t max)
 	}
 }
 
+static void
+ring_remove(user_state *st, uint64_t post_id)
+{
+	uint32_t pos = ring_lower_bound(st, post_id);
+	if (pos == st->ring_count || ring_at(st, pos)->post_id != post_id)
+		return;
+	for (uint32_t i = pos; i + 1 < st->ring_count; i++)
+		*ring_at(st, i) = *ring_at(st, i + 1);
+	st->ring_count--;
+}
+
+bool
+user__ring_has(const user_state *st, uint64_t post_id)
+{
+	return ring_has(st, post_id);
+}
+
 /* ---- own posts ---------------------------------------------------------- */
 
 static uint32_t
@@ -318,6 +263,16 @@ posts_add(user_state *st, uint64_t post_id, bool pushed)
 	return 1;
 }
 
+bool
+user__own_post(const user_state *st, uint64_t post_id, bool *pushed)
+{
+	uint32_t i = posts_lower_bound(st, post_id);
+	if (i == st->posts_count || st->posts[i].post_id != post_id)
+		return false;
+	*pushed = st->posts[i].pushed != 0;
+	return true;
+}
+
 static void
 posts_remove(user_state *st, uint64_t post_id)
 {
@@ -331,54 +286,120 @@ posts_remove(user_state *st, uint64_t post_id)
 
 /* ---- pushes ------------------------------------------------------------- */
 
+/* The durable push with key (acks name durable pushes only). */
 static push *
 push_find(user_state *st, uint64_t key)
 {
 	for (uint32_t i = 0; i < st->pushes_count; i++)
-		if (st->pushes[i].key == key)
+		if (st->pushes[i].key == key &&
+			st->pushes[i].kind != USER_PUSH_LIVE)
 			return &st->pushes[i];
 	return NULL;
 }
 
-static int
-push_add(user_state *st, uint64_t key, uint64_t target, uint64_t lsn)
+/* A zeroed slot at the end of the pushes, or NULL. */
+static push *
+push_slot(user_state *st)
 {
-	push *p = push_find(st, key);
-	if (p != NULL && p->target == target)
-		return 0;
 	if (st->pushes_count == st->pushes_capacity) {
 		uint32_t capacity = st->pushes_capacity ? st->pushes_capacity * 2
 							: 4;
 		push *pushes = realloc(st->pushes, capacity * sizeof *pushes);
 		if (pushes == NULL)
-			return API_EUNAVAILABLE;
+			return NULL;
 		st->pushes = pushes;
 		st->pushes_capacity = capacity;
 	}
-	p = &st->pushes[st->pushes_count++];
+	push *p = &st->pushes[st->pushes_count++];
 	memset(p, 0, sizeof *p);
+	return p;
+}
+
+static int
+push_add(user_state *st, uint64_t key, uint64_t target, uint64_t lsn,
+	user_push_kind kind)
+{
+	push *p = push_find(st, key);
+	if (p != NULL && p->target == target)
+		return 0;
+	p = push_slot(st);
+	if (p == NULL)
+		return API_EUNAVAILABLE;
 	p->key = key;
 	p->author_id = st->id;
 	p->target = target;
 	p->lsn = lsn;
+	p->kind = (uint8_t)kind;
 	return 1;
 }
 
-static void
-push_remove(user_state *st, uint64_t key)
+int
+user__push_add(user_state *st, uint64_t key, uint64_t lsn,
+	user_push_kind kind)
 {
-	for (uint32_t i = 0; i < st->pushes_count; i++) {
-		if (st->pushes[i].key != key)
-			continue;
-		st->pushes[i] = st->pushes[--st->pushes_count];
-		return;
+	return push_add(st, key, 0, lsn, kind) < 0 ? API_EUNAVAILABLE : 0;
+}
+
+int
+user__push_live(user_state *st, uint64_t key, api_event_type type,
+	uint8_t flags, const uint64_t *targets, uint32_t targets_count,
+	const void *body, size_t body_length, uint64_t lsn)
+{
+	ACTORS_ASSERT(body != NULL || body_length == 0);
+	ACTORS_ASSERT(targets != NULL || targets_count == 0);
+	if ((flags & USER_LIVE_F_PRESENCE) && targets_count == 0)
+		return 0; /* nobody online: nothing to send */
+	uint64_t *copy = NULL;
+	unsigned char *data = NULL;
+	if (targets_count > 0) {
+		copy = malloc(targets_count * sizeof *copy);
+		if (copy == NULL)
+			return API_EUNAVAILABLE;
+		memcpy(copy, targets, targets_count * sizeof *copy);
 	}
+	if (body_length > 0) {
+		data = malloc(body_length);
+		if (data == NULL) {
+			free(copy);
+			return API_EUNAVAILABLE;
+		}
+		memcpy(data, body, body_length);
+	}
+	push *p = push_slot(st);
+	if (p == NULL) {
+		free(copy);
+		free(data);
+		return API_EUNAVAILABLE;
+	}
+	p->key = key;
+	p->author_id = st->id;
+	p->lsn = lsn;
+	p->kind = USER_PUSH_LIVE;
+	p->live_type = (uint8_t)type;
+	p->live_flags = flags;
+	p->targets = copy;
+	p->targets_count = targets_count;
+	p->target = 0; /* the list, or every follower without one */
+	p->body = data;
+	p->body_length = (uint32_t)body_length;
+	return 0;
+}
+
+/* Removes p (a pointer into st->pushes); the last entry moves into its
+ * slot. */
+static void
+push_remove(user_state *st, push *p)
+{
+	ACTORS_ASSERT(p >= st->pushes && p < st->pushes + st->pushes_count);
+	free(p->targets);
+	free(p->body);
+	*p = st->pushes[--st->pushes_count];
 }
 
 /* ---- apply: the one place events change state ---------------------------- */
 
 static int
-apply_created(user_state *st, wire_reader *r)
+apply_created(user_state *st, wire_reader *r, uint64_t lsn)
 {
 	uint64_t id = wire_get_u64(r);
 	char username[API_USERNAME_BYTES_MAX + 2];
@@ -401,7 +422,8 @@ apply_created(user_state *st, wire_reader *r)
 	memcpy(st->username, username, sizeof username);
 	st->email = email;
 	st->password_hash = hash;
-	return 0;
+	/* Searchable from its signup on: derived from this durable event. */
+	return user__search_effects(st, lsn) == 0 ? 0 : RT_ENOMEM;
 }
 
 static int
@@ -430,6 +452,9 @@ apply_following(user_state *st, wire_reader *r, uint64_t lsn)
 {
 	uint64_t target = wire_get_u64(r);
 	uint8_t on = wire_get_u8(r);
+	/* The time of the follow (for the followee's notification); records
+	 * written before it was kept have none. */
+	uint64_t created_at = r->offset < r->length ? wire_get_u64(r) : 0;
 	if (r->failed)
 		return RT_ECORRUPT;
 	if (on) {
@@ -443,6 +468,7 @@ apply_following(user_state *st, wire_reader *r, uint64_t lsn)
 	wire_init(&w);
 	wire_u64(&w, st->id);
 	wire_u8(&w, on);
+	wire_u64(&w, created_at);
 	int rc = w.failed ? RT_ENOMEM
 			  : ps_outbox_add(&st->outbox,
 				rt_addr_make(ACTORS_KIND_USER, target),
@@ -457,21 +483,25 @@ apply_follower(user_state *st, wire_reader *r, uint64_t lsn)
 {
 	uint64_t follower = wire_get_u64(r);
 	uint8_t on = wire_get_u8(r);
+	uint64_t created_at = r->offset < r->length ? wire_get_u64(r) : 0;
 	if (r->failed)
 		return RT_ECORRUPT;
 	if (!on) {
 		set_remove(&st->followers, follower);
-		return 0;
+		(void)inbox_presence_set(&st->online_followers, follower, false);
+		return user__search_effects(st, lsn) == 0 ? 0 : RT_ENOMEM;
 	}
 	int added = set_add(&st->followers, follower);
 	if (added < 0)
 		return RT_ENOMEM;
 	/* A new follower of someone whose posts are pulled must pull too. */
 	if (added > 0 && st->has_unpushed &&
-		push_add(st, USER_PUSH_PULL_BIT | follower, follower, lsn) <
-			0)
+		push_add(st, USER_PUSH_PULL_BIT | follower, follower, lsn,
+			USER_PUSH_PULL) < 0)
 		return RT_ENOMEM;
-	return 0;
+	if (added > 0 && created_at != 0)
+		user__notify_follow(st, follower, created_at);
+	return user__search_effects(st, lsn) == 0 ? 0 : RT_ENOMEM;
 }
 
 static int
@@ -483,6 +513,15 @@ apply_posted(api *a, user_state *st, wire_reader *r, uint64_t lsn)
 	size_t caption_length;
 	(void)wire_get_str(r, API_CAPTION_CHARACTERS_MAX * 4, &caption_length);
 	(void)wire_get_u64(r); /* media id */
+	size_t end = r->offset;
+	/* Then the accounts the caption mentions (resolved by the client
+	 * layer), when there are any. */
+	uint64_t mentions[ACTORS_MENTIONS_MAX];
+	uint32_t mentions_count = r->offset < r->length ? wire_get_u32(r) : 0;
+	if (mentions_count > ACTORS_MENTIONS_MAX)
+		return RT_ECORRUPT;
+	for (uint32_t i = 0; i < mentions_count; i++)
+		mentions[i] = wire_get_u64(r);
 	if (r->failed)
 		return RT_ECORRUPT;
 	int added = posts_add(st, post_id, pushed != 0);
@@ -498,7 +537,7 @@ apply_posted(api *a, user_state *st, wire_reader *r, uint64_t lsn)
 	wire_init(&w);
 	wire_u64(&w, st->id);
 	wire_str(&w, st->username);
-	wire_bytes(&w, r->bytes + start, r->offset - start);
+	wire_bytes(&w, r->bytes + start, end - start);
 	int rc = w.failed ? PS_ENOMEM
 			  : ps_outbox_add(&st->outbox,
 				rt_addr_make(ACTORS_KIND_POST, post_id),
@@ -506,11 +545,18 @@ apply_posted(api *a, user_state *st, wire_reader *r, uint64_t lsn)
 	wire_free(&w);
 	if (rc != 0)
 		return RT_ENOMEM;
+	for (uint32_t i = 0; i < mentions_count; i++)
+		(void)actors__notify_effect(&st->outbox, INBOX_TYPE_MENTION,
+			st->id, mentions[i], post_id, 0,
+			actors__id_ms(post_id), lsn);
 	if (pushed)
-		return push_add(st, post_id, 0, lsn) < 0 ? RT_ENOMEM : 0;
+		return push_add(st, post_id, 0, lsn, USER_PUSH_TIMELINE) < 0
+			? RT_ENOMEM
+			: 0;
 	if (!st->has_unpushed) {
 		st->has_unpushed = true;
-		if (push_add(st, USER_PUSH_PULL_BIT | post_id, 0, lsn) < 0)
+		if (push_add(st, USER_PUSH_PULL_BIT | post_id, 0, lsn,
+			    USER_PUSH_PULL) < 0)
 			return RT_ENOMEM;
 	}
 	return 0;
@@ -525,7 +571,7 @@ user_apply(api *a, user_state *st, uint32_t type, const void *payload,
 	int rc = 0;
 	switch (type) {
 	case USER_R_CREATED:
-		rc = apply_created(st, &r);
+		rc = apply_created(st, &r, lsn);
 		break;
 	case USER_R_PROFILE:
 		rc = apply_profile(st, &r);
@@ -539,9 +585,12 @@ user_apply(api *a, user_state *st, uint32_t type, const void *payload,
 	case USER_R_POSTED:
 		rc = apply_posted(a, st, &r, lsn);
 		break;
-	case USER_R_POST_REMOVED:
-		posts_remove(st, wire_get_u64(&r));
+	case USER_R_POST_REMOVED: {
+		uint64_t post_id = wire_get_u64(&r);
+		posts_remove(st, post_id);
+		ring_remove(st, post_id);
 		break;
+	}
 	case USER_R_TIMELINE: {
 		actors__ref ref;
 		ref.post_id = wire_get_u64(&r);
@@ -557,11 +606,15 @@ user_apply(api *a, user_state *st, uint32_t type, const void *payload,
 			rc = RT_ENOMEM;
 		break;
 	}
-	case USER_R_PUSH_DONE:
-		push_remove(st, wire_get_u64(&r));
+	case USER_R_PUSH_DONE: {
+		push *p = push_find(st, wire_get_u64(&r));
+		if (!r.failed && p != NULL)
+			push_remove(st, p);
 		break;
+	}
 	default:
-		return RT_ECORRUPT;
+		rc = user__engage_apply(a, st, type, &r, lsn);
+		break;
 	}
 	if (rc == 0 && r.failed)
 		rc = RT_ECORRUPT;
@@ -574,6 +627,7 @@ user_apply_record(void *state, uint32_t type, const void *payload,
 {
 	/* Recovery: everything replayed is durable; the api is looked up
 	 * lazily (apply needs only its config). */
+	((user_state *)state)->replayed = true;
 	return user_apply(NULL, state, type, payload, length, 0);
 }
 
@@ -590,10 +644,28 @@ user_write(api *a, rt_actor *self, user_state *st, uint32_t record,
 		&lsn);
 	if (rc != 0)
 		return rc;
+	uint64_t notified = st->inbox.last_seq;
+	st->last_lsn = lsn;
+	st->stream_marked = true; /* this record marks the activation */
 	rc = user_apply(a, st, record, w->bytes, w->length, lsn);
 	ACTORS_ASSERT(rc != RT_ECORRUPT);
 	rt_mark_dirty(self);
+	if (st->inbox.last_seq != notified)
+		user__publish_notifications(a, self, st, notified);
 	return rc == 0 ? API_OK : API_EUNAVAILABLE;
+}
+
+int
+user__write(api *a, rt_actor *self, user_state *st, uint32_t record,
+	const wire_writer *w, const actors__cookie *cookie)
+{
+	return user_write(a, self, st, record, w, cookie);
+}
+
+bool
+user__set_has(const id_set *s, uint64_t id)
+{
+	return set_has(s, id);
 }
 
 static void
@@ -659,6 +731,18 @@ pack_summary(api *a, msgpack_packer *p, const user_state *st)
 	pack_profile_pic(a, p, st->profile_pic_media_id);
 }
 
+void
+user__pack_summary(api *a, msgpack_packer *p, const user_state *st)
+{
+	pack_summary(a, p, st);
+}
+
+void
+user__pack_profile_pic(msgpack_packer *p, uint64_t media_id)
+{
+	pack_profile_pic(NULL, p, media_id);
+}
+
 /* ---- pushes: sending and acks --------------------------------------------- */
 
 static void
@@ -671,19 +755,77 @@ arm_resend(api *a, rt_actor *self, user_state *st)
 		st->resend_armed = true;
 }
 
-static int
-push_send_one(rt_actor *self, const push *p, uint64_t target)
+/* The message of p for one target; NULL when out of memory. A story
+ * push carries the story as this actor holds it (*gone when it is no
+ * longer visible: nothing to send). */
+static rt_message *
+push_message(api *a, user_state *st, const push *p, bool *gone)
 {
-	uint32_t type = (p->key & USER_PUSH_PULL_BIT) ? USER_T_PULL_ON
-						      : USER_T_TIMELINE_ADD;
-	unsigned char payload[24];
-	wire_writer w = {payload, 0, sizeof payload, false};
-	wire_u64(&w, p->key);
-	wire_u64(&w, p->author_id);
-	wire_u64(&w, rt_self(self).id);
-	ACTORS_ASSERT(!w.failed && w.bytes == payload);
-	return rt_send_copy(self, rt_addr_make(ACTORS_KIND_USER, target), type,
-		payload, (uint32_t)w.length);
+	*gone = false;
+	uint32_t type;
+	stories_item story;
+	switch (p->kind) {
+	case USER_PUSH_LIVE:
+		type = USER_T_LIVE;
+		break;
+	case USER_PUSH_STORY:
+		type = USER_T_STORY_ADD;
+		if (st->stories == NULL ||
+			stories_get(st->stories, p->key, rt_wall_ms(a->rt),
+				&story) != 0) {
+			*gone = true;
+			return NULL;
+		}
+		break;
+	case USER_PUSH_PULL:
+		type = USER_T_PULL_ON;
+		break;
+	default:
+		type = (p->key & USER_PUSH_PULL_BIT) ? USER_T_PULL_ON
+						     : USER_T_TIMELINE_ADD;
+		break;
+	}
+	/* Header: 3 u64 (live: author, type, flags, key); then the story's
+	 * 3 u64, or the event data. */
+	uint32_t size = p->kind == USER_PUSH_LIVE ? 18u : 24u;
+	if (p->kind == USER_PUSH_STORY)
+		size += 24u;
+	else if (p->kind != USER_PUSH_PULL)
+		size += p->body_length;
+	rt_message *m = rt_message_alloc(a->rt, type, size);
+	if (m == NULL)
+		return NULL;
+	wire_writer w = {m->payload, 0, size, false};
+	if (p->kind == USER_PUSH_LIVE) {
+		wire_u64(&w, p->author_id);
+		wire_u8(&w, p->live_type);
+		wire_u8(&w, p->live_flags);
+		wire_u64(&w, p->key);
+	} else {
+		wire_u64(&w, p->key);
+		wire_u64(&w, p->author_id);
+		wire_u64(&w, st->id);
+	}
+	if (p->kind == USER_PUSH_STORY) {
+		wire_u64(&w, story.expires_at_ms);
+		wire_u64(&w, story.media_id);
+		wire_u64(&w, story.created_at_ms);
+	} else if (p->kind != USER_PUSH_PULL && p->body_length > 0) {
+		wire_bytes(&w, p->body, p->body_length);
+	}
+	ACTORS_ASSERT(!w.failed && w.bytes == m->payload);
+	ACTORS_ASSERT(w.length == size);
+	return m;
+}
+
+static int
+push_send_one(api *a, rt_actor *self, user_state *st, const push *p,
+	uint64_t target, bool *gone)
+{
+	rt_message *m = push_message(a, st, p, gone);
+	if (m == NULL)
+		return *gone ? 0 : RT_ENOMEM;
+	return rt_send(self, rt_addr_make(ACTORS_KIND_USER, target), m);
 }
 
 static void push_maybe_done(api *a, rt_actor *self, user_state *st, push *p);
@@ -693,10 +835,24 @@ static void push_maybe_done(api *a, rt_actor *self, user_state *st, push *p);
 static bool
 push_send(api *a, rt_actor *self, user_state *st, push *p, uint32_t *budget)
 {
+	bool gone = false;
 	if (p->target != 0) {
-		if (push_send_one(self, p, p->target) != 0)
+		if (push_send_one(a, self, st, p, p->target, &gone) != 0)
 			return false;
-		p->sent = 1;
+		p->sent = gone ? 0 : 1;
+		p->done_sending = true;
+		return true;
+	}
+	if (p->targets != NULL) {
+		for (; p->targets_next < p->targets_count; p->targets_next++) {
+			if (*budget == 0)
+				return false;
+			uint64_t target = p->targets[p->targets_next];
+			if (push_send_one(a, self, st, p, target, &gone) != 0)
+				return false;
+			(*budget)--;
+			p->sent++;
+		}
 		p->done_sending = true;
 		return true;
 	}
@@ -705,14 +861,15 @@ push_send(api *a, rt_actor *self, user_state *st, push *p, uint32_t *budget)
 		if (*budget == 0)
 			return false;
 		uint64_t follower = st->followers.ids[i];
-		if (push_send_one(self, p, follower) != 0)
+		if (push_send_one(a, self, st, p, follower, &gone) != 0)
 			return false;
+		if (gone)
+			break; /* the story expired: nobody needs it now */
 		(*budget)--;
 		p->sent++;
 		p->next_id = follower + 1;
 	}
 	p->done_sending = true;
-	(void)a;
 	return true;
 }
 
@@ -747,16 +904,26 @@ pushes_run(api *a, rt_actor *self, user_state *st)
 	arm_resend(a, self, st);
 }
 
+void
+user__pushes_run(api *a, rt_actor *self, user_state *st)
+{
+	pushes_run(a, self, st);
+}
+
 static void
 push_maybe_done(api *a, rt_actor *self, user_state *st, push *p)
 {
 	if (!p->done_sending)
 		return;
+	if (p->kind == USER_PUSH_LIVE) {
+		push_remove(st, p); /* volatile: sent is done */
+		return;
+	}
 	if (a->store != NULL && p->acked < p->sent)
 		return;
 	uint64_t key = p->key;
 	if (a->store == NULL) {
-		push_remove(st, key);
+		push_remove(st, p);
 		return;
 	}
 	wire_writer w;
@@ -851,12 +1018,20 @@ on_follow(api *a, rt_actor *self, user_state *st, const rt_message *m)
 	if ((set_has(&st->following, target) ? 1 : 0) == on) {
 		rc = actors__barrier(a, self, &cookie); /* idempotent */
 	} else {
+		/* Only a change spends a token: following again is free. */
+		if (on && !user__rate_allow(a, self, st, m, RATE_ACTION_FOLLOW))
+			return;
+		bool pulled = set_has(&st->pulls, target);
 		wire_writer w;
 		wire_init(&w);
 		wire_u64(&w, target);
 		wire_u8(&w, on);
+		wire_u64(&w, rt_wall_ms(a->rt));
 		rc = user_write(a, self, st, USER_R_FOLLOWING, &w, &cookie);
 		wire_free(&w);
+		/* An online user stops getting a celebrity's live posts. */
+		if (rc == 0 && !on && pulled && user__online(st))
+			user__presence_send(self, st, target, false);
 	}
 	if (rc != 0)
 		reply_code(self, m, rc, "journal unavailable");
@@ -1024,6 +1199,9 @@ on_feed_candidates(api *a, rt_actor *self, user_state *st,
 	wire_free(&w);
 }
 
+static void post_created_live(api *a, user_state *st, uint64_t post_id,
+	bool pushed);
+
 static void
 on_post_create(api *a, rt_actor *self, user_state *st, const rt_message *m)
 {
@@ -1033,10 +1211,18 @@ on_post_create(api *a, rt_actor *self, user_state *st, const rt_message *m)
 	const char *caption = wire_get_str(&r, API_CAPTION_CHARACTERS_MAX * 4,
 		&caption_length);
 	uint64_t media_id = wire_get_u64(&r);
-	if (!wire_done(&r) || caption == NULL) {
+	/* Then the mentioned accounts, when the caption has any. */
+	size_t mentions_at = r.offset;
+	uint32_t mentions = r.offset < r.length ? wire_get_u32(&r) : 0;
+	for (uint32_t i = 0; i < mentions && !r.failed; i++)
+		(void)wire_get_u64(&r);
+	if (!wire_done(&r) || caption == NULL ||
+		mentions > ACTORS_MENTIONS_MAX) {
 		reply_code(self, m, API_EINVALID, "malformed post");
 		return;
 	}
+	if (!user__rate_allow(a, self, st, m, RATE_ACTION_POST))
+		return;
 	uint64_t post_id = actors__idgen_next(&a->ids,
 		actors__id_partition(st->id), rt_wall_ms(a->rt));
 	bool pushed = st->followers.count <= a->cfg.celebrity_followers_min;
@@ -1046,14 +1232,19 @@ on_post_create(api *a, rt_actor *self, user_state *st, const rt_message *m)
 	wire_u8(&w, pushed);
 	wire_strn(&w, caption, caption_length);
 	wire_u64(&w, media_id);
+	if (mentions > 0)
+		wire_bytes(&w, m->payload + mentions_at, m->size - mentions_at);
 	actors__reply_to to;
 	actors__reply_to_from(&to, m);
 	actors__cookie cookie = actors__cookie_make(&to, USER_T_POST_CREATE,
 		post_id);
 	int rc = user_write(a, self, st, USER_R_POSTED, &w, &cookie);
 	wire_free(&w);
-	if (rc != 0)
+	if (rc != 0) {
 		reply_code(self, m, rc, "journal unavailable");
+		return;
+	}
+	post_created_live(a, st, post_id, pushed);
 }
 
 /* The POST_T_INIT effect of post_id, to build the create answer from. */
@@ -1095,10 +1286,53 @@ answer_post_created(api *a, rt_actor *self, user_state *st,
 	actors__body_free(&b);
 }
 
+/* The live side of a new post: its body rides with the timeline push
+ * (followers put it on their streams), or, for a post that is not
+ * pushed, goes to the followers that are online. */
+static void
+post_created_live(api *a, user_state *st, uint64_t post_id, bool pushed)
+{
+	const ps_effect *e = init_effect(st, post_id);
+	if (e == NULL)
+		return;
+	actors__body b;
+	actors__body_init(&b);
+	actors__pack_post_init(a, &b.packer, e->payload, e->payload_bytes,
+		st->profile_pic_media_id);
+	if (b.buffer.size > INBOX_STREAM_EVENT_BYTES_MAX) {
+		actors__body_free(&b);
+		return; /* too large for a stream event: the feed shows it */
+	}
+	if (pushed) {
+		push *p = push_find(st, post_id);
+		if (p != NULL && p->kind == USER_PUSH_TIMELINE &&
+			p->body == NULL) {
+			p->body = (unsigned char *)b.buffer.data;
+			p->body_length = (uint32_t)b.buffer.size;
+			b.buffer.data = NULL; /* taken by the push */
+			b.buffer.size = 0;
+		}
+	} else if (st->online_followers.count > 0) {
+		uint32_t n = st->online_followers.count;
+		uint64_t *ids = malloc(n * sizeof *ids);
+		if (ids != NULL) {
+			n = inbox_presence_list(&st->online_followers, ids, n);
+			(void)user__push_live(st, post_id, API_EVENT_FEED_POST,
+				USER_LIVE_F_ONLINE_ONLY | USER_LIVE_F_PRESENCE,
+				ids, n, b.buffer.data, b.buffer.size,
+				st->last_lsn);
+			free(ids);
+		}
+	}
+	actors__body_free(&b);
+}
+
 static void
 answer_durable(api *a, rt_actor *self, user_state *st,
 	const actors__cookie *cookie, int code)
 {
+	if (user__engage_answer(a, self, st, cookie, code))
+		return;
 	actors__reply_to to = actors__cookie_reply_to(cookie);
 	if (code != API_OK) {
 		actors__reply_later(self, &to, code, "journal failed", NULL,
@@ -1163,6 +1397,7 @@ on_durable(api *a, rt_actor *self, user_state *st, const rt_message *m)
 		return;
 	}
 	case USER_R_PUSH_DONE:
+	case USER_R_STREAM_MARK:
 		return;
 	default:
 		answer_durable(a, self, st, &cookie, code);
@@ -1215,6 +1450,8 @@ on_effect(api *a, rt_actor *self, user_state *st, const rt_message *m)
 	case USER_T_FOLLOWER_SET: {
 		uint64_t follower = wire_get_u64(&r);
 		uint8_t on = wire_get_u8(&r);
+		if (r.offset < r.length)
+			(void)wire_get_u64(&r); /* when it happened */
 		if (!wire_done(&r))
 			return;
 		bool has = set_has(&st->followers, follower);
@@ -1229,8 +1466,20 @@ on_effect(api *a, rt_actor *self, user_state *st, const rt_message *m)
 		uint32_t i = posts_lower_bound(st, post_id);
 		bool has = i < st->posts_count &&
 			st->posts[i].post_id == post_id;
+		bool pushed = has && st->posts[i].pushed != 0;
 		effect_apply(a, self, st, &h, USER_R_POST_REMOVED, payload,
 			length, has);
+		if (has) {
+			actors__body b;
+			actors__body_init(&b);
+			msgpack_pack_map(&b.packer, 1);
+			actors__pack_key(&b.packer, "post_id");
+			actors__pack_id(&b.packer, post_id);
+			user__post_event(a, self, st, post_id, pushed,
+				API_EVENT_POST_DELETED, b.buffer.data,
+				b.buffer.size);
+			actors__body_free(&b);
+		}
 		return;
 	}
 	default:
@@ -1246,15 +1495,31 @@ on_push(api *a, rt_actor *self, user_state *st, const rt_message *m)
 	uint64_t key = wire_get_u64(&r);
 	uint64_t author = wire_get_u64(&r);
 	uint64_t source = wire_get_u64(&r);
-	if (!wire_done(&r))
+	if (r.failed)
 		return;
+	/* The rest: a timeline push's event data, or a story's fields. */
+	const unsigned char *rest = m->payload + r.offset;
+	size_t rest_length = m->size - r.offset;
 	actors__cookie cookie = {ACTORS_KIND_USER, ACTORS_T_PUSH_ACK, source,
 		0, key};
 	wire_writer w;
 	wire_init(&w);
 	bool changes;
 	uint32_t record;
-	if (m->type == USER_T_TIMELINE_ADD) {
+	if (m->type == USER_T_STORY_ADD) {
+		uint64_t expires_at = wire_get_u64(&r);
+		(void)wire_get_u64(&r); /* media */
+		(void)wire_get_u64(&r); /* created */
+		if (!wire_done(&r)) {
+			wire_free(&w);
+			return;
+		}
+		record = USER_R_STORY_REF;
+		wire_u64(&w, author);
+		wire_u64(&w, key);
+		wire_u64(&w, expires_at);
+		changes = user__story_ref_wants(st, author, key, expires_at);
+	} else if (m->type == USER_T_TIMELINE_ADD) {
 		record = USER_R_TIMELINE;
 		wire_u64(&w, key);
 		wire_u64(&w, author);
@@ -1264,7 +1529,7 @@ on_push(api *a, rt_actor *self, user_state *st, const rt_message *m)
 	} else {
 		record = USER_R_PULL;
 		wire_u64(&w, author);
-		changes = set_has(&st->following, author) &&
+		changes = rest_length == 0 && set_has(&st->following, author) &&
 			!set_has(&st->pulls, author);
 	}
 	if (!changes && a->store == NULL) {
@@ -1274,9 +1539,14 @@ on_push(api *a, rt_actor *self, user_state *st, const rt_message *m)
 	int rc = changes ? user_write(a, self, st, record, &w, &cookie)
 			 : actors__barrier(a, self, &cookie);
 	wire_free(&w);
-	if (rc != 0)
+	if (rc != 0) {
 		rt_log(a->rt, RT_LOG_WARN, "user",
 			"push not applied (will be re-sent): %d", rc);
+		return;
+	}
+	if (changes)
+		user__pushed_live(a, self, st, m->type, key, author, rest,
+			rest_length);
 }
 
 static void
@@ -1338,6 +1608,17 @@ needs_account(uint32_t type)
 	case USER_T_OWN_POSTS:
 	case USER_T_FEED_CANDIDATES:
 	case USER_T_RECENT:
+	case USER_T_LIKE:
+	case USER_T_COMMENT:
+	case USER_T_NOTIFICATIONS:
+	case USER_T_NOTIFY_READ:
+	case USER_T_STORY_POST:
+	case USER_T_STORY_FEED:
+	case USER_T_STORIES_ACTIVE:
+	case USER_T_STORY_SEEN:
+	case USER_T_STREAM:
+	case USER_T_IDEM_BEGIN:
+	case USER_T_IDEM_FINISH:
 		return true;
 	default:
 		return false;
@@ -1387,6 +1668,7 @@ user_on_message(rt_actor *self, void *state, const rt_message *m)
 		break;
 	case USER_T_TIMELINE_ADD:
 	case USER_T_PULL_ON:
+	case USER_T_STORY_ADD:
 		on_push(a, self, st, m);
 		break;
 	case USER_T_INTERACTION:
@@ -1423,6 +1705,8 @@ user_on_message(rt_actor *self, void *state, const rt_message *m)
 		on_recent(self, st, m);
 		break;
 	default:
+		if (user__engage_on_message(a, self, st, m))
+			break;
 		if (m->correlation != 0 && !(m->flags & RT_MESSAGE_F_REPLY))
 			reply_code(self, m, API_EINVALID, "unknown request");
 		break;
@@ -1436,6 +1720,7 @@ user_on_activate(rt_actor *self, void *state, bool fresh)
 	api *a = actors__api_of(rt_actor_runtime(self));
 	ACTORS_ASSERT(a != NULL);
 	st->id = rt_self(self).id;
+	user__engage_on_activate(a, self, st);
 	if (fresh)
 		return 0;
 	ring_trim(st, a->cfg.timeline_entries_max);
@@ -1456,6 +1741,16 @@ user_on_activate(rt_actor *self, void *state, bool fresh)
 }
 
 static void
+user_on_passivate(rt_actor *self, void *state)
+{
+	user_state *st = state;
+	(void)self;
+	/* The snapshot about to be written is this activation's last: the
+	 * stream it holds is exact. */
+	st->passivating = true;
+}
+
+static void
 user_free_state(void *state)
 {
 	user_state *st = state;
@@ -1467,7 +1762,12 @@ user_free_state(void *state)
 	set_free(&st->pulls);
 	free(st->posts);
 	free(st->ring);
+	for (uint32_t i = 0; i < st->pushes_count; i++) {
+		free(st->pushes[i].targets);
+		free(st->pushes[i].body);
+	}
 	free(st->pushes);
+	user__engage_free(st);
 	ps_outbox_free(&st->outbox);
 	memset(st, 0, sizeof *st);
 }
@@ -1478,8 +1778,10 @@ user_free_state(void *state)
  * timeline(bin), affinities(bin), pushes(bin), outbox(bin)]; the bins are
  * little-endian arrays of fixed records. */
 
-#define USER_SNAPSHOT_VERSION 1u
-#define USER_SNAPSHOT_FIELDS 17u
+#define USER_SNAPSHOT_VERSION 2u
+#define USER_SNAPSHOT_FIELDS 18u
+/* Version 1 had no engagement field and 3 u64 per push. */
+#define USER_SNAPSHOT_V1_FIELDS 17u
 
 static int
 buffer_write(void *data, const char *bytes, size_t length)
@@ -1528,10 +1830,16 @@ user_encode_state(const void *state, rt_buffer *out)
 		msgpack_pack_bin_body(&p, ring_at(st, i), sizeof(actors__ref));
 	pack_bin(&p, st->affinities,
 		st->affinities_count * sizeof *st->affinities);
-	msgpack_pack_bin(&p, st->pushes_count * 3 * sizeof(uint64_t));
+	/* Live pushes are volatile: not stored. */
+	uint32_t durable = 0;
+	for (uint32_t i = 0; i < st->pushes_count; i++)
+		durable += st->pushes[i].kind != USER_PUSH_LIVE;
+	msgpack_pack_bin(&p, durable * 4 * sizeof(uint64_t));
 	for (uint32_t i = 0; i < st->pushes_count; i++) {
-		uint64_t v[3] = {st->pushes[i].key, st->pushes[i].author_id,
-			st->pushes[i].target};
+		if (st->pushes[i].kind == USER_PUSH_LIVE)
+			continue;
+		uint64_t v[4] = {st->pushes[i].key, st->pushes[i].author_id,
+			st->pushes[i].target, st->pushes[i].kind};
 		msgpack_pack_bin_body(&p, v, sizeof v);
 	}
 	size_t n = ps_outbox_encoded_bytes(&st->outbox);
@@ -1541,7 +1849,7 @@ user_encode_state(const void *state, rt_buffer *out)
 	ps_outbox_encode(&st->outbox, bytes);
 	pack_bin(&p, bytes, n);
 	free(bytes);
-	return 0;
+	return user__engage_encode(st, &p) == 0 ? 0 : RT_ENOMEM;
 }
 
 /* Copies a bin of fixed records into a fresh array. */
@@ -1605,7 +1913,7 @@ decode_sets(user_state *st, const msgpack_object *f)
 }
 
 static int
-decode_rest(user_state *st, const msgpack_object *f)
+decode_rest(user_state *st, const msgpack_object *f, uint32_t version)
 {
 	void *v;
 	uint32_t n;
@@ -1618,17 +1926,24 @@ decode_rest(user_state *st, const msgpack_object *f)
 		memcpy(st->affinities, v, n * sizeof(affinity));
 	st->affinities_count = n;
 	free(v);
-	rc = bin_records(&f[1], 3 * sizeof(uint64_t), &v, &n);
+	/* Pushes: key, author, target (and, from version 2, the kind). */
+	uint32_t fields = version == 1 ? 3u : 4u;
+	rc = bin_records(&f[1], fields * sizeof(uint64_t), &v, &n);
 	if (rc != 0)
 		return rc;
 	const uint64_t *keys = v;
 	for (uint32_t i = 0; i < n && rc == 0; i++) {
-		rc = push_add(st, keys[3 * i], keys[3 * i + 2], 0) < 0
-			? RT_ENOMEM
-			: 0;
+		const uint64_t *k = &keys[fields * i];
+		user_push_kind kind = fields == 4 ? (user_push_kind)k[3]
+			: (k[0] & USER_PUSH_PULL_BIT) ? USER_PUSH_PULL
+						    : USER_PUSH_TIMELINE;
+		if (kind > USER_PUSH_STORY) {
+			rc = RT_ECORRUPT;
+			break;
+		}
+		rc = push_add(st, k[0], k[2], 0, kind) < 0 ? RT_ENOMEM : 0;
 		if (rc == 0)
-			st->pushes[st->pushes_count - 1].author_id =
-				keys[3 * i + 1];
+			st->pushes[st->pushes_count - 1].author_id = k[1];
 	}
 	free(v);
 	if (rc != 0)
@@ -1644,11 +1959,14 @@ decode_rest(user_state *st, const msgpack_object *f)
 }
 
 static int
-decode_fields(user_state *st, const msgpack_object *f)
+decode_fields(user_state *st, const msgpack_object *f, uint32_t fields)
 {
 	if (f[0].type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
-		f[0].via.u64 != USER_SNAPSHOT_VERSION)
+		!((f[0].via.u64 == USER_SNAPSHOT_VERSION &&
+			  fields == USER_SNAPSHOT_FIELDS) ||
+			(f[0].via.u64 == 1 && fields == USER_SNAPSHOT_V1_FIELDS)))
 		return RT_ECORRUPT;
+	uint32_t version = (uint32_t)f[0].via.u64;
 	if (f[1].type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
 		f[2].type != MSGPACK_OBJECT_BOOLEAN ||
 		f[3].type != MSGPACK_OBJECT_BOOLEAN ||
@@ -1669,7 +1987,10 @@ decode_fields(user_state *st, const msgpack_object *f)
 	int rc = decode_sets(st, &f[9]);
 	if (rc != 0)
 		return rc;
-	return decode_rest(st, &f[14]);
+	rc = decode_rest(st, &f[14], version);
+	if (rc != 0 || version == 1)
+		return rc;
+	return user__engage_decode(st, &f[17]);
 }
 
 static int
@@ -1683,8 +2004,10 @@ user_decode_state(void *state, const void *bytes, size_t length)
 	if (msgpack_unpack_next(&u, bytes, length, &offset) ==
 			MSGPACK_UNPACK_SUCCESS &&
 		offset == length && u.data.type == MSGPACK_OBJECT_ARRAY &&
-		u.data.via.array.size == USER_SNAPSHOT_FIELDS)
-		rc = decode_fields(st, u.data.via.array.ptr);
+		(u.data.via.array.size == USER_SNAPSHOT_FIELDS ||
+			u.data.via.array.size == USER_SNAPSHOT_V1_FIELDS))
+		rc = decode_fields(st, u.data.via.array.ptr,
+			u.data.via.array.size);
 	msgpack_unpacked_destroy(&u);
 	if (rc != 0)
 		user_free_state(st);
@@ -1700,6 +2023,7 @@ actors__user_ops(rt_actor_ops *ops)
 	ops->mailbox_messages_max = USER_MAILBOX_MESSAGES_MAX;
 	ops->on_activate = user_on_activate;
 	ops->on_message = user_on_message;
+	ops->on_passivate = user_on_passivate;
 	ops->encode_state = user_encode_state;
 	ops->decode_state = user_decode_state;
 	ops->apply_record = user_apply_record;
