@@ -348,12 +348,18 @@ typedef struct cl_state_ops {
 	int (*drop_partition)(void *arg, uint32_t partition);
 } cl_state_ops;
 
+/* cl_state_ops over persistence (state_ps.c): state_arg is the node's
+ * ps_node. Static; never freed. */
+typedef struct ps_node ps_node;
+const cl_state_ops *cl_state_ops_persistence(void);
+
 /*
- * Passivation seam (the runtime fills it once it offers it; see the
- * report in cluster/README): stop the local fast path for addresses in
+ * Passivation seam: stop the local fast path for addresses in
  * partition, let active actors finish the messages already queued, save
- * and free them, then call done. NULL: the node assumes no actor of the
- * partition is active (tests, or a runtime without it).
+ * and free them, then call done. NULL with a runtime: the node uses
+ * rt_passivate_where (one pass for every partition a step moves) and the
+ * route hook's may_activate keeps the partition from waking again here.
+ * NULL without a runtime: no actor is active (tests).
  */
 typedef void (*cl_passivated_callback)(void *arg, uint32_t partition,
 	int status);
@@ -372,6 +378,10 @@ typedef struct cl_node_config {
 	void *transport;
 	const cl_state_ops *state_ops; /* borrowed; may be NULL */
 	void *state_arg;
+	/* true: state_ops come later (cl_node_set_state) and no handoff
+	 * ships before they do. A node opens its cluster before its
+	 * persistence, so that recovery's wake-ups are already routed. */
+	bool state_deferred;
 	const cl_passivate_ops *passivate_ops; /* borrowed; may be NULL */
 	void *passivate_arg;
 	/* true: no thread; the caller drives cl_node_tick (the simulator,
@@ -408,6 +418,10 @@ int cl_node_open(const cl_node_config *cfg, rt_runtime *rt, cl_node **out);
 /* Stops the thread and the transport, removes the route hook. Does not
  * drain: run `flockctl drain` first for a graceful exit. */
 void cl_node_close(cl_node *node);
+/* Sets the state seam of a node opened with state_deferred. ops and arg
+ * borrowed until cl_node_close. Any thread. */
+void cl_node_set_state(cl_node *node, const cl_state_ops *ops, void *arg);
+
 /* Waits (real time) until the node has an id and a map. CL_ETIMEDOUT. */
 int cl_node_wait_joined(cl_node *node, uint64_t timeout_ms);
 

@@ -13,7 +13,7 @@
  *   link.c            per-peer reliable, credit-windowed, batching link
  *   node.c            cl_node: routing, membership glue, leases,
  *                     coordinator, handoff, admin
- *   node_rt.c         the runtime adapter (route hook, local delivery)
+ *   state_ps.c        cl_state_ops over persistence (export, import, drop)
  *   control.c         control request/reply codec shared with flockctl
  *  *   flockctl.c        the operator CLI's main (not in the library)
  *

@@ -64,9 +64,16 @@
 #define CL_STASH_BYTES_MAX (32u << 20)
 /* How long a handoff waits for link credit before giving up a round. */
 #define CL_SHIP_WAIT_MS 10000u
-/* Delivering to a full mailbox is retried for this long, then dropped
- * and counted (see the report: the runtime should take it). */
+/* The runtime takes cross-node deliveries past the mailbox bound (the
+ * link window bounds them); only running out of memory is retried, for
+ * this long, before the message is counted as dropped. */
 #define CL_DELIVER_RETRY_MS 100u
+/* Partitions shipped per unlocked round of the cluster thread: bounds
+ * how long one round keeps the next duties waiting. */
+#define CL_SHIP_ROUND_PARTITIONS 64u
+/* cl_node_close waits this long (ms) for runtime passivation passes
+ * still running (a close before rt_stop). */
+#define CL_CLOSE_PASSES_WAIT_MS 30000u
 
 enum { R_NONE = 0, R_LOCAL = 1, R_REMOTE = 2, R_HOLD = 3, R_DOWN = 4 };
 #define ROUTE_WORD(mode, id) ((uint32_t)(mode) << 16 | (uint32_t)(id))
@@ -92,7 +99,8 @@ enum {
 	L_START = 0,
 	L_PASSIVATING = 1,
 	L_PASSIVATED = 2,
-	L_SHIPPED = 3,
+	L_SHIPPING = 3, /* the cluster thread ships it, unlocked */
+	L_SHIPPED = 4,
 };
 
 typedef struct hold {
@@ -133,7 +141,18 @@ struct cl_node {
 	_Atomic bool joined;
 	part parts[CL_PARTITIONS];
 	_Atomic uint8_t passivated[CL_PARTITIONS]; /* set by the callback */
+	/* arriving, DONE in: the old owner's state is here, and what it
+	 * forwards is delivered at once (ahead of what is held here) */
+	_Atomic uint8_t arrived[CL_PARTITIONS];
 	uint32_t pending; /* partitions in handoff here */
+	/* runtime passivation passes not yet done (they point at the node) */
+	_Atomic uint32_t passes;
+	bool lease_pass_due; /* the lease was lost: passivate everything */
+	/* test-only (FLOCK_TEST=1): frames to and from these nodes are
+	 * dropped, as a network partition would */
+	_Atomic uint8_t blocked[CL_NODE_ID_MAX + 1];
+	const cl_transport_ops *inner_ops; /* the transport under the shim */
+	void *inner;
 
 	cl__swim swim;
 	cl__link links[CL_NODES_MAX];
@@ -330,8 +349,10 @@ deliver_local(cl_node *n, const cl_envelope *e)
 						      RT_MESSAGE_F_TIMEOUT);
 			if (e->size > 0)
 				memcpy(m->payload, e->payload, e->size);
+			/* past the mailbox bound: only a full inbox or a gone
+			 * receiver refuses, and those are final */
 			int rc = rt_deliver_local(n->rt, m);
-			if (rc != RT_EMAILBOX_FULL && rc != RT_ENOMEM)
+			if (rc != RT_ENOMEM)
 				return;
 		}
 		if (cl__monotonic_ms() >= deadline)
@@ -855,7 +876,19 @@ part_finish_locked(cl_node *n, uint32_t p)
 	CL_ASSERT(x->mode != P_NORMAL);
 	CL_ASSERT(n->pending > 0);
 	x->mode = P_NORMAL;
+	atomic_store(&n->arrived[p], 0);
 	n->pending--;
+}
+
+/* At the coordinator: one more partition of the step in flight settled;
+ * the last one lets the next step start at the next tick, not at the
+ * next duty interval. */
+static void
+step_settled_locked(cl_node *n)
+{
+	n->step_settled++;
+	if (n->step_moves != 0 && n->step_settled >= n->step_moves)
+		n->next_duty_ms = 0;
 }
 
 /* At the new owner: serve p once DONE and every live member's fence is
@@ -895,7 +928,7 @@ try_release_locked(cl_node *n, uint32_t p)
 	if (c != 0 && c != old && c != atomic_load(&n->self))
 		send_system(n, c, SYS_SETTLED, 0, &body);
 	if (c == atomic_load(&n->self) && epoch == n->step_epoch)
-		n->step_settled++;
+		step_settled_locked(n);
 	rt_buffer_free(&body);
 }
 
@@ -1047,10 +1080,63 @@ passivated_callback(void *arg, uint32_t partition, int status)
 	atomic_store(&n->passivated[partition], 1);
 }
 
-/* Moves each leaving partition along: passivate, ship, finish. */
+/* One rt_passivate_where pass over a set of partitions (or, after a
+ * lost lease, over every actor). The runtime calls pass_pred under its
+ * registry locks, so it reads only this immutable bitmap. */
+typedef struct passivation {
+	cl_node *n;
+	bool all; /* the lease was lost: every actor goes, no flag is set */
+	uint64_t bits[CL_PARTITIONS / 64];
+} passivation;
+
+static bool
+pass_pred(void *arg, rt_addr addr)
+{
+	const passivation *pv = arg;
+	if (addr.kind == RT_KIND_INBOX)
+		return false;
+	uint32_t p = cl_partition_of(addr.id);
+	return pv->all || (pv->bits[p / 64] >> (p % 64) & 1u);
+}
+
+static void
+pass_done(void *arg, int status)
+{
+	passivation *pv = arg;
+	cl_node *n = pv->n;
+	if (status != 0 && status != RT_ESTOPPED)
+		node_log(n, RT_LOG_ERROR, "passivation for a handoff ended "
+			"with %s; the store keeps the last good state",
+			rt_strerror(status));
+	for (uint32_t p = 0; !pv->all && p < CL_PARTITIONS; p++)
+		if (pv->bits[p / 64] >> (p % 64) & 1u)
+			atomic_store(&n->passivated[p], 1);
+	free(pv);
+	atomic_fetch_sub(&n->passes, 1);
+}
+
+/* Starts the runtime's pass over pv's partitions (taken). false: the
+ * runtime refused for now (too many passes); pv is freed. */
+static bool
+pass_start(cl_node *n, passivation *pv)
+{
+	pv->n = n;
+	atomic_fetch_add(&n->passes, 1);
+	int rc = rt_passivate_where(n->rt, pass_pred, pv, pass_done, pv);
+	if (rc == 0)
+		return true;
+	atomic_fetch_sub(&n->passes, 1);
+	free(pv);
+	return false;
+}
+
+/* Moves each leaving partition toward shipping: one runtime pass for
+ * every partition that starts leaving now. Shipping itself runs in
+ * ships_run, without the node lock. */
 static void
 handoffs_run_locked(cl_node *n)
 {
+	passivation *pv = NULL;
 	for (uint32_t p = 0; p < CL_PARTITIONS && n->pending > 0; p++) {
 		part *x = &n->parts[p];
 		if (x->mode != P_LEAVING)
@@ -1058,36 +1144,98 @@ handoffs_run_locked(cl_node *n)
 		if (x->stage == L_START) {
 			x->stage = L_PASSIVATING;
 			atomic_store(&n->passivated[p], 0);
-			if (n->cfg.passivate_ops == NULL)
-				atomic_store(&n->passivated[p], 1);
-			else
+			if (n->cfg.passivate_ops != NULL) {
 				n->cfg.passivate_ops->passivate_partition(
 					n->cfg.passivate_arg, p,
 					passivated_callback, n);
+			} else if (n->rt == NULL) {
+				atomic_store(&n->passivated[p], 1);
+			} else {
+				if (pv == NULL)
+					pv = calloc(1, sizeof *pv);
+				CL_ASSERT(pv != NULL);
+				pv->bits[p / 64] |= 1ull << (p % 64);
+			}
 		}
 		if (x->stage == L_PASSIVATING &&
 			atomic_load(&n->passivated[p]) != 0)
 			x->stage = L_PASSIVATED;
-		if (x->stage != L_PASSIVATED)
+	}
+	if (pv != NULL) {
+		uint64_t bits[CL_PARTITIONS / 64];
+		memcpy(bits, pv->bits, sizeof bits);
+		if (!pass_start(n, pv))
+			for (uint32_t p = 0; p < CL_PARTITIONS; p++)
+				if (bits[p / 64] >> (p % 64) & 1u)
+					n->parts[p].stage = L_START;
+	}
+	if (n->lease_pass_due && n->rt != NULL) {
+		passivation *all = calloc(1, sizeof *all);
+		CL_ASSERT(all != NULL);
+		all->all = true;
+		if (pass_start(n, all))
+			n->lease_pass_due = false;
+	}
+}
+
+typedef struct ship_job {
+	uint32_t partition;
+	uint16_t to;
+	uint64_t epoch;
+	int status;
+} ship_job;
+
+/* Takes up to max passivated partitions for shipping. */
+static uint32_t
+ships_collect_locked(cl_node *n, ship_job *jobs, uint32_t max)
+{
+	uint32_t count = 0;
+	if (n->cfg.state_deferred)
+		return 0; /* what would ship is not reachable yet */
+	for (uint32_t p = 0; p < CL_PARTITIONS && n->pending > 0 &&
+		count < max; p++) {
+		part *x = &n->parts[p];
+		if (x->mode != P_LEAVING || x->stage != L_PASSIVATED)
 			continue;
-		ship s = {.n = n, .partition = p, .to = x->peer,
-			.epoch = x->epoch};
+		x->stage = L_SHIPPING;
+		jobs[count++] = (ship_job){p, x->peer, x->epoch, 0};
+	}
+	return count;
+}
+
+/* Exports and ships the collected partitions without the node lock
+ * (a shipment may wait for link credit, and the receive path and the
+ * duties must not wait behind it), then finishes them under it. */
+static void
+ships_run(cl_node *n, ship_job *jobs, uint32_t count)
+{
+	for (uint32_t i = 0; i < count; i++) {
+		ship s = {.n = n, .partition = jobs[i].partition,
+			.to = jobs[i].to, .epoch = jobs[i].epoch};
 		ship_open(&s);
 		int rc = 0;
 		if (n->cfg.state_ops != NULL)
 			rc = n->cfg.state_ops->export_partition(n->cfg.state_arg,
-				p, ship_item, &s);
+				s.partition, ship_item, &s);
 		if (rc == 0)
 			rc = ship_flush(&s);
 		rt_buffer_free(&s.body);
-		if (rc != 0) {
-			node_log(n, RT_LOG_WARN, "handoff of partition %u to %u"
-				" failed: %s; retrying", p, x->peer,
-				cl_strerror(rc));
+		jobs[i].status = rc;
+	}
+	pthread_mutex_lock(&n->lock);
+	for (uint32_t i = 0; i < count; i++) {
+		uint32_t p = jobs[i].partition;
+		CL_ASSERT(n->parts[p].stage == L_SHIPPING);
+		if (jobs[i].status == 0) {
+			ship_finish_locked(n, p);
 			continue;
 		}
-		ship_finish_locked(n, p);
+		n->parts[p].stage = L_PASSIVATED;
+		node_log(n, RT_LOG_WARN, "handoff of partition %u to %u failed: "
+			"%s; retrying", p, jobs[i].to,
+			cl_strerror(jobs[i].status));
 	}
+	pthread_mutex_unlock(&n->lock);
 }
 
 static void
@@ -1095,7 +1243,7 @@ on_settled_locked(cl_node *n, uint32_t p)
 {
 	part *x = &n->parts[p];
 	if (atomic_load(&n->self) == coordinator_locked(n))
-		n->step_settled++;
+		step_settled_locked(n);
 	if (x->mode != P_LEAVING || x->stage != L_SHIPPED)
 		return;
 	if (n->cfg.state_ops != NULL)
@@ -1211,6 +1359,9 @@ on_join_accept_locked(cl_node *n, const msgpack_object *f, uint32_t count)
 		cl_map_find(map, (uint16_t)id) != NULL &&
 		!atomic_load(&n->joined)) {
 		atomic_store(&n->self, (uint16_t)id);
+		/* inboxes made from now on carry the id: replies find them */
+		if (n->rt != NULL)
+			rt_set_node_id(n->rt, (uint16_t)id);
 		cl__swim_init(&n->swim, (uint16_t)id, n->incarnation,
 			n->cfg.seed, n->cfg.probe_interval_ms,
 			n->cfg.suspect_timeout_ms, node_now(n));
@@ -1287,6 +1438,7 @@ on_system_locked(cl_node *n, uint16_t from, const cl_envelope *e)
 			n->parts[v].mode == P_ARRIVING &&
 			n->parts[v].epoch == e->epoch) {
 			n->parts[v].done = true;
+			atomic_store(&n->arrived[v], 1);
 			try_release_locked(n, v);
 		}
 		break;
@@ -1551,6 +1703,10 @@ lease_update_locked(cl_node *n, uint64_t now)
 		node_log(n, held ? RT_LOG_INFO : RT_LOG_WARN, "lease %s "
 			"(heard %u of %u)", held ? "held" : "lost", heard,
 			members);
+	/* Without a lease nothing is served here, and what is active goes
+	 * to sleep: the majority may hand these partitions to others. */
+	if (!held && atomic_load(&n->lease_held))
+		n->lease_pass_due = true;
 	atomic_store(&n->lease_held, held);
 }
 
@@ -1568,7 +1724,7 @@ duties_locked(cl_node *n, uint64_t now)
 	cl__swim_tick(&n->swim, now, &out);
 	swim_apply_locked(n, &out);
 	lease_update_locked(n, now);
-	if (n->pending > 0)
+	if (n->pending > 0 || n->lease_pass_due)
 		handoffs_run_locked(n);
 	for (uint32_t p = 0; p < CL_PARTITIONS && n->pending > 0; p++)
 		if (n->parts[p].mode == P_ARRIVING)
@@ -1589,6 +1745,8 @@ cl_node_tick(cl_node *node, uint64_t now_ms)
 {
 	CL_ASSERT(node != NULL);
 	cl_node *n = node;
+	ship_job jobs[CL_SHIP_ROUND_PARTITIONS];
+	uint32_t jobs_count = 0;
 	pthread_mutex_lock(&n->lock);
 	if (n->cfg.manual_tick)
 		n->now_ms = now_ms;
@@ -1596,8 +1754,16 @@ cl_node_tick(cl_node *node, uint64_t now_ms)
 		duties_locked(n, now_ms);
 		if (now_ms >= n->next_duty_ms)
 			n->next_duty_ms = now_ms + CL_DUTY_INTERVAL_MS;
+	} else if (n->pending > 0 || n->lease_pass_due) {
+		/* a handoff moves on every tick, not every duty interval */
+		handoffs_run_locked(n);
 	}
+	if (n->pending > 0)
+		jobs_count = ships_collect_locked(n, jobs,
+			CL_SHIP_ROUND_PARTITIONS);
 	pthread_mutex_unlock(&n->lock);
+	if (jobs_count > 0)
+		ships_run(n, jobs, jobs_count);
 	for (uint32_t i = 0; i < CL_NODES_MAX; i++) {
 		cl__link *l = &n->links[i];
 		if (atomic_load(&l->peer) == 0)
@@ -1645,7 +1811,30 @@ rt_route_hook(void *arg, rt_message *m)
 	return cl_to_rt_error(rc);
 }
 
-static const rt_route_ops route_ops = {.route = rt_route_hook};
+/* The runtime asks before it activates an actor: only in a partition
+ * served here, while the lease is held. A partition about to leave is
+ * already in hold mode, so nothing re-activates it behind the
+ * passivation pass. */
+static bool
+rt_may_activate_hook(void *arg, rt_addr addr)
+{
+	cl_node *n = arg;
+	if (addr.kind == RT_KIND_INBOX)
+		return true;
+	uint32_t p = cl_partition_of(addr.id);
+	uint32_t word = atomic_load_explicit(&n->route[p], memory_order_acquire);
+	bool here = ROUTE_MODE(word) == R_LOCAL ||
+		    (ROUTE_MODE(word) == R_HOLD &&
+			    atomic_load_explicit(&n->arrived[p],
+				    memory_order_acquire));
+	return here &&
+	       atomic_load_explicit(&n->lease_held, memory_order_acquire);
+}
+
+static const rt_route_ops route_ops = {
+	.route = rt_route_hook,
+	.may_activate = rt_may_activate_hook,
+};
 
 /* ---- open and close ---------------------------------------------------- */
 
@@ -1670,10 +1859,19 @@ node_load_or_bootstrap(cl_node *n)
 	if (rc == 0 && self != 0 && cl_map_find(&n->map, self) != NULL) {
 		atomic_store(&n->self, self);
 		atomic_store(&n->joined, true);
+		if (n->rt != NULL)
+			rt_set_node_id(n->rt, self);
 		return CL_OK;
 	}
 	if (rc != 0 && rc != CL_ENOTFOUND)
 		return rc;
+	if (rc == 0 && n->join[0] == '\0') {
+		/* Removed from the cluster: bootstrapping a cluster of its own
+		 * would serve every partition a second time. */
+		node_log(n, RT_LOG_ERROR, "node %u is no member of the map in "
+			"%s: join a member with --join", self, n->data_dir);
+		return CL_ESTATE;
+	}
 	cl_map_init(&n->map);
 	if (n->join[0] != '\0')
 		return CL_OK; /* joins once the transport runs */
@@ -1692,6 +1890,8 @@ node_load_or_bootstrap(cl_node *n)
 		return rc;
 	atomic_store(&n->self, self);
 	atomic_store(&n->joined, true);
+	if (n->rt != NULL)
+		rt_set_node_id(n->rt, self);
 	return CL_OK;
 }
 
@@ -1821,6 +2021,12 @@ cl_node_close(cl_node *node)
 	atomic_store(&n->stopping, true);
 	if (n->thread_started)
 		pthread_join(n->thread, NULL);
+	/* Runtime passes point at the node until their done runs; rt_stop
+	 * ends them all, so a node closed after rt_stop never waits. */
+	for (uint32_t k = 0; k < CL_CLOSE_PASSES_WAIT_MS &&
+		atomic_load(&n->passes) > 0; k++)
+		cl__sleep_ms(1);
+	CL_ASSERT(atomic_load(&n->passes) == 0);
 	cl__control_server_stop(n->control_server);
 	if (n->rt != NULL)
 		rt_set_route(n->rt, NULL, NULL);
@@ -1839,6 +2045,17 @@ cl_node_close(cl_node *node)
 	pthread_mutex_destroy(&n->hold_lock);
 	pthread_mutex_destroy(&n->lock);
 	free(n);
+}
+
+void
+cl_node_set_state(cl_node *node, const cl_state_ops *ops, void *arg)
+{
+	CL_ASSERT(node != NULL);
+	pthread_mutex_lock(&node->lock);
+	node->cfg.state_ops = ops;
+	node->cfg.state_arg = arg;
+	node->cfg.state_deferred = false;
+	pthread_mutex_unlock(&node->lock);
 }
 
 int
