@@ -30,7 +30,7 @@ const SEARCH_DEBOUNCE_MS = 150;
 const STORY_SHOW_MS = 5000;
 // Posts whose media is still processing are re-read after these delays
 // in case a post.updated event was missed (the stream normally says).
-const PROCESSING_RECHECK_MS = [3000, 6000, 12000, 24000, 48000];
+const PROCESSING_RECHECK_MS = [1500, 3000, 6000, 12000, 24000, 48000];
 const USERNAME_RE = /^[a-z0-9._]{1,30}$/;
 
 const $ = (id) => document.getElementById(id);

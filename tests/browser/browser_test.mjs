@@ -543,11 +543,15 @@ async function main() {
 	});
 
 	await step('screenshots', async () => {
-		await pageA.waitForFunction(() => [...document.querySelectorAll('.post-media img')].every((i) => i.complete), null, { timeout: MEDIA_READY_TIMEOUT_MS }).catch(() => {});
+		// Both photos ready and drawn, so the picture shows what people see.
+		await pageA.waitForFunction(() => [...document.querySelectorAll('.post-media')].every((b) => {
+			const img = b.querySelector('img');
+			return b.dataset.state === 'ready' && img && img.complete && b.classList.contains('loaded');
+		}), null, { timeout: MEDIA_READY_TIMEOUT_MS / 2 }).catch(() => notes.push('not every photo in A\'s feed was ready for the screenshot'));
 		await pageA.evaluate(() => window.scrollTo(0, 0));
 		await pageA.waitForTimeout(700); // let the arrival animation finish
 		const feed = path.join(args.artifacts, 'feed.png');
-		await pageA.screenshot({ path: feed });
+		await pageA.screenshot({ path: feed, fullPage: true });
 		await pageB.evaluate((n) => { location.hash = `#/u/${n}`; }, nameB);
 		await pageB.locator('.grid .tile').first().waitFor().catch(() => {});
 		await pageB.waitForTimeout(300);
