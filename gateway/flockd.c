@@ -3,21 +3,26 @@
  * gateway, and takes them down in reverse.
  *
  * Start: flags and environment -> the runtime (rt_create) -> the domain
- * (api_create registers its actor kinds) -> persistence (ps_node_open on
- * the data directory: recovery, the store hook; api_bind_store) ->
- * rt_start -> the gateway on a libuv loop. It prints "flock listening on
- * http://HOST:PORT/" once the socket is bound.
+ * (api_create registers its actor kinds) -> with --cluster, the cluster
+ * node (cl_node_open: the route hook, so recovery's wake-ups below are
+ * already routed; a --join waits until the node has its id, which the
+ * gateway's inboxes then carry) -> persistence (ps_node_open on the data
+ * directory: recovery, the store hook; api_bind_store; the cluster's
+ * state seam) -> rt_start -> the gateway on a libuv loop. It prints
+ * "flock listening on http://HOST:PORT/" once the socket is bound.
  *
  * Stop (SIGINT or SIGTERM): the gateway stops accepting and lets
  * in-flight requests finish (bounded), closes live streams, then the
- * runtime passivates every actor (snapshots), persistence commits and
- * closes the journal, and the process exits 0.
+ * runtime passivates every actor (snapshots), the cluster node closes,
+ * persistence commits and closes the journal, and the process exits 0.
+ * Leaving a cluster for good is `flockctl drain` first.
  *
  * Configuration: every flag has an environment twin (FLOCK_LISTEN for
  * --listen, ...); flags win. Defaults serve `make run`.
  *
  * What it deliberately does not do: daemonise, drop privileges, TLS.
  */
+#include "cluster/cluster.h"
 #include "gateway/gateway.h"
 #include "persistence/persistence.h"
 
@@ -38,6 +43,9 @@
 /* Default bind: loopback, as `make run` uses. */
 #define LISTEN_DEFAULT "127.0.0.1:8080"
 #define DATA_DEFAULT "./data"
+/* How long a --join waits for the coordinator to accept it before the
+ * node gives up: joins retry every 500 ms, so this is many tries. */
+#define CLUSTER_JOIN_TIMEOUT_MS 30000u
 /* Password hashing cost when FLOCK_TEST=1 and --insecure-fast-passwords:
  * libsodium's minimums (8 KiB, 1 pass), ~1000x cheaper than OWASP's. */
 #define TEST_PASSWORD_MEMLIMIT_BYTES 8192u
@@ -52,6 +60,9 @@ typedef struct options {
 	uint32_t workers;
 	bool fast_passwords;
 	rt_log_level log_level;
+	const char *cluster;   /* cluster listen "host:port"; NULL: alone */
+	const char *join;      /* a member's cluster address, or NULL */
+	const char *node_name; /* in log lines */
 	gw_config gw;
 	api_config api;
 } options;
@@ -61,6 +72,7 @@ typedef struct node {
 	rt_runtime *rt;
 	api *domain;
 	ps_node *store;
+	cl_node *cluster;
 	gw *gateway;
 	uv_loop_t loop;
 	uv_signal_t sigint;
@@ -94,6 +106,12 @@ usage(FILE *f)
 		"  --ws-ping SECONDS           FLOCK_WS_PING (30)\n"
 		"  --shutdown-grace-ms MS      FLOCK_SHUTDOWN_GRACE_MS (5000)\n"
 		"  --log-level LEVEL           FLOCK_LOG_LEVEL (info)\n"
+		"  --cluster HOST:PORT         FLOCK_CLUSTER (none: one node "
+		"alone); flockctl talks to PORT+1\n"
+		"  --join HOST:PORT            FLOCK_JOIN (a member's --cluster "
+		"address; first start only)\n"
+		"  --node-name NAME            FLOCK_NODE_NAME (flockd; in log "
+		"lines)\n"
 		"  --no-request-log            FLOCK_NO_REQUEST_LOG=1\n"
 		"  --insecure-fast-passwords   tests only: needs FLOCK_TEST=1\n");
 }
@@ -233,6 +251,16 @@ apply(options *o, const char *name, const char *value)
 		return parse_u32(value, &o->gw.shutdown_grace_ms);
 	if (strcmp(name, "log-level") == 0)
 		return parse_level(value, &o->log_level);
+	if (strcmp(name, "cluster") == 0)
+		return strchr(value, ':') != NULL &&
+				strlen(value) < CL_ADDRESS_BYTES_MAX
+			? (o->cluster = value, 0) : -1;
+	if (strcmp(name, "join") == 0)
+		return strchr(value, ':') != NULL &&
+				strlen(value) < CL_ADDRESS_BYTES_MAX
+			? (o->join = value, 0) : -1;
+	if (strcmp(name, "node-name") == 0)
+		return value[0] != '\0' ? (o->node_name = value, 0) : -1;
 	return -1;
 }
 
@@ -241,7 +269,8 @@ static const char *const valued[] = {"listen", "data", "web-dir",
 	"rate-login", "rate-likes", "rate-posts", "rate-comments",
 	"rate-follows", "json-body-max", "token-ttl", "upload-url-ttl",
 	"ws-queue-max",
-	"ws-ping", "shutdown-grace-ms", "log-level"};
+	"ws-ping", "shutdown-grace-ms", "log-level", "cluster", "join",
+	"node-name"};
 #define VALUED_COUNT (sizeof valued / sizeof valued[0])
 
 /* FLOCK_<NAME> with '-' as '_' and upper case. */
@@ -339,6 +368,11 @@ parse_options(int argc, char **argv, options *o)
 		o->api.password_memlimit_bytes = TEST_PASSWORD_MEMLIMIT_BYTES;
 		o->api.password_opslimit = TEST_PASSWORD_OPSLIMIT;
 	}
+	if (o->join != NULL && o->cluster == NULL) {
+		fprintf(stderr, "flockd: --join needs --cluster (this node's "
+				"own cluster address)\n");
+		return -1;
+	}
 	if (o->web_dir == NULL)
 		o->web_dir = find_web_dir();
 	o->gw.listen_host = o->listen_host;
@@ -348,7 +382,43 @@ parse_options(int argc, char **argv, options *o)
 	return 0;
 }
 
-/* ---- metrics from persistence ------------------------------------------- */
+/* ---- metrics from persistence and the cluster ---------------------------- */
+
+static size_t
+cluster_metrics(cl_node *cluster, char *buf, size_t size)
+{
+	cl_status *st = malloc(sizeof *st);
+	if (st == NULL || size == 0) {
+		free(st);
+		return 0;
+	}
+	cl_node_status(cluster, st);
+	uint32_t alive = 0, owned = 0;
+	for (uint32_t i = 0; i < st->members_count; i++) {
+		alive += st->members[i].liveness == CL_LIVE_ALIVE;
+		if (st->members[i].id == st->self)
+			owned = st->members[i].partitions;
+	}
+	int w = snprintf(buf, size,
+		"# TYPE flock_cluster_epoch gauge\n"
+		"flock_cluster_epoch %" PRIu64 "\n"
+		"# TYPE flock_cluster_lease_held gauge\n"
+		"flock_cluster_lease_held %d\n"
+		"# TYPE flock_cluster_members gauge\n"
+		"flock_cluster_members %u\n"
+		"# TYPE flock_cluster_members_alive gauge\n"
+		"flock_cluster_members_alive %u\n"
+		"# TYPE flock_cluster_partitions_owned gauge\n"
+		"flock_cluster_partitions_owned %u\n"
+		"# TYPE flock_cluster_moves_pending gauge\n"
+		"flock_cluster_moves_pending %u\n",
+		st->epoch, st->lease_held ? 1 : 0, st->members_count, alive,
+		owned, st->moves_pending);
+	free(st);
+	if (w < 0)
+		return 0;
+	return (size_t)w < size ? (size_t)w : size - 1;
+}
 
 static size_t
 journal_metrics(void *arg, char *buf, size_t size)
@@ -381,7 +451,10 @@ journal_metrics(void *arg, char *buf, size_t size)
 		js.segments, ns.checkpoints, ns.snapshots_saved);
 	if (w < 0)
 		return 0;
-	return (size_t)w < size ? (size_t)w : size - 1;
+	size_t used = (size_t)w < size ? (size_t)w : size - 1;
+	if (n->cluster != NULL)
+		used += cluster_metrics(n->cluster, buf + used, size - used);
+	return used;
 }
 
 /* ---- signals -------------------------------------------------------------- */
@@ -416,6 +489,37 @@ raise_fd_limit(void)
 	}
 }
 
+/* The cluster node before persistence: its route hook and activation
+ * gate are in place when recovery wakes actors, so only partitions this
+ * node owns wake here. A joining node waits for its id, which the
+ * gateway's inboxes carry so replies from other nodes find them. */
+static int
+open_cluster(node *n)
+{
+	options *o = &n->opts;
+	cl_node_config cfg;
+	cl_node_config_default(&cfg);
+	cfg.listen = o->cluster;
+	cfg.join = o->join;
+	cfg.data_dir = o->data_dir;
+	cfg.state_deferred = true;
+	int rc = cl_node_open(&cfg, n->rt, &n->cluster);
+	if (rc != 0) {
+		fprintf(stderr, "flockd: cluster on %s: %s\n", o->cluster,
+			cl_strerror(rc));
+		return -1;
+	}
+	rc = cl_node_wait_joined(n->cluster, CLUSTER_JOIN_TIMEOUT_MS);
+	if (rc != 0) {
+		fprintf(stderr, "flockd: joining through %s: %s\n",
+			o->join != NULL ? o->join : "(map file)", cl_strerror(rc));
+		return -1;
+	}
+	rt_log(n->rt, RT_LOG_INFO, "flockd", "cluster node=%u listen=%s",
+		cl_node_id(n->cluster), o->cluster);
+	return 0;
+}
+
 static int
 open_domain(node *n)
 {
@@ -424,7 +528,7 @@ open_domain(node *n)
 	rt_config_default(&rc);
 	rc.workers = o->workers;
 	rc.log_level = o->log_level;
-	rc.node_name = "flockd";
+	rc.node_name = o->node_name != NULL ? o->node_name : "flockd";
 	if (rt_create(&rc, &n->rt) != 0) {
 		fprintf(stderr, "flockd: rt_create failed\n");
 		return -1;
@@ -436,6 +540,8 @@ open_domain(node *n)
 			api_strerror(rc_api));
 		return -1;
 	}
+	if (o->cluster != NULL && open_cluster(n) != 0)
+		return -1;
 	/* api.h's order: the kinds exist before recovery replays into them;
 	 * the store is bound before any actor runs. */
 	ps_node_report report;
@@ -447,6 +553,9 @@ open_domain(node *n)
 		return -1;
 	}
 	api_bind_store(n->domain, n->store);
+	if (n->cluster != NULL)
+		cl_node_set_state(n->cluster, cl_state_ops_persistence(),
+			n->store);
 	if (rt_start(n->rt) != 0) {
 		fprintf(stderr, "flockd: rt_start failed\n");
 		return -1;
@@ -464,6 +573,9 @@ close_domain(node *n)
 {
 	if (n->rt != NULL)
 		rt_stop(n->rt);
+	/* After rt_stop: the last sends of passivating actors are routed. */
+	cl_node_close(n->cluster);
+	n->cluster = NULL;
 	if (n->store != NULL)
 		ps_node_close(n->store);
 	n->store = NULL;

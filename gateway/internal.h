@@ -502,6 +502,8 @@ struct gw {
 	void *context;            /* struct lws_context */
 	uv_async_t async;         /* api client notify */
 	uv_timer_t shutdown_timer;
+	uv_timer_t ping_timer;    /* sweeps streams for pings and hangups */
+	uint64_t clock_base_ms;   /* gw clock zero (monotonic ms) */
 	gw__metrics *metrics;
 	gw__rate_table *rate_signup;
 	gw__rate_table *rate_login;
@@ -614,9 +616,11 @@ struct gw__ws_conn {
 	uint64_t since_seq;
 	unsigned char *rx;         /* partial client message, lazily */
 	uint32_t rx_length;
+	uint32_t last_rx_s;        /* gw clock: the peer's last frame */
 	uint16_t close_code;       /* non-zero: close with it when writable */
 	bool has_since;
-	bool rx_binary;
+	bool ping_due;             /* send a ping when writable */
+	bool ping_sent;            /* a ping is out since last_rx_s */
 };
 
 /* stream.c: the socket is open: subscribe. 0 or an API_E/GW_E code. */

@@ -84,6 +84,13 @@ gw_of(struct lws *wsi)
 	return lws_context_user(lws_get_context(wsi));
 }
 
+/* Seconds on the gateway's own clock (fits 32 bits for 136 years). */
+static uint32_t
+clock_s(const gw *g)
+{
+	return (uint32_t)((gw__now_us() / 1000 - g->clock_base_ms) / 1000);
+}
+
 /* Formats a peer address the same way at accept and later ("1.2.3.4",
  * v4-mapped v6 shown as v4). */
 static void
@@ -652,6 +659,7 @@ on_ws_established(struct lws *wsi, session *s)
 		s->kind = SESSION_NONE;
 		return close_ws(wsi, 1008); /* policy: checked at upgrade */
 	}
+	c->last_rx_s = clock_s(c->g);
 	if (gw__stream_open(c) < 0) {
 		s->kind = SESSION_NONE;
 		return close_ws(wsi, 1013); /* try again later */
@@ -665,6 +673,8 @@ on_ws_receive(struct lws *wsi, session *s, const void *in, size_t len)
 	if (s == NULL || s->kind != SESSION_WS)
 		return -1;
 	gw__ws_conn *c = &s->u.ws;
+	c->last_rx_s = clock_s(c->g);
+	c->ping_sent = false;
 	if (lws_frame_is_binary(wsi))
 		return close_ws(wsi, 1003); /* unsupported data */
 	if (c->rx == NULL) {
@@ -694,6 +704,16 @@ on_ws_writable(struct lws *wsi, session *s)
 	gw__ws_conn *c = &s->u.ws;
 	if (c->close_code != 0)
 		return close_ws(wsi, c->close_code);
+	if (c->ping_due) {
+		unsigned char ping[LWS_PRE + 1];
+		c->ping_due = false;
+		c->ping_sent = true;
+		if (lws_write(wsi, ping + LWS_PRE, 0, LWS_WRITE_PING) < 0)
+			return -1;
+		if (gw__frame_peek(&c->queue) != NULL)
+			lws_callback_on_writable(wsi);
+		return 0;
+	}
 	gw__frame *f = gw__frame_peek(&c->queue);
 	if (f == NULL)
 		return 0;
@@ -706,6 +726,35 @@ on_ws_writable(struct lws *wsi, session *s)
 	if (gw__frame_peek(&c->queue) != NULL)
 		lws_callback_on_writable(wsi);
 	return 0;
+}
+
+/*
+ * Pings and hangups for live streams, by one sweep a second over the
+ * stream list instead of lws's validity timers: lws 4.1 keeps those in a
+ * sorted list with O(n) inserts, which at tens of thousands of sockets
+ * spent most of the loop's time re-sorting (seen under perf). A silent
+ * peer gets a ping after ws_ping_s and is dropped at ws_hangup_s.
+ */
+static void
+ping_sweep(uv_timer_t *t)
+{
+	gw *g = t->data;
+	uint32_t now = clock_s(g);
+	for (gw__link *l = g->streams.next; l != &g->streams; l = l->next) {
+		gw__ws_conn *c = gw__container_of(l, gw__ws_conn, link);
+		uint32_t silent = now - c->last_rx_s;
+		if (c->conn == NULL || c->close_code != 0)
+			continue;
+		if (silent >= g->cfg.ws_hangup_s) {
+			lws_set_timeout(c->conn, PENDING_TIMEOUT_USER_OK,
+				LWS_TO_KILL_ASYNC);
+			continue;
+		}
+		if (silent >= g->cfg.ws_ping_s && !c->ping_sent && !c->ping_due) {
+			c->ping_due = true;
+			lws_callback_on_writable(c->conn);
+		}
+	}
 }
 
 void
@@ -803,6 +852,12 @@ callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 		return on_ws_receive(wsi, s, in, len);
 	case LWS_CALLBACK_SERVER_WRITEABLE:
 		return on_ws_writable(wsi, s);
+	case LWS_CALLBACK_RECEIVE_PONG:
+		if (s != NULL && s->kind == SESSION_WS) {
+			s->u.ws.last_rx_s = clock_s(s->u.ws.g);
+			s->u.ws.ping_sent = false;
+		}
+		return 0;
 	case LWS_CALLBACK_CLOSED:
 		if (s != NULL && s->kind == SESSION_WS) {
 			gw__stream_closed(&s->u.ws);
@@ -913,12 +968,15 @@ gw_create(uv_loop_t *loop, rt_runtime *rt, api *domain, const gw_key *key,
 	g->async.data = g;
 	uv_timer_init(loop, &g->shutdown_timer);
 	g->shutdown_timer.data = g;
+	uv_timer_init(loop, &g->ping_timer);
+	g->ping_timer.data = g;
+	g->clock_base_ms = gw__now_us() / 1000;
+	uv_timer_start(&g->ping_timer, ping_sweep, 1000, 1000);
 	g->handles_open = true;
 
 	lws_set_log_level(LLL_ERR | LLL_WARN, lws_log_to_rt);
-	static lws_retry_bo_t retry;
-	retry.secs_since_valid_ping = (uint16_t)cfg->ws_ping_s;
-	retry.secs_since_valid_hangup = (uint16_t)cfg->ws_hangup_s;
+	/* No lws validity timers: ping_sweep does pings and hangups. */
+	static const lws_retry_bo_t retry = {0};
 	void *foreign_loops[1] = {loop};
 	struct lws_context_creation_info info;
 	memset(&info, 0, sizeof info);
@@ -960,6 +1018,7 @@ fail:
 		 * not run this loop again (flockd exits). */
 		uv_close((uv_handle_t *)&g->async, NULL);
 		uv_close((uv_handle_t *)&g->shutdown_timer, NULL);
+		uv_close((uv_handle_t *)&g->ping_timer, NULL);
 		g->handles_open = false;
 	}
 	gw_destroy(g);
@@ -996,6 +1055,7 @@ finish_shutdown(gw *g)
 	if (g->handles_open) {
 		uv_close((uv_handle_t *)&g->async, NULL);
 		uv_close((uv_handle_t *)&g->shutdown_timer, NULL);
+		uv_close((uv_handle_t *)&g->ping_timer, NULL);
 		g->handles_open = false;
 	}
 	if (g->stopped != NULL)

@@ -57,7 +57,7 @@
  * subscribers per user), handshakes in flight at once. */
 #define WS_TARGET_DEFAULT 100000u
 #define WS_PER_USER 8u
-#define WS_HANDSHAKES_IN_FLIGHT 2000u
+#define WS_HANDSHAKES_IN_FLIGHT 256u
 #define WS_SOURCE_ADDRESSES 8u
 #define WS_CONNECT_SECONDS_MAX 180u
 /* A single HTTP answer the bench reads whole. */
@@ -918,6 +918,40 @@ bench_like_push(void)
 
 /* ---- 4. idle authenticated WebSockets --------------------------------------- */
 
+/* Reads what the server sent an idle socket: answers pings with pongs;
+ * false when the socket closed. */
+static bool
+answer_pings(int fd)
+{
+	unsigned char buf[512];
+	ssize_t got = read(fd, buf, sizeof buf);
+	if (got == 0)
+		return false;
+	if (got < 0)
+		return errno == EAGAIN || errno == EWOULDBLOCK;
+	size_t off = 0;
+	while (off + 2 <= (size_t)got) {
+		unsigned op = buf[off] & 0x0f;
+		size_t n = buf[off + 1] & 0x7f;
+		if (n > 125 || off + 2 + n > (size_t)got)
+			break;
+		if (op == 8)
+			return false;
+		if (op == 9) {
+			unsigned char pong[140];
+			pong[0] = 0x8a;
+			pong[1] = (unsigned char)(0x80 | n);
+			memcpy(pong + 2, "\x05\x06\x07\x08", 4);
+			for (size_t i = 0; i < n; i++)
+				pong[6 + i] = buf[off + 2 + i] ^ pong[2 + (i % 4)];
+			ssize_t w = write(fd, pong, 6 + n);
+			(void)w;
+		}
+		off += 2 + n;
+	}
+	return true;
+}
+
 typedef struct ws_slot {
 	int fd;
 	uint8_t state; /* 0 connecting, 1 sent, 2 open, 3 failed */
@@ -995,7 +1029,7 @@ bench_idle_streams(void)
 	uint64_t rss_before = rss_bytes(n.pid);
 	ws_slot *slots = calloc(target, sizeof *slots);
 	int ep = epoll_create1(0);
-	uint32_t opened = 0, failed = 0, started = 0, in_flight = 0;
+	uint32_t opened = 0, failed = 0, started = 0, in_flight = 0, lost = 0;
 	uint64_t deadline = now_ns() + (uint64_t)WS_CONNECT_SECONDS_MAX * 1000000000u;
 	t0 = now_ns();
 	while (opened + failed < target && now_ns() < deadline) {
@@ -1055,21 +1089,47 @@ bench_idle_streams(void)
 			} else if (events[e].events & (EPOLLERR | EPOLLHUP)) {
 				s->state = 3;
 			}
-			if (s->state == 2 || s->state == 3) {
-				epoll_ctl(ep, EPOLL_CTL_DEL, s->fd, NULL);
+			if (s->state == 2 && s->got == 0) {
+				/* Open: keep reading, to answer pings. */
+				s->got = 1;
 				in_flight--;
-				if (s->state == 2) {
-					opened++;
-				} else {
+				opened++;
+			} else if (s->state == 2 && (events[e].events & EPOLLIN)) {
+				if (!answer_pings(s->fd))
+					s->state = 3;
+			}
+			if (s->state == 3 && s->fd >= 0) {
+				epoll_ctl(ep, EPOLL_CTL_DEL, s->fd, NULL);
+				if (s->got == 0) {
+					in_flight--;
 					failed++;
-					close(s->fd);
-					s->fd = -1;
+				} else {
+					opened--;
+					lost++;
 				}
+				close(s->fd);
+				s->fd = -1;
 			}
 		}
 	}
 	double connect_s = (double)(now_ns() - t0) / 1e9;
-	sleep(2);
+	/* Hold them idle a moment (answering pings) before measuring. */
+	uint64_t hold_until = now_ns() + 3000000000ull;
+	while (now_ns() < hold_until) {
+		struct epoll_event events[1024];
+		int k = epoll_wait(ep, events, 1024, 50);
+		for (int e = 0; e < k; e++) {
+			ws_slot *s = &slots[events[e].data.u32];
+			if (s->state == 2 && !answer_pings(s->fd)) {
+				s->state = 3;
+				opened--;
+				lost++;
+				epoll_ctl(ep, EPOLL_CTL_DEL, s->fd, NULL);
+				close(s->fd);
+				s->fd = -1;
+			}
+		}
+	}
 	uint64_t rss_after = rss_bytes(n.pid);
 	char metrics[RESPONSE_BYTES_MAX / 4];
 	size_t ml = 0;
@@ -1079,10 +1139,12 @@ bench_idle_streams(void)
 		if (p != NULL)
 			streams = strtoull(p + 23, NULL, 10);
 	}
-	printf("idle streams: %u open, %u failed in %.1f s; %" PRIu64
-	       " live streams in /metrics; RSS %.1f -> %.1f MiB\n",
-		opened, failed, connect_s, streams, rss_before / 1048576.0,
-		rss_after / 1048576.0);
+	printf("idle streams: %u open, %u failed, %u closed by the server, in "
+	       "%.1f s; %" PRIu64 " live streams in /metrics; RSS %.1f -> "
+	       "%.1f MiB; fd limit %llu\n",
+		opened, failed, lost, connect_s, streams,
+		rss_before / 1048576.0, rss_after / 1048576.0,
+		(unsigned long long)rl.rlim_cur);
 	figure("ws_idle_connections", opened, "connections");
 	if (opened > 0)
 		figure("ws_rss_per_connection",
