@@ -21,12 +21,6 @@
 
 #include <sys/mman.h>
 
-#if defined(__SANITIZE_ADDRESS__)
-#define RT_ALLOC_PLAIN 1
-#else
-#define RT_ALLOC_PLAIN 0
-#endif
-
 /* Most objects of a class moved as one batch. */
 #define ALLOC_BATCH_OBJECTS_MAX 256u
 #define ALLOC_BATCH_OBJECTS_MIN 4u
@@ -34,28 +28,13 @@
 static uint32_t
 class_of(size_t bytes)
 {
-	RT_ASSERT(bytes > 0);
-	RT_ASSERT(bytes <= RT_ALLOC_CLASS_BYTES_MAX);
-	if (bytes <= 128u)
-		return (uint32_t)((bytes + 15u) / 16u) - 1u;
-	uint32_t g = 63u - (uint32_t)__builtin_clzll((unsigned long long)(bytes - 1u));
-	size_t base = (size_t)1 << g;
-	size_t step = base >> 2;
-	uint32_t index = (uint32_t)((bytes - base + step - 1u) / step) - 1u;
-	uint32_t c = 8u + (g - 7u) * 4u + index;
-	RT_ASSERT(c < RT_ALLOC_CLASSES);
-	return c;
+	return rt__alloc_class(bytes);
 }
 
 static size_t
 class_bytes(uint32_t c)
 {
-	RT_ASSERT(c < RT_ALLOC_CLASSES);
-	if (c < 8u)
-		return (size_t)(c + 1u) * 16u;
-	uint32_t g = 7u + (c - 8u) / 4u;
-	size_t base = (size_t)1 << g;
-	return base + (size_t)((c - 8u) % 4u + 1u) * (base >> 2);
+	return rt__alloc_class_bytes(c);
 }
 
 static uint32_t
@@ -67,14 +46,6 @@ class_batch(uint32_t c)
 	if (n > ALLOC_BATCH_OBJECTS_MAX)
 		n = ALLOC_BATCH_OBJECTS_MAX;
 	return (uint32_t)n;
-}
-
-size_t
-rt__alloc_size(size_t bytes)
-{
-	if (RT_ALLOC_PLAIN || bytes > RT_ALLOC_CLASS_BYTES_MAX)
-		return (bytes + 15u) & ~(size_t)15u;
-	return class_bytes(class_of(bytes));
 }
 
 static inline void *
@@ -92,11 +63,20 @@ link_set(void *p, int word, void *next)
 }
 
 void
+rt__cache_init(rt__cache *cache)
+{
+	memset(cache, 0, sizeof *cache);
+	for (uint32_t c = 0; c < RT_ALLOC_CLASSES; c++)
+		cache->lists[c].release_at = 2u * class_batch(c);
+}
+
+void
 rt__pool_init(rt__pool *pool)
 {
 	memset(pool, 0, sizeof *pool);
 	pthread_mutex_init(&pool->lock, NULL);
 	pthread_mutex_init(&pool->external_lock, NULL);
+	rt__cache_init(&pool->external);
 }
 
 void
@@ -202,12 +182,12 @@ cache_push(rt__pool *pool, rt__cache *cache, uint32_t c, void *p)
 	link_set(p, 0, list->head);
 	list->head = p;
 	list->count++;
-	if (RT_UNLIKELY(list->count >= 2u * class_batch(c)))
+	if (RT_UNLIKELY(list->count >= list->release_at))
 		cache_release_batch(pool, cache, c);
 }
 
 void *
-rt__alloc(rt_runtime *rt, size_t bytes)
+rt__alloc_slow(rt_runtime *rt, size_t bytes)
 {
 	RT_ASSERT(rt != NULL);
 	RT_ASSERT(bytes > 0);
@@ -224,7 +204,7 @@ rt__alloc(rt_runtime *rt, size_t bytes)
 }
 
 void
-rt__free(rt_runtime *rt, void *p, size_t bytes)
+rt__free_slow(rt_runtime *rt, void *p, size_t bytes)
 {
 	RT_ASSERT(rt != NULL);
 	if (p == NULL)

@@ -218,6 +218,7 @@ void *rt__map_remove(rt__map *map, uint64_t key);
 typedef struct rt__free_list {
 	void *head;
 	uint32_t count;
+	uint32_t release_at; /* count at which a batch goes to the pool */
 } rt__free_list;
 
 typedef struct rt__cache {
@@ -235,13 +236,59 @@ typedef struct rt__pool {
 	rt__cache external;              /* cache for threads that are no worker */
 } rt__pool;
 
+/* Under AddressSanitizer nothing is pooled (alloc.c says why). */
+#if defined(__SANITIZE_ADDRESS__)
+#define RT_ALLOC_PLAIN 1
+#else
+#define RT_ALLOC_PLAIN 0
+#endif
+
+/* The size class of a request: 16-byte steps to 128, then four classes
+ * per power of two up to RT_ALLOC_CLASS_BYTES_MAX. Inline (with its
+ * inverse) because every message and actor allocation asks it. */
+static inline uint32_t
+rt__alloc_class(size_t bytes)
+{
+	RT_ASSERT(bytes > 0);
+	RT_ASSERT(bytes <= RT_ALLOC_CLASS_BYTES_MAX);
+	if (bytes <= 128u)
+		return (uint32_t)((bytes + 15u) >> 4) - 1u;
+	uint32_t g = 63u - (uint32_t)__builtin_clzll((unsigned long long)(bytes - 1u));
+	size_t step = ((size_t)1 << g) >> 2;
+	uint32_t index = (uint32_t)((bytes - ((size_t)1 << g) + step - 1u) >> (g - 2u)) - 1u;
+	uint32_t c = 8u + (g - 7u) * 4u + index;
+	RT_ASSERT(c < RT_ALLOC_CLASSES);
+	return c;
+}
+
+static inline size_t
+rt__alloc_class_bytes(uint32_t c)
+{
+	RT_ASSERT(c < RT_ALLOC_CLASSES);
+	if (c < 8u)
+		return (size_t)(c + 1u) * 16u;
+	uint32_t g = 7u + (c - 8u) / 4u;
+	size_t base = (size_t)1 << g;
+	return base + (size_t)((c - 8u) % 4u + 1u) * (base >> 2);
+}
+
+/* Bytes actually reserved for a request of `bytes`. */
+static inline size_t
+rt__alloc_size(size_t bytes)
+{
+	if (RT_ALLOC_PLAIN || bytes > RT_ALLOC_CLASS_BYTES_MAX)
+		return (bytes + 15u) & ~(size_t)15u;
+	return rt__alloc_class_bytes(rt__alloc_class(bytes));
+}
+
 void rt__pool_init(rt__pool *pool);
 void rt__pool_destroy(rt__pool *pool);
-/* Returns owned memory of `bytes`, 16-aligned, or NULL. */
-void *rt__alloc(rt_runtime *rt, size_t bytes);
-void rt__free(rt_runtime *rt, void *p, size_t bytes);
-/* Bytes actually reserved for a request of `bytes`. */
-size_t rt__alloc_size(size_t bytes);
+/* A zeroed cache with its release thresholds set. */
+void rt__cache_init(rt__cache *cache);
+/* rt__alloc / rt__free (below, inline) when the calling worker's free
+ * list cannot serve: other threads, empty or full lists, big objects. */
+void *rt__alloc_slow(rt_runtime *rt, size_t bytes);
+void rt__free_slow(rt_runtime *rt, void *p, size_t bytes);
 void rt__cache_flush(rt_runtime *rt, rt__cache *cache);
 
 /* ---- actors ------------------------------------------------------------ */
@@ -559,6 +606,47 @@ rt__current_worker(const rt_runtime *rt)
 {
 	rt_worker *w = rt__tls_worker;
 	return (w != NULL && w->rt == rt) ? w : NULL;
+}
+
+/* Returns owned memory of `bytes`, 16-aligned, or NULL. The common case
+ * pops the calling worker's free list of the class. */
+static inline void *
+rt__alloc(rt_runtime *rt, size_t bytes)
+{
+	RT_ASSERT(bytes > 0);
+	if (!RT_ALLOC_PLAIN && RT_LIKELY(bytes <= RT_ALLOC_CLASS_BYTES_MAX)) {
+		rt_worker *w = rt__current_worker(rt);
+		if (RT_LIKELY(w != NULL)) {
+			rt__free_list *list = &w->cache.lists[rt__alloc_class(bytes)];
+			void *p = list->head;
+			if (RT_LIKELY(p != NULL)) {
+				memcpy(&list->head, p, sizeof list->head);
+				list->count--;
+				return p;
+			}
+		}
+	}
+	return rt__alloc_slow(rt, bytes);
+}
+
+/* Frees p (from rt__alloc with the same `bytes`); NULL is a no-op. */
+static inline void
+rt__free(rt_runtime *rt, void *p, size_t bytes)
+{
+	if (!RT_ALLOC_PLAIN && RT_LIKELY(p != NULL &&
+		bytes <= RT_ALLOC_CLASS_BYTES_MAX)) {
+		rt_worker *w = rt__current_worker(rt);
+		if (RT_LIKELY(w != NULL)) {
+			rt__free_list *list = &w->cache.lists[rt__alloc_class(bytes)];
+			if (RT_LIKELY(list->count + 1u < list->release_at)) {
+				memcpy(p, &list->head, sizeof list->head);
+				list->head = p;
+				list->count++;
+				return;
+			}
+		}
+	}
+	rt__free_slow(rt, p, bytes);
 }
 
 static inline rt__counters *

@@ -452,6 +452,7 @@ worker_init(rt_runtime *rt, rt_worker *w, uint32_t index)
 	memset(w, 0, sizeof *w);
 	w->rt = rt;
 	w->index = index;
+	rt__cache_init(&w->cache);
 	rt__prng_seed(&w->prng, rt->cfg.seed ^ (0xa0761d6478bd642full * (index + 1u)));
 	pthread_mutex_init(&w->park_lock, NULL);
 	pthread_cond_init(&w->park_cond, NULL);
