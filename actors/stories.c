@@ -33,6 +33,11 @@ bool
 stories_visible(const stories_item *item, uint64_t now_ms)
 {
 	ACTORS_ASSERT(item != NULL);
+#ifdef FLOCK_BUG_STORY_TTL_IGNORES_CLOCK
+	/* PLANTED BUG (make sim-zoo): a story never expires. */
+	(void)now_ms;
+	return true;
+#endif
 	return now_ms < item->expires_at_ms;
 }
 

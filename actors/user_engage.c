@@ -892,9 +892,10 @@ answer_story_post(api *a, rt_actor *self, user_state *st,
 {
 	actors__reply_to to = actors__cookie_reply_to(cookie);
 	stories_item item;
+	/* Time 0: the story is answered even if it expired meanwhile (any
+	 * later time could find it gone and leave item unset). */
 	if (st->stories == NULL ||
-		stories_get(st->stories, cookie->extra, UINT64_MAX - 1,
-			&item) == API_ENOTFOUND) {
+		stories_get(st->stories, cookie->extra, 0, &item) != 0) {
 		actors__reply_later(self, &to, API_EINTERNAL, "story missing",
 			NULL, 0);
 		return;

@@ -602,12 +602,10 @@ checkpoint_saved(void *arg, int status)
 		lsn = node->checkpoint_lsn;
 	node->checkpoint_commit = lsn;
 	pthread_mutex_unlock(&node->mutex);
-	if (lsn < ps_journal_durable_lsn(node->journal)) {
-		sim_sometimes("persistence: checkpoint held back by an unsaved actor");
+	if (lsn < ps_journal_durable_lsn(node->journal))
 		rt_log(node->rt, RT_LOG_DEBUG, "persistence",
 			"checkpoint held back to lsn=%" PRIu64
 			" by actors without a snapshot", lsn);
-	}
 	int rc = ps_store_checkpoint(node->store, lsn, checkpoint_committed,
 		node);
 	if (rc != 0)

@@ -43,9 +43,12 @@
  * within runs (the API allows up to 24 h). */
 #define DRIVER_STORY_SECONDS_MIN 60u
 #define DRIVER_STORY_SECONDS_MAX 600u
+/* Stories need a media id; the domain does not look it up, and the
+ * simulator uploads no media (libvips runs on threads). */
+#define STORY_MEDIA_BASE 1000000u
 
-/* Stories and notifications are being finished in actors/; until they
- * are linked these are NULL and their ops are skipped. */
+/* Stories live in actors/ modules that a build may leave out; when they
+ * are not linked these are NULL and their ops are skipped. */
 #pragma weak api_story_post
 #pragma weak api_stories
 
@@ -746,7 +749,8 @@ issue_op(sim_driver *d, uint32_t op, uint32_t node, uint32_t user)
 		uint32_t seconds = (uint32_t)sim__rng_range(r,
 			DRIVER_STORY_SECONDS_MIN, DRIVER_STORY_SECONDS_MAX);
 		sent(d, c, op == OP_STORY
-			? api_story_post(client, &ctx, 0, seconds, on_answer, c)
+			? api_story_post(client, &ctx, STORY_MEDIA_BASE + user,
+				  seconds, on_answer, c)
 			: api_stories(client, &ctx, on_answer, c));
 		return;
 	}
@@ -790,6 +794,7 @@ sim__driver_create(sim_world *w, sim_driver **out)
 	if (d == NULL)
 		return -1;
 	d->w = w;
+	w->result->stories = api_story_post != NULL && api_stories != NULL;
 	for (uint32_t i = 0; i < SIM_INFLIGHT_MAX; i++)
 		d->calls[i].next_free = i + 2 <= SIM_INFLIGHT_MAX ? i + 2 : 0;
 	d->free_head = 1;

@@ -253,6 +253,7 @@ struct sim_node {
 	/* checks */
 	sim_active active;
 	uint64_t max_epoch;
+	uint64_t epoch_checked_ms;
 	bool in_handoff;          /* moves in flight at the last look */
 	uint32_t inflight;        /* client calls in flight on it */
 };
