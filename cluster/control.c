@@ -60,7 +60,7 @@ cl__control_request_decode(const void *bytes, size_t length,
 	if (rc == 0 && version != CONTROL_VERSION)
 		rc = CL_EVERSION;
 	if (rc == 0 && (r->op < CL__CONTROL_STATUS ||
-			       r->op > CL__CONTROL_REBALANCE))
+			       r->op > CL__CONTROL_BLOCK))
 		rc = CL_EINVAL;
 	if (rc == 0) {
 		r->node = (uint16_t)node;

@@ -8,6 +8,9 @@
  *   flockctl ... drain <node-id>
  *   flockctl ... remove <node-id> [--force]
  *   flockctl ... rebalance             shows progress until done
+ *   flockctl ... block|unblock <host:port>   tests only (FLOCK_TEST=1 on
+ *                                      the node): cut it off from that
+ *                                      member, both directions
  *
  * --node is the node's cluster address (default 127.0.0.1:7400).
  * Admin commands sent to a node that is not the coordinator are sent
@@ -260,6 +263,22 @@ main(int argc, char **argv)
 	}
 	if (strcmp(args[0], "rebalance") == 0) {
 		x = rebalance(node, json, a);
+		goto done;
+	}
+	if ((strcmp(args[0], "block") == 0 || strcmp(args[0], "unblock") == 0) &&
+		nargs == 2) {
+		/* to this node only: a partition is local to each side */
+		r.op = CL__CONTROL_BLOCK;
+		r.force = args[0][0] == 'b';
+		snprintf(r.address, sizeof r.address, "%s", args[1]);
+		x = call(node, &r, a);
+		if (x == EXIT_OK && a->code != 0) {
+			fprintf(stderr, "flockctl: %s refused: %s (%s)\n",
+				args[0], a->message, cl_strerror(a->code));
+			x = EXIT_REFUSED;
+		} else if (x == EXIT_OK) {
+			printf("%s: ok, %s\n", args[0], a->message);
+		}
 		goto done;
 	}
 	if (strcmp(args[0], "add") == 0 && nargs == 2) {

@@ -221,6 +221,10 @@ typedef enum cl__control_op {
 	CL__CONTROL_DRAIN = 4,
 	CL__CONTROL_REMOVE = 5,
 	CL__CONTROL_REBALANCE = 6,
+	/* test-only (the node needs FLOCK_TEST=1): drop every frame to and
+	 * from the member at address (force: true blocks, false unblocks),
+	 * as a network partition would */
+	CL__CONTROL_BLOCK = 7,
 } cl__control_op;
 
 typedef struct cl__control_request {

@@ -1555,6 +1555,8 @@ receive_decide(receive_ctx *c)
 	cl_node *n = c->n;
 	cl_frame_header *h = c->h;
 	c->decided = true;
+	if (atomic_load_explicit(&n->blocked[h->source], memory_order_relaxed))
+		return false; /* a test's network partition: never arrived */
 	if (h->source == 0 || h->source == atomic_load(&n->self))
 		return h->sequence == 0;
 	c->slot = link_slot(n, h->source);
@@ -1898,6 +1900,63 @@ node_load_or_bootstrap(cl_node *n)
 static void control_handler(void *arg, const void *request, size_t length,
 	rt_buffer *reply);
 
+/* ---- the transport shim (test-only network partitions) ----------------- */
+
+static int
+shim_listen(void *self, const char *address)
+{
+	cl_node *n = self;
+	return n->inner_ops->listen(n->inner, address);
+}
+
+static int
+shim_peer_set(void *self, uint16_t peer, const char *address)
+{
+	cl_node *n = self;
+	return n->inner_ops->peer_set(n->inner, peer, address);
+}
+
+static int
+shim_peer_drop(void *self, uint16_t peer)
+{
+	cl_node *n = self;
+	return n->inner_ops->peer_drop(n->inner, peer);
+}
+
+/* A frame to a blocked peer is lost on the way, as in a partition: the
+ * link resends it once the block is lifted. */
+static int
+shim_send(void *self, uint16_t peer, const void *bytes, size_t length)
+{
+	cl_node *n = self;
+	if (atomic_load_explicit(&n->blocked[peer], memory_order_relaxed))
+		return CL_OK;
+	return n->inner_ops->send(n->inner, peer, bytes, length);
+}
+
+static void
+shim_set_receive(void *self, cl_frame_receive_callback cb, void *arg)
+{
+	cl_node *n = self;
+	n->inner_ops->set_receive(n->inner, cb, arg);
+}
+
+static void
+shim_destroy(void *self)
+{
+	cl_node *n = self;
+	n->inner_ops->destroy(n->inner);
+}
+
+static const cl_transport_ops shim_ops = {
+	.listen = shim_listen,
+	.peer_set = shim_peer_set,
+	.peer_drop = shim_peer_drop,
+	.send = shim_send,
+	.set_receive = shim_set_receive,
+	.destroy = shim_destroy,
+};
+
 static int
 node_start_io(cl_node *n)
 {
@@ -1983,13 +2042,15 @@ cl_node_open(const cl_node_config *cfg, rt_runtime *rt, cl_node **out)
 	int rc = node_copy_config(n, cfg);
 	if (rc != 0)
 		goto fail;
-	n->tops = cfg->transport_ops;
-	n->transport = cfg->transport;
-	if (n->tops == NULL) {
-		rc = cl_transport_nng_create(&n->tops, &n->transport);
+	n->inner_ops = cfg->transport_ops;
+	n->inner = cfg->transport;
+	if (n->inner_ops == NULL) {
+		rc = cl_transport_nng_create(&n->inner_ops, &n->inner);
 		if (rc != 0)
 			goto fail;
 	}
+	n->tops = &shim_ops;
+	n->transport = n;
 	n->incarnation = cfg->manual_tick ? (cfg->seed | 1u) : cl__wall_ms();
 	for (uint32_t i = 0; i < CL_NODES_MAX && rc == 0; i++)
 		rc = cl__link_init(&n->links[i], n->tops, n->transport, 0,
@@ -2030,8 +2091,8 @@ cl_node_close(cl_node *node)
 	cl__control_server_stop(n->control_server);
 	if (n->rt != NULL)
 		rt_set_route(n->rt, NULL, NULL);
-	if (n->tops != NULL && n->transport != NULL)
-		n->tops->destroy(n->transport);
+	if (n->inner_ops != NULL && n->inner != NULL)
+		n->inner_ops->destroy(n->inner);
 	for (uint32_t i = 0; i < CL_NODES_MAX; i++) {
 		cl__link_destroy(&n->links[i]);
 		rt_buffer_free(&n->stash[i]);
@@ -2267,6 +2328,30 @@ cl_node_status(cl_node *node, cl_status *out)
 	pthread_mutex_unlock(&node->lock);
 }
 
+/* Test-only: cuts this node off from one member, both directions. */
+static int
+block_locked(cl_node *n, const cl__control_request *r, char *message,
+	size_t size)
+{
+	const char *test = getenv("FLOCK_TEST");
+	if (test == NULL || strcmp(test, "1") != 0) {
+		snprintf(message, size, "block is for tests: start the node "
+			"with FLOCK_TEST=1");
+		return CL_ESTATE;
+	}
+	const cl_map_node *m = cl_map_find_address(&n->map, r->address);
+	if (m == NULL) {
+		snprintf(message, size, "no member at %s", r->address);
+		return CL_ENOTFOUND;
+	}
+	atomic_store(&n->blocked[m->id], r->force ? 1 : 0);
+	snprintf(message, size, "node %u %s", m->id,
+		r->force ? "blocked" : "unblocked");
+	node_log(n, RT_LOG_WARN, "test: frames to and from node %u %s", m->id,
+		r->force ? "dropped" : "pass again");
+	return CL_OK;
+}
+
 static void
 control_handler(void *arg, const void *request, size_t length,
 	rt_buffer *reply)
@@ -2280,7 +2365,10 @@ control_handler(void *arg, const void *request, size_t length,
 	CL_ASSERT(st != NULL);
 	CL_ASSERT(map != NULL);
 	pthread_mutex_lock(&n->lock);
-	if (rc == 0 && r.op != CL__CONTROL_STATUS && r.op != CL__CONTROL_RING)
+	if (rc == 0 && r.op == CL__CONTROL_BLOCK)
+		rc = block_locked(n, &r, message, sizeof message);
+	else if (rc == 0 && r.op != CL__CONTROL_STATUS &&
+		r.op != CL__CONTROL_RING)
 		rc = admin_locked(n, &r, message, sizeof message);
 	else if (rc != 0)
 		snprintf(message, sizeof message, "bad request");
