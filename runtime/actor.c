@@ -394,7 +394,7 @@ rt__turn(rt_worker *w, rt_actor *a)
 	RT_ASSERT(k->ops != NULL);
 	int processed = 0;
 	w->current = a;
-	atomic_store_explicit(&a->last_active_ms, rt__now_relative_ms(rt),
+	atomic_store_explicit(&a->last_active_ms, rt__stamp_ms(rt),
 		memory_order_relaxed);
 	if (a->local_flags & RT_ACTOR_ACTIVATE_TOKEN) {
 		a->local_flags &= (uint8_t)~RT_ACTOR_ACTIVATE_TOKEN;

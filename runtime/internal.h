@@ -82,6 +82,10 @@ _Noreturn void rt__assert_fail(const char *expr, const char *file, int line);
 /* Every this many turns a worker looks at the global queue first, so
  * work injected from outside is not starved by a busy local queue. */
 #define RT_GLOBAL_CHECK_TURNS 16u
+/* A worker reads the coarse clock (for actors' last-active stamps) once
+ * per this many turns and after parking: the stamps feed an idle sweep
+ * measured in seconds, and a clock read per turn was 5% of a short turn. */
+#define RT_CLOCK_REFRESH_TURNS 16u
 /* Rounds a worker with nothing to do tries to steal before it parks. */
 #define RT_SPIN_ROUNDS 64u
 /* Plain (non-reply) messages an inbox holds before senders see
@@ -365,8 +369,15 @@ void rt__registry_destroy(rt__registry *reg);
 /* Under the shard lock. */
 rt_actor *rt__registry_find(rt__shard *s, uint64_t hash, uint32_t kind,
 	uint64_t id);
-/* RT_ENOMEM if the shard is full and could not grow. */
-int rt__registry_insert(rt__shard *s, uint64_t hash, rt_actor *a);
+/* On a miss *hole_out is the empty slot that ended the probe: with no
+ * change to the shard since, rt__registry_insert_at puts the actor
+ * there (one probe per activation instead of two). */
+rt_actor *rt__registry_find_hole(rt__shard *s, uint64_t hash, uint32_t kind,
+	uint64_t id, uint32_t *hole_out);
+/* hole from rt__registry_find_hole, or UINT32_MAX to probe. RT_ENOMEM if
+ * the shard is full and could not grow. */
+int rt__registry_insert_at(rt__shard *s, uint64_t hash, rt_actor *a,
+	uint32_t hole);
 void rt__registry_remove(rt__shard *s, uint64_t hash, rt_actor *a);
 
 /* ---- run queues and workers (scheduler.c) ----------------------------- */
@@ -406,6 +417,7 @@ typedef struct rt_worker {
 	const rt_message *current_message;
 	uint32_t runnext_streak;
 	uint32_t tick;
+	uint32_t now_ms;   /* rt-relative coarse ms at the last refresh */
 	rt_actor *runnext; /* owner only */
 	rt__runq runq;
 	rt__cache cache;
@@ -703,6 +715,18 @@ void rt__actor_discard(rt_runtime *rt, rt_actor *a); /* free, no save */
 void rt__housekeeping(rt_runtime *rt);
 void rt__evict_one(rt_runtime *rt);
 uint32_t rt__now_relative_ms(rt_runtime *rt);
+
+/* The time a turn or an activation stamps into last_active_ms: a
+ * worker's cached clock in real mode (RT_CLOCK_REFRESH_TURNS), else
+ * rt__now_relative_ms. */
+static inline uint32_t
+rt__stamp_ms(rt_runtime *rt)
+{
+	rt_worker *w = rt__current_worker(rt);
+	if (w != NULL && !rt->cfg.deterministic)
+		return w->now_ms;
+	return rt__now_relative_ms(rt);
+}
 
 /* scheduler.c */
 int rt__scheduler_init(rt_runtime *rt);

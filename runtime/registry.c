@@ -63,17 +63,27 @@ rt__registry_destroy(rt__registry *reg)
 }
 
 rt_actor *
-rt__registry_find(rt__shard *s, uint64_t hash, uint32_t kind, uint64_t id)
+rt__registry_find_hole(rt__shard *s, uint64_t hash, uint32_t kind,
+	uint64_t id, uint32_t *hole_out)
 {
 	uint32_t mask = s->mask;
 	for (uint32_t i = (uint32_t)hash & mask;; i = (i + 1u) & mask) {
 		rt__slot *slot = &s->slots[i];
-		if (slot->actor == NULL)
+		if (slot->actor == NULL) {
+			*hole_out = i;
 			return NULL;
+		}
 		if (slot->hash == hash && slot->actor->id == id &&
 			slot->actor->kind == kind)
 			return slot->actor;
 	}
+}
+
+rt_actor *
+rt__registry_find(rt__shard *s, uint64_t hash, uint32_t kind, uint64_t id)
+{
+	uint32_t hole;
+	return rt__registry_find_hole(s, hash, kind, id, &hole);
 }
 
 static void
@@ -106,7 +116,8 @@ shard_grow(rt__shard *s)
 }
 
 int
-rt__registry_insert(rt__shard *s, uint64_t hash, rt_actor *a)
+rt__registry_insert_at(rt__shard *s, uint64_t hash, rt_actor *a,
+	uint32_t hole)
 {
 	RT_ASSERT(a != NULL);
 	uint64_t slots = (uint64_t)s->mask + 1u;
@@ -115,8 +126,17 @@ rt__registry_insert(rt__shard *s, uint64_t hash, rt_actor *a)
 		/* Growing failed: keep going while a slot is free, else refuse. */
 		if (shard_grow(s) != 0 && s->count + 1u >= slots)
 			return RT_ENOMEM;
+		if (s->mask + 1u != slots)
+			hole = UINT32_MAX; /* grown: the hole moved */
 	}
-	place(s->slots, s->mask, hash, a);
+	if (hole == UINT32_MAX) {
+		place(s->slots, s->mask, hash, a);
+	} else {
+		RT_ASSERT(hole <= s->mask);
+		RT_ASSERT(s->slots[hole].actor == NULL);
+		s->slots[hole].hash = hash;
+		s->slots[hole].actor = a;
+	}
 	s->count++;
 	return 0;
 }

@@ -370,8 +370,11 @@ worker_main(void *arg)
 	rt_worker *w = arg;
 	rt_runtime *rt = w->rt;
 	rt__tls_worker = w;
+	w->now_ms = rt__now_relative_ms(rt);
 	while (!atomic_load_explicit(&rt->workers_exit, memory_order_acquire)) {
 		rt_actor *a = find_work(w);
+		if (w->tick % RT_CLOCK_REFRESH_TURNS == 0)
+			w->now_ms = rt__now_relative_ms(rt);
 		for (uint32_t spin = 0; a == NULL && spin < RT_SPIN_ROUNDS; spin++) {
 			if (spin % 16 == 15)
 				sched_yield();
@@ -386,6 +389,7 @@ worker_main(void *arg)
 			continue;
 		}
 		park(w);
+		w->now_ms = rt__now_relative_ms(rt);
 	}
 	rt__tls_worker = NULL;
 	return NULL;

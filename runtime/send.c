@@ -95,7 +95,7 @@ actor_new(rt_runtime *rt, const rt__kind *k, uint32_t kind, uint64_t id)
 	memset(a, 0, k->actor_bytes);
 	a->id = id;
 	a->kind = (uint8_t)kind;
-	atomic_store_explicit(&a->last_active_ms, rt__now_relative_ms(rt),
+	atomic_store_explicit(&a->last_active_ms, rt__stamp_ms(rt),
 		memory_order_relaxed);
 	return a;
 }
@@ -158,8 +158,9 @@ rt__deliver(rt_runtime *rt, rt_message *m, unsigned how)
 	uint64_t hash = rt__addr_hash(kind, id);
 	rt__shard *s = rt__registry_shard(&rt->registry, hash);
 	bool created = false;
+	uint32_t hole;
 	rt__spin_lock(&s->lock);
-	rt_actor *a = rt__registry_find(s, hash, kind, id);
+	rt_actor *a = rt__registry_find_hole(s, hash, kind, id, &hole);
 	if (a == NULL) {
 		if (atomic_load_explicit(&rt->stopping, memory_order_relaxed))
 			goto stopped;
@@ -174,7 +175,7 @@ rt__deliver(rt_runtime *rt, rt_message *m, unsigned how)
 		a = actor_new(rt, k, kind, id);
 		if (a == NULL)
 			goto nomem;
-		if (rt__registry_insert(s, hash, a) != 0) {
+		if (rt__registry_insert_at(s, hash, a, hole) != 0) {
 			rt__free(rt, a, k->actor_bytes);
 			goto nomem;
 		}
@@ -217,8 +218,9 @@ rt__activate(rt_runtime *rt, rt_addr addr)
 	const rt__kind *k = &rt->kinds[kind];
 	uint64_t hash = rt__addr_hash(kind, addr.id);
 	rt__shard *s = rt__registry_shard(&rt->registry, hash);
+	uint32_t hole;
 	rt__spin_lock(&s->lock);
-	if (rt__registry_find(s, hash, kind, addr.id) != NULL) {
+	if (rt__registry_find_hole(s, hash, kind, addr.id, &hole) != NULL) {
 		rt__spin_unlock(&s->lock);
 		return 0; /* active, or its activation is already queued */
 	}
@@ -235,7 +237,7 @@ rt__activate(rt_runtime *rt, rt_addr addr)
 	/* No message: the token stands for one pending unit. */
 	a->local_flags |= RT_ACTOR_ACTIVATE_TOKEN;
 	atomic_store_explicit(&a->pending, 1, memory_order_relaxed);
-	if (rt__registry_insert(s, hash, a) != 0) {
+	if (rt__registry_insert_at(s, hash, a, hole) != 0) {
 		rt__spin_unlock(&s->lock);
 		rt__free(rt, a, k->actor_bytes);
 		return RT_ENOMEM;
