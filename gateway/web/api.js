@@ -27,8 +27,19 @@ export class ApiError extends Error {
 	}
 	// One line for a person: "Title: detail" (or just the title).
 	get text() {
-		return this.detail && this.detail !== this.title ? `${this.title}: ${this.detail}` : this.title;
+		let t = this.detail && this.detail !== this.title ? `${this.title}: ${this.detail}` : this.title;
+		if (this.status === 429 && this.retryAfterS)
+			t += ` — try again in ${waitText(this.retryAfterS)}.`;
+		return t;
 	}
+}
+
+function waitText(s) {
+	if (s < 90)
+		return `${Math.max(1, Math.round(s))} s`;
+	if (s < 5400)
+		return `${Math.round(s / 60)} min`;
+	return `${Math.round(s / 3600)} h`;
 }
 
 function httpTitle(status) {

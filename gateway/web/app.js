@@ -396,6 +396,7 @@ function receivePostUpdate(patch) {
 	}
 	if (!id)
 		return;
+	rememberMedia(patch.media);
 	const known = state.feed.items.find((x) => String(x.post_id) === id);
 	if (known)
 		mergeInto(known, patch);
@@ -482,7 +483,30 @@ function mediaSig(post) {
 	return `${m.status || ''}|${v.thumb || ''}|${v.medium || ''}|${v.large || ''}`;
 }
 
+// Media items seen ready, by media_id: a post read later that still says
+// "processing" shows them at once.
+const readyMedia = new Map();
+const READY_MEDIA_CACHED_MAX = 500;
+
+function rememberMedia(m) {
+	if (!m || !m.media_id || m.status !== 'ready')
+		return;
+	if (readyMedia.size >= READY_MEDIA_CACHED_MAX)
+		readyMedia.delete(readyMedia.keys().next().value);
+	readyMedia.set(String(m.media_id), m);
+}
+
+function withKnownMedia(post) {
+	const m = post.media;
+	if (m && m.status === 'processing' && readyMedia.has(String(m.media_id)))
+		post.media = readyMedia.get(String(m.media_id));
+	else
+		rememberMedia(m);
+	return post;
+}
+
 function mediaBox(post, sizes = '(max-width: 640px) 100vw, 470px') {
+	withKnownMedia(post);
 	const m = post.media || {};
 	const v = m.variants || {};
 	const box = h('div.post-media', { dataset: { sig: mediaSig(post) } });
@@ -1225,6 +1249,7 @@ function onOwnPost(post) {
 // ---- profile --------------------------------------------------------------------------------
 
 function tileMedia(post) {
+	withKnownMedia(post);
 	const m = post.media || {};
 	const v = m.variants || {};
 	const src = v.thumb || v.small || v.medium;
