@@ -460,6 +460,10 @@ apply_following(user_state *st, wire_reader *r, uint64_t lsn)
 	if (on) {
 		if (set_add(&st->following, target) < 0)
 			return RT_ENOMEM;
+		/* Its stories of the last day (pushed before this follow)
+		 * show in the trays too. */
+		if (created_at != 0)
+			user__story_followed(st, target, created_at);
 	} else {
 		set_remove(&st->following, target);
 		set_remove(&st->pulls, target);

@@ -787,6 +787,13 @@ apply_story_ref(user_state *st, uint64_t author, uint64_t expires_at_ms)
 	return 0;
 }
 
+void
+user__story_followed(user_state *st, uint64_t author, uint64_t at_ms)
+{
+	/* Out of memory only costs the older stories of this followee. */
+	(void)apply_story_ref(st, author, at_ms + STORIES_LIFETIME_MS_MAX);
+}
+
 /* USER_R_STORY: u64 story id, u64 media, u32 expires_in_s, u64 created,
  * u8 pushed. */
 static int

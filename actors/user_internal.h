@@ -207,6 +207,9 @@ void user__presence_send(rt_actor *self, user_state *st, uint64_t author,
  * change the tray index? */
 bool user__story_ref_wants(const user_state *st, uint64_t author,
 	uint64_t story_id, uint64_t expires_at_ms);
+/* A followee followed at at_ms: its stories of the last 24 h (never
+ * pushed here) are asked for by tray reads until at_ms + 24 h. */
+void user__story_followed(user_state *st, uint64_t author, uint64_t at_ms);
 /* The live side of a push applied here (a timeline post, a story, a
  * pull): its stream event, or presence with a celebrity. rest is what
  * the push carried after its header. */
