@@ -702,9 +702,12 @@ on_ws_writable(struct lws *wsi, session *s)
 	if (s == NULL || s->kind != SESSION_WS)
 		return 0;
 	gw__ws_conn *c = &s->u.ws;
-	if (c->close_code != 0)
+	/* A closing stream first flushes what it had queued, so a client
+	 * that resumes from its last seq makes progress every time; the
+	 * close wait (GW_WS_CLOSE_WAIT_S) bounds a reader that never drains. */
+	if (c->close_code != 0 && gw__frame_peek(&c->queue) == NULL)
 		return close_ws(wsi, c->close_code);
-	if (c->ping_due) {
+	if (c->ping_due && c->close_code == 0) {
 		unsigned char ping[LWS_PRE + 1];
 		c->ping_due = false;
 		c->ping_sent = true;
@@ -723,7 +726,7 @@ on_ws_writable(struct lws *wsi, session *s)
 	gw__frame_pop(&c->queue);
 	c->g->metrics->ws_queue_frames--;
 	c->g->metrics->ws_frames_sent_total++;
-	if (gw__frame_peek(&c->queue) != NULL)
+	if (gw__frame_peek(&c->queue) != NULL || c->close_code != 0)
 		lws_callback_on_writable(wsi);
 	return 0;
 }
