@@ -33,6 +33,8 @@
 #include "actors/api.h"
 #include "runtime/runtime.h"
 
+struct ps_outbox; /* persistence/persistence.h */
+
 /* Asserts that stay on in release builds (STYLE.md rule 6). */
 #define ACTORS_ASSERT(cond)                                                  \
 	do {                                                                 \
@@ -493,7 +495,6 @@ void actors__streams_free(void *streams);
 
 /* ---- notifications and search effects (user_engage.c) ------------------ */
 
-struct ps_outbox; /* persistence/persistence.h */
 /* Adds to outbox the effect (USER_T_NOTIFY to target's actor) that
  * notifies target of an event of inbox type `type` by actor, created by
  * the source's event at lsn. Nothing when actor is target or either is 0:
