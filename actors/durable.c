@@ -7,6 +7,12 @@
  * notice to the actor (unless the append itself failed, which is
  * returned); notices carry the caller's cookie unchanged.
  *
+ * Effects: actors__outbox_run sends what an outbox owes and keeps a
+ * redrive timer while anything stays unconfirmed; each firing re-sends
+ * every unconfirmed effect, in order, until its target confirms (targets
+ * apply duplicates idempotently, so a slow confirmation costs a
+ * duplicate, never a double application).
+ *
  * What it deliberately does not do: decide what a record means (the
  * kinds do), retry a failed journal (persistence does).
  */
@@ -71,4 +77,36 @@ actors__notice_code(int status)
 	if (status == PS_EFULL || status == PS_ESTOPPED)
 		return API_EUNAVAILABLE;
 	return API_EINTERNAL;
+}
+
+void
+actors__redrive_arm(api *a, rt_actor *self, bool *armed)
+{
+	if (*armed)
+		return;
+	if (rt_timer_start(a->rt, rt_self(self), ACTORS_T_REDRIVE, NULL, 0,
+		    ACTORS_REDRIVE_MS, 0, NULL) == 0)
+		*armed = true;
+}
+
+void
+actors__outbox_run(api *a, rt_actor *self, ps_outbox *o, uint64_t lsn,
+	bool *armed)
+{
+	(void)ps_outbox_send(self, o, lsn, ACTORS_T_EFFECT_CONFIRM);
+	const ps_effect *effects;
+	if (ps_outbox_pending(o, &effects) > 0)
+		actors__redrive_arm(a, self, armed);
+}
+
+void
+actors__outbox_redrive(api *a, rt_actor *self, ps_outbox *o, uint64_t lsn,
+	bool *armed)
+{
+	*armed = false;
+	const ps_effect *effects;
+	if (ps_outbox_pending(o, &effects) == 0)
+		return;
+	ps_outbox_reset_sent(o);
+	actors__outbox_run(a, self, o, lsn, armed);
 }

@@ -270,6 +270,14 @@ double actors__affinity_decay(double score, uint64_t age_ms);
 #define ACTORS_T_EFFECT_CONFIRM 2u /* ps_effect_confirm from a target */
 #define ACTORS_T_PUSH_ACK 3u       /* u64 push id: a follower applied it */
 #define ACTORS_T_RESEND 4u         /* timer: re-send unsent effects */
+#define ACTORS_T_REDRIVE 5u        /* timer: re-send unconfirmed effects */
+/* Effects and pushes still unconfirmed this long after they went out are
+ * sent again (and again, at this interval): a target that crashed, whose
+ * journal failed, or that was cut off before it applied one never
+ * confirms, and nothing else would re-send it short of the source's own
+ * re-activation. Targets apply duplicates idempotently. 2 s is far above
+ * a confirmation's round trip and short next to a client's patience. */
+#define ACTORS_REDRIVE_MS 2000u
 /* Client inbox, plain messages: */
 #define ACTORS_T_POOL_DONE 50u     /* password pool result */
 #define ACTORS_T_STREAM_EVENT 51u  /* a live stream event for a session:
@@ -426,6 +434,18 @@ int actors__journal(api *a, rt_actor *self, uint32_t record_type,
 	uint64_t *lsn_out);
 /* A notice once everything journaled so far is durable, no record. */
 int actors__barrier(api *a, rt_actor *self, const actors__cookie *cookie);
+/* Sends the effects of o whose events are durable up to lsn and, while
+ * any effect stays unconfirmed, keeps one ACTORS_T_REDRIVE timer armed
+ * (*armed tracks it; a field of the kind's volatile state). */
+void actors__outbox_run(api *a, rt_actor *self, struct ps_outbox *o,
+	uint64_t lsn,
+	bool *armed);
+/* The ACTORS_T_REDRIVE timer fired: every unconfirmed effect goes again
+ * (in sequence order), and the timer is re-armed while any remains. */
+void actors__outbox_redrive(api *a, rt_actor *self, struct ps_outbox *o,
+	uint64_t lsn, bool *armed);
+/* Arms the ACTORS_T_REDRIVE timer once (*armed). */
+void actors__redrive_arm(api *a, rt_actor *self, bool *armed);
 /* Maps a notice status to an api code. */
 int actors__notice_code(int status);
 

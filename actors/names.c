@@ -37,6 +37,7 @@ typedef struct names_state {
 	uint32_t capacity;
 	uint64_t durable_lsn;
 	ps_outbox outbox;
+	bool redrive_armed; /* volatile: an ACTORS_T_REDRIVE timer is set */
 } names_state;
 
 static uint32_t
@@ -208,8 +209,8 @@ on_durable(api *a, rt_actor *self, names_state *st, const rt_message *m)
 	else if (n.lsn > st->durable_lsn)
 		st->durable_lsn = n.lsn;
 	/* The user actor gets its creation before the client its answer. */
-	(void)ps_outbox_send(self, &st->outbox, st->durable_lsn,
-		ACTORS_T_EFFECT_CONFIRM);
+	actors__outbox_run(a, self, &st->outbox, st->durable_lsn,
+		&st->redrive_armed);
 	actors__body b;
 	actors__body_init(&b);
 	msgpack_pack_map(&b.packer, 1);
@@ -240,8 +241,12 @@ names_on_message(rt_actor *self, void *state, const rt_message *m)
 		break;
 	}
 	case ACTORS_T_RESEND:
-		(void)ps_outbox_send(self, &st->outbox, st->durable_lsn,
-			ACTORS_T_EFFECT_CONFIRM);
+		actors__outbox_run(a, self, &st->outbox, st->durable_lsn,
+			&st->redrive_armed);
+		break;
+	case ACTORS_T_REDRIVE:
+		actors__outbox_redrive(a, self, &st->outbox, st->durable_lsn,
+			&st->redrive_armed);
 		break;
 	case NAMES_T_CLAIM:
 		on_claim(a, self, st, m);
@@ -264,8 +269,8 @@ names_on_activate(rt_actor *self, void *state, bool fresh)
 		return 0;
 	st->durable_lsn = UINT64_MAX;
 	ps_outbox_reset_sent(&st->outbox);
-	(void)ps_outbox_send(self, &st->outbox, UINT64_MAX,
-		ACTORS_T_EFFECT_CONFIRM);
+	actors__outbox_run(actors__api_of(rt_actor_runtime(self)), self,
+		&st->outbox, UINT64_MAX, &st->redrive_armed);
 	return 0;
 }
 

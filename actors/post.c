@@ -63,6 +63,7 @@ typedef struct post_state {
 	uint32_t comments_capacity;
 	uint64_t durable_lsn; /* highest notice seen (not stored) */
 	ps_outbox outbox;
+	bool redrive_armed; /* volatile: an ACTORS_T_REDRIVE timer is set */
 } post_state;
 
 /* ---- likers ------------------------------------------------------------- */
@@ -975,8 +976,8 @@ on_durable(api *a, rt_actor *self, post_state *st, const rt_message *m)
 			st->durable_lsn = UINT64_MAX;
 		else if (n.lsn > st->durable_lsn)
 			st->durable_lsn = n.lsn;
-		(void)ps_outbox_send(self, &st->outbox, st->durable_lsn,
-			ACTORS_T_EFFECT_CONFIRM);
+		actors__outbox_run(a, self, &st->outbox, st->durable_lsn,
+			&st->redrive_armed);
 	}
 	if (cookie.event == ACTORS_T_EFFECT_CONFIRM) {
 		ps_effect_header h = {cookie.from_kind, ACTORS_T_EFFECT_CONFIRM,
@@ -1036,8 +1037,12 @@ post_on_message(rt_actor *self, void *state, const rt_message *m)
 		break;
 	}
 	case ACTORS_T_RESEND:
-		(void)ps_outbox_send(self, &st->outbox, st->durable_lsn,
-			ACTORS_T_EFFECT_CONFIRM);
+		actors__outbox_run(a, self, &st->outbox, st->durable_lsn,
+			&st->redrive_armed);
+		break;
+	case ACTORS_T_REDRIVE:
+		actors__outbox_redrive(a, self, &st->outbox, st->durable_lsn,
+			&st->redrive_armed);
 		break;
 	case POST_T_INIT:
 		on_effect(a, self, st, m);
@@ -1086,8 +1091,8 @@ post_on_activate(rt_actor *self, void *state, bool fresh)
 		return 0;
 	st->durable_lsn = UINT64_MAX;
 	ps_outbox_reset_sent(&st->outbox);
-	(void)ps_outbox_send(self, &st->outbox, UINT64_MAX,
-		ACTORS_T_EFFECT_CONFIRM);
+	actors__outbox_run(actors__api_of(rt_actor_runtime(self)), self,
+		&st->outbox, UINT64_MAX, &st->redrive_armed);
 	return 0;
 }
 

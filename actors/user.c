@@ -393,6 +393,7 @@ push_remove(user_state *st, push *p)
 	ACTORS_ASSERT(p >= st->pushes && p < st->pushes + st->pushes_count);
 	free(p->targets);
 	free(p->body);
+	free(p->owed);
 	*p = st->pushes[--st->pushes_count];
 }
 
@@ -822,6 +823,58 @@ push_message(api *a, user_state *st, const push *p, bool *gone)
 	return m;
 }
 
+/* Index of the first owed target >= target. */
+static uint32_t
+owed_lower_bound(const push *p, uint64_t target)
+{
+	uint32_t lo = 0, hi = p->owed_count;
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+		if (p->owed[mid] < target)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+/* target was sent durable push p and owes its ack. API_EUNAVAILABLE when
+ * out of memory (the caller retries the send). */
+static int
+push_owe(push *p, uint64_t target)
+{
+	if (p->kind == USER_PUSH_LIVE)
+		return 0; /* volatile: never acknowledged */
+	uint32_t i = owed_lower_bound(p, target);
+	if (i < p->owed_count && p->owed[i] == target)
+		return 0;
+	if (p->owed_count == p->owed_capacity) {
+		uint32_t capacity = p->owed_capacity ? p->owed_capacity * 2 : 4;
+		uint64_t *owed = realloc(p->owed, capacity * sizeof *owed);
+		if (owed == NULL)
+			return API_EUNAVAILABLE;
+		p->owed = owed;
+		p->owed_capacity = capacity;
+	}
+	memmove(p->owed + i + 1, p->owed + i,
+		(p->owed_count - i) * sizeof *p->owed);
+	p->owed[i] = target;
+	p->owed_count++;
+	return 0;
+}
+
+/* target acknowledged p (a duplicate ack finds nothing to forget). */
+static void
+push_paid(push *p, uint64_t target)
+{
+	uint32_t i = owed_lower_bound(p, target);
+	if (i == p->owed_count || p->owed[i] != target)
+		return;
+	memmove(p->owed + i, p->owed + i + 1,
+		(p->owed_count - i - 1) * sizeof *p->owed);
+	p->owed_count--;
+}
+
 static int
 push_send_one(api *a, rt_actor *self, user_state *st, const push *p,
 	uint64_t target, bool *gone)
@@ -841,7 +894,8 @@ push_send(api *a, rt_actor *self, user_state *st, push *p, uint32_t *budget)
 {
 	bool gone = false;
 	if (p->target != 0) {
-		if (push_send_one(a, self, st, p, p->target, &gone) != 0)
+		if (push_send_one(a, self, st, p, p->target, &gone) != 0 ||
+			(!gone && push_owe(p, p->target) != 0))
 			return false;
 		p->sent = gone ? 0 : 1;
 		p->done_sending = true;
@@ -852,7 +906,8 @@ push_send(api *a, rt_actor *self, user_state *st, push *p, uint32_t *budget)
 			if (*budget == 0)
 				return false;
 			uint64_t target = p->targets[p->targets_next];
-			if (push_send_one(a, self, st, p, target, &gone) != 0)
+			if (push_send_one(a, self, st, p, target, &gone) != 0 ||
+				(!gone && push_owe(p, target) != 0))
 				return false;
 			(*budget)--;
 			p->sent++;
@@ -869,6 +924,8 @@ push_send(api *a, rt_actor *self, user_state *st, push *p, uint32_t *budget)
 			return false;
 		if (gone)
 			break; /* the story expired: nobody needs it now */
+		if (push_owe(p, follower) != 0)
+			return false;
 		(*budget)--;
 		p->sent++;
 		p->next_id = follower + 1;
@@ -895,6 +952,11 @@ pushes_run(api *a, rt_actor *self, user_state *st)
 		if (st->pushes_count != before)
 			i--; /* the last entry moved into slot i */
 	}
+	for (uint32_t i = 0; i < st->pushes_count; i++)
+		if (st->pushes[i].owed_count > 0 && a->store != NULL) {
+			actors__redrive_arm(a, self, &st->redrive_armed);
+			break;
+		}
 	if (!waiting)
 		return;
 	if (budget == 0 && !st->resend_armed) {
@@ -923,7 +985,7 @@ push_maybe_done(api *a, rt_actor *self, user_state *st, push *p)
 		push_remove(st, p); /* volatile: sent is done */
 		return;
 	}
-	if (a->store != NULL && p->acked < p->sent)
+	if (a->store != NULL && p->owed_count > 0)
 		return;
 	uint64_t key = p->key;
 	if (a->store == NULL) {
@@ -948,6 +1010,7 @@ on_push_ack(api *a, rt_actor *self, user_state *st, const rt_message *m)
 	if (r.failed || p == NULL)
 		return;
 	p->acked++;
+	push_paid(p, m->from.id);
 	push_maybe_done(a, self, st, p);
 }
 
@@ -957,6 +1020,38 @@ outbox_run(api *a, rt_actor *self, user_state *st, uint64_t lsn)
 	if (ps_outbox_send(self, &st->outbox, lsn, ACTORS_T_EFFECT_CONFIRM) >
 		0)
 		arm_resend(a, self, st);
+	const ps_effect *effects;
+	if (ps_outbox_pending(&st->outbox, &effects) > 0)
+		actors__redrive_arm(a, self, &st->redrive_armed);
+}
+
+/* The redrive timer: unconfirmed effects and unacknowledged pushes go
+ * again to whoever has not confirmed them. */
+static void
+redrive(api *a, rt_actor *self, user_state *st)
+{
+	st->redrive_armed = false;
+	ps_outbox_reset_sent(&st->outbox);
+	outbox_run(a, self, st, st->durable_lsn);
+	for (uint32_t i = 0; i < st->pushes_count; i++) {
+		push *p = &st->pushes[i];
+		if (!p->done_sending || p->owed_count == 0)
+			continue;
+		bool gone = false;
+		for (uint32_t k = 0; k < p->owed_count && !gone; k++)
+			if (push_send_one(a, self, st, p, p->owed[k], &gone) != 0)
+				break; /* backpressure: the next firing retries */
+		if (gone) {
+			/* the story expired: nobody needs it any more */
+			p->owed_count = 0;
+			uint32_t before = st->pushes_count;
+			push_maybe_done(a, self, st, p);
+			if (st->pushes_count != before)
+				i--; /* the last entry moved into slot i */
+			continue;
+		}
+		actors__redrive_arm(a, self, &st->redrive_armed);
+	}
 }
 
 /* ---- requests ------------------------------------------------------------ */
@@ -1660,6 +1755,9 @@ user_on_message(rt_actor *self, void *state, const rt_message *m)
 	case ACTORS_T_PUSH_ACK:
 		on_push_ack(a, self, st, m);
 		break;
+	case ACTORS_T_REDRIVE:
+		redrive(a, self, st);
+		break;
 	case ACTORS_T_RESEND:
 		st->resend_armed = false;
 		outbox_run(a, self, st, st->durable_lsn);
@@ -1737,6 +1835,7 @@ user_on_activate(rt_actor *self, void *state, bool fresh)
 		p->acked = 0;
 		p->next_id = 0;
 		p->done_sending = false;
+		p->owed_count = 0;
 	}
 	ps_outbox_reset_sent(&st->outbox);
 	outbox_run(a, self, st, UINT64_MAX);
@@ -1769,6 +1868,7 @@ user_free_state(void *state)
 	for (uint32_t i = 0; i < st->pushes_count; i++) {
 		free(st->pushes[i].targets);
 		free(st->pushes[i].body);
+		free(st->pushes[i].owed);
 	}
 	free(st->pushes);
 	user__engage_free(st);

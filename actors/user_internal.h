@@ -79,6 +79,13 @@ typedef struct push {
 	uint32_t targets_count; /* LIVE to a fixed list (online followers) */
 	uint32_t targets_next;  /* index of the next target to send to */
 	uint64_t *targets;      /* owned, ascending; NULL: the followers */
+	/* Durable pushes: targets sent to and not acknowledged yet,
+	 * ascending, owned (volatile: rebuilt when the push restarts). The
+	 * push is done when it went to everyone and this is empty; the
+	 * redrive timer sends it again to whoever is still here. */
+	uint64_t *owed;
+	uint32_t owed_count;
+	uint32_t owed_capacity;
 	unsigned char *body;    /* owned msgpack event data; NULL: none */
 	uint32_t body_length;
 } push;
@@ -116,6 +123,7 @@ typedef struct user_state {
 	uint32_t pushes_count;
 	uint32_t pushes_capacity;
 	bool resend_armed;
+	bool redrive_armed;   /* an ACTORS_T_REDRIVE timer is set (not stored) */
 	uint64_t durable_lsn; /* highest notice seen (not stored) */
 	ps_outbox outbox;
 	/* ---- engagement (user_engage.c) ---- */
