@@ -499,7 +499,8 @@ struct gw {
 	gw_key key;
 	gw_config cfg;
 	char web_dir[512];
-	void *context;            /* struct lws_context */
+	void *context;            /* struct lws_context, until shutdown */
+	void *context_alive;      /* lws NULLs it once fully destroyed */
 	uv_async_t async;         /* api client notify */
 	uv_timer_t shutdown_timer;
 	uv_timer_t ping_timer;    /* sweeps streams for pings and hangups */

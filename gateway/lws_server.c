@@ -997,10 +997,15 @@ gw_create(uv_loop_t *loop, rt_runtime *rt, api *domain, const gw_key *key,
 	info.keepalive_timeout = 30;
 	info.timeout_secs = 30;
 	info.vhost_name = "flock";
+	/* With a foreign loop the context finishes dying on the loop; lws
+	 * clears this pointer when it has, and gw_destroy completes it
+	 * otherwise (as lws's foreign-loop example does). */
+	info.pcontext = (struct lws_context **)&g->context_alive;
 	struct lws_context *context = lws_create_context(&info);
 	if (context == NULL)
 		goto fail;
 	g->context = context;
+	g->context_alive = context;
 	struct lws_vhost *vh = lws_get_vhost_by_name(context, "flock");
 	g->port = vh ? (uint16_t)lws_get_vhost_listen_port(vh) : 0;
 	if (g->port == 0) {
@@ -1015,6 +1020,7 @@ fail:
 	if (g->context != NULL)
 		lws_context_destroy(g->context);
 	g->context = NULL;
+	g->context_alive = NULL;
 	if (g->handles_open) {
 		/* A failed lws context may leave handles on the loop whose
 		 * callbacks lived in the plugin it unloaded: the caller must
@@ -1118,6 +1124,9 @@ gw_destroy(gw *g)
 	if (g == NULL)
 		return;
 	gw__assert(g->context == NULL);
+	if (g->context_alive != NULL)
+		lws_context_destroy(g->context_alive);
+	g->context_alive = NULL;
 	/* Requests the domain never answered: the client is gone, and after
 	 * api_client_destroy no callback can name them. */
 	if (g->client != NULL) {
