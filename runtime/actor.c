@@ -113,7 +113,7 @@ actor_load(rt_worker *w, rt_actor *a, const rt__kind *k)
 	}
 	atomic_fetch_or_explicit(&a->shared_flags, RT_ACTOR_LOADED,
 		memory_order_relaxed);
-	rt__count(&rt__counters_here(rt)->activated_total, 1);
+	rt__count_activated(rt);
 }
 
 static void
@@ -233,8 +233,8 @@ actor_free(rt_runtime *rt, rt_actor *a)
 		rt_message_free(rt, m);
 	size_t bytes = actor_bytes(rt, a);
 	rt__counters *c = rt__counters_here(rt);
-	rt__count(&c->actors_active, -1);
-	rt__count(&c->bytes_actors, -(long long)rt__alloc_size(bytes));
+	rt__count(c, &c->actors_active, -1);
+	rt__count(c, &c->bytes_actors, -(long long)rt__alloc_size(bytes));
 	rt__free(rt, a, bytes);
 }
 
@@ -276,7 +276,7 @@ actor_passivate(rt_worker *w, rt_actor *a, const rt__kind *k, int processed)
 	if (loaded && ops->free_state != NULL)
 		ops->free_state(a->state);
 	if (loaded)
-		rt__count(&rt__counters_here(rt)->passivated_total, 1);
+		rt__count_passivated(rt);
 	if (remaining == 0) {
 		actor_free(rt, a);
 		return;
@@ -370,7 +370,7 @@ actor_evict(rt_worker *w, rt_actor *a, const rt__kind *k, int processed)
 	if (loaded && ops->free_state != NULL)
 		ops->free_state(a->state);
 	if (loaded)
-		rt__count(&rt__counters_here(rt)->passivated_total, 1);
+		rt__count_passivated(rt);
 	if (remaining == 0) {
 		actor_free(rt, a);
 		for (uint32_t i = 0; i < count; i++)
@@ -411,7 +411,9 @@ rt__turn(rt_worker *w, rt_actor *a)
 		handle(w, a, k, m);
 	}
 	w->current = NULL;
-	atomic_fetch_add_explicit(&w->messages_delivered, (unsigned)processed,
+	/* One writer (this worker): no locked add. */
+	atomic_store_explicit(&w->messages_delivered, atomic_load_explicit(
+		&w->messages_delivered, memory_order_relaxed) + (unsigned)processed,
 		memory_order_relaxed);
 	if (RT_UNLIKELY(w->evict_count > 0)) {
 		actor_evict(w, a, k, processed);
@@ -454,7 +456,7 @@ rt__actor_stop(rt_runtime *rt, rt_actor *a)
 		w->current = NULL;
 		if (ops->free_state != NULL)
 			ops->free_state(a->state);
-		rt__count(&rt__counters_here(rt)->passivated_total, 1);
+		rt__count_passivated(rt);
 	}
 	actor_free(rt, a);
 }

@@ -76,8 +76,16 @@ _Noreturn void rt__assert_fail(const char *expr, const char *file, int line);
 /* A worker's local run queue: a power of two; 256 as in Go's scheduler,
  * large enough that overflow (half moves to the global queue) is rare. */
 #define RT_RUNQ_SLOTS 256u
-/* Turns taken from the LIFO "next" slot in a row before the worker serves
- * its FIFO queue: bounds how long a ping-pong pair can starve others. */
+/* A worker's LIFO of actors its own turns made runnable, run before its
+ * FIFO queue. Go keeps one such slot ("runnext") so a message chain
+ * stays on one core; a few more make fork-join patterns (a parent that
+ * spawns children, a fan-out) run the newest children while their actor
+ * and message lines are still in cache instead of after the whole
+ * queue. The oldest entry overflows to the FIFO queue, where thieves
+ * see it. A power of two. */
+#define RT_LIFO_SLOTS 8u
+/* Turns taken from the LIFO in a row before the worker serves its FIFO
+ * queue once: bounds how long a ping-pong pair can starve others. */
 #define RT_RUNNEXT_STREAK_MAX 32u
 /* Every this many turns a worker looks at the global queue first, so
  * work injected from outside is not starved by a busy local queue. */
@@ -405,6 +413,7 @@ typedef struct rt__counters {
 	atomic_llong bytes_actors;
 	atomic_llong activated_total;
 	atomic_llong passivated_total;
+	bool owned; /* a worker's: written by that worker alone */
 } rt__counters;
 
 typedef struct rt_worker {
@@ -418,7 +427,9 @@ typedef struct rt_worker {
 	uint32_t runnext_streak;
 	uint32_t tick;
 	uint32_t now_ms;   /* rt-relative coarse ms at the last refresh */
-	rt_actor *runnext; /* owner only */
+	rt_actor *lifo[RT_LIFO_SLOTS]; /* owner only; ring from lifo_base */
+	uint32_t lifo_base;
+	uint32_t lifo_count;
 	rt__runq runq;
 	rt__cache cache;
 	rt__prng prng;
@@ -668,10 +679,32 @@ rt__counters_here(rt_runtime *rt)
 	return w != NULL ? &w->counters : &rt->counters;
 }
 
+/* Adds delta to a counter of c (from rt__counters_here). A worker's
+ * counters have one writer, so a load and a store do and no locked
+ * instruction is paid per activation; the runtime's are shared by every
+ * thread that is no worker. */
 static inline void
-rt__count(atomic_llong *counter, long long delta)
+rt__count(rt__counters *c, atomic_llong *counter, long long delta)
 {
-	atomic_fetch_add_explicit(counter, delta, memory_order_relaxed);
+	if (c->owned)
+		atomic_store_explicit(counter, atomic_load_explicit(counter,
+			memory_order_relaxed) + delta, memory_order_relaxed);
+	else
+		atomic_fetch_add_explicit(counter, delta, memory_order_relaxed);
+}
+
+static inline void
+rt__count_activated(rt_runtime *rt)
+{
+	rt__counters *c = rt__counters_here(rt);
+	rt__count(c, &c->activated_total, 1);
+}
+
+static inline void
+rt__count_passivated(rt_runtime *rt)
+{
+	rt__counters *c = rt__counters_here(rt);
+	rt__count(c, &c->passivated_total, 1);
 }
 
 /* Sum of one counter over every thread. */

@@ -1,9 +1,11 @@
 /*
  * scheduler.c — who runs which actor, and when.
  *
- * Real mode: N worker threads. Each has a LIFO "next" slot (the actor a
- * turn just made runnable runs next on the same worker: message chains
- * such as a ring stay on one core and need no wake-up), a bounded FIFO
+ * Real mode: N worker threads. Each has a small LIFO of the actors its
+ * turns made runnable (RT_LIFO_SLOTS; the newest runs next on the same
+ * worker: message chains such as a ring stay on one core and need no
+ * wake-up, and children a turn just spawned run while still in cache;
+ * the oldest overflows to the FIFO, where thieves see it), a bounded FIFO
  * run queue of RT_RUNQ_SLOTS (as Go's scheduler: the owner pushes at the
  * tail, the owner and thieves take from the head with a CAS), and
  * overflow to a global queue in batches of half the ring. A worker with
@@ -12,20 +14,26 @@
  * spins a little, then parks on its condition variable.
  *
  * Wake-ups: a push into a run queue wakes a parked worker only when some
- * worker is parked (one fenced load otherwise), so a send costs no
- * syscall in steady state. Parking announces itself (idle count, seq_cst)
- * before re-checking every queue, and a pusher checks the idle count
- * after a seq_cst fence, so no wake-up is lost.
+ * worker is parked, so a send costs no syscall in steady state. Parking
+ * announces itself (idle count, seq_cst) before re-checking every queue,
+ * and a pusher checks the idle count after a seq_cst fence, so no
+ * wake-up is lost. Only a push into a queue holding at most one actor
+ * pays that fence: a worker that parked saw every queue empty, so the
+ * push that made one non-empty (or, after a lone yielding actor that
+ * wakes nobody, the next push) told it; pushes into a longer queue need
+ * not, and a thief that took more than one actor passes the wake-up on
+ * (as Go's spinning threads do). A fence per send was a store-buffer
+ * drain per message in a fan-out.
  *
  * Fairness: a turn is bounded (actor.c); an actor that yields goes to the
- * tail of the FIFO; the "next" slot is taken at most RT_RUNNEXT_STREAK_MAX
- * times in a row; the global queue is looked at every
+ * tail of the FIFO; the LIFO is served at most RT_RUNNEXT_STREAK_MAX
+ * times in a row, then the FIFO's head once; the global queue is looked at every
  * RT_GLOBAL_CHECK_TURNS turns.
  *
  * Deterministic mode: no threads; runnable actors sit in an array and
  * rt_det_step draws one with the run PRNG.
  *
- * Invariants: an actor is in at most one of {a next slot, a run queue,
+ * Invariants: an actor is in at most one of {a LIFO, a run queue,
  * the global queue, the runnable array}, because only the sender that
  * moved its pending count from 0 schedules it, and only its turn
  * re-queues it.
@@ -76,6 +84,30 @@ global_append_locked(rt__global_queue *q, rt_actor *a)
 	}
 	q->items[(q->head + count) & (q->capacity - 1)] = a;
 	atomic_store_explicit(&q->count, count + 1, memory_order_release);
+}
+
+/* Under q->lock: appends n actors with one capacity check and one
+ * count update (an overflow moves half a run queue at once). */
+static void
+global_append_batch_locked(rt__global_queue *q, rt_actor *const *batch,
+	size_t n)
+{
+	size_t count = atomic_load_explicit(&q->count, memory_order_relaxed);
+	while (count + n > q->capacity) {
+		size_t capacity = q->capacity * 2;
+		rt_actor **items = malloc(capacity * sizeof *items);
+		RT_ASSERT(items != NULL); /* see global_append_locked */
+		for (size_t i = 0; i < count; i++)
+			items[i] = q->items[(q->head + i) & (q->capacity - 1)];
+		free(q->items);
+		q->items = items;
+		q->capacity = capacity;
+		q->head = 0;
+	}
+	size_t mask = q->capacity - 1;
+	for (size_t i = 0; i < n; i++)
+		q->items[(q->head + count + i) & mask] = batch[i];
+	atomic_store_explicit(&q->count, count + n, memory_order_release);
 }
 
 static rt_actor *
@@ -201,8 +233,7 @@ runq_overflow(rt_worker *w, rt_actor *a, unsigned head, unsigned tail)
 	batch[HALF] = a;
 	rt_runtime *rt = w->rt;
 	pthread_mutex_lock(&rt->global.lock);
-	for (unsigned i = 0; i <= HALF; i++)
-		global_append_locked(&rt->global, batch[i]);
+	global_append_batch_locked(&rt->global, batch, HALF + 1);
 	pthread_mutex_unlock(&rt->global.lock);
 	return true;
 }
@@ -277,9 +308,13 @@ runq_steal(rt_worker *w, rt_worker *victim)
 		rt_actor *a = atomic_load_explicit(
 			&mine->slots[(my_tail + n) & (RT_RUNQ_SLOTS - 1)],
 			memory_order_relaxed);
-		if (n > 0)
+		if (n > 0) {
 			atomic_store_explicit(&mine->tail, my_tail + n,
 				memory_order_release);
+			/* More than one to run: pass the wake-up on (pushes
+			 * into a busy queue wake nobody). */
+			maybe_wake(w->rt);
+		}
 		atomic_fetch_add_explicit(&w->steals, 1, memory_order_relaxed);
 		return a;
 	}
@@ -306,12 +341,19 @@ global_take(rt_worker *w)
 	if (n > room + 1)
 		n = room + 1;
 	rt_actor *first = global_take_locked(g);
-	for (size_t i = 1; i < n; i++) {
-		rt_actor *a = global_take_locked(g);
-		unsigned tail = atomic_load_explicit(&q->tail, memory_order_relaxed);
-		atomic_store_explicit(&q->slots[tail & (RT_RUNQ_SLOTS - 1)], a,
-			memory_order_relaxed);
-		atomic_store_explicit(&q->tail, tail + 1, memory_order_release);
+	/* The rest in order behind the local queue's tail, published with
+	 * one store (only this worker pushes there). */
+	unsigned tail = atomic_load_explicit(&q->tail, memory_order_relaxed);
+	size_t mask = g->capacity - 1;
+	for (size_t i = 1; i < n; i++)
+		atomic_store_explicit(&q->slots[(tail + i - 1) & (RT_RUNQ_SLOTS - 1)],
+			g->items[(g->head + i - 1) & mask], memory_order_relaxed);
+	if (n > 1) {
+		g->head = (g->head + n - 1) & mask;
+		atomic_store_explicit(&g->count, atomic_load_explicit(&g->count,
+			memory_order_relaxed) - (n - 1), memory_order_release);
+		atomic_store_explicit(&q->tail, tail + (unsigned)(n - 1),
+			memory_order_release);
 	}
 	pthread_mutex_unlock(&g->lock);
 	return first;
@@ -336,6 +378,30 @@ steal_any(rt_worker *w)
 	return NULL;
 }
 
+/* Owner only. */
+static rt_actor *
+lifo_pop(rt_worker *w)
+{
+	RT_ASSERT(w->lifo_count > 0);
+	w->lifo_count--;
+	return w->lifo[(w->lifo_base + w->lifo_count) & (RT_LIFO_SLOTS - 1)];
+}
+
+/* Owner only. Returns the oldest entry it pushed out, or NULL. */
+static rt_actor *
+lifo_push(rt_worker *w, rt_actor *a)
+{
+	rt_actor *out = NULL;
+	if (w->lifo_count == RT_LIFO_SLOTS) {
+		out = w->lifo[w->lifo_base];
+		w->lifo_base = (w->lifo_base + 1) & (RT_LIFO_SLOTS - 1);
+		w->lifo_count--;
+	}
+	w->lifo[(w->lifo_base + w->lifo_count) & (RT_LIFO_SLOTS - 1)] = a;
+	w->lifo_count++;
+	return out;
+}
+
 static rt_actor *
 find_work(rt_worker *w)
 {
@@ -345,19 +411,16 @@ find_work(rt_worker *w)
 		if (a != NULL)
 			return a;
 	}
-	if (w->runnext != NULL) {
-		rt_actor *a = w->runnext;
-		w->runnext = NULL;
-		if (w->runnext_streak < RT_RUNNEXT_STREAK_MAX) {
-			w->runnext_streak++;
-			return a;
-		}
-		(void)runq_push(w, a); /* behind the others; we run it soon */
+	if (w->lifo_count > 0 && w->runnext_streak < RT_RUNNEXT_STREAK_MAX) {
+		w->runnext_streak++;
+		return lifo_pop(w);
 	}
 	w->runnext_streak = 0;
 	rt_actor *a = runq_pop(w);
 	if (a != NULL)
 		return a;
+	if (w->lifo_count > 0)
+		return lifo_pop(w);
 	a = global_take(w);
 	if (a != NULL)
 		return a;
@@ -420,12 +483,11 @@ rt__schedule(rt_runtime *rt, rt_actor *a)
 	rt_worker *w = rt__current_worker(rt);
 	if (w != NULL && !atomic_load_explicit(&rt->workers_exit,
 		memory_order_relaxed)) {
-		rt_actor *old = w->runnext;
-		w->runnext = a;
-		if (old != NULL) {
-			(void)runq_push(w, old);
+		rt_actor *old = lifo_push(w, a);
+		/* Only a queue that was (nearly) empty can have a parked
+		 * worker that has not been told: see "Wake-ups" above. */
+		if (old != NULL && runq_push(w, old) <= 1)
 			maybe_wake(rt);
-		}
 		return;
 	}
 	pthread_mutex_lock(&rt->global.lock);
@@ -457,6 +519,7 @@ worker_init(rt_runtime *rt, rt_worker *w, uint32_t index)
 	w->rt = rt;
 	w->index = index;
 	rt__cache_init(&w->cache);
+	w->counters.owned = true;
 	rt__prng_seed(&w->prng, rt->cfg.seed ^ (0xa0761d6478bd642full * (index + 1u)));
 	pthread_mutex_init(&w->park_lock, NULL);
 	pthread_cond_init(&w->park_cond, NULL);
@@ -561,11 +624,8 @@ drain_take(rt_runtime *rt)
 	}
 	for (uint32_t i = 0; i < rt->workers_count; i++) {
 		rt_worker *w = &rt->workers[i];
-		if (w->runnext != NULL) {
-			rt_actor *a = w->runnext;
-			w->runnext = NULL;
-			return a;
-		}
+		if (w->lifo_count > 0)
+			return lifo_pop(w);
 		rt_actor *a = runq_pop(w);
 		if (a != NULL)
 			return a;

@@ -104,8 +104,8 @@ static void
 actor_created(rt_runtime *rt, const rt__kind *k)
 {
 	rt__counters *c = rt__counters_here(rt);
-	rt__count(&c->actors_active, 1);
-	rt__count(&c->bytes_actors, (long long)rt__alloc_size(k->actor_bytes));
+	rt__count(c, &c->actors_active, 1);
+	rt__count(c, &c->bytes_actors, (long long)rt__alloc_size(k->actor_bytes));
 	if (rt->cfg.memory_budget_bytes != 0) {
 		long long bytes = rt__counters_sum(rt,
 			offsetof(rt__counters, bytes_actors));
