@@ -1,0 +1,577 @@
+/*
+ * actors_notify_bench.c — a like's notification on a live stream, and
+ * username search, end to end through api.h, in one process.
+ *
+ * Figures (printed as `figure <name> <value> <unit>`):
+ *   like_notify_10k_p50 / _p99           µs from api_like to the
+ *                                        notification event reaching the
+ *                                        author's subscribed session, at
+ *                                        10,000 likes/s (open loop), with
+ *                                        the journal on
+ *   like_notify_max_rate                 the highest rate stepped to whose
+ *                                        likes were all answered and
+ *                                        notified in time
+ *   like_notify_max_p50 / _p99           µs at that rate
+ *   like_notify_memory_*                 the same with no journal (the
+ *                                        actors' and client's own cost)
+ *   search_users_loaded                  usernames signed up and indexed
+ *   search_prefix_queries_per_second     api_search (users) with hydration,
+ *                                        64 in flight, 1-4 character prefixes
+ *   search_prefix_p50 / _p99             µs per query at that load
+ *
+ * Method: a real-mode runtime with two workers. Likes: journal on (a
+ * real ps_node in a temp directory, so each like is fdatasynced before
+ * its effect goes out); 16 authors with a session each on the bench's
+ * client; every like is a new (liker, post) pair, so each one is a new
+ * notification; the bench thread paces likes by the clock and polls its
+ * client between them (a notification is timed when the poll hands it
+ * over). Search: journal off (a million signups would be a benchmark of
+ * the journal); users signed up through api_signup_prehashed with a
+ * window of calls in flight, then queries of random prefixes of the
+ * names loaded. FLOCK_BENCH_USERS overrides the million.
+ */
+#include <errno.h>
+#include <math.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "actors/api.h"
+#include "persistence/persistence.h"
+#include "runtime/runtime.h"
+
+#define AUTHORS 16u
+#define POSTS_PER_AUTHOR 64u
+#define LIKERS 512u
+/* Seconds each rate runs. */
+#define STEP_SECONDS 2.0
+/* A step fails when its likes are not all answered and notified this
+ * long after the last was sent. */
+#define DRAIN_SECONDS 2.0
+#define SEARCH_USERS_DEFAULT 1000000u
+#define SEARCH_WINDOW 64u
+#define SEARCH_QUERIES 200000u
+#define SIGNUP_WINDOW 4096u
+
+static double
+now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static uint64_t
+now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static int
+cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return (x > y) - (x < y);
+}
+
+static double
+percentile_us(uint64_t *ns, size_t n, double p)
+{
+	if (n == 0)
+		return 0.0;
+	qsort(ns, n, sizeof *ns, cmp_u64);
+	size_t i = (size_t)ceil(p * (double)n) - 1;
+	if (i >= n)
+		i = n - 1;
+	return (double)ns[i] / 1000.0;
+}
+
+/* ---- a synchronous call ------------------------------------------------- */
+
+typedef struct sync_call {
+	bool done;
+	int code;
+	uint64_t id;
+	const char *id_key;
+} sync_call;
+
+static void
+sync_done(void *arg, const api_result *r)
+{
+	sync_call *s = arg;
+	s->done = true;
+	s->code = r->code;
+	if (s->id_key != NULL && r->body != NULL)
+		s->id = api_body_id(r->body, s->id_key);
+}
+
+static int
+sync_wait(api_client *c, sync_call *s)
+{
+	while (!s->done)
+		api_client_wait(c, 100);
+	return s->code;
+}
+
+/* ---- likes to notifications ------------------------------------------------ */
+
+typedef struct like_world {
+	api_client *c;
+	uint64_t authors[AUTHORS];
+	uint64_t posts[AUTHORS * POSTS_PER_AUTHOR]; /* ascending */
+	uint32_t post_author[AUTHORS * POSTS_PER_AUTHOR];
+	uint64_t likers[LIKERS];                    /* ascending */
+	uint64_t *sent_ns; /* by pair: post index * LIKERS + liker index */
+	uint64_t *latency_ns;
+	size_t latencies;
+	uint64_t answered;
+	uint64_t failed;
+	uint64_t next_pair;
+	api_stream *streams[AUTHORS];
+	struct session {
+		struct like_world *w;
+		uint32_t author;
+	} sessions[AUTHORS];
+} like_world;
+
+static int
+index_of(const uint64_t *sorted, uint32_t n, uint64_t id)
+{
+	uint32_t lo = 0, hi = n;
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+		if (sorted[mid] < id)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < n && sorted[lo] == id ? (int)lo : -1;
+}
+
+static void
+on_notification(void *arg, const api_event *ev)
+{
+	struct session *session = arg;
+	like_world *w = session->w;
+	if (ev->type != API_EVENT_NOTIFICATION)
+		return;
+	uint64_t now = now_ns();
+	/* Seen: as a client acks (batched by the client layer). */
+	api_stream_ack(w->streams[session->author], ev->seq);
+	int p = index_of(w->posts, AUTHORS * POSTS_PER_AUTHOR,
+		api_body_id(ev->data, "post_id"));
+	int l = index_of(w->likers, LIKERS,
+		api_body_id(api_body_get(ev->data, "by_user"), "user_id"));
+	if (p < 0 || l < 0)
+		return;
+	uint64_t *sent = &w->sent_ns[(size_t)p * LIKERS + (size_t)l];
+	if (*sent == 0)
+		return;
+	w->latency_ns[w->latencies++] = now - *sent;
+	*sent = 0;
+}
+
+static void
+like_answered(void *arg, const api_result *r)
+{
+	like_world *w = arg;
+	w->answered++;
+	if (r->code != API_OK)
+		w->failed++;
+}
+
+static int
+signup(api_client *c, const char *hash, const char *name, uint64_t *id)
+{
+	char email[64];
+	snprintf(email, sizeof email, "%s@bench.example", name);
+	api_ctx none = {0};
+	sync_call s = {false, 0, 0, "user_id"};
+	int rc = api_signup_prehashed(c, &none, name, email, hash, sync_done,
+		&s);
+	if (rc == 0)
+		rc = sync_wait(c, &s);
+	*id = s.id;
+	return rc;
+}
+
+static int
+like_world_build(like_world *w, const char *hash)
+{
+	for (uint32_t i = 0; i < AUTHORS; i++) {
+		char name[32];
+		snprintf(name, sizeof name, "author%u", i);
+		if (signup(w->c, hash, name, &w->authors[i]) != 0)
+			return -1;
+		for (uint32_t k = 0; k < POSTS_PER_AUTHOR; k++) {
+			api_ctx ctx = {.user_id = w->authors[i]};
+			sync_call s = {false, 0, 0, "post_id"};
+			if (api_post_create(w->c, &ctx, "like me", 0, sync_done,
+				    &s) != 0 ||
+				sync_wait(w->c, &s) != 0)
+				return -1;
+			w->posts[i * POSTS_PER_AUTHOR + k] = s.id;
+		}
+	}
+	for (uint32_t i = 0; i < LIKERS; i++) {
+		char name[32];
+		snprintf(name, sizeof name, "liker%u", i);
+		if (signup(w->c, hash, name, &w->likers[i]) != 0)
+			return -1;
+	}
+	/* Sorted for lookups; remember each post's author. */
+	uint64_t tagged[AUTHORS * POSTS_PER_AUTHOR][2];
+	for (uint32_t i = 0; i < AUTHORS * POSTS_PER_AUTHOR; i++) {
+		tagged[i][0] = w->posts[i];
+		tagged[i][1] = i / POSTS_PER_AUTHOR;
+	}
+	qsort(tagged, AUTHORS * POSTS_PER_AUTHOR, sizeof tagged[0], cmp_u64);
+	for (uint32_t i = 0; i < AUTHORS * POSTS_PER_AUTHOR; i++) {
+		w->posts[i] = tagged[i][0];
+		w->post_author[i] = (uint32_t)tagged[i][1];
+	}
+	qsort(w->likers, LIKERS, sizeof w->likers[0], cmp_u64);
+	for (uint32_t i = 0; i < AUTHORS; i++) {
+		api_ctx ctx = {.user_id = w->authors[i]};
+		w->sessions[i].w = w;
+		w->sessions[i].author = i;
+		if (api_stream_open(w->c, &ctx, w->authors[i], false, 0,
+			    on_notification, &w->sessions[i],
+			    &w->streams[i]) != 0)
+			return -1;
+	}
+	for (int i = 0; i < 50; i++) /* subscriptions settle */
+		api_client_wait(w->c, 2);
+	return 0;
+}
+
+/* Sends the next like (a pair never liked before). */
+static int
+like_next(like_world *w)
+{
+	const uint64_t pairs = (uint64_t)AUTHORS * POSTS_PER_AUTHOR * LIKERS;
+	if (w->next_pair >= pairs)
+		return -1;
+	uint64_t pair = w->next_pair++;
+	/* Spread consecutive likes over posts (hence authors). */
+	uint32_t post = (uint32_t)(pair % (AUTHORS * POSTS_PER_AUTHOR));
+	uint32_t liker = (uint32_t)(pair / (AUTHORS * POSTS_PER_AUTHOR));
+	api_ctx ctx = {.user_id = w->likers[liker]};
+	w->sent_ns[(size_t)post * LIKERS + liker] = now_ns();
+	return api_like(w->c, &ctx, w->posts[post], true, like_answered, w);
+}
+
+/* One open-loop step at rate likes/s. Returns true when every like was
+ * answered and notified within the drain time; p50 and p99 in µs. */
+static bool
+like_step(like_world *w, double rate, double *p50, double *p99)
+{
+	uint64_t sent = 0, answered0 = w->answered;
+	w->latencies = 0;
+	double t0 = now_s();
+	for (;;) {
+		double t = now_s() - t0;
+		if (t >= STEP_SECONDS)
+			break;
+		uint64_t due = (uint64_t)(t * rate);
+		while (sent < due) {
+			if (like_next(w) != 0)
+				return false;
+			sent++;
+		}
+		if (api_client_poll(w->c) == 0)
+			sched_yield();
+	}
+	double end = now_s() + DRAIN_SECONDS;
+	while ((w->answered - answered0 < sent || w->latencies < sent) &&
+		now_s() < end)
+		if (api_client_poll(w->c) == 0)
+			sched_yield();
+	*p50 = percentile_us(w->latency_ns, w->latencies, 0.50);
+	*p99 = percentile_us(w->latency_ns, w->latencies, 0.99);
+	fprintf(stderr, "likes at %.0f/s: sent %llu, notified %zu, p50 %.1f "
+			"us, p99 %.1f us\n",
+		rate, (unsigned long long)sent, w->latencies, *p50, *p99);
+	return w->answered - answered0 == sent && w->latencies == sent &&
+		w->failed == 0;
+}
+
+static int
+bench_likes(const char *hash, bool journal)
+{
+	const char *tag = journal ? "like_notify" : "like_notify_memory";
+	char dir[] = "/tmp/flock-notify-XXXXXX";
+	if (mkdtemp(dir) == NULL)
+		return 1;
+	rt_config rc;
+	rt_config_default(&rc);
+	rc.workers = 2;
+	rc.passivate_idle_ms = 0;
+	rc.log_level = RT_LOG_WARN;
+	api_config cfg;
+	api_config_default(&cfg);
+	/* The bench posts and likes far faster than a person may. */
+	cfg.rate_likes = (api_rate){0, 0};
+	cfg.rate_posts = (api_rate){0, 0};
+	rt_runtime *rt;
+	api *a;
+	ps_node *node;
+	if (rt_create(&rc, &rt) != 0 || api_create(rt, NULL, &cfg, &a) != 0 ||
+		ps_node_open(dir, rt, NULL, NULL, &node) != 0)
+		return 1;
+	if (journal)
+		api_bind_store(a, node);
+	rt_start(rt);
+	like_world *w = calloc(1, sizeof *w);
+	const size_t pairs = (size_t)AUTHORS * POSTS_PER_AUTHOR * LIKERS;
+	w->sent_ns = calloc(pairs, sizeof *w->sent_ns);
+	w->latency_ns = calloc(pairs, sizeof *w->latency_ns);
+	if (w->sent_ns == NULL || w->latency_ns == NULL ||
+		api_client_create(a, NULL, NULL, &w->c) != 0 ||
+		like_world_build(w, hash) != 0) {
+		fprintf(stderr, "actors_notify_bench: setup failed\n");
+		return 1;
+	}
+	double p50, p99;
+	bool ok = like_step(w, 10000.0, &p50, &p99);
+	printf("figure %s_10k_p50 %.1f us\n", tag, p50);
+	printf("figure %s_10k_p99 %.1f us\n", tag, p99);
+	if (!ok)
+		fprintf(stderr, "%s: 10,000 likes/s was not sustained\n", tag);
+	double best = ok ? 10000.0 : 0.0, best50 = p50, best99 = p99;
+	/* Up by doubling from 10,000/s while sustained, else down by
+	 * halving until one is. */
+	for (double rate = ok ? 20000.0 : 5000.0;
+		rate <= 320000.0 && rate >= 600.0;
+		rate = best > 0.0 ? rate * 2.0 : rate / 2.0) {
+		bool step = like_step(w, rate, &p50, &p99);
+		if (step && rate > best) {
+			best = rate;
+			best50 = p50;
+			best99 = p99;
+		}
+		if (best > 0.0 && (!step || rate < 10000.0))
+			break;
+	}
+	printf("figure %s_max_rate %.0f likes/s\n", tag, best);
+	printf("figure %s_max_p50 %.1f us\n", tag, best50);
+	printf("figure %s_max_p99 %.1f us\n", tag, best99);
+	for (uint32_t i = 0; i < AUTHORS; i++)
+		api_stream_close(w->streams[i]);
+	api_client_destroy(w->c);
+	rt_stop(rt);
+	ps_node_close(node);
+	api_destroy(a);
+	rt_destroy(rt);
+	free(w->sent_ns);
+	free(w->latency_ns);
+	free(w);
+	char cmd[128];
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+	return system(cmd) == 0 ? 0 : 0;
+}
+
+/* ---- username search --------------------------------------------------------- */
+
+/* A pronounceable name from n: syllables, then digits now and then. */
+static void
+username_of(uint64_t n, char *out, size_t size)
+{
+	static const char *const syllables[] = {"ka", "lo", "mi", "ra", "ne",
+		"to", "sa", "vi", "de", "ju", "po", "li", "ma", "ro", "be",
+		"zu", "an", "el", "or", "ti", "ya", "qu", "ix", "fe"};
+	uint64_t x = n * 0x9e3779b97f4a7c15ull + 0x632be59bd9b4e019ull;
+	size_t at = 0;
+	uint32_t parts = 2 + (uint32_t)(x % 3);
+	for (uint32_t i = 0; i < parts; i++) {
+		x = x * 6364136223846793005ull + 1442695040888963407ull;
+		const char *s = syllables[(x >> 33) % 24];
+		at += (size_t)snprintf(out + at, size - at, "%s", s);
+	}
+	/* The number keeps names unique. */
+	snprintf(out + at, size - at, "%s%llu", (x >> 40) % 3 ? "" : ".",
+		(unsigned long long)n);
+}
+
+typedef struct signup_window {
+	uint64_t done;
+	uint64_t failed;
+	uint32_t in_flight;
+} signup_window;
+
+static void
+signup_done(void *arg, const api_result *r)
+{
+	signup_window *s = arg;
+	s->done++;
+	s->in_flight--;
+	if (r->code != API_OK)
+		s->failed++;
+}
+
+typedef struct query_window {
+	uint64_t done;
+	uint64_t hits;
+	uint64_t failed;
+	uint32_t in_flight;
+	uint64_t *latency_ns;
+} query_window;
+
+typedef struct query_slot {
+	query_window *q;
+	uint64_t sent_ns;
+} query_slot;
+
+static void
+query_done(void *arg, const api_result *r)
+{
+	query_slot *slot = arg;
+	query_window *q = slot->q;
+	q->latency_ns[q->done++] = now_ns() - slot->sent_ns;
+	q->in_flight--;
+	if (r->code != API_OK) {
+		q->failed++;
+	} else {
+		const msgpack_object *items = api_body_get(r->body, "items");
+		if (items != NULL && items->type == MSGPACK_OBJECT_ARRAY)
+			q->hits += items->via.array.size;
+	}
+	free(slot);
+}
+
+static int
+search_load(api_client *c, const char *hash, uint64_t users)
+{
+	signup_window s = {0, 0, 0};
+	double t0 = now_s();
+	for (uint64_t i = 0; i < users; i++) {
+		while (s.in_flight >= SIGNUP_WINDOW)
+			api_client_wait(c, 10);
+		char name[40], email[64];
+		username_of(i, name, sizeof name);
+		snprintf(email, sizeof email, "u%llu@bench.example",
+			(unsigned long long)i);
+		api_ctx none = {0};
+		if (api_signup_prehashed(c, &none, name, email, hash,
+			    signup_done, &s) != 0)
+			return -1;
+		s.in_flight++;
+	}
+	while (s.in_flight > 0)
+		api_client_wait(c, 10);
+	fprintf(stderr, "signed up %llu users in %.1f s (%llu failed)\n",
+		(unsigned long long)users, now_s() - t0,
+		(unsigned long long)s.failed);
+	return s.failed == 0 ? 0 : -1;
+}
+
+static int
+bench_search(const char *hash)
+{
+	uint64_t users = SEARCH_USERS_DEFAULT;
+	const char *env = getenv("FLOCK_BENCH_USERS");
+	if (env != NULL && strtoull(env, NULL, 10) > 0)
+		users = strtoull(env, NULL, 10);
+	rt_config rc;
+	rt_config_default(&rc);
+	rc.workers = 2;
+	rc.passivate_idle_ms = 0;
+	rc.log_level = RT_LOG_WARN;
+	api_config cfg;
+	api_config_default(&cfg);
+	rt_runtime *rt;
+	api *a;
+	api_client *c;
+	if (rt_create(&rc, &rt) != 0 || api_create(rt, NULL, &cfg, &a) != 0 ||
+		rt_start(rt) != 0 || api_client_create(a, NULL, NULL, &c) != 0)
+		return 1;
+	if (search_load(c, hash, users) != 0) {
+		fprintf(stderr, "actors_notify_bench: search load failed\n");
+		return 1;
+	}
+	/* Indexing runs behind the signups' answers: let it finish. */
+	struct timespec pause = {1, 0};
+	nanosleep(&pause, NULL);
+	printf("figure search_users_loaded %llu users\n",
+		(unsigned long long)users);
+	query_window q = {0, 0, 0, 0, NULL};
+	q.latency_ns = calloc(SEARCH_QUERIES, sizeof *q.latency_ns);
+	uint64_t x = 42;
+	double t0 = now_s();
+	for (uint32_t i = 0; i < SEARCH_QUERIES; i++) {
+		while (q.in_flight >= SEARCH_WINDOW)
+			if (api_client_poll(c) == 0)
+				sched_yield();
+		x = x * 6364136223846793005ull + 1442695040888963407ull;
+		char name[40];
+		username_of((x >> 20) % users, name, sizeof name);
+		name[1 + (x >> 60) % 4] = '\0'; /* a 1-4 character prefix */
+		query_slot *slot = malloc(sizeof *slot);
+		*slot = (query_slot){&q, now_ns()};
+		api_ctx ctx = {.user_id = 1};
+		api_page page = {0, NULL};
+		if (api_search(c, &ctx, name, API_SEARCH_USERS, &page,
+			    query_done, slot) != 0) {
+			free(slot);
+			return 1;
+		}
+		q.in_flight++;
+	}
+	while (q.in_flight > 0)
+		if (api_client_poll(c) == 0)
+			sched_yield();
+	double wall = now_s() - t0;
+	printf("figure search_prefix_queries_per_second %.0f queries/s\n",
+		(double)q.done / wall);
+	printf("figure search_prefix_p50 %.1f us\n",
+		percentile_us(q.latency_ns, q.done, 0.50));
+	printf("figure search_prefix_p99 %.1f us\n",
+		percentile_us(q.latency_ns, q.done, 0.99));
+	fprintf(stderr, "%llu queries, %.1f hits each, %llu failed\n",
+		(unsigned long long)q.done, (double)q.hits / (double)q.done,
+		(unsigned long long)q.failed);
+	free(q.latency_ns);
+	api_client_destroy(c);
+	rt_stop(rt);
+	api_destroy(a);
+	rt_destroy(rt);
+	return q.failed == 0 ? 0 : 1;
+}
+
+int
+main(int argc, char **argv)
+{
+	bool likes = true, search = true;
+	if (argc > 1) {
+		likes = strcmp(argv[1], "likes") == 0;
+		search = strcmp(argv[1], "search") == 0;
+	}
+	/* One cheap hash for every account: argon2 is not what runs here. */
+	api_config cfg;
+	api_config_default(&cfg);
+	cfg.password_memlimit_bytes = 8192;
+	cfg.password_opslimit = 1;
+	rt_config rc;
+	rt_config_default(&rc);
+	rc.deterministic = true;
+	rt_runtime *rt;
+	api *a;
+	char hash[128];
+	if (rt_create(&rc, &rt) != 0 || api_create(rt, NULL, &cfg, &a) != 0 ||
+		api_password_hash(a, "bench password", hash, sizeof hash) != 0)
+		return 1;
+	api_destroy(a);
+	rt_destroy(rt);
+	int status = 0;
+	if (likes) {
+		status |= bench_likes(hash, true);
+		status |= bench_likes(hash, false);
+	}
+	if (search)
+		status |= bench_search(hash);
+	return status;
+}
