@@ -517,7 +517,18 @@ bench_feed(void)
 	printf("feed response: status %d, %zu bytes\n", status, length);
 	wrk_result g = wrk(n.port, "/v1/feed?limit=20", 64, FEED_SECONDS,
 		token, NULL, NULL);
+	/* The same path without the domain's feed assembly: a profile read
+	 * (one actor ask) and /healthz (the gateway alone), to tell the
+	 * gateway's share from the domain's. */
+	wrk_result profile = wrk(n.port, "/v1/users/f2", 64, FEED_SECONDS / 2,
+		token, NULL, NULL);
+	wrk_result health = wrk(n.port, "/healthz", 64, FEED_SECONDS / 2,
+		NULL, NULL, NULL);
 	stop(n.pid);
+	figure("gateway_profile_rps", profile.rps, "req/s");
+	figure("gateway_profile_p99_ms", profile.p99_ms, "ms");
+	figure("gateway_healthz_rps", health.rps, "req/s");
+	figure("gateway_healthz_p99_ms", health.p99_ms, "ms");
 	figure("gateway_feed_rps", g.rps, "req/s");
 	figure("gateway_feed_p99_ms", g.p99_ms, "ms");
 	if (!executable("/usr/sbin/nginx")) {

@@ -14,7 +14,11 @@ import os
 import struct
 import sys
 import threading
+import time
 import zlib
+
+# Retries of a request the node answered 503/429 (queue full).
+BUSY_RETRIES_MAX = 600
 
 
 def png_bytes(seed):
@@ -47,15 +51,25 @@ class Client:
             headers["Content-Type"] = "application/json"
         if token:
             headers["Authorization"] = "Bearer " + token
-        for attempt in range(3):
+        failures = 0
+        for attempt in range(BUSY_RETRIES_MAX):
             try:
                 self.conn.request(method, path, body=data, headers=headers)
                 r = self.conn.getresponse()
                 payload = r.read()
-                return r.status, (json.loads(payload) if payload else None)
             except (ConnectionError, http.client.HTTPException):
                 self.conn.close()
                 self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+                failures += 1
+                if failures > 3:
+                    break
+                continue
+            if r.status in (429, 503):
+                # A bounded queue (media processing, password hashing)
+                # said "later": wait as told and retry.
+                time.sleep(min(1.0, float(r.getheader("Retry-After") or 0.1)))
+                continue
+            return r.status, (json.loads(payload) if payload else None)
         raise SystemExit("setup: %s %s failed" % (method, path))
 
 
