@@ -223,7 +223,9 @@ call_done(void *arg, const api_result *r)
 	l->in_flight--;
 	if (l->stats != NULL) {
 		l->stats->count[call->op]++;
-		if (r->code != API_OK)
+		/* A per-user bucket saying "not now" is an answer, not a
+		 * failure: a mix at full speed trips the defaults. */
+		if (r->code != API_OK && r->code != API_ERATELIMITED)
 			l->stats->errors[call->op]++;
 		record(l, call->op, now_us() - call->started_us);
 	} else if (r->code != API_OK && r->code != API_ECONFLICT &&
