@@ -63,8 +63,10 @@ PKG_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lnng -lm -lpthread
 
 WARNINGS := -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes \
 	-Wmissing-prototypes -Wvla -Werror
+# SIM_BUG=NAME plants FLOCK_BUG_NAME (make sim-zoo; its own BUILD_ROOT).
+SIM_BUG ?=
 CFLAGS_COMMON = -std=c17 $(WARNINGS) -D_GNU_SOURCE -pthread -g -MMD -MP \
-	-I. $(PKG_CFLAGS)
+	-I. $(PKG_CFLAGS) $(if $(SIM_BUG),-DFLOCK_BUG_$(SIM_BUG))
 
 MODE ?= release
 ifeq ($(MODE),release)
@@ -149,7 +151,7 @@ benches: $(BENCH_BINS)
 fuzzers: $(FUZZ_SRCS:tests/fuzz/%.c=$(B)/fuzz/%)
 
 all: deps
-	@$(MAKE) --no-print-directory MODE=release build
+	@$(MAKE) --no-print-directory -j$(BUILD_JOBS) MODE=release build
 
 # ---- run -------------------------------------------------------------------
 
@@ -157,26 +159,31 @@ FLOCK_ADDR ?= 127.0.0.1
 FLOCK_PORT ?= 8080
 .PHONY: run
 run: deps
-	@$(MAKE) --no-print-directory MODE=release programs
+	@$(MAKE) --no-print-directory -j$(BUILD_JOBS) MODE=release programs
 	@mkdir -p data
 	exec build/release/flockd --listen $(FLOCK_ADDR):$(FLOCK_PORT) --data ./data
 
 # ---- tests -----------------------------------------------------------------
 
-# Parallel test processes: the machine has 2 cores.
-TEST_JOBS ?= 2
+# Parallel test processes and compiles: one per core.
+TEST_JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+BUILD_JOBS ?= $(TEST_JOBS)
 # Seconds each fuzz target runs in `make test` (long runs: `make fuzz`).
 FUZZ_SMOKE_SECONDS ?= 10
 FUZZ_LONG_SECONDS ?= 600
+# The simulator's smoke sweep in the release suite (sim_smoke_test.c).
 SIM_SMOKE_SEEDS ?= 50
+SIM_SMOKE_FAULTS ?= swarm
 
 .PHONY: test test-release test-asan test-fuzz tsan fuzz crash
 test: deps
-	@$(MAKE) --no-print-directory MODE=release build
-	@$(MAKE) --no-print-directory MODE=asan tests
-	@$(MAKE) --no-print-directory MODE=fuzz fuzzers
+	@$(MAKE) --no-print-directory -j$(BUILD_JOBS) MODE=release build
+	@$(MAKE) --no-print-directory -j$(BUILD_JOBS) MODE=asan tests
+	@$(MAKE) --no-print-directory -j$(BUILD_JOBS) MODE=fuzz fuzzers
 	@status=0; \
-	echo "== release suite"; build/release/flock-tests -j $(TEST_JOBS) || status=1; \
+	echo "== release suite"; SIM_SMOKE_SEEDS=$(SIM_SMOKE_SEEDS) \
+		SIM_SMOKE_FAULTS=$(SIM_SMOKE_FAULTS) \
+		build/release/flock-tests -j $(TEST_JOBS) || status=1; \
 	echo "== asan+ubsan suite"; ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 		FLOCK_SANITIZED=1 build/asan/flock-tests -j $(TEST_JOBS) || status=1; \
@@ -213,17 +220,62 @@ crash: deps
 
 .PHONY: bench
 bench: deps-bench
-	@$(MAKE) --no-print-directory MODE=release build benches
+	@$(MAKE) --no-print-directory -j$(BUILD_JOBS) MODE=release build benches
 	@for b in $(BENCH_BINS:build/$(MODE)/%=build/release/%); do \
 		echo "== $$(basename $$b)"; $$b || echo "bench $$b failed: $$?"; done
 
 # ---- simulator -------------------------------------------------------------
 
 SEED ?= 1
-.PHONY: sim sim-zoo sim-long
+SIM_MODULES := runtime persistence actors cluster sim
+SIM_LONG_SEEDS ?= 300
+SIM_LONG_TIME ?= 1h
+SIM_ZOO_SEEDS ?= 200
+SIM_ZOO_TIME ?= 10m
+SIM_DET_SEEDS ?= 5
+# Each planted bug (sim/README.md) and the faults that give it a chance.
+SIM_ZOO := ACK_BEFORE_FSYNC:crash,torn NO_DEDUPE:crash \
+	SNAPSHOT_IGNORES_JOURNAL_TAIL:crash STORY_TTL_IGNORES_CLOCK:skew \
+	HANDOFF_DROPS_BUFFERED:join,drain
+.PHONY: sim sim-zoo sim-long sim-det
 sim: deps
-	@$(MAKE) --no-print-directory MODE=release programs
+	@$(MAKE) --no-print-directory MODE=release build/release/flocksim
 	build/release/flocksim --seed $(SEED) $(SIM_ARGS)
+
+# Long sweeps: every seed run twice (determinism), every rare state
+# reached, then the -O0 build must agree with the -O2 one.
+sim-long: deps
+	@$(MAKE) --no-print-directory MODE=release build/release/flocksim
+	build/release/flocksim --seed 1 --seeds $(SIM_LONG_SEEDS) \
+		--sim-time $(SIM_LONG_TIME) --check-determinism \
+		--require-sometimes $(SIM_ARGS)
+	@$(MAKE) --no-print-directory sim-det
+
+# The -O0 and -O2 builds give the same event hash for the same seeds.
+sim-det: deps
+	@$(MAKE) --no-print-directory MODE=release build/release/flocksim
+	@$(MAKE) --no-print-directory MODE=O0 MODULES="$(SIM_MODULES)" \
+		build/O0/flocksim
+	@status=0; for s in $$(seq 1 $(SIM_DET_SEEDS)); do \
+		a=$$(build/release/flocksim --seed $$s --sim-time 10m | grep -o 'hash=[0-9a-f]*'); \
+		b=$$(build/O0/flocksim --seed $$s --sim-time 10m | grep -o 'hash=[0-9a-f]*'); \
+		if [ -n "$$a" ] && [ "$$a" = "$$b" ]; then echo "same seed=$$s -O2 $$a -O0 $$b"; \
+		else echo "DIFFER seed=$$s -O2 $$a -O0 $$b"; status=1; fi; \
+	done; exit $$status
+
+# Each planted bug in its own build, caught within SIM_ZOO_SEEDS seeds.
+sim-zoo: deps
+	@status=0; for entry in $(SIM_ZOO); do bug=$${entry%%:*}; faults=$${entry#*:}; \
+		root=build/zoo-$$bug; \
+		$(MAKE) --no-print-directory MODE=release BUILD_ROOT=$$root \
+			MODULES="$(SIM_MODULES)" SIM_BUG=$$bug $$root/release/flocksim \
+			>/dev/null || { echo "FAIL $$bug: build"; status=1; continue; }; \
+		echo "== $$bug (faults $$faults)"; \
+		out=$$($$root/release/flocksim --seed 1 --seeds $(SIM_ZOO_SEEDS) \
+			--sim-time $(SIM_ZOO_TIME) --faults $$faults --expect-failure); \
+		rc=$$?; echo "$$out" | grep -E '^(FAIL|caught|not caught|reproduce)'; \
+		[ $$rc -eq 0 ] || status=1; \
+	done; exit $$status
 
 clean:
 	rm -rf build
