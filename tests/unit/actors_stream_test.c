@@ -304,3 +304,46 @@ TEST_WITH_TIMEOUT(actors_stream_celebrity_pushes_to_online_followers_only, 120)
 	stream_close(&e, s3);
 	t_close(&e);
 }
+
+TEST(actors_stream_post_updated_when_media_turns_ready)
+{
+	t_env e;
+	t_open(&e, NULL, true, false);
+	uint64_t alice = t_signup(&e, "alice");
+	uint64_t bob = t_signup(&e, "bob");
+	t_follow(&e, bob, "alice", true);
+	t_result r = {0};
+	msgpack_unpacked_init(&r.unpacked);
+	api_ctx ac = {.user_id = alice};
+	rt_det_advance(e.rt, 1);
+	T_CALL(&e, &r, api_post_create(e.c, &ac, "processing", 777,
+			       t_callback, &r));
+	CHECK_EQ(r.code, API_OK);
+	uint64_t post = api_body_id(r.body, "post_id");
+	t_settle(&e);
+	t_stream *sa = stream_open(&e, alice, false, 0);
+	t_stream *sb = stream_open(&e, bob, false, 0);
+	/* The media pipeline's message to the post (as media.c sends it). */
+	wire_writer w;
+	wire_init(&w);
+	wire_u64(&w, 777);
+	wire_str(&w, "ready");
+	wire_str(&w, "abcdef");
+	rt_message *m = rt_message_alloc(e.rt, POST_T_MEDIA,
+		(uint32_t)w.length);
+	CHECK(m != NULL);
+	memcpy(m->payload, w.bytes, w.length);
+	wire_free(&w);
+	CHECK_EQ(rt_send_external(e.rt, rt_addr_make(ACTORS_KIND_POST, post),
+			 m),
+		0);
+	stream_wait(&e, sb, 1);
+	stream_wait(&e, sa, 1);
+	CHECK_EQ(sb->events[0].type, API_EVENT_POST_UPDATED);
+	CHECK_EQ_U64(sb->events[0].post_id, post);
+	CHECK_EQ(sa->events[0].type, API_EVENT_POST_UPDATED);
+	t_result_reset(&r);
+	stream_close(&e, sa);
+	stream_close(&e, sb);
+	t_close(&e);
+}
