@@ -372,10 +372,12 @@ api_create(rt_runtime *rt, ps_node *store, const api_config *cfg, api **out)
 					      : "/media");
 	a->cfg.media_base_url = a->media_base_url;
 	actors__idgen_init(&a->ids);
-	/* Distinct for every api of this process (the counter) and across
-	 * processes (the seed's stream). */
-	static _Atomic uint64_t created;
-	uint64_t mix[2] = {rt_random_u64(rt), atomic_fetch_add(&created, 1)};
+	/* Distinct for every api: the runtime's stream (runtimes of one
+	 * process have their own seeds) and its wall clock (a restarted
+	 * process starts later; flockd's runtimes all start from seed 1). No
+	 * process-wide counter: the simulator runs a seed twice in one
+	 * process and both runs must be the same. */
+	uint64_t mix[2] = {rt_random_u64(rt), rt_wall_ms(rt)};
 	a->incarnation = actors__hash64(mix, sizeof mix) | 1u;
 	actors__user_ops(&a->user_ops);
 	actors__post_ops(&a->post_ops);

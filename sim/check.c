@@ -103,13 +103,41 @@ void
 sim__check_load(sim_world *w, uint32_t node, rt_addr addr)
 {
 	for (uint32_t i = 0; i < w->nodes_count; i++) {
-		if (i == node || !w->nodes[i].up)
+		if (i == node || !w->nodes[i].up ||
+			!sim__active_has(&w->nodes[i].active, addr))
 			continue;
-		if (sim__active_has(&w->nodes[i].active, addr))
-			sim__fail(w, "6 one active copy", "actor kind %u id %"
-				PRIu64 " activated on n%u while active on n%u",
-				addr.kind, addr.id, node + 1, i + 1);
+		/* The set only grows between scans: ask the registry, after
+		 * this turn (a runtime is not asked from inside another's). */
+		if (w->suspects_count == sizeof w->suspects / sizeof w->suspects[0])
+			continue;
+		w->suspects[w->suspects_count].addr = addr;
+		w->suspects[w->suspects_count].node = node;
+		w->suspects[w->suspects_count].other = i;
+		w->suspects[w->suspects_count].node_incarnation =
+			w->nodes[node].incarnation;
+		w->suspects[w->suspects_count].other_incarnation =
+			w->nodes[i].incarnation;
+		w->suspects_count++;
 	}
+}
+
+void
+sim__check_suspects(sim_world *w)
+{
+	for (uint32_t k = 0; k < w->suspects_count && !w->failed; k++) {
+		rt_addr addr = w->suspects[k].addr;
+		uint32_t node = w->suspects[k].node, other = w->suspects[k].other;
+		if (!w->nodes[node].up || !w->nodes[other].up ||
+			w->nodes[node].incarnation != w->suspects[k].node_incarnation ||
+			w->nodes[other].incarnation != w->suspects[k].other_incarnation)
+			continue;
+		if (sim__node_active_now(w, other, addr) == 1 &&
+			sim__node_active_now(w, node, addr) == 1)
+			sim__fail(w, "6 one active copy", "actor kind %u id %"
+				PRIu64 " is active on n%u and on n%u", addr.kind,
+				addr.id, node + 1, other + 1);
+	}
+	w->suspects_count = 0;
 }
 
 static sim_epoch_seen *epochs_seen(sim_world *w, uint32_t *count, bool grow);

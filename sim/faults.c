@@ -118,7 +118,7 @@ sim__knobs_print(const sim_world *w, FILE *out)
 		"duplicate_ppm=%u reorder_ppm=%u crash_per_hour=%u torn_pct=%u "
 		"partition_per_hour=%u disk_fault_ppm=%u skew_ms=%u "
 		"join_per_hour=%u drain_per_hour=%u checkpoint_s=%u "
-		"disk_latency_ms=%u tick_ms=%u mode=%s",
+		"disk_latency_ms=%u tick_ms=%u mode=%s disk_policy=%s",
 		w->seed, k->nodes, k->users, k->follows_avg,
 		k->sim_time_ms / 1000, k->ops_per_minute, k->celebrity_followers,
 		faults[0] ? faults : "none", k->latency_ms, k->jitter_ms,
@@ -126,7 +126,8 @@ sim__knobs_print(const sim_world *w, FILE *out)
 		k->torn_crash_percent, k->partition_per_hour, k->disk_fault_ppm,
 		k->clock_skew_ms, k->join_per_hour, k->drain_per_hour,
 		k->checkpoint_s, k->disk_latency_ms, k->tick_ms,
-		w->opts.mode == SIM_MODE_LIVENESS ? "liveness" : "safety");
+		w->opts.mode == SIM_MODE_LIVENESS ? "liveness" : "safety",
+		w->opts.disk_probe ? "probe" : "restart");
 	if (out != NULL)
 		fprintf(out, "%s\n", line);
 }

@@ -5,13 +5,19 @@
  *            [--sim-time 24h] [--faults swarm|none|LIST]
  *            [--check-determinism] [--mode safety|liveness]
  *            [--ops-per-minute N] [--no-recovery-check]
- *            [--require-sometimes] [--verbose]
+ *            [--require-sometimes] [--expect-failure]
+ *            [--disk-policy restart|probe] [--verbose]
  *
  * Prints, per seed, the seed and every knob it drew (one line), then
  * "ok ..." or "FAIL ..." with the first violation and the one command
  * line that replays it. With --seeds K it runs seeds S..S+K-1, reports
  * how often each sometimes-assertion was reached, and ends with
  * "N passed, N failed". Exit status 0 only when everything passed.
+ * --check-determinism runs every seed twice and fails a seed whose two
+ * runs' event hashes differ. --expect-failure (the bug zoo) stops at the
+ * first failing seed, prints "caught by seed S", and succeeds only then.
+ * Exit status: 0 all passed, 1 some failed, 2 bad arguments, 3 two runs
+ * of a seed differed.
  *
  * Wall-clock time is read here only to report speed; no decision of a
  * run depends on it.
@@ -37,7 +43,8 @@ usage(void)
 		"reorder,delay,partition,disk,skew,join,drain]\n"
 		"                [--check-determinism] [--mode safety|liveness]\n"
 		"                [--ops-per-minute N] [--no-recovery-check]\n"
-		"                [--require-sometimes] [--verbose]\n");
+		"                [--require-sometimes] [--expect-failure]\n"
+		"                [--disk-policy restart|probe] [--verbose]\n");
 }
 
 static int
@@ -96,6 +103,7 @@ typedef struct sometimes_table {
 	uint32_t count;
 	uint32_t faults_seen;  /* union over the sweep's seeds */
 	bool stories;
+	bool disk_probe;       /* --disk-policy probe */
 } sometimes_table;
 
 static sometimes_row *
@@ -151,20 +159,23 @@ static const struct {
 	const char *name;
 	uint32_t faults;
 	bool stories;
+	int policy; /* 0: any disk policy; 1: only probe; 2: only restart */
 } requirements[] = {
-	{"persistence: torn journal tail truncated", SIM_FAULT_TORN, false},
+	{"persistence: torn journal tail truncated", SIM_FAULT_TORN, false, 0},
 	{"persistence: failed journal recovered by a probe", SIM_FAULT_DISK,
-		false},
-	{"actors: re-sent timeline push deduplicated", SIM_FAULT_CRASH, false},
-	{"sim: a call was lost with its node", SIM_FAULT_CRASH, false},
+		false, 1},
+	{"sim: node restarted after its journal failed", SIM_FAULT_DISK,
+		false, 2},
+	{"actors: re-sent timeline push deduplicated", SIM_FAULT_CRASH, false, 0},
+	{"sim: a call was lost with its node", SIM_FAULT_CRASH, false, 0},
 	{"sim: node crashed during a handoff",
-		SIM_FAULT_JOIN | SIM_FAULT_DRAIN, false},
-	{"sim: frame dropped by the network", SIM_FAULT_DROP, false},
-	{"sim: frame duplicated by the network", SIM_FAULT_DUPLICATE, false},
-	{"sim: frame overtaken by later ones", SIM_FAULT_REORDER, false},
-	{"sim: story expiring during a partition", SIM_FAULT_PARTITION, true},
+		SIM_FAULT_JOIN | SIM_FAULT_DRAIN, false, 0},
+	{"sim: frame dropped by the network", SIM_FAULT_DROP, false, 0},
+	{"sim: frame duplicated by the network", SIM_FAULT_DUPLICATE, false, 0},
+	{"sim: frame overtaken by later ones", SIM_FAULT_REORDER, false, 0},
+	{"sim: story expiring during a partition", SIM_FAULT_PARTITION, true, 0},
 	{"cluster: message held during a handoff",
-		SIM_FAULT_JOIN | SIM_FAULT_DRAIN, false},
+		SIM_FAULT_JOIN | SIM_FAULT_DRAIN, false, 0},
 };
 
 static bool
@@ -176,6 +187,9 @@ required(const sometimes_table *t, const char *name)
 			continue;
 		if ((requirements[i].faults & t->faults_seen) == 0 &&
 			requirements[i].faults != 0)
+			return false;
+		if ((requirements[i].policy == 1 && !t->disk_probe) ||
+			(requirements[i].policy == 2 && t->disk_probe))
 			return false;
 		return !requirements[i].stories || t->stories;
 	}
@@ -203,6 +217,11 @@ sometimes_report(const sometimes_table *t, uint64_t seeds)
 
 /* ---- running seeds ------------------------------------------------------ */
 
+/* Exit status when two runs of a seed differed (beats failed seeds). */
+#define EXIT_NONDETERMINISTIC 3
+
+static bool nondeterministic;
+
 static bool
 run_seed(const sim_options *o, bool check_determinism, sometimes_table *t,
 	double *sim_seconds)
@@ -218,13 +237,15 @@ run_seed(const sim_options *o, bool check_determinism, sometimes_table *t,
 	char failure[1200];
 	snprintf(failure, sizeof failure, "%s", rc != 0 && r.failure[0] == '\0'
 		? "the simulation could not run" : r.failure);
-	if (ok && check_determinism) {
+	if (check_determinism) {
 		sim_result again;
 		int rc2 = sim_run(o, &again);
 		sim_sometimes_reset();
 		if (rc2 != rc || again.trace_hash != r.trace_hash ||
 			again.passed != r.passed) {
 			ok = false;
+			r.passed = false;
+			nondeterministic = true;
 			snprintf(failure, sizeof failure, "determinism: two runs "
 				"of the seed differ: hash %016" PRIx64 " vs %016"
 				PRIx64 ", %s vs %s", r.trace_hash,
@@ -262,6 +283,7 @@ main(int argc, char **argv)
 	uint64_t seeds = 1;
 	bool check_determinism = false;
 	bool require_sometimes = false;
+	bool expect_failure = false;
 	bool seed_given = false;
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
@@ -273,6 +295,10 @@ main(int argc, char **argv)
 		}
 		if (strcmp(a, "--require-sometimes") == 0) {
 			require_sometimes = true;
+			continue;
+		}
+		if (strcmp(a, "--expect-failure") == 0) {
+			expect_failure = true;
 			continue;
 		}
 		if (strcmp(a, "--verbose") == 0) {
@@ -303,12 +329,21 @@ main(int argc, char **argv)
 		} else if (strcmp(a, "--ops-per-minute") == 0) {
 			bad = parse_u64(v, &x) || x == 0 || x > 600000;
 			o.ops_per_minute = (uint32_t)x;
+		} else if (strcmp(a, "--trace") == 0) {
+			o.trace_path = v;
 		} else if (strcmp(a, "--graph") == 0) {
 			o.graph = v;
 		} else if (strcmp(a, "--sim-time") == 0) {
 			bad = parse_duration(v, &o.sim_time_ms);
 		} else if (strcmp(a, "--faults") == 0) {
 			bad = sim_faults_parse(v, &o.swarm, &o.faults) != 0;
+		} else if (strcmp(a, "--disk-policy") == 0) {
+			if (strcmp(v, "restart") == 0)
+				o.disk_probe = false;
+			else if (strcmp(v, "probe") == 0)
+				o.disk_probe = true;
+			else
+				bad = 1;
 		} else if (strcmp(a, "--mode") == 0) {
 			if (strcmp(v, "safety") == 0)
 				o.mode = SIM_MODE_SAFETY;
@@ -332,20 +367,34 @@ main(int argc, char **argv)
 	sometimes_table *table = calloc(1, sizeof *table);
 	if (table == NULL)
 		return 1;
+	table->disk_probe = o.disk_probe;
 	sim_sometimes_reset();
 	uint64_t passed = 0, failed = 0;
 	double started = wall_seconds(), sim_seconds = 0.0;
 	uint64_t first = o.seed;
 	for (uint64_t k = 0; k < seeds; k++) {
 		o.seed = first + k;
-		if (run_seed(&o, check_determinism, table, &sim_seconds))
+		if (run_seed(&o, check_determinism, table, &sim_seconds)) {
 			passed++;
-		else
-			failed++;
+			continue;
+		}
+		failed++;
+		if (expect_failure) {
+			printf("caught by seed %" PRIu64 " after %" PRIu64
+				" seeds\n", o.seed, k + 1);
+			break;
+		}
 	}
 	double wall = wall_seconds() - started;
 	int status = failed == 0 ? 0 : 1;
-	if (seeds > 1 || require_sometimes) {
+	if (nondeterministic)
+		status = EXIT_NONDETERMINISTIC;
+	if (expect_failure) {
+		if (failed == 0)
+			printf("not caught in %" PRIu64 " seeds\n", seeds);
+		status = failed > 0 ? 0 : 1;
+	}
+	if ((seeds > 1 && !expect_failure) || require_sometimes) {
 		uint32_t missing = sometimes_report(table, seeds);
 		if (require_sometimes && missing > 0) {
 			printf("FAIL sometimes: %u rare states never reached\n",

@@ -408,6 +408,12 @@ void sim__driver_node_down(sim_driver *d, uint32_t node);
  * NULL while it is down or has not joined. */
 api_client *sim__node_client(sim_world *w, uint32_t index);
 bool sim__active_has(const sim_active *s, rt_addr a);
+/* Asks node index's runtime whether addr is in its registry (and
+ * rebuilds its active set from the registry). 1, 0, or -1 when the
+ * runtime could not be asked. */
+int sim__node_active_now(sim_world *w, uint32_t index, rt_addr addr);
+/* Settles suspected double activations (checked after each slice). */
+void sim__check_suspects(sim_world *w);
 /* The cluster agrees (every member up, one epoch, leases, no moves). */
 bool sim__converged(sim_world *w);
 /* Runs the completions ready on every live node's client. */
@@ -475,6 +481,7 @@ struct sim_world {
 	bool features_stories;
 	bool features_notifications;
 	FILE *log;            /* progress lines (stderr); NULL: quiet */
+	FILE *trace;          /* --trace: every hashed event */
 	/* the join or drain in progress (one at a time) */
 	bool membership_busy;
 	bool membership_drain;
@@ -484,6 +491,16 @@ struct sim_world {
 	sim_epoch_seen *epochs;
 	uint32_t epochs_count;
 	uint32_t epochs_capacity;
+	/* activations of an address the active set of another node holds:
+	 * verified against that node's registry after the slice */
+	struct {
+		rt_addr addr;
+		uint32_t node;  /* where it was activated */
+		uint32_t other; /* where the set says it is active */
+		uint32_t node_incarnation;
+		uint32_t other_incarnation;
+	} suspects[64];
+	uint32_t suspects_count;
 };
 
 static inline sim_rng *
@@ -492,12 +509,16 @@ sim__rng(sim_world *w, int stream)
 	return &w->rng[stream];
 }
 
+void sim__trace(sim_world *w, uint64_t a, uint64_t b, uint64_t c);
+
 /* Mixes an event into the run's hash. */
 static inline void
 sim__hash(sim_world *w, uint64_t a, uint64_t b, uint64_t c)
 {
 	w->hash = sim__hash_step(sim__hash_step(sim__hash_step(w->hash, a),
 		b), c);
+	if (w->trace != NULL)
+		sim__trace(w, a, b, c);
 }
 
 /* Queues an event (asserts the queue has room). */

@@ -5,6 +5,10 @@
  * parts, composed the way flockd composes them: rt_create, api_create,
  * ps_node_open (recovery), api_bind_store, cl_node_open, rt_start.
  *
+ * The cluster opens before persistence (state seam deferred), as in
+ * flockd, so recovery's wake-ups are routed; handoffs ship through
+ * cl_state_ops_persistence and passivate through the runtime.
+ *
  * A crash is a process death: the disk keeps only what was fdatasynced
  * (or a torn prefix of the rest), everything in memory is dropped
  * without another write, and clients connected to the node lose their
@@ -84,6 +88,49 @@ active_clear(sim_active *s)
 {
 	free(s->slots);
 	memset(s, 0, sizeof *s);
+}
+
+/* Enumerates a runtime's registry through rt_passivate_where with a
+ * predicate that records every address and passivates nothing. */
+typedef struct registry_scan {
+	sim_active rebuilt;
+	rt_addr target;
+	bool found;
+} registry_scan;
+
+static bool
+scan_one(void *arg, rt_addr a)
+{
+	registry_scan *s = arg;
+	active_add(&s->rebuilt, a);
+	if (rt_addr_equal(a, s->target))
+		s->found = true;
+	return false;
+}
+
+static void
+scan_done(void *arg, int status)
+{
+	(void)arg;
+	(void)status;
+}
+
+int
+sim__node_active_now(sim_world *w, uint32_t index, rt_addr addr)
+{
+	sim_node *n = &w->nodes[index];
+	if (!n->up)
+		return 0;
+	registry_scan s = {.target = addr};
+	if (rt_passivate_where(n->rt, scan_one, &s, scan_done, NULL) != 0) {
+		active_clear(&s.rebuilt);
+		return -1;
+	}
+	/* The registry is the truth: actors passivated since (handoffs,
+	 * lost leases) leave the set. */
+	active_clear(&n->active);
+	n->active = s.rebuilt;
+	return s.found ? 1 : 0;
 }
 
 /* ---- life cycle --------------------------------------------------------- */
@@ -183,6 +230,7 @@ open_cluster(sim_world *w, sim_node *n, const char *join)
 	cc.transport = ep;
 	cc.manual_tick = true;
 	cc.bootstrap = false;
+	cc.state_deferred = true;
 	/* The incarnation number the cluster puts on every frame comes from
 	 * the seed (seed | 1 in manual mode): new for every restart. */
 	cc.seed = sim__mix(w->seed ^ (uint64_t)n->index << 40 ^
@@ -219,6 +267,9 @@ sim__node_start(sim_world *w, uint32_t index, const char *join)
 		goto fail_rt;
 	if (sim__disk_init(&n->disk, w, index, n->dir) != 0)
 		goto fail_api;
+	n->up = true; /* loads during recovery are checked as live */
+	if (open_cluster(w, n, join) != 0)
+		goto fail_disk;
 	ps_node_options po = {
 		.disk = &n->disk.disk,
 		.segment_bytes = NODE_SEGMENT_BYTES,
@@ -237,14 +288,10 @@ sim__node_start(sim_world *w, uint32_t index, const char *join)
 			"failed: %s (%s at %" PRIu64 ")", index + 1,
 			n->incarnation, ps_strerror(prc),
 			report.journal.corrupt_path, report.journal.corrupt_offset);
-		goto fail_disk;
+		goto fail_cluster;
 	}
 	api_bind_store(n->api, n->ps);
-	n->up = true; /* loads during cl_node_open are checked as live */
-	if (open_cluster(w, n, join) != 0) {
-		n->up = false;
-		goto fail_ps;
-	}
+	cl_node_set_state(n->cl, cl_state_ops_persistence(), n->ps);
 	if (n->id != 0)
 		(void)rt_set_node_id(n->rt, n->id);
 	SIM_ASSERT(rt_start(n->rt) == 0);
@@ -259,11 +306,11 @@ sim__node_start(sim_world *w, uint32_t index, const char *join)
 	sim__node_poke(w, index);
 	return 0;
 
-fail_ps:
-	rt_stop(n->rt);
-	ps_node_crash(n->ps);
-	n->ps = NULL;
+fail_cluster:
+	cl_node_close(n->cl);
+	n->cl = NULL;
 fail_disk:
+	n->up = false;
 	sim__disk_free(&n->disk);
 fail_api:
 	api_destroy(n->api);

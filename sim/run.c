@@ -60,26 +60,22 @@ sim_options_default(sim_options *o)
 	o->check_recovery = true;
 }
 
-int
-sim_faults_parse(const char *text, bool *swarm_out, uint32_t *faults_out)
+/* Parses a comma list of class names into *faults_out; a leading '-'
+ * removes a class (from `start`). */
+static int
+parse_classes(const char *p, uint32_t start, uint32_t *faults_out)
 {
-	if (strcmp(text, "swarm") == 0) {
-		*swarm_out = true;
-		*faults_out = SIM_FAULTS_ALL;
-		return 0;
-	}
-	*swarm_out = false;
-	*faults_out = 0;
-	if (strcmp(text, "none") == 0)
-		return 0;
-	const char *p = text;
+	uint32_t faults = start;
 	while (*p != '\0') {
+		bool remove = *p == '-';
+		p += remove;
 		size_t n = strcspn(p, ",");
 		bool found = false;
 		for (uint32_t i = 0; i < SIM_FAULT_NAMES_COUNT; i++)
 			if (strlen(sim_fault_names[i]) == n &&
 				strncmp(p, sim_fault_names[i], n) == 0) {
-				*faults_out |= 1u << i;
+				faults = remove ? faults & ~(1u << i)
+						: faults | (1u << i);
 				found = true;
 			}
 		if (!found)
@@ -88,7 +84,30 @@ sim_faults_parse(const char *text, bool *swarm_out, uint32_t *faults_out)
 		if (*p == ',')
 			p++;
 	}
+	*faults_out = faults;
 	return 0;
+}
+
+int
+sim_faults_parse(const char *text, bool *swarm_out, uint32_t *faults_out)
+{
+	*swarm_out = false;
+	*faults_out = 0;
+	if (strcmp(text, "none") == 0)
+		return 0;
+	if (strcmp(text, "swarm") == 0) {
+		*swarm_out = true;
+		*faults_out = SIM_FAULTS_ALL;
+		return 0;
+	}
+	if (strncmp(text, "swarm:", 6) == 0) {
+		*swarm_out = true;
+		/* "swarm:-join,-drain" removes from all; "swarm:crash,disk"
+		 * draws among those only */
+		uint32_t start = text[6] == '-' ? SIM_FAULTS_ALL : 0;
+		return parse_classes(text + 6, start, faults_out);
+	}
+	return parse_classes(text, 0, faults_out);
 }
 
 static void
@@ -112,13 +131,17 @@ sim_command_line(const sim_options *o, char *out, size_t size)
 		snprintf(faults, sizeof faults, "swarm");
 	else if (o->faults == 0)
 		snprintf(faults, sizeof faults, "none");
-	else
+	else {
+		if (o->swarm)
+			snprintf(faults, sizeof faults, "swarm:");
+		size_t start = strlen(faults);
 		for (uint32_t i = 0; i < SIM_FAULT_NAMES_COUNT; i++)
 			if (o->faults & (1u << i)) {
 				size_t n = strlen(faults);
 				snprintf(faults + n, sizeof faults - n, "%s%s",
-					n ? "," : "", sim_fault_names[i]);
+					n > start ? "," : "", sim_fault_names[i]);
 			}
+	}
 	char duration[32];
 	format_duration(o->sim_time_ms, duration, sizeof duration);
 	int n = snprintf(out, size, "flocksim --seed %" PRIu64 " --nodes %u"
@@ -133,7 +156,9 @@ sim_command_line(const sim_options *o, char *out, size_t size)
 	if (n > 0 && (size_t)n < size && o->graph != NULL)
 		n += snprintf(out + n, size - (size_t)n, " --graph %s", o->graph);
 	if (n > 0 && (size_t)n < size && !o->check_recovery)
-		snprintf(out + n, size - (size_t)n, " --no-recovery-check");
+		n += snprintf(out + n, size - (size_t)n, " --no-recovery-check");
+	if (n > 0 && (size_t)n < size && o->disk_probe)
+		snprintf(out + n, size - (size_t)n, " --disk-policy probe");
 }
 
 /* ---- failures and logging ------------------------------------------------ */
@@ -153,6 +178,17 @@ sim__fail(sim_world *w, const char *invariant, const char *format, ...)
 	snprintf(w->failure, sizeof w->failure, "invariant %s at t=%" PRIu64
 		".%03" PRIu64 "s: %s", invariant, w->now_ms / 1000,
 		w->now_ms % 1000, detail);
+}
+
+void
+sim__trace(sim_world *w, uint64_t a, uint64_t b, uint64_t c)
+{
+	uint64_t nodes = 0;
+	for (uint32_t i = 0; i < w->nodes_count; i++)
+		if (w->nodes[i].up)
+			nodes = sim__hash_step(nodes, rt_trace_hash(w->nodes[i].rt));
+	fprintf(w->trace, "%" PRIu64 " %" PRIx64 " %" PRIx64 " %" PRIx64
+		" nodes=%016" PRIx64 "\n", w->now_ms, a, b, c, nodes);
 }
 
 void
@@ -226,6 +262,13 @@ retry_event(sim_world *w, uint32_t index)
 	ps_journal *j = ps_node_journal(n->ps);
 	if (ps_journal_status(j) == 0)
 		return;
+	if (!w->opts.disk_probe) {
+		sim__log(w, "n%u: journal failed, restarting it", index + 1);
+		sim_sometimes("sim: node restarted after its journal failed");
+		sim__node_crash(w, index, false);
+		sim__node_start(w, index, NULL);
+		return;
+	}
 	sim__faults_disk_step(w, index);
 	int rc = ps_journal_retry(j);
 	ps_fault_disk_heal(n->disk.fault);
@@ -318,6 +361,7 @@ plan_disks(sim_world *w)
 			}
 		}
 		if (!n->retry_queued && ps_journal_status(j) != 0) {
+			/* probe and carry on, or restart (fail-stop) */
 			sim__schedule(w, w->now_ms + RUN_PROBE_RETRY_MS,
 				SIM_EV_RETRY, i, 0);
 			n->retry_queued = true;
@@ -352,6 +396,8 @@ run_instant(sim_world *w)
 			w->nodes[pick].flush_queued = true;
 			worked = true;
 		}
+		if (w->suspects_count > 0)
+			sim__check_suspects(w);
 		sim__driver_poll(w->driver);
 	}
 	sim__driver_poll(w->driver);
@@ -527,6 +573,40 @@ sim__converged(sim_world *w)
 	return true;
 }
 
+/* Why the world is not settled, for the failure message. */
+static void
+why_unsettled(sim_world *w, char *out, size_t size)
+{
+	size_t n = 0;
+	n += (size_t)snprintf(out + n, size - n, "calls=%u frames=%" PRIu64,
+		sim__driver_inflight(w->driver), sim__net_in_flight(w->net));
+	cl_status *st = malloc(sizeof *st);
+	SIM_ASSERT(st != NULL);
+	for (uint32_t i = 0; i < w->nodes_count && n < size; i++) {
+		sim_node *x = &w->nodes[i];
+		if (!x->exists || x->removed)
+			continue;
+		if (!x->up) {
+			n += (size_t)snprintf(out + n, size - n, "; n%u down", i + 1);
+			continue;
+		}
+		cl_node_status(x->cl, st);
+		n += (size_t)snprintf(out + n, size - n, "; n%u id=%u epoch=%"
+			PRIu64 " lease=%d coordinator=%u moves_pending=%u "
+			"in_flight=%u runnable=%d disk=%d journal=%d members=",
+			i + 1, st->self, st->epoch, st->lease_held,
+			st->coordinator, st->moves_pending, st->moves_in_flight,
+			x->runnable, x->disk_queued,
+			ps_journal_status(ps_node_journal(x->ps)));
+		for (uint32_t k = 0; k < st->members_count && n < size; k++)
+			n += (size_t)snprintf(out + n, size - n, "%s%u:%c%c",
+				k ? "," : "", st->members[k].id,
+				"SAD"[st->members[k].state % 3],
+				"asd"[st->members[k].liveness % 3]);
+	}
+	free(st);
+}
+
 /* Convergence costs a status per node: looked at once a second. */
 #define RUN_SETTLE_STEP_MS 1000u
 
@@ -559,9 +639,12 @@ heal_and_settle(sim_world *w)
 	if (w->failed)
 		return -1;
 	if (!sim__settle(w, bound)) {
+		char why[700];
+		why_unsettled(w, why, sizeof why);
 		if (!w->failed)
 			sim__fail(w, "liveness", "not quiet and converged %" PRIu64
-				" s after healing", (w->now_ms - healed) / 1000);
+				" s after healing: %s", (w->now_ms - healed) / 1000,
+				why);
 		return -1;
 	}
 	sim__log(w, "settled after %" PRIu64 " ms", w->now_ms - healed);
@@ -648,10 +731,17 @@ sim_run(const sim_options *o, sim_result *out)
 	w->seed = o->seed;
 	w->result = out;
 	w->log = o->verbose ? stderr : NULL;
+	if (o->trace_path != NULL && (w->trace = fopen(o->trace_path, "w")) ==
+		NULL) {
+		free(w);
+		return SIM_EIO;
+	}
 	for (int s = 1; s <= SIM_STREAM_CHECK; s++)
 		sim__rng_seed(&w->rng[s], o->seed, (uint64_t)s);
 	sim__knobs_draw(w);
 	if (make_run_dir(w) != 0) {
+		if (w->trace != NULL)
+			fclose(w->trace);
 		free(w);
 		return SIM_EIO;
 	}
@@ -669,6 +759,8 @@ sim_run(const sim_options *o, sim_result *out)
 	if (w->failed)
 		snprintf(out->failure, sizeof out->failure, "%s", w->failure);
 	teardown(w);
+	if (w->trace != NULL)
+		fclose(w->trace);
 	free(w);
 	return rc;
 }

@@ -112,13 +112,23 @@ typedef struct sim_options {
 	uint32_t ops_per_minute; /* 0: drawn from the seed */
 	bool verbose;            /* progress lines on stderr */
 	bool check_recovery;     /* invariant 7: restart all twice at the end */
+	/* After a journal write or fdatasync fails: false (the default) the
+	 * node is restarted, fail-stop, as its supervisor would; true it
+	 * probes and carries on, as persistence itself does (its actors keep
+	 * the failed writes in memory until a restart: see the README). */
+	bool disk_probe;
+	/* Every hashed event, one line each, to this file (NULL: none):
+	 * diff two traces to find where runs part. */
+	const char *trace_path;
 	const char *tmp_dir;     /* NULL: /dev/shm if present, else TMPDIR */
 } sim_options;
 
 /* Swarm over every fault class, 3 nodes, one hour, safety mode. */
 void sim_options_default(sim_options *o);
 
-/* Parses "swarm", "none" or a comma list of sim_fault_names. */
+/* Parses "swarm" (every class may be drawn), "swarm:a,b" (only those),
+ * "swarm:-a,-b" (all but those), "none", or a comma list of
+ * sim_fault_names (exactly those). */
 int sim_faults_parse(const char *text, bool *swarm_out, uint32_t *faults_out);
 
 typedef struct sim_result {
