@@ -1822,7 +1822,7 @@ user_on_activate(rt_actor *self, void *state, bool fresh)
 	api *a = actors__api_of(rt_actor_runtime(self));
 	ACTORS_ASSERT(a != NULL);
 	st->id = rt_self(self).id;
-	user__engage_on_activate(a, self, st);
+	user__engage_on_activate(a, self, st, fresh);
 	if (fresh)
 		return 0;
 	ring_trim(st, a->cfg.timeline_entries_max);

@@ -44,7 +44,7 @@
 /* Notifications published from one write (one, in practice). */
 #define USER_PUBLISH_NOTIFICATIONS_MAX 8u
 #define USER_ENGAGE_SNAPSHOT_VERSION 1u
-#define USER_ENGAGE_SNAPSHOT_FIELDS 14u
+#define USER_ENGAGE_SNAPSHOT_FIELDS 15u
 
 int
 actors__engage_register(rt_runtime *rt)
@@ -272,8 +272,10 @@ stream_get(user_state *st)
 {
 	if (st->stream == NULL) {
 		st->stream = malloc(sizeof *st->stream);
-		if (st->stream != NULL)
+		if (st->stream != NULL) {
 			inbox_stream_init(st->stream);
+			st->stream->last_seq = st->stream_seq_floor;
+		}
 	}
 	return st->stream;
 }
@@ -1355,14 +1357,20 @@ user__engage_answer(api *a, rt_actor *self, user_state *st,
 }
 
 void
-user__engage_on_activate(api *a, rt_actor *self, user_state *st)
+user__engage_on_activate(api *a, rt_actor *self, user_state *st, bool fresh)
 {
-	bool exact = st->stream_exact && !st->replayed;
+	/* Nothing stored means nothing published before either (the first
+	 * publish of an activation journals a mark). */
+	bool exact = fresh || (st->stream_exact && !st->replayed);
 	st->stream_exact = false;
 	st->replayed = false;
 	st->passivating = false;
 	st->stream_marked = false;
-	if (st->stream != NULL) {
+	if (st->stream == NULL && !exact) {
+		/* A stream may have existed that no snapshot kept (a crash
+		 * before any checkpoint): the next one starts past it. */
+		st->stream_seq_floor += USER_STREAM_SEQ_GAP;
+	} else if (st->stream != NULL) {
 		bool had_sessions = st->stream->subscribers_count > 0;
 		if (!exact)
 			inbox_stream_reset(st->stream, USER_STREAM_SEQ_GAP);
@@ -1403,7 +1411,8 @@ user__engage_free(user_state *st)
 /* ---- snapshot ------------------------------------------------------------------- *
  * [version, search_indexed, search_followers, rates, idem, inbox,
  *  stories|nil, seen, story_authors (bin: author, expires u64 pairs),
- *  stream|nil, stream_exact, stream_incarnation, offline_at, presence] */
+ *  stream|nil, stream_exact, stream_incarnation, offline_at, presence,
+ *  stream_seq_floor] */
 
 int
 user__engage_encode(const user_state *st, msgpack_packer *pk)
@@ -1431,6 +1440,7 @@ user__engage_encode(const user_state *st, msgpack_packer *pk)
 	rc |= msgpack_pack_uint64(pk, st->stream_incarnation);
 	rc |= msgpack_pack_uint64(pk, st->offline_at_ms);
 	rc |= inbox_presence_encode(&st->online_followers, pk);
+	rc |= msgpack_pack_uint64(pk, st->stream_seq_floor);
 	return rc == 0 ? 0 : RT_ENOMEM;
 }
 
@@ -1487,7 +1497,8 @@ user__engage_decode(user_state *st, const msgpack_object *obj)
 		!engage_get_u64(&f[2], &st->search_followers) ||
 		!engage_get_bool(&f[10], &st->stream_exact) ||
 		!engage_get_u64(&f[11], &st->stream_incarnation) ||
-		!engage_get_u64(&f[12], &st->offline_at_ms))
+		!engage_get_u64(&f[12], &st->offline_at_ms) ||
+		!engage_get_u64(&f[14], &st->stream_seq_floor))
 		return RT_ECORRUPT;
 	if (rate_decode(&st->rates, &f[3]) != 0 ||
 		idem_decode(&st->idem, &f[4]) != 0 ||

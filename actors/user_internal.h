@@ -149,6 +149,8 @@ typedef struct user_state {
 	uint64_t story_timer_at_ms; /* the armed expiry timer's wall time; 0:
 				       none (not stored) */
 	inbox_stream *stream;       /* NULL until the first session */
+	uint64_t stream_seq_floor;  /* a stream created from now on starts
+				       its seqs here (see user_engage.c) */
 	uint64_t stream_incarnation; /* api incarnation of its subscribers */
 	uint64_t offline_at_ms;     /* wall ms the last session left */
 	inbox_presence online_followers; /* celebrities: who to push live */
@@ -232,7 +234,9 @@ bool user__rate_allow(api *a, rt_actor *self, user_state *st,
 void user__post_event(api *a, rt_actor *self, user_state *st,
 	uint64_t post_id, bool pushed, api_event_type type, const void *body,
 	size_t body_length);
-void user__engage_on_activate(api *a, rt_actor *self, user_state *st);
+/* fresh: the store had nothing for this user. */
+void user__engage_on_activate(api *a, rt_actor *self, user_state *st,
+	bool fresh);
 void user__engage_free(user_state *st);
 int user__engage_encode(const user_state *st, msgpack_packer *pk);
 int user__engage_decode(user_state *st, const msgpack_object *obj);

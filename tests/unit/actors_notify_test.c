@@ -259,6 +259,24 @@ wait_inbox(t_env *e, uint64_t alice, uint32_t n, t_inbox *in)
 	CHECK_MSG(false, "inbox holds %u, wanted %u", in->count, n);
 }
 
+typedef struct t_seen {
+	uint64_t last_seq;
+	bool resync;
+	uint64_t after_resync_seq;
+} t_seen;
+
+static void
+on_event(void *arg, const api_event *ev)
+{
+	t_seen *s = arg;
+	if (ev->type == API_EVENT_RESYNC)
+		s->resync = true;
+	else if (s->resync && s->after_resync_seq == 0)
+		s->after_resync_seq = ev->seq;
+	else if (ev->type == API_EVENT_NOTIFICATION)
+		s->last_seq = ev->seq;
+}
+
 static void
 crash_child(int round)
 {
@@ -268,9 +286,18 @@ crash_child(int round)
 		uint64_t alice = t_signup(&e, "alice");
 		uint64_t bob = t_signup(&e, "bob");
 		uint64_t post = t_post(&e, alice, "crash me");
+		t_seen seen = {0, false, 0};
+		api_ctx ac = {.user_id = alice};
+		api_stream *s;
+		CHECK_EQ(api_stream_open(e.c, &ac, alice, false, 0, on_event,
+				 &seen, &s),
+			API_OK);
 		CHECK_EQ(like(&e, bob, post, true), API_OK);
 		t_inbox in;
 		wait_inbox(&e, alice, 1, &in);
+		for (int i = 0; i < 100 && seen.last_seq == 0; i++)
+			api_client_wait(e.c, 10);
+		CHECK_EQ_U64(seen.last_seq, 1); /* a client saw seq 1 */
 	} else {
 		/* Like again after taking it back, and a comment: the like is
 		 * the same event; the comment is new. */
@@ -310,5 +337,22 @@ TEST_WITH_TIMEOUT(actors_notify_dedupe_across_crashes, 120)
 	CHECK_STR_EQ(in.type[1], "like");
 	CHECK_EQ_U64(in.seq[0], 2);
 	CHECK_EQ_U64(in.seq[1], 1);
+	/* The stream lost what it held in the crash: a client that saw seq
+	 * 1 is told to resync, and no seq it saw is given again. */
+	t_seen seen = {0, false, 0};
+	api_ctx ac = {.user_id = alice};
+	api_stream *s;
+	CHECK_EQ(api_stream_open(e.c, &ac, alice, true, 1, on_event, &seen,
+			 &s),
+		API_OK);
+	for (int i = 0; i < 100 && !seen.resync; i++)
+		api_client_wait(e.c, 10);
+	CHECK(seen.resync);
+	uint64_t post = first_post(&e, "alice");
+	CHECK_EQ(comment(&e, user_id(&e, "bob"), post, "after"), API_OK);
+	for (int i = 0; i < 100 && seen.after_resync_seq == 0; i++)
+		api_client_wait(e.c, 10);
+	CHECK(seen.after_resync_seq > (1ull << 32));
+	api_stream_close(s);
 	t_close(&e);
 }
