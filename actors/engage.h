@@ -737,10 +737,11 @@ int inbox_presence_decode(inbox_presence *p, const msgpack_object *obj);
 /* Users kept per 1..3 character prefix, ranked by followers: autocomplete
  * on one to three characters shows the best known accounts. */
 #define SEARCH_PREFIX_TOP_MAX 1000u
-/* Usernames kept per 3 character prefix; past it the one with the fewest
- * followers is dropped from the bucket (it still ranks in the top lists
- * if it belongs there). */
-#define SEARCH_BUCKET_USERS_MAX 65536u
+/* Usernames kept per 3 character prefix: 6 MiB of bucket at the cap,
+ * past the most common prefix ("mar") of 20 million names. Past it the
+ * one with the fewest followers is dropped from the bucket (it still
+ * ranks in the top lists if it belongs there). */
+#define SEARCH_BUCKET_USERS_MAX (1u << 18)
 /* The username prefix length that picks the shard of a longer query. */
 #define SEARCH_USER_PREFIX_BYTES 3u
 /* Terms and users one shard holds: a memory bound of roughly a gigabyte

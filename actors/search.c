@@ -11,7 +11,8 @@
  *          first, ties by smaller id), at most SEARCH_PREFIX_TOP_MAX; and
  *          `bucket`, every user whose first min(3, length) characters are
  *          exactly the key's, sorted by username, at most
- *          SEARCH_BUCKET_USERS_MAX;
+ *          SEARCH_BUCKET_USERS_MAX, in chunks of BUCKET_CHUNK_ENTRIES
+ *          entries that carry each user's followers and id;
  *       't' + tag, 'w' + word: `ids`, post ids ascending (newest last),
  *          at most SEARCH_POSTINGS_MAX, older ones dropped.
  *
@@ -36,6 +37,10 @@
 /* Table sizes start here and double; tables stay at most half full so
  * every probe ends at an empty slot. */
 #define TABLE_SLOTS_START 16u
+/* A bucket is a sorted sequence of chunks of this many entries (the
+ * leaves of a B+-tree without inner nodes): an insert moves at most one
+ * chunk (6 KiB) and splits it when full, however large the bucket. */
+#define BUCKET_CHUNK_ENTRIES 256u
 /* Cursor texts: 'p' + 16 hex (posts); 'u' + 1 + 16 + 16 hex (users). */
 #define CURSOR_POSTS_LENGTH 17u
 #define CURSOR_USERS_LENGTH 34u
@@ -50,6 +55,20 @@ typedef struct search_user {
 	char name[API_USERNAME_BYTES_MAX + 1];
 } search_user;
 
+/* A bucket entry carries what ranking needs, so a range scan reads
+ * contiguous memory instead of chasing one record per entry. */
+typedef struct bucket_entry {
+	uint64_t followers_count;
+	uint64_t user_id;
+	uint32_t record;          /* index of the user record (its name) */
+	uint32_t reserved;
+} bucket_entry;
+
+typedef struct bucket_chunk {
+	uint32_t count;
+	bucket_entry entries[BUCKET_CHUNK_ENTRIES];
+} bucket_chunk;
+
 typedef struct search_term {
 	uint64_t hash;            /* actors__hash64 of key */
 	uint32_t key_length;
@@ -58,9 +77,10 @@ typedef struct search_term {
 	uint32_t capacity;
 	uint64_t *ids;            /* 't', 'w': ascending */
 	uint32_t *top;            /* 'u': user records by rank */
-	uint32_t bucket_count;
-	uint32_t bucket_capacity;
-	uint32_t *bucket;         /* 'u': user records by username */
+	uint32_t bucket_count;    /* 'u': users in all chunks */
+	uint32_t chunks_count;
+	uint32_t chunks_capacity;
+	bucket_chunk **chunks;    /* 'u': users by username, in chunks */
 } search_term;
 
 struct search_index {
@@ -330,7 +350,9 @@ term_destroy(search_term *t)
 {
 	free(t->ids);
 	free(t->top);
-	free(t->bucket);
+	for (uint32_t i = 0; i < t->chunks_count; i++)
+		free(t->chunks[i]);
+	free(t->chunks);
 	free(t);
 }
 
@@ -420,38 +442,103 @@ top_remove(search_index *ix, search_term *t, uint32_t idx)
 	user_release(ix, idx);
 }
 
+/* A place in a bucket: chunk and entry within it. */
+typedef struct bucket_at {
+	uint32_t chunk;
+	uint32_t entry;
+} bucket_at;
+
+/* Orders entry e against (name, user_id): by name, then id. */
 static int
-name_compare(const search_user *a, const search_user *b)
+entry_compare(const search_index *ix, const bucket_entry *e,
+	const char *name, uint64_t user_id)
 {
-	int c = strcmp(a->name, b->name);
+	int c = strcmp(ix->users[e->record].name, name);
 	if (c != 0)
 		return c;
-	return (a->user_id > b->user_id) - (a->user_id < b->user_id);
+	return (e->user_id > user_id) - (e->user_id < user_id);
 }
 
-static uint32_t
-bucket_position(const search_index *ix, const search_term *t,
-	const search_user *u)
+/* The first place not ordered before (name, user_id). It is one past the
+ * last entry of the last chunk when everything is before it. */
+static bucket_at
+bucket_lower_bound(const search_index *ix, const search_term *t,
+	const char *name, uint64_t user_id)
 {
-	uint32_t lo = 0, hi = t->bucket_count;
+	bucket_at at = {0, 0};
+	if (t->bucket_count == 0)
+		return at; /* no chunk, or the first one being filled */
+	/* The last chunk whose first entry is before the probe. */
+	uint32_t lo = 0, hi = t->chunks_count;
 	while (lo < hi) {
 		uint32_t mid = lo + (hi - lo) / 2;
-		if (name_compare(&ix->users[t->bucket[mid]], u) < 0)
+		if (entry_compare(ix, &t->chunks[mid]->entries[0], name,
+			    user_id) < 0)
 			lo = mid + 1;
 		else
 			hi = mid;
 	}
-	return lo;
+	if (lo == 0)
+		return at;
+	at.chunk = lo - 1u;
+	const bucket_chunk *c = t->chunks[at.chunk];
+	lo = 0;
+	hi = c->count;
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+		if (entry_compare(ix, &c->entries[mid], name, user_id) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	at.entry = lo;
+	if (at.entry == c->count && at.chunk + 1u < t->chunks_count) {
+		at.chunk++;
+		at.entry = 0;
+	}
+	return at;
+}
+
+static bool
+bucket_valid(const search_term *t, bucket_at at)
+{
+	return at.chunk < t->chunks_count &&
+		at.entry < t->chunks[at.chunk]->count;
+}
+
+static bucket_entry *
+bucket_get(const search_term *t, bucket_at at)
+{
+	ACTORS_ASSERT(bucket_valid(t, at));
+	return &t->chunks[at.chunk]->entries[at.entry];
 }
 
 static void
-bucket_remove_at(search_index *ix, search_term *t, uint32_t at)
+bucket_remove_at(search_index *ix, search_term *t, bucket_at at)
 {
-	uint32_t idx = t->bucket[at];
-	memmove(&t->bucket[at], &t->bucket[at + 1],
-		(t->bucket_count - at - 1u) * sizeof *t->bucket);
+	bucket_chunk *c = t->chunks[at.chunk];
+	uint32_t idx = c->entries[at.entry].record;
+	memmove(&c->entries[at.entry], &c->entries[at.entry + 1u],
+		(c->count - at.entry - 1u) * sizeof c->entries[0]);
+	c->count--;
 	t->bucket_count--;
+	if (c->count == 0) {
+		free(c);
+		memmove(&t->chunks[at.chunk], &t->chunks[at.chunk + 1u],
+			(t->chunks_count - at.chunk - 1u) * sizeof *t->chunks);
+		t->chunks_count--;
+	}
 	user_release(ix, idx);
+}
+
+/* Finds record idx in the bucket. */
+static bool
+bucket_find(const search_index *ix, const search_term *t, uint32_t idx,
+	bucket_at *out)
+{
+	const search_user *u = &ix->users[idx];
+	*out = bucket_lower_bound(ix, t, u->name, u->user_id);
+	return bucket_valid(t, *out) && bucket_get(t, *out)->record == idx;
 }
 
 /* When the bucket is full, the user with the fewest followers (ties: the
@@ -459,16 +546,50 @@ bucket_remove_at(search_index *ix, search_term *t, uint32_t at)
 static bool
 bucket_make_room(search_index *ix, search_term *t, uint32_t idx)
 {
-	uint32_t worst = 0;
-	for (uint32_t i = 1; i < t->bucket_count; i++) {
-		if (ranks_before(&ix->users[t->bucket[worst]],
-			    &ix->users[t->bucket[i]]))
-			worst = i;
+	bucket_at worst = {0, 0};
+	const bucket_entry *w = bucket_get(t, worst);
+	for (uint32_t c = 0; c < t->chunks_count; c++) {
+		for (uint32_t i = 0; i < t->chunks[c]->count; i++) {
+			const bucket_entry *e = &t->chunks[c]->entries[i];
+			if (e->followers_count < w->followers_count ||
+				(e->followers_count == w->followers_count &&
+					e->user_id > w->user_id)) {
+				worst = (bucket_at){c, i};
+				w = e;
+			}
+		}
 	}
-	if (!ranks_before(&ix->users[idx], &ix->users[t->bucket[worst]]))
+	const search_user *u = &ix->users[idx];
+	if (u->followers_count < w->followers_count ||
+		(u->followers_count == w->followers_count &&
+			u->user_id > w->user_id))
 		return false;
 	bucket_remove_at(ix, t, worst);
 	return true;
+}
+
+/* Splits a full chunk in two halves; the new one follows it. */
+static int
+bucket_split(search_term *t, uint32_t chunk)
+{
+	if (array_reserve((void **)&t->chunks, &t->chunks_capacity,
+		    t->chunks_count + 1u, SEARCH_BUCKET_USERS_MAX,
+		    sizeof *t->chunks) != 0)
+		return API_EUNAVAILABLE;
+	bucket_chunk *next = malloc(sizeof *next);
+	if (next == NULL)
+		return API_EUNAVAILABLE;
+	bucket_chunk *c = t->chunks[chunk];
+	uint32_t half = c->count / 2u;
+	next->count = c->count - half;
+	memcpy(next->entries, &c->entries[half],
+		next->count * sizeof c->entries[0]);
+	c->count = half;
+	memmove(&t->chunks[chunk + 2u], &t->chunks[chunk + 1u],
+		(t->chunks_count - chunk - 1u) * sizeof *t->chunks);
+	t->chunks[chunk + 1u] = next;
+	t->chunks_count++;
+	return 0;
 }
 
 static int
@@ -477,14 +598,35 @@ bucket_insert(search_index *ix, search_term *t, uint32_t idx)
 	if (t->bucket_count == SEARCH_BUCKET_USERS_MAX &&
 		!bucket_make_room(ix, t, idx))
 		return 0;
-	if (array_reserve((void **)&t->bucket, &t->bucket_capacity,
-		    t->bucket_count + 1u, SEARCH_BUCKET_USERS_MAX,
-		    sizeof *t->bucket) != 0)
-		return API_EUNAVAILABLE;
-	uint32_t at = bucket_position(ix, t, &ix->users[idx]);
-	memmove(&t->bucket[at + 1], &t->bucket[at],
-		(t->bucket_count - at) * sizeof *t->bucket);
-	t->bucket[at] = idx;
+	const search_user *u = &ix->users[idx];
+	if (t->chunks_count == 0) {
+		if (array_reserve((void **)&t->chunks, &t->chunks_capacity, 1,
+			    SEARCH_BUCKET_USERS_MAX, sizeof *t->chunks) != 0)
+			return API_EUNAVAILABLE;
+		t->chunks[0] = malloc(sizeof *t->chunks[0]);
+		if (t->chunks[0] == NULL)
+			return API_EUNAVAILABLE;
+		t->chunks[0]->count = 0;
+		t->chunks_count = 1;
+	}
+	bucket_at at = bucket_lower_bound(ix, t, u->name, u->user_id);
+	if (t->chunks[at.chunk]->count == BUCKET_CHUNK_ENTRIES) {
+		int rc = bucket_split(t, at.chunk);
+		if (rc != 0)
+			return rc;
+		uint32_t half = t->chunks[at.chunk]->count;
+		if (at.entry > half) {
+			at.chunk++;
+			at.entry -= half;
+		}
+	}
+	bucket_chunk *c = t->chunks[at.chunk];
+	ACTORS_ASSERT(c->count < BUCKET_CHUNK_ENTRIES);
+	memmove(&c->entries[at.entry + 1u], &c->entries[at.entry],
+		(c->count - at.entry) * sizeof c->entries[0]);
+	c->entries[at.entry] = (bucket_entry){u->followers_count, u->user_id,
+		idx, 0};
+	c->count++;
 	t->bucket_count++;
 	ix->users[idx].refs++;
 	return 0;
@@ -493,8 +635,8 @@ bucket_insert(search_index *ix, search_term *t, uint32_t idx)
 static void
 bucket_remove(search_index *ix, search_term *t, uint32_t idx)
 {
-	uint32_t at = bucket_position(ix, t, &ix->users[idx]);
-	if (at < t->bucket_count && t->bucket[at] == idx)
+	bucket_at at;
+	if (bucket_find(ix, t, idx, &at))
 		bucket_remove_at(ix, t, at);
 }
 
@@ -595,7 +737,7 @@ search_index_user(search_index *ix, uint64_t user_id, const char *username,
 		rc = user_list(ix, idx, true);
 	} else {
 		/* Re-rank: out of the top lists with the old count, back in
-		 * with the new one. The bucket is ordered by name: it stays. */
+		 * with the new one. */
 		ix->users[idx].refs++;
 		char keys[3][5];
 		uint32_t n = user_keys(username, length, keys);
@@ -605,6 +747,13 @@ search_index_user(search_index *ix, uint64_t user_id, const char *username,
 				top_remove(ix, t, idx);
 		}
 		ix->users[idx].followers_count = followers_count;
+		/* The bucket is ordered by name, so the entry stays where it
+		 * is; only the copy of the count it carries changes. */
+		search_term *b = term_find(ix, keys[n - 1u],
+			strlen(keys[n - 1u]));
+		bucket_at at;
+		if (b != NULL && bucket_find(ix, b, idx, &at))
+			bucket_get(b, at)->followers_count = followers_count;
 		rc = user_list(ix, idx, false);
 	}
 	user_release(ix, idx);
@@ -848,6 +997,18 @@ user_rank(const search_user *u, bool exact)
 	return k;
 }
 
+/* The record of the user named exactly q in bucket t, or UINT32_MAX. */
+static uint32_t
+bucket_exact(const search_index *ix, const search_term *t, const char *q,
+	bucket_at *at)
+{
+	*at = bucket_lower_bound(ix, t, q, 0);
+	if (!bucket_valid(t, *at))
+		return UINT32_MAX;
+	uint32_t idx = bucket_get(t, *at)->record;
+	return strcmp(ix->users[idx].name, q) == 0 ? idx : UINT32_MAX;
+}
+
 /* Queries of 1..3 characters: the exact match, then the top list. */
 static void
 users_short(const search_index *ix, const char *q, size_t length,
@@ -858,13 +1019,9 @@ users_short(const search_index *ix, const char *q, size_t length,
 	const search_term *t = term_find(ix, key, length + 1u);
 	if (t == NULL)
 		return;
-	uint32_t exact = UINT32_MAX;
-	search_user probe = {.user_id = 0};
-	memcpy(probe.name, q, length);
-	uint32_t at = bucket_position(ix, t, &probe);
-	if (at < t->bucket_count &&
-		strcmp(ix->users[t->bucket[at]].name, q) == 0) {
-		exact = t->bucket[at];
+	bucket_at at;
+	uint32_t exact = bucket_exact(ix, t, q, &at);
+	if (exact != UINT32_MAX) {
 		rank_key k = user_rank(&ix->users[exact], true);
 		if (after == NULL || rank_compare(&k, after) > 0)
 			page_offer(page, &k, exact);
@@ -879,7 +1036,11 @@ users_short(const search_index *ix, const char *q, size_t length,
 	}
 }
 
-/* Longer queries: the bucket range of names starting with q. */
+/* Longer queries: the bucket range of names starting with q, from the
+ * first name >= q to the first name >= q with its last byte raised
+ * (usernames' bytes stop at 'z', so that byte never wraps). Only the
+ * names at the start of the range are read (for the exact match); the
+ * rest of the scan reads the entries' own followers and ids. */
 static void
 users_long(const search_index *ix, const char *q, size_t length,
 	const rank_key *after, user_page *page)
@@ -889,16 +1050,26 @@ users_long(const search_index *ix, const char *q, size_t length,
 	const search_term *t = term_find(ix, key, sizeof key - 1u);
 	if (t == NULL)
 		return;
-	search_user probe = {.user_id = 0};
-	memcpy(probe.name, q, length);
-	for (uint32_t i = bucket_position(ix, t, &probe); i < t->bucket_count;
-		i++) {
-		const search_user *u = &ix->users[t->bucket[i]];
-		if (strncmp(u->name, q, length) != 0)
-			break;
-		rank_key k = user_rank(u, u->name_length == length);
+	char upper[API_USERNAME_BYTES_MAX + 1];
+	memcpy(upper, q, length + 1u);
+	ACTORS_ASSERT((unsigned char)upper[length - 1u] < 0xff);
+	upper[length - 1u]++;
+	bucket_at end = bucket_lower_bound(ix, t, upper, 0);
+	bucket_at at;
+	bool exact = bucket_exact(ix, t, q, &at) != UINT32_MAX;
+	while (bucket_valid(t, at) &&
+		(at.chunk != end.chunk || at.entry != end.entry)) {
+		const bucket_entry *e = bucket_get(t, at);
+		/* Equal names sort first; past them nothing is exact. */
+		exact = exact &&
+			strcmp(ix->users[e->record].name, q) == 0;
+		rank_key k = {exact ? 0u : 1u, e->followers_count, e->user_id};
 		if (after == NULL || rank_compare(&k, after) > 0)
-			page_offer(page, &k, t->bucket[i]);
+			page_offer(page, &k, e->record);
+		if (++at.entry == t->chunks[at.chunk]->count) {
+			at.chunk++;
+			at.entry = 0;
+		}
 	}
 }
 
