@@ -24,6 +24,8 @@
 #define FLOCK_CLUSTER_INTERNAL_H
 
 #include "cluster/cluster.h"
+/* Only for sim_sometimes, the simulator's dependency-free counter. */
+#include "sim/sim.h"
 
 #include <msgpack.h>
 #include <pthread.h>
