@@ -1021,9 +1021,11 @@ verify_recovery(sim_world *w, const view *before)
 			if (w->nodes[i].exists && !w->nodes[i].removed)
 				sim__node_start(w, i, NULL);
 		if (!sim__settle(w, RUN_RECOVERY_SETTLE_MS)) {
+			char why[700];
+			sim__why_unsettled(w, why, sizeof why);
 			if (!w->failed)
 				sim__fail(w, "7 recovery", "the cluster did not "
-					"settle after restart %d", round);
+					"settle after restart %d: %s", round, why);
 			return;
 		}
 		view after;

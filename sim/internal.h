@@ -537,6 +537,8 @@ bool sim__quiet(sim_world *w, void *arg);
 /* Runs until quiet and converged (checked every simulated second) or
  * bound_ms from now. */
 bool sim__settle(sim_world *w, uint64_t bound_ms);
+/* What keeps the world from settling, for a failure message. */
+void sim__why_unsettled(sim_world *w, char *out, size_t size);
 /* Progress line when verbose. */
 void sim__log(sim_world *w, const char *format, ...)
 	__attribute__((format(printf, 2, 3)));

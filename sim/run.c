@@ -574,8 +574,8 @@ sim__converged(sim_world *w)
 }
 
 /* Why the world is not settled, for the failure message. */
-static void
-why_unsettled(sim_world *w, char *out, size_t size)
+void
+sim__why_unsettled(sim_world *w, char *out, size_t size)
 {
 	size_t n = 0;
 	n += (size_t)snprintf(out + n, size - n, "calls=%u frames=%" PRIu64,
@@ -615,7 +615,10 @@ sim__settle(sim_world *w, uint64_t bound_ms)
 {
 	uint64_t deadline = w->now_ms + bound_ms;
 	while (!w->failed) {
-		if (sim__quiet(w, NULL) && sim__converged(w))
+		/* quiet is cheap and looked at every instant (SWIM keeps a
+		 * frame in flight much of the time); convergence once quiet */
+		if (sim__run_until(w, deadline, sim__quiet, NULL) &&
+			sim__converged(w))
 			return true;
 		if (w->now_ms >= deadline)
 			return false;
@@ -640,7 +643,7 @@ heal_and_settle(sim_world *w)
 		return -1;
 	if (!sim__settle(w, bound)) {
 		char why[700];
-		why_unsettled(w, why, sizeof why);
+		sim__why_unsettled(w, why, sizeof why);
 		if (!w->failed)
 			sim__fail(w, "liveness", "not quiet and converged %" PRIu64
 				" s after healing: %s", (w->now_ms - healed) / 1000,
