@@ -454,6 +454,7 @@ typedef enum rt__timer_kind {
 	RT_TIMER_MESSAGE = 0,
 	RT_TIMER_ASK = 1,          /* an ask's deadline */
 	RT_TIMER_HOUSEKEEPING = 2, /* idle passivation sweep */
+	RT_TIMER_INBOX_SWEEP = 3,  /* an inbox's earliest ask deadline */
 } rt__timer_kind;
 
 typedef struct rt__timer {
@@ -519,6 +520,14 @@ struct rt_inbox {
 	uint32_t waiters;
 	rt_inbox_notify_callback notify;
 	void *notify_arg;
+	/* The inbox's own asks (under lock): correlation -> deadline ms
+	 * (as a pointer-sized integer). A reply or undeliverable notice is
+	 * taken only if its correlation is still here; one timer, armed at
+	 * the earliest deadline known, times out what is due. No runtime-wide
+	 * lock or per-ask timer: an inbox ask costs a map put and a remove. */
+	rt__map asks;
+	uint64_t sweep_timer; /* armed sweep's id; 0: none */
+	uint64_t sweep_at_ms; /* its deadline (rt_now_ms) */
 };
 
 /* Registers an ask by asker; m->correlation gets the id. */
@@ -528,8 +537,11 @@ int rt__ask_register(rt_runtime *rt, rt_addr asker, rt_message *m,
 bool rt__ask_claim(rt_runtime *rt, uint64_t correlation);
 /* The ask timer fired: delivers the timeout notice if still pending. */
 void rt__ask_expired(rt_runtime *rt, const rt__timer *timer);
-/* Delivers m (taken) to the inbox named by m->to.id. */
+/* Delivers m (taken) to the inbox named by m->to.id; a reply only if the
+ * inbox still waits for its correlation. */
 int rt__inbox_deliver(rt_runtime *rt, rt_message *m);
+/* An inbox's sweep timer fired: times out its asks that are due. */
+void rt__inbox_sweep(rt_runtime *rt, const rt__timer *timer);
 void rt__asks_destroy(rt_runtime *rt);
 
 /* ---- passivation passes (actor.c) ------------------------------------- */

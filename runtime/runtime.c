@@ -228,6 +228,7 @@ rt_destroy(rt_runtime *rt)
 					rt_message_free(rt, m);
 					m = next;
 				}
+				rt__map_free(&inbox->asks);
 				pthread_cond_destroy(&inbox->cond);
 				pthread_mutex_destroy(&inbox->lock);
 				free(inbox);

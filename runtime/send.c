@@ -141,8 +141,9 @@ rt__deliver(rt_runtime *rt, rt_message *m, unsigned how)
 	}
 	if (m->flags & (RT_MESSAGE_F_REPLY | RT_MESSAGE_F_TIMEOUT))
 		how |= RT_DELIVER_BYPASS_LIMIT;
+	/* Inboxes claim their own asks' replies (ask.c). */
 	if ((m->flags & RT_MESSAGE_F_REPLY) && m->correlation != 0 &&
-		!rt__ask_claim(rt, m->correlation)) {
+		kind != RT_KIND_INBOX && !rt__ask_claim(rt, m->correlation)) {
 		/* The ask already timed out (or was answered): drop. */
 		rt_message_free(rt, m);
 		return 0;

@@ -226,6 +226,9 @@ act(rt_runtime *rt, const rt__timer *e)
 	case RT_TIMER_HOUSEKEEPING:
 		rt__housekeeping(rt);
 		break;
+	case RT_TIMER_INBOX_SWEEP:
+		rt__inbox_sweep(rt, e);
+		break;
 	}
 }
 
