@@ -74,10 +74,21 @@
  * client that lets 256 events pile up is not keeping up; it resumes with
  * ?since= and loses nothing. */
 #define GW_WS_QUEUE_FRAMES_DEFAULT 256u
+/* Frames queued for a socket that is not choked (a burst arriving in
+ * one poll, faster than one loop turn): a reader is only "slow" when its
+ * socket is choked too; this bounds the burst. */
+#define GW_WS_QUEUE_FRAMES_BURST_MAX 4096u
+/* Frames written per writable callback while the socket takes them. */
+#define GW_WS_WRITES_PER_CALLBACK_MAX 64u
 /* Bytes queued for one WebSocket before 4008, whatever the count. */
 #define GW_WS_QUEUE_BYTES_MAX (1024u * 1024u)
 /* A client message (an ack) is tiny; anything bigger is closed 1009. */
 #define GW_WS_CLIENT_MESSAGE_BYTES_MAX 1024u
+/* Kernel send buffer of a stream socket (Linux doubles it): bounds the
+ * kernel memory a slow reader can pin and lets the frame queue notice a
+ * reader that stopped within ~100 events, instead of after megabytes of
+ * autotuned buffer. */
+#define GW_WS_SNDBUF_BYTES (32 * 1024)
 /* Seconds a closing socket may take to flush its close frame. */
 #define GW_WS_CLOSE_WAIT_S 5
 /* Close code for a reader too slow for its queue (API.md). */
@@ -416,6 +427,7 @@ uint64_t gw__process_rss_bytes(void);
 typedef struct gw__frame gw__frame;
 struct gw__frame {
 	gw__frame *next;
+	uint64_t seq;     /* the event's stream seq; 0 for none (resync) */
 	uint32_t length;  /* payload bytes after the headroom */
 	uint32_t reserved;
 	unsigned char bytes[]; /* GW_WS_PRE headroom, then the payload */
@@ -431,7 +443,7 @@ typedef struct gw__frame_queue {
 /* Takes the text (copied) as a new frame at the tail. GW_EFULL past
  * frames_max or GW_WS_QUEUE_BYTES_MAX (nothing queued), GW_ENOMEM. */
 int gw__frame_push(gw__frame_queue *q, const char *text, size_t length,
-	uint32_t frames_max);
+	uint64_t seq, uint32_t frames_max);
 /* The head (borrowed) or NULL. */
 gw__frame *gw__frame_peek(gw__frame_queue *q);
 /* Drops the head. */
@@ -617,6 +629,7 @@ struct gw__ws_conn {
 	uint64_t since_seq;
 	unsigned char *rx;         /* partial client message, lazily */
 	uint32_t rx_length;
+	uint64_t acked_seq;        /* last seq acked to the domain */
 	uint32_t last_rx_s;        /* gw clock: the peer's last frame */
 	uint16_t close_code;       /* non-zero: close with it when writable */
 	bool has_since;
@@ -629,8 +642,12 @@ int gw__stream_open(gw__ws_conn *c);
 /* stream.c: a complete client text message. Returns a close code or 0. */
 int gw__stream_receive(gw__ws_conn *c, const unsigned char *text,
 	size_t length);
+/* stream.c: frames up to seq were written to the socket. */
+void gw__stream_written(gw__ws_conn *c, uint64_t seq, bool queue_empty);
 /* stream.c: the socket closed: unsubscribe and free the queue. */
 void gw__stream_closed(gw__ws_conn *c);
+/* lws_server.c: true when c's socket cannot take more right now. */
+bool gw__transport_ws_choked(gw__ws_conn *c);
 /* lws_server.c: ask for a writable callback on c's socket. */
 void gw__transport_ws_wake(gw__ws_conn *c);
 /* lws_server.c: c->close_code is set: send it when writable, and drop

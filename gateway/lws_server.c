@@ -660,6 +660,10 @@ on_ws_established(struct lws *wsi, session *s)
 		return close_ws(wsi, 1008); /* policy: checked at upgrade */
 	}
 	c->last_rx_s = clock_s(c->g);
+	int fd = lws_get_socket_fd(wsi);
+	int sndbuf = GW_WS_SNDBUF_BYTES;
+	if (fd >= 0)
+		setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
 	if (gw__stream_open(c) < 0) {
 		s->kind = SESSION_NONE;
 		return close_ws(wsi, 1013); /* try again later */
@@ -717,15 +721,24 @@ on_ws_writable(struct lws *wsi, session *s)
 			lws_callback_on_writable(wsi);
 		return 0;
 	}
-	gw__frame *f = gw__frame_peek(&c->queue);
-	if (f == NULL)
-		return 0;
-	int n = lws_write(wsi, f->bytes + LWS_PRE, f->length, LWS_WRITE_TEXT);
-	if (n < (int)f->length)
-		return -1;
-	gw__frame_pop(&c->queue);
-	c->g->metrics->ws_queue_frames--;
-	c->g->metrics->ws_frames_sent_total++;
+	/* Several frames per callback while the socket takes them (lws
+	 * allows more writes when lws_send_pipe_choked says so). */
+	for (uint32_t i = 0; i < GW_WS_WRITES_PER_CALLBACK_MAX; i++) {
+		gw__frame *f = gw__frame_peek(&c->queue);
+		if (f == NULL || (i > 0 && lws_send_pipe_choked(wsi)))
+			break;
+		int n = lws_write(wsi, f->bytes + LWS_PRE, f->length,
+			LWS_WRITE_TEXT);
+		if (n < (int)f->length)
+			return -1;
+		uint64_t seq = f->seq;
+		gw__frame_pop(&c->queue);
+		c->g->metrics->ws_queue_frames--;
+		c->g->metrics->ws_frames_sent_total++;
+		if (seq != 0)
+			gw__stream_written(c, seq,
+				gw__frame_peek(&c->queue) == NULL);
+	}
 	if (gw__frame_peek(&c->queue) != NULL || c->close_code != 0)
 		lws_callback_on_writable(wsi);
 	return 0;
@@ -765,6 +778,12 @@ gw__transport_ws_wake(gw__ws_conn *c)
 {
 	if (c->conn != NULL)
 		lws_callback_on_writable(c->conn);
+}
+
+bool
+gw__transport_ws_choked(gw__ws_conn *c)
+{
+	return c->conn == NULL || lws_send_pipe_choked(c->conn) != 0;
 }
 
 void

@@ -4,7 +4,9 @@
  * Role: once a WebSocket is open for an authenticated user, subscribe to
  * that user's stream (with ?since= to resume); render each event as one
  * JSON text frame {"type", "seq", "data"} into the socket's bounded
- * queue; take client acks. A queue past its bound, or the domain's own
+ * queue (the configured bound applies while the socket is choked; a burst
+ * to a socket that keeps up may reach GW_WS_QUEUE_FRAMES_BURST_MAX); ack to the domain what has been written to the socket (client
+ * acks are optional and forwarded only when ahead). A queue past its bound, or the domain's own
  * API_EVENT_CUT_OFF, closes the socket with 4008: the client resumes with
  * ?since= and loses nothing (the domain holds the events).
  *
@@ -58,8 +60,12 @@ stream_event(void *arg, const api_event *ev)
 		return;
 	}
 	uint32_t before = c->queue.frames;
-	int rc = gw__frame_push(&c->queue, text, length,
+	uint64_t seq = ev->type == API_EVENT_RESYNC ? 0 : ev->seq;
+	int rc = gw__frame_push(&c->queue, text, length, seq,
 		c->g->cfg.ws_queue_frames_max);
+	if (rc == GW_EFULL && !gw__transport_ws_choked(c))
+		rc = gw__frame_push(&c->queue, text, length, seq,
+			GW_WS_QUEUE_FRAMES_BURST_MAX);
 	free(text);
 	if (rc == GW_EFULL) {
 		close_with(c, GW_WS_CLOSE_SLOW);
@@ -99,11 +105,37 @@ gw__stream_receive(gw__ws_conn *c, const unsigned char *text, size_t length)
 	if (!gw__utf8_valid(text, length))
 		return 1007; /* RFC 6455: inconsistent data */
 	uint64_t seq;
+	/* The gateway already acks what it writes (gw__stream_written); a
+	 * client ack only matters if it is ahead, which it cannot honestly
+	 * be, so older ones are dropped rather than sent to the actor. */
 	if (gw__ws_parse_client((const char *)text, length, &seq) == 0 &&
-		c->stream != NULL)
+		c->stream != NULL && seq > c->acked_seq) {
+		c->acked_seq = seq;
 		api_stream_ack(c->stream, seq);
+	}
 	/* Unknown messages are ignored: newer clients may send more. */
 	return 0;
+}
+
+/* Frames written between acks to the domain: one actor message per
+ * batch, not per frame, and well inside its 256-event credit. */
+#define STREAM_ACK_FRAMES 32u
+
+void
+gw__stream_written(gw__ws_conn *c, uint64_t seq, bool queue_empty)
+{
+	/*
+	 * Acks are optional for clients (API.md). The domain's credit is
+	 * flow control between the user actor and this socket, so the
+	 * gateway acks what it has handed to TCP; a reader too slow for
+	 * the socket is caught by this side's queue bound (4008).
+	 */
+	if (c->stream == NULL || seq <= c->acked_seq)
+		return;
+	if (!queue_empty && seq - c->acked_seq < STREAM_ACK_FRAMES)
+		return;
+	c->acked_seq = seq;
+	api_stream_ack(c->stream, seq);
 }
 
 void

@@ -22,7 +22,7 @@
 
 int
 gw__frame_push(gw__frame_queue *q, const char *text, size_t length,
-	uint32_t frames_max)
+	uint64_t seq, uint32_t frames_max)
 {
 	gw__assert(text != NULL);
 	if (q->frames >= frames_max ||
@@ -32,6 +32,7 @@ gw__frame_push(gw__frame_queue *q, const char *text, size_t length,
 	if (f == NULL)
 		return GW_ENOMEM;
 	f->next = NULL;
+	f->seq = seq;
 	f->length = (uint32_t)length;
 	f->reserved = 0;
 	memcpy(f->bytes + GW_WS_PRE, text, length);

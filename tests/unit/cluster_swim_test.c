@@ -146,3 +146,32 @@ TEST(cluster_swim_refutes_suspicion)
 	CHECK_EQ_U64(cl__swim_find(&w->s[1], 1)->incarnation, 2);
 	free(w);
 }
+
+/* A member whose pings are lost but whose other frames keep arriving (a
+ * busy node shipping a partition, acks stuck behind its data) is heard,
+ * so it is neither suspected for long nor declared down. */
+TEST(cluster_swim_heard_member_is_not_declared_down)
+{
+	cl__swim a;
+	uint16_t ids[2] = {1, 2};
+	cl__swim_init(&a, 1, 1, 7, 200, 1200, 0);
+	cl__swim_set_members(&a, ids, 2, 0);
+	cl__swim_member *b = cl__swim_find(&a, 2);
+	for (uint64_t now = 0; now < 60000; now += 10) {
+		cl__swim_actions out = {0};
+		cl__swim_tick(&a, now, &out);
+		if (now % 50 == 0)
+			cl__swim_heard(&a, 2, now); /* data frames, no acks */
+		CHECK(b->liveness != CL_LIVE_DOWN);
+	}
+	/* Silent from now on: down within the usual bound. */
+	uint64_t silent_from = 60000;
+	uint64_t now = silent_from;
+	for (; now < silent_from + 10000 && b->liveness != CL_LIVE_DOWN;
+		now += 10) {
+		cl__swim_actions out = {0};
+		cl__swim_tick(&a, now, &out);
+	}
+	CHECK_EQ(b->liveness, CL_LIVE_DOWN);
+	CHECK(now - silent_from <= 3000);
+}

@@ -481,14 +481,15 @@ TEST(gateway_connection_caps)
 TEST(gateway_frame_queue)
 {
 	gw__frame_queue q = {0};
-	CHECK_EQ(gw__frame_push(&q, "a", 1, 3), 0);
-	CHECK_EQ(gw__frame_push(&q, "bb", 2, 3), 0);
-	CHECK_EQ(gw__frame_push(&q, "ccc", 3, 3), 0);
-	CHECK_EQ(gw__frame_push(&q, "d", 1, 3), GW_EFULL);
+	CHECK_EQ(gw__frame_push(&q, "a", 1, 7, 3), 0);
+	CHECK_EQ(gw__frame_push(&q, "bb", 2, 7, 3), 0);
+	CHECK_EQ(gw__frame_push(&q, "ccc", 3, 7, 3), 0);
+	CHECK_EQ(gw__frame_push(&q, "d", 1, 7, 3), GW_EFULL);
 	CHECK_EQ(q.frames, 3);
 	CHECK_EQ(q.bytes, 6);
 	gw__frame *f = gw__frame_peek(&q);
 	CHECK_EQ(f->length, 1);
+	CHECK_EQ_U64(f->seq, 7);
 	CHECK_EQ(f->bytes[GW_WS_PRE], 'a');
 	gw__frame_pop(&q);
 	CHECK_EQ(gw__frame_peek(&q)->length, 2);
@@ -497,8 +498,8 @@ TEST(gateway_frame_queue)
 	/* The byte bound holds whatever the frame count. */
 	char *big = malloc(GW_WS_QUEUE_BYTES_MAX);
 	memset(big, 'x', GW_WS_QUEUE_BYTES_MAX);
-	CHECK_EQ(gw__frame_push(&q, big, GW_WS_QUEUE_BYTES_MAX, 100), 0);
-	CHECK_EQ(gw__frame_push(&q, "y", 1, 100), GW_EFULL);
+	CHECK_EQ(gw__frame_push(&q, big, GW_WS_QUEUE_BYTES_MAX, 7, 100), 0);
+	CHECK_EQ(gw__frame_push(&q, "y", 1, 7, 100), GW_EFULL);
 	gw__frame_clear(&q);
 	free(big);
 }
