@@ -414,7 +414,7 @@ wrk(int port, const char *path, int connections, int seconds,
 	char *argv[20];
 	int a = 0;
 	argv[a++] = "/usr/bin/wrk";
-	argv[a++] = "-t2";
+	argv[a++] = connections >= 2 ? "-t2" : "-t1";
 	argv[a++] = "-c";
 	argv[a++] = c;
 	argv[a++] = "-d";
@@ -591,7 +591,7 @@ bench_mix(void)
 	snprintf(script, sizeof script, "%s/tests/bench/gateway/mix.lua", root);
 	snprintf(env_users, sizeof env_users, "FLOCK_BENCH_USERS=%s", users);
 	char *env[] = {env_users, NULL};
-	static const int connections[] = {2, 4, 8, 16, 32, 64};
+	static const int connections[] = {1, 2, 4, 8, 16, 32, 64};
 	double best = 0;
 	for (size_t i = 0; i < sizeof connections / sizeof connections[0]; i++) {
 		wrk_result r = wrk(n.port, "/", connections[i], MIX_SECONDS,
