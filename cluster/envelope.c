@@ -85,7 +85,8 @@ cl__obj_str(const msgpack_object *o, char *out, size_t size)
 {
 	if (o->type != MSGPACK_OBJECT_STR || o->via.str.size >= size)
 		return CL_ECORRUPT;
-	memcpy(out, o->via.str.ptr, o->via.str.size);
+	if (o->via.str.size > 0) /* an empty string may have no pointer */
+		memcpy(out, o->via.str.ptr, o->via.str.size);
 	out[o->via.str.size] = '\0';
 	if (strlen(out) != o->via.str.size)
 		return CL_ECORRUPT; /* embedded NUL */

@@ -63,6 +63,15 @@ cl__mix64(uint64_t x)
 /* FNV-1a 64 over bytes: the map file's checksum. */
 uint64_t cl__fnv64(const void *bytes, size_t length);
 
+/* now - then, or 0 when then is later: times are read on several
+ * threads, and a `now` read before a lock wait can be older than a
+ * timestamp another thread stored meanwhile. */
+static inline uint64_t
+cl__elapsed_ms(uint64_t now_ms, uint64_t then_ms)
+{
+	return now_ms > then_ms ? now_ms - then_ms : 0;
+}
+
 /* xorshift64* step; state never 0. */
 static inline uint64_t
 cl__rand_next(uint64_t *state)

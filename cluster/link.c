@@ -232,7 +232,7 @@ cl__link_flush_locked(cl__link *l, uint64_t now_ms)
 		return;
 	seal(l, now_ms);
 	if (l->frames_count > 0 &&
-		now_ms - l->last_progress_ms >= CL_LINK_RESEND_MS) {
+		cl__elapsed_ms(now_ms, l->last_progress_ms) >= CL_LINK_RESEND_MS) {
 		for (uint32_t k = 0; k < l->frames_count; k++)
 			l->frames[ring_index(l, k)].sent = false;
 		l->frames_resent += l->frames_count;

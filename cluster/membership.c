@@ -12,6 +12,12 @@
  * equal incarnations down > suspect > alive. A member that hears it is
  * suspect or down refutes by raising its own incarnation.
  *
+ * Any frame heard from the target since a probe began answers it (an
+ * implicit ack), and a suspect heard from within the suspect timeout is
+ * not declared down: a node busy shipping a partition, or whose acks sit
+ * behind its data in a socket, is talking, so it is alive. A crashed or
+ * cut-off node sends nothing, so its detection time does not change.
+ *
  * Defaults: interval 200 ms, suspect timeout 1200 ms: a crashed node is
  * suspect within ~0.2-0.4 s of its first missed probe by anyone, down
  * ~1.2 s later, well inside the 3 s goal; indirect probes through three
@@ -164,11 +170,19 @@ cl__swim_tick(cl__swim *s, uint64_t now_ms, cl__swim_actions *out)
 	for (uint32_t i = 0; i < s->count; i++) {
 		cl__swim_member *m = &s->members[i];
 		if (m->liveness == CL_LIVE_SUSPECT &&
-			now_ms - m->suspect_since_ms >= s->suspect_timeout_ms)
+			cl__elapsed_ms(now_ms, m->suspect_since_ms) >=
+				s->suspect_timeout_ms &&
+			cl__elapsed_ms(now_ms, m->last_heard_ms) >=
+				s->suspect_timeout_ms)
 			set_liveness(s, m, CL_LIVE_DOWN, now_ms, out);
 	}
 	if (s->probe_target != 0 && !s->probe_acked) {
-		uint64_t waited = now_ms - s->probe_started_ms;
+		cl__swim_member *t = cl__swim_find(s, s->probe_target);
+		if (t != NULL && t->last_heard_ms > s->probe_started_ms)
+			s->probe_acked = true; /* heard since: implicitly acked */
+	}
+	if (s->probe_target != 0 && !s->probe_acked) {
+		uint64_t waited = cl__elapsed_ms(now_ms, s->probe_started_ms);
 		if (waited >= s->probe_interval_ms) {
 			cl__swim_member *t = cl__swim_find(s, s->probe_target);
 			if (t != NULL && t->liveness == CL_LIVE_ALIVE)
@@ -303,7 +317,8 @@ cl__swim_heard_within(const cl__swim *s, uint64_t now_ms, uint64_t window_ms)
 	uint32_t n = 0;
 	for (uint32_t i = 0; i < s->count; i++) {
 		const cl__swim_member *m = &s->members[i];
-		if (m->id == s->self || now_ms - m->last_heard_ms <= window_ms)
+		if (m->id == s->self ||
+			cl__elapsed_ms(now_ms, m->last_heard_ms) <= window_ms)
 			n++;
 	}
 	return n;

@@ -154,7 +154,15 @@ struct cl_node {
 	const cl_transport_ops *inner_ops; /* the transport under the shim */
 	void *inner;
 
+	/* SWIM has its own lock, so pings are answered and liveness is
+	 * tracked while the node lock is held for map files and handoffs
+	 * (order: node->lock -> swim_lock -> link->lock). */
+	pthread_mutex_t swim_lock;
 	cl__swim swim;
+	_Atomic bool routes_stale; /* liveness changed: refresh the words */
+	/* liveness DOWN per node id, for routing without the SWIM lock */
+	_Atomic uint8_t down[CL_NODE_ID_MAX + 1];
+	_Atomic uint32_t pending_gossip; /* `pending`, for the gossip */
 	cl__link links[CL_NODES_MAX];
 	cl__link bootstrap; /* peer 0: the --join address */
 	rt_buffer stash[CL_NODES_MAX];
@@ -231,8 +239,11 @@ link_slot(cl_node *n, uint16_t id)
 static uint8_t
 liveness_of(cl_node *n, uint16_t id)
 {
+	pthread_mutex_lock(&n->swim_lock);
 	cl__swim_member *m = cl__swim_find(&n->swim, id);
-	return m == NULL ? CL_LIVE_ALIVE : m->liveness;
+	uint8_t liveness = m == NULL ? CL_LIVE_ALIVE : m->liveness;
+	pthread_mutex_unlock(&n->swim_lock);
+	return liveness;
 }
 
 static uint16_t
@@ -439,7 +450,11 @@ send_remote(cl_node *n, uint16_t owner, const cl_envelope *e, uint32_t p,
 	f.epoch = atomic_load(&n->epoch);
 	if (!local_origin)
 		f.flags |= CL_ENVELOPE_F_FORWARDED;
-	int rc = cl__link_enqueue_locked(l, &f, !local_origin, node_now(n));
+	/* Forwarded messages and replies may use the system slack past the
+	 * window: refusing a reply would leave its asker to time out, with
+	 * no sender left that could try again. */
+	bool slack = !local_origin || (e->flags & RT_MESSAGE_F_REPLY) != 0;
+	int rc = cl__link_enqueue_locked(l, &f, slack, node_now(n));
 	pthread_mutex_unlock(&l->lock);
 	return rc;
 }
@@ -473,7 +488,7 @@ route_envelope(cl_node *n, const cl_envelope *e, uint16_t via,
 		uint16_t owner = cl_inbox_node(e->to.id);
 		if (owner == 0 || owner == self)
 			return RT_ROUTE_LOCAL;
-		if (liveness_of(n, owner) == CL_LIVE_DOWN)
+		if (atomic_load_explicit(&n->down[owner], memory_order_relaxed))
 			return CL_EUNAVAILABLE;
 		int rc = send_remote(n, owner, e, UINT32_MAX, 0, local_origin);
 		return rc == 0 ? RT_ROUTE_TAKEN : rc;
@@ -532,6 +547,7 @@ cl_node_set_deliver(cl_node *node, cl_deliver_callback cb, void *arg)
 
 /* ---- SWIM glue --------------------------------------------------------- */
 
+/* The *_swim functions below run with swim_lock held. */
 static void
 refresh_self_locked(cl_node *n)
 {
@@ -542,8 +558,8 @@ refresh_self_locked(cl_node *n)
 			rt_get_stats(n->rt, &st);
 		me->actors_active = st.actors_active;
 		me->messages_in = atomic_load(&n->messages_in);
-		me->epoch = n->map.epoch;
-		me->pending = n->pending;
+		me->epoch = atomic_load(&n->epoch);
+		me->pending = atomic_load(&n->pending_gossip);
 	}
 }
 
@@ -643,6 +659,8 @@ swim_apply_locked(cl_node *n, const cl__swim_actions *a)
 		if (x->kind == CL__SWIM_CHANGED) {
 			changed = true;
 			cl__swim_member *m = cl__swim_find(&n->swim, x->target);
+			atomic_store(&n->down[x->target],
+				m != NULL && m->liveness == CL_LIVE_DOWN);
 			node_log(n, RT_LOG_INFO, "member %u is %s", x->target,
 				m == NULL ? "?" :
 				m->liveness == CL_LIVE_ALIVE ? "alive" :
@@ -652,8 +670,8 @@ swim_apply_locked(cl_node *n, const cl__swim_actions *a)
 		}
 		swim_send_locked(n, x);
 	}
-	if (changed)
-		routes_refresh_locked(n);
+	if (changed) /* the words are the node lock's: its next tick */
+		atomic_store(&n->routes_stale, true);
 }
 
 static void
@@ -725,7 +743,14 @@ links_sync_locked(cl_node *n)
 	uint16_t ids[CL_NODES_MAX];
 	for (uint32_t k = 0; k < n->map.nodes_count; k++)
 		ids[k] = n->map.nodes[k].id;
+	pthread_mutex_lock(&n->swim_lock);
 	cl__swim_set_members(&n->swim, ids, n->map.nodes_count, now);
+	for (uint32_t k = 0; k < n->map.nodes_count; k++) {
+		cl__swim_member *m = cl__swim_find(&n->swim, ids[k]);
+		atomic_store(&n->down[ids[k]],
+			m != NULL && m->liveness == CL_LIVE_DOWN);
+	}
+	pthread_mutex_unlock(&n->swim_lock);
 }
 
 static void
@@ -741,6 +766,7 @@ begin_transition_locked(cl_node *n, uint32_t p, uint16_t from, uint16_t to)
 		x->peer = to;
 		x->epoch = n->map.epoch;
 		n->pending++;
+		atomic_store(&n->pending_gossip, n->pending);
 		hold_begin_locked(n, p);
 	} else if (to == self && from != 0 &&
 		   cl_map_find(&n->map, from) != NULL) {
@@ -750,6 +776,7 @@ begin_transition_locked(cl_node *n, uint32_t p, uint16_t from, uint16_t to)
 		x->peer = from;
 		x->epoch = n->map.epoch;
 		n->pending++;
+		atomic_store(&n->pending_gossip, n->pending);
 		hold_begin_locked(n, p);
 	}
 }
@@ -914,6 +941,7 @@ part_finish_locked(cl_node *n, uint32_t p)
 	x->mode = P_NORMAL;
 	atomic_store(&n->arrived[p], 0);
 	n->pending--;
+	atomic_store(&n->pending_gossip, n->pending);
 }
 
 /* At the coordinator: one more partition of the step in flight settled;
@@ -1029,8 +1057,13 @@ ship_flush(ship *s)
 	uint64_t deadline = cl__monotonic_ms() + CL_SHIP_WAIT_MS;
 	int rc;
 	for (;;) {
+		/* State takes at most half the window, so the partition's
+		 * handoff never starves the link's other traffic. */
 		pthread_mutex_lock(&l->lock);
-		rc = cl__link_enqueue_locked(l, &e, false, node_now(n));
+		rc = cl__link_window_left_locked(l) < CL_LINK_WINDOW_BYTES / 2 +
+				s->body.length
+			? CL_EBUSY
+			: cl__link_enqueue_locked(l, &e, false, node_now(n));
 		if (rc == CL_EBUSY)
 			cl__link_flush_locked(l, node_now(n));
 		pthread_mutex_unlock(&l->lock);
@@ -1407,9 +1440,11 @@ on_join_accept_locked(cl_node *n, const msgpack_object *f, uint32_t count)
 		/* inboxes made from now on carry the id: replies find them */
 		if (n->rt != NULL)
 			rt_set_node_id(n->rt, (uint16_t)id);
+		pthread_mutex_lock(&n->swim_lock);
 		cl__swim_init(&n->swim, (uint16_t)id, n->incarnation,
 			n->cfg.seed, n->cfg.probe_interval_ms,
 			n->cfg.suspect_timeout_ms, node_now(n));
+		pthread_mutex_unlock(&n->swim_lock);
 		for (uint32_t i = 0; i < CL_NODES_MAX; i++)
 			n->links[i].self = (uint16_t)id;
 		if (adopt_map_locked(n, map) == 0) {
@@ -1440,8 +1475,11 @@ on_system_locked(cl_node *n, uint16_t from, const cl_envelope *e)
 	case SYS_PING:
 	case SYS_ACK:
 	case SYS_PING_REQ:
-		if (f != NULL)
+		if (f != NULL) {
+			pthread_mutex_lock(&n->swim_lock);
 			on_swim_locked(n, from, e, f, count);
+			pthread_mutex_unlock(&n->swim_lock);
+		}
 		break;
 	case SYS_JOIN:
 		on_join_locked(n, f, count, e);
@@ -1525,6 +1563,27 @@ stash_locked(cl_node *n, int slot, const cl_envelope *e, uint16_t from)
 	cl_envelope_encode(e, &n->stash[slot]);
 }
 
+/* A SWIM message, under the SWIM lock only: answered even while the
+ * node lock is held for a map file or a handoff. */
+static void
+on_swim(cl_node *n, uint16_t from, const cl_envelope *e)
+{
+	msgpack_zone zone;
+	if (!msgpack_zone_init(&zone, 4096))
+		return;
+	msgpack_object o;
+	const msgpack_object *f = NULL;
+	uint32_t count = 0;
+	if (cl__unpack(e->payload, e->size, &zone, &o) == 0 &&
+		o.type == MSGPACK_OBJECT_ARRAY &&
+		cl__obj_array(&o, 0, &f, &count) == 0) {
+		pthread_mutex_lock(&n->swim_lock);
+		on_swim_locked(n, from, e, f, count);
+		pthread_mutex_unlock(&n->swim_lock);
+	}
+	msgpack_zone_destroy(&zone);
+}
+
 static void
 process_envelope(cl_node *n, uint16_t from, int slot, const cl_envelope *e)
 {
@@ -1535,6 +1594,20 @@ process_envelope(cl_node *n, uint16_t from, int slot, const cl_envelope *e)
 			on_system_locked(n, from, e);
 			pthread_mutex_unlock(&n->lock);
 		}
+		return;
+	}
+	/* SWIM carries no epoch and is never stashed */
+	if (system && (e->type == SYS_PING || e->type == SYS_ACK ||
+		e->type == SYS_PING_REQ)) {
+		on_swim(n, from, e);
+		return;
+	}
+	/* Nor is a map: it is what a stashing link waits for (stashing it
+	 * too would wait forever); adopting it replays the stash in order. */
+	if (system && (e->type == SYS_MAP || e->type == SYS_MAP_PULL)) {
+		pthread_mutex_lock(&n->lock);
+		on_system_locked(n, from, e);
+		pthread_mutex_unlock(&n->lock);
 		return;
 	}
 	/* a sender ahead of us routed by a map we do not have yet: routing
@@ -1613,9 +1686,9 @@ receive_decide(receive_ctx *c)
 	cl__link_on_ack_locked(l, h->ack, node_now(n));
 	bool take = h->sequence == 0 || cl__link_accept_locked(l, h->sequence);
 	pthread_mutex_unlock(&l->lock);
-	pthread_mutex_lock(&n->lock);
+	pthread_mutex_lock(&n->swim_lock);
 	cl__swim_heard(&n->swim, h->source, node_now(n));
-	pthread_mutex_unlock(&n->lock);
+	pthread_mutex_unlock(&n->swim_lock);
 	return take;
 }
 
@@ -1657,10 +1730,12 @@ members_caught_up_locked(cl_node *n)
 				return false;
 			continue;
 		}
+		pthread_mutex_lock(&n->swim_lock);
 		cl__swim_member *m = cl__swim_find(&n->swim, id);
-		if (m == NULL || m->liveness == CL_LIVE_DOWN)
-			continue;
-		if (m->epoch < n->map.epoch || m->pending != 0)
+		bool behind = m != NULL && m->liveness != CL_LIVE_DOWN &&
+			(m->epoch < n->map.epoch || m->pending != 0);
+		pthread_mutex_unlock(&n->swim_lock);
+		if (behind)
 			return false;
 	}
 	return true;
@@ -1736,9 +1811,12 @@ repush_locked(cl_node *n)
 	bool encoded = false;
 	for (uint32_t i = 0; i < n->map.nodes_count; i++) {
 		uint16_t id = n->map.nodes[i].id;
+		pthread_mutex_lock(&n->swim_lock);
 		cl__swim_member *m = cl__swim_find(&n->swim, id);
-		if (id == atomic_load(&n->self) || m == NULL ||
-			m->liveness == CL_LIVE_DOWN || m->epoch >= n->map.epoch)
+		bool skip = id == atomic_load(&n->self) || m == NULL ||
+			m->liveness == CL_LIVE_DOWN || m->epoch >= n->map.epoch;
+		pthread_mutex_unlock(&n->swim_lock);
+		if (skip)
 			continue;
 		if (!encoded && cl_map_encode(&n->map, &body) != 0)
 			break;
@@ -1754,7 +1832,9 @@ static void
 lease_update_locked(cl_node *n, uint64_t now)
 {
 	uint32_t members = n->map.nodes_count;
+	pthread_mutex_lock(&n->swim_lock);
 	uint32_t heard = cl__swim_heard_within(&n->swim, now, n->cfg.lease_ms);
+	pthread_mutex_unlock(&n->swim_lock);
 	bool held = members <= 1 || heard * 2 > members;
 	if (held != atomic_load(&n->lease_held))
 		node_log(n, held ? RT_LOG_INFO : RT_LOG_WARN, "lease %s "
@@ -1778,8 +1858,12 @@ duties_locked(cl_node *n, uint64_t now)
 		return;
 	}
 	cl__swim_actions out = {0};
+	pthread_mutex_lock(&n->swim_lock);
 	cl__swim_tick(&n->swim, now, &out);
 	swim_apply_locked(n, &out);
+	pthread_mutex_unlock(&n->swim_lock);
+	if (atomic_exchange(&n->routes_stale, false))
+		routes_refresh_locked(n);
 	lease_update_locked(n, now);
 	if (n->pending > 0 || n->lease_pass_due)
 		handoffs_run_locked(n);
@@ -1807,6 +1891,8 @@ cl_node_tick(cl_node *node, uint64_t now_ms)
 	pthread_mutex_lock(&n->lock);
 	if (n->cfg.manual_tick)
 		n->now_ms = now_ms;
+	else
+		now_ms = cl__monotonic_ms(); /* not from before the lock wait */
 	if (now_ms >= n->next_duty_ms || n->cfg.manual_tick) {
 		duties_locked(n, now_ms);
 		if (now_ms >= n->next_duty_ms)
@@ -1815,6 +1901,8 @@ cl_node_tick(cl_node *node, uint64_t now_ms)
 		/* a handoff moves on every tick, not every duty interval */
 		handoffs_run_locked(n);
 	}
+	if (atomic_exchange(&n->routes_stale, false))
+		routes_refresh_locked(n);
 	if (n->pending > 0)
 		jobs_count = ships_collect_locked(n, jobs,
 			CL_SHIP_ROUND_PARTITIONS);
@@ -2021,9 +2109,11 @@ node_start_io(cl_node *n)
 	n->tops->set_receive(n->transport, on_frame, n);
 	pthread_mutex_lock(&n->lock);
 	if (atomic_load(&n->joined)) {
+		pthread_mutex_lock(&n->swim_lock);
 		cl__swim_init(&n->swim, atomic_load(&n->self), n->incarnation,
 			n->cfg.seed, n->cfg.probe_interval_ms,
 			n->cfg.suspect_timeout_ms, node_now(n));
+		pthread_mutex_unlock(&n->swim_lock);
 		links_sync_locked(n);
 		routes_refresh_locked(n);
 		lease_update_locked(n, node_now(n));
@@ -2093,6 +2183,7 @@ cl_node_open(const cl_node_config *cfg, rt_runtime *rt, cl_node **out)
 		return CL_ENOMEM;
 	pthread_mutex_init(&n->lock, NULL);
 	pthread_mutex_init(&n->hold_lock, NULL);
+	pthread_mutex_init(&n->swim_lock, NULL);
 	n->rt = rt;
 	int rc = node_copy_config(n, cfg);
 	if (rc != 0)
@@ -2158,6 +2249,7 @@ cl_node_close(cl_node *node)
 			rt_buffer_free(&n->parts[p].held->bytes);
 			free(n->parts[p].held);
 		}
+	pthread_mutex_destroy(&n->swim_lock);
 	pthread_mutex_destroy(&n->hold_lock);
 	pthread_mutex_destroy(&n->lock);
 	free(n);
@@ -2226,9 +2318,12 @@ admin_remove_locked(cl_node *n, const cl__control_request *r, cl_map *next,
 	uint32_t counts[CL_NODES_MAX];
 	cl_map_counts(&n->map, counts);
 	uint32_t owned = counts[cl__map_index(&n->map, r->node)];
+	pthread_mutex_lock(&n->swim_lock);
 	cl__swim_member *s = cl__swim_find(&n->swim, r->node);
 	bool down = s != NULL && s->liveness == CL_LIVE_DOWN;
-	uint64_t silent = s == NULL ? 0 : node_now(n) - s->last_heard_ms;
+	uint64_t silent = s == NULL ? 0 :
+		cl__elapsed_ms(node_now(n), s->last_heard_ms);
+	pthread_mutex_unlock(&n->swim_lock);
 	if (!r->force && owned > 0 && !down) {
 		snprintf(message, size, "node %u is alive and owns %u "
 			"partitions: drain it first (or --force)", r->node, owned);
@@ -2355,6 +2450,7 @@ status_locked(cl_node *n, cl_status *out)
 	out->moves_pending = n->moves_pending;
 	uint32_t counts[CL_NODES_MAX];
 	cl_map_counts(&n->map, counts);
+	pthread_mutex_lock(&n->swim_lock);
 	refresh_self_locked(n);
 	for (uint32_t i = 0; i < n->map.nodes_count; i++) {
 		cl_member_status *m = &out->members[out->members_count++];
@@ -2371,6 +2467,7 @@ status_locked(cl_node *n, cl_status *out)
 			m->incarnation = s->incarnation;
 		}
 	}
+	pthread_mutex_unlock(&n->swim_lock);
 }
 
 void
