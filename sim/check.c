@@ -727,10 +727,12 @@ verify_own_posts(sim_world *w, const view *v)
 			continue;
 		const sim_user *mu = &m->users[i];
 		uint32_t unknown = 0;
+		uint64_t unknown_id = 0;
 		for (uint32_t k = 0; k < u->posts.count; k++) {
 			int64_t p = sim__model_post_find(m, u->posts.ids[k]);
 			if (p < 0) {
 				unknown++;
+				unknown_id = u->posts.ids[k];
 				continue;
 			}
 			if (m->posts[p].author != i)
@@ -743,11 +745,21 @@ verify_own_posts(sim_world *w, const view *v)
 					PRIu64 " ms", mu->name, u->posts.ids[k],
 					m->posts[p].deleted_ms);
 		}
+		if (unknown > mu->uncertain_posts && getenv("SIM_DEBUG") != NULL) {
+			for (uint32_t k = 0; k < u->posts.count; k++)
+				fprintf(stderr, "listed %" PRIu64 " t=%" PRId64 "\n", u->posts.ids[k], (int64_t)((u->posts.ids[k] >> 23) + 1704067200000ull - SIM_EPOCH_MS));
+			for (uint32_t k = 0; k < mu->posts.count; k++)
+				fprintf(stderr, "model %" PRIu64 "\n", m->posts[mu->posts.items[k]].id);
+		}
 		if (unknown > mu->uncertain_posts)
 			sim__fail(w, "1 acknowledged write", "%s lists %u posts "
-				"never acknowledged, but only %u creations had "
-				"an unknown outcome", mu->name, unknown,
-				mu->uncertain_posts);
+				"never acknowledged (e.g. %" PRIu64 ", created at "
+				"t=%" PRId64 " ms), but only %u creations had an "
+				"unknown outcome (%u acknowledged)", mu->name,
+				unknown, unknown_id,
+				(int64_t)((unknown_id >> 23) + 1704067200000ull -
+					SIM_EPOCH_MS),
+				mu->uncertain_posts, mu->posts.count);
 		for (uint32_t k = 0; k < mu->posts.count && !w->failed; k++) {
 			const sim_post *p = &m->posts[mu->posts.items[k]];
 			if (p->state == SIM_POST_LIVE && !id_has(&u->posts, p->id))

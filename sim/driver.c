@@ -319,6 +319,10 @@ on_answer(void *arg, const api_result *r)
 	sim_world *w = d->w;
 	sim_model *m = w->model;
 	sim__hash(w, 0xa25e, c->op, (uint64_t)(uint32_t)r->code);
+	if (w->log != NULL && w->opts.watch_user == c->user + 1)
+		sim__log(w, "user%u op %u on n%u (sent t=%" PRIu64 " ms): %s",
+			c->user, c->op, c->node + 1, c->issued_ms,
+			api_strerror(r->code));
 	if (r->code == API_OK)
 		w->result->ops_acked++;
 	switch (c->op) {
@@ -424,6 +428,10 @@ sim__driver_node_down(sim_driver *d, uint32_t node)
 		}
 		if (c->op != OP_PROBE)
 			m->users[c->user].busy = false;
+		if (w->log != NULL && w->opts.watch_user == c->user + 1)
+			sim__log(w, "user%u op %u on n%u (sent t=%" PRIu64
+				" ms): lost with the node", c->user, c->op,
+				c->node + 1, c->issued_ms);
 		sim_sometimes("sim: a call was lost with its node");
 		call_free(d, c);
 	}

@@ -329,6 +329,10 @@ main(int argc, char **argv)
 		} else if (strcmp(a, "--ops-per-minute") == 0) {
 			bad = parse_u64(v, &x) || x == 0 || x > 600000;
 			o.ops_per_minute = (uint32_t)x;
+		} else if (strcmp(a, "--watch-user") == 0) {
+			bad = parse_u64(v, &x) || x >= 100000;
+			o.watch_user = (uint32_t)x + 1;
+			o.verbose = true;
 		} else if (strcmp(a, "--trace") == 0) {
 			o.trace_path = v;
 		} else if (strcmp(a, "--graph") == 0) {

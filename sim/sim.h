@@ -120,6 +120,9 @@ typedef struct sim_options {
 	/* Every hashed event, one line each, to this file (NULL: none):
 	 * diff two traces to find where runs part. */
 	const char *trace_path;
+	/* With verbose: every answer to user index watch_user - 1 is logged
+	 * (0: none). */
+	uint32_t watch_user;
 	const char *tmp_dir;     /* NULL: /dev/shm if present, else TMPDIR */
 } sim_options;
 
