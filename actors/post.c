@@ -64,6 +64,12 @@ typedef struct post_state {
 	uint64_t durable_lsn; /* highest notice seen (not stored) */
 	ps_outbox outbox;
 	bool redrive_armed; /* volatile: an ACTORS_T_REDRIVE timer is set */
+	/* The answer body's fields that never change (post_id, user,
+	 * caption, tags, mentions), packed at the first read (not stored):
+	 * feeds read a post far more often than it changes, and packing
+	 * them (tags parsed, ids formatted) was most of a summary's cost. */
+	unsigned char *head;
+	uint32_t head_length;
 } post_state;
 
 /* ---- likers ------------------------------------------------------------- */
@@ -288,8 +294,9 @@ pack_media(const api *a, msgpack_packer *p, const post_view *v)
 	}
 }
 
+/* The body's unchanging fields (see post_state.head), then the rest. */
 static void
-pack_post(const api *a, msgpack_packer *p, const post_view *v)
+pack_post_head(msgpack_packer *p, const post_view *v)
 {
 	msgpack_pack_map(p, 10);
 	actors__pack_key(p, "post_id");
@@ -315,6 +322,11 @@ pack_post(const api *a, msgpack_packer *p, const post_view *v)
 	pack_tags(p, v->caption, v->caption_length);
 	actors__pack_key(p, "mentions");
 	pack_mentions(p, v->caption, v->caption_length);
+}
+
+static void
+pack_post_rest(const api *a, msgpack_packer *p, const post_view *v)
+{
 	actors__pack_key(p, "media");
 	pack_media(a, p, v);
 	actors__pack_key(p, "likes_count");
@@ -325,6 +337,13 @@ pack_post(const api *a, msgpack_packer *p, const post_view *v)
 	msgpack_pack_bool(p, v->liked_by_me);
 	actors__pack_key(p, "created_at");
 	actors__pack_time(p, actors__id_ms(v->post_id));
+}
+
+static void
+pack_post(const api *a, msgpack_packer *p, const post_view *v)
+{
+	pack_post_head(p, v);
+	pack_post_rest(a, p, v);
 }
 
 /* POST_T_INIT payload: author u64, username str, post id u64, pushed u8,
@@ -595,6 +614,72 @@ reply_code(rt_actor *self, const rt_message *m, int code, const char *detail)
 	actors__reply(self, m, code, detail, NULL, 0);
 }
 
+/* A body packed on the stack, on the heap only past it (a read's
+ * answer is a few hundred bytes; an sbuffer mallocs 8 KiB each time). */
+#define POST_ANSWER_INLINE_BYTES 1024u
+
+typedef struct answer_buffer {
+	unsigned char *bytes;
+	size_t length;
+	size_t capacity;
+	bool failed;
+	unsigned char inline_bytes[POST_ANSWER_INLINE_BYTES];
+} answer_buffer;
+
+static int
+answer_write(void *data, const char *bytes, size_t length)
+{
+	answer_buffer *b = data;
+	if (b->failed)
+		return -1;
+	if (length > b->capacity - b->length) {
+		size_t capacity = b->capacity * 2;
+		while (capacity - b->length < length)
+			capacity *= 2;
+		unsigned char *grown = b->bytes == b->inline_bytes
+			? malloc(capacity)
+			: realloc(b->bytes, capacity);
+		if (grown == NULL) {
+			b->failed = true;
+			return -1;
+		}
+		if (b->bytes == b->inline_bytes)
+			memcpy(grown, b->inline_bytes, b->length);
+		b->bytes = grown;
+		b->capacity = capacity;
+	}
+	memcpy(b->bytes + b->length, bytes, length);
+	b->length += length;
+	return 0;
+}
+
+static void
+answer_free(answer_buffer *b)
+{
+	if (b->bytes != b->inline_bytes)
+		free(b->bytes);
+}
+
+/* Packs (once per activation) the fields of st->head. */
+static bool
+head_ready(post_state *st)
+{
+	if (st->head != NULL)
+		return true;
+	post_view v;
+	view_of(st, 0, &v);
+	actors__body b;
+	actors__body_init(&b);
+	pack_post_head(&b.packer, &v);
+	st->head = malloc(b.buffer.size);
+	if (st->head != NULL) {
+		memcpy(st->head, b.buffer.data, b.buffer.size);
+		st->head_length = (uint32_t)b.buffer.size;
+	}
+	actors__body_free(&b);
+	return st->head != NULL;
+}
+
 static void
 on_get(api *a, rt_actor *self, post_state *st, const rt_message *m)
 {
@@ -603,19 +688,31 @@ on_get(api *a, rt_actor *self, post_state *st, const rt_message *m)
 	uint64_t viewer = wire_get_u64(&r);
 	post_view v;
 	view_of(st, viewer, &v);
-	actors__body b;
-	actors__body_init(&b);
+	answer_buffer b;
+	b.bytes = b.inline_bytes;
+	b.length = 0;
+	b.capacity = sizeof b.inline_bytes;
+	b.failed = false;
+	msgpack_packer p;
+	msgpack_packer_init(&p, &b, answer_write);
 	if (m->type == POST_T_SUMMARY) {
 		actors__summary s = {st->id, st->author_id, st->likers.count,
 			st->comments_count, st->deleted ? 1u : 0u, 0};
-		msgpack_sbuffer_write(&b.buffer, (const char *)&s, sizeof s);
-		if (!st->deleted)
-			pack_post(a, &b.packer, &v);
-	} else {
-		pack_post(a, &b.packer, &v);
+		(void)answer_write(&b, (const char *)&s, sizeof s);
 	}
-	actors__reply(self, m, API_OK, NULL, b.buffer.data, b.buffer.size);
-	actors__body_free(&b);
+	if (m->type != POST_T_SUMMARY || !st->deleted) {
+		if (head_ready(st))
+			(void)answer_write(&b, (const char *)st->head,
+				st->head_length);
+		else
+			pack_post_head(&p, &v);
+		pack_post_rest(a, &p, &v);
+	}
+	if (b.failed)
+		reply_code(self, m, API_EUNAVAILABLE, "out of memory");
+	else
+		actors__reply(self, m, API_OK, NULL, b.bytes, b.length);
+	answer_free(&b);
 }
 
 static void
@@ -1101,6 +1198,7 @@ post_free_state(void *state)
 {
 	post_state *st = state;
 	free(st->caption);
+	free(st->head);
 	free(st->likers.slots);
 	for (uint32_t i = 0; i < st->comments_count; i++)
 		free(st->comments[i].text);
