@@ -40,7 +40,18 @@ struct api_client {
 	uint64_t next_token;
 	actors__plain_hook plain_hook;
 	void *streams; /* stream_client.c's table; NULL until a stream */
+	/* Answers' bodies are unpacked into this zone, cleared after each
+	 * callback (a zone made and freed per completion was a malloc and
+	 * free of CLIENT_ZONE_CHUNK_BYTES each); NULL: a zone per call.
+	 * `completing` > 0 while a callback runs, when a nested completion
+	 * (a callback that polls) must not clear it. */
+	msgpack_zone *zone;
+	uint32_t completing;
 };
+
+/* Chunk of the answers' zone: a feed page of 50 items unpacks into
+ * about this much. */
+#define CLIENT_ZONE_CHUNK_BYTES (64u * 1024u)
 
 static uint64_t
 mix(uint64_t x)
@@ -128,6 +139,7 @@ api_client_create(api *a, rt_inbox_notify_callback notify, void *arg,
 	c->capacity = CLIENT_PENDING_INITIAL;
 	if (rt_inbox_create(a->rt, notify, arg, &c->inbox) != 0)
 		goto fail_inbox;
+	c->zone = msgpack_zone_new(CLIENT_ZONE_CHUNK_BYTES); /* NULL: fine */
 	*out = c;
 	return API_OK;
 fail_inbox:
@@ -144,6 +156,8 @@ api_client_destroy(api_client *c)
 		return;
 	rt_inbox_destroy(c->inbox);
 	actors__streams_free(c->streams);
+	if (c->zone != NULL)
+		msgpack_zone_free(c->zone);
 	free(c->slots);
 	free(c);
 }
@@ -331,11 +345,18 @@ actors__complete(api_client *c, api_callback cb, void *arg, int code,
 	}
 	msgpack_unpacked u;
 	msgpack_unpacked_init(&u);
+	msgpack_object object;
+	bool shared = c->zone != NULL && c->completing == 0;
 	if (body != NULL && body_length > 0) {
 		size_t offset = 0;
-		if (msgpack_unpack_next(&u, body, body_length, &offset) ==
-			MSGPACK_UNPACK_SUCCESS)
+		if (shared) {
+			if (msgpack_unpack(body, body_length, &offset, c->zone,
+				    &object) == MSGPACK_UNPACK_SUCCESS)
+				r.body = &object;
+		} else if (msgpack_unpack_next(&u, body, body_length,
+				   &offset) == MSGPACK_UNPACK_SUCCESS) {
 			r.body = &u.data;
+		}
 	}
 	if (code == API_ERATELIMITED && r.body != NULL) {
 		/* The refusing actor's bucket state rides in the body. */
@@ -347,8 +368,12 @@ actors__complete(api_client *c, api_callback cb, void *arg, int code,
 		r.rate_reset_ms = (uint64_t)api_body_int(r.body,
 			"rate_reset_ms", 0);
 	}
+	c->completing++;
 	if (cb != NULL)
 		cb(arg, &r);
+	c->completing--;
+	if (shared)
+		msgpack_zone_clear(c->zone);
 	msgpack_unpacked_destroy(&u);
 }
 
