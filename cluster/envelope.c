@@ -14,6 +14,13 @@
  * <= RT_MESSAGE_BYTES_MAX, version == CL_WIRE_VERSION); payloads are
  * referenced in place, never copied.
  *
+ * Envelopes and frames are on the hot path of every cross-node message,
+ * so they are written straight into one reservation per envelope (the
+ * smallest encoding of each integer, as msgpack-c's packer chooses:
+ * the bytes are the same) and read by a cursor over the bytes, with no
+ * allocation (msgpack-c's unpacker builds a zone of objects per frame).
+ * System message bodies still go through msgpack-c.
+ *
  * What it does not do: interpret payloads or system message bodies.
  */
 #include "cluster/internal.h"
@@ -24,8 +31,6 @@
 /* Envelopes one frame may hold: a frame is at most a few hundred KiB
  * and an envelope at least 12 bytes; 1M bounds a hostile count. */
 #define FRAME_ENVELOPES_MAX (1u << 20)
-/* First zone chunk when decoding a frame: fits ~100 small envelopes. */
-#define ZONE_CHUNK_BYTES 8192u
 
 static int
 packer_write(void *data, const char *buf, size_t len)
@@ -196,6 +201,59 @@ cl__unpack(const void *bytes, size_t length, msgpack_zone *zone,
 	return CL_OK;
 }
 
+/* ---- the direct writer ---------------------------------------------- */
+
+/* Bytes an envelope takes at most besides its payload: the array
+ * header, 9 integers of at most 9 bytes, a bin32 header. */
+#define ENVELOPE_OVERHEAD_BYTES_MAX (1u + 9u * 9u + 5u)
+
+static unsigned char *
+put_be(unsigned char *p, uint64_t v, uint32_t n)
+{
+	for (uint32_t i = 0; i < n; i++)
+		p[i] = (unsigned char)(v >> (8u * (n - 1u - i)));
+	return p + n;
+}
+
+/* An unsigned integer in its smallest msgpack form. */
+static unsigned char *
+put_uint(unsigned char *p, uint64_t v)
+{
+	if (v <= 0x7f) {
+		*p = (unsigned char)v;
+		return p + 1;
+	}
+	if (v <= 0xff) {
+		*p = 0xcc;
+		return put_be(p + 1, v, 1);
+	}
+	if (v <= 0xffff) {
+		*p = 0xcd;
+		return put_be(p + 1, v, 2);
+	}
+	if (v <= 0xffffffffu) {
+		*p = 0xce;
+		return put_be(p + 1, v, 4);
+	}
+	*p = 0xcf;
+	return put_be(p + 1, v, 8);
+}
+
+static unsigned char *
+put_bin_header(unsigned char *p, uint32_t size)
+{
+	if (size <= 0xff) {
+		*p = 0xc4;
+		return put_be(p + 1, size, 1);
+	}
+	if (size <= 0xffff) {
+		*p = 0xc5;
+		return put_be(p + 1, size, 2);
+	}
+	*p = 0xc6;
+	return put_be(p + 1, size, 4);
+}
+
 int
 cl_envelope_encode(const cl_envelope *e, rt_buffer *out)
 {
@@ -205,48 +263,170 @@ cl_envelope_encode(const cl_envelope *e, rt_buffer *out)
 	CL_ASSERT(e->size == 0 || e->payload != NULL);
 	CL_ASSERT(e->from.kind < RT_KINDS_MAX);
 	CL_ASSERT(e->to.kind < RT_KINDS_MAX);
-	cl__packer p;
-	cl__packer_init(&p, out);
-	msgpack_pack_array(&p.pk, ENVELOPE_FIELDS);
-	msgpack_pack_uint32(&p.pk, CL_WIRE_VERSION);
-	msgpack_pack_uint64(&p.pk, e->epoch);
-	msgpack_pack_uint32(&p.pk, e->from.kind);
-	msgpack_pack_uint64(&p.pk, e->from.id);
-	msgpack_pack_uint32(&p.pk, e->to.kind);
-	msgpack_pack_uint64(&p.pk, e->to.id);
-	msgpack_pack_uint64(&p.pk, e->correlation);
-	msgpack_pack_uint32(&p.pk, e->type);
-	msgpack_pack_uint32(&p.pk, e->flags);
-	msgpack_pack_bin(&p.pk, e->size);
-	msgpack_pack_bin_body(&p.pk, e->payload, e->size);
-	return p.status;
+	if (rt_buffer_reserve(out, ENVELOPE_OVERHEAD_BYTES_MAX + e->size) != 0)
+		return CL_ENOMEM;
+	unsigned char *start = out->bytes + out->length;
+	unsigned char *p = start;
+	*p++ = 0x90 | ENVELOPE_FIELDS;
+	p = put_uint(p, CL_WIRE_VERSION);
+	p = put_uint(p, e->epoch);
+	p = put_uint(p, e->from.kind);
+	p = put_uint(p, e->from.id);
+	p = put_uint(p, e->to.kind);
+	p = put_uint(p, e->to.id);
+	p = put_uint(p, e->correlation);
+	p = put_uint(p, e->type);
+	p = put_uint(p, e->flags);
+	p = put_bin_header(p, e->size);
+	if (e->size > 0)
+		memcpy(p, e->payload, e->size);
+	p += e->size;
+	CL_ASSERT((size_t)(p - start) <= ENVELOPE_OVERHEAD_BYTES_MAX + e->size);
+	out->length += (size_t)(p - start);
+	return CL_OK;
+}
+
+/* ---- the cursor reader ---------------------------------------------- */
+
+typedef struct reader {
+	const unsigned char *p;
+	size_t length;
+	size_t pos;
+} reader;
+
+/* A big-endian integer of n = 1, 2, 4 or 8 bytes. */
+static inline uint64_t
+be_load(const unsigned char *p, uint32_t n)
+{
+	switch (n) {
+	case 1:
+		return p[0];
+	case 2: {
+		uint16_t v;
+		memcpy(&v, p, 2);
+		return __builtin_bswap16(v);
+	}
+	case 4: {
+		uint32_t v;
+		memcpy(&v, p, 4);
+		return __builtin_bswap32(v);
+	}
+	default: {
+		CL_ASSERT(n == 8);
+		uint64_t v;
+		memcpy(&v, p, 8);
+		return __builtin_bswap64(v);
+	}
+	}
+}
+
+/* A non-negative integer (msgpack-c reads the signed forms of
+ * non-negative values as positive integers too), at most max. */
+static inline int
+get_uint(reader *r, uint64_t max, uint64_t *out)
+{
+	if (r->pos >= r->length)
+		return CL_ECORRUPT;
+	unsigned char t = r->p[r->pos++];
+	uint32_t n;
+	bool is_signed = false;
+	if (t <= 0x7f) {
+		*out = t;
+		return t <= max ? CL_OK : CL_ECORRUPT;
+	}
+	if (t >= 0xcc && t <= 0xcf) {
+		n = 1u << (t - 0xcc);
+	} else if (t >= 0xd0 && t <= 0xd3) {
+		n = 1u << (t - 0xd0);
+		is_signed = true;
+	} else {
+		return CL_ECORRUPT;
+	}
+	if (r->length - r->pos < n)
+		return CL_ECORRUPT;
+	uint64_t v = be_load(r->p + r->pos, n);
+	r->pos += n;
+	if (is_signed && (v >> (8u * n - 1u)) != 0)
+		return CL_ECORRUPT; /* negative */
+	if (v > max)
+		return CL_ECORRUPT;
+	*out = v;
+	return CL_OK;
+}
+
+static inline int
+get_u32(reader *r, uint32_t *out)
+{
+	uint64_t v;
+	int rc = get_uint(r, UINT32_MAX, &v);
+	if (rc == 0)
+		*out = (uint32_t)v;
+	return rc;
 }
 
 static int
-envelope_from_object(const msgpack_object *o, cl_envelope *e)
+get_array(reader *r, uint32_t *count)
 {
-	const msgpack_object *f;
-	uint32_t n;
-	uint32_t version;
-	int rc = cl__obj_array(o, ENVELOPE_FIELDS, &f, &n);
+	if (r->pos >= r->length)
+		return CL_ECORRUPT;
+	unsigned char t = r->p[r->pos++];
+	if (t >= 0x90 && t <= 0x9f) {
+		*count = t & 0x0fu;
+		return CL_OK;
+	}
+	uint32_t n = t == 0xdc ? 2u : t == 0xdd ? 4u : 0u;
+	if (n == 0 || r->length - r->pos < n)
+		return CL_ECORRUPT;
+	*count = (uint32_t)be(r->p + r->pos, n);
+	r->pos += n;
+	return CL_OK;
+}
+
+static int
+get_bin(reader *r, const unsigned char **bytes, uint32_t *size)
+{
+	if (r->pos >= r->length)
+		return CL_ECORRUPT;
+	unsigned char t = r->p[r->pos++];
+	if (t < 0xc4 || t > 0xc6)
+		return CL_ECORRUPT;
+	uint32_t n = 1u << (t - 0xc4);
+	if (r->length - r->pos < n)
+		return CL_ECORRUPT;
+	uint64_t v = be(r->p + r->pos, n);
+	r->pos += n;
+	if (v > r->length - r->pos)
+		return CL_ECORRUPT;
+	*bytes = r->p + r->pos;
+	*size = (uint32_t)v;
+	r->pos += v;
+	return CL_OK;
+}
+
+/* One envelope at the cursor. CL_EVERSION for another wire version. */
+static int
+get_envelope(reader *r, cl_envelope *e)
+{
+	uint32_t n, version;
+	int rc = get_array(r, &n);
 	if (rc != 0)
 		return rc;
 	if (n != ENVELOPE_FIELDS)
 		return CL_ECORRUPT;
-	if ((rc = cl__obj_u32(&f[0], &version)) != 0)
+	if ((rc = get_u32(r, &version)) != 0)
 		return rc;
 	if (version != CL_WIRE_VERSION)
 		return CL_EVERSION;
 	memset(e, 0, sizeof *e);
-	if (cl__obj_u64(&f[1], &e->epoch) != 0 ||
-		cl__obj_u32(&f[2], &e->from.kind) != 0 ||
-		cl__obj_u64(&f[3], &e->from.id) != 0 ||
-		cl__obj_u32(&f[4], &e->to.kind) != 0 ||
-		cl__obj_u64(&f[5], &e->to.id) != 0 ||
-		cl__obj_u64(&f[6], &e->correlation) != 0 ||
-		cl__obj_u32(&f[7], &e->type) != 0 ||
-		cl__obj_u32(&f[8], &e->flags) != 0 ||
-		cl__obj_bin(&f[9], &e->payload, &e->size) != 0)
+	if (get_uint(r, UINT64_MAX, &e->epoch) != 0 ||
+		get_u32(r, &e->from.kind) != 0 ||
+		get_uint(r, UINT64_MAX, &e->from.id) != 0 ||
+		get_u32(r, &e->to.kind) != 0 ||
+		get_uint(r, UINT64_MAX, &e->to.id) != 0 ||
+		get_uint(r, UINT64_MAX, &e->correlation) != 0 ||
+		get_u32(r, &e->type) != 0 ||
+		get_u32(r, &e->flags) != 0 ||
+		get_bin(r, &e->payload, &e->size) != 0)
 		return CL_ECORRUPT;
 	if (e->from.kind >= RT_KINDS_MAX || e->to.kind >= RT_KINDS_MAX)
 		return CL_ECORRUPT;
@@ -261,31 +441,10 @@ cl_envelope_decode(const void *bytes, size_t length, cl_envelope *e,
 {
 	CL_ASSERT(bytes != NULL || length == 0);
 	CL_ASSERT(e != NULL);
-	size_t checked;
-	if (msgpack_check(bytes, length, &checked) != 0)
-		return CL_ECORRUPT;
-	msgpack_zone zone;
-	if (!msgpack_zone_init(&zone, 1024))
-		return CL_ENOMEM;
-	msgpack_object o;
-	size_t offset = 0;
-	int rc;
-	msgpack_unpack_return r =
-		msgpack_unpack(bytes, checked, &offset, &zone, &o);
-	if (r == MSGPACK_UNPACK_NOMEM_ERROR)
-		rc = CL_ENOMEM;
-	else if (r != MSGPACK_UNPACK_SUCCESS && r != MSGPACK_UNPACK_EXTRA_BYTES)
-		rc = CL_ECORRUPT;
-	else
-		rc = envelope_from_object(&o, e);
-	msgpack_zone_destroy(&zone);
+	reader r = {bytes, length, 0};
+	int rc = get_envelope(&r, e);
 	if (rc == 0 && used_out != NULL)
-		*used_out = offset;
-	/* payload points into bytes (the C unpacker references bins) */
-	CL_ASSERT(rc != 0 || e->size == 0 ||
-		  (e->payload >= (const unsigned char *)bytes &&
-			  e->payload + e->size <=
-				  (const unsigned char *)bytes + length));
+		*used_out = r.pos;
 	return rc;
 }
 
@@ -340,36 +499,28 @@ cl_frame_end(cl_frame_writer *w)
 	c[4] = (unsigned char)w->count;
 }
 
+/* The frame header at the cursor; leaves it at the first envelope. */
 static int
-frame_header_from_object(const msgpack_object *o, cl_frame_header *h,
-	const msgpack_object **envelopes)
+get_frame_header(reader *r, cl_frame_header *h)
 {
-	const msgpack_object *f;
-	uint32_t n;
-	uint32_t version;
-	uint32_t source;
-	int rc = cl__obj_array(o, FRAME_FIELDS, &f, &n);
+	uint32_t n, version, source, count;
+	int rc = get_array(r, &n);
 	if (rc != 0)
 		return rc;
 	if (n != FRAME_FIELDS)
 		return CL_ECORRUPT;
-	if ((rc = cl__obj_u32(&f[0], &version)) != 0)
+	if ((rc = get_u32(r, &version)) != 0)
 		return rc;
 	if (version != CL_WIRE_VERSION)
 		return CL_EVERSION;
-	if (cl__obj_u32(&f[1], &source) != 0 || source > CL_NODE_ID_MAX ||
-		cl__obj_u64(&f[2], &h->incarnation) != 0 ||
-		cl__obj_u64(&f[3], &h->sequence) != 0 ||
-		cl__obj_u64(&f[4], &h->ack) != 0)
+	if (get_u32(r, &source) != 0 || source > CL_NODE_ID_MAX ||
+		get_uint(r, UINT64_MAX, &h->incarnation) != 0 ||
+		get_uint(r, UINT64_MAX, &h->sequence) != 0 ||
+		get_uint(r, UINT64_MAX, &h->ack) != 0 ||
+		get_array(r, &count) != 0 || count > FRAME_ENVELOPES_MAX)
 		return CL_ECORRUPT;
 	h->source = (uint16_t)source;
-	const msgpack_object *items;
-	uint32_t count;
-	if (cl__obj_array(&f[5], 0, &items, &count) != 0 ||
-		count > FRAME_ENVELOPES_MAX)
-		return CL_ECORRUPT;
 	h->count = count;
-	*envelopes = &f[5];
 	return CL_OK;
 }
 
@@ -379,25 +530,24 @@ cl_frame_decode(const void *bytes, size_t length, cl_frame_header *h,
 {
 	CL_ASSERT(bytes != NULL || length == 0);
 	CL_ASSERT(h != NULL);
-	msgpack_zone zone;
-	if (!msgpack_zone_init(&zone, ZONE_CHUNK_BYTES))
-		return CL_ENOMEM;
-	msgpack_object o;
-	const msgpack_object *list = NULL;
-	int rc = cl__unpack(bytes, length, &zone, &o);
-	if (rc == 0)
-		rc = frame_header_from_object(&o, h, &list);
+	reader r = {bytes, length, 0};
+	int rc = get_frame_header(&r, h);
+	if (rc != 0)
+		return rc;
 	/* check all before delivering any: a corrupt frame delivers nothing */
+	size_t first = r.pos;
 	for (uint32_t i = 0; rc == 0 && i < h->count; i++) {
 		cl_envelope e;
-		rc = envelope_from_object(&list->via.array.ptr[i], &e);
+		rc = get_envelope(&r, &e);
 	}
+	if (rc == 0 && r.pos != length)
+		rc = CL_ECORRUPT; /* bytes after the last envelope */
+	r.pos = first;
 	for (uint32_t i = 0; rc == 0 && cb != NULL && i < h->count; i++) {
 		cl_envelope e;
-		rc = envelope_from_object(&list->via.array.ptr[i], &e);
+		rc = get_envelope(&r, &e);
 		CL_ASSERT(rc == 0);
 		rc = cb(arg, &e);
 	}
-	msgpack_zone_destroy(&zone);
 	return rc;
 }

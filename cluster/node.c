@@ -169,6 +169,7 @@ struct cl_node {
 	bool stashing[CL_NODES_MAX];
 
 	uint64_t now_ms;
+	_Atomic uint64_t clock_ms; /* node_now_cached */
 	uint64_t next_duty_ms;
 	uint64_t next_join_ms;
 	uint64_t next_repush_ms;
@@ -214,6 +215,17 @@ static uint64_t
 node_now(cl_node *n)
 {
 	return n->cfg.manual_tick ? n->now_ms : cl__monotonic_ms();
+}
+
+/* The clock as of the last tick (at most CL_TICK_MS old): the send path
+ * reads it per message, where a clock read would cost more than the
+ * rest of the routing. */
+static uint64_t
+node_now_cached(cl_node *n)
+{
+	return n->cfg.manual_tick ? n->now_ms
+				  : atomic_load_explicit(&n->clock_ms,
+					    memory_order_relaxed);
 }
 
 static cl__link *
@@ -454,7 +466,7 @@ send_remote(cl_node *n, uint16_t owner, const cl_envelope *e, uint32_t p,
 	 * window: refusing a reply would leave its asker to time out, with
 	 * no sender left that could try again. */
 	bool slack = !local_origin || (e->flags & RT_MESSAGE_F_REPLY) != 0;
-	int rc = cl__link_enqueue_locked(l, &f, slack, node_now(n));
+	int rc = cl__link_enqueue_locked(l, &f, slack, node_now_cached(n));
 	pthread_mutex_unlock(&l->lock);
 	return rc;
 }
@@ -1893,6 +1905,7 @@ cl_node_tick(cl_node *node, uint64_t now_ms)
 		n->now_ms = now_ms;
 	else
 		now_ms = cl__monotonic_ms(); /* not from before the lock wait */
+	atomic_store_explicit(&n->clock_ms, now_ms, memory_order_relaxed);
 	if (now_ms >= n->next_duty_ms || n->cfg.manual_tick) {
 		duties_locked(n, now_ms);
 		if (now_ms >= n->next_duty_ms)
@@ -2198,6 +2211,7 @@ cl_node_open(const cl_node_config *cfg, rt_runtime *rt, cl_node **out)
 	n->tops = &shim_ops;
 	n->transport = n;
 	n->incarnation = cfg->manual_tick ? (cfg->seed | 1u) : cl__wall_ms();
+	atomic_store(&n->clock_ms, cl__monotonic_ms());
 	for (uint32_t i = 0; i < CL_NODES_MAX && rc == 0; i++)
 		rc = cl__link_init(&n->links[i], n->tops, n->transport, 0,
 			n->incarnation);

@@ -485,18 +485,32 @@ bench_handoff(const char *root)
 	cl_node_close(c);
 }
 
+/* No argument: every part. Otherwise the parts named: placement,
+ * throughput, handoff. */
+static bool
+wanted(int argc, char **argv, const char *part)
+{
+	if (argc < 2)
+		return true;
+	for (int i = 1; i < argc; i++)
+		if (strcmp(argv[i], part) == 0)
+			return true;
+	return false;
+}
+
 int
 main(int argc, char **argv)
 {
-	(void)argc;
-	(void)argv;
 	rt_log_set_level(NULL, RT_LOG_WARN);
-	bench_placement();
+	if (wanted(argc, argv, "placement"))
+		bench_placement();
 	char root[] = "/tmp/flock-cluster-bench-XXXXXX";
 	if (mkdtemp(root) == NULL)
 		return 1;
-	bench_throughput(root);
-	bench_handoff(root);
+	if (wanted(argc, argv, "throughput"))
+		bench_throughput(root);
+	if (wanted(argc, argv, "handoff"))
+		bench_handoff(root);
 	char cmd[128];
 	snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
 	return system(cmd) == 0 ? 0 : 1;
