@@ -1205,8 +1205,10 @@ on_own_posts(rt_actor *self, user_state *st, const rt_message *m)
 		reply_code(self, m, API_EINVALID, "malformed page");
 		return;
 	}
-	reply_id_page(self, m, &st->posts[0].post_id, sizeof *st->posts,
-		st->posts_count, boundary, limit);
+	/* No posts yet: no array to point into (NULL is a valid empty list). */
+	const uint64_t *ids = st->posts != NULL ? &st->posts[0].post_id : NULL;
+	reply_id_page(self, m, ids, sizeof *st->posts, st->posts_count,
+		boundary, limit);
 }
 
 static void
