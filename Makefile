@@ -178,7 +178,7 @@ SIM_SMOKE_FAULTS ?= swarm
 .PHONY: test test-release test-asan test-fuzz tsan fuzz crash
 test: deps
 	@$(MAKE) --no-print-directory -j$(BUILD_JOBS) MODE=release build
-	@$(MAKE) --no-print-directory -j$(BUILD_JOBS) MODE=asan tests
+	@$(MAKE) --no-print-directory -j$(BUILD_JOBS) MODE=asan build
 	@$(MAKE) --no-print-directory -j$(BUILD_JOBS) MODE=fuzz fuzzers
 	@status=0; \
 	echo "== release suite"; SIM_SMOKE_SEEDS=$(SIM_SMOKE_SEEDS) \
