@@ -54,6 +54,11 @@
 #define RUN_RECOVERY_SETTLE_MS (5u * 60u * 1000u)
 
 #pragma weak api_stories
+#pragma weak api_notifications
+/* The notification inbox keeps this many entries (actors/engage.h's
+ * INBOX_ENTRIES_MAX): past it the oldest go, so completeness is checked
+ * only for inboxes that never filled. */
+#define CHECK_INBOX_ENTRIES_MAX 1000u
 
 /* ---- failures -------------------------------------------------------------- */
 
@@ -354,6 +359,7 @@ enum {
 	READ_COMMENTS,
 	READ_FEED,
 	READ_STORIES,
+	READ_NOTIFICATIONS,
 };
 
 typedef struct read_args {
@@ -388,6 +394,9 @@ issue_read(api_client *c, const read_args *a, read_slot *s)
 		return api_feed(c, &ctx, &page, read_callback, s);
 	case READ_STORIES:
 		return api_stories(c, &ctx, read_callback, s);
+	case READ_NOTIFICATIONS:
+		return api_notifications(c, &ctx, API_PAGE_LIMIT_MAX, 0,
+			a->cursor, read_callback, s);
 	default:
 		SIM_ASSERT(!"unknown read");
 		return API_EINVALID;
@@ -745,12 +754,6 @@ verify_own_posts(sim_world *w, const view *v)
 					PRIu64 " ms", mu->name, u->posts.ids[k],
 					m->posts[p].deleted_ms);
 		}
-		if (unknown > mu->uncertain_posts && getenv("SIM_DEBUG") != NULL) {
-			for (uint32_t k = 0; k < u->posts.count; k++)
-				fprintf(stderr, "listed %" PRIu64 " t=%" PRId64 "\n", u->posts.ids[k], (int64_t)((u->posts.ids[k] >> 23) + 1704067200000ull - SIM_EPOCH_MS));
-			for (uint32_t k = 0; k < mu->posts.count; k++)
-				fprintf(stderr, "model %" PRIu64 "\n", m->posts[mu->posts.items[k]].id);
-		}
 		if (unknown > mu->uncertain_posts)
 			sim__fail(w, "1 acknowledged write", "%s lists %u posts "
 				"never acknowledged (e.g. %" PRIu64 ", created at "
@@ -977,6 +980,167 @@ done:
 	msgpack_unpacked_destroy(&s.unpacked);
 }
 
+/* ---- invariant 5: the notification inbox ------------------------------------ */
+
+typedef struct note {
+	uint64_t seq;
+	uint32_t type; /* 'l' like, 'c' comment, 'f' follow, 'm' mention */
+	uint64_t by;
+	uint64_t post;
+	uint64_t comment;
+} note;
+
+typedef struct notes {
+	note *items;
+	uint32_t count;
+	uint32_t capacity;
+} notes;
+
+static void
+collect_note(void *arg, const msgpack_object *item)
+{
+	notes *n = arg;
+	if (n->count == n->capacity) {
+		uint32_t capacity = n->capacity ? n->capacity * 2 : 64;
+		note *items = realloc(n->items, capacity * sizeof *items);
+		SIM_ASSERT(items != NULL);
+		n->items = items;
+		n->capacity = capacity;
+	}
+	char type[16] = "";
+	api_body_str(item, "type", type, sizeof type);
+	n->items[n->count++] = (note){
+		.seq = (uint64_t)api_body_int(item, "seq", 0),
+		.type = (uint32_t)(unsigned char)type[0],
+		.by = api_body_id(api_body_get(item, "by_user"), "user_id"),
+		.post = api_body_id(item, "post_id"),
+		.comment = api_body_id(item, "comment_id"),
+	};
+}
+
+static uint32_t
+notes_find(const notes *n, uint32_t type, uint64_t by, uint64_t post,
+	uint64_t comment)
+{
+	uint32_t found = 0;
+	for (uint32_t i = 0; i < n->count; i++)
+		found += n->items[i].type == type && n->items[i].by == by &&
+			n->items[i].post == post && n->items[i].comment == comment;
+	return found;
+}
+
+static int
+compare_seq(const void *a, const void *b)
+{
+	uint64_t x = ((const note *)a)->seq, y = ((const note *)b)->seq;
+	return x < y ? -1 : x > y;
+}
+
+/* What the model says u must find (*must), and what it may find
+ * (*may_*), in its inbox; checks each expected entry is there once. */
+static void
+verify_inbox_expected(sim_world *w, uint32_t u, const notes *n,
+	uint32_t *must)
+{
+	sim_model *m = w->model;
+	const sim_user *owner = &m->users[u];
+	*must = 0;
+	/* likes and comments on its posts */
+	for (uint32_t k = 0; k < owner->posts.count && !w->failed; k++) {
+		uint32_t pi = owner->posts.items[k];
+		const sim_post *p = &m->posts[pi];
+		for (uint32_t j = 0; j < p->likers.count && !w->failed; j++) {
+			uint32_t v = p->likers.items[j];
+			const sim_flag *f = sim__model_flag_find(m, &m->likes,
+				(uint64_t)pi << 32 | v);
+			if (v == u || f == NULL)
+				continue;
+			uint32_t seen = notes_find(n, 'l', m->users[v].id, p->id, 0);
+			if (f->ever_on) {
+				(*must)++;
+				if (seen == 0)
+					sim__fail(w, "5 notifications", "%s has no "
+						"notification of %s's like of post %"
+						PRIu64, owner->name, m->users[v].name,
+						p->id);
+			} else if (!f->maybe_on && seen > 0) {
+				sim__fail(w, "5 notifications", "%s is told %s "
+					"liked post %" PRIu64 ", which never "
+					"happened", owner->name, m->users[v].name,
+					p->id);
+			}
+		}
+		for (uint32_t j = 0; j < p->comments_count && !w->failed; j++) {
+			const sim_comment *c = &p->comments[j];
+			if (c->author == u)
+				continue;
+			(*must)++;
+			if (notes_find(n, 'c', m->users[c->author].id, p->id,
+				    c->id) == 0)
+				sim__fail(w, "5 notifications", "%s has no "
+					"notification of comment %" PRIu64 " by %s",
+					owner->name, c->id, m->users[c->author].name);
+		}
+	}
+	/* follows of it */
+	for (uint32_t v = 0; v < m->users_count && !w->failed; v++) {
+		const sim_flag *f = sim__model_flag_find(m, &m->follows,
+			(uint64_t)v << 32 | u);
+		if (v == u || f == NULL)
+			continue;
+		uint32_t seen = notes_find(n, 'f', m->users[v].id, 0, 0);
+		if (f->ever_on) {
+			(*must)++;
+			if (seen == 0)
+				sim__fail(w, "5 notifications", "%s has no "
+					"notification of %s's follow", owner->name,
+					m->users[v].name);
+		} else if (!f->maybe_on && seen > 0) {
+			sim__fail(w, "5 notifications", "%s is told %s follows "
+				"it, which never happened", owner->name,
+				m->users[v].name);
+		}
+	}
+}
+
+static void
+verify_inbox(sim_world *w, uint32_t u)
+{
+	sim_model *m = w->model;
+	notes n = {0};
+	read_args a = {.kind = READ_NOTIFICATIONS, .viewer = m->users[u].id};
+	int rc = read_all(w, a, collect_note, &n);
+	if (rc != API_OK) {
+		if (w->opts.mode == SIM_MODE_LIVENESS)
+			sim__fail(w, "liveness", "%s's notifications unreadable "
+				"after healing: %s", m->users[u].name,
+				api_strerror(rc));
+		free(n.items);
+		return;
+	}
+	/* once each, and numbered without gaps (oldest dropped past the
+	 * ring's size only) */
+	for (uint32_t i = 0; i < n.count && !w->failed; i++)
+		if (notes_find(&n, n.items[i].type, n.items[i].by,
+			    n.items[i].post, n.items[i].comment) > 1)
+			sim__fail(w, "5 notifications", "%s's inbox holds a %c "
+				"notification by user id %" PRIu64 " (post %" PRIu64
+				") twice", m->users[u].name, (char)n.items[i].type,
+				n.items[i].by, n.items[i].post);
+	if (n.count > 1)
+		qsort(n.items, n.count, sizeof *n.items, compare_seq);
+	for (uint32_t i = 1; i < n.count && !w->failed; i++)
+		if (n.items[i].seq != n.items[i - 1].seq + 1)
+			sim__fail(w, "5 notifications", "%s's inbox goes from seq "
+				"%" PRIu64 " to %" PRIu64, m->users[u].name,
+				n.items[i - 1].seq, n.items[i].seq);
+	uint32_t must = 0;
+	if (!w->failed && (n.count == 0 || n.items[0].seq == 1) &&
+		n.count < CHECK_INBOX_ENTRIES_MAX)
+		verify_inbox_expected(w, u, &n, &must);
+	free(n.items);
+}
+
 /* ---- invariant 7: restart everything, twice ----------------------------------- */
 
 static bool
@@ -1083,6 +1247,8 @@ sim__check_quiescent(sim_world *w)
 		verify_feed(w, reader, &existing);
 		if (api_stories != NULL && !w->failed)
 			verify_stories(w, reader);
+		if (api_notifications != NULL && !w->failed)
+			verify_inbox(w, reader);
 	}
 	free(existing.ids);
 	if (!w->failed && w->opts.check_recovery)

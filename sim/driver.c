@@ -180,6 +180,10 @@ follow_answered(sim_driver *d, sim_call *c, int code)
 	uint64_t key = (uint64_t)c->user << 32 | c->target;
 	sim_flag *f = sim__model_flag(m, &m->follows, key);
 	bool on = c->op != OP_UNFOLLOW;
+	if (on && code == API_OK)
+		f->ever_on = 1;
+	else if (on && uncertain_code(code))
+		f->maybe_on = 1;
 	if (f->generation != c->generation)
 		return; /* a later op on this flag settles it */
 	if (code == API_OK) {
@@ -201,6 +205,10 @@ like_answered(sim_driver *d, sim_call *c, int code)
 	sim_model *m = d->w->model;
 	uint64_t key = (uint64_t)c->post << 32 | c->user;
 	sim_flag *f = sim__model_flag(m, &m->likes, key);
+	if (c->op == OP_LIKE && code == API_OK)
+		f->ever_on = 1;
+	else if (c->op == OP_LIKE && uncertain_code(code))
+		f->maybe_on = 1;
 	if (f->generation != c->generation)
 		return;
 	if (code == API_OK) {

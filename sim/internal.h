@@ -306,6 +306,8 @@ void sim__u32s_free(sim_u32s *a);
 typedef struct sim_flag {
 	uint8_t value;
 	uint8_t uncertain;
+	uint8_t ever_on;      /* an op setting it on was acknowledged */
+	uint8_t maybe_on;     /* one setting it on had an unknown outcome */
 	uint16_t generation;  /* bumped by every op issued on it */
 	uint64_t acked_ms;    /* when the last definite op was acknowledged */
 	uint64_t visible_ms;  /* follows: when the followee showed it; 0 */
