@@ -9,7 +9,7 @@
  * parameter (now_ms, wall ms since the Unix epoch from rt_wall_ms) and
  * never reads a clock, draws randomness, sends or blocks; the owning
  * actor does those through the runtime. Only search_actor.c (the search
- * actor kind) talks to the runtime.
+ * actor kind) talks to the runtime and to persistence.
  *
  * Invariants shared by every module:
  *   - every capacity is a named constant below; a full structure drops
@@ -27,8 +27,9 @@
  * Threading: none of these structures is thread-safe; each belongs to one
  * actor and is used only in that actor's turns.
  *
- * What it deliberately does not do: routing, persistence, journaling;
- * the actors that embed these structures decide when to snapshot.
+ * What it deliberately does not do: routing, or deciding when to journal
+ * or snapshot; the actors that embed these structures do (user_engage.c,
+ * search_actor.c).
  */
 #ifndef FLOCK_ACTORS_ENGAGE_H
 #define FLOCK_ACTORS_ENGAGE_H
@@ -207,8 +208,7 @@ engage_get_bool(const msgpack_object *obj, bool *out)
 	return true;
 }
 
-/* An array of exactly n elements (n == UINT32_MAX: any length up to
- * max_count); *items and *count get its elements. */
+/* An array of at most max_count elements; *items and *count get them. */
 static inline bool
 engage_get_array(const msgpack_object *obj, uint32_t max_count,
 	const msgpack_object **items, uint32_t *count)
@@ -219,6 +219,26 @@ engage_get_array(const msgpack_object *obj, uint32_t max_count,
 		return false;
 	*items = obj->via.array.ptr;
 	*count = obj->via.array.size;
+	return true;
+}
+
+/* Parses exactly `digits` lowercase hex digits at text (cursor fields). */
+static inline bool
+engage_parse_hex(const char *text, uint32_t digits, uint64_t *out)
+{
+	uint64_t v = 0;
+	for (uint32_t i = 0; i < digits; i++) {
+		char c = text[i];
+		uint64_t d;
+		if (c >= '0' && c <= '9')
+			d = (uint64_t)(c - '0');
+		else if (c >= 'a' && c <= 'f')
+			d = (uint64_t)(c - 'a' + 10);
+		else
+			return false;
+		v = (v << 4) | d;
+	}
+	*out = v;
 	return true;
 }
 
@@ -877,7 +897,7 @@ typedef struct search_hit {
  * One page of results for a normalised query this shard answers. Users:
  * an exact username match first, then by followers (most first), ties by
  * smaller user_id. Tags and posts: newest post first. limit 0 means
- * API_PAGE_LIMIT_DEFAULT, clamped to API_PAGE_LIMIT_MAX; hits holds
+ * API_PAGE_LIMIT_DEFAULT, clamped to API_PAGE_LIMIT_MAX; hits must hold
  * API_PAGE_LIMIT_MAX. next_cursor gets "" on the last page. API_EINVALID
  * for a cursor of another query type or malformed.
  */

@@ -410,21 +410,10 @@ inbox_entry_pack(const inbox *ib, const inbox_entry *e, msgpack_packer *pk)
 static int
 cursor_decode(const char *cursor, uint64_t *before_seq)
 {
-	if (strlen(cursor) != INBOX_CURSOR_LENGTH || cursor[0] != 'n')
-		return API_EINVALID;
-	uint64_t v = 0;
-	for (uint32_t i = 1; i < INBOX_CURSOR_LENGTH; i++) {
-		char c = cursor[i];
-		uint64_t digit;
-		if (c >= '0' && c <= '9')
-			digit = (uint64_t)(c - '0');
-		else if (c >= 'a' && c <= 'f')
-			digit = (uint64_t)(c - 'a' + 10);
-		else
-			return API_EINVALID;
-		v = (v << 4) | digit;
-	}
-	if (v == 0)
+	uint64_t v;
+	if (strlen(cursor) != INBOX_CURSOR_LENGTH || cursor[0] != 'n' ||
+		!engage_parse_hex(cursor + 1, INBOX_CURSOR_LENGTH - 1u, &v) ||
+		v == 0)
 		return API_EINVALID;
 	*before_seq = v;
 	return 0;

@@ -161,10 +161,11 @@ arena_resize(inbox_stream *s, uint32_t capacity)
 static uint32_t
 arena_place(inbox_stream *s, uint32_t length)
 {
-	uint32_t need = bytes_held(s) + length;
-	if (arena_fit(s, length) == UINT32_MAX &&
-		s->bytes_capacity < INBOX_STREAM_BYTES_MAX &&
-		need > s->bytes_capacity) {
+	/* bytes_held walks the ring: only asked while the arena may grow. */
+	uint32_t need;
+	if (s->bytes_capacity < INBOX_STREAM_BYTES_MAX &&
+		arena_fit(s, length) == UINT32_MAX &&
+		(need = bytes_held(s) + length) > s->bytes_capacity) {
 		uint32_t capacity = s->bytes_capacity == 0
 			? INBOX_STREAM_BYTES_START
 			: s->bytes_capacity;

@@ -932,33 +932,14 @@ rank_compare(const rank_key *a, const rank_key *b)
 	return 0;
 }
 
-static bool
-hex_field(const char *text, uint32_t digits, uint64_t *out)
-{
-	uint64_t v = 0;
-	for (uint32_t i = 0; i < digits; i++) {
-		char c = text[i];
-		uint64_t d;
-		if (c >= '0' && c <= '9')
-			d = (uint64_t)(c - '0');
-		else if (c >= 'a' && c <= 'f')
-			d = (uint64_t)(c - 'a' + 10);
-		else
-			return false;
-		v = (v << 4) | d;
-	}
-	*out = v;
-	return true;
-}
-
 static int
 users_cursor_decode(const char *cursor, rank_key *out)
 {
 	uint64_t inexact;
 	if (strlen(cursor) != CURSOR_USERS_LENGTH || cursor[0] != 'u' ||
-		!hex_field(cursor + 1, 1, &inexact) || inexact > 1 ||
-		!hex_field(cursor + 2, 16, &out->followers_count) ||
-		!hex_field(cursor + 18, 16, &out->user_id))
+		!engage_parse_hex(cursor + 1, 1, &inexact) || inexact > 1 ||
+		!engage_parse_hex(cursor + 2, 16, &out->followers_count) ||
+		!engage_parse_hex(cursor + 18, 16, &out->user_id))
 		return API_EINVALID;
 	out->inexact = (uint32_t)inexact;
 	return 0;
@@ -1119,7 +1100,7 @@ query_posts(const search_index *ix, char type, const char *q, uint32_t limit,
 	uint64_t before = 0;
 	if (cursor != NULL &&
 		(strlen(cursor) != CURSOR_POSTS_LENGTH || cursor[0] != 'p' ||
-			!hex_field(cursor + 1, 16, &before) || before == 0))
+			!engage_parse_hex(cursor + 1, 16, &before) || before == 0))
 		return API_EINVALID;
 	char key[SEARCH_KEY_BYTES];
 	size_t length = strlen(q);
