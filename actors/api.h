@@ -111,6 +111,12 @@ typedef struct api_config {
 	uint32_t media_threads;         /* bounded libvips pool size */
 	uint32_t media_queue_max;       /* queued items before 503 */
 	uint32_t media_attempts_max;    /* tries before an item is failed */
+	/* Benchmarks and tests: called on the worker thread that applied a
+	 * post to a follower's home timeline (the timeline holds it from
+	 * then on). Must be quick and thread-safe. NULL: none. */
+	void (*timeline_observer)(void *arg, uint64_t follower_id,
+		uint64_t post_id);
+	void *timeline_observer_arg;
 } api_config;
 
 void api_config_default(api_config *cfg);

@@ -1648,6 +1648,10 @@ on_push(api *a, rt_actor *self, user_state *st, const rt_message *m)
 	if (changes)
 		user__pushed_live(a, self, st, m->type, key, author, rest,
 			rest_length);
+	if (changes && m->type == USER_T_TIMELINE_ADD &&
+		a->cfg.timeline_observer != NULL)
+		a->cfg.timeline_observer(a->cfg.timeline_observer_arg, st->id,
+			key);
 }
 
 static void
