@@ -52,6 +52,10 @@ typedef struct actor_entry {
 	uint64_t last_lsn;          /* last record appended or replayed */
 	uint64_t saved_lsn;         /* LSN of the last queued snapshot */
 	uint64_t first_unsaved_lsn; /* first record not in it; 0: none */
+	rt_addr addr;               /* its key in `actors` */
+	/* the partition's entries, so a partition drop touches only them */
+	struct actor_entry *prev;
+	struct actor_entry *next;
 } actor_entry;
 
 typedef struct notice_context {
@@ -69,6 +73,8 @@ struct ps_node {
 	pthread_cond_t checkpoint_done;
 	ps__addr_map recovered;
 	ps__addr_map actors;
+	actor_entry **entries_by_partition;  /* PS_PARTITIONS list heads */
+	uint32_t *recovered_by_partition;    /* PS_PARTITIONS counts */
 	uint64_t checkpoint_lsn; /* committed */
 	bool checkpoint_running;
 	uint64_t checkpoint_target; /* L, noted at start */
@@ -100,6 +106,8 @@ static void recovered_free(recovered_actor *a);
 static int
 recovered_purge_locked(ps_node *node, uint32_t partition)
 {
+	if (node->recovered_by_partition[partition] == 0)
+		return PS_OK;
 	size_t n = 0;
 	rt_addr *addrs = malloc((node->recovered.count + 1) * sizeof *addrs);
 	if (addrs == NULL)
@@ -110,7 +118,32 @@ recovered_purge_locked(ps_node *node, uint32_t partition)
 			addrs[n++] = node->recovered.slots[i].key;
 	for (size_t i = 0; i < n; i++)
 		recovered_free(ps__addr_map_remove(&node->recovered, addrs[i]));
+	ps__assert(node->recovered_by_partition[partition] == n);
+	node->recovered_by_partition[partition] = 0;
 	free(addrs);
+	return PS_OK;
+}
+
+/* Takes addr's recovered records out of the map, or NULL. Mutex held. */
+static recovered_actor *
+recovered_take_locked(ps_node *node, rt_addr addr)
+{
+	recovered_actor *a = ps__addr_map_remove(&node->recovered, addr);
+	if (a != NULL) {
+		uint32_t p = ps_partition_of(addr.id);
+		ps__assert(node->recovered_by_partition[p] > 0);
+		node->recovered_by_partition[p]--;
+	}
+	return a;
+}
+
+/* Puts them (back) in. PS_ENOMEM. Mutex held. */
+static int
+recovered_put_locked(ps_node *node, rt_addr addr, recovered_actor *a)
+{
+	if (ps__addr_map_put(&node->recovered, addr, a) != 0)
+		return PS_ENOMEM;
+	node->recovered_by_partition[ps_partition_of(addr.id)]++;
 	return PS_OK;
 }
 
@@ -131,7 +164,7 @@ collect_record(void *arg, const ps_record *r)
 		a = calloc(1, sizeof *a);
 		if (a == NULL)
 			return PS_ENOMEM;
-		if (ps__addr_map_put(&node->recovered, r->addr, a) != 0) {
+		if (recovered_put_locked(node, r->addr, a) != 0) {
 			free(a);
 			return PS_ENOMEM;
 		}
@@ -187,7 +220,28 @@ entry_get_or_create(ps_node *node, rt_addr addr)
 		free(e);
 		return NULL;
 	}
+	e->addr = addr;
+	actor_entry **head = &node->entries_by_partition[ps_partition_of(addr.id)];
+	e->next = *head;
+	if (*head != NULL)
+		(*head)->prev = e;
+	*head = e;
 	return e;
+}
+
+/* Forgets an entry: out of the map and its partition's list, freed. */
+static void
+entry_remove_locked(ps_node *node, actor_entry *e)
+{
+	actor_entry *removed = ps__addr_map_remove(&node->actors, e->addr);
+	ps__assert(removed == e);
+	if (e->prev != NULL)
+		e->prev->next = e->next;
+	else
+		node->entries_by_partition[ps_partition_of(e->addr.id)] = e->next;
+	if (e->next != NULL)
+		e->next->prev = e->prev;
+	free(e);
 }
 
 static void
@@ -301,7 +355,7 @@ store_load_inner(ps_node *node, rt_addr addr, const rt_actor_ops *ops,
 		return c.decode_rc != 0 ? c.decode_rc : ps_to_rt_error(rc);
 	}
 	pthread_mutex_lock(&node->mutex);
-	recovered_actor *a = ps__addr_map_remove(&node->recovered, addr);
+	recovered_actor *a = recovered_take_locked(node, addr);
 	pthread_mutex_unlock(&node->mutex);
 	uint64_t last = c.lsn;
 	uint32_t applied = 0;
@@ -318,7 +372,8 @@ store_load_inner(ps_node *node, rt_addr addr, const rt_actor_ops *ops,
 		if (rc != 0) {
 			/* Keep the records: a later activation may succeed. */
 			pthread_mutex_lock(&node->mutex);
-			ps__addr_map_put(&node->recovered, addr, a);
+			if (recovered_put_locked(node, addr, a) != 0)
+				recovered_free(a);
 			pthread_mutex_unlock(&node->mutex);
 			return rc;
 		}
@@ -546,8 +601,7 @@ entries_prune_locked(ps_node *node, uint64_t checkpoint_lsn)
 		actor_entry *e = node->actors.slots[i].value;
 		if (e != NULL && e->first_unsaved_lsn == 0 &&
 			e->last_lsn <= checkpoint_lsn) {
-			ps__addr_map_remove(&node->actors, node->actors.slots[i].key);
-			free(e);
+			entry_remove_locked(node, e);
 			continue;
 		}
 		i++;
@@ -729,6 +783,8 @@ node_free(ps_node *node)
 	for (size_t i = 0; i < node->actors.capacity; i++)
 		free(node->actors.slots[i].value);
 	ps__addr_map_free(&node->actors);
+	free(node->entries_by_partition);
+	free(node->recovered_by_partition);
 	free(node->notices);
 	pthread_cond_destroy(&node->checkpoint_done);
 	pthread_mutex_destroy(&node->mutex);
@@ -762,7 +818,12 @@ ps_node_open(const char *data_dir, rt_runtime *rt, const ps_node_options *opts,
 	pthread_cond_init(&node->checkpoint_done, NULL);
 	int rc = PS_ENOMEM;
 	node->notices = calloc(NODE_NOTICES_MAX, sizeof *node->notices);
-	if (node->notices == NULL)
+	node->entries_by_partition = calloc(PS_PARTITIONS,
+		sizeof *node->entries_by_partition);
+	node->recovered_by_partition = calloc(PS_PARTITIONS,
+		sizeof *node->recovered_by_partition);
+	if (node->notices == NULL || node->entries_by_partition == NULL ||
+		node->recovered_by_partition == NULL)
 		goto fail;
 	for (uint32_t i = 0; i < NODE_NOTICES_MAX; i++) {
 		node->notices[i].node = node;
@@ -917,8 +978,9 @@ ps_node_export_partition(ps_node *node, uint32_t partition,
 	/* The partition's actors are asleep and gated, so no activation
 	 * takes these records while the export reads them. */
 	pthread_mutex_lock(&node->mutex);
-	c.entries = malloc((node->recovered.count + 1) * sizeof *c.entries);
-	for (size_t i = 0; c.entries != NULL &&
+	uint32_t recovered_here = node->recovered_by_partition[partition];
+	c.entries = malloc((recovered_here + 1) * sizeof *c.entries);
+	for (size_t i = 0; c.entries != NULL && recovered_here > 0 &&
 		i < node->recovered.capacity; i++) {
 		const ps__addr_slot *slot = &node->recovered.slots[i];
 		if (slot->value != NULL &&
@@ -952,12 +1014,12 @@ ps_node_import_snapshot(ps_node *node, rt_addr addr, const void *state,
 	uint64_t lsn = ps_journal_last_lsn(node->journal);
 	if (lsn < node->checkpoint_lsn)
 		lsn = node->checkpoint_lsn;
-	recovered_actor *stale = ps__addr_map_remove(&node->recovered, addr);
-	int rc = PS_OK;
-	actor_entry *e = entry_get_or_create(node, addr);
-	if (e == NULL) {
-		rc = PS_ENOMEM;
-	} else {
+	recovered_actor *stale = recovered_take_locked(node, addr);
+	/* An entry left from an earlier life here moves up to the import;
+	 * without one, the activation starts tracking at the snapshot's
+	 * LSN (store_load), so later snapshots never go below it. */
+	actor_entry *e = ps__addr_map_get(&node->actors, addr);
+	if (e != NULL) {
 		if (e->last_lsn < lsn)
 			e->last_lsn = lsn;
 		e->saved_lsn = e->last_lsn;
@@ -966,9 +1028,7 @@ ps_node_import_snapshot(ps_node *node, rt_addr addr, const void *state,
 	pthread_mutex_unlock(&node->mutex);
 	if (stale != NULL)
 		recovered_free(stale);
-	if (rc == 0)
-		rc = ps_store_put(node->store, addr, lsn, state, state_bytes);
-	return rc;
+	return ps_store_put(node->store, addr, lsn, state, state_bytes);
 }
 
 int
@@ -980,19 +1040,9 @@ ps_node_drop_partition(ps_node *node, uint32_t partition)
 	pthread_mutex_lock(&node->mutex);
 	int rc = recovered_purge_locked(node, partition);
 	/* Bookkeeping of the partition's actors: gone with them. */
-	size_t n = 0;
-	rt_addr *addrs = rc == 0 ? malloc((node->actors.count + 1) *
-		sizeof *addrs) : NULL;
-	if (rc == 0 && addrs == NULL)
-		rc = PS_ENOMEM;
-	for (size_t i = 0; addrs != NULL && i < node->actors.capacity; i++)
-		if (node->actors.slots[i].value != NULL &&
-			ps_partition_of(node->actors.slots[i].key.id) == partition)
-			addrs[n++] = node->actors.slots[i].key;
-	for (size_t i = 0; i < n; i++)
-		free(ps__addr_map_remove(&node->actors, addrs[i]));
+	while (rc == 0 && node->entries_by_partition[partition] != NULL)
+		entry_remove_locked(node, node->entries_by_partition[partition]);
 	pthread_mutex_unlock(&node->mutex);
-	free(addrs);
 	if (rc == 0)
 		rc = ps_store_drop_partition(node->store, partition);
 	if (rc == 0)

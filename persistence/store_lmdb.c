@@ -55,6 +55,11 @@ enum { REQUEST_PUT = 1, REQUEST_MARKER = 2, REQUEST_DROP = 3 };
 
 typedef struct store_request {
 	struct store_request *next;
+	/* while it is its address's newest put (in `pending`): the
+	 * partition's list of them, so a scan or drop of one partition
+	 * never walks the whole table */
+	struct store_request *part_prev;
+	struct store_request *part_next;
 	int kind;
 	bool skip; /* its journal record failed */
 	rt_addr addr;
@@ -85,6 +90,7 @@ struct ps_store {
 	uint32_t queued_requests;
 	ps__addr_map pending; /* addr -> newest queued put */
 	uint16_t *drops_queued; /* per partition: drop requests queued */
+	store_request **pending_by_partition; /* per partition: list heads */
 	bool closing;
 	uint64_t checkpoint_lsn;
 	uint64_t map_bytes;
@@ -239,6 +245,42 @@ commit_batch(ps_store *s, store_request *first, uint32_t n)
 	}
 }
 
+/* The partition lists of the newest queued puts. Lock held. */
+static void
+part_link_locked(ps_store *s, store_request *r)
+{
+	store_request **head =
+		&s->pending_by_partition[ps_partition_of(r->addr.id)];
+	r->part_prev = NULL;
+	r->part_next = *head;
+	if (*head != NULL)
+		(*head)->part_prev = r;
+	*head = r;
+}
+
+static void
+part_unlink_locked(ps_store *s, store_request *r)
+{
+	if (r->part_prev != NULL)
+		r->part_prev->part_next = r->part_next;
+	else
+		s->pending_by_partition[ps_partition_of(r->addr.id)] =
+			r->part_next;
+	if (r->part_next != NULL)
+		r->part_next->part_prev = r->part_prev;
+	r->part_prev = NULL;
+	r->part_next = NULL;
+}
+
+/* r stops being visible to reads (it still commits). Lock held. */
+static void
+pending_remove_locked(ps_store *s, store_request *r)
+{
+	store_request *removed = ps__addr_map_remove(&s->pending, r->addr);
+	ps__assert(removed == r);
+	part_unlink_locked(s, r);
+}
+
 /* Unlinks up to batch_puts_max requests from the head. Lock held. */
 static store_request *
 take_batch_locked(ps_store *s, uint32_t max, uint32_t *n_out)
@@ -274,7 +316,7 @@ batch_done(ps_store *s, store_request *first, uint32_t n, int rc)
 			continue;
 		s->queued_puts--;
 		if (ps__addr_map_get(&s->pending, r->addr) == r)
-			ps__addr_map_remove(&s->pending, r->addr);
+			pending_remove_locked(s, r);
 	}
 	pthread_mutex_unlock(&s->mutex);
 	while (first != NULL) {
@@ -384,8 +426,15 @@ ps_store_put(ps_store *s, rt_addr addr, uint64_t lsn, const void *state,
 		rc = PS_ESTOPPED;
 	else if (s->queued_puts >= PS_STORE_QUEUE_PUTS_MAX)
 		rc = PS_EFULL;
-	else
+	store_request *older = rc == 0 ? ps__addr_map_get(&s->pending, addr)
+				       : NULL;
+	if (rc == 0)
 		rc = ps__addr_map_put(&s->pending, addr, r);
+	if (rc == 0) {
+		if (older != NULL)
+			part_unlink_locked(s, older);
+		part_link_locked(s, r);
+	}
 	if (rc == 0) {
 		s->queued_puts++;
 		enqueue_locked(s, r);
@@ -440,27 +489,13 @@ ps_store_drop_partition(ps_store *s, uint32_t partition)
 	/* Queued puts of the partition stop being visible: they commit
 	 * before the drop deletes them. Collected first, as removal shifts
 	 * the table under a walk. */
-	size_t gone = 0;
-	rt_addr *addrs = NULL;
-	if (rc == 0 && s->pending.count > 0) {
-		addrs = malloc(s->pending.count * sizeof *addrs);
-		if (addrs == NULL)
-			rc = PS_ENOMEM;
-	}
-	for (size_t i = 0; addrs != NULL && i < s->pending.capacity; i++) {
-		const ps__addr_slot *slot = &s->pending.slots[i];
-		if (slot->value != NULL &&
-			ps_partition_of(slot->key.id) == partition)
-			addrs[gone++] = slot->key;
-	}
-	for (size_t i = 0; rc == 0 && i < gone; i++)
-		ps__addr_map_remove(&s->pending, addrs[i]);
+	while (rc == 0 && s->pending_by_partition[partition] != NULL)
+		pending_remove_locked(s, s->pending_by_partition[partition]);
 	if (rc == 0) {
 		s->drops_queued[partition]++;
 		enqueue_locked(s, r);
 	}
 	pthread_mutex_unlock(&s->mutex);
-	free(addrs);
 	if (rc != 0)
 		free(r);
 	return rc;
@@ -618,12 +653,8 @@ scan_free(scan_list *l)
 static int
 scan_queued_locked(ps_store *s, uint32_t partition, scan_list *out)
 {
-	for (size_t i = 0; i < s->pending.capacity; i++) {
-		const ps__addr_slot *slot = &s->pending.slots[i];
-		if (slot->value == NULL ||
-			ps_partition_of(slot->key.id) != partition)
-			continue;
-		const store_request *r = slot->value;
+	for (const store_request *r = s->pending_by_partition[partition];
+		r != NULL; r = r->part_next) {
 		int rc = scan_add(out, r->addr, r->value, r->value_bytes);
 		if (rc != 0)
 			return rc;
@@ -931,7 +962,9 @@ ps_store_open(const ps_store_options *opts, ps_store **out)
 	pthread_rwlock_init(&s->resize, NULL);
 	int rc = PS_ENOMEM;
 	s->drops_queued = calloc(PS_PARTITIONS, sizeof *s->drops_queued);
-	if (s->drops_queued == NULL)
+	s->pending_by_partition = calloc(PS_PARTITIONS,
+		sizeof *s->pending_by_partition);
+	if (s->drops_queued == NULL || s->pending_by_partition == NULL)
 		goto fail;
 	const ps_disk *disk = ps_disk_real();
 	rc = disk->ops->mkdir(disk->ctx, opts->directory);
@@ -971,6 +1004,7 @@ fail_env:
 	mdb_env_close(s->env);
 fail:
 	free(s->drops_queued);
+	free(s->pending_by_partition);
 	pthread_rwlock_destroy(&s->resize);
 	pthread_cond_destroy(&s->wake);
 	pthread_mutex_destroy(&s->mutex);
@@ -983,6 +1017,7 @@ store_free(ps_store *s)
 {
 	ps__addr_map_free(&s->pending);
 	free(s->drops_queued);
+	free(s->pending_by_partition);
 	mdb_env_close(s->env);
 	pthread_rwlock_destroy(&s->resize);
 	pthread_cond_destroy(&s->wake);
