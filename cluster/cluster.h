@@ -116,10 +116,14 @@ cl_inbox_id_make(uint16_t node_id, uint64_t sequence)
 #define CL_NODE_ID_MAX 65535u
 /* "host:port" of a node's cluster endpoint, NUL included. */
 #define CL_ADDRESS_BYTES_MAX 64u
-/* Partitions one rebalance step moves at most (1/8 of the space): bounds
- * the actors passivated, the bytes shipped and the messages held at once;
- * 100,000 actors of 1 KiB move in ~3.7 s on loopback (cluster_bench). */
-#define CL_REBALANCE_STEP_PARTITIONS_DEFAULT 1024u
+/* Partitions one rebalance step moves at most (1/128 of the space).
+ * Messages to a partition in a step wait (held, in order) from the map
+ * change until its state has moved, so the step's share of the traffic
+ * is the share that sees a step's delay: under 1% keeps the p99 of
+ * requests where it was. 100,000 actors of 1 KiB move in ~3.5 s on
+ * loopback at this size, ~1.6 s at 1024 with a p99 of ~120 ms
+ * (cluster_bench handoff_ps). */
+#define CL_REBALANCE_STEP_PARTITIONS_DEFAULT 64u
 /* A node serves its partitions only while it has heard from a majority
  * of members within this many ms; removing a down node is allowed only
  * after twice this, so the removed node has surely stopped serving. */

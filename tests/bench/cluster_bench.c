@@ -11,9 +11,15 @@
  *     of 16-byte payloads, delivered to a counting callback);
  *   handoff: 100,000 actors with 1 KiB of state moved from one node to
  *     another (add + drain), its time, and the p99 latency of messages
- *     sent meanwhile against the p99 before.
+ *     sent meanwhile against the p99 before;
+ *   handoff_ps: the same on real nodes: runtimes (one worker each) and
+ *     ps_nodes (journal + LMDB) under the cluster, the state exported
+ *     from one store and imported into the other, and the latency of
+ *     asks from an inbox to random actors (activated from the store on
+ *     the node that owns them at that moment).
  */
 #include "cluster/internal.h"
+#include "persistence/persistence.h"
 
 #include <inttypes.h>
 #include <pthread.h>
@@ -485,8 +491,231 @@ bench_handoff(const char *root)
 	cl_node_close(c);
 }
 
+/* ---- handoff with runtimes and persistence ---------------------------- */
+
+#define PS_KIND 1u
+enum { PS_MSG_GET = 1 };
+
+typedef struct ps_actor {
+	unsigned char bytes[BENCH_STATE_BYTES];
+} ps_actor;
+
+static void
+ps_actor_message(rt_actor *self, void *state, const rt_message *m)
+{
+	(void)state;
+	if (m->type != PS_MSG_GET || m->correlation == 0)
+		return;
+	rt_message *r = rt_message_alloc(rt_actor_runtime(self), PS_MSG_GET, 8);
+	if (r == NULL)
+		return;
+	memcpy(r->payload, m->payload, 8);
+	(void)rt_reply(self, m, r);
+}
+
+static int
+ps_actor_encode(const void *state, rt_buffer *out)
+{
+	return rt_buffer_append(out, state, sizeof(ps_actor));
+}
+
+static int
+ps_actor_decode(void *state, const void *bytes, size_t length)
+{
+	if (length != sizeof(ps_actor))
+		return RT_ECORRUPT;
+	memcpy(state, bytes, length);
+	return 0;
+}
+
+static int
+ps_actor_apply(void *state, uint32_t type, const void *p, size_t n)
+{
+	(void)state;
+	(void)type;
+	(void)p;
+	(void)n;
+	return 0;
+}
+
+static const rt_actor_ops ps_actor_ops = {
+	.name = "bench",
+	.state_size = sizeof(ps_actor),
+	.on_message = ps_actor_message,
+	.encode_state = ps_actor_encode,
+	.decode_state = ps_actor_decode,
+	.apply_record = ps_actor_apply,
+};
+
+typedef struct real_node {
+	rt_runtime *rt;
+	ps_node *ps;
+	cl_node *cl;
+} real_node;
+
+static void
+real_node_open(real_node *x, const char *dir, const char *listen,
+	const char *join)
+{
+	mkdir(dir, 0755);
+	rt_config rc;
+	rt_config_default(&rc);
+	rc.workers = 1;
+	rc.log_level = getenv("FLOCK_BENCH_LOG_INFO") ? RT_LOG_INFO : RT_LOG_WARN;
+	if (rt_create(&rc, &x->rt) != 0 ||
+		rt_register_kind(x->rt, PS_KIND, &ps_actor_ops) != 0)
+		exit(1);
+	cl_node_config cfg;
+	cl_node_config_default(&cfg);
+	cfg.listen = listen;
+	cfg.join = join;
+	cfg.data_dir = dir;
+	cfg.state_deferred = true;
+	const char *step = getenv("FLOCK_BENCH_STEP_PARTITIONS");
+	if (step != NULL)
+		cfg.rebalance_step_partitions = (uint32_t)atoi(step);
+	if (cl_node_open(&cfg, x->rt, &x->cl) != 0 ||
+		cl_node_wait_joined(x->cl, 5000) != 0) {
+		fprintf(stderr, "bench: cluster on %s\n", listen);
+		exit(1);
+	}
+	char data[400];
+	snprintf(data, sizeof data, "%s/data", dir);
+	if (ps_node_open(data, x->rt, NULL, NULL, &x->ps) != 0)
+		exit(1);
+	cl_node_set_state(x->cl, cl_state_ops_persistence(), x->ps);
+	if (rt_start(x->rt) != 0)
+		exit(1);
+}
+
+static void
+real_node_close(real_node *x)
+{
+	rt_stop(x->rt);
+	cl_node_close(x->cl);
+	ps_node_close(x->ps);
+	rt_destroy(x->rt);
+}
+
+static uint64_t ps_ids[BENCH_STORE_ACTORS];
+
+typedef struct asker {
+	rt_runtime *rt;
+	_Atomic bool stop;
+	uint64_t timeouts;
+} asker;
+
+/* Asks random actors from an inbox, ~20 every ms, and records each
+ * reply's latency. */
+static void *
+asker_main(void *arg)
+{
+	asker *a = arg;
+	rt_inbox *inbox;
+	if (rt_inbox_create(a->rt, NULL, NULL, &inbox) != 0)
+		exit(1);
+	uint64_t rng = 5;
+	uint64_t outstanding = 0;
+	while (!atomic_load(&a->stop) || outstanding > 0) {
+		for (int k = 0; k < 20 && !atomic_load(&a->stop); k++) {
+			rt_message *m = rt_message_alloc(a->rt, PS_MSG_GET, 8);
+			uint64_t t = now_us();
+			memcpy(m->payload, &t, 8);
+			uint64_t id = ps_ids[cl__rand_next(&rng) %
+				BENCH_STORE_ACTORS];
+			if (rt_inbox_ask(inbox, rt_addr_make(PS_KIND, id), m,
+				    10000, NULL) == 0)
+				outstanding++;
+		}
+		rt_message *r;
+		uint64_t until = now_us() + 1000;
+		while ((r = rt_inbox_wait(inbox, 1)) != NULL || now_us() < until) {
+			if (r == NULL)
+				continue;
+			outstanding--;
+			if (r->type == PS_MSG_GET && r->size == 8) {
+				uint64_t sent;
+				memcpy(&sent, r->payload, 8);
+				uint64_t i = atomic_fetch_add(&latency_samples_n, 1);
+				if (i < (1u << 22))
+					latency_samples[i] = now_us() - sent;
+			} else {
+				a->timeouts++;
+			}
+			rt_message_free(a->rt, r);
+		}
+	}
+	rt_inbox_destroy(inbox);
+	return NULL;
+}
+
+static void
+bench_handoff_ps(const char *root)
+{
+	char de[300], df[300];
+	snprintf(de, sizeof de, "%s/e", root);
+	snprintf(df, sizeof df, "%s/f", root);
+	static real_node e, f;
+	real_node_open(&e, de, "127.0.0.1:17440", NULL);
+	/* 100,000 stored actors of 1 KiB on e (imported: fast to make) */
+	static ps_actor state;
+	memset(&state, 0x5a, sizeof state);
+	uint64_t rng = 13;
+	for (uint32_t i = 0; i < BENCH_STORE_ACTORS; i++) {
+		uint64_t p = cl__rand_next(&rng) % CL_PARTITIONS;
+		ps_ids[i] = (uint64_t)(i + 1) << 23 | p << 10 | (i & 1023u);
+		if (ps_node_import_snapshot(e.ps, rt_addr_make(PS_KIND,
+			    ps_ids[i]), &state, sizeof state) != 0)
+			exit(1);
+	}
+	ps_store_flush(ps_node_store(e.ps));
+	real_node_open(&f, df, "127.0.0.1:17450", "127.0.0.1:17440");
+	asker a = {.rt = e.rt};
+	pthread_t t;
+	atomic_store(&latency_samples_n, 0);
+	pthread_create(&t, NULL, asker_main, &a);
+	cl__sleep_ms(2000);
+	uint64_t before = atomic_load(&latency_samples_n);
+	uint64_t t0 = now_us();
+	cl_node_admin_add(e.cl, "127.0.0.1:17450");
+	cl_node_admin_drain(e.cl, cl_node_id(e.cl));
+	wait_settled(e.cl, f.cl, 120000);
+	uint64_t took = now_us() - t0;
+	uint64_t during = atomic_load(&latency_samples_n);
+	atomic_store(&a.stop, true);
+	pthread_join(t, NULL);
+	rt_stats st;
+	rt_get_stats(e.rt, &st);
+	printf("figure handoff_ps_100k_actors_1KiB_seconds %.2f s\n",
+		(double)took / 1e6);
+	printf("figure handoff_ps_actors_left_active_on_old_owner %" PRIu64
+		" actors\n", st.actors_active);
+	uint64_t p99_before = p99_us(0, before);
+	uint64_t p99_during = p99_us(before, during);
+	printf("figure handoff_ps_p99_ask_before_ms %.2f ms\n",
+		p99_before / 1000.0);
+	printf("figure handoff_ps_p99_ask_during_ms %.2f ms\n",
+		p99_during / 1000.0);
+	printf("figure handoff_ps_p99_added_latency_ms %.2f ms\n",
+		(p99_during > p99_before ? p99_during - p99_before : 0) / 1000.0);
+	printf("figure handoff_ps_asks_failed %" PRIu64 " asks\n", a.timeouts);
+	if (getenv("FLOCK_BENCH_LOG_INFO") != NULL && during > before) {
+		uint64_t n = during - before;
+		uint64_t *c = malloc(n * sizeof *c);
+		memcpy(c, latency_samples + before, n * sizeof *c);
+		qsort(c, n, sizeof *c, cmp_u64);
+		printf("asks %" PRIu64 " p50 %.2f p90 %.2f p99 %.2f p99.9 %.2f "
+			"max %.2f ms\n", n, c[n / 2] / 1e3, c[n * 9 / 10] / 1e3,
+			c[n * 99 / 100] / 1e3, c[n * 999 / 1000] / 1e3,
+			c[n - 1] / 1e3);
+		free(c);
+	}
+	real_node_close(&f);
+	real_node_close(&e);
+}
+
 /* No argument: every part. Otherwise the parts named: placement,
- * throughput, handoff. */
+ * throughput, handoff, handoff_ps. */
 static bool
 wanted(int argc, char **argv, const char *part)
 {
@@ -511,6 +740,8 @@ main(int argc, char **argv)
 		bench_throughput(root);
 	if (wanted(argc, argv, "handoff"))
 		bench_handoff(root);
+	if (wanted(argc, argv, "handoff_ps"))
+		bench_handoff_ps(root);
 	char cmd[128];
 	snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
 	return system(cmd) == 0 ? 0 : 1;
