@@ -147,6 +147,19 @@ static void
 listing_finish(api_client *c, listing *l)
 {
 	api *a = actors__client_api(c);
+	/* An item whose owner did not answer (timed out, unreachable) is
+	 * not known to be gone: a page without it would be a wrong answer
+	 * (a list missing a follower, a count the page contradicts), so
+	 * the page fails and the caller retries. Items known gone (deleted
+	 * posts, unknown ids) are dropped. */
+	for (uint32_t i = 0; i < l->count; i++) {
+		if (l->items[i].code == API_EUNAVAILABLE) {
+			actors__complete(c, l->cb, l->arg, API_EUNAVAILABLE,
+				"an item's owner did not answer", 30, NULL, 0);
+			listing_free(l);
+			return;
+		}
+	}
 	if (l->rank) {
 		uint64_t now = rt_wall_ms(a->rt);
 		for (uint32_t i = 0; i < l->count; i++) {
