@@ -668,6 +668,15 @@ search_done(api_client *c, gather *g)
 		complete_code(c, g->cb, g->arg, API_EINTERNAL, "bad page");
 		goto done;
 	}
+	/* A hit whose owner did not answer is not known to be gone: the
+	 * page fails rather than skip it (the caller retries). */
+	for (uint32_t i = 0; i < g->count; i++) {
+		if (g->slots[i].code == API_EUNAVAILABLE) {
+			complete_code(c, g->cb, g->arg, API_EUNAVAILABLE,
+				"a result's owner did not answer");
+			goto done;
+		}
+	}
 	actors__body hits;
 	actors__body_init(&hits);
 	uint32_t shown = 0;
