@@ -189,7 +189,7 @@ cl__unpack(const void *bytes, size_t length, msgpack_zone *zone,
 	msgpack_object *out)
 {
 	size_t offset = 0;
-	size_t used;
+	size_t used = 0;
 	if (msgpack_check(bytes, length, &used) != 0 || used != length)
 		return CL_ECORRUPT;
 	msgpack_unpack_return r =
