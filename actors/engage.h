@@ -315,7 +315,8 @@ int stories_add(stories *s, uint64_t story_id, uint64_t media_id,
 /* Deletes a story. 0 or API_ENOTFOUND. */
 int stories_remove(stories *s, uint64_t story_id);
 /* The story with story_id: 0, API_ENOTFOUND, or API_EGONE if it has
- * expired (and is not yet collected). out may be NULL. */
+ * expired (and is not yet collected). out (may be NULL) gets the held
+ * item on 0 and on API_EGONE. */
 int stories_get(const stories *s, uint64_t story_id, uint64_t now_ms,
 	stories_item *out);
 /* True while the story is visible: now_ms < expires_at_ms. */

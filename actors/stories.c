@@ -138,11 +138,9 @@ stories_get(const stories *s, uint64_t story_id, uint64_t now_ms,
 	uint32_t at = stories_find(s, story_id, &found);
 	if (!found)
 		return API_ENOTFOUND;
-	if (!stories_visible(&s->items[at], now_ms))
-		return API_EGONE;
 	if (out != NULL)
 		*out = s->items[at];
-	return 0;
+	return stories_visible(&s->items[at], now_ms) ? 0 : API_EGONE;
 }
 
 uint64_t

@@ -83,7 +83,9 @@ TEST(actors_engage_stories_visible_until_exactly_24h)
 	CHECK_EQ(stories_get(&s, 11, T0 + DAY - 1, NULL), 0);
 	CHECK_EQ(stories_active_count(&s, T0 + DAY - 1), 1);
 	CHECK(!stories_visible(&it, T0 + DAY));
-	CHECK_EQ(stories_get(&s, 11, T0 + DAY, NULL), API_EGONE);
+	stories_item gone = {0};
+	CHECK_EQ(stories_get(&s, 11, T0 + DAY, &gone), API_EGONE);
+	CHECK_EQ_U64(gone.media_id, 21); /* the held item, though gone */
 	CHECK_EQ(stories_active_count(&s, T0 + DAY), 0);
 	/* Never after, even long after and before any collection. */
 	CHECK_EQ(stories_get(&s, 11, T0 + 7 * DAY, NULL), API_EGONE);
