@@ -233,10 +233,11 @@ SIM_LONG_TIME ?= 1h
 SIM_ZOO_SEEDS ?= 200
 SIM_ZOO_TIME ?= 10m
 SIM_DET_SEEDS ?= 5
-# Each planted bug (sim/README.md) and the faults that give it a chance.
+# Each planted bug (sim/README.md), the faults that give it a chance and
+# the mode that sees it (BUG:FAULTS[:liveness]).
 SIM_ZOO := ACK_BEFORE_FSYNC:crash,torn NO_DEDUPE:crash \
 	SNAPSHOT_IGNORES_JOURNAL_TAIL:crash STORY_TTL_IGNORES_CLOCK:skew \
-	HANDOFF_DROPS_BUFFERED:join,drain
+	HANDOFF_DROPS_BUFFERED:join,drain:liveness
 .PHONY: sim sim-zoo sim-long sim-det
 sim: deps
 	@$(MAKE) --no-print-directory MODE=release build/release/flocksim
@@ -265,14 +266,16 @@ sim-det: deps
 
 # Each planted bug in its own build, caught within SIM_ZOO_SEEDS seeds.
 sim-zoo: deps
-	@status=0; for entry in $(SIM_ZOO); do bug=$${entry%%:*}; faults=$${entry#*:}; \
+	@status=0; for entry in $(SIM_ZOO); do bug=$${entry%%:*}; rest=$${entry#*:}; \
+		faults=$${rest%%:*}; mode=safety; [ "$$rest" = "$$faults" ] || mode=$${rest#*:}; \
 		root=build/zoo-$$bug; \
 		$(MAKE) --no-print-directory MODE=release BUILD_ROOT=$$root \
 			MODULES="$(SIM_MODULES)" SIM_BUG=$$bug $$root/release/flocksim \
 			>/dev/null || { echo "FAIL $$bug: build"; status=1; continue; }; \
-		echo "== $$bug (faults $$faults)"; \
+		echo "== $$bug (faults $$faults, $$mode)"; \
 		out=$$($$root/release/flocksim --seed 1 --seeds $(SIM_ZOO_SEEDS) \
-			--sim-time $(SIM_ZOO_TIME) --faults $$faults --expect-failure); \
+			--sim-time $(SIM_ZOO_TIME) --faults $$faults --mode $$mode \
+			--expect-failure); \
 		rc=$$?; echo "$$out" | grep -E '^(FAIL|caught|not caught|reproduce)'; \
 		[ $$rc -eq 0 ] || status=1; \
 	done; exit $$status

@@ -43,6 +43,9 @@
  * within runs (the API allows up to 24 h). */
 #define DRIVER_STORY_SECONDS_MIN 60u
 #define DRIVER_STORY_SECONDS_MAX 600u
+/* Faults that may leave a call unanswered (503) on their own. */
+#define DRIVER_CUTTING_FAULTS (SIM_FAULT_CRASH | SIM_FAULT_TORN | \
+	SIM_FAULT_DROP | SIM_FAULT_DELAY | SIM_FAULT_PARTITION | SIM_FAULT_DISK)
 /* Stories need a media id; the domain does not look it up, and the
  * simulator uploads no media (libvips runs on threads). */
 #define STORY_MEDIA_BASE 1000000u
@@ -327,6 +330,14 @@ on_answer(void *arg, const api_result *r)
 	sim_world *w = d->w;
 	sim_model *m = w->model;
 	sim__hash(w, 0xa25e, c->op, (uint64_t)(uint32_t)r->code);
+	/* Liveness: with no fault that cuts a node off or stalls it, every
+	 * call is answered (503 here is a call that timed out or found its
+	 * owner unreachable: something lost it). */
+	if (r->code == API_EUNAVAILABLE && w->opts.mode == SIM_MODE_LIVENESS &&
+		(w->knobs_enabled & DRIVER_CUTTING_FAULTS) == 0)
+		sim__fail(w, "liveness", "user%u's call (op %u, sent at t=%" PRIu64
+			" ms) answered 503 with no fault to explain it", c->user,
+			c->op, c->issued_ms);
 	if (w->log != NULL && w->opts.watch_user == c->user + 1)
 		sim__log(w, "user%u op %u on n%u (sent t=%" PRIu64 " ms): %s",
 			c->user, c->op, c->node + 1, c->issued_ms,

@@ -84,8 +84,8 @@ sim__knobs_draw(sim_world *w)
 	uint32_t partitions = (uint32_t)sim__rng_range(r, 3, 30);
 	uint32_t disk = (uint32_t)sim__rng_range(r, 2000, 50000);
 	uint32_t skew = (uint32_t)sim__rng_range(r, 50, 5000);
-	uint32_t joins = (uint32_t)sim__rng_range(r, 1, 6);
-	uint32_t drains = (uint32_t)sim__rng_range(r, 1, 6);
+	uint32_t joins = (uint32_t)sim__rng_range(r, 4, 24);
+	uint32_t drains = (uint32_t)sim__rng_range(r, 4, 24);
 	k->crash_per_hour = on(w, SIM_FAULT_CRASH) ? crashes : 0;
 	k->torn_crash_percent = on(w, SIM_FAULT_TORN) ? torn : 0;
 	k->partition_per_hour = on(w, SIM_FAULT_PARTITION) ? partitions : 0;
