@@ -20,6 +20,7 @@
  */
 #include "actors/engage.h"
 #include "actors/internal.h"
+#include "actors/media.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -962,6 +963,24 @@ on_comments(rt_actor *self, post_state *st, const rt_message *m)
 	actors__body_free(&b);
 }
 
+/* A post whose media is still processing asks the media actor to say
+ * when it settles (answered at once if it already has); the answer
+ * arrives as POST_T_MEDIA. Registering twice is harmless, so this runs
+ * at creation and again at every activation. */
+static void
+watch_media(rt_actor *self, const post_state *st)
+{
+	if (!st->exists || st->deleted || st->media_id == 0 ||
+		strcmp(st->media_status, "processing") != 0)
+		return;
+	int rc = media_watch_send(self, st->media_id, st->author_id,
+		POST_T_MEDIA, st->id);
+	if (rc != 0)
+		rt_log(rt_actor_runtime(self), RT_LOG_WARN, "post",
+			"media watch not sent (next activation retries): %d",
+			rc);
+}
+
 static void
 on_effect(api *a, rt_actor *self, post_state *st, const rt_message *m)
 {
@@ -981,6 +1000,8 @@ on_effect(api *a, rt_actor *self, post_state *st, const rt_message *m)
 		wire_bytes(&w, payload, length);
 		rc = post_write(a, self, st, POST_R_INIT, &w, &cookie);
 		wire_free(&w);
+		if (rc == 0)
+			watch_media(self, st);
 	}
 	if (rc != 0)
 		rt_log(a->rt, RT_LOG_WARN, "post",
@@ -1190,6 +1211,7 @@ post_on_activate(rt_actor *self, void *state, bool fresh)
 	ps_outbox_reset_sent(&st->outbox);
 	actors__outbox_run(actors__api_of(rt_actor_runtime(self)), self,
 		&st->outbox, UINT64_MAX, &st->redrive_armed);
+	watch_media(self, st);
 	return 0;
 }
 

@@ -483,3 +483,50 @@ TEST(actors_media_restart_resumes_processing_items)
 	free(b.bytes);
 	t_close(&e);
 }
+
+/* The post side of "processing → ready": a post made on media that is
+ * still processing shows "processing", and once the media settles the
+ * post itself says "ready" with its variant URLs, without anybody
+ * touching the post again. */
+TEST(actors_media_post_turns_ready_with_its_media)
+{
+	t_env e;
+	media_open(&e, test_tmpdir(), false);
+	uint64_t author = t_signup(&e, "painter");
+	img_bytes b = jpeg(800, 600, 5);
+	char status[32];
+	uint64_t media_id = upload(&e, author, &b, status);
+	CHECK_STR_EQ(status, "processing");
+
+	t_result r = {0};
+	msgpack_unpacked_init(&r.unpacked);
+	api_ctx ctx = {.user_id = author};
+	T_CALL(&e, &r, api_post_create(e.c, &ctx, "first light", media_id,
+		t_callback, &r));
+	CHECK_MSG(r.code == 0, "post: %d %s", r.code, r.detail);
+	uint64_t post_id = api_body_id(r.body, "post_id");
+	CHECK(post_id != 0);
+	rt_det_run_until_idle(e.rt, 0);
+	T_CALL(&e, &r, api_post_get(e.c, &ctx, post_id, t_callback, &r));
+	CHECK_EQ(r.code, 0);
+	const msgpack_object *media = api_body_get(r.body, "media");
+	CHECK(media != NULL);
+	CHECK(api_body_str(media, "status", status, sizeof(status)));
+	CHECK_STR_EQ(status, "processing");
+
+	process_all(&e);
+	T_CALL(&e, &r, api_post_get(e.c, &ctx, post_id, t_callback, &r));
+	CHECK_EQ(r.code, 0);
+	media = api_body_get(r.body, "media");
+	CHECK(media != NULL);
+	CHECK(api_body_str(media, "status", status, sizeof(status)));
+	CHECK_STR_EQ(status, "ready");
+	const msgpack_object *variants = api_body_get(media, "variants");
+	CHECK(variants != NULL);
+	char url[256];
+	CHECK(api_body_str(variants, "large", url, sizeof(url)));
+	CHECK(strncmp(url, "/media/", 7) == 0);
+	t_result_reset(&r);
+	free(b.bytes);
+	t_close(&e);
+}
