@@ -218,7 +218,7 @@ int cl_map_load(const char *dir, uint16_t *self_id_out, cl_map *map);
 /* ---- envelopes: the wire form of one cross-node message ---------------- */
 
 /* Format version of envelopes and frames; bumped on any layout change. */
-#define CL_WIRE_VERSION 1u
+#define CL_WIRE_VERSION 2u
 
 /* Flags above the runtime's RT_MESSAGE_F_* bits. */
 #define CL_ENVELOPE_F_SYSTEM (1u << 16)    /* cluster protocol, not an actor's */
@@ -259,6 +259,12 @@ typedef struct cl_frame_header {
 	uint64_t incarnation; /* sender's process incarnation */
 	uint64_t sequence;    /* 1.. for reliable frames; 0: unsequenced */
 	uint64_t ack;         /* highest sequence received from the peer */
+	/* The receiver's incarnation as the sender knows it (0: not heard
+	 * from yet). A receiver takes sequenced envelopes and acks only
+	 * from frames that name its own incarnation: a frame resent to a
+	 * restarted peer is from the session with its previous life and was
+	 * delivered (or lost) there. Since wire version 2. */
+	uint64_t peer_incarnation;
 	uint32_t count;       /* envelopes in the frame */
 } cl_frame_header;
 

@@ -27,7 +27,10 @@
 
 /* Fields of an envelope and of a frame header on the wire. */
 #define ENVELOPE_FIELDS 10u
-#define FRAME_FIELDS 6u
+#define FRAME_FIELDS 7u
+/* Where a frame's peer incarnation sits: after the fixarray header and
+ * the version (a positive fixint), as 0xcf + 8 big-endian bytes. */
+#define FRAME_PEER_OFFSET 2u
 /* Envelopes one frame may hold: a frame is at most a few hundred KiB
  * and an envelope at least 12 bytes; 1M bounds a hostile count. */
 #define FRAME_ENVELOPES_MAX (1u << 20)
@@ -456,8 +459,20 @@ cl_frame_begin(cl_frame_writer *w, rt_buffer *out, const cl_frame_header *h)
 	CL_ASSERT(h != NULL);
 	cl__packer p;
 	cl__packer_init(&p, out);
+	size_t start = out->length;
 	msgpack_pack_array(&p.pk, FRAME_FIELDS);
 	msgpack_pack_uint32(&p.pk, CL_WIRE_VERSION);
+	if (p.status != 0)
+		return p.status;
+	/* The peer's incarnation right after the version, always as a 9-byte
+	 * uint64, so a frame sealed before the sender knew it can be
+	 * readdressed in place (cl__frame_readdress). */
+	CL_ASSERT(out->length == start + FRAME_PEER_OFFSET);
+	unsigned char peer[9] = {0xcf};
+	for (int i = 0; i < 8; i++)
+		peer[1 + i] = (unsigned char)(h->peer_incarnation >> (56 - 8 * i));
+	if (rt_buffer_append(out, peer, sizeof peer) != 0)
+		return CL_ENOMEM;
 	msgpack_pack_uint16(&p.pk, h->source);
 	msgpack_pack_uint64(&p.pk, h->incarnation);
 	msgpack_pack_uint64(&p.pk, h->sequence);
@@ -499,6 +514,17 @@ cl_frame_end(cl_frame_writer *w)
 	c[4] = (unsigned char)w->count;
 }
 
+void
+cl__frame_readdress(unsigned char *frame, size_t length,
+	uint64_t peer_incarnation)
+{
+	CL_ASSERT(length >= FRAME_PEER_OFFSET + 9u);
+	CL_ASSERT(frame[FRAME_PEER_OFFSET] == 0xcf);
+	for (int i = 0; i < 8; i++)
+		frame[FRAME_PEER_OFFSET + 1 + i] =
+			(unsigned char)(peer_incarnation >> (56 - 8 * i));
+}
+
 /* The frame header at the cursor; leaves it at the first envelope. */
 static int
 get_frame_header(reader *r, cl_frame_header *h)
@@ -513,7 +539,8 @@ get_frame_header(reader *r, cl_frame_header *h)
 		return rc;
 	if (version != CL_WIRE_VERSION)
 		return CL_EVERSION;
-	if (get_u32(r, &source) != 0 || source > CL_NODE_ID_MAX ||
+	if (get_uint(r, UINT64_MAX, &h->peer_incarnation) != 0 ||
+		get_u32(r, &source) != 0 || source > CL_NODE_ID_MAX ||
 		get_uint(r, UINT64_MAX, &h->incarnation) != 0 ||
 		get_uint(r, UINT64_MAX, &h->sequence) != 0 ||
 		get_uint(r, UINT64_MAX, &h->ack) != 0 ||

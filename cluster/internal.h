@@ -351,6 +351,9 @@ void cl__link_flush_locked(cl__link *l, uint64_t now_ms);
 void cl__link_on_ack_locked(cl__link *l, uint64_t ack, uint64_t now_ms);
 /* Every frame from the peer shows its incarnation: a new one resets. */
 void cl__link_observe_locked(cl__link *l, uint64_t incarnation);
+/* Rewrites the peer incarnation of an encoded frame (envelope.c). */
+void cl__frame_readdress(unsigned char *frame, size_t length,
+	uint64_t peer_incarnation);
 /* Decides whether to take a sequenced frame: returns true for the next
  * in-order one (and records it), false for duplicates and gaps. */
 bool cl__link_accept_locked(cl__link *l, uint64_t sequence);

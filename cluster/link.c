@@ -105,6 +105,7 @@ open_batch(cl__link *l)
 		.incarnation = l->self_incarnation,
 		.sequence = l->next_sequence,
 		.ack = l->received,
+		.peer_incarnation = l->peer_incarnation,
 	};
 	l->open.length = 0;
 	return cl_frame_begin(&l->writer, &l->open, &h);
@@ -200,6 +201,7 @@ send_bare(cl__link *l, const cl_envelope *e)
 		.incarnation = l->self_incarnation,
 		.sequence = 0,
 		.ack = l->received,
+		.peer_incarnation = l->peer_incarnation,
 	};
 	int rc = cl_frame_begin(&w, &b, &h);
 	if (rc == 0 && e != NULL)
@@ -271,9 +273,22 @@ cl__link_observe_locked(cl__link *l, uint64_t incarnation)
 	if (incarnation == l->peer_incarnation)
 		return;
 	/* a new life of the peer: what we had not delivered to the old one
-	 * is lost with it (as with any crash); both directions restart at 1 */
-	if (l->peer_incarnation != 0)
+	 * is lost with it (as with any crash); both directions restart at 1.
+	 * First contact: the frames waiting for the peer were refused (they
+	 * named no life of it) and now name this one. */
+	if (l->peer_incarnation != 0) {
 		reset_send(l);
+	} else {
+		for (uint32_t k = 0; k < l->frames_count; k++) {
+			cl__sealed *f = &l->frames[ring_index(l, k)];
+			cl__frame_readdress(f->bytes.bytes, f->bytes.length,
+				incarnation);
+			f->sent = false;
+		}
+		if (l->writer.out != NULL)
+			cl__frame_readdress(l->open.bytes, l->open.length,
+				incarnation);
+	}
 	l->peer_incarnation = incarnation;
 	l->received = 0;
 }

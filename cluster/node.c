@@ -1695,8 +1695,19 @@ receive_decide(receive_ctx *c)
 	cl__link *l = &n->links[c->slot];
 	pthread_mutex_lock(&l->lock);
 	cl__link_observe_locked(l, h->incarnation);
-	cl__link_on_ack_locked(l, h->ack, node_now(n));
-	bool take = h->sequence == 0 || cl__link_accept_locked(l, h->sequence);
+	/* A frame naming another life of this node (or none: the sender has
+	 * not heard of this one yet) belongs to the session with that life:
+	 * its sequence and ack mean nothing here. Taking it would run again
+	 * what the previous life already ran (found by flocksim: a request
+	 * resent to a restarted node made two posts); the bare ack it gets
+	 * back tells the sender this incarnation, and it starts over. */
+	bool ours = h->peer_incarnation == n->incarnation;
+	if (ours)
+		cl__link_on_ack_locked(l, h->ack, node_now(n));
+	else
+		l->ack_due = true;
+	bool take = h->sequence == 0 ||
+		(ours && cl__link_accept_locked(l, h->sequence));
 	pthread_mutex_unlock(&l->lock);
 	pthread_mutex_lock(&n->swim_lock);
 	cl__swim_heard(&n->swim, h->source, node_now(n));

@@ -57,7 +57,7 @@ TEST(cluster_envelope_rejects_bad_fields)
 	rt_buffer b = {0};
 	CHECK_EQ(cl_envelope_encode(&e, &b), 0);
 	cl_envelope d;
-	b.bytes[1] = 2; /* version 2 */
+	b.bytes[1] = CL_WIRE_VERSION + 1; /* a version from the future */
 	CHECK_EQ(cl_envelope_decode(b.bytes, b.length, &d, NULL), CL_EVERSION);
 	b.length = 0;
 	/* a kind past RT_KINDS_MAX */
@@ -90,7 +90,7 @@ TEST(cluster_envelope_frames_keep_order_and_fail_whole)
 	rt_buffer b = {0};
 	cl_frame_writer w;
 	cl_frame_header h = {.source = 9, .incarnation = 5, .sequence = 77,
-		.ack = 76};
+		.ack = 76, .peer_incarnation = 3};
 	CHECK_EQ(cl_frame_begin(&w, &b, &h), 0);
 	for (uint32_t i = 0; i < 40; i++) {
 		cl_envelope e = sample(i, (const unsigned char *)"abc", 3);
@@ -103,6 +103,7 @@ TEST(cluster_envelope_frames_keep_order_and_fail_whole)
 	CHECK_EQ(d.source, 9);
 	CHECK_EQ_U64(d.sequence, 77);
 	CHECK_EQ_U64(d.ack, 76);
+	CHECK_EQ_U64(d.peer_incarnation, 3);
 	CHECK_EQ(c.count, 40);
 	for (uint32_t i = 0; i < 40; i++)
 		CHECK_EQ_U64(c.epochs[i], 1000 + i);
