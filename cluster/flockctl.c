@@ -25,6 +25,8 @@
 #define CTL_PROGRESS_INTERVAL_MS 250u
 /* A rebalance that shows no progress for this long is reported stuck. */
 #define CTL_STALL_MS 60000u
+/* Partitions per line of the ring view: 8,192 in 64 lines. */
+#define CTL_RING_ROW 128u
 
 enum { EXIT_OK = 0, EXIT_REFUSED = 1, EXIT_USAGE = 2, EXIT_UNREACHABLE = 3 };
 
@@ -132,34 +134,55 @@ print_status(const cl_status *s, bool json)
 	}
 }
 
+/* A member's one-character tag in the ring view. */
+static char
+ring_tag(const cl_map *map, uint16_t id)
+{
+	static const char tags[] = "123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+				   "abcdefghijklmnopqrstuvwxyz@#";
+	int i = cl__map_index(map, id);
+	if (i < 0)
+		return '.';
+	return tags[(size_t)i % (sizeof tags - 1)];
+}
+
 static void
 print_ring(const cl_map *map, bool json)
 {
-	/* runs of consecutive partitions with one owner */
 	if (json) {
+		/* runs of consecutive partitions with one owner */
 		printf("{\"epoch\":%" PRIu64 ",\"ranges\":[", map->epoch);
-	} else {
-		printf("epoch %" PRIu64 ", %u partitions\n", map->epoch,
-			CL_PARTITIONS);
-		printf("%-13s %s\n", "PARTITIONS", "OWNER");
-	}
-	uint32_t start = 0;
-	bool first = true;
-	for (uint32_t p = 1; p <= CL_PARTITIONS; p++) {
-		if (p < CL_PARTITIONS && map->owner[p] == map->owner[start])
-			continue;
-		const cl_map_node *n = cl_map_find(map, map->owner[start]);
-		if (json)
+		uint32_t start = 0;
+		bool first = true;
+		for (uint32_t p = 1; p <= CL_PARTITIONS; p++) {
+			if (p < CL_PARTITIONS && map->owner[p] == map->owner[start])
+				continue;
 			printf("%s[%u,%u,%u]", first ? "" : ",", start, p - 1,
 				map->owner[start]);
-		else
-			printf("%5u-%-7u %u (%s)\n", start, p - 1,
-				map->owner[start], n ? n->address : "none");
-		first = false;
-		start = p;
-	}
-	if (json)
+			first = false;
+			start = p;
+		}
 		printf("]}\n");
+		return;
+	}
+	/* Rendezvous placement scatters partitions, so ranges would run to
+	 * thousands of lines: a legend and one character per partition. */
+	uint32_t counts[CL_NODES_MAX];
+	cl_map_counts(map, counts);
+	printf("epoch %" PRIu64 ", %u partitions, %u per row\n", map->epoch,
+		CL_PARTITIONS, CTL_RING_ROW);
+	for (uint32_t i = 0; i < map->nodes_count; i++)
+		printf("  %c = node %u %s (%s, %u partitions)\n",
+			ring_tag(map, map->nodes[i].id), map->nodes[i].id,
+			map->nodes[i].address, state_name(map->nodes[i].state),
+			counts[i]);
+	for (uint32_t row = 0; row < CL_PARTITIONS; row += CTL_RING_ROW) {
+		char line[CTL_RING_ROW + 1];
+		for (uint32_t k = 0; k < CTL_RING_ROW; k++)
+			line[k] = ring_tag(map, map->owner[row + k]);
+		line[CTL_RING_ROW] = '\0';
+		printf("%5u %s\n", row, line);
+	}
 }
 
 static int

@@ -1258,7 +1258,9 @@ TEST_WITH_TIMEOUT(cluster_process_flockctl_against_real_nodes, 120)
 			  strstr(out, "active") != NULL,
 		"status: %s", out);
 	CHECK_EQ(flockctl(&nodes[0], out, sizeof out, "ring"), 0);
-	CHECK_MSG(strstr(out, "PARTITIONS") != NULL, "ring: %s", out);
+	CHECK_MSG(strstr(out, "8192 partitions") != NULL &&
+			  strstr(out, nodes[1].cluster) != NULL,
+		"ring: %s", out);
 	uint16_t owner[CL_PARTITIONS];
 	ring(&nodes[1], owner);
 	uint32_t counts[3] = {0};
