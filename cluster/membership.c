@@ -317,8 +317,9 @@ cl__swim_heard_within(const cl__swim *s, uint64_t now_ms, uint64_t window_ms)
 	uint32_t n = 0;
 	for (uint32_t i = 0; i < s->count; i++) {
 		const cl__swim_member *m = &s->members[i];
-		if (m->id == s->self ||
-			cl__elapsed_ms(now_ms, m->last_heard_ms) <= window_ms)
+		/* last_heard_ms 0: never heard since this node started */
+		if (m->id == s->self || (m->last_heard_ms != 0 &&
+			cl__elapsed_ms(now_ms, m->last_heard_ms) <= window_ms))
 			n++;
 	}
 	return n;

@@ -2139,6 +2139,15 @@ node_start_io(cl_node *n)
 			n->cfg.suspect_timeout_ms, node_now(n));
 		pthread_mutex_unlock(&n->swim_lock);
 		links_sync_locked(n);
+		/* A node coming back has heard from nobody yet: it holds no
+		 * lease until a majority answers. Otherwise one that was cut
+		 * off, or removed while it was down, would serve its old
+		 * partitions for a lease on its own say-so. */
+		pthread_mutex_lock(&n->swim_lock);
+		for (uint32_t i = 0; i < n->swim.count; i++)
+			if (n->swim.members[i].id != atomic_load(&n->self))
+				n->swim.members[i].last_heard_ms = 0;
+		pthread_mutex_unlock(&n->swim_lock);
 		routes_refresh_locked(n);
 		lease_update_locked(n, node_now(n));
 	} else {

@@ -348,3 +348,35 @@ TEST_WITH_TIMEOUT(cluster_node_down_owner_fails_fast_and_minority_stops, 60)
 	CHECK(map.owner[p] != 0);
 	harness_free(h);
 }
+
+/* A node that comes back (its map file says it is a member) holds no
+ * lease until a majority has answered it: it could have been cut off or
+ * removed while it was away, and must not serve on its own say-so. */
+TEST_WITH_TIMEOUT(cluster_node_restart_holds_no_lease_until_heard, 60)
+{
+	harness *h = harness_new(3);
+	CHECK_EQ(cl_node_admin_add(h->nodes[0], h->addresses[1]), 0);
+	CHECK_EQ(cl_node_admin_add(h->nodes[0], h->addresses[2]), 0);
+	cl_status st;
+	for (int k = 0; k < 3000; k++) {
+		step(h);
+		cl_node_status(h->nodes[0], &st);
+		if (st.moves_pending == 0 && st.moves_in_flight == 0 && k > 50)
+			break;
+	}
+	uint16_t id = cl_node_id(h->nodes[2]);
+	cl_node_close(h->nodes[2]);
+	h->nodes[2] = NULL;
+	for (int k = 0; k < 50; k++)
+		step(h);
+	open_node(h, 2, NULL);
+	CHECK_EQ(cl_node_id(h->nodes[2]), id);
+	cl_node_status(h->nodes[2], &st);
+	CHECK(!st.lease_held);
+	for (int k = 0; k < 100 && !st.lease_held; k++) {
+		step(h);
+		cl_node_status(h->nodes[2], &st);
+	}
+	CHECK(st.lease_held);
+	harness_free(h);
+}
