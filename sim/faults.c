@@ -235,10 +235,25 @@ partition(sim_world *w)
 	}
 	sim__log(w, "partition %s n%u/n%u for %" PRIu64 " ms", what, x + 1,
 		y + 1, duration);
+	w->partition_started_ms = w->now_ms;
 	w->result->partitions++;
 	sim__hash(w, 0x9a47, shape, (uint64_t)x << 32 | y);
 	sim__schedule(w, w->now_ms + duration, SIM_EV_FAULT, SIM_NODES_MAX,
 		FAULT_PARTITION_END);
+}
+
+/* Counts a story that expired while the network was split. */
+static void
+stories_expired_during(sim_world *w, uint64_t since_ms)
+{
+	const sim_model *m = w->model;
+	for (uint32_t i = 0; i < m->stories_count; i++) {
+		uint64_t at = m->stories[i].expires_at_ms;
+		if (at >= SIM_EPOCH_MS + since_ms && at <= SIM_EPOCH_MS + w->now_ms) {
+			sim_sometimes("sim: story expiring during a partition");
+			return;
+		}
+	}
 }
 
 /* ---- membership ------------------------------------------------------------- */
@@ -374,6 +389,7 @@ sim__faults_event(sim_world *w, const sim_event *e)
 			return;
 		sim__net_heal(w->net);
 		sim__log(w, "partition healed");
+		stories_expired_during(w, w->partition_started_ms);
 		return;
 	}
 	if (!w->faults_on)

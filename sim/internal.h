@@ -490,6 +490,7 @@ struct sim_world {
 	uint32_t membership_node;
 	int membership_stage;
 	uint32_t check_next_node; /* reads go to the nodes in turn */
+	uint64_t partition_started_ms;
 	sim_epoch_seen *epochs;
 	uint32_t epochs_count;
 	uint32_t epochs_capacity;

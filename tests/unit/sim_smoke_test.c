@@ -21,7 +21,9 @@
  * minute of one core. */
 #define SMOKE_SEEDS_DEFAULT "50"
 #define SMOKE_TIME "10m"
-#define SMOKE_FAULTS_DEFAULT "swarm"
+/* Joins and drains stay out until the open handoff bugs are fixed
+ * (sim/README.md "Open findings"); make sim-long runs them. */
+#define SMOKE_FAULTS_DEFAULT "swarm:-join,-drain"
 
 static bool
 flocksim_path(char *out, size_t size)
