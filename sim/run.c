@@ -701,6 +701,15 @@ build(sim_world *w)
 static void
 run_phases(sim_world *w)
 {
+	/* Nodes start from their map files, and such a node holds no lease
+	 * until a majority has answered it (cluster.h): let them meet. */
+	if (!sim__settle(w, RUN_CONVERGE_MS_MAX)) {
+		char why[700];
+		sim__why_unsettled(w, why, sizeof why);
+		if (!w->failed)
+			sim__fail(w, "setup", "the cluster did not form: %s", why);
+		return;
+	}
 	if (sim__driver_setup(w->driver) != 0)
 		return;
 	sim__log(w, "setup done: %u users", w->knobs.users);
