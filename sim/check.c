@@ -416,7 +416,13 @@ read_call(sim_world *w, const read_args *a, read_slot *s)
 		return rc;
 	sim__node_poke(w, node);
 	sim__run_until(w, w->now_ms + CHECK_READ_MS_MAX, read_done, s);
-	return s->done ? s->code : API_EUNAVAILABLE;
+	int code = s->done ? s->code : API_EUNAVAILABLE;
+	if (code != API_OK && code != API_ENOTFOUND && w->log != NULL)
+		sim__log(w, "read %d on n%u (viewer %" PRIu64 ", name %s, post %"
+			PRIu64 ") failed: %s%s", a->kind, node + 1, a->viewer,
+			a->name != NULL ? a->name : "-", a->post_id,
+			api_strerror(code), s->done ? "" : " (no answer)");
+	return code;
 }
 
 /* Reads every page of a listing, calling item(arg, object) for each.

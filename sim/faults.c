@@ -168,6 +168,20 @@ up_nodes(sim_world *w, uint32_t *out)
 
 /* ---- crashes ------------------------------------------------------------------ */
 
+/* Partitions are moving through this node (a status: crashes only). */
+static bool
+in_handoff(sim_node *n)
+{
+	if (!n->up || n->cl == NULL)
+		return false;
+	cl_status *st = malloc(sizeof *st);
+	SIM_ASSERT(st != NULL);
+	cl_node_status(n->cl, st);
+	bool moving = st->moves_in_flight > 0;
+	free(st);
+	return moving;
+}
+
 static void
 crash_one(sim_world *w)
 {
@@ -179,9 +193,17 @@ crash_one(sim_world *w)
 	bool torn = sim__rng_below(r, 100) < w->knobs.torn_crash_percent;
 	if (k == 0)
 		return;
+	if (torn) {
+		/* A torn tail needs written, unsynced bytes: the crash waits
+		 * for the next group commit's write (any node) and strikes
+		 * between its write and its fdatasync. */
+		w->torn_crash_pending = true;
+		w->torn_crash_down_ms = down;
+		return;
+	}
 	uint32_t index = up[pick % k];
 	sim_node *n = &w->nodes[index];
-	if (n->in_handoff)
+	if (in_handoff(n))
 		sim_sometimes("sim: node crashed during a handoff");
 	sim__log(w, "crash n%u (%s), down %" PRIu64 " ms", index + 1,
 		torn ? "torn tail" : "clean", down);
@@ -417,9 +439,27 @@ sim__faults_event(sim_world *w, const sim_event *e)
 }
 
 void
+sim__faults_written(sim_world *w, uint32_t node)
+{
+	if (!w->torn_crash_pending || !w->faults_on)
+		return;
+	w->torn_crash_pending = false;
+	sim_node *n = &w->nodes[node];
+	if (in_handoff(n))
+		sim_sometimes("sim: node crashed during a handoff");
+	sim__log(w, "crash n%u (torn, mid group commit), down %" PRIu64 " ms",
+		node + 1, w->torn_crash_down_ms);
+	sim__node_crash(w, node, true);
+	w->result->crashes++;
+	sim__schedule(w, w->now_ms + w->torn_crash_down_ms, SIM_EV_RESTART,
+		node, 0);
+}
+
+void
 sim__faults_heal(sim_world *w)
 {
 	w->faults_on = false;
+	w->torn_crash_pending = false;
 	sim__net_heal(w->net);
 	sim__net_set_faults(w->net, false);
 	for (uint32_t i = 0; i < w->nodes_count; i++) {

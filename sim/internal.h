@@ -254,7 +254,6 @@ struct sim_node {
 	sim_active active;
 	uint64_t max_epoch;
 	uint64_t epoch_checked_ms;
-	bool in_handoff;          /* moves in flight at the last look */
 	uint32_t inflight;        /* client calls in flight on it */
 };
 
@@ -447,6 +446,9 @@ void sim__faults_start(sim_world *w);
 void sim__faults_event(sim_world *w, const sim_event *e);
 /* Ends every fault: heal the network, restart crashed nodes. */
 void sim__faults_heal(sim_world *w);
+/* A journal batch was just written (not synced) on node: a torn crash
+ * that is due strikes now. */
+void sim__faults_written(sim_world *w, uint32_t node);
 /* Disk faults for a journal step of node (called before the step). */
 void sim__faults_disk_step(sim_world *w, uint32_t node);
 
@@ -491,6 +493,8 @@ struct sim_world {
 	int membership_stage;
 	uint32_t check_next_node; /* reads go to the nodes in turn */
 	uint64_t partition_started_ms;
+	bool torn_crash_pending;  /* at the next batch written anywhere */
+	uint64_t torn_crash_down_ms;
 	sim_epoch_seen *epochs;
 	uint32_t epochs_count;
 	uint32_t epochs_capacity;

