@@ -1290,7 +1290,8 @@ copy_str(const msgpack_object *o, char *buf, size_t size)
 {
 	if (o->type != MSGPACK_OBJECT_STR || o->via.str.size >= size)
 		return false;
-	memcpy(buf, o->via.str.ptr, o->via.str.size);
+	if (o->via.str.size > 0) /* an empty string's ptr may be NULL */
+		memcpy(buf, o->via.str.ptr, o->via.str.size);
 	buf[o->via.str.size] = '\0';
 	return true;
 }
@@ -1318,7 +1319,8 @@ decode_comments(post_state *st, const msgpack_object *o)
 		cm.text = malloc(f[3].via.str.size + 1);
 		if (cm.text == NULL)
 			return RT_ENOMEM;
-		memcpy(cm.text, f[3].via.str.ptr, f[3].via.str.size);
+		if (f[3].via.str.size > 0) /* else ptr may be NULL */
+			memcpy(cm.text, f[3].via.str.ptr, f[3].via.str.size);
 		cm.text[f[3].via.str.size] = '\0';
 		if (comment_insert(st, &cm) <= 0) {
 			free(cm.text);
@@ -1352,7 +1354,8 @@ decode_fields(post_state *st, const msgpack_object *f)
 	st->caption = malloc(f[6].via.str.size + 1);
 	if (st->caption == NULL)
 		return RT_ENOMEM;
-	memcpy(st->caption, f[6].via.str.ptr, f[6].via.str.size);
+	if (f[6].via.str.size > 0) /* else ptr may be NULL */
+		memcpy(st->caption, f[6].via.str.ptr, f[6].via.str.size);
 	st->caption[f[6].via.str.size] = '\0';
 	st->media_id = f[7].via.u64;
 	if (f[10].via.bin.size % sizeof(uint64_t) != 0)
