@@ -500,6 +500,10 @@ user__pushed_live(api *a, rt_actor *self, user_state *st, uint32_t type,
 			user__presence_send(self, st, author, true);
 		return;
 	}
+	if (st->stream == NULL)
+		return; /* user__publish would drop it: skip checking and
+			   packing the event (most followers of a fan-out
+			   never opened a stream; the check walked the body) */
 	actors__body b;
 	actors__body_init(&b);
 	if (type == USER_T_TIMELINE_ADD) {
