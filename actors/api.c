@@ -426,6 +426,7 @@ api_destroy(api *a)
 	if (actors__modules_destroy != NULL)
 		actors__modules_destroy(a);
 	pool_destroy(a->pool);
+	actors__acks_destroy(a);
 	registry_remove(a->rt);
 	free(a);
 }

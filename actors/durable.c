@@ -13,10 +13,29 @@
  * apply duplicates idempotently, so a slow confirmation costs a
  * duplicate, never a double application).
  *
+ * Deferred acknowledgements: a follower's copy of another actor's
+ * journaled event (a post in a home timeline) is applied in memory and
+ * acknowledged only once a checkpoint that started after it committed.
+ * Copies add (source, key, follower) to striped lists; a checkpoint
+ * seals everything added so far, and when it commits, the node sends
+ * each source one ACTORS_T_PUSH_ACKS per key (chunks of
+ * ACTORS_ACK_IDS_PER_MESSAGE followers). Why that is enough: the
+ * follower marked itself dirty before adding its entry, so the
+ * checkpoint's walk (which starts after the seal) saves it, or a save
+ * since (passivation, another pass) queued its snapshot before the
+ * checkpoint's commit marker. The first entry after a quiet spell arms
+ * a timer (to the actor that added it) ACTORS_ACK_CHECKPOINT_MS ahead,
+ * and the checkpoint starts when it fires: a follower that gets many
+ * posts meanwhile is snapshotted once for all of them. At most one runs;
+ * a failed one puts its entries back and the timer is armed again.
+ *
  * What it deliberately does not do: decide what a record means (the
  * kinds do), retry a failed journal (persistence does).
  */
 #include "actors/internal.h"
+
+#include <pthread.h>
+#include <stdlib.h>
 
 #include "persistence/persistence.h"
 
@@ -109,4 +128,289 @@ actors__outbox_redrive(api *a, rt_actor *self, ps_outbox *o, uint64_t lsn,
 		return;
 	ps_outbox_reset_sent(o);
 	actors__outbox_run(a, self, o, lsn, armed);
+}
+
+/* ---- deferred acknowledgements ---------------------------------------- */
+
+/* Lists copies are added to: the two workers of a fan-out, adding one
+ * entry per message each, rarely meet on one lock. */
+#define ACKS_STRIPES 16u
+
+typedef struct owed_ack {
+	uint64_t source;
+	uint64_t key;
+	uint64_t follower;
+} owed_ack;
+
+typedef struct ack_list {
+	pthread_mutex_t lock; /* stripes only */
+	owed_ack *v;
+	uint32_t count;
+	uint32_t capacity;
+} ack_list;
+
+typedef struct actors__acks {
+	api *a;
+	ack_list stripes[ACKS_STRIPES];
+	pthread_mutex_t lock; /* guards the fields below */
+	ack_list sealed;      /* the running checkpoint's entries */
+	bool running;
+	bool kick_armed;
+} actors__acks;
+
+static int
+list_append(ack_list *l, const owed_ack *items, uint32_t n)
+{
+	if (n > UINT32_MAX - l->count)
+		return -1;
+	if (l->count + n > l->capacity) {
+		uint64_t capacity = l->capacity ? l->capacity : 64u;
+		while (capacity < (uint64_t)l->count + n)
+			capacity *= 2u;
+		if (capacity > UINT32_MAX)
+			return -1;
+		owed_ack *v = realloc(l->v, (size_t)capacity * sizeof *v);
+		if (v == NULL)
+			return -1;
+		l->v = v;
+		l->capacity = (uint32_t)capacity;
+	}
+	memcpy(l->v + l->count, items, n * sizeof *items);
+	l->count += n;
+	return 0;
+}
+
+static actors__acks *
+acks_get(api *a)
+{
+	actors__acks *k = atomic_load_explicit(&a->acks, memory_order_acquire);
+	if (k != NULL)
+		return k;
+	k = calloc(1, sizeof *k);
+	if (k == NULL)
+		return NULL;
+	k->a = a;
+	for (uint32_t i = 0; i < ACKS_STRIPES; i++)
+		pthread_mutex_init(&k->stripes[i].lock, NULL);
+	pthread_mutex_init(&k->lock, NULL);
+	actors__acks *expected = NULL;
+	if (atomic_compare_exchange_strong(&a->acks, &expected, k))
+		return k;
+	for (uint32_t i = 0; i < ACKS_STRIPES; i++)
+		pthread_mutex_destroy(&k->stripes[i].lock);
+	pthread_mutex_destroy(&k->lock);
+	free(k);
+	return expected;
+}
+
+/* Under k->lock: moves every stripe's entries to sealed. Returns false
+ * when out of memory (what did not move stays for the next one). */
+static bool
+acks_seal_locked(actors__acks *k)
+{
+	bool ok = true;
+	for (uint32_t i = 0; i < ACKS_STRIPES; i++) {
+		ack_list *l = &k->stripes[i];
+		pthread_mutex_lock(&l->lock);
+		if (l->count > 0 && list_append(&k->sealed, l->v, l->count) == 0)
+			l->count = 0;
+		else if (l->count > 0)
+			ok = false;
+		pthread_mutex_unlock(&l->lock);
+	}
+	return ok;
+}
+
+static bool
+acks_waiting(actors__acks *k)
+{
+	bool waiting = false;
+	for (uint32_t i = 0; i < ACKS_STRIPES && !waiting; i++) {
+		pthread_mutex_lock(&k->stripes[i].lock);
+		waiting = k->stripes[i].count > 0;
+		pthread_mutex_unlock(&k->stripes[i].lock);
+	}
+	return waiting;
+}
+
+static int
+by_source_key_follower(const void *x, const void *y)
+{
+	const owed_ack *a = x, *b = y;
+	if (a->source != b->source)
+		return a->source < b->source ? -1 : 1;
+	if (a->key != b->key)
+		return a->key < b->key ? -1 : 1;
+	return a->follower < b->follower ? -1 : (a->follower > b->follower);
+}
+
+/* Sends the acknowledgements of committed entries (v sorted here). A
+ * message that cannot go is dropped: its source's redrive asks again. */
+static void
+acks_send(api *a, owed_ack *v, uint32_t n)
+{
+	qsort(v, n, sizeof *v, by_source_key_follower);
+	uint32_t i = 0;
+	while (i < n) {
+		uint32_t end = i;
+		uint32_t distinct = 0;
+		while (end < n && v[end].source == v[i].source &&
+			v[end].key == v[i].key &&
+			distinct < ACTORS_ACK_IDS_PER_MESSAGE) {
+			if (end == i || v[end].follower != v[end - 1].follower)
+				distinct++;
+			end++;
+		}
+		/* end may stop on a duplicate's second entry: harmless. */
+		uint32_t size = 12u + 8u * distinct;
+		rt_message *m = rt_message_alloc(a->rt, ACTORS_T_PUSH_ACKS, size);
+		if (m != NULL) {
+			wire_writer w = {m->payload, 0, size, false};
+			wire_u64(&w, v[i].key);
+			wire_u32(&w, distinct);
+			for (uint32_t j = i; j < end; j++)
+				if (j == i || v[j].follower != v[j - 1].follower)
+					wire_u64(&w, v[j].follower);
+			ACTORS_ASSERT(!w.failed && w.length == size);
+			(void)rt_send_external(a->rt,
+				rt_addr_make(ACTORS_KIND_USER, v[i].source), m);
+		}
+		i = end;
+	}
+}
+
+static void acks_kick_at(actors__acks *k, rt_addr where);
+
+static void
+acks_checkpoint_done(void *arg, int status, uint64_t lsn)
+{
+	actors__acks *k = arg;
+	api *a = k->a;
+	(void)lsn;
+	pthread_mutex_lock(&k->lock);
+	ack_list done = k->sealed;
+	memset(&k->sealed, 0, sizeof k->sealed);
+	k->running = false;
+	rt_addr where = rt_addr_make(ACTORS_KIND_USER,
+		done.count > 0 ? done.v[0].follower : 0);
+	if (status != 0 && done.count > 0) {
+		ack_list *l = &k->stripes[0];
+		pthread_mutex_lock(&l->lock);
+		if (list_append(l, done.v, done.count) != 0)
+			rt_log(a->rt, RT_LOG_WARN, "actors",
+				"deferred acknowledgements dropped (re-sent "
+				"later): out of memory");
+		pthread_mutex_unlock(&l->lock);
+	}
+	pthread_mutex_unlock(&k->lock);
+	if (status == 0)
+		acks_send(a, done.v, done.count);
+	else
+		rt_log(a->rt, RT_LOG_WARN, "actors",
+			"checkpoint for acknowledgements failed: %s",
+			ps_strerror(status));
+	free(done.v);
+	if (where.id != 0 && acks_waiting(k))
+		acks_kick_at(k, where);
+}
+
+/* Under k->lock: arms the ACTORS_T_ACK_KICK timer to `where` (an actor
+ * of the user kind) unless it or a checkpoint is already on its way. */
+static void
+acks_arm_locked(actors__acks *k, rt_addr where)
+{
+	if (k->running || k->kick_armed || where.id == 0)
+		return;
+	if (rt_timer_start(k->a->rt, where, ACTORS_T_ACK_KICK, NULL, 0,
+		    ACTORS_ACK_CHECKPOINT_MS, 0, NULL) == 0)
+		k->kick_armed = true;
+}
+
+static void
+acks_kick_at(actors__acks *k, rt_addr where)
+{
+	pthread_mutex_lock(&k->lock);
+	acks_arm_locked(k, where);
+	pthread_mutex_unlock(&k->lock);
+}
+
+/* The timer fired: seals what was gathered and starts its checkpoint. */
+static void
+acks_checkpoint_start(actors__acks *k, rt_addr where)
+{
+	api *a = k->a;
+	pthread_mutex_lock(&k->lock);
+	k->kick_armed = false;
+	if (k->running) {
+		pthread_mutex_unlock(&k->lock);
+		return;
+	}
+	(void)acks_seal_locked(k);
+	if (k->sealed.count == 0) {
+		pthread_mutex_unlock(&k->lock);
+		return;
+	}
+	k->running = true;
+	pthread_mutex_unlock(&k->lock);
+	int rc = ps_node_checkpoint(a->store, acks_checkpoint_done, k);
+	if (rc == 0)
+		return;
+	/* Another checkpoint runs (or the node stops): try again later. */
+	pthread_mutex_lock(&k->lock);
+	ack_list *l = &k->stripes[0];
+	pthread_mutex_lock(&l->lock);
+	if (list_append(l, k->sealed.v, k->sealed.count) != 0)
+		rt_log(a->rt, RT_LOG_WARN, "actors",
+			"deferred acknowledgements dropped (re-sent later): "
+			"out of memory");
+	pthread_mutex_unlock(&l->lock);
+	k->sealed.count = 0;
+	k->running = false;
+	if (rc != PS_ESTOPPED)
+		acks_arm_locked(k, where);
+	pthread_mutex_unlock(&k->lock);
+}
+
+int
+actors__ack_after_checkpoint(api *a, rt_actor *self, uint64_t source,
+	uint64_t key)
+{
+	ACTORS_ASSERT(a->store != NULL);
+	actors__acks *k = acks_get(a);
+	if (k == NULL)
+		return API_EUNAVAILABLE;
+	uint64_t follower = rt_self(self).id;
+	owed_ack e = {source, key, follower};
+	ack_list *l = &k->stripes[(follower * 0x9e3779b97f4a7c15ull) >> 60];
+	pthread_mutex_lock(&l->lock);
+	int rc = list_append(l, &e, 1);
+	pthread_mutex_unlock(&l->lock);
+	if (rc != 0)
+		return API_EUNAVAILABLE;
+	acks_kick_at(k, rt_self(self));
+	return API_OK;
+}
+
+void
+actors__acks_kick(api *a, rt_actor *self)
+{
+	actors__acks *k = atomic_load_explicit(&a->acks, memory_order_acquire);
+	if (k == NULL)
+		return;
+	acks_checkpoint_start(k, rt_self(self));
+}
+
+void
+actors__acks_destroy(api *a)
+{
+	actors__acks *k = atomic_exchange(&a->acks, NULL);
+	if (k == NULL)
+		return;
+	for (uint32_t i = 0; i < ACKS_STRIPES; i++) {
+		free(k->stripes[i].v);
+		pthread_mutex_destroy(&k->stripes[i].lock);
+	}
+	free(k->sealed.v);
+	pthread_mutex_destroy(&k->lock);
+	free(k);
 }

@@ -278,6 +278,22 @@ double actors__affinity_decay(double score, uint64_t age_ms);
  * re-activation. Targets apply duplicates idempotently. 2 s is far above
  * a confirmation's round trip and short next to a client's patience. */
 #define ACTORS_REDRIVE_MS 2000u
+#define ACTORS_T_PUSH_ACKS 6u      /* u64 push id, u32 n, n follower ids:
+				      their copies are in committed snapshots */
+#define ACTORS_T_ACK_KICK 7u       /* timer: start the checkpoint that
+				      lets deferred acknowledgements go */
+/* Deferred acknowledgements are gathered this long before the
+ * checkpoint that releases them starts: a checkpoint saves every dirty
+ * actor whole, so it must come seldom enough that an active follower is
+ * snapshotted once for many posts (a snapshot costs several journal
+ * records), and often enough that recovery re-drives little. */
+#define ACTORS_ACK_CHECKPOINT_MS 5000u
+/* Redrive firings a push whose acknowledgements are deferred skips
+ * before it is sent again to those that still owe: 8 x 2 s is three
+ * gathering spells, past any acknowledgement that was only waiting. */
+#define ACTORS_DEFERRED_REDRIVE_FIRINGS 8u
+/* Follower ids carried by one ACTORS_T_PUSH_ACKS message (64 KiB). */
+#define ACTORS_ACK_IDS_PER_MESSAGE 8192u
 /* Client inbox, plain messages: */
 #define ACTORS_T_POOL_DONE 50u     /* password pool result */
 #define ACTORS_T_STREAM_EVENT 51u  /* a live stream event for a session:
@@ -418,6 +434,8 @@ struct api {
 	/* Drawn at api_create: live sessions stored in a snapshot under
 	 * another incarnation belong to a process that is gone. */
 	uint64_t incarnation;
+	/* Deferred push acknowledgements (durable.c); made at first use. */
+	_Atomic(struct actors__acks *) acks;
 };
 
 /* The api that registered kinds on rt (actor code finds its api here:
@@ -446,6 +464,29 @@ void actors__outbox_redrive(api *a, rt_actor *self, struct ps_outbox *o,
 	uint64_t lsn, bool *armed);
 /* Arms the ACTORS_T_REDRIVE timer once (*armed). */
 void actors__redrive_arm(api *a, rt_actor *self, bool *armed);
+
+/*
+ * Deferred acknowledgements, for state a follower derives from another
+ * actor's journaled event and can get again from it (a post in a home
+ * timeline: the author's post record is journaled and its push is
+ * re-driven until acknowledged). The follower applies it in memory,
+ * marks itself dirty and calls this instead of journaling a record per
+ * copy: once a checkpoint that started after the call has committed
+ * (the follower's snapshot holds the copy, or a later one does), the
+ * node sends `source` one ACTORS_T_PUSH_ACKS per key listing the
+ * followers. Checkpoints for it start here, at most one per
+ * ACTORS_ACK_CHECKPOINT_MS (an ACTORS_T_ACK_KICK timer to self waits
+ * out the rest). A crash before the commit loses the copies and their
+ * acknowledgements, so the source sends them again. Actor context.
+ * 0 or API_EUNAVAILABLE (out of memory: no acknowledgement, the source's
+ * redrive sends again).
+ */
+int actors__ack_after_checkpoint(api *a, rt_actor *self, uint64_t source,
+	uint64_t key);
+/* The ACTORS_T_ACK_KICK timer fired at self. */
+void actors__acks_kick(api *a, rt_actor *self);
+/* Frees what is still deferred (after ps_node_close). */
+void actors__acks_destroy(api *a);
 /* Maps a notice status to an api code. */
 int actors__notice_code(int status);
 

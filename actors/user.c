@@ -823,19 +823,46 @@ push_message(api *a, user_state *st, const push *p, bool *gone)
 	return m;
 }
 
-/* Index of the first owed target >= target. */
+/* The owed set: linear probing, backward-shift deletion (no
+ * tombstones), at most half full. */
 static uint32_t
-owed_lower_bound(const push *p, uint64_t target)
+owed_home(const push *p, uint64_t target)
 {
-	uint32_t lo = 0, hi = p->owed_count;
-	while (lo < hi) {
-		uint32_t mid = lo + (hi - lo) / 2;
-		if (p->owed[mid] < target)
-			lo = mid + 1;
-		else
-			hi = mid;
+	uint64_t x = target * 0x9e3779b97f4a7c15ull;
+	return (uint32_t)(x >> 32) & (p->owed_capacity - 1u);
+}
+
+static int
+owed_grow(push *p)
+{
+	uint32_t capacity = p->owed_capacity ? p->owed_capacity * 2u : 8u;
+	uint64_t *slots = calloc(capacity, sizeof *slots);
+	if (slots == NULL)
+		return API_EUNAVAILABLE;
+	uint64_t *old = p->owed;
+	uint32_t old_capacity = p->owed_capacity;
+	p->owed = slots;
+	p->owed_capacity = capacity;
+	for (uint32_t i = 0; i < old_capacity; i++) {
+		if (old[i] == 0)
+			continue;
+		uint32_t j = owed_home(p, old[i]);
+		while (slots[j] != 0)
+			j = (j + 1u) & (capacity - 1u);
+		slots[j] = old[i];
 	}
-	return lo;
+	free(old);
+	return 0;
+}
+
+/* Forgets every owed target (re-activation re-sends to all). */
+static void
+push_owed_clear(push *p)
+{
+	free(p->owed);
+	p->owed = NULL;
+	p->owed_count = 0;
+	p->owed_capacity = 0;
 }
 
 /* target was sent durable push p and owes its ack. API_EUNAVAILABLE when
@@ -845,34 +872,49 @@ push_owe(push *p, uint64_t target)
 {
 	if (p->kind == USER_PUSH_LIVE)
 		return 0; /* volatile: never acknowledged */
-	uint32_t i = owed_lower_bound(p, target);
-	if (i < p->owed_count && p->owed[i] == target)
-		return 0;
-	if (p->owed_count == p->owed_capacity) {
-		uint32_t capacity = p->owed_capacity ? p->owed_capacity * 2 : 4;
-		uint64_t *owed = realloc(p->owed, capacity * sizeof *owed);
-		if (owed == NULL)
-			return API_EUNAVAILABLE;
-		p->owed = owed;
-		p->owed_capacity = capacity;
+	ACTORS_ASSERT(target != 0);
+	if ((p->owed_count + 1u) * 2u > p->owed_capacity && owed_grow(p) != 0)
+		return API_EUNAVAILABLE;
+	uint32_t i = owed_home(p, target);
+	while (p->owed[i] != 0) {
+		if (p->owed[i] == target)
+			return 0;
+		i = (i + 1u) & (p->owed_capacity - 1u);
 	}
-	memmove(p->owed + i + 1, p->owed + i,
-		(p->owed_count - i) * sizeof *p->owed);
 	p->owed[i] = target;
 	p->owed_count++;
 	return 0;
 }
 
-/* target acknowledged p (a duplicate ack finds nothing to forget). */
-static void
+/* target acknowledged p: true if it owed (a duplicate ack finds nothing
+ * to forget). */
+static bool
 push_paid(push *p, uint64_t target)
 {
-	uint32_t i = owed_lower_bound(p, target);
-	if (i == p->owed_count || p->owed[i] != target)
-		return;
-	memmove(p->owed + i, p->owed + i + 1,
-		(p->owed_count - i - 1) * sizeof *p->owed);
+	if (p->owed_count == 0 || target == 0)
+		return false;
+	uint32_t mask = p->owed_capacity - 1u;
+	uint32_t i = owed_home(p, target);
+	while (p->owed[i] != target) {
+		if (p->owed[i] == 0)
+			return false;
+		i = (i + 1u) & mask;
+	}
 	p->owed_count--;
+	/* Move later members of the probe run into the hole unless their
+	 * home lies cyclically in (hole, j]. */
+	uint32_t hole = i;
+	for (uint32_t j = (i + 1u) & mask; p->owed[j] != 0; j = (j + 1u) & mask) {
+		uint32_t home = owed_home(p, p->owed[j]);
+		bool stays = hole <= j ? (hole < home && home <= j)
+				       : (hole < home || home <= j);
+		if (stays)
+			continue;
+		p->owed[hole] = p->owed[j];
+		hole = j;
+	}
+	p->owed[hole] = 0;
+	return true;
 }
 
 static int
@@ -1010,7 +1052,29 @@ on_push_ack(api *a, rt_actor *self, user_state *st, const rt_message *m)
 	if (r.failed || p == NULL)
 		return;
 	p->acked++;
-	push_paid(p, m->from.id);
+	(void)push_paid(p, m->from.id);
+	push_maybe_done(a, self, st, p);
+}
+
+/* ACTORS_T_PUSH_ACKS: followers whose copies of push `key` are in
+ * committed snapshots (actors__ack_after_checkpoint). */
+static void
+on_push_acks(api *a, rt_actor *self, user_state *st, const rt_message *m)
+{
+	wire_reader r;
+	wire_reader_init(&r, m->payload, m->size);
+	uint64_t key = wire_get_u64(&r);
+	uint32_t n = wire_get_u32(&r);
+	push *p = push_find(st, key);
+	if (r.failed || p == NULL || n > ACTORS_ACK_IDS_PER_MESSAGE)
+		return;
+	for (uint32_t i = 0; i < n; i++) {
+		uint64_t follower = wire_get_u64(&r);
+		if (r.failed)
+			break;
+		if (push_paid(p, follower))
+			p->acked++;
+	}
 	push_maybe_done(a, self, st, p);
 }
 
@@ -1037,13 +1101,23 @@ redrive(api *a, rt_actor *self, user_state *st)
 		push *p = &st->pushes[i];
 		if (!p->done_sending || p->owed_count == 0)
 			continue;
+		if (p->kind == USER_PUSH_TIMELINE && a->store != NULL &&
+			++p->redrive_skipped < ACTORS_DEFERRED_REDRIVE_FIRINGS) {
+			/* Its acknowledgements wait for a checkpoint
+			 * (timeline_copy): sending again now would only
+			 * duplicate what was applied. */
+			actors__redrive_arm(a, self, &st->redrive_armed);
+			continue;
+		}
+		p->redrive_skipped = 0;
 		bool gone = false;
-		for (uint32_t k = 0; k < p->owed_count && !gone; k++)
-			if (push_send_one(a, self, st, p, p->owed[k], &gone) != 0)
+		for (uint32_t k = 0; k < p->owed_capacity && !gone; k++)
+			if (p->owed[k] != 0 &&
+				push_send_one(a, self, st, p, p->owed[k], &gone) != 0)
 				break; /* backpressure: the next firing retries */
 		if (gone) {
 			/* the story expired: nobody needs it any more */
-			p->owed_count = 0;
+			push_owed_clear(p);
 			uint32_t before = st->pushes_count;
 			push_maybe_done(a, self, st, p);
 			if (st->pushes_count != before)
@@ -1588,6 +1662,44 @@ on_effect(api *a, rt_actor *self, user_state *st, const rt_message *m)
 	}
 }
 
+/*
+ * A post into this home timeline, with durability on. The copy is
+ * derived state: the author's post record is journaled before anyone
+ * sees the post and its push is re-driven until every follower has
+ * acknowledged, so the copy need not be journaled here (a record, a
+ * durable notice and an acknowledgement per follower made a fan-out to
+ * 100,000 cost as much as 100,000 writes). It is applied in memory, the
+ * actor is marked dirty, and the acknowledgement goes once a checkpoint
+ * holding a snapshot with it has committed (actors__ack_after_checkpoint);
+ * a crash before that loses copy and acknowledgement together, so the
+ * author sends it again and the ring's dedupe by post id keeps it once.
+ */
+static void
+timeline_copy(api *a, rt_actor *self, user_state *st, uint64_t key,
+	uint64_t author, uint64_t source, bool changes, const void *rest,
+	size_t rest_length)
+{
+	if (changes) {
+		actors__ref ref = {key, author};
+		if (ring_insert(st, ref, a->cfg.timeline_entries_max) < 0) {
+			rt_log(a->rt, RT_LOG_WARN, "user",
+				"push not applied (will be re-sent): out of memory");
+			return;
+		}
+		rt_mark_dirty(self);
+	}
+	if (actors__ack_after_checkpoint(a, self, source, key) != 0)
+		rt_log(a->rt, RT_LOG_WARN, "user",
+			"push acknowledgement dropped (will be re-sent)");
+	if (!changes)
+		return;
+	user__pushed_live(a, self, st, USER_T_TIMELINE_ADD, key, author, rest,
+		rest_length);
+	if (a->cfg.timeline_observer != NULL)
+		a->cfg.timeline_observer(a->cfg.timeline_observer_arg, st->id,
+			key);
+}
+
 static void
 on_push(api *a, rt_actor *self, user_state *st, const rt_message *m)
 {
@@ -1621,12 +1733,18 @@ on_push(api *a, rt_actor *self, user_state *st, const rt_message *m)
 		wire_u64(&w, expires_at);
 		changes = user__story_ref_wants(st, author, key, expires_at);
 	} else if (m->type == USER_T_TIMELINE_ADD) {
-		record = USER_R_TIMELINE;
-		wire_u64(&w, key);
-		wire_u64(&w, author);
 		changes = ring_wants(st, key, a->cfg.timeline_entries_max);
 		if (!changes && ring_has(st, key))
 			sim_sometimes("actors: re-sent timeline push deduplicated");
+		if (a->store != NULL) {
+			wire_free(&w);
+			timeline_copy(a, self, st, key, author, source, changes,
+				rest, rest_length);
+			return;
+		}
+		record = USER_R_TIMELINE;
+		wire_u64(&w, key);
+		wire_u64(&w, author);
 	} else {
 		record = USER_R_PULL;
 		wire_u64(&w, author);
@@ -1761,6 +1879,12 @@ user_on_message(rt_actor *self, void *state, const rt_message *m)
 	case ACTORS_T_PUSH_ACK:
 		on_push_ack(a, self, st, m);
 		break;
+	case ACTORS_T_PUSH_ACKS:
+		on_push_acks(a, self, st, m);
+		break;
+	case ACTORS_T_ACK_KICK:
+		actors__acks_kick(a, self);
+		break;
 	case ACTORS_T_REDRIVE:
 		redrive(a, self, st);
 		break;
@@ -1833,7 +1957,8 @@ user_on_activate(rt_actor *self, void *state, bool fresh)
 		return 0;
 	ring_trim(st, a->cfg.timeline_entries_max);
 	/* Everything loaded is durable: re-drive what was owed. */
-	st->durable_lsn = a->store == NULL ? UINT64_MAX : UINT64_MAX - 1;
+	st->durable_lsn = a->store == NULL ? UINT64_MAX
+		: ps_journal_durable_lsn(ps_node_journal(a->store));
 	for (uint32_t i = 0; i < st->pushes_count; i++) {
 		push *p = &st->pushes[i];
 		p->lsn = 0;
@@ -1841,7 +1966,7 @@ user_on_activate(rt_actor *self, void *state, bool fresh)
 		p->acked = 0;
 		p->next_id = 0;
 		p->done_sending = false;
-		p->owed_count = 0;
+		push_owed_clear(p);
 	}
 	ps_outbox_reset_sent(&st->outbox);
 	outbox_run(a, self, st, UINT64_MAX);

@@ -79,13 +79,17 @@ typedef struct push {
 	uint32_t targets_count; /* LIVE to a fixed list (online followers) */
 	uint32_t targets_next;  /* index of the next target to send to */
 	uint64_t *targets;      /* owned, ascending; NULL: the followers */
-	/* Durable pushes: targets sent to and not acknowledged yet,
-	 * ascending, owned (volatile: rebuilt when the push restarts). The
+	/* Durable pushes: targets sent to and not acknowledged yet, owned
+	 * (volatile: rebuilt when the push restarts). The
 	 * push is done when it went to everyone and this is empty; the
 	 * redrive timer sends it again to whoever is still here. */
-	uint64_t *owed;
-	uint32_t owed_count;
-	uint32_t owed_capacity;
+	uint64_t *owed;     /* targets that owe an ack: an open-addressing
+			       set (0 = empty slot), so that acknowledging one
+			       of 100,000 is O(1) */
+	uint32_t owed_count;    /* targets in it */
+	uint32_t owed_capacity; /* slots (a power of two, or 0) */
+	uint32_t redrive_skipped; /* redrive firings since the last re-send
+				     of a timeline push (volatile) */
 	unsigned char *body;    /* owned msgpack event data; NULL: none */
 	uint32_t body_length;
 } push;

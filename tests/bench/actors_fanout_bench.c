@@ -28,7 +28,9 @@
  * Figures: each system's first round (fresh timelines, new lists) and
  * the median of all ROUNDS rounds, in seconds and followers per second;
  * `ratio actors_fanout redis <flock / faster Redis>` on the medians
- * (above 1 favours flock; goal >= 10). Also the 1-minute load average.
+ * (above 1 favours flock; goal >= 10). Also the process's CPU seconds
+ * per flock round (steadier than wall time on a loaded machine) and the
+ * 1-minute load average.
  *
  * Usage: actors_fanout_bench [followers] [--no-redis]
  * Skips the Redis half (no ratio, a note on stderr) when redis-server
@@ -44,6 +46,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -68,6 +71,16 @@
 #define FANOUT_WAIT_MS 120000u
 /* Followers whose feeds are read back after the rounds (spread evenly). */
 #define FANOUT_VERIFY_SAMPLE 500u
+
+/* Process CPU seconds (user + system, every thread). */
+static double
+cpu_seconds(void)
+{
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+		(double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+}
 
 static double
 now_seconds(void)
@@ -296,7 +309,7 @@ flock_load(flock_env *e)
  * it (*ack_out: until the post's own answer). */
 static double
 flock_round(flock_env *e, uint32_t round, uint64_t *post_out,
-	double *ack_out)
+	double *ack_out, double *cpu_out)
 {
 	unsigned long long target = (unsigned long long)e->followers_count *
 		(round + 1u);
@@ -304,6 +317,7 @@ flock_round(flock_env *e, uint32_t round, uint64_t *post_out,
 	api_ctx ctx = {.user_id = e->author};
 	char caption[64];
 	snprintf(caption, sizeof caption, "fan-out round %u #bench", round);
+	double c0 = cpu_seconds();
 	double t0 = now_seconds();
 	if (api_post_create(e->c, &ctx, caption, 0, call_done, &k) != 0)
 		die("post refused");
@@ -311,8 +325,10 @@ flock_round(flock_env *e, uint32_t round, uint64_t *post_out,
 	double done = 0;
 	while (done == 0 || k.busy) {
 		if (done == 0 && atomic_load_explicit(&inserts,
-			memory_order_relaxed) >= target)
+			memory_order_relaxed) >= target) {
 			done = now_seconds();
+			*cpu_out = cpu_seconds() - c0;
+		}
 		if (now_seconds() - t0 > FANOUT_WAIT_MS / 1000.0)
 			die("a fan-out never completed");
 		if (api_client_poll(e->c) == 0 && done == 0) {
@@ -743,11 +759,14 @@ main(int argc, char **argv)
 	flock_load(&e);
 	report("actors_fanout_setup_seconds", now_seconds() - t0, "s");
 	double flock_s[FANOUT_ROUNDS], ack_s[FANOUT_ROUNDS];
+	double cpu_s[FANOUT_ROUNDS];
 	uint64_t posts[FANOUT_ROUNDS];
 	for (uint32_t i = 0; i < FANOUT_ROUNDS; i++) {
-		flock_s[i] = flock_round(&e, i, &posts[i], &ack_s[i]);
-		fprintf(stderr, "flock round %u: %.4f s (post answered after "
-			"%.4f s)\n", i, flock_s[i], ack_s[i]);
+		flock_s[i] = flock_round(&e, i, &posts[i], &ack_s[i],
+			&cpu_s[i]);
+		fprintf(stderr, "flock round %u: %.4f s, %.4f CPU s (post "
+			"answered after %.4f s)\n", i, flock_s[i], cpu_s[i],
+			ack_s[i]);
 	}
 	flock_verify(&e, posts, FANOUT_ROUNDS);
 	report("actors_fanout_first_seconds", flock_s[0], "s");
@@ -758,6 +777,7 @@ main(int argc, char **argv)
 		followers / median(flock_s, FANOUT_ROUNDS), "followers/s");
 	report("actors_fanout_post_ack_seconds", median(ack_s, FANOUT_ROUNDS),
 		"s");
+	report("actors_fanout_cpu_seconds", median(cpu_s, FANOUT_ROUNDS), "s");
 	double flock_rate = followers / median(flock_s, FANOUT_ROUNDS);
 
 	redis_env r;
