@@ -1207,7 +1207,11 @@ post_on_activate(rt_actor *self, void *state, bool fresh)
 	post_state *st = state;
 	if (fresh)
 		return 0;
-	st->durable_lsn = UINT64_MAX;
+	/* Everything loaded is durable; records written from now on wait
+	 * for their notices (UINT64_MAX here sent their effects early). */
+	api *a = actors__api_of(rt_actor_runtime(self));
+	st->durable_lsn = a->store == NULL ? UINT64_MAX
+		: ps_journal_durable_lsn(ps_node_journal(a->store));
 	ps_outbox_reset_sent(&st->outbox);
 	actors__outbox_run(actors__api_of(rt_actor_runtime(self)), self,
 		&st->outbox, UINT64_MAX, &st->redrive_armed);
