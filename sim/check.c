@@ -890,7 +890,8 @@ verify_feed(sim_world *w, uint32_t reader, const id_list *existing)
 	id_list sorted = feed;
 	sorted.ids = malloc((feed.count ? feed.count : 1) * sizeof *sorted.ids);
 	SIM_ASSERT(sorted.ids != NULL);
-	memcpy(sorted.ids, feed.ids, feed.count * sizeof *feed.ids);
+	if (feed.count > 0)
+		memcpy(sorted.ids, feed.ids, feed.count * sizeof *feed.ids);
 	id_sort(&sorted);
 	for (uint32_t i = 1; i < sorted.count && !w->failed; i++)
 		if (sorted.ids[i] == sorted.ids[i - 1])

@@ -27,6 +27,11 @@
 /* Journal segments roll over at 1 MiB so runs create, seal and release
  * segments (the production default of 64 MiB never rolls in a run). */
 #define NODE_SEGMENT_BYTES (1ull << 20)
+/* A dying node's client: time jumps past every ask's deadline, this
+ * many times at most (a call that asks again after a timeout, like a
+ * name lookup and then the write, needs a round per step). */
+#define NODE_DRAIN_ROUNDS 16u
+#define NODE_DRAIN_JUMP_MS (10u * 60u * 1000u)
 /* LMDB map per node: small runs fit; the store doubles it when full. */
 #define NODE_MAP_BYTES (8ull << 20)
 
@@ -321,17 +326,30 @@ fail_rt:
 	return -1;
 }
 
-/* What both a crash and a stop do first: clients go, the cluster goes. */
+/* What both a crash and a stop do first: the cluster goes (no frame
+ * leaves any more), then the client. Its calls in flight end the way a
+ * real client's do when its node dies, unanswered: the node's time jumps
+ * past every ask's deadline (no actor runs) and the client runs the
+ * timeouts, so each call frees its own state and answers 503. */
 static void
 detach(sim_world *w, sim_node *n)
 {
-	sim__driver_node_down(w->driver, n->index);
+	cl_node_close(n->cl);
+	n->cl = NULL;
 	if (n->client != NULL) {
+		if (api_client_pending(n->client) > 0)
+			sim_sometimes("sim: a call was lost with its node");
+		n->up = false; /* the answers must not pick this node again */
+		for (uint32_t round = 0; round < NODE_DRAIN_ROUNDS &&
+			api_client_pending(n->client) > 0; round++) {
+			rt_det_advance(n->rt, NODE_DRAIN_JUMP_MS);
+			api_client_poll(n->client);
+		}
+		n->up = true;
 		api_client_destroy(n->client);
 		n->client = NULL;
 	}
-	cl_node_close(n->cl);
-	n->cl = NULL;
+	sim__driver_node_down(w->driver, n->index);
 }
 
 static void
@@ -354,13 +372,13 @@ sim__node_crash(sim_world *w, uint32_t index, bool torn)
 	sim_node *n = &w->nodes[index];
 	SIM_ASSERT(n->up);
 	sim__hash(w, 0xc4a5, index, torn);
-	detach(w, n);
 	/* The disk first: whatever happens below must not reach it. */
 	if (torn)
 		ps_fault_disk_crash_torn(n->disk.fault,
 			sim__rng_next(sim__rng(w, SIM_STREAM_DISK)));
 	else
 		ps_fault_disk_crash(n->disk.fault);
+	detach(w, n);
 	rt_stop(n->rt);
 	ps_node_crash(n->ps);
 	n->ps = NULL;
