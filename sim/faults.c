@@ -26,6 +26,7 @@ enum {
 	FAULT_JOIN = 4,
 	FAULT_DRAIN = 5,
 	FAULT_MEMBERSHIP_STEP = 6, /* follow a join or drain through */
+	FAULT_TORN_NOW = 7,        /* the torn crash of event.node */
 };
 
 #define FAULT_DOWN_MS_MIN 1000u
@@ -398,12 +399,19 @@ membership_step(sim_world *w)
 		SIM_NODES_MAX, FAULT_MEMBERSHIP_STEP);
 }
 
+static void torn_crash_now(sim_world *w, const sim_event *e);
+
 void
 sim__faults_event(sim_world *w, const sim_event *e)
 {
 	uint32_t action = (uint32_t)e->arg;
 	if (action == FAULT_MEMBERSHIP_STEP) {
 		membership_step(w); /* finishes even while healing */
+		return;
+	}
+	if (action == FAULT_TORN_NOW) {
+		if (w->faults_on)
+			torn_crash_now(w, e);
 		return;
 	}
 	if (action == FAULT_PARTITION_END) {
@@ -444,15 +452,29 @@ sim__faults_written(sim_world *w, uint32_t node)
 	if (!w->torn_crash_pending || !w->faults_on)
 		return;
 	w->torn_crash_pending = false;
-	sim_node *n = &w->nodes[node];
+	/* Strike a little later, before this batch's fdatasync (held back
+	 * until then): whatever runs meanwhile (acknowledgements that should
+	 * not have gone out, say) happens first. */
+	uint64_t delay = sim__rng_range(sim__rng(w, SIM_STREAM_FAULTS), 1,
+		4u * w->knobs.disk_latency_ms + 4u);
+	w->nodes[node].sync_not_before_ms = w->now_ms + delay + 1;
+	sim__schedule(w, w->now_ms + delay, SIM_EV_FAULT, node, FAULT_TORN_NOW);
+}
+
+static void
+torn_crash_now(sim_world *w, const sim_event *e)
+{
+	sim_node *n = &w->nodes[e->node];
+	if (!n->up || n->incarnation != e->incarnation)
+		return;
 	if (in_handoff(n))
 		sim_sometimes("sim: node crashed during a handoff");
 	sim__log(w, "crash n%u (torn, mid group commit), down %" PRIu64 " ms",
-		node + 1, w->torn_crash_down_ms);
-	sim__node_crash(w, node, true);
+		e->node + 1, w->torn_crash_down_ms);
+	sim__node_crash(w, e->node, true);
 	w->result->crashes++;
 	sim__schedule(w, w->now_ms + w->torn_crash_down_ms, SIM_EV_RESTART,
-		node, 0);
+		e->node, 0);
 }
 
 void

@@ -254,6 +254,7 @@ struct sim_node {
 	sim_active active;
 	uint64_t max_epoch;
 	uint64_t epoch_checked_ms;
+	uint64_t sync_not_before_ms; /* a torn crash is due before it */
 	uint32_t inflight;        /* client calls in flight on it */
 };
 

@@ -361,8 +361,10 @@ plan_disks(sim_world *w)
 					? sim__rng_below(sim__rng(w, SIM_STREAM_DISK),
 						  w->knobs.disk_latency_ms + 1u)
 					: 0;
-				sim__schedule(w, w->now_ms + latency, SIM_EV_DISK,
-					i, 0);
+				uint64_t at = w->now_ms + latency;
+				if (step == PS_PUMP_SYNC && at < n->sync_not_before_ms)
+					at = n->sync_not_before_ms;
+				sim__schedule(w, at, SIM_EV_DISK, i, 0);
 				n->disk_queued = true;
 			}
 		}
