@@ -110,8 +110,9 @@ shard_grow(rt__shard *s)
 		if (s->slots[i].actor != NULL)
 			place(slots, mask, s->slots[i].hash, s->slots[i].actor);
 	free(s->slots);
-	s->slots = slots;
-	s->mask = mask;
+	/* Atomic stores: rt_prefetch reads these without the lock. */
+	__atomic_store_n(&s->slots, slots, __ATOMIC_RELAXED);
+	__atomic_store_n(&s->mask, mask, __ATOMIC_RELAXED);
 	return 0;
 }
 

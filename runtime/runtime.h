@@ -251,6 +251,12 @@ int rt_send_external(rt_runtime *rt, rt_addr to, rt_message *m);
 /* Copies payload into a new message and sends it. */
 int rt_send_copy(rt_actor *self, rt_addr to, uint32_t type,
 	const void *payload, uint32_t size);
+/* A hint from self's turn that it will send to `to` a few sends from
+ * now: starts loading the registry entry that send looks up, so a loop
+ * sending to many actors (a fan-out) overlaps those cache misses rather
+ * than taking them one after another. No effect on what happens; a hash
+ * and a prefetch. */
+void rt_prefetch(rt_actor *self, rt_addr to);
 
 /*
  * Ask from an actor: sends m with a fresh correlation id and a deadline

@@ -338,6 +338,24 @@ rt_send_copy(rt_actor *self, rt_addr to, uint32_t type, const void *payload,
 	return rt_send(self, to, m);
 }
 
+void
+rt_prefetch(rt_actor *self, rt_addr to)
+{
+	RT_ASSERT(self != NULL);
+	rt_worker *w = rt__tls_worker;
+	RT_ASSERT(w != NULL && w->current == self);
+	if (to.kind == RT_KIND_NONE || to.kind >= RT_KINDS_MAX ||
+		to.kind == RT_KIND_INBOX)
+		return;
+	uint64_t hash = rt__addr_hash(to.kind, to.id);
+	rt__shard *s = rt__registry_shard(&w->rt->registry, hash);
+	/* Unlocked: a shard growing meanwhile may give an old array or a
+	 * mask of the new one; a prefetch of any address is harmless. */
+	rt__slot *slots = __atomic_load_n(&s->slots, __ATOMIC_RELAXED);
+	uint32_t mask = __atomic_load_n(&s->mask, __ATOMIC_RELAXED);
+	__builtin_prefetch(&slots[(uint32_t)hash & mask], 0, 3);
+}
+
 int
 rt_deliver_local(rt_runtime *rt, rt_message *m)
 {
