@@ -961,6 +961,9 @@ push_send(api *a, rt_actor *self, user_state *st, push *p, uint32_t *budget)
 	for (; i < st->followers.count; i++) {
 		if (*budget == 0)
 			return false;
+		if (i + USER_PUSH_PREFETCH_DISTANCE < st->followers.count)
+			rt_prefetch(self, rt_addr_make(ACTORS_KIND_USER,
+				st->followers.ids[i + USER_PUSH_PREFETCH_DISTANCE]));
 		uint64_t follower = st->followers.ids[i];
 		if (push_send_one(a, self, st, p, follower, &gone) != 0)
 			return false;
