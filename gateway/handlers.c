@@ -854,31 +854,92 @@ respond_file(gw__request *r, const char *path, const char *type,
 	respond(r, 200);
 }
 
+/* The stored variant at path in the media cache (read once), or NULL
+ * when there is no cache, the file is too large for it or unreadable. */
+static const gw__media_entry *
+media_cache_load(gw *g, const char *hash, const char *variant,
+	const char *path, const char *type)
+{
+	if (g->media_cache == NULL)
+		return NULL;
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return NULL;
+	struct stat st;
+	const gw__media_entry *e = NULL;
+	unsigned char *bytes = NULL;
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
+		(uint64_t)st.st_size > GW_MEDIA_CACHE_FILE_BYTES_MAX)
+		goto done;
+	size_t length = (size_t)st.st_size;
+	bytes = malloc(length > 0 ? length : 1);
+	if (bytes == NULL)
+		goto done;
+	size_t got = 0;
+	while (got < length) {
+		ssize_t n = pread(fd, bytes + got, length - got, (off_t)got);
+		if (n <= 0)
+			goto done;
+		got += (size_t)n;
+	}
+	(void)gw__media_cache_insert(g->media_cache, hash, variant, type, bytes,
+		length, &e);
+done:
+	free(bytes);
+	close(fd);
+	return e;
+}
+
 static void
 h_media_file(gw__request *r)
 {
 	const char *hash = r->match.params[0];
 	const char *variant = r->match.params[1];
+	char key[GW_MEDIA_KEY_BYTES_MAX];
+	int n = snprintf(key, sizeof key, "%s/%s", hash, variant);
+	const gw__media_entry *e = n > 0 && (size_t)n < sizeof key ?
+		gw__media_cache_find(r->g->media_cache, key, (size_t)n) : NULL;
 	char path[1024];
-	const char *type = NULL;
-	int rc = api_media_file(r->g->domain, hash, variant, path, sizeof path,
-		&type);
-	if (rc < 0 || type == NULL) {
-		gw__respond_problem(r, 404, "no such image");
-		return;
+	const char *type = e != NULL ? e->content_type : NULL;
+	if (e == NULL) {
+		int rc = api_media_file(r->g->domain, hash, variant, path,
+			sizeof path, &type);
+		if (rc < 0 || type == NULL) {
+			gw__respond_problem(r, 404, "no such image");
+			return;
+		}
 	}
 	/* The content is addressed by its hash: the ETag never changes. */
 	char etag[GW_PATH_PARAM_BYTES_MAX * 2 + 4];
 	snprintf(etag, sizeof etag, "\"%s-%s\"", hash, variant);
 	gw__response_header(r, "ETag:", etag);
-	static const char immutable[] = "public, max-age=31536000, immutable";
+	static const char immutable[] = GW_CACHE_CONTROL_IMMUTABLE;
 	if (r->if_none_match[0] != '\0' &&
 		gw__etag_matches(r->if_none_match, etag)) {
 		r->cache_control = immutable;
 		gw__respond_empty(r, 304);
 		return;
 	}
-	respond_file(r, path, type, immutable);
+	if (e == NULL)
+		e = media_cache_load(r->g, hash, variant, path, type);
+	if (e == NULL) {
+		respond_file(r, path, type, immutable);
+		return;
+	}
+	/* The transport answers later requests for it from the cache in one
+	 * write; this one (the first, a HEAD, a Connection: close...) takes
+	 * the ordinary path with a copy of the bytes. */
+	size_t length = e->response_length - e->header_length;
+	gw__body_free(&r->response);
+	gw__body_init(&r->response, length);
+	if (length > 0 && gw__body_append(&r->response,
+				  e->response + e->header_length, length) < 0) {
+		gw__respond_problem(r, 503, "out of memory");
+		return;
+	}
+	r->response_type = type;
+	r->cache_control = immutable;
+	respond(r, 200);
 }
 
 static void

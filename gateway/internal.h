@@ -12,6 +12,7 @@
  *   wsqueue.c    WebSocket frame queue, UTF-8 check, client messages
  *   form.c       multipart field sink fed by lws_spa (pure)
  *   handlers.c   routes -> api.h calls -> responses
+ *   media_cache.c hot image variants with prebuilt responses (pure)
  *   stream.c     the live stream over api_stream
  *   lws_server.c the only file that includes libwebsockets
  *   flockd.c     the node's main
@@ -96,6 +97,22 @@
 /* multipart: the caption field's stored bytes (2,200 characters of up to
  * 4 bytes each, plus the other small fields). */
 #define GW_FORM_FIELD_BYTES_MAX (16u * 1024u)
+/* Image variants kept in memory with their prebuilt responses: the hot
+ * set of a feed (a page shows 20 small images of ~30 KB; 64 MiB holds
+ * about a hundred pages' worth) without letting the cache grow with the
+ * store. Least recently used entries go first. */
+#define GW_MEDIA_CACHE_BYTES_MAX (64u * 1024u * 1024u)
+/* A file larger than this is served from disk each time: large variants
+ * (1080 wide) are ~100-400 KB, so every variant fits; the cap keeps one
+ * entry from evicting hundreds of small ones. */
+#define GW_MEDIA_CACHE_FILE_BYTES_MAX (1024u * 1024u)
+/* "<64 hex>/<variant>" and a NUL. */
+#define GW_MEDIA_KEY_BYTES_MAX 80u
+/* The prebuilt 200 headers: security headers (~450 bytes), the ETag and
+ * the rest fit in 1 KiB. */
+#define GW_MEDIA_HEADER_BYTES_MAX 1024u
+/* Cache-Control of content-addressed images. */
+#define GW_CACHE_CONTROL_IMMUTABLE "public, max-age=31536000, immutable"
 /* Latency histogram buckets (upper bounds, microseconds). */
 #define GW_LATENCY_BUCKETS 14
 
@@ -503,6 +520,51 @@ void gw__list_push(gw__link *head, gw__link *item);
 void gw__list_remove(gw__link *item);
 bool gw__list_empty(const gw__link *head);
 
+/* ---- media cache (media_cache.c) ------------------------------------------ */
+
+typedef struct gw__media_cache gw__media_cache;
+
+/* One cached variant: the whole 200 response, GW_WS_PRE bytes of
+ * headroom before it (lws_write may use them). */
+typedef struct gw__media_entry {
+	gw__link lru;                   /* in the LRU list */
+	struct gw__media_entry *next;   /* hash chain */
+	uint64_t key_hash;
+	uint32_t key_length;
+	char key[GW_MEDIA_KEY_BYTES_MAX]; /* "<hash>/<variant>" */
+	const char *content_type;       /* static */
+	size_t header_length;           /* bytes of response before the body */
+	size_t response_length;         /* headers + body */
+	unsigned char *response;        /* into storage, after the headroom */
+	unsigned char storage[];
+} gw__media_entry;
+
+typedef struct gw__media_cache_stat {
+	uint32_t entries;
+	size_t bytes;
+	uint64_t hits, misses, evictions;
+} gw__media_cache_stat;
+
+/* An empty cache holding at most bytes_max (entries' memory included).
+ * 0 or GW_ENOMEM. */
+int gw__media_cache_create(size_t bytes_max, gw__media_cache **out);
+void gw__media_cache_destroy(gw__media_cache *c);
+/* The entry whose key is exactly key[0..length) ("<hash>/<variant>", as
+ * after /media/ in a path), made most recently used; NULL when absent
+ * (c may be NULL). Borrowed until the next gw__media_cache_insert. */
+const gw__media_entry *gw__media_cache_find(gw__media_cache *c,
+	const char *key, size_t length);
+/* Caches the bytes of a stored variant (copied) with its 200 response;
+ * evicts least recently used entries to stay under the cap. An entry
+ * already there is returned as it is. content_type must be static.
+ * 0 with *out (borrowed as above), GW_ETOOLARGE past
+ * GW_MEDIA_CACHE_FILE_BYTES_MAX or the cap, GW_EINVAL, GW_ENOMEM. */
+int gw__media_cache_insert(gw__media_cache *c, const char *hash,
+	const char *variant, const char *content_type, const void *bytes,
+	size_t length, const gw__media_entry **out);
+void gw__media_cache_stats(const gw__media_cache *c,
+	gw__media_cache_stat *out);
+
 struct gw {
 	uv_loop_t *loop;
 	rt_runtime *rt;
@@ -521,6 +583,7 @@ struct gw {
 	gw__rate_table *rate_signup;
 	gw__rate_table *rate_login;
 	gw__conn_table *conns;
+	gw__media_cache *media_cache; /* hot variants; NULL: none */
 	gw_metrics_extra_callback metrics_extra;
 	void *metrics_extra_arg;
 	gw__link requests;        /* gw__request waiting for the domain */

@@ -13,7 +13,9 @@
  *   - lws is only called on the loop thread; other threads reach the loop
  *     through the api client's notify (uv_async_send) only;
  *   - a request is written only after it responded, one lws_write per
- *     writable callback; a WebSocket writes one frame per writable;
+ *     writable callback; a WebSocket writes one frame per writable; the
+ *     one exception is a cached image (serve_cached_media): its whole
+ *     prebuilt response is written from the HTTP callback itself;
  *   - a connection counted at accept is released exactly once (its slot
  *     rides in the wsi's opaque user data).
  *
@@ -383,12 +385,72 @@ spa_file_callback(void *data, const char *name, const char *filename,
 
 static const char *const form_fields[] = {"caption", "media"};
 
+/* True for an HTTP/1.1 request line (the version lws_http_action took
+ * for keep-alive): the prebuilt responses say HTTP/1.1. */
+static bool
+http11(struct lws *wsi)
+{
+	char v[16];
+	return lws_hdr_copy(wsi, v, (int)sizeof v, WSI_TOKEN_HTTP) == 8 &&
+		memcmp(v, "HTTP/1.1", 8) == 0;
+}
+
+/*
+ * GET /media/{hash}/{variant} of a variant in the media cache: its
+ * prebuilt 200 in one write, straight from the HTTP callback, with no
+ * request state, file or domain call (the bytes never change: they are
+ * addressed by their hash). Anything else about the request (a body,
+ * If-None-Match, HEAD, HTTP/1.0, a shutdown's Connection: close) takes
+ * the request path, which also fills the cache. Returns false when it
+ * did not answer; else *rc is the callback's return.
+ */
+static bool
+serve_cached_media(struct lws *wsi, gw *g, const char *uri, int *rc)
+{
+	static const char prefix[] = "/media/";
+	if (g->media_cache == NULL || g->stopping || uri == NULL ||
+		strncmp(uri, prefix, sizeof prefix - 1) != 0)
+		return false;
+	if (lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) <= 0 ||
+		lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_IF_NONE_MATCH) > 0 ||
+		lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0 ||
+		lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) > 0 ||
+		!http11(wsi))
+		return false;
+	const char *key = uri + sizeof prefix - 1;
+	const gw__media_entry *e = gw__media_cache_find(g->media_cache, key,
+		strlen(key));
+	if (e == NULL)
+		return false;
+	uint64_t started = gw__now_us();
+	int n = lws_write(wsi, e->response, e->response_length,
+		LWS_WRITE_HTTP_FINAL);
+	uint64_t latency = gw__now_us() - started;
+	gw__metrics_observe(g->metrics, GW_ROUTE_MEDIA_FILE, 200, latency);
+	if (g->cfg.log_requests) {
+		char ip[GW_IP_BYTES_MAX];
+		peer_address(wsi, ip, sizeof ip);
+		rt_log(g->rt, RT_LOG_INFO, "gateway",
+			"request method=GET route=%s status=200 duration_us=%"
+			PRIu64 " user=0 ip=%s cached=1",
+			gw__route_label(GW_ROUTE_MEDIA_FILE), latency, ip);
+	}
+	if (n < (int)e->response_length)
+		*rc = -1;
+	else
+		*rc = lws_http_transaction_completed(wsi) ? -1 : 0;
+	return true;
+}
+
 static int
 on_http(struct lws *wsi, session *s, const char *uri)
 {
 	gw *g = gw_of(wsi);
 	if (s == NULL)
 		return -1;
+	int cached_rc;
+	if (serve_cached_media(wsi, g, uri, &cached_rc))
+		return cached_rc;
 	gw__request *r = calloc(1, sizeof *r);
 	if (r == NULL)
 		return -1;
@@ -892,8 +954,18 @@ callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 	}
 }
 
+/* The largest single send: a cached image's whole response, one response
+ * turn (headers and a body chunk) or one frame. lws 4.1 caps each send() at tx_packet_size, and at
+ * rx_buffer_size when it is 0: with the 256-byte receive buffer that
+ * split a 40 KB image into some 150 sends, each with an epoll rearm. */
+#define TX_PACKET_BYTES                                                    \
+	(GW_MEDIA_HEADER_BYTES_MAX + GW_MEDIA_CACHE_FILE_BYTES_MAX)
+static_assert(TX_PACKET_BYTES >= HEADER_BYTES_MAX + WRITE_CHUNK_BYTES,
+	"a response turn is one send");
+
 static const struct lws_protocols protocols[] = {
-	{"flock", callback, sizeof(session), WS_RX_BUFFER_BYTES, 0, NULL, 0},
+	{"flock", callback, sizeof(session), WS_RX_BUFFER_BYTES, 0, NULL,
+		TX_PACKET_BYTES},
 	{NULL, NULL, 0, 0, 0, NULL, 0}, /* 4.1.6: no LWS_PROTOCOL_LIST_TERM */
 };
 
@@ -974,7 +1046,9 @@ gw_create(uv_loop_t *loop, rt_runtime *rt, api *domain, const gw_key *key,
 	g->metrics = calloc(1, sizeof *g->metrics);
 	if (g->metrics == NULL)
 		goto fail;
-	if (gw__rate_table_create(cfg->rate_signup, GW_LIMIT_ENTRIES_MAX,
+	if (gw__media_cache_create(GW_MEDIA_CACHE_BYTES_MAX, &g->media_cache) <
+			0 ||
+		gw__rate_table_create(cfg->rate_signup, GW_LIMIT_ENTRIES_MAX,
 		    &g->rate_signup) < 0 ||
 		gw__rate_table_create(cfg->rate_login, GW_LIMIT_ENTRIES_MAX,
 			&g->rate_login) < 0 ||
@@ -1162,6 +1236,7 @@ gw_destroy(gw *g)
 	gw__rate_table_destroy(g->rate_signup);
 	gw__rate_table_destroy(g->rate_login);
 	gw__conn_table_destroy(g->conns);
+	gw__media_cache_destroy(g->media_cache);
 	free(g->metrics);
 	free(g);
 }

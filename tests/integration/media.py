@@ -4,13 +4,33 @@ POST /v1/media with raw bytes and with multipart; non-images are 415;
 POST /v1/media/uploads hands out a signed URL that takes one PUT without
 a token (a second is 409, an altered or expired one 403); the media turns
 ready and its variants are served from /media/{hash}/{variant} with a
-strong ETag, immutable caching and 304 on If-None-Match; a multipart
-POST /v1/posts makes a post in one request.
+strong ETag, immutable caching and 304 on If-None-Match; later reads
+come from the gateway's media cache and must be byte for byte the same
+response (headers and body), also when pipelined on one keep-alive
+connection and for HEAD; a multipart POST /v1/posts makes a post in one
+request.
 """
+import socket
 import time
 import urllib.parse
 
-from flocklib import Node, check, multipart, png_bytes, run, wait_until
+from flocklib import (Node, check, check_security_headers, multipart,
+                      png_bytes, run, wait_until)
+
+
+def raw_exchange(port, requests, body, count):
+    """Sends the requests pipelined on one connection; returns the bytes
+    read until body has arrived count times or the peer closed."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.sendall(b"".join(requests))
+    data = b""
+    while data.count(body) < count:
+        chunk = s.recv(1 << 20)
+        if not chunk:
+            break
+        data += chunk
+    s.close()
+    return data
 
 
 def main(args, nodes):
@@ -62,6 +82,20 @@ def main(args, nodes):
         st, h2, empty = node.request("GET", vurl, headers={"If-None-Match": etag})
         check(st == 304 and empty == b"", "304 on If-None-Match (%d)" % st)
         check(h2.get("etag") == etag, "304 carries the ETag")
+        # Served again (from the cache now): the same response.
+        st, h3, img3 = node.request("GET", vurl)
+        check(st == 200 and img3 == img, "cached %s: same bytes" % name)
+        check(h3 == h, "cached %s: same headers: %r vs %r" % (name, h3, h))
+        check_security_headers(h3, "cached " + name)
+        st, h4, empty = node.request("HEAD", vurl)
+        check(st == 200 and empty == b"" and h4.get("etag") == etag,
+              "HEAD %s (%d)" % (name, st))
+        check(int(h4["content-length"]) == len(img), "HEAD length")
+        # Pipelined on one connection, then an API route after them.
+        one = ("GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % vurl).encode()
+        data = raw_exchange(node.port, [one, one, one], img, 3)
+        check(data.count(b"HTTP/1.1 200 OK") == 3 and data.count(img) == 3,
+              "three pipelined reads of %s" % name)
     node.expect(404, "GET", "/media/0000/thumb")
     node.expect(404, "GET", "/media/%s/huge" % ("a" * 64))
 

@@ -4,7 +4,8 @@
  * Goal: the router (every API.md route, 404 vs 405, parameters that could
  * walk paths), query parsing, header values, body caps at the exact edge,
  * problem+json, the msgpack->JSON transcoder, per-IP buckets and
- * connection counts, the WebSocket frame queue and UTF-8 check, metrics.
+ * connection counts, the WebSocket frame queue and UTF-8 check, metrics,
+ * the media cache (prebuilt responses, LRU eviction under its byte cap).
  * Method: call the pure functions directly with hand-made inputs.
  */
 #include "gateway/internal.h"
@@ -563,4 +564,111 @@ TEST(gateway_metrics_render)
 	CHECK(strstr(t, "flock_extra 1\n") != NULL);
 	gw__body_free(&out);
 	free(m);
+}
+
+static const char cache_hash_a[] =
+	"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+static const char cache_hash_b[] =
+	"bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+
+TEST(gateway_media_cache_response)
+{
+	gw__media_cache *c;
+	CHECK_EQ(gw__media_cache_create(1u << 20, &c), 0);
+	static const char body[] = "\xff\xd8 jpeg bytes";
+	const gw__media_entry *e;
+	CHECK_EQ(gw__media_cache_insert(c, cache_hash_a, "small", "image/jpeg",
+			 body, sizeof body - 1, &e),
+		0);
+	char key[GW_MEDIA_KEY_BYTES_MAX];
+	snprintf(key, sizeof key, "%s/small", cache_hash_a);
+	CHECK(gw__media_cache_find(c, key, strlen(key)) == e);
+	CHECK(gw__media_cache_find(c, key, strlen(key) - 1) == NULL);
+	CHECK(gw__media_cache_find(NULL, key, strlen(key)) == NULL);
+	/* The whole 200: what build_headers writes, then the bytes. */
+	char expect[2048];
+	int n = snprintf(expect, sizeof expect,
+		"HTTP/1.1 200 OK\r\ncontent-type: image/jpeg\r\n"
+		"content-length: %zu\r\n", sizeof body - 1);
+	for (size_t i = 0; i < gw__security_headers_count; i++)
+		n += snprintf(expect + n, sizeof expect - (size_t)n, "%s %s\r\n",
+			gw__security_headers[i][0], gw__security_headers[i][1]);
+	n += snprintf(expect + n, sizeof expect - (size_t)n,
+		"cache-control: public, max-age=31536000, immutable\r\n"
+		"ETag: \"%s-small\"\r\n\r\n", cache_hash_a);
+	CHECK_EQ(e->header_length, (size_t)n);
+	CHECK_EQ(e->response_length, (size_t)n + sizeof body - 1);
+	CHECK(memcmp(e->response, expect, (size_t)n) == 0);
+	CHECK(memcmp(e->response + n, body, sizeof body - 1) == 0);
+	CHECK_STR_EQ(e->content_type, "image/jpeg");
+	/* Inserting it again keeps the entry. */
+	const gw__media_entry *again;
+	CHECK_EQ(gw__media_cache_insert(c, cache_hash_a, "small", "image/jpeg",
+			 body, sizeof body - 1, &again),
+		0);
+	CHECK(again == e);
+	gw__media_cache_stat st;
+	gw__media_cache_stats(c, &st);
+	CHECK_EQ(st.entries, 1u);
+	CHECK_EQ(st.hits, 1u);
+	CHECK_EQ(st.misses, 1u);
+	gw__media_cache_destroy(c);
+}
+
+TEST(gateway_media_cache_lru_cap)
+{
+	/* Room for about three 40 KB entries. */
+	size_t cap = 3 * (40u * 1024u + 2048u);
+	gw__media_cache *c;
+	CHECK_EQ(gw__media_cache_create(cap, &c), 0);
+	unsigned char *bytes = calloc(1, GW_MEDIA_CACHE_FILE_BYTES_MAX + 1);
+	CHECK(bytes != NULL);
+	static const char *const variants[] = {"thumb", "small", "medium",
+		"large"};
+	const gw__media_entry *e;
+	for (int i = 0; i < 3; i++)
+		CHECK_EQ(gw__media_cache_insert(c, cache_hash_a, variants[i],
+				 "image/jpeg", bytes, 40u * 1024u, &e),
+			0);
+	char key[GW_MEDIA_KEY_BYTES_MAX];
+	/* Touch thumb: small is now the least recently used. */
+	snprintf(key, sizeof key, "%s/thumb", cache_hash_a);
+	CHECK(gw__media_cache_find(c, key, strlen(key)) != NULL);
+	CHECK_EQ(gw__media_cache_insert(c, cache_hash_a, "large", "image/jpeg",
+			 bytes, 40u * 1024u, &e),
+		0);
+	gw__media_cache_stat st;
+	gw__media_cache_stats(c, &st);
+	CHECK_EQ(st.entries, 3u);
+	CHECK_EQ(st.evictions, 1u);
+	CHECK(st.bytes <= cap);
+	snprintf(key, sizeof key, "%s/small", cache_hash_a);
+	CHECK(gw__media_cache_find(c, key, strlen(key)) == NULL);
+	snprintf(key, sizeof key, "%s/thumb", cache_hash_a);
+	CHECK(gw__media_cache_find(c, key, strlen(key)) != NULL);
+	snprintf(key, sizeof key, "%s/large", cache_hash_a);
+	CHECK(gw__media_cache_find(c, key, strlen(key)) != NULL);
+	/* Past the per-file cap or the whole cap: refused, nothing evicted. */
+	CHECK_EQ(gw__media_cache_insert(c, cache_hash_b, "large", "image/jpeg",
+			 bytes, GW_MEDIA_CACHE_FILE_BYTES_MAX + 1, &e),
+		GW_ETOOLARGE);
+	CHECK(e == NULL);
+	CHECK_EQ(gw__media_cache_insert(c, cache_hash_b, "medium",
+			 "image/jpeg", bytes, cap, &e),
+		GW_ETOOLARGE);
+	gw__media_cache_stats(c, &st);
+	CHECK_EQ(st.entries, 3u);
+	/* Many entries through a small cache stay under its cap. */
+	for (int i = 0; i < 200; i++) {
+		char hash[65];
+		snprintf(hash, sizeof hash, "%064d", i);
+		CHECK_EQ(gw__media_cache_insert(c, hash, variants[i % 4],
+				 "image/jpeg", bytes, (size_t)(i * 97) % 30000,
+				 &e),
+			0);
+		gw__media_cache_stats(c, &st);
+		CHECK(st.bytes <= cap);
+	}
+	free(bytes);
+	gw__media_cache_destroy(c);
 }
