@@ -256,23 +256,29 @@ int api_search(api_client *c, const api_ctx *ctx, const char *query,
 #define API_UPLOAD_PIXELS_MAX 50000000ull
 
 /*
- * Takes an uploaded image owned by ctx->user_id. bytes are borrowed
- * (written under the data directory before return). The format is
- * sniffed from the content (JPEG, PNG, WebP, HEIF where libvips has it):
- * API_EMEDIATYPE otherwise, API_ETOOLARGE past API_UPLOAD_BYTES_MAX.
- * Creates a media item with status "processing" and queues it on the
- * bounded processing pool. Body {media_id, status}.
+ * Takes an uploaded image owned by ctx->user_id. bytes are taken: a
+ * malloc'd buffer of length bytes that the domain frees (on any thread)
+ * whatever happens, also when the call returns an error. They are
+ * checked, hashed and stored durably off the caller's thread (the
+ * caller, e.g. an event loop, goes on at once; the callback runs later
+ * from api_client_poll as for every answer). The format is sniffed from
+ * the content (JPEG, PNG, WebP, HEIF where libvips has it):
+ * API_EMEDIATYPE otherwise, API_ETOOLARGE past API_UPLOAD_BYTES_MAX,
+ * API_EUNAVAILABLE when too many uploads wait to be stored. Creates a
+ * media item with status "processing" and queues it on the bounded
+ * processing pool. Body {media_id, status}.
  */
-int api_media_upload(api_client *c, const api_ctx *ctx, const void *bytes,
+int api_media_upload(api_client *c, const api_ctx *ctx, void *bytes,
 	size_t length, api_callback cb, void *arg);
 /* A media item awaiting its bytes (pre-signed upload). Body {media_id,
  * status: "awaiting_upload"}. The gateway signs the URL. */
 int api_media_reserve(api_client *c, const api_ctx *ctx, api_callback cb,
 	void *arg);
 /* The bytes of a reserved item (from a pre-signed PUT; ctx->user_id is
- * the signer's). Accepted once: a second upload is API_ECONFLICT. */
+ * the signer's), taken as by api_media_upload. Accepted once: a second
+ * upload is API_ECONFLICT. */
 int api_media_upload_reserved(api_client *c, const api_ctx *ctx,
-	uint64_t media_id, const void *bytes, size_t length, api_callback cb,
+	uint64_t media_id, void *bytes, size_t length, api_callback cb,
 	void *arg);
 /* Body {media_id, status, variants: {thumb, small, medium, large}
  * (URLs, when ready), reason (when failed)}. */

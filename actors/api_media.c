@@ -1,11 +1,11 @@
 /*
  * api_media.c — the media entry points of api.h (api_media_*).
  *
- * Role: validates an upload on the caller's thread (size, content sniff,
- * header and pixel limit: cheap, no pixel decoded), stores the original
- * under its content hash, and asks the media actor to create or attach
- * the item; answers reads from the media actor and the media ledger; maps
- * a (hash, variant) to the file to serve.
+ * Role: hands an upload to the ingest worker (media_ingest.c: size,
+ * content sniff, header and pixel limit, content hash, durable store of
+ * the original, all off the caller's thread), then asks the media actor
+ * to create or attach the item; answers reads from the media actor and
+ * the media ledger; maps a (hash, variant) to the file to serve.
  *
  * Invariants:
  *   - nothing reaches the disk or an actor before the size, format and
@@ -17,15 +17,15 @@
  *     a variant name from a fixed list: no client text reaches a path.
  *
  * What it deliberately does not do: decode pixels (the pool does, off
- * this thread), sign upload URLs (the gateway).
- *
- * Cost on the caller's thread for a 30 MB upload: one SHA-256 pass and
- * one write + fsync of the bytes (see the media benchmark's figures);
- * a header read by libvips for the pixel check.
+ * this thread), sign upload URLs (the gateway), hash or write an upload
+ * on the caller's thread (a 30 MB upload's SHA-256 pass and write +
+ * fsync, see the media benchmark's figures, would stall the gateway's
+ * event loop for their duration).
  */
 #include "actors/media.h"
 
 #include <assert.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -68,32 +68,6 @@ api_media_file(const api *a, const char *hash, const char *variant,
 	return API_OK;
 }
 
-/* Checks an upload and stores its original durably under its hash (not
- * when the variants are stored already: dedupe). hash out. 0 or an
- * API_E code with *detail set. */
-static int
-media_ingest(const media_service *svc, const void *bytes, size_t length,
-	char *hash, const char **detail)
-{
-	*detail = NULL;
-	if (bytes == NULL && length > 0) {
-		*detail = "no bytes";
-		return API_EINVALID;
-	}
-	media_probe_result probe;
-	int rc = media_probe(bytes, length, &probe, detail);
-	if (rc != 0)
-		return rc;
-	media_hash_hex(bytes, length, hash);
-	if (media_store_has_variants(media_service_data_dir(svc), hash))
-		return 0;
-	rc = media_store_original(media_service_data_dir(svc), hash, bytes,
-		length);
-	if (rc != 0)
-		*detail = "could not store the upload";
-	return rc;
-}
-
 /* The service of c's api, or NULL (then the call fails with 503). */
 static media_service *
 media_client_service(api_client *c)
@@ -101,41 +75,129 @@ media_client_service(api_client *c)
 	return media_service_of(actors__client_api(c));
 }
 
-/* Asks a new media item of ctx->user_id into being: with the hash of
- * stored bytes, or "" for a reservation. */
-static int
-media_create(api_client *c, const api_ctx *ctx, const char *hash,
-	api_callback cb, void *arg)
+/* An upload between the caller and the media actor: checked and stored
+ * by the ingest worker, then created (or attached to its reservation). */
+typedef struct upload_op {
+	media_ingest_job job;     /* first: the token's op is the job */
+	api_callback cb;
+	void *arg;
+	uint64_t user_id;
+	uint64_t media_id;        /* the reservation; 0 for a new item */
+} upload_op;
+
+typedef struct upload_answer {
+	api_callback cb;
+	void *arg;
+} upload_answer;
+
+static void
+upload_answered(api_client *c, void *opaque, const rt_message *m)
 {
-	api *a = actors__client_api(c);
-	uint64_t media_id = actors__idgen_next(&a->ids,
-		actors__id_partition(ctx->user_id), rt_wall_ms(a->rt));
+	upload_answer *op = opaque;
+	actors__complete_reply(c, op->cb, op->arg, m);
+	free(op);
+}
+
+/* The worker is done with op->job (on this client's thread): ask the
+ * media actor, or answer the check's error. */
+static void
+upload_ingested(api_client *c, void *opaque, const rt_message *m)
+{
+	upload_op *op = opaque;
+	(void)m;
+	ACTORS_ASSERT(op->job.bytes == NULL);
+	if (op->job.code != 0) {
+		const char *detail = op->job.detail ? op->job.detail : "";
+		actors__complete(c, op->cb, op->arg, op->job.code, detail,
+			strlen(detail), NULL, 0);
+		free(op);
+		return;
+	}
+	ACTORS_ASSERT(media_hash_valid(op->job.hash));
+	uint32_t type = MEDIA_MSG_ATTACH;
+	uint64_t media_id = op->media_id;
+	if (media_id == 0) {
+		api *a = actors__client_api(c);
+		type = MEDIA_MSG_CREATE;
+		media_id = actors__idgen_next(&a->ids,
+			actors__id_partition(op->user_id), rt_wall_ms(a->rt));
+	}
 	wire_writer w;
 	wire_init(&w);
-	wire_u64(&w, ctx->user_id);
-	wire_str(&w, hash);
-	int rc = calls__forward(c, rt_addr_make(MEDIA_KIND, media_id),
-		MEDIA_MSG_CREATE, &w, cb, arg);
+	wire_u64(&w, op->user_id);
+	wire_str(&w, op->job.hash);
+	upload_answer *answer = malloc(sizeof *answer);
+	int rc = API_EUNAVAILABLE;
+	if (answer != NULL && !w.failed) {
+		answer->cb = op->cb;
+		answer->arg = op->arg;
+		rc = actors__ask(c, rt_addr_make(MEDIA_KIND, media_id), type,
+			w.bytes, w.length, upload_answered, answer);
+	}
 	wire_free(&w);
-	return rc;
+	if (rc != 0) {
+		free(answer);
+		actors__complete(c, op->cb, op->arg, API_EUNAVAILABLE,
+			"unavailable", 11, NULL, 0);
+	}
+	free(op);
+}
+
+/* Hands bytes (taken) to the ingest worker for ctx's user; media_id 0
+ * creates an item, else fills that reservation. */
+static int
+upload_submit(api_client *c, const api_ctx *ctx, uint64_t media_id,
+	void *bytes, size_t length, api_callback cb, void *arg)
+{
+	if (ctx == NULL || ctx->user_id == 0) {
+		free(bytes);
+		return calls__fail(c, cb, arg, API_EUNAUTHORIZED, "sign in");
+	}
+	media_service *svc = media_client_service(c);
+	if (svc == NULL) {
+		free(bytes);
+		return calls__fail(c, cb, arg, API_EUNAVAILABLE,
+			"media service not running");
+	}
+	if (bytes == NULL && length > 0)
+		return calls__fail(c, cb, arg, API_EINVALID, "no bytes");
+	upload_op *op = calloc(1, sizeof *op);
+	if (op == NULL) {
+		free(bytes);
+		return API_EUNAVAILABLE;
+	}
+	op->cb = cb;
+	op->arg = arg;
+	op->user_id = ctx->user_id;
+	op->media_id = media_id;
+	op->job.bytes = bytes;
+	op->job.length = length;
+	op->job.inbox = actors__client_addr(c);
+	op->job.token = actors__token(c, upload_ingested, op);
+	if (op->job.token == 0) {
+		free(bytes);
+		free(op);
+		return API_EUNAVAILABLE;
+	}
+	uint64_t token = op->job.token;
+	/* From here the worker may finish the job at any time: op is only
+	 * touched again by upload_ingested. */
+	if (media_ingest_submit(media_service_ingest(svc), &op->job) != 0) {
+		actors__token_cancel(c, token);
+		free(bytes);
+		free(op);
+		return calls__fail(c, cb, arg, API_EUNAVAILABLE,
+			"too many uploads waiting to be stored");
+	}
+	actors__call_begin(c);
+	return API_OK;
 }
 
 int
-api_media_upload(api_client *c, const api_ctx *ctx, const void *bytes,
+api_media_upload(api_client *c, const api_ctx *ctx, void *bytes,
 	size_t length, api_callback cb, void *arg)
 {
-	if (ctx == NULL || ctx->user_id == 0)
-		return calls__fail(c, cb, arg, API_EUNAUTHORIZED, "sign in");
-	media_service *svc = media_client_service(c);
-	if (svc == NULL)
-		return calls__fail(c, cb, arg, API_EUNAVAILABLE,
-			"media service not running");
-	char hash[MEDIA_HASH_HEX_BYTES + 1];
-	const char *detail = NULL;
-	int rc = media_ingest(svc, bytes, length, hash, &detail);
-	if (rc != 0)
-		return calls__fail(c, cb, arg, rc, detail);
-	return media_create(c, ctx, hash, cb, arg);
+	return upload_submit(c, ctx, 0, bytes, length, cb, arg);
 }
 
 int
@@ -147,35 +209,29 @@ api_media_reserve(api_client *c, const api_ctx *ctx, api_callback cb,
 	if (media_client_service(c) == NULL)
 		return calls__fail(c, cb, arg, API_EUNAVAILABLE,
 			"media service not running");
-	return media_create(c, ctx, "", cb, arg);
+	api *a = actors__client_api(c);
+	uint64_t media_id = actors__idgen_next(&a->ids,
+		actors__id_partition(ctx->user_id), rt_wall_ms(a->rt));
+	wire_writer w;
+	wire_init(&w);
+	wire_u64(&w, ctx->user_id);
+	wire_str(&w, "");
+	int rc = calls__forward(c, rt_addr_make(MEDIA_KIND, media_id),
+		MEDIA_MSG_CREATE, &w, cb, arg);
+	wire_free(&w);
+	return rc;
 }
 
 int
 api_media_upload_reserved(api_client *c, const api_ctx *ctx,
-	uint64_t media_id, const void *bytes, size_t length, api_callback cb,
+	uint64_t media_id, void *bytes, size_t length, api_callback cb,
 	void *arg)
 {
-	if (ctx == NULL || ctx->user_id == 0)
-		return calls__fail(c, cb, arg, API_EUNAUTHORIZED, "sign in");
-	if (media_id == 0)
+	if (media_id == 0) {
+		free(bytes);
 		return calls__fail(c, cb, arg, API_ENOTFOUND, "no such media");
-	media_service *svc = media_client_service(c);
-	if (svc == NULL)
-		return calls__fail(c, cb, arg, API_EUNAVAILABLE,
-			"media service not running");
-	char hash[MEDIA_HASH_HEX_BYTES + 1];
-	const char *detail = NULL;
-	int rc = media_ingest(svc, bytes, length, hash, &detail);
-	if (rc != 0)
-		return calls__fail(c, cb, arg, rc, detail);
-	wire_writer w;
-	wire_init(&w);
-	wire_u64(&w, ctx->user_id);
-	wire_str(&w, hash);
-	rc = calls__forward(c, rt_addr_make(MEDIA_KIND, media_id),
-		MEDIA_MSG_ATTACH, &w, cb, arg);
-	wire_free(&w);
-	return rc;
+	}
+	return upload_submit(c, ctx, media_id, bytes, length, cb, arg);
 }
 
 int

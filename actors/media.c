@@ -1302,6 +1302,7 @@ struct media_service {
 	char *base_url;
 	uint64_t ask_timeout_ms;
 	media_pool *pool;
+	media_ingest *ingest;
 };
 
 static struct {
@@ -1386,6 +1387,12 @@ media_pool *
 media_service_pool(media_service *svc)
 {
 	return svc->pool;
+}
+
+media_ingest *
+media_service_ingest(media_service *svc)
+{
+	return svc->ingest;
 }
 
 uint64_t
@@ -2446,6 +2453,11 @@ media_service_create(rt_runtime *rt, const api *owner,
 	};
 	if ((rc = media_pool_create(&pc, &svc->pool)) != 0)
 		goto fail_strings;
+	/* Deterministic runs (no pool threads) ingest inline as well. */
+	if ((rc = media_ingest_create(rt, svc->data_dir,
+		     cfg->threads > 0 ? MEDIA_INGEST_THREADS : 0,
+		     &svc->ingest)) != 0)
+		goto fail_pool;
 	if ((rc = media_services_add(svc)) != 0)
 		goto fail_pool;
 	if (rt_register_kind(rt, MEDIA_KIND, &media_ops) != 0 ||
@@ -2458,6 +2470,7 @@ media_service_create(rt_runtime *rt, const api *owner,
 fail_registry:
 	media_services_remove(svc);
 fail_pool:
+	media_ingest_destroy(svc->ingest);
 	media_pool_destroy(svc->pool);
 fail_strings:
 	free(svc->base_url);
@@ -2489,6 +2502,7 @@ media_service_destroy(media_service *svc)
 {
 	if (svc == NULL)
 		return;
+	media_ingest_destroy(svc->ingest);
 	media_pool_destroy(svc->pool);
 	media_services_remove(svc);
 	free(svc->base_url);

@@ -17,7 +17,9 @@
  *      runtime's clock, failures reported once per waiter;
  *   4. the media actor kind (one per media_id) and the media ledger (one
  *      per runtime: which items are processing, so a restart resumes
- *      them, and the dead letters operators list).
+ *      them, and the dead letters operators list);
+ *   5. the ingest worker (media_ingest.c): an upload's probe, hash and
+ *      durable store off the caller's thread (the gateway's event loop).
  *
  * api_media.c builds the api_media_* entry points of api.h on these.
  *
@@ -427,6 +429,52 @@ int media_settled_decode(const void *payload, size_t length,
 int media_variant_url(const char *base_url, const char *hash, int variant,
 	char *buf, size_t size);
 
+/* ---- the ingest worker (media_ingest.c) --------------------------------- */
+
+/* Ingest threads: hashing runs at several hundred MB/s and the write is
+ * fsync-bound, so one thread keeps up with the 30 MB uploads a node takes
+ * while the loop stays free; a second one for a burst. */
+#define MEDIA_INGEST_THREADS 2u
+#define MEDIA_INGEST_THREADS_MAX 4u
+/* Uploads waiting for the worker, by count and by bytes (already in
+ * memory: the bound makes a burst of big uploads a 503 instead of a
+ * growing queue). */
+#define MEDIA_INGEST_QUEUE_JOBS_MAX 32u
+#define MEDIA_INGEST_QUEUE_BYTES_MAX (256u * 1000u * 1000u)
+
+/* One upload to check and store. The submitter fills the input and the
+ * delivery; the worker fills the outcome, frees bytes, and sends an
+ * ACTORS_T_POOL_DONE carrying token to inbox. Embed it first in the
+ * continuation's state: the token's op is then the job. */
+typedef struct media_ingest_job {
+	struct media_ingest_job *next;          /* the queue's */
+	unsigned char *bytes;                   /* owned (malloc) until run */
+	size_t length;
+	rt_addr inbox;                          /* who is told */
+	uint64_t token;                         /* the api client's token */
+	int code;                               /* 0 or an API_E code */
+	const char *detail;                     /* static, when code != 0 */
+	char hash[MEDIA_HASH_HEX_BYTES + 1];    /* when code == 0 */
+} media_ingest_job;
+
+typedef struct media_ingest media_ingest;
+
+/* Starts threads (0: jobs run inline on the submitter). *out owned.
+ * API_EINVALID, API_EINTERNAL. */
+int media_ingest_create(rt_runtime *rt, const char *data_dir,
+	uint32_t threads, media_ingest **out);
+/* Joins the threads; queued jobs that never started are freed, their
+ * messages never sent (after rt_stop nobody waits for them). */
+void media_ingest_destroy(media_ingest *in);
+/* Takes job (its bytes too) when it returns 0; API_EUNAVAILABLE when the
+ * queue is full (nothing taken). Any thread; never blocks on a job. */
+int media_ingest_submit(media_ingest *in, media_ingest_job *job);
+/* Tests: gate(arg) runs on the worker thread before each job it takes
+ * (a test holds a job there to see what happens meanwhile). NULL: none. */
+typedef void (*media_ingest_gate_callback)(void *arg);
+void media_ingest_set_gate(media_ingest *in, media_ingest_gate_callback gate,
+	void *arg);
+
 /* ---- the service: kinds + pool bound to one runtime (media.c) ---------- */
 
 typedef struct media_service media_service;
@@ -464,6 +512,7 @@ media_service *media_service_of_runtime(rt_runtime *rt);
 const char *media_service_data_dir(const media_service *svc);
 const char *media_service_base_url(const media_service *svc);
 media_pool *media_service_pool(media_service *svc);
+media_ingest *media_service_ingest(media_service *svc);
 uint64_t media_service_ask_timeout_ms(const media_service *svc);
 
 #endif /* FLOCK_ACTORS_MEDIA_H */

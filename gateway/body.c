@@ -59,6 +59,17 @@ gw__body_append(gw__body *b, const void *bytes, size_t n)
 	return 0;
 }
 
+void *
+gw__body_take(gw__body *b, size_t *length)
+{
+	void *bytes = b->bytes;
+	*length = b->length;
+	b->bytes = NULL;
+	b->length = 0;
+	b->capacity = 0;
+	return bytes;
+}
+
 void
 gw__body_free(gw__body *b)
 {

@@ -596,9 +596,10 @@ h_post_create(gw__request *r, const api_ctx *ctx)
 					ctx->idempotency_key);
 				media_ctx.idempotency_key = key;
 			}
+			size_t length;
+			void *bytes = gw__body_take(&r->form.media, &length);
 			return api_media_upload(r->g->client, &media_ctx,
-				r->form.media.bytes, r->form.media.length,
-				chained_media_done, r);
+				bytes, length, chained_media_done, r);
 		}
 		return api_post_create(r->g->client, ctx,
 			r->caption ? r->caption : "", r->chained_media_id,
@@ -749,8 +750,10 @@ h_media_put(gw__request *r, const api_ctx *base)
 	api_ctx ctx = *base;
 	ctx.user_id = signer;
 	r->user_id = signer;
-	return api_media_upload_reserved(r->g->client, &ctx, media_id,
-		r->body.bytes, r->body.length, api_done, r);
+	size_t length;
+	void *bytes = gw__body_take(&r->body, &length);
+	return api_media_upload_reserved(r->g->client, &ctx, media_id, bytes,
+		length, api_done, r);
 }
 
 /* Calls the domain for routes that need it. */
@@ -779,13 +782,15 @@ call_domain(gw__request *r, const api_ctx *ctx)
 			return 1;
 		return api_user_posts(c, ctx, p0, &page, api_done, r);
 	case GW_ROUTE_MEDIA_UPLOAD: {
-		const gw__body *b = r->multipart ? &r->form.media : &r->body;
+		gw__body *b = r->multipart ? &r->form.media : &r->body;
 		if (b->length == 0) {
 			gw__respond_problem(r, 400, "no image bytes");
 			return 1;
 		}
-		return api_media_upload(c, ctx, b->bytes, b->length, api_done,
-			r);
+		/* The domain takes the bytes and stores them off the loop. */
+		size_t length;
+		void *bytes = gw__body_take(b, &length);
+		return api_media_upload(c, ctx, bytes, length, api_done, r);
 	}
 	case GW_ROUTE_MEDIA_RESERVE:
 		return api_media_reserve(c, ctx, api_done, r);

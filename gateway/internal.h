@@ -283,6 +283,9 @@ void gw__body_init(gw__body *b, size_t cap);
  * GW_ENOMEM when allocation fails. Growth never allocates past cap (+1
  * for a terminating NUL kept after the bytes). */
 int gw__body_append(gw__body *b, const void *bytes, size_t n);
+/* The bytes (owned by the caller from now: free()) and their length;
+ * b is empty after, as after gw__body_free. */
+void *gw__body_take(gw__body *b, size_t *length);
 void gw__body_free(gw__body *b);
 
 /* ---- JSON ---------------------------------------------------------------- */

@@ -4,7 +4,8 @@
  * Goal: images processed per second per core for a 12-megapixel JPEG
  * (4000 x 3000) into all four variants; the same through the pool's two
  * threads; the pool's memory peak; and the work an upload costs the
- * caller's thread (header probe, SHA-256 and durable write of 30 MB).
+ * ingest worker (header probe, SHA-256 and durable write of 30 MB), off
+ * the caller's thread since the gateway's loop must not wait for it.
  *
  * Method: inputs are generated (gradient + noise, quality 90, so they
  * compress like photos: ~2-4 MB each). media_render runs single-threaded

@@ -7,10 +7,12 @@ ready and its variants are served from /media/{hash}/{variant} with a
 strong ETag, immutable caching and 304 on If-None-Match; later reads
 come from the gateway's media cache and must be byte for byte the same
 response (headers and body), also when pipelined on one keep-alive
-connection and for HEAD; a multipart POST /v1/posts makes a post in one
+connection and for HEAD; a 25 MB upload is answered as usual while other
+requests are served; a multipart POST /v1/posts makes a post in one
 request.
 """
 import socket
+import threading
 import time
 import urllib.parse
 
@@ -98,6 +100,25 @@ def main(args, nodes):
               "three pipelined reads of %s" % name)
     node.expect(404, "GET", "/media/0000/thumb")
     node.expect(404, "GET", "/media/%s/huge" % ("a" * 64))
+
+    # A big upload (the probe reads the header; the rest is padding) is
+    # hashed and stored off the event loop: other requests are answered
+    # while it is, and its own answer is the usual one.
+    big = png_bytes(seed=9) + bytes(25 * 1000 * 1000)
+    result = {}
+
+    def upload():
+        result["answer"] = node.request("POST", "/v1/media", raw=big,
+                                        content_type="image/png", token=alice)
+    uploader = threading.Thread(target=upload)
+    uploader.start()
+    while uploader.is_alive():
+        st, _, _ = node.request("GET", "/healthz")
+        check(st == 200, "healthz while a big upload is stored (%d)" % st)
+    uploader.join()
+    st, _, answer = result["answer"]
+    check(st == 201 and answer.get("status") == "processing",
+          "big upload: %d %r" % (st, answer))
 
     # One-shot multipart post.
     body, ctype = multipart({"caption": "one shot #multipart"},

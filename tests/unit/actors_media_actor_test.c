@@ -8,17 +8,22 @@
  * refusals (pixel bomb, SVG, GIF, over-size) answer their codes before
  * anything is stored; reservations accept their bytes once and only from
  * their owner; a watcher (what a post does) hears media.ready; and after
- * a restart an item left processing resumes from its stored original.
+ * a restart an item left processing resumes from its stored original; an
+ * upload is checked and stored off the caller's thread (the caller's
+ * other calls complete while the ingest worker holds it).
  *
  * Method: one runtime in deterministic mode with the real api (store or
  * not), media_threads 0 so the test drives the pool with
  * media_pool_run_one on the runtime's virtual clock, and advances virtual
  * time past each retry's backoff. A tiny "watcher" kind stands in for
- * the post actor.
+ * the post actor. The off-thread test runs real threads instead, with a
+ * gate on the ingest worker that the test opens.
  */
 #include "tests/test.h"
 
 #include <dirent.h>
+#include <semaphore.h>
+#include <unistd.h>
 
 #include "actors/media.h"
 #include "tests/media/images.h"
@@ -126,6 +131,17 @@ jpeg(uint32_t width, uint32_t height, int seed)
 	return b;
 }
 
+/* A malloc'd copy: the upload calls take their bytes. */
+static void *
+taken(const void *bytes, size_t length)
+{
+	void *copy = malloc(length > 0 ? length : 1);
+	CHECK(copy != NULL);
+	if (length > 0)
+		memcpy(copy, bytes, length);
+	return copy;
+}
+
 static void
 body_str(const t_result *r, const char *key, char *buf, size_t size)
 {
@@ -138,8 +154,8 @@ upload(t_env *e, uint64_t user, const img_bytes *b, char *status)
 	t_result r = {0};
 	msgpack_unpacked_init(&r.unpacked);
 	api_ctx ctx = {.user_id = user};
-	T_CALL(e, &r, api_media_upload(e->c, &ctx, b->bytes, b->length,
-		t_callback, &r));
+	T_CALL(e, &r, api_media_upload(e->c, &ctx, taken(b->bytes, b->length),
+		b->length, t_callback, &r));
 	CHECK_MSG(r.code == 0, "upload: %d %s", r.code, r.detail);
 	uint64_t id = api_body_id(r.body, "media_id");
 	CHECK(id != 0);
@@ -299,8 +315,8 @@ check_upload_refused(t_env *e, const void *bytes, size_t length, int code,
 	t_result r = {0};
 	msgpack_unpacked_init(&r.unpacked);
 	api_ctx ctx = {.user_id = owner_id};
-	T_CALL(e, &r, api_media_upload(e->c, &ctx, bytes, length, t_callback,
-		&r));
+	T_CALL(e, &r, api_media_upload(e->c, &ctx, taken(bytes, length), length,
+		t_callback, &r));
 	CHECK_MSG(r.code == code, "%d, expected %d (%s)", r.code, code,
 		r.detail);
 	if (detail_part != NULL)
@@ -335,8 +351,8 @@ TEST(actors_media_refusals_store_nothing)
 	t_result r = {0};
 	msgpack_unpacked_init(&r.unpacked);
 	api_ctx anonymous = {0};
-	T_CALL(&e, &r, api_media_upload(e.c, &anonymous, gif.bytes,
-		gif.length, t_callback, &r));
+	T_CALL(&e, &r, api_media_upload(e.c, &anonymous,
+		taken(gif.bytes, gif.length), gif.length, t_callback, &r));
 	CHECK_EQ(r.code, API_EUNAUTHORIZED);
 	t_result_reset(&r);
 	char path[MEDIA_PATH_BYTES_MAX];
@@ -368,23 +384,23 @@ TEST(actors_media_reservation_takes_bytes_once)
 	CHECK_STR_EQ(status, "awaiting_upload");
 	img_bytes b = jpeg(400, 300, 4);
 	api_ctx other = {.user_id = owner_id + 1};
-	T_CALL(&e, &r, api_media_upload_reserved(e.c, &other, id, b.bytes,
-		b.length, t_callback, &r));
+	T_CALL(&e, &r, api_media_upload_reserved(e.c, &other, id,
+		taken(b.bytes, b.length), b.length, t_callback, &r));
 	CHECK_EQ(r.code, API_EFORBIDDEN);
-	T_CALL(&e, &r, api_media_upload_reserved(e.c, &ctx, id, b.bytes,
-		b.length, t_callback, &r));
+	T_CALL(&e, &r, api_media_upload_reserved(e.c, &ctx, id,
+		taken(b.bytes, b.length), b.length, t_callback, &r));
 	CHECK_EQ(r.code, 0);
 	body_str(&r, "status", status, sizeof(status));
 	CHECK_STR_EQ(status, "processing");
-	T_CALL(&e, &r, api_media_upload_reserved(e.c, &ctx, id, b.bytes,
-		b.length, t_callback, &r));
+	T_CALL(&e, &r, api_media_upload_reserved(e.c, &ctx, id,
+		taken(b.bytes, b.length), b.length, t_callback, &r));
 	CHECK_EQ(r.code, API_ECONFLICT);
 	process_all(&e);
 	get(&e, owner_id, id, &r);
 	body_str(&r, "status", status, sizeof(status));
 	CHECK_STR_EQ(status, "ready");
-	T_CALL(&e, &r, api_media_upload_reserved(e.c, &ctx, id + 9, b.bytes,
-		b.length, t_callback, &r));
+	T_CALL(&e, &r, api_media_upload_reserved(e.c, &ctx, id + 9,
+		taken(b.bytes, b.length), b.length, t_callback, &r));
 	CHECK_EQ(r.code, API_ENOTFOUND);
 	t_result_reset(&r);
 	free(b.bytes);
@@ -529,4 +545,102 @@ TEST(actors_media_post_turns_ready_with_its_media)
 	t_result_reset(&r);
 	free(b.bytes);
 	t_close(&e);
+}
+
+/* The ingest worker's gate: the test holds an upload there. */
+static sem_t gate_entered, gate_open;
+
+static void
+ingest_gate(void *arg)
+{
+	(void)arg;
+	sem_post(&gate_entered);
+	sem_wait(&gate_open);
+}
+
+/*
+ * An upload is checked, hashed and stored on the ingest worker, not on
+ * the caller's thread: while the worker holds it (at a test gate), the
+ * caller's other calls complete and nothing of the upload is stored nor
+ * answered; once released, the answer is the usual one and the item
+ * turns ready.
+ */
+TEST(actors_media_upload_stored_off_the_caller_thread)
+{
+	t_env e;
+	memset(&e, 0, sizeof(e));
+	rt_config rc;
+	rt_config_default(&rc);
+	rc.workers = 2;
+	rc.log_level = RT_LOG_ERROR;
+	CHECK_EQ(rt_create(&rc, &e.rt), 0);
+	api_config cfg;
+	t_config(&cfg);
+	cfg.data_dir = test_tmpdir();
+	cfg.media_threads = 1;
+	CHECK_EQ(api_create(e.rt, NULL, &cfg, &e.a), 0);
+	CHECK_EQ(rt_start(e.rt), 0);
+	CHECK_EQ(api_client_create(e.a, NULL, NULL, &e.c), 0);
+	media_service *svc = media_service_of(e.a);
+	CHECK(svc != NULL);
+	CHECK_EQ(sem_init(&gate_entered, 0, 0), 0);
+	CHECK_EQ(sem_init(&gate_open, 0, 0), 0);
+	media_ingest_set_gate(media_service_ingest(svc), ingest_gate, NULL);
+
+	img_bytes b = jpeg(800, 600, 21);
+	char hash[MEDIA_HASH_HEX_BYTES + 1];
+	media_hash_hex(b.bytes, b.length, hash);
+	api_ctx ctx = {.user_id = owner_id};
+	t_result up = {0};
+	msgpack_unpacked_init(&up.unpacked);
+	CHECK_EQ(api_media_upload(e.c, &ctx, taken(b.bytes, b.length),
+		b.length, t_callback, &up), 0);
+	sem_wait(&gate_entered);
+	/* The worker holds the upload; the caller's thread goes on. */
+	t_result other = {0};
+	msgpack_unpacked_init(&other.unpacked);
+	for (int i = 0; i < 3; i++) {
+		T_CALL(&e, &other, api_media_reserve(e.c, &ctx, t_callback,
+			&other));
+		CHECK_EQ(other.code, 0);
+	}
+	api_client_poll(e.c);
+	CHECK(!up.done);
+	char path[MEDIA_PATH_BYTES_MAX];
+	CHECK_EQ(media_path_original(test_tmpdir(), hash, path, sizeof(path)),
+		0);
+	CHECK(access(path, F_OK) != 0);
+	CHECK(!media_store_has_variants(test_tmpdir(), hash));
+
+	sem_post(&gate_open);
+	t_wait(&e, &up);
+	CHECK_MSG(up.code == 0, "upload: %d %s", up.code, up.detail);
+	uint64_t id = api_body_id(up.body, "media_id");
+	CHECK(id != 0);
+	char status[32];
+	body_str(&up, "status", status, sizeof(status));
+	CHECK_STR_EQ(status, "processing");
+	/* The pool's thread processes it from the stored original. */
+	t_result r = {0};
+	msgpack_unpacked_init(&r.unpacked);
+	for (int i = 0; i < 600; i++) {
+		get(&e, owner_id, id, &r);
+		body_str(&r, "status", status, sizeof(status));
+		if (strcmp(status, "processing") != 0)
+			break;
+		usleep(20000);
+	}
+	CHECK_STR_EQ(status, "ready");
+	char served[MEDIA_HASH_HEX_BYTES + 1];
+	hash_of(&r, served);
+	CHECK_STR_EQ(served, hash);
+	CHECK(media_store_has_variants(test_tmpdir(), hash));
+	media_ingest_set_gate(media_service_ingest(svc), NULL, NULL);
+	t_result_reset(&r);
+	t_result_reset(&up);
+	t_result_reset(&other);
+	free(b.bytes);
+	t_close(&e);
+	sem_destroy(&gate_entered);
+	sem_destroy(&gate_open);
 }
