@@ -26,8 +26,21 @@
  * probes inline, so the caller decides when each disk operation happens.
  * Both modes share the steps below; only who calls them differs.
  *
- * It does not preallocate segment files or use O_DIRECT: fdatasync of an
- * append is what the design's numbers were measured with.
+ * Zeroed space: the writer keeps zero bytes written ahead of the
+ * segment's durable end (zero_ahead), so most group commits overwrite
+ * space whose size and blocks are already durable and their fdatasync is
+ * one data write and a cache flush. An fdatasync that extends the file
+ * must also persist its size: on ext4 a synchronous inode write after
+ * the data (without a filesystem journal) or a commit of the filesystem's
+ * journal, shared with every other writer on it, each a further I/O or a
+ * kernel thread to wait for. Recovery reads a tail of zeros as a clean
+ * end (a record's LSN is never 0); a clean close cuts it. Manual journals
+ * (the simulator) append as before: its fault disk tears appends but
+ * rolls overwrites back whole, so zeroed space would hide torn tails
+ * from it.
+ *
+ * It does not use O_DIRECT or preallocate with fallocate (writing to
+ * unwritten extents converts them, which is again a metadata update).
  */
 #include "persistence/internal.h"
 
@@ -38,6 +51,12 @@
 /* Initial bytes of each batch buffer: many small records per fsync
  * without reallocating; larger batches grow it once and keep it. */
 #define BATCH_BYTES_INITIAL (1u << 20)
+/* Zero bytes written at once past a batch that reaches the end of those
+ * written before: one slower fdatasync per this many bytes of records
+ * (~10,000 small ones) and at most this much unused space per segment. */
+#define ZERO_AHEAD_BYTES (1u << 20)
+/* The static buffer those zeros are written from. */
+#define ZERO_CHUNK_BYTES (64u << 10)
 /* Failed LSN ranges remembered for ps_journal_wait: each is one failure
  * of the disk; older ones are forgotten (waits on them return 0). */
 #define FAILED_RANGES_MAX 64u
@@ -107,6 +126,7 @@ struct ps_journal {
 	batch failing;
 	int fd;                    /* current segment; -1 after a failure */
 	uint64_t file_bytes;       /* its durable end */
+	uint64_t zeroed_bytes;     /* its size: zeros from file_bytes on */
 	uint64_t file_first_lsn;   /* its first LSN (names it) */
 	uint64_t written_lsn;      /* last durable LSN in the files */
 	uint64_t stale_first_lsn;  /* a half-created segment to remove; 0 */
@@ -248,6 +268,7 @@ segment_create(ps_journal *j, uint64_t first_lsn, uint64_t previous_lsn)
 		ops->close(j->disk.ctx, j->fd);
 	j->fd = fd;
 	j->file_bytes = PS_SEGMENT_HEADER_BYTES;
+	j->zeroed_bytes = PS_SEGMENT_HEADER_BYTES;
 	j->file_first_lsn = first_lsn;
 	return PS_OK;
 
@@ -263,6 +284,48 @@ fail:
 }
 
 /* ---- the writer ----------------------------------------------------------- */
+
+/* Before a batch of `length` bytes at the durable end: when it reaches
+ * past the zeroed space, writes ZERO_AHEAD_BYTES of zeros after it (not
+ * past the roll-over size unless the batch itself is), which the batch's
+ * own fdatasync makes durable. Writer (or pump) only. */
+static int
+zero_ahead(ps_journal *j, size_t length)
+{
+	static const unsigned char zeros[ZERO_CHUNK_BYTES];
+	uint64_t end = j->file_bytes + length;
+	if (end <= j->zeroed_bytes || j->manual)
+		return PS_OK;
+	uint64_t target = end + ZERO_AHEAD_BYTES;
+	uint64_t cap = j->segment_bytes > end ? j->segment_bytes : end;
+	if (target > cap)
+		target = cap;
+	/* Bounded: ZERO_AHEAD_BYTES / ZERO_CHUNK_BYTES rounds. */
+	for (uint64_t at = end; at < target;) {
+		uint64_t n = target - at;
+		if (n > ZERO_CHUNK_BYTES)
+			n = ZERO_CHUNK_BYTES;
+		int rc = write_all(j, j->fd, zeros, (size_t)n, at);
+		if (rc != 0)
+			return rc;
+		at += n;
+	}
+	j->zeroed_bytes = target;
+	return PS_OK;
+}
+
+/* After the writer stopped: cuts the zeros past the durable end, so a
+ * closed journal's files end at their last record. Not synced: a crash
+ * before the cut leaves zeros, which recovery reads as a clean end. */
+static void
+zeros_cut(ps_journal *j)
+{
+	if (j->fd < 0 || j->status != 0 || j->unsynced ||
+		j->zeroed_bytes <= j->file_bytes)
+		return;
+	if (j->disk.ops->truncate(j->disk.ctx, j->fd, j->file_bytes) == 0)
+		j->zeroed_bytes = j->file_bytes;
+}
 
 /* The first half of a group commit: b's bytes written after the
  * segment's durable end, not synced. Writer (or pump) only. */
@@ -283,7 +346,10 @@ batch_write_step(ps_journal *j, batch *b)
 		if (rc != 0)
 			return rc;
 	}
-	int rc = write_all(j, j->fd, b->bytes, b->length, j->file_bytes);
+	int rc = zero_ahead(j, b->length);
+	if (rc != 0)
+		return rc;
+	rc = write_all(j, j->fd, b->bytes, b->length, j->file_bytes);
 	if (rc != 0)
 		return rc;
 	j->unsynced_bytes = b->length;
@@ -905,11 +971,12 @@ cut_tail(ps_journal *j, ps_journal_report *report, const char *path,
 }
 
 /* Scans segment `first` (the last one when is_last); on success *last_lsn
- * advances and the segment is listed. */
+ * advances and the segment is listed; *end_out is its last record's end
+ * and *size_out its size after any cut (past the end: zeros only). */
 static int
 recover_segment(ps_journal *j, uint64_t first, bool is_last,
 	bool is_first, replay_filter *filter, uint64_t *last_lsn,
-	uint64_t *end_out, bool *dropped_out)
+	uint64_t *end_out, uint64_t *size_out, bool *dropped_out)
 {
 	ps_journal_report *report = filter->report;
 	char path[PS_PATH_BYTES_MAX + 64];
@@ -954,6 +1021,7 @@ recover_segment(ps_journal *j, uint64_t first, bool is_last,
 		return rc;
 	*last_lsn = res.last_lsn;
 	*end_out = res.valid_bytes;
+	*size_out = res.zero_tail ? length : res.valid_bytes;
 	report->segments++;
 	return segments_push(j, first, res.previous_lsn);
 }
@@ -974,12 +1042,12 @@ recover(ps_journal *j, const ps_journal_options *opts,
 			compare_u64);
 	replay_filter filter = {opts->replay_from_lsn, opts->on_record,
 		opts->record_arg, report};
-	uint64_t last_lsn = 0, end = 0;
+	uint64_t last_lsn = 0, end = 0, size = 0;
 	uint32_t live = names.count;
 	for (uint32_t i = 0; i < names.count && rc == 0; i++) {
 		bool dropped;
 		rc = recover_segment(j, names.first_lsns[i], i + 1 == names.count,
-			i == 0, &filter, &last_lsn, &end, &dropped);
+			i == 0, &filter, &last_lsn, &end, &size, &dropped);
 		live -= dropped;
 	}
 	if (rc != 0)
@@ -1007,6 +1075,7 @@ recover(ps_journal *j, const ps_journal_options *opts,
 		rc = j->disk.ops->fdatasync(j->disk.ctx, j->fd);
 	j->file_first_lsn = first;
 	j->file_bytes = end;
+	j->zeroed_bytes = size;
 out:
 	free(names.first_lsns);
 	return rc;
@@ -1140,6 +1209,7 @@ ps_journal_close(ps_journal *j)
 		pthread_join(j->writer, NULL);
 	}
 	ps__assert(j->pending.count == 0);
+	zeros_cut(j);
 	journal_free(j);
 }
 

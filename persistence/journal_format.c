@@ -135,6 +135,15 @@ good_record_after(const unsigned char *p, size_t length, size_t from,
 	return false;
 }
 
+static bool
+all_zero(const unsigned char *p, size_t length)
+{
+	for (size_t i = 0; i < length; i++)
+		if (p[i] != 0)
+			return false;
+	return true;
+}
+
 int
 ps_segment_scan(const void *bytes, size_t length, ps_record_callback cb,
 	void *arg, ps_segment_scan_result *out)
@@ -156,6 +165,10 @@ ps_segment_scan(const void *bytes, size_t length, ps_record_callback cb,
 		ps_record r;
 		size_t n = record_check(p + offset, length - offset, expect, 0,
 			&r);
+		if (n == 0 && all_zero(p + offset, length - offset)) {
+			out->zero_tail = true;
+			break;
+		}
 		if (n == 0) {
 			out->damaged = true;
 			out->valid_bytes = offset;
@@ -177,7 +190,7 @@ ps_segment_scan(const void *bytes, size_t length, ps_record_callback cb,
 		expect++;
 	}
 	out->valid_bytes = offset;
-	ps__assert(offset == length);
+	ps__assert(offset == length || out->zero_tail);
 	return PS_OK;
 }
 

@@ -264,12 +264,16 @@ typedef struct ps_segment_scan_result {
 	bool damaged;           /* a bad record starts at valid_bytes */
 	bool good_after_damage; /* a good record follows it: corruption in
 				   the middle, not a torn tail */
+	bool zero_tail;         /* only zero bytes follow valid_bytes: space
+				   the writer zeroed ahead, a clean end */
 } ps_segment_scan_result;
 
 /*
  * Verifies one segment image (header, then records) and calls cb for every
  * good record before the first bad one (cb may be NULL). Returns 0 when
- * the bytes end exactly after a good record; PS_ECORRUPT when the header
+ * the bytes end exactly after a good record, or when only zero bytes
+ * follow it (zero_tail: never a record, as a record's LSN is not 0);
+ * PS_ECORRUPT when the header
  * or a record is bad (see out: header_bad, or damaged at valid_bytes with
  * good_after_damage telling a torn tail from mid-segment corruption);
  * PS_EVERSION for an unknown format version; or cb's code. Pure: the

@@ -284,6 +284,39 @@ TEST(persistence_record_roundtrip)
 	}
 }
 
+TEST(persistence_segment_scan_zero_tail)
+{
+	unsigned char seg[512];
+	memset(seg, 0, sizeof seg);
+	size_t n = ps_segment_header_encode(1, 0, seg);
+	n += ps_record_encode(1, rt_addr_make(1, 1), 1, "abc", 3, seg + n);
+	size_t end = n;
+	n += ps_record_encode(2, rt_addr_make(1, 2), 1, "defgh", 5, seg + n);
+	size_t second = end;
+	end = n;
+	/* Zeros after the last record: a clean end. */
+	ps_segment_scan_result res;
+	CHECK_EQ(ps_segment_scan(seg, sizeof seg, NULL, NULL, &res), 0);
+	CHECK(res.zero_tail);
+	CHECK(!res.damaged);
+	CHECK_EQ_U64(res.records, 2);
+	CHECK_EQ_U64(res.valid_bytes, end);
+	/* One byte that is not zero among them: damage (a torn tail). */
+	seg[sizeof seg - 1] = 1;
+	CHECK_EQ(ps_segment_scan(seg, sizeof seg, NULL, NULL, &res),
+		PS_ECORRUPT);
+	CHECK(res.damaged);
+	CHECK(!res.zero_tail);
+	CHECK_EQ_U64(res.valid_bytes, end);
+	seg[sizeof seg - 1] = 0;
+	/* A zeroed record before good ones is no clean end. */
+	memset(seg + 40, 0, second - 40); /* 40: the header */
+	CHECK_EQ(ps_segment_scan(seg, sizeof seg, NULL, NULL, &res),
+		PS_ECORRUPT);
+	CHECK(!res.zero_tail);
+	CHECK_EQ_U64(res.records, 0);
+}
+
 TEST(persistence_record_checksum_failure)
 {
 	unsigned char seg[512];
@@ -377,9 +410,13 @@ TEST(persistence_journal_torn_tail_every_offset)
 	acks a;
 	acks_init(&a);
 	append_range(j, 0, 20, &a);
+	/* A closed journal's segment ends at its last record (the zeros the
+	 * writer keeps ahead are cut). */
+	ps_journal_close(j);
 	char seg[600];
 	segment_file(src, 1, seg, sizeof seg);
 	off_t before_last = file_size(seg);
+	CHECK_EQ(open_journal(src, NULL, 0, 0, NULL, NULL, NULL, &j), 0);
 	append_range(j, 20, 21, &a); /* the last record: 21 payload bytes */
 	ps_journal_close(j);
 	off_t end = file_size(seg);
@@ -429,6 +466,74 @@ TEST(persistence_journal_torn_tail_every_offset)
 		CHECK(!rep.torn_tail);
 		ps_journal_close(j);
 	}
+}
+
+/* The writer keeps zeros written ahead of its last record (so a group
+ * commit's fdatasync need not persist a new file size): a journal that
+ * stops without a clean close leaves them, and recovery reads them as a
+ * clean end; bytes of a torn record among them are a torn tail. */
+TEST(persistence_journal_zeroed_space)
+{
+	const char *src = journal_dir("src");
+	ps_journal *j;
+	CHECK_EQ(open_journal(src, NULL, 0, 0, NULL, NULL, NULL, &j), 0);
+	acks a;
+	acks_init(&a);
+	append_range(j, 0, 20, &a);
+	off_t logical = 40;
+	for (uint64_t i = 0; i < 20; i++)
+		logical += 32 + (off_t)(i % 200) + 1;
+	char seg[600];
+	segment_file(src, 1, seg, sizeof seg);
+	off_t size = file_size(seg);
+	CHECK(size > logical);
+
+	/* As a crash would leave it: every record durable, zeros after. */
+	const char *crashed = journal_dir("crashed");
+	CHECK(mkdir(crashed, 0755) == 0);
+	char path[700];
+	segment_file(crashed, 1, path, sizeof path);
+	copy_file(seg, path, size);
+	collected c;
+	ps_journal_report rep;
+	ps_journal *k;
+	CHECK_EQ(open_journal(crashed, NULL, 0, 0, &c, NULL, &rep, &k), 0);
+	CHECK_EQ_U64(c.count, 20);
+	CHECK(c.payload_ok);
+	CHECK_EQ_U64(rep.last_lsn, 20);
+	CHECK(!rep.torn_tail);
+	/* It goes on after the last record, inside the zeros. */
+	acks b;
+	acks_init(&b);
+	append_range(k, 20, 22, &b);
+	CHECK_EQ_U64(b.last_ok_lsn, 22);
+	ps_journal_close(k);
+	CHECK_EQ(open_journal(crashed, NULL, 0, 0, &c, NULL, &rep, &k), 0);
+	CHECK_EQ_U64(c.count, 22);
+	CHECK_EQ_U64(c.ids[21], 21);
+	CHECK(!rep.torn_tail);
+	ps_journal_close(k);
+
+	/* A torn record's first bytes among the zeros: cut there. */
+	const char *torn = journal_dir("torn");
+	CHECK(mkdir(torn, 0755) == 0);
+	segment_file(torn, 1, path, sizeof path);
+	copy_file(seg, path, size);
+	int fd = open(path, O_RDWR);
+	CHECK(fd >= 0);
+	unsigned char junk[10];
+	memset(junk, 0xab, sizeof junk);
+	CHECK_EQ(pwrite(fd, junk, sizeof junk, logical), (ssize_t)sizeof junk);
+	close(fd);
+	CHECK_EQ(open_journal(torn, NULL, 0, 0, &c, NULL, &rep, &k), 0);
+	CHECK_EQ_U64(c.count, 20);
+	CHECK(rep.torn_tail);
+	CHECK_EQ_U64(rep.torn_offset, logical);
+	ps_journal_close(k);
+
+	/* A clean close cuts the zeros. */
+	ps_journal_close(j);
+	CHECK_EQ(file_size(seg), logical);
 }
 
 TEST(persistence_journal_corrupt_middle_stops)
