@@ -986,6 +986,21 @@ h_metrics(gw__request *r)
 	gw__body_init(&r->response, GW_METRICS_BYTES_MAX);
 	int rc = gw__metrics_render(g->metrics, &ps, extra, &r->response);
 	free(extra);
+	if (rc == 0 && g->media_cache != NULL) {
+		gw__media_cache_stat st;
+		gw__media_cache_stats(g->media_cache, &st);
+		char lines[512];
+		int n = snprintf(lines, sizeof lines,
+			"flock_media_cache_entries %" PRIu32 "\n"
+			"flock_media_cache_bytes %zu\n"
+			"flock_media_cache_hits_total %" PRIu64 "\n"
+			"flock_media_cache_misses_total %" PRIu64 "\n"
+			"flock_media_cache_evictions_total %" PRIu64 "\n",
+			st.entries, st.bytes, st.hits, st.misses,
+			st.evictions);
+		if (n > 0 && (size_t)n < sizeof lines)
+			rc = gw__body_append(&r->response, lines, (size_t)n);
+	}
 	if (rc < 0) {
 		gw__body_free(&r->response);
 		gw__respond_problem(r, 500, "metrics too large");

@@ -68,6 +68,7 @@ enum session_kind {
 	SESSION_NONE = 0,
 	SESSION_HTTP = 1,
 	SESSION_WS = 2,
+	SESSION_RAW = 3,          /* not HTTP: refused, closing */
 };
 
 /* lws per-session data: a tag, then either an HTTP request or a live
@@ -584,10 +585,13 @@ on_http_writable(struct lws *wsi, session *s)
 
 /* ---- WebSocket upgrade and frames -------------------------------------------- */
 
-/* Writes an HTTP error during the upgrade; returns 1 (lws: responded). */
+/* Writes a problem+json response with Connection: close; the status
+ * line by hand (lws 4.1 writes HTTP/1.0 during an upgrade, which
+ * WebSocket clients refuse to read, and has no status for a raw socket).
+ * 0 when written, -1 when it did not fit or the write failed. */
 static int
-refuse_upgrade(struct lws *wsi, int status, const char *detail,
-	const char *www_authenticate)
+write_problem_close(struct lws *wsi, int status, const char *detail,
+	const char *www_authenticate, enum lws_write_protocol mode)
 {
 	size_t n = 0;
 	char *body = gw__problem_render(status, detail, &n);
@@ -596,8 +600,6 @@ refuse_upgrade(struct lws *wsi, int status, const char *detail,
 	unsigned char *end = buf + sizeof buf;
 	if (body == NULL || n > 1024)
 		goto fail;
-	/* The status line by hand: during the upgrade lws 4.1 would write
-	 * HTTP/1.0, which WebSocket clients refuse to read. */
 	int w = snprintf((char *)p, (size_t)(end - p), "HTTP/1.1 %d %s\r\n",
 		status, gw__status_title(status));
 	if (w < 0 || w >= end - p)
@@ -623,12 +625,25 @@ refuse_upgrade(struct lws *wsi, int status, const char *detail,
 		goto fail;
 	memcpy(p, body, n);
 	p += n;
-	lws_write(wsi, start, (size_t)(p - start), LWS_WRITE_HTTP_FINAL);
 	free(body);
-	return 1;
+	body = NULL;
+	if (lws_write(wsi, start, (size_t)(p - start), mode) <
+		(int)(p - start))
+		return -1;
+	return 0;
 fail:
 	free(body);
 	return -1;
+}
+
+/* Refuses an upgrade with an HTTP error; returns 1 (lws: responded), or
+ * -1 to drop the connection when even that failed. */
+static int
+refuse_upgrade(struct lws *wsi, int status, const char *detail,
+	const char *www_authenticate)
+{
+	return write_problem_close(wsi, status, detail, www_authenticate,
+		       LWS_WRITE_HTTP_FINAL) == 0 ? 1 : -1;
 }
 
 /* The stream's user and resume point from the upgrade request. Returns 0,
@@ -901,6 +916,31 @@ on_wsi_destroy(struct lws *wsi)
 	g->metrics->connections_open--;
 }
 
+/*
+ * A first line that is not HTTP (an unknown method, a TLS hello, ...):
+ * lws 4.1 would answer with its own HTML page, or nothing. With
+ * LWS_SERVER_OPTION_FALLBACK_TO_APPLY_LISTEN_ACCEPT_CONFIG it hands the
+ * connection over as a raw socket instead, and it gets a problem+json
+ * 400 like every other error, then the connection closes.
+ */
+static int
+on_raw_rx(struct lws *wsi, session *s)
+{
+	if (s == NULL)
+		return -1;
+	if (s->kind == SESSION_RAW)
+		return 0; /* answered already; the rest is dropped */
+	s->kind = SESSION_RAW;
+	gw *g = gw_of(wsi);
+	gw__metrics_observe(g->metrics, GW_ROUTE_UNMATCHED, 400, 0);
+	if (write_problem_close(wsi, 400, "the request line is not HTTP/1.1",
+		    NULL, LWS_WRITE_RAW) != 0)
+		return -1;
+	/* Hang up once it is out (lws flushes a partial write first). */
+	lws_callback_on_writable(wsi);
+	return 0;
+}
+
 static int
 callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 	void *in, size_t len)
@@ -942,6 +982,12 @@ callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 			s->u.ws.ping_sent = false;
 		}
 		return 0;
+	case LWS_CALLBACK_RAW_ADOPT:
+		return 0;
+	case LWS_CALLBACK_RAW_RX:
+		return on_raw_rx(wsi, s);
+	case LWS_CALLBACK_RAW_WRITEABLE:
+		return s != NULL && s->kind == SESSION_RAW ? -1 : 0;
 	case LWS_CALLBACK_CLOSED:
 		if (s != NULL && s->kind == SESSION_WS) {
 			gw__stream_closed(&s->u.ws);
@@ -1079,7 +1125,9 @@ gw_create(uv_loop_t *loop, rt_runtime *rt, api *domain, const gw_key *key,
 	info.port = cfg->listen_port;
 	info.iface = cfg->listen_host;
 	info.protocols = protocols;
-	info.options = LWS_SERVER_OPTION_LIBUV;
+	/* Not-HTTP first lines come to on_raw_rx instead of lws's HTML. */
+	info.options = LWS_SERVER_OPTION_LIBUV |
+		LWS_SERVER_OPTION_FALLBACK_TO_APPLY_LISTEN_ACCEPT_CONFIG;
 	if (cfg->listen_host != NULL && strchr(cfg->listen_host, ':') == NULL)
 		info.options |= LWS_SERVER_OPTION_DISABLE_IPV6;
 	info.foreign_loops = foreign_loops;

@@ -5,7 +5,8 @@ oversized bodies (413 at the cap, not before), unknown routes (404),
 wrong methods (405 with Allow), missing, forged, expired and alg-none
 tokens (401), another user's post (403), the stream without or with a
 bad token (401 before the upgrade), binary and invalid UTF-8 frames
-(1003, 1007), plus /healthz, /readyz, /metrics, the web page and HEAD.
+(1003, 1007), plus /healthz, /readyz, /metrics, the web page and HEAD;
+a first line that is not HTTP (400 problem+json, not lws's HTML).
 """
 import asyncio
 import json
@@ -202,6 +203,16 @@ def main(args, nodes):
     st, h, body = node.request("HEAD", "/healthz")
     check(st == 200 and body == b"" and int(h["content-length"]) > 0, "HEAD")
 
+    # A first line that is not HTTP (an unknown method) is a problem+json
+    # 400 too, not the HTML page libwebsockets writes, and the connection
+    # closes after it.
+    status, hdrs, body = raw_request(node.port, b"BREW /pot HTTP/1.1\r\nHost: x\r\n\r\n")
+    check(status == 400, "unknown method: %d" % status)
+    check_security_headers(hdrs, "unknown method")
+    check_problem(hdrs, json.loads(body), 400, "unknown method")
+    check(hdrs.get("connection") == "close", "unknown method closes")
+    node.expect(200, "GET", "/healthz")
+
 
 def announce_body(port, method, path, ctype, length, token):
     """Sends only the headers of a large body; returns (status, head)."""
@@ -219,6 +230,26 @@ def announce_body(port, method, path, ctype, length, token):
     s.close()
     line = data.split(b"\r\n", 1)[0].decode()
     return int(line.split()[1]), data.decode(errors="replace")
+
+
+def raw_request(port, data):
+    """Sends data, reads until the peer closes; (status, headers, body)."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.sendall(data)
+    out = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        out += chunk
+    s.close()
+    head, _, body = out.partition(b"\r\n\r\n")
+    lines = head.decode(errors="replace").split("\r\n")
+    hdrs = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        hdrs[name.strip().lower()] = value.strip()
+    return int(lines[0].split()[1]), hdrs, body
 
 
 def upload_id(node, token):

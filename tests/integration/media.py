@@ -98,6 +98,9 @@ def main(args, nodes):
         data = raw_exchange(node.port, [one, one, one], img, 3)
         check(data.count(b"HTTP/1.1 200 OK") == 3 and data.count(img) == 3,
               "three pipelined reads of %s" % name)
+    st, _, metrics = node.request("GET", "/metrics")
+    check(st == 200 and b"flock_media_cache_hits_total " in metrics,
+          "media cache counters in /metrics")
     node.expect(404, "GET", "/media/0000/thumb")
     node.expect(404, "GET", "/media/%s/huge" % ("a" * 64))
 
