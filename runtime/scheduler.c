@@ -427,6 +427,22 @@ find_work(rt_worker *w)
 	return steal_any(w);
 }
 
+/* Owner only: the actor find_work will most likely return next (a hint:
+ * a thief may take it first). */
+static rt_actor *
+peek_next(rt_worker *w)
+{
+	if (w->lifo_count > 0)
+		return w->lifo[(w->lifo_base + w->lifo_count - 1u) &
+			(RT_LIFO_SLOTS - 1)];
+	rt__runq *q = &w->runq;
+	unsigned head = atomic_load_explicit(&q->head, memory_order_relaxed);
+	if (atomic_load_explicit(&q->tail, memory_order_relaxed) == head)
+		return NULL;
+	return atomic_load_explicit(&q->slots[head & (RT_RUNQ_SLOTS - 1)],
+		memory_order_relaxed);
+}
+
 static void *
 worker_main(void *arg)
 {
@@ -448,6 +464,12 @@ worker_main(void *arg)
 				a = steal_any(w);
 		}
 		if (a != NULL) {
+			/* Load the next actor's header while this one runs: an
+			 * actor made runnable by another worker's send is a
+			 * cache miss otherwise, taken at the start of its turn. */
+			rt_actor *next = peek_next(w);
+			if (next != NULL)
+				__builtin_prefetch(next, 1, 3);
 			rt__turn(w, a);
 			continue;
 		}

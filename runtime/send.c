@@ -100,6 +100,18 @@ actor_new(rt_runtime *rt, const rt__kind *k, uint32_t kind, uint64_t id)
 	return a;
 }
 
+/* Starts loading the home slot of hash. Unlocked: a shard growing
+ * meanwhile may give an old array or a mask of the new one; a prefetch
+ * of any address is harmless. */
+static inline void
+registry_prefetch(rt_runtime *rt, uint64_t hash)
+{
+	rt__shard *s = rt__registry_shard(&rt->registry, hash);
+	rt__slot *slots = __atomic_load_n(&s->slots, __ATOMIC_RELAXED);
+	uint32_t mask = __atomic_load_n(&s->mask, __ATOMIC_RELAXED);
+	__builtin_prefetch(&slots[(uint32_t)hash & mask], 0, 3);
+}
+
 static void
 actor_created(rt_runtime *rt, const rt__kind *k)
 {
@@ -158,7 +170,6 @@ rt__deliver(rt_runtime *rt, rt_message *m, unsigned how)
 	uint64_t id = m->to.id;
 	uint64_t hash = rt__addr_hash(kind, id);
 	rt__shard *s = rt__registry_shard(&rt->registry, hash);
-	bool created = false;
 	uint32_t hole;
 	rt__spin_lock(&s->lock);
 	rt_actor *a = rt__registry_find_hole(s, hash, kind, id, &hole);
@@ -176,11 +187,20 @@ rt__deliver(rt_runtime *rt, rt_message *m, unsigned how)
 		a = actor_new(rt, k, kind, id);
 		if (a == NULL)
 			goto nomem;
+		/* Spawned with its first message: no other thread can see a
+		 * before the shard unlocks, so plain stores do what the
+		 * mailbox push's two locked instructions would. */
+		m->next = NULL;
+		atomic_store_explicit(&a->stack, m, memory_order_relaxed);
+		atomic_store_explicit(&a->pending, 1, memory_order_relaxed);
 		if (rt__registry_insert_at(s, hash, a, hole) != 0) {
 			rt__free(rt, a, k->actor_bytes);
 			goto nomem;
 		}
-		created = true;
+		rt__spin_unlock(&s->lock);
+		rt__schedule(rt, a);
+		actor_created(rt, k);
+		return 0;
 	} else if (!(how & RT_DELIVER_BYPASS_LIMIT) &&
 		atomic_load_explicit(&a->pending, memory_order_relaxed) >=
 			(int)k->mailbox_max) {
@@ -194,8 +214,6 @@ rt__deliver(rt_runtime *rt, rt_message *m, unsigned how)
 	rt__spin_unlock(&s->lock);
 	if (old == 0)
 		rt__schedule(rt, a);
-	if (created)
-		actor_created(rt, k);
 	return 0;
 stopped:
 	rt__spin_unlock(&s->lock);
@@ -330,6 +348,12 @@ rt_send_copy(rt_actor *self, rt_addr to, uint32_t type, const void *payload,
 	if (size > RT_MESSAGE_BYTES_MAX)
 		return RT_ETOOBIG;
 	rt_runtime *rt = rt_actor_runtime(self);
+	/* The registry probe at the end of this send is its one likely cache
+	 * miss: start it now, so the message's allocation and copy overlap
+	 * it. */
+	if (to.kind != RT_KIND_NONE && to.kind < RT_KINDS_MAX &&
+		to.kind != RT_KIND_INBOX)
+		registry_prefetch(rt, rt__addr_hash(to.kind, to.id));
 	rt_message *m = rt__message_new(rt, type, size);
 	if (m == NULL)
 		return RT_ENOMEM;
@@ -347,13 +371,7 @@ rt_prefetch(rt_actor *self, rt_addr to)
 	if (to.kind == RT_KIND_NONE || to.kind >= RT_KINDS_MAX ||
 		to.kind == RT_KIND_INBOX)
 		return;
-	uint64_t hash = rt__addr_hash(to.kind, to.id);
-	rt__shard *s = rt__registry_shard(&w->rt->registry, hash);
-	/* Unlocked: a shard growing meanwhile may give an old array or a
-	 * mask of the new one; a prefetch of any address is harmless. */
-	rt__slot *slots = __atomic_load_n(&s->slots, __ATOMIC_RELAXED);
-	uint32_t mask = __atomic_load_n(&s->mask, __ATOMIC_RELAXED);
-	__builtin_prefetch(&slots[(uint32_t)hash & mask], 0, 3);
+	registry_prefetch(w->rt, rt__addr_hash(to.kind, to.id));
 }
 
 int
