@@ -740,4 +740,8 @@ rt_request_passivate(rt_actor *self)
 	RT_ASSERT(self != NULL);
 	RT_ASSERT(rt__tls_worker != NULL && rt__tls_worker->current == self);
 	self->local_flags |= RT_ACTOR_WANT_PASSIVATE;
+	/* The end of the turn removes self from the registry: start loading
+	 * its slot while the rest of the turn runs. */
+	rt__registry_prefetch(&rt__tls_worker->rt->registry,
+		rt__addr_hash(self->kind, self->id));
 }

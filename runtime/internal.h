@@ -346,12 +346,18 @@ typedef struct rt__slot {
 	rt_actor *actor;
 } rt__slot;
 
+/* The lock and count, which every send and activation writes, sit on
+ * their own cache line; the slot array and mask, read by each probe and
+ * written only when the shard grows, on the next. A sender reads them
+ * before it locks, to start loading the slot it will probe, without
+ * waiting for the lock line the other worker last wrote. */
 typedef struct rt__shard {
 	_Alignas(64) rt__spin lock;
 	uint32_t count;
-	uint32_t mask; /* slots - 1 */
+	_Alignas(64) uint32_t mask; /* slots - 1 */
 	rt__slot *slots;
 } rt__shard;
+_Static_assert(sizeof(rt__shard) == 128, "lock line, then slot line");
 
 typedef struct rt__registry {
 	rt__shard shards[RT_REGISTRY_SHARDS];
@@ -370,6 +376,18 @@ static inline rt__shard *
 rt__registry_shard(rt__registry *reg, uint64_t hash)
 {
 	return &reg->shards[hash >> 56];
+}
+
+/* Starts loading the home slot of hash (no lock: a shard growing
+ * meanwhile may give an old array or a mask of the new one; a prefetch
+ * of any address is harmless). */
+static inline void
+rt__registry_prefetch(rt__registry *reg, uint64_t hash)
+{
+	rt__shard *s = rt__registry_shard(reg, hash);
+	rt__slot *slots = __atomic_load_n(&s->slots, __ATOMIC_RELAXED);
+	uint32_t mask = __atomic_load_n(&s->mask, __ATOMIC_RELAXED);
+	__builtin_prefetch(&slots[(uint32_t)hash & mask], 0, 3);
 }
 
 int rt__registry_init(rt__registry *reg);

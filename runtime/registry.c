@@ -73,8 +73,13 @@ rt__registry_find_hole(rt__shard *s, uint64_t hash, uint32_t kind,
 			*hole_out = i;
 			return NULL;
 		}
-		if (slot->hash == hash && slot->actor->id == id &&
-			slot->actor->kind == kind)
+		if (slot->hash != hash)
+			continue;
+		/* A hit is nearly always the actor sought, and its caller
+		 * writes its header (the mailbox push): ask for the line
+		 * exclusive now rather than shared, then again to write. */
+		__builtin_prefetch(slot->actor, 1, 3);
+		if (slot->actor->id == id && slot->actor->kind == kind)
 			return slot->actor;
 	}
 }

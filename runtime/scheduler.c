@@ -470,6 +470,12 @@ worker_main(void *arg)
 			rt_actor *next = peek_next(w);
 			if (next != NULL)
 				__builtin_prefetch(next, 1, 3);
+			/* a's header came in the same way a turn ago: start on
+			 * its newest message while the turn sets up. */
+			rt_message *newest = atomic_load_explicit(&a->stack,
+				memory_order_relaxed);
+			if (newest != NULL)
+				__builtin_prefetch(newest, 1, 3);
 			rt__turn(w, a);
 			continue;
 		}

@@ -100,18 +100,6 @@ actor_new(rt_runtime *rt, const rt__kind *k, uint32_t kind, uint64_t id)
 	return a;
 }
 
-/* Starts loading the home slot of hash. Unlocked: a shard growing
- * meanwhile may give an old array or a mask of the new one; a prefetch
- * of any address is harmless. */
-static inline void
-registry_prefetch(rt_runtime *rt, uint64_t hash)
-{
-	rt__shard *s = rt__registry_shard(&rt->registry, hash);
-	rt__slot *slots = __atomic_load_n(&s->slots, __ATOMIC_RELAXED);
-	uint32_t mask = __atomic_load_n(&s->mask, __ATOMIC_RELAXED);
-	__builtin_prefetch(&slots[(uint32_t)hash & mask], 0, 3);
-}
-
 static void
 actor_created(rt_runtime *rt, const rt__kind *k)
 {
@@ -171,6 +159,8 @@ rt__deliver(rt_runtime *rt, rt_message *m, unsigned how)
 	uint64_t hash = rt__addr_hash(kind, id);
 	rt__shard *s = rt__registry_shard(&rt->registry, hash);
 	uint32_t hole;
+	/* The slot loads while the lock is taken. */
+	rt__registry_prefetch(&rt->registry, hash);
 	rt__spin_lock(&s->lock);
 	rt_actor *a = rt__registry_find_hole(s, hash, kind, id, &hole);
 	if (a == NULL) {
@@ -353,7 +343,8 @@ rt_send_copy(rt_actor *self, rt_addr to, uint32_t type, const void *payload,
 	 * it. */
 	if (to.kind != RT_KIND_NONE && to.kind < RT_KINDS_MAX &&
 		to.kind != RT_KIND_INBOX)
-		registry_prefetch(rt, rt__addr_hash(to.kind, to.id));
+		rt__registry_prefetch(&rt->registry,
+			rt__addr_hash(to.kind, to.id));
 	rt_message *m = rt__message_new(rt, type, size);
 	if (m == NULL)
 		return RT_ENOMEM;
@@ -371,7 +362,8 @@ rt_prefetch(rt_actor *self, rt_addr to)
 	if (to.kind == RT_KIND_NONE || to.kind >= RT_KINDS_MAX ||
 		to.kind == RT_KIND_INBOX)
 		return;
-	registry_prefetch(w->rt, rt__addr_hash(to.kind, to.id));
+	rt__registry_prefetch(&w->rt->registry,
+		rt__addr_hash(to.kind, to.id));
 }
 
 int
