@@ -28,14 +28,10 @@ gw__body_init(gw__body *b, size_t cap)
 	b->cap = cap;
 }
 
-int
-gw__body_append(gw__body *b, const void *bytes, size_t n)
+/* Room for n more bytes and the NUL (n within the cap). */
+static int
+body_room(gw__body *b, size_t n)
 {
-	gw__assert(b->length <= b->cap);
-	if (n > b->cap - b->length)
-		return GW_ETOOLARGE;
-	if (n == 0 && b->bytes != NULL)
-		return 0;
 	size_t need = b->length + n + 1; /* + NUL */
 	if (need > b->capacity) {
 		size_t capacity = b->capacity ? b->capacity : BODY_INITIAL_BYTES;
@@ -51,6 +47,32 @@ gw__body_append(gw__body *b, const void *bytes, size_t n)
 		b->bytes = grown;
 		b->capacity = capacity;
 	}
+	return 0;
+}
+
+int
+gw__body_reserve(gw__body *b, size_t n)
+{
+	gw__assert(b->length <= b->cap);
+	if (n > b->cap - b->length)
+		n = b->cap - b->length;
+	int rc = body_room(b, n);
+	if (rc == 0)
+		b->bytes[b->length] = '\0';
+	return rc;
+}
+
+int
+gw__body_append(gw__body *b, const void *bytes, size_t n)
+{
+	gw__assert(b->length <= b->cap);
+	if (n > b->cap - b->length)
+		return GW_ETOOLARGE;
+	if (n == 0 && b->bytes != NULL)
+		return 0;
+	int rc = body_room(b, n);
+	if (rc < 0)
+		return rc;
 	if (n > 0)
 		memcpy(b->bytes + b->length, bytes, n);
 	b->length += n;

@@ -218,10 +218,8 @@ api_error(gw__request *r, const api_result *res)
 /* Adds Link: <path?...&after_cursor=C>; rel="next" when there is a next
  * page. */
 static void
-link_next(gw__request *r, const json_t *body)
+link_next(gw__request *r, const char *next)
 {
-	const char *next = json_string_value(json_object_get(body,
-		"next_cursor"));
 	if (next == NULL || next[0] == '\0')
 		return;
 	char cursor[GW_HEADER_VALUE_BYTES_MAX / 2];
@@ -296,6 +294,63 @@ finish_pending(gw__request *r)
 	r->g->metrics->requests_in_flight--;
 }
 
+/* Room taken for a rendered answer at once: a feed page of 20 posts with
+ * media is ~9 KiB of JSON (growing by doubling from 1 KiB copied it four
+ * times). */
+#define RENDERED_BODY_RESERVE_BYTES (16u * 1024u)
+
+/* The cursor of a page answer, copied out of its msgpack map (the Link
+ * header's); "" when none. */
+static void
+next_cursor_of(const msgpack_object *body, char *out, size_t size)
+{
+	out[0] = '\0';
+	if (body->type != MSGPACK_OBJECT_MAP)
+		return;
+	for (uint32_t i = 0; i < body->via.map.size; i++) {
+		const msgpack_object_kv *kv = &body->via.map.ptr[i];
+		if (kv->key.type != MSGPACK_OBJECT_STR ||
+			kv->key.via.str.size != 11 ||
+			memcmp(kv->key.via.str.ptr, "next_cursor", 11) != 0)
+			continue;
+		if (kv->val.type == MSGPACK_OBJECT_STR &&
+			kv->val.via.str.size < size &&
+			memchr(kv->val.via.str.ptr, '\0',
+				kv->val.via.str.size) == NULL) {
+			memcpy(out, kv->val.via.str.ptr, kv->val.via.str.size);
+			out[kv->val.via.str.size] = '\0';
+		}
+		return;
+	}
+}
+
+/* An answer sent as the domain shaped it: msgpack straight to JSON text
+ * (list items through the gateway's cache of rendered items). */
+static void
+respond_rendered(gw__request *r, const gw__route_info *info,
+	const msgpack_object *body)
+{
+	if (info->flags & GW_ROUTE_F_PAGED) {
+		char next[GW_HEADER_VALUE_BYTES_MAX / 2];
+		next_cursor_of(body, next, sizeof next);
+		link_next(r, next);
+	}
+	gw__body_init(&r->response, SIZE_MAX / 2);
+	int rc = gw__body_reserve(&r->response, RENDERED_BODY_RESERVE_BYTES);
+	if (rc == 0)
+		rc = gw__msgpack_render(r->g->json_cache, body, &r->response);
+	if (rc == GW_EINVAL) {
+		gw__respond_problem(r, 500, "the answer is not JSON-shaped");
+		return;
+	}
+	if (rc < 0) {
+		gw__respond_problem(r, 500, "out of memory");
+		return;
+	}
+	r->response_type = "application/json";
+	respond(r, info->success_status);
+}
+
 static void
 api_done(void *arg, const api_result *res)
 {
@@ -312,6 +367,15 @@ api_done(void *arg, const api_result *res)
 	const gw__route_info *info = r->match.info;
 	if (info->success_status == 204 || res->body == NULL) {
 		gw__respond_empty(r, 204);
+		return;
+	}
+	switch (info->id) {
+	case GW_ROUTE_SIGNUP:
+	case GW_ROUTE_LOGIN:
+	case GW_ROUTE_MEDIA_RESERVE:
+		break; /* the answer gains a field: through the tree */
+	default:
+		respond_rendered(r, info, res->body);
 		return;
 	}
 	json_t *body;
@@ -335,7 +399,8 @@ api_done(void *arg, const api_result *res)
 		break;
 	}
 	if (info->flags & GW_ROUTE_F_PAGED)
-		link_next(r, body);
+		link_next(r, json_string_value(json_object_get(body,
+				     "next_cursor")));
 	gw__respond_json(r, info->success_status, body);
 }
 
@@ -1106,8 +1171,8 @@ authenticate(gw__request *r)
 		gw__respond_problem(r, 401, "a bearer token is required");
 		return false;
 	}
-	int rc = gw__token_verify(&r->g->key, token, length, gw__wall_s(),
-		&r->user_id);
+	int rc = gw__token_verify_cached(r->g->tokens, &r->g->key, token,
+		length, gw__wall_s(), &r->user_id);
 	if (rc < 0) {
 		gw__response_header(r, "WWW-Authenticate:",
 			rc == GW_EEXPIRED

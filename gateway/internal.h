@@ -286,6 +286,9 @@ int gw__body_append(gw__body *b, const void *bytes, size_t n);
 /* The bytes (owned by the caller from now: free()) and their length;
  * b is empty after, as after gw__body_free. */
 void *gw__body_take(gw__body *b, size_t *length);
+/* Allocates room for n more bytes (at most up to the cap) so appends up
+ * to them do not reallocate. GW_ENOMEM. */
+int gw__body_reserve(gw__body *b, size_t n);
 void gw__body_free(gw__body *b);
 
 /* ---- JSON ---------------------------------------------------------------- */
@@ -298,6 +301,21 @@ int gw__msgpack_to_json(const msgpack_object *o, json_t **out);
 /* Renders v compactly; returns a malloc'd NUL-terminated string and its
  * length, or NULL on allocation failure. */
 char *gw__json_render(const json_t *v, size_t *length);
+
+/* Rendered JSON of list items (maps inside arrays), keyed by their exact
+ * msgpack bytes: many readers see the same post. Loop thread only. */
+typedef struct gw__json_cache gw__json_cache;
+int gw__json_cache_create(gw__json_cache **out);
+void gw__json_cache_destroy(gw__json_cache *c);
+void gw__json_cache_counts(const gw__json_cache *c, uint64_t *hits,
+	uint64_t *misses);
+/* Appends o as compact JSON to out: the same text gw__msgpack_to_json +
+ * gw__json_render give, without building the tree (structure written
+ * here, every key and scalar rendered by jansson). Also GW_EINVAL for a
+ * map with a repeated key. cache may be NULL. On error out is as it was
+ * (GW_EINVAL shape, GW_ENOMEM, GW_ETOOLARGE from out's cap). */
+int gw__msgpack_render(gw__json_cache *cache, const msgpack_object *o,
+	gw__body *out);
 
 /* Parses a request body that must be one JSON object. GW_EINVAL with a
  * detail (static or in detail_buf) otherwise. *out owned. */
@@ -347,6 +365,15 @@ int gw__token_issue(const gw_key *key, uint64_t user_id, uint64_t now_s,
  * GW_EEXPIRED (signature good, now_s >= exp). */
 int gw__token_verify(const gw_key *key, const char *token, size_t length,
 	uint64_t now_s, uint64_t *user_id);
+/* Tokens that verified, with their user and exp (loop thread only). */
+typedef struct gw__token_cache gw__token_cache;
+int gw__token_cache_create(gw__token_cache **out);
+void gw__token_cache_destroy(gw__token_cache *c);
+/* gw__token_verify's answer, from the cache when this exact token
+ * verified before (then only its expiry is checked again). c may be
+ * NULL (no cache). */
+int gw__token_verify_cached(gw__token_cache *c, const gw_key *key,
+	const char *token, size_t length, uint64_t now_s, uint64_t *user_id);
 
 /* Pre-signed upload URL path+query for media_id owned by user_id:
  * "/v1/media/uploads/<id>?user=<u>&expires=<s>&sig=<b64url Ed25519>". */
@@ -587,6 +614,8 @@ struct gw {
 	gw__rate_table *rate_login;
 	gw__conn_table *conns;
 	gw__media_cache *media_cache; /* hot variants; NULL: none */
+	gw__json_cache *json_cache;   /* rendered list items */
+	gw__token_cache *tokens;      /* verified bearer tokens */
 	gw_metrics_extra_callback metrics_extra;
 	void *metrics_extra_arg;
 	gw__link requests;        /* gw__request waiting for the domain */

@@ -171,6 +171,350 @@ gw__json_render(const json_t *v, size_t *length)
 	return s;
 }
 
+/* ---- msgpack -> JSON text, without the tree ------------------------------ */
+
+/* A scalar rendered by jansson (escaping, UTF-8 checks, number formats):
+ * the same text json_dumps writes for it inside a tree. Takes v. */
+static int
+render_scalar(json_t *v, gw__body *out)
+{
+	if (v == NULL)
+		return GW_EINVAL;
+	char small[256];
+	size_t n = json_dumpb(v, small, sizeof small,
+		JSON_COMPACT | JSON_ENCODE_ANY);
+	int rc = GW_ENOMEM;
+	if (n == 0) {
+		rc = GW_EINVAL;
+	} else if (n <= sizeof small) {
+		rc = gw__body_append(out, small, n);
+	} else {
+		char *big = malloc(n);
+		if (big != NULL &&
+			json_dumpb(v, big, n, JSON_COMPACT | JSON_ENCODE_ANY) ==
+				n)
+			rc = gw__body_append(out, big, n);
+		free(big);
+	}
+	json_decref(v);
+	return rc;
+}
+
+static int render(gw__json_cache *cache, const msgpack_object *o, int depth,
+	gw__body *out);
+
+/* Keys of one map as JSON object keys (integers in decimal, as the tree
+ * does); GW_EINVAL for another type, a NUL or a repeated key (the tree
+ * would keep one of them: the domain never sends such a map). */
+static int
+render_map(gw__json_cache *cache, const msgpack_object_map *map, int depth,
+	gw__body *out)
+{
+	int rc = gw__body_append(out, "{", 1);
+	for (uint32_t i = 0; i < map->size && rc == 0; i++) {
+		const msgpack_object *key = &map->ptr[i].key;
+		char digits[24];
+		const char *k;
+		size_t klen;
+		if (key->type == MSGPACK_OBJECT_STR) {
+			k = key->via.str.ptr;
+			klen = key->via.str.size;
+		} else if (key->type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
+			klen = (size_t)snprintf(digits, sizeof digits,
+				"%" PRIu64, key->via.u64);
+			k = digits;
+		} else {
+			return GW_EINVAL;
+		}
+		if (klen > 0 && memchr(k, '\0', klen) != NULL)
+			return GW_EINVAL;
+		for (uint32_t j = 0; j < i; j++) {
+			const msgpack_object *seen = &map->ptr[j].key;
+			if (key->type == MSGPACK_OBJECT_STR &&
+				seen->type == MSGPACK_OBJECT_STR &&
+				seen->via.str.size == klen &&
+				(klen == 0 || memcmp(seen->via.str.ptr, k, klen) == 0))
+				return GW_EINVAL;
+			if (key->type == MSGPACK_OBJECT_POSITIVE_INTEGER &&
+				seen->type == MSGPACK_OBJECT_POSITIVE_INTEGER &&
+				seen->via.u64 == key->via.u64)
+				return GW_EINVAL;
+			if (seen->type != key->type) {
+				/* "7" and 7 are the same JSON key. */
+				char other[24];
+				const char *ok = seen->via.str.ptr;
+				size_t olen = seen->via.str.size;
+				if (seen->type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
+					olen = (size_t)snprintf(other,
+						sizeof other, "%" PRIu64,
+						seen->via.u64);
+					ok = other;
+				} else if (seen->type != MSGPACK_OBJECT_STR) {
+					continue;
+				}
+				if (olen == klen && memcmp(ok, k, klen) == 0)
+					return GW_EINVAL;
+			}
+		}
+		if (i > 0)
+			rc = gw__body_append(out, ",", 1);
+		if (rc == 0)
+			rc = render_scalar(json_stringn(k, klen), out);
+		if (rc == 0)
+			rc = gw__body_append(out, ":", 1);
+		if (rc == 0)
+			rc = render(cache, &map->ptr[i].val, depth + 1, out);
+	}
+	return rc != 0 ? rc : gw__body_append(out, "}", 1);
+}
+
+/* ---- the fragment cache ---- */
+
+/* Slots of the cache: a feed page is 20-50 posts, a node's hot set a few
+ * thousand; direct-mapped, a collision replaces. */
+#define FRAGMENT_SLOTS 4096u
+/* Only maps this small (packed) are cached: a post item is ~400 bytes;
+ * bounds the cache at FRAGMENT_SLOTS * (key + text). */
+#define FRAGMENT_KEY_BYTES_MAX 2048u
+#define FRAGMENT_TEXT_BYTES_MAX 8192u
+
+typedef struct fragment {
+	uint64_t hash;
+	uint32_t key_length;
+	uint32_t text_length;
+	unsigned char *key;  /* owned: the map packed as msgpack */
+	char *text;          /* owned: its JSON */
+} fragment;
+
+/* A map's cache key: its shape and bytes in an unambiguous form (type,
+ * sizes, then contents), written straight from the unpacked object. */
+typedef struct item_key {
+	unsigned char bytes[FRAGMENT_KEY_BYTES_MAX];
+	size_t length;
+	bool overflow;
+} item_key;
+
+struct gw__json_cache {
+	uint64_t seed;
+	uint64_t hits;
+	uint64_t misses;
+	struct item_key *key; /* scratch for render_item */
+	fragment slots[FRAGMENT_SLOTS];
+};
+
+int
+gw__json_cache_create(gw__json_cache **out)
+{
+	gw__json_cache *c = calloc(1, sizeof *c);
+	if (c == NULL)
+		return GW_ENOMEM;
+	c->key = malloc(sizeof *c->key);
+	if (c->key == NULL) {
+		free(c);
+		return GW_ENOMEM;
+	}
+	/* Seeded so no client can aim posts at one slot. */
+	randombytes_buf(&c->seed, sizeof c->seed);
+	*out = c;
+	return 0;
+}
+
+void
+gw__json_cache_destroy(gw__json_cache *c)
+{
+	if (c == NULL)
+		return;
+	for (uint32_t i = 0; i < FRAGMENT_SLOTS; i++) {
+		free(c->slots[i].key);
+		free(c->slots[i].text);
+	}
+	free(c->key);
+	free(c);
+}
+
+void
+gw__json_cache_counts(const gw__json_cache *c, uint64_t *hits,
+	uint64_t *misses)
+{
+	*hits = c != NULL ? c->hits : 0;
+	*misses = c != NULL ? c->misses : 0;
+}
+
+
+static void
+key_put(item_key *k, const void *bytes, size_t n)
+{
+	if (k->overflow || n > sizeof k->bytes - k->length) {
+		k->overflow = true;
+		return;
+	}
+	if (n > 0)
+		memcpy(k->bytes + k->length, bytes, n);
+	k->length += n;
+}
+
+static void
+key_object(item_key *k, const msgpack_object *o, int depth)
+{
+	if (depth > GW_JSON_DEPTH_MAX) {
+		k->overflow = true;
+		return;
+	}
+	unsigned char type = (unsigned char)o->type;
+	key_put(k, &type, 1);
+	switch (o->type) {
+	case MSGPACK_OBJECT_NIL:
+		break;
+	case MSGPACK_OBJECT_BOOLEAN: {
+		unsigned char b = o->via.boolean ? 1 : 0;
+		key_put(k, &b, 1);
+		break;
+	}
+	case MSGPACK_OBJECT_POSITIVE_INTEGER:
+	case MSGPACK_OBJECT_NEGATIVE_INTEGER:
+		key_put(k, &o->via.u64, sizeof o->via.u64);
+		break;
+	case MSGPACK_OBJECT_FLOAT32:
+	case MSGPACK_OBJECT_FLOAT64:
+		key_put(k, &o->via.f64, sizeof o->via.f64);
+		break;
+	case MSGPACK_OBJECT_STR:
+	case MSGPACK_OBJECT_BIN:
+		key_put(k, &o->via.str.size, sizeof o->via.str.size);
+		key_put(k, o->via.str.ptr, o->via.str.size);
+		break;
+	case MSGPACK_OBJECT_ARRAY:
+		key_put(k, &o->via.array.size, sizeof o->via.array.size);
+		for (uint32_t i = 0; i < o->via.array.size && !k->overflow; i++)
+			key_object(k, &o->via.array.ptr[i], depth + 1);
+		break;
+	case MSGPACK_OBJECT_MAP:
+		key_put(k, &o->via.map.size, sizeof o->via.map.size);
+		for (uint32_t i = 0; i < o->via.map.size && !k->overflow; i++) {
+			key_object(k, &o->via.map.ptr[i].key, depth + 1);
+			key_object(k, &o->via.map.ptr[i].val, depth + 1);
+		}
+		break;
+	default:
+		/* ext renders as null whatever it holds. */
+		break;
+	}
+}
+
+/* 64-bit hash of the key under the cache's secret seed: spreads slots,
+ * decides nothing (a hit compares the whole key). */
+static uint64_t
+key_hash(const gw__json_cache *cache, const item_key *k)
+{
+	uint64_t h = cache->seed ^ (k->length * 0x9e3779b97f4a7c15ull);
+	size_t i = 0;
+	for (; i + 8 <= k->length; i += 8) {
+		uint64_t w;
+		memcpy(&w, k->bytes + i, 8);
+		h = (h ^ w) * 0xff51afd7ed558ccdull;
+		h ^= h >> 32;
+	}
+	uint64_t tail = 0;
+	memcpy(&tail, k->bytes + i, k->length - i);
+	h = (h ^ tail) * 0xc4ceb9fe1a85ec53ull;
+	return h ^ (h >> 29);
+}
+
+/* A map inside an array (an item of a list: a post, a comment, a user)
+ * through the cache. The key is the map's exact content, so a hit is the
+ * same map and renders the same text. */
+static int
+render_item(gw__json_cache *cache, const msgpack_object *o, int depth,
+	gw__body *out)
+{
+	item_key *key = cache->key;
+	key->length = 0;
+	key->overflow = false;
+	key_object(key, o, depth);
+	if (key->overflow)
+		return render_map(cache, &o->via.map, depth, out);
+	uint64_t hash = key_hash(cache, key);
+	fragment *f = &cache->slots[hash & (FRAGMENT_SLOTS - 1)];
+	if (f->key != NULL && f->hash == hash &&
+		f->key_length == key->length &&
+		memcmp(f->key, key->bytes, key->length) == 0) {
+		cache->hits++;
+		return gw__body_append(out, f->text, f->text_length);
+	}
+	cache->misses++;
+	/* render_map may reach render_item again (a list inside an item):
+	 * the key buffer is free to reuse by then, so keep this one. */
+	unsigned char *k = malloc(key->length);
+	if (k == NULL)
+		return render_map(cache, &o->via.map, depth, out);
+	memcpy(k, key->bytes, key->length);
+	uint32_t k_length = (uint32_t)key->length;
+	size_t start = out->length;
+	int rc = render_map(cache, &o->via.map, depth, out);
+	size_t text_length = out->length - start;
+	char *text = rc == 0 && text_length <= FRAGMENT_TEXT_BYTES_MAX
+		? malloc(text_length)
+		: NULL;
+	if (text == NULL) {
+		free(k);
+		return rc;
+	}
+	memcpy(text, out->bytes + start, text_length);
+	free(f->key);
+	free(f->text);
+	*f = (fragment){hash, k_length, (uint32_t)text_length, k, text};
+	return 0;
+}
+
+static int
+render(gw__json_cache *cache, const msgpack_object *o, int depth,
+	gw__body *out)
+{
+	if (depth > GW_JSON_DEPTH_MAX)
+		return GW_EINVAL;
+	switch (o->type) {
+	case MSGPACK_OBJECT_ARRAY: {
+		int rc = gw__body_append(out, "[", 1);
+		for (uint32_t i = 0; i < o->via.array.size && rc == 0; i++) {
+			const msgpack_object *e = &o->via.array.ptr[i];
+			if (i > 0)
+				rc = gw__body_append(out, ",", 1);
+			if (rc != 0)
+				break;
+			if (e->type == MSGPACK_OBJECT_MAP && cache != NULL &&
+				depth + 1 <= GW_JSON_DEPTH_MAX)
+				rc = render_item(cache, e, depth + 1, out);
+			else
+				rc = render(cache, e, depth + 1, out);
+		}
+		return rc != 0 ? rc : gw__body_append(out, "]", 1);
+	}
+	case MSGPACK_OBJECT_MAP:
+		return render_map(cache, &o->via.map, depth, out);
+	default: {
+		json_t *v;
+		int rc = to_json(o, depth, &v);
+		return rc < 0 ? rc : render_scalar(v, out);
+	}
+	}
+}
+
+int
+gw__msgpack_render(gw__json_cache *cache, const msgpack_object *o,
+	gw__body *out)
+{
+	gw__assert(o != NULL);
+	gw__assert(out != NULL);
+	size_t start = out->length;
+	int rc = render(cache, o, 0, out);
+	if (rc != 0) {
+		out->length = start;
+		if (out->bytes != NULL)
+			out->bytes[start] = '\0';
+	}
+	return rc;
+}
+
 /* ---- request JSON -------------------------------------------------------- */
 
 int

@@ -1099,7 +1099,9 @@ gw_create(uv_loop_t *loop, rt_runtime *rt, api *domain, const gw_key *key,
 		gw__rate_table_create(cfg->rate_login, GW_LIMIT_ENTRIES_MAX,
 			&g->rate_login) < 0 ||
 		gw__conn_table_create(cfg->connections_per_ip_max,
-			GW_LIMIT_ENTRIES_MAX, &g->conns) < 0)
+			GW_LIMIT_ENTRIES_MAX, &g->conns) < 0 ||
+		gw__json_cache_create(&g->json_cache) < 0 ||
+		gw__token_cache_create(&g->tokens) < 0)
 		goto fail;
 	if (domain != NULL && api_client_create(domain, notify_from_any_thread,
 				      g, &g->client) != 0)
@@ -1285,6 +1287,8 @@ gw_destroy(gw *g)
 	gw__rate_table_destroy(g->rate_login);
 	gw__conn_table_destroy(g->conns);
 	gw__media_cache_destroy(g->media_cache);
+	gw__json_cache_destroy(g->json_cache);
+	gw__token_cache_destroy(g->tokens);
 	free(g->metrics);
 	free(g);
 }

@@ -363,6 +363,138 @@ TEST(gateway_transcoder)
 	json_decref(j);
 }
 
+/* The tree's text for o, or NULL when the tree refuses it. */
+static char *
+tree_text(const msgpack_object *o)
+{
+	json_t *j;
+	if (gw__msgpack_to_json(o, &j) != 0)
+		return NULL;
+	char *s = gw__json_render(j, NULL);
+	json_decref(j);
+	return s;
+}
+
+static void
+feed_like_page(msgpack_sbuffer *sb, uint32_t likes, bool liked)
+{
+	msgpack_packer pk;
+	msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+	msgpack_pack_map(&pk, 2);
+	msgpack_pack_str_with_body(&pk, "items", 5);
+	msgpack_pack_array(&pk, 3);
+	for (int i = 0; i < 3; i++) {
+		msgpack_pack_map(&pk, 5);
+		msgpack_pack_str_with_body(&pk, "post_id", 7);
+		char id[24];
+		int n = snprintf(id, sizeof id, "%d", 1000 + i);
+		msgpack_pack_str_with_body(&pk, id, (size_t)n);
+		msgpack_pack_str_with_body(&pk, "caption", 7);
+		msgpack_pack_str_with_body(&pk, "caf\xc3\xa9 \"q\" \\ \n\x01", 14);
+		msgpack_pack_str_with_body(&pk, "user", 4);
+		msgpack_pack_map(&pk, 1);
+		msgpack_pack_str_with_body(&pk, "username", 8);
+		msgpack_pack_str_with_body(&pk, "ann", 3);
+		msgpack_pack_str_with_body(&pk, "likes_count", 11);
+		msgpack_pack_uint32(&pk, likes);
+		msgpack_pack_str_with_body(&pk, "liked_by_me", 11);
+		if (liked)
+			msgpack_pack_true(&pk);
+		else
+			msgpack_pack_false(&pk);
+	}
+	msgpack_pack_str_with_body(&pk, "next_cursor", 11);
+	msgpack_pack_str_with_body(&pk, "abc", 3);
+}
+
+/* gw__msgpack_render writes the tree's text byte for byte, with and
+ * without its cache of items; a changed item is rendered afresh. */
+TEST(gateway_render_matches_tree)
+{
+	gw__json_cache *cache;
+	CHECK_EQ(gw__json_cache_create(&cache), 0);
+	for (int round = 0; round < 6; round++) {
+		msgpack_sbuffer sb;
+		msgpack_sbuffer_init(&sb);
+		if (round == 0)
+			pack_sample(&sb);
+		else
+			feed_like_page(&sb, (uint32_t)(round / 2),
+				(round & 1) != 0);
+		msgpack_unpacked u;
+		msgpack_unpacked_init(&u);
+		CHECK(msgpack_unpack_next(&u, sb.data, sb.size, NULL) ==
+			MSGPACK_UNPACK_SUCCESS);
+		char *want = tree_text(&u.data);
+		CHECK(want != NULL);
+		for (int pass = 0; pass < 3; pass++) {
+			gw__body b;
+			gw__body_init(&b, SIZE_MAX / 2);
+			CHECK_EQ(gw__msgpack_render(pass == 0 ? NULL : cache,
+					 &u.data, &b), 0);
+			CHECK_STR_EQ((const char *)b.bytes, want);
+			gw__body_free(&b);
+		}
+		free(want);
+		msgpack_unpacked_destroy(&u);
+		msgpack_sbuffer_destroy(&sb);
+	}
+	uint64_t hits, misses;
+	gw__json_cache_counts(cache, &hits, &misses);
+	CHECK(hits > 0);
+	CHECK_EQ_U64(misses, 5 * 3); /* 5 distinct pages of 3 items */
+
+	/* Refused as the tree refuses: invalid UTF-8, in a value and in a
+	 * key, and depth; and a repeated key. The body is left as it was. */
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	msgpack_packer pk;
+	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+	msgpack_pack_array(&pk, 3);
+	msgpack_pack_map(&pk, 1);
+	msgpack_pack_str_with_body(&pk, "k", 1);
+	msgpack_pack_str_with_body(&pk, "\xc3\x28", 2);
+	msgpack_pack_map(&pk, 1);
+	msgpack_pack_str_with_body(&pk, "\xc3\x28", 2);
+	msgpack_pack_nil(&pk);
+	msgpack_pack_map(&pk, 2);
+	msgpack_pack_str_with_body(&pk, "k", 1);
+	msgpack_pack_nil(&pk);
+	msgpack_pack_str_with_body(&pk, "k", 1);
+	msgpack_pack_nil(&pk);
+	msgpack_unpacked u;
+	msgpack_unpacked_init(&u);
+	CHECK(msgpack_unpack_next(&u, sb.data, sb.size, NULL) ==
+		MSGPACK_UNPACK_SUCCESS);
+	for (uint32_t i = 0; i < 3; i++) {
+		gw__body b;
+		gw__body_init(&b, SIZE_MAX / 2);
+		CHECK_EQ(gw__body_append(&b, "x", 1), 0);
+		CHECK_EQ(gw__msgpack_render(cache, &u.data.via.array.ptr[i], &b),
+			GW_EINVAL);
+		CHECK_EQ((int)b.length, 1);
+		CHECK_EQ(gw__msgpack_render(cache, &u.data, &b), GW_EINVAL);
+		CHECK_EQ((int)b.length, 1);
+		gw__body_free(&b);
+	}
+	msgpack_unpacked_destroy(&u);
+	msgpack_sbuffer_destroy(&sb);
+	msgpack_object nest[GW_JSON_DEPTH_MAX + 2];
+	for (int i = 0; i < GW_JSON_DEPTH_MAX + 2; i++) {
+		nest[i].type = i % 2 ? MSGPACK_OBJECT_ARRAY : MSGPACK_OBJECT_ARRAY;
+		nest[i].via.array.size = i + 1 < GW_JSON_DEPTH_MAX + 2 ? 1 : 0;
+		nest[i].via.array.ptr = i + 1 < GW_JSON_DEPTH_MAX + 2
+			? &nest[i + 1]
+			: NULL;
+	}
+	gw__body b;
+	gw__body_init(&b, SIZE_MAX / 2);
+	CHECK_EQ(gw__msgpack_render(cache, &nest[0], &b), GW_EINVAL);
+	CHECK_EQ(gw__msgpack_render(cache, &nest[3], &b), 0);
+	gw__body_free(&b);
+	gw__json_cache_destroy(cache);
+}
+
 TEST(gateway_request_json)
 {
 	char detail[200];

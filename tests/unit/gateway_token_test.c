@@ -41,6 +41,65 @@ TEST(gateway_token_roundtrip_and_expiry_edge)
 		GW_EEXPIRED);
 }
 
+/* The cache of verified tokens answers as gw__token_verify does: a
+ * cached token still expires, a token one byte off is verified (and
+ * refused) afresh, a refused token is never cached. */
+TEST(gateway_token_cache)
+{
+	gw_key key;
+	make_key(&key, "k");
+	gw__token_cache *c;
+	CHECK_EQ(gw__token_cache_create(&c), 0);
+	char token[GW_TOKEN_BYTES_MAX];
+	CHECK_EQ(gw__token_issue(&key, 77, 1000, 60, token, sizeof token), 0);
+	size_t n = strlen(token);
+	uint64_t user = 0;
+	for (int i = 0; i < 3; i++) {
+		CHECK_EQ(gw__token_verify_cached(c, &key, token, n, 1000 + i,
+				 &user), 0);
+		CHECK_EQ_U64(user, 77);
+	}
+	CHECK_EQ(gw__token_verify_cached(c, &key, token, n, 1060, &user),
+		GW_EEXPIRED);
+	CHECK_EQ_U64(user, 0);
+	CHECK_EQ(gw__token_verify_cached(c, &key, token, n, 1059, &user), 0);
+	for (size_t i = 0; i < n; i++) {
+		char saved = token[i];
+		if (saved == '.')
+			continue;
+		token[i] = saved == 'A' ? 'B' : 'A';
+		for (int twice = 0; twice < 2; twice++)
+			CHECK_EQ(gw__token_verify_cached(c, &key, token, n,
+					 1000, &user),
+				GW_EBADTOKEN);
+		token[i] = saved;
+	}
+	/* A prefix of a cached token is another token. */
+	CHECK_EQ(gw__token_verify_cached(c, &key, token, n - 1, 1000, &user),
+		GW_EBADTOKEN);
+	/* Another key's token with the same claims is refused. */
+	gw_key other;
+	make_key(&other, "other");
+	char foreign[GW_TOKEN_BYTES_MAX];
+	CHECK_EQ(gw__token_issue(&other, 77, 1000, 60, foreign,
+			 sizeof foreign), 0);
+	CHECK_EQ(gw__token_verify_cached(c, &key, foreign, strlen(foreign),
+			 1000, &user),
+		GW_EBADTOKEN);
+	/* Many sessions: each still maps to its own user. */
+	for (uint64_t u = 1; u <= 3000; u++) {
+		char t[GW_TOKEN_BYTES_MAX];
+		CHECK_EQ(gw__token_issue(&key, u, 1000, 60, t, sizeof t), 0);
+		CHECK_EQ(gw__token_verify_cached(c, &key, t, strlen(t), 1001,
+				 &user), 0);
+		CHECK_EQ_U64(user, u);
+		CHECK_EQ(gw__token_verify_cached(c, &key, t, strlen(t), 1002,
+				 &user), 0);
+		CHECK_EQ_U64(user, u);
+	}
+	gw__token_cache_destroy(c);
+}
+
 TEST(gateway_token_tamper)
 {
 	gw_key key;
