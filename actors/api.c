@@ -395,6 +395,9 @@ api_create(rt_runtime *rt, ps_node *store, const api_config *cfg, api **out)
 	rc = pool_create(a);
 	if (rc != 0)
 		goto fail_kinds;
+	rc = actors__post_views_create(&a->post_views);
+	if (rc != 0)
+		goto fail_views;
 	if (actors__modules_create != NULL) {
 		rc = actors__modules_create(a);
 		if (rc != 0)
@@ -403,6 +406,8 @@ api_create(rt_runtime *rt, ps_node *store, const api_config *cfg, api **out)
 	*out = a;
 	return API_OK;
 fail_modules:
+	actors__post_views_destroy(a->post_views);
+fail_views:
 	pool_destroy(a->pool);
 fail_kinds:
 	registry_remove(rt);
@@ -427,6 +432,7 @@ api_destroy(api *a)
 		actors__modules_destroy(a);
 	pool_destroy(a->pool);
 	actors__acks_destroy(a);
+	actors__post_views_destroy(a->post_views);
 	registry_remove(a->rt);
 	free(a);
 }

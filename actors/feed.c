@@ -10,8 +10,10 @@
  *      or at some post time) and its affinity to each author;
  *   2. ask every pulled followee for its unpushed posts below B;
  *   3. merge (distinct post ids), keep the `limit` largest ids: the
- *      window; hydrate each from its post actor (summary + body for this
- *      viewer) in parallel; drop deleted or unknown posts;
+ *      window; hydrate each (summary + body for this viewer) from the
+ *      view its post actor published on this node (post_views.c), or by
+ *      asking the post actor when there is none, in parallel; drop
+ *      deleted or unknown posts;
  *   4. rank the window by actors__rank_score and answer {items,
  *      next_cursor}; next_cursor carries the smallest id of the window.
  * Pages are consecutive id windows of the candidate set, ranked within
@@ -28,8 +30,10 @@
  * a one-week half-life) lift a post, and engagement counts on a log
  * scale so a viral post does not bury everything else.
  *
- * What it deliberately does not do: cache hydrated posts across reads;
- * backfill a window with older posts when some of it was deleted.
+ * What it deliberately does not do: keep hydrated posts of its own
+ * across reads (the post actors' views are the one copy, kept current
+ * by them); backfill a window with older posts when some of it was
+ * deleted.
  */
 #include "actors/internal.h"
 
@@ -243,6 +247,27 @@ hydrated(api_client *c, void *opaque, const rt_message *m)
 		listing_finish(c, l);
 }
 
+/* The item from the view its post actor published on this node
+ * (post_views.c), as its POST_T_SUMMARY answer would give it; false when
+ * the post actor must be asked. */
+static bool
+view_take(api *a, const listing *l, item *it)
+{
+	actors__summary sum;
+	unsigned char *body;
+	size_t body_length;
+	if (!actors__post_views_get(a->post_views, it->id, l->viewer, &sum,
+		    &body, &body_length))
+		return false;
+	it->code = API_OK;
+	it->deleted = sum.deleted != 0;
+	it->likes = sum.likes;
+	it->comments = sum.comments;
+	it->body = body;
+	it->body_length = body != NULL ? body_length : 0;
+	return true;
+}
+
 /* Asks for every item of l; completes when all answered. */
 static void
 listing_hydrate(api_client *c, listing *l)
@@ -256,7 +281,12 @@ listing_hydrate(api_client *c, listing *l)
 	l->outstanding = l->count + 1; /* +1 guards against early finish */
 	ACTORS_ASSERT(l->slots == NULL);
 	l->slots = malloc(l->count * sizeof *l->slots);
+	api *a = actors__client_api(c);
 	for (uint32_t i = 0; i < l->count; i++) {
+		if (!users && view_take(a, l, &l->items[i])) {
+			l->outstanding--;
+			continue;
+		}
 		slot_op *s = l->slots != NULL ? &l->slots[i] : NULL;
 		int rc = API_EUNAVAILABLE;
 		if (s != NULL) {

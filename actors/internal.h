@@ -436,6 +436,8 @@ struct api {
 	uint64_t incarnation;
 	/* Deferred push acknowledgements (durable.c); made at first use. */
 	_Atomic(struct actors__acks *) acks;
+	/* Summaries of the posts active here (post_views.c). */
+	struct actors__post_views *post_views;
 };
 
 /* The api that registered kinds on rt (actor code finds its api here:
@@ -597,6 +599,38 @@ typedef struct actors__summary {
 	uint32_t reserved;
 } actors__summary;
 static_assert(sizeof(actors__summary) == 32, "summary on the wire");
+
+/* ---- post views (post_views.c) ------------------------------------------ */
+
+/* Likers a published view copies (a linear scan answers liked_by_me); a
+ * post with more has its liked_by_me asked. 64 ids = 512 bytes. */
+#define POST_VIEW_LIKERS_MAX 64u
+
+typedef struct actors__post_view actors__post_view;
+typedef struct actors__post_views actors__post_views;
+int actors__post_views_create(actors__post_views **out);
+/* After the runtime stopped: no actor publishes any more. */
+void actors__post_views_destroy(actors__post_views *v);
+/* Post actor (owner: its state): its summary and the POST_T_SUMMARY body
+ * for a viewer who has not liked it, whose liked_by_me false byte is at
+ * liked_offset; likers[likers_count] its likers (only the first
+ * POST_VIEW_LIKERS_MAX are read: more means not kept). Copies all;
+ * replaces owner's earlier view. On allocation failure the view is
+ * withdrawn (readers ask). */
+void actors__post_views_put(actors__post_views *v, const void *owner,
+	const actors__summary *summary, const void *body, size_t body_length,
+	size_t liked_offset, const uint64_t *likers, uint32_t likers_count);
+/* Withdraws post_id's view if owner published it. */
+void actors__post_views_remove(actors__post_views *v, uint64_t post_id,
+	const void *owner);
+/* Any thread: 1 and the summary (and, unless deleted, an owned copy of
+ * the body for viewer in *body) when the view answers for viewer; 0 when
+ * the post actor must be asked. */
+int actors__post_views_get(actors__post_views *v, uint64_t post_id,
+	uint64_t viewer, actors__summary *summary, unsigned char **body,
+	size_t *body_length);
+void actors__post_views_counts(actors__post_views *v, uint64_t *hits,
+	uint64_t *misses);
 
 /* ---- call helpers (calls.c), shared with feed.c ------------------------ */
 

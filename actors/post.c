@@ -65,6 +65,9 @@ typedef struct post_state {
 	uint64_t durable_lsn; /* highest notice seen (not stored) */
 	ps_outbox outbox;
 	bool redrive_armed; /* volatile: an ACTORS_T_REDRIVE timer is set */
+	/* Volatile: a record changed what the published view shows
+	 * (post_views.c); republished at the end of the turn. */
+	bool view_dirty;
 	/* The answer body's fields that never change (post_id, user,
 	 * caption, tags, mentions), packed at the first read (not stored):
 	 * feeds read a post far more often than it changes, and packing
@@ -325,8 +328,11 @@ pack_post_head(msgpack_packer *p, const post_view *v)
 	pack_mentions(p, v->caption, v->caption_length);
 }
 
+/* *liked_at (when written is the packer's running length) gets the
+ * offset of the liked_by_me bool byte: published views patch it. */
 static void
-pack_post_rest(const api *a, msgpack_packer *p, const post_view *v)
+pack_post_rest_at(const api *a, msgpack_packer *p, const post_view *v,
+	const size_t *written, size_t *liked_at)
 {
 	actors__pack_key(p, "media");
 	pack_media(a, p, v);
@@ -335,9 +341,17 @@ pack_post_rest(const api *a, msgpack_packer *p, const post_view *v)
 	actors__pack_key(p, "comments_count");
 	msgpack_pack_uint32(p, v->comments);
 	actors__pack_key(p, "liked_by_me");
+	if (written != NULL)
+		*liked_at = *written;
 	msgpack_pack_bool(p, v->liked_by_me);
 	actors__pack_key(p, "created_at");
 	actors__pack_time(p, actors__id_ms(v->post_id));
+}
+
+static void
+pack_post_rest(const api *a, msgpack_packer *p, const post_view *v)
+{
+	pack_post_rest_at(a, p, v, NULL, NULL);
 }
 
 static void
@@ -538,6 +552,7 @@ post_apply(post_state *st, uint32_t type, const void *payload,
 	wire_reader r;
 	wire_reader_init(&r, payload, length);
 	int rc = 0;
+	st->view_dirty = true;
 	switch (type) {
 	case POST_R_INIT:
 		return apply_init(st, payload, length, lsn);
@@ -580,6 +595,7 @@ post_apply(post_state *st, uint32_t type, const void *payload,
 	}
 	if (rc == 0 && r.failed)
 		rc = RT_ECORRUPT;
+	st->view_dirty = true;
 	return rc;
 }
 
@@ -713,6 +729,56 @@ on_get(api *a, rt_actor *self, post_state *st, const rt_message *m)
 		reply_code(self, m, API_EUNAVAILABLE, "out of memory");
 	else
 		actors__reply(self, m, API_OK, NULL, b.bytes, b.length);
+	answer_free(&b);
+}
+
+/* Publishes st's view for readers on this node (post_views.c): the
+ * POST_T_SUMMARY answer for a viewer who has not liked it. */
+static void
+view_publish(api *a, post_state *st)
+{
+	st->view_dirty = false;
+	if (!st->exists) {
+		actors__post_views_remove(a->post_views, st->id, st);
+		return;
+	}
+	actors__summary sum = {st->id, st->author_id, st->likers.count,
+		st->comments_count, st->deleted ? 1u : 0u, 0};
+	if (st->deleted) {
+		actors__post_views_put(a->post_views, st, &sum, NULL, 0, 0,
+			NULL, 0);
+		return;
+	}
+	post_view v;
+	view_of(st, 0, &v);
+	answer_buffer b;
+	b.bytes = b.inline_bytes;
+	b.length = 0;
+	b.capacity = sizeof b.inline_bytes;
+	b.failed = false;
+	msgpack_packer p;
+	msgpack_packer_init(&p, &b, answer_write);
+	if (head_ready(st))
+		(void)answer_write(&b, (const char *)st->head,
+			st->head_length);
+	else
+		pack_post_head(&p, &v);
+	size_t liked_at = 0;
+	pack_post_rest_at(a, &p, &v, &b.length, &liked_at);
+	uint64_t likers[POST_VIEW_LIKERS_MAX];
+	uint32_t n = 0;
+	for (uint32_t i = 0; i < st->likers.capacity &&
+		st->likers.count <= POST_VIEW_LIKERS_MAX; i++)
+		if (st->likers.slots[i] != 0)
+			likers[n++] = st->likers.slots[i];
+	if (b.failed) {
+		actors__post_views_remove(a->post_views, st->id, st);
+	} else {
+		ACTORS_ASSERT(liked_at < b.length);
+		ACTORS_ASSERT(b.bytes[liked_at] == 0xc2); /* false */
+		actors__post_views_put(a->post_views, st, &sum, b.bytes,
+			b.length, liked_at, likers, st->likers.count);
+	}
 	answer_free(&b);
 }
 
@@ -1126,11 +1192,8 @@ needs_post(uint32_t type)
 }
 
 static void
-post_on_message(rt_actor *self, void *state, const rt_message *m)
+post_handle(api *a, rt_actor *self, post_state *st, const rt_message *m)
 {
-	post_state *st = state;
-	api *a = actors__api_of(rt_actor_runtime(self));
-	ACTORS_ASSERT(a != NULL);
 	if (m->type == POST_T_LIKE_FWD || m->type == POST_T_COMMENT_FWD) {
 		on_forwarded(a, self, st, m);
 		return;
@@ -1201,6 +1264,29 @@ post_on_message(rt_actor *self, void *state, const rt_message *m)
 	}
 }
 
+static void
+post_on_message(rt_actor *self, void *state, const rt_message *m)
+{
+	post_state *st = state;
+	api *a = actors__api_of(rt_actor_runtime(self));
+	ACTORS_ASSERT(a != NULL);
+	post_handle(a, self, st, m);
+	/* Before any reply of this turn can be answered to a client (they
+	 * wait for durable notices, later turns). */
+	if (st->view_dirty)
+		view_publish(a, st);
+}
+
+static void
+post_on_passivate(rt_actor *self, void *state)
+{
+	post_state *st = state;
+	api *a = actors__api_of(rt_actor_runtime(self));
+	ACTORS_ASSERT(a != NULL);
+	actors__post_views_remove(a->post_views, st->id, st);
+	st->view_dirty = false;
+}
+
 static int
 post_on_activate(rt_actor *self, void *state, bool fresh)
 {
@@ -1216,6 +1302,7 @@ post_on_activate(rt_actor *self, void *state, bool fresh)
 	actors__outbox_run(actors__api_of(rt_actor_runtime(self)), self,
 		&st->outbox, UINT64_MAX, &st->redrive_armed);
 	watch_media(self, st);
+	view_publish(a, st);
 	return 0;
 }
 
@@ -1409,6 +1496,7 @@ actors__post_ops(rt_actor_ops *ops)
 	ops->mailbox_messages_max = POST_MAILBOX_MESSAGES_MAX;
 	ops->on_activate = post_on_activate;
 	ops->on_message = post_on_message;
+	ops->on_passivate = post_on_passivate;
 	ops->encode_state = post_encode_state;
 	ops->decode_state = post_decode_state;
 	ops->apply_record = post_apply_record;

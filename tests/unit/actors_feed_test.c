@@ -293,3 +293,191 @@ TEST(actors_feed_user_posts_listing)
 	t_result_reset(&r);
 	t_close(&e);
 }
+
+/* The item of post_id in reader's first feed page, packed, or 0 bytes. */
+static size_t
+feed_item(t_env *e, uint64_t reader, uint64_t post_id, char *out,
+	size_t size)
+{
+	t_result r = {0};
+	msgpack_unpacked_init(&r.unpacked);
+	api_ctx ctx = {.user_id = reader};
+	api_page page = {50, NULL};
+	T_CALL(e, &r, api_feed(e->c, &ctx, &page, t_callback, &r));
+	CHECK_EQ(r.code, API_OK);
+	const msgpack_object *items = api_body_get(r.body, "items");
+	CHECK(items != NULL && items->type == MSGPACK_OBJECT_ARRAY);
+	size_t n = 0;
+	for (uint32_t i = 0; i < items->via.array.size; i++) {
+		const msgpack_object *it = &items->via.array.ptr[i];
+		if (api_body_id(it, "post_id") != post_id)
+			continue;
+		msgpack_sbuffer sb;
+		msgpack_sbuffer_init(&sb);
+		msgpack_packer pk;
+		msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+		msgpack_pack_object(&pk, *it);
+		CHECK(sb.size <= size);
+		memcpy(out, sb.data, sb.size);
+		n = sb.size;
+		msgpack_sbuffer_destroy(&sb);
+	}
+	t_result_reset(&r);
+	return n;
+}
+
+/* The same post read directly (an ask to its actor), packed. */
+static size_t
+post_read(t_env *e, uint64_t reader, uint64_t post_id, char *out,
+	size_t size)
+{
+	t_result r = {0};
+	msgpack_unpacked_init(&r.unpacked);
+	api_ctx ctx = {.user_id = reader};
+	T_CALL(e, &r, api_post_get(e->c, &ctx, post_id, t_callback, &r));
+	CHECK_EQ(r.code, API_OK);
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	msgpack_packer pk;
+	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+	msgpack_pack_object(&pk, *r.body);
+	CHECK(sb.size <= size);
+	memcpy(out, sb.data, sb.size);
+	size_t n = sb.size;
+	msgpack_sbuffer_destroy(&sb);
+	t_result_reset(&r);
+	return n;
+}
+
+static void
+like_as(t_env *e, uint64_t who, uint64_t post_id, bool on)
+{
+	t_result r = {0};
+	msgpack_unpacked_init(&r.unpacked);
+	api_ctx ctx = {.user_id = who};
+	T_CALL(e, &r, api_like(e->c, &ctx, post_id, on, t_callback, &r));
+	CHECK_MSG(r.code == API_OK, "like: %d %s", r.code, r.detail);
+	t_result_reset(&r);
+}
+
+/* Feed items hydrated from the views post actors publish on their node
+ * are the bytes a read of the post gives: counts, liked_by_me (from the
+ * copied likers, and asked past POST_VIEW_LIKERS_MAX of them), a like
+ * taken back, a comment, a deletion at once after its answer. */
+TEST(actors_feed_views_answer_as_reads)
+{
+	t_env e;
+	t_open(&e, NULL, true, false);
+	uint64_t a = t_signup(&e, "writer");
+	uint64_t reader = t_signup(&e, "reader");
+	t_follow(&e, reader, "writer", true);
+	uint64_t p1 = t_post(&e, a, "one #tag @reader");
+	uint64_t p2 = t_post(&e, a, "two");
+	t_settle(&e);
+	static char want[4096], got[4096];
+	uint64_t hits0, misses0;
+	actors__post_views_counts(e.a->post_views, &hits0, &misses0);
+	size_t n = feed_item(&e, reader, p1, got, sizeof got);
+	CHECK(n > 0);
+	CHECK(n == post_read(&e, reader, p1, want, sizeof want) &&
+		memcmp(got, want, n) == 0);
+	uint64_t hits1, misses1;
+	actors__post_views_counts(e.a->post_views, &hits1, &misses1);
+	CHECK_MSG(hits1 >= hits0 + 2, "views not used: %" PRIu64 " hits",
+		hits1 - hits0);
+
+	like_as(&e, reader, p1, true);
+	n = feed_item(&e, reader, p1, got, sizeof got);
+	CHECK(n == post_read(&e, reader, p1, want, sizeof want) &&
+		memcmp(got, want, n) == 0);
+	CHECK(memmem(got, n, "liked_by_me\xc3", 12) != NULL);
+	/* Another viewer of the same view has not liked it. */
+	n = feed_item(&e, a, p1, got, sizeof got);
+	CHECK(memmem(got, n, "liked_by_me\xc2", 12) != NULL);
+	like_as(&e, reader, p1, false);
+	n = feed_item(&e, reader, p1, got, sizeof got);
+	CHECK(memmem(got, n, "liked_by_me\xc2", 12) != NULL);
+	CHECK(n == post_read(&e, reader, p1, want, sizeof want) &&
+		memcmp(got, want, n) == 0);
+
+	/* More likers than a view copies: liked_by_me is asked. */
+	like_as(&e, reader, p2, true);
+	for (uint32_t i = 0; i < POST_VIEW_LIKERS_MAX + 5; i++) {
+		char name[32];
+		snprintf(name, sizeof name, "fan%u", i);
+		like_as(&e, t_signup(&e, name), p2, true);
+	}
+	n = feed_item(&e, reader, p2, got, sizeof got);
+	CHECK(memmem(got, n, "liked_by_me\xc3", 12) != NULL);
+	CHECK(n == post_read(&e, reader, p2, want, sizeof want) &&
+		memcmp(got, want, n) == 0);
+	n = feed_item(&e, a, p2, got, sizeof got);
+	CHECK(memmem(got, n, "liked_by_me\xc2", 12) != NULL);
+
+	t_result r = {0};
+	msgpack_unpacked_init(&r.unpacked);
+	api_ctx rc = {.user_id = reader};
+	T_CALL(&e, &r, api_comment_add(e.c, &rc, p1, "nice", t_callback, &r));
+	CHECK_EQ(r.code, API_OK);
+	n = feed_item(&e, reader, p1, got, sizeof got);
+	CHECK(n == post_read(&e, reader, p1, want, sizeof want) &&
+		memcmp(got, want, n) == 0);
+	api_ctx ac = {.user_id = a};
+	T_CALL(&e, &r, api_post_delete(e.c, &ac, p1, t_callback, &r));
+	CHECK_EQ(r.code, API_OK);
+	CHECK_EQ(feed_item(&e, reader, p1, got, sizeof got), 0);
+	CHECK(feed_item(&e, reader, p2, got, sizeof got) > 0);
+	t_result_reset(&r);
+	t_close(&e);
+}
+
+/* The views table alone: many posts in and out (runs shifted back on
+ * removal), only the owner replaces or withdraws, liked_by_me from the
+ * copied likers, more likers than kept is a miss for a viewer. */
+TEST(actors_feed_post_views_table)
+{
+	actors__post_views *v;
+	CHECK_EQ(actors__post_views_create(&v), API_OK);
+	const unsigned char body[] = {0x81, 0xa1, 'x', 0xc2};
+	int owner_a, owner_b;
+	for (uint64_t id = 1; id <= 5000; id++) {
+		actors__summary s = {id, 7, (uint32_t)id, 0, 0, 0};
+		uint64_t liker = 100 + id;
+		actors__post_views_put(v, &owner_a, &s, body, sizeof body, 3,
+			&liker, 1);
+	}
+	for (uint64_t id = 1; id <= 5000; id += 2)
+		actors__post_views_remove(v, id, &owner_a);
+	for (uint64_t id = 2; id <= 5000; id += 4)
+		actors__post_views_remove(v, id, &owner_b); /* not its own */
+	for (uint64_t id = 1; id <= 5000; id++) {
+		actors__summary s;
+		unsigned char *b;
+		size_t n;
+		int rc = actors__post_views_get(v, id, 100 + id, &s, &b, &n);
+		CHECK_EQ(rc, id % 2 == 0 ? 1 : 0);
+		if (rc == 1) {
+			CHECK_EQ_U64(s.likes, id);
+			CHECK(n == sizeof body && b[3] == 0xc3 &&
+				memcmp(b, body, 3) == 0);
+			free(b);
+			CHECK_EQ(actors__post_views_get(v, id, 1, &s, &b, &n), 1);
+			CHECK(b[3] == 0xc2);
+			free(b);
+		}
+	}
+	/* Past the likers it copies, a viewer's liked_by_me is asked; a
+	 * deleted post answers without a body for anyone. */
+	actors__summary s = {9, 7, POST_VIEW_LIKERS_MAX + 1, 0, 0, 0};
+	actors__post_views_put(v, &owner_a, &s, body, sizeof body, 3, NULL,
+		POST_VIEW_LIKERS_MAX + 1);
+	unsigned char *b;
+	size_t n;
+	CHECK_EQ(actors__post_views_get(v, 9, 5, &s, &b, &n), 0);
+	s.deleted = 1;
+	actors__post_views_put(v, &owner_a, &s, NULL, 0, 0, NULL,
+		POST_VIEW_LIKERS_MAX + 1);
+	CHECK_EQ(actors__post_views_get(v, 9, 5, &s, &b, &n), 1);
+	CHECK(s.deleted == 1 && b == NULL && n == 0);
+	actors__post_views_destroy(v);
+}

@@ -1,0 +1,273 @@
+/*
+ * actors/post_views.c — the node's read-mostly copies of its active
+ * posts' summaries, for feed and listing hydration without an ask per
+ * post.
+ *
+ * Role: a post actor publishes its view (the POST_T_SUMMARY answer for a
+ * viewer who has not liked it, the offset of its liked_by_me byte, and
+ * its likers when they are few) at activation and at the end of every
+ * turn that changed it, and withdraws it at passivation. A reader on any
+ * thread takes a copy of the view under the entry's stripe lock; a view
+ * that cannot answer for this viewer (too many likers to copy) or is
+ * absent (post not active here, on another node, unknown) is a miss and
+ * the reader asks the post actor as before.
+ *
+ * Invariants: a view is published in the turn that made the change,
+ * before the change's reply can leave (replies wait for durability), so
+ * a read that starts after a write's answer sees the write, as an ask
+ * would; entries are owned by the actor instance that published them
+ * (owner) and only it replaces or withdraws them; a reader never holds a
+ * pointer into an entry past the stripe lock.
+ *
+ * What it deliberately does not do: hold views of posts active on other
+ * nodes; keep views past passivation; copy the likers of a post with
+ * more than POST_VIEW_LIKERS_MAX of them (their liked_by_me is asked).
+ */
+#include "actors/internal.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+
+/* Stripes of the table: readers (api clients) and writers (post actors
+ * on the workers) of different posts rarely share one. */
+#define POST_VIEW_STRIPES 64u
+/* Initial slots of a stripe's table (power of two; it doubles at 1/2:
+ * short probes). */
+#define POST_VIEW_STRIPE_SLOTS_MIN 64u
+
+struct actors__post_view {
+	uint64_t id;
+	const void *owner;
+	actors__summary summary;
+	uint32_t body_length;
+	uint32_t liked_offset;  /* the liked_by_me bool byte in body */
+	uint32_t likers_count;  /* UINT32_MAX: not kept */
+	unsigned char *body;    /* points into the same allocation */
+	uint64_t likers[];
+};
+
+/* A slot keeps the id next to the pointer: probing reads no entry. */
+typedef struct view_slot {
+	uint64_t id;
+	actors__post_view *view; /* NULL = empty */
+} view_slot;
+
+typedef struct stripe {
+	pthread_mutex_t lock;
+	view_slot *slots; /* open addressing, at most half full */
+	uint32_t count;
+	uint32_t capacity;
+} stripe;
+
+struct actors__post_views {
+	stripe stripes[POST_VIEW_STRIPES];
+	_Atomic uint64_t hits;
+	_Atomic uint64_t misses;
+};
+
+static uint64_t
+mix64(uint64_t x)
+{
+	x ^= x >> 33;
+	x *= 0xff51afd7ed558ccdull;
+	x ^= x >> 33;
+	x *= 0xc4ceb9fe1a85ec53ull;
+	x ^= x >> 33;
+	return x;
+}
+
+int
+actors__post_views_create(actors__post_views **out)
+{
+	actors__post_views *v = calloc(1, sizeof *v);
+	if (v == NULL)
+		return API_EUNAVAILABLE;
+	for (uint32_t i = 0; i < POST_VIEW_STRIPES; i++)
+		pthread_mutex_init(&v->stripes[i].lock, NULL);
+	*out = v;
+	return API_OK;
+}
+
+void
+actors__post_views_destroy(actors__post_views *v)
+{
+	if (v == NULL)
+		return;
+	for (uint32_t i = 0; i < POST_VIEW_STRIPES; i++) {
+		stripe *s = &v->stripes[i];
+		for (uint32_t j = 0; j < s->capacity; j++)
+			free(s->slots[j].view);
+		free(s->slots);
+		pthread_mutex_destroy(&s->lock);
+	}
+	free(v);
+}
+
+static stripe *
+stripe_of(actors__post_views *v, uint64_t id, uint64_t *hash)
+{
+	*hash = mix64(id);
+	return &v->stripes[*hash & (POST_VIEW_STRIPES - 1)];
+}
+
+/* The slot holding id, or the empty slot where it would go. Locked. */
+static uint32_t
+slot_find(const stripe *s, uint64_t hash, uint64_t id)
+{
+	ACTORS_ASSERT(s->capacity > 0);
+	uint32_t mask = s->capacity - 1;
+	uint32_t i = (uint32_t)(hash >> 8) & mask;
+	while (s->slots[i].view != NULL && s->slots[i].id != id)
+		i = (i + 1) & mask;
+	return i;
+}
+
+static bool
+stripe_grow(stripe *s)
+{
+	uint32_t capacity = s->capacity ? s->capacity * 2
+					: POST_VIEW_STRIPE_SLOTS_MIN;
+	view_slot *slots = calloc(capacity, sizeof *slots);
+	if (slots == NULL)
+		return false;
+	view_slot *old = s->slots;
+	uint32_t old_capacity = s->capacity;
+	s->slots = slots;
+	s->capacity = capacity;
+	for (uint32_t i = 0; i < old_capacity; i++)
+		if (old[i].view != NULL)
+			s->slots[slot_find(s, mix64(old[i].id), old[i].id)] =
+				old[i];
+	free(old);
+	return true;
+}
+
+void
+actors__post_views_put(actors__post_views *v, const void *owner,
+	const actors__summary *summary, const void *body, size_t body_length,
+	size_t liked_offset, const uint64_t *likers, uint32_t likers_count)
+{
+	ACTORS_ASSERT(owner != NULL);
+	ACTORS_ASSERT(body_length == 0 || liked_offset < body_length);
+	bool keep = likers_count <= POST_VIEW_LIKERS_MAX;
+	size_t n = keep ? likers_count : 0;
+	actors__post_view *e = malloc(sizeof *e + n * sizeof(uint64_t) +
+		body_length);
+	if (e == NULL) {
+		actors__post_views_remove(v, summary->post_id, owner);
+		return; /* readers ask */
+	}
+	e->id = summary->post_id;
+	e->owner = owner;
+	e->summary = *summary;
+	e->body_length = (uint32_t)body_length;
+	e->liked_offset = (uint32_t)liked_offset;
+	e->likers_count = keep ? likers_count : UINT32_MAX;
+	if (n > 0)
+		memcpy(e->likers, likers, n * sizeof(uint64_t));
+	e->body = (unsigned char *)&e->likers[n];
+	if (body_length > 0)
+		memcpy(e->body, body, body_length);
+	uint64_t hash;
+	stripe *s = stripe_of(v, e->id, &hash);
+	actors__post_view *old = NULL;
+	pthread_mutex_lock(&s->lock);
+	if ((s->count + 1) * 2 > s->capacity && !stripe_grow(s)) {
+		uint32_t i = s->capacity ? slot_find(s, hash, e->id) : 0;
+		if (s->capacity == 0 || s->slots[i].view == NULL) {
+			pthread_mutex_unlock(&s->lock);
+			free(e);
+			return; /* no room: readers ask */
+		}
+	}
+	uint32_t i = slot_find(s, hash, e->id);
+	old = s->slots[i].view;
+	if (old == NULL)
+		s->count++;
+	s->slots[i] = (view_slot){e->id, e};
+	pthread_mutex_unlock(&s->lock);
+	free(old);
+}
+
+void
+actors__post_views_remove(actors__post_views *v, uint64_t post_id,
+	const void *owner)
+{
+	uint64_t hash;
+	stripe *s = stripe_of(v, post_id, &hash);
+	actors__post_view *gone = NULL;
+	pthread_mutex_lock(&s->lock);
+	if (s->capacity > 0) {
+		uint32_t mask = s->capacity - 1;
+		uint32_t i = slot_find(s, hash, post_id);
+		if (s->slots[i].view != NULL &&
+			s->slots[i].view->owner == owner) {
+			gone = s->slots[i].view;
+			s->slots[i] = (view_slot){0, NULL};
+			s->count--;
+			/* Put the rest of the run where a probe finds it. */
+			for (uint32_t j = (i + 1) & mask;
+				s->slots[j].view != NULL; j = (j + 1) & mask) {
+				view_slot e = s->slots[j];
+				s->slots[j] = (view_slot){0, NULL};
+				s->slots[slot_find(s, mix64(e.id), e.id)] = e;
+			}
+		}
+	}
+	pthread_mutex_unlock(&s->lock);
+	free(gone);
+}
+
+static bool
+likers_contain(const actors__post_view *e, uint64_t viewer)
+{
+	for (uint32_t i = 0; i < e->likers_count; i++)
+		if (e->likers[i] == viewer)
+			return true;
+	return false;
+}
+
+int
+actors__post_views_get(actors__post_views *v, uint64_t post_id,
+	uint64_t viewer, actors__summary *summary, unsigned char **body,
+	size_t *body_length)
+{
+	*body = NULL;
+	*body_length = 0;
+	uint64_t hash;
+	stripe *s = stripe_of(v, post_id, &hash);
+	int rc = 0;
+	pthread_mutex_lock(&s->lock);
+	const actors__post_view *e = NULL;
+	if (s->capacity > 0)
+		e = s->slots[slot_find(s, hash, post_id)].view;
+	if (e != NULL && (e->summary.deleted || e->likers_count != UINT32_MAX ||
+				 viewer == 0)) {
+		*summary = e->summary;
+		rc = 1;
+		if (!e->summary.deleted && e->body_length > 0) {
+			unsigned char *copy = malloc(e->body_length);
+			if (copy == NULL) {
+				rc = 0; /* ask instead */
+			} else {
+				memcpy(copy, e->body, e->body_length);
+				if (viewer != 0 && likers_contain(e, viewer))
+					copy[e->liked_offset] = 0xc3; /* true */
+				*body = copy;
+				*body_length = e->body_length;
+			}
+		}
+	}
+	pthread_mutex_unlock(&s->lock);
+	atomic_fetch_add_explicit(rc ? &v->hits : &v->misses, 1,
+		memory_order_relaxed);
+	return rc;
+}
+
+void
+actors__post_views_counts(actors__post_views *v, uint64_t *hits,
+	uint64_t *misses)
+{
+	*hits = atomic_load_explicit(&v->hits, memory_order_relaxed);
+	*misses = atomic_load_explicit(&v->misses, memory_order_relaxed);
+}
