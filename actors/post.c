@@ -74,6 +74,10 @@ typedef struct post_state {
 	 * them (tags parsed, ids formatted) was most of a summary's cost. */
 	unsigned char *head;
 	uint32_t head_length;
+	/* The packed "media" value (four variant URLs formatted), kept
+	 * until a record changes the media (not stored). */
+	unsigned char *media_packed;
+	uint32_t media_packed_length;
 } post_state;
 
 /* ---- likers ------------------------------------------------------------- */
@@ -332,10 +336,14 @@ pack_post_head(msgpack_packer *p, const post_view *v)
  * offset of the liked_by_me bool byte: published views patch it. */
 static void
 pack_post_rest_at(const api *a, msgpack_packer *p, const post_view *v,
-	const size_t *written, size_t *liked_at)
+	const unsigned char *media, size_t media_length, const size_t *written,
+	size_t *liked_at)
 {
 	actors__pack_key(p, "media");
-	pack_media(a, p, v);
+	if (media != NULL)
+		(void)p->callback(p->data, (const char *)media, media_length);
+	else
+		pack_media(a, p, v);
 	actors__pack_key(p, "likes_count");
 	msgpack_pack_uint32(p, v->likes);
 	actors__pack_key(p, "comments_count");
@@ -351,7 +359,7 @@ pack_post_rest_at(const api *a, msgpack_packer *p, const post_view *v,
 static void
 pack_post_rest(const api *a, msgpack_packer *p, const post_view *v)
 {
-	pack_post_rest_at(a, p, v, NULL, NULL);
+	pack_post_rest_at(a, p, v, NULL, 0, NULL, NULL);
 }
 
 static void
@@ -553,6 +561,10 @@ post_apply(post_state *st, uint32_t type, const void *payload,
 	wire_reader_init(&r, payload, length);
 	int rc = 0;
 	st->view_dirty = true;
+	if (type == POST_R_INIT || type == POST_R_MEDIA) {
+		free(st->media_packed);
+		st->media_packed = NULL;
+	}
 	switch (type) {
 	case POST_R_INIT:
 		return apply_init(st, payload, length, lsn);
@@ -697,6 +709,26 @@ head_ready(post_state *st)
 	return st->head != NULL;
 }
 
+/* Packs (once per media change) st->media_packed. */
+static bool
+media_ready(const api *a, post_state *st)
+{
+	if (st->media_packed != NULL)
+		return true;
+	post_view v;
+	view_of(st, 0, &v);
+	actors__body b;
+	actors__body_init(&b);
+	pack_media(a, &b.packer, &v);
+	st->media_packed = malloc(b.buffer.size);
+	if (st->media_packed != NULL) {
+		memcpy(st->media_packed, b.buffer.data, b.buffer.size);
+		st->media_packed_length = (uint32_t)b.buffer.size;
+	}
+	actors__body_free(&b);
+	return st->media_packed != NULL;
+}
+
 static void
 on_get(api *a, rt_actor *self, post_state *st, const rt_message *m)
 {
@@ -723,7 +755,9 @@ on_get(api *a, rt_actor *self, post_state *st, const rt_message *m)
 				st->head_length);
 		else
 			pack_post_head(&p, &v);
-		pack_post_rest(a, &p, &v);
+		bool media = media_ready(a, st);
+		pack_post_rest_at(a, &p, &v, media ? st->media_packed : NULL,
+			media ? st->media_packed_length : 0, NULL, NULL);
 	}
 	if (b.failed)
 		reply_code(self, m, API_EUNAVAILABLE, "out of memory");
@@ -764,7 +798,9 @@ view_publish(api *a, post_state *st)
 	else
 		pack_post_head(&p, &v);
 	size_t liked_at = 0;
-	pack_post_rest_at(a, &p, &v, &b.length, &liked_at);
+	bool media = media_ready(a, st);
+	pack_post_rest_at(a, &p, &v, media ? st->media_packed : NULL,
+		media ? st->media_packed_length : 0, &b.length, &liked_at);
 	uint64_t likers[POST_VIEW_LIKERS_MAX];
 	uint32_t n = 0;
 	for (uint32_t i = 0; i < st->likers.capacity &&
@@ -1312,6 +1348,7 @@ post_free_state(void *state)
 	post_state *st = state;
 	free(st->caption);
 	free(st->head);
+	free(st->media_packed);
 	free(st->likers.slots);
 	for (uint32_t i = 0; i < st->comments_count; i++)
 		free(st->comments[i].text);
