@@ -29,6 +29,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -587,6 +588,9 @@ close_domain(node *n)
 	n->rt = NULL;
 }
 
+/* Free heap kept mapped before glibc returns it to the kernel. */
+#define MALLOC_TRIM_THRESHOLD_BYTES (64 * 1024 * 1024)
+
 int
 main(int argc, char **argv)
 {
@@ -595,6 +599,11 @@ main(int argc, char **argv)
 		return 2;
 	signal(SIGPIPE, SIG_IGN);
 	raise_fd_limit();
+	/* Responses are built in and freed from heap buffers of 10-20 KiB,
+	 * dozens at a time: with glibc's 128 KiB trim threshold the heap top
+	 * went back to the kernel after a burst and came back page fault by
+	 * page fault (8% of a feed read's CPU). */
+	mallopt(M_TRIM_THRESHOLD, MALLOC_TRIM_THRESHOLD_BYTES);
 	if (sodium_init() < 0)
 		return 1;
 	options *o = &n.opts;
