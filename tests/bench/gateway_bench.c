@@ -48,6 +48,10 @@
 
 /* wrk run lengths: long enough for a stable rate on 2 cores. */
 #define FEED_SECONDS 10
+/* Waiting for the feed's media to be processed: polls and their spacing
+ * (30 s in all; a few 16-pixel images take well under a second). */
+#define FEED_READY_POLLS_MAX 300
+#define FEED_READY_POLL_MS 100
 #define MIX_SECONDS 5
 /* Like pushes: rate and duration of the paced run. */
 #define LIKE_RATE_PER_S 10000u
@@ -224,8 +228,17 @@ bench_feed(void)
 	}
 	static char body[RESPONSE_BYTES_MAX];
 	size_t length = 0;
-	int status = http_get(n.port, "/v1/feed?limit=20", token, body,
-		sizeof body, &length);
+	/* Uploads are processed after the post is answered: wait until every
+	 * item's media is ready, so the page measured (and the file nginx
+	 * serves) is the full one, with its variant URLs. */
+	int status = 0;
+	for (int i = 0; i < FEED_READY_POLLS_MAX; i++) {
+		status = http_get(n.port, "/v1/feed?limit=20", token, body,
+			sizeof body, &length);
+		if (status != 200 || strstr(body, "\"processing\"") == NULL)
+			break;
+		usleep(FEED_READY_POLL_MS * 1000);
+	}
 	printf("feed response: status %d, %zu bytes\n", status, length);
 	wrk_result g = wrk_cpu("gateway_feed", n.pid, n.port,
 		"/v1/feed?limit=20", FEED_SECONDS, token);
