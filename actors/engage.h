@@ -840,7 +840,7 @@ uint32_t search_terms_shards(const search_terms *t,
 int search_post_message_encode(uint64_t post_id, const search_terms *t,
 	uint32_t shard, msgpack_packer *pk);
 int search_user_message_encode(uint64_t user_id, const char *username,
-	uint64_t followers_count, msgpack_packer *pk);
+	uint64_t followers_count, uint64_t pic_media_id, msgpack_packer *pk);
 int search_query_message_encode(api_search_type type, const char *query,
 	uint32_t limit, const char *cursor, msgpack_packer *pk);
 
@@ -849,6 +849,9 @@ typedef struct search_message {
 	search_message_type type;
 	uint64_t id;                  /* post_id or user_id */
 	uint64_t followers_count;     /* USER_UPSERT */
+	uint64_t pic_media_id;        /* USER_UPSERT: profile picture, 0 none;
+					 SEARCH_PIC_UNKNOWN from an older
+					 sender that did not tell it */
 	const msgpack_object *keys;   /* POST_*: key strings */
 	uint32_t keys_count;
 	const char *text;             /* username or query; not NUL-ended */
@@ -887,10 +890,18 @@ int search_index_post_remove(search_index *ix, uint64_t post_id,
 int search_index_user(search_index *ix, uint64_t user_id,
 	const char *username, uint64_t followers_count);
 int search_index_user_remove(search_index *ix, uint64_t user_id);
+/* A user's profile picture as the index answers it (0: none), so a
+ * username search needs no ask to each user; unknown (a user indexed by
+ * an older version, or a picture id of SEARCH_PIC_UNKNOWN) until told.
+ * Not indexed: 0, nothing done. */
+#define SEARCH_PIC_UNKNOWN UINT64_MAX
+int search_index_user_pic(search_index *ix, uint64_t user_id,
+	uint64_t pic_media_id);
 
 typedef struct search_hit {
 	uint64_t id;                  /* user or post id */
 	uint64_t followers_count;     /* users */
+	uint64_t pic_media_id;        /* users; SEARCH_PIC_UNKNOWN */
 	char username[API_USERNAME_BYTES_MAX + 1]; /* users */
 } search_hit;
 

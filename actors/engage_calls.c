@@ -18,6 +18,7 @@
  * 409 for the name it took).
  */
 #include "actors/engage.h"
+#include "actors/user_internal.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -131,6 +132,16 @@ gather_ask(api_client *c, gather *g, uint32_t index, rt_addr to,
 		g->slots[index].code = rc;
 		g->outstanding--;
 	}
+}
+
+/* Slot index needs no ask (its answer is at hand): it counts as in. */
+static void
+gather_skip(gather *g, uint32_t index)
+{
+	ACTORS_ASSERT(index < g->count);
+	ACTORS_ASSERT(g->outstanding > 1);
+	g->slots[index].code = API_OK;
+	g->outstanding--;
 }
 
 /* After the last gather_ask: runs done now if every answer is in. */
@@ -607,11 +618,50 @@ search_op_free(search_op *s)
 	free(s);
 }
 
-/* One user hit: the user's summary with the index's follower count. */
+/* A user hit the index answered whole (its picture known): packed from
+ * the hit alone. */
+static void
+search_pack_user_hit(msgpack_packer *pk, const msgpack_object *hit,
+	uint64_t pic)
+{
+	const msgpack_object *name = api_body_get(hit, "username");
+	msgpack_pack_map(pk, 4);
+	actors__pack_key(pk, "user_id");
+	actors__pack_id(pk, api_body_id(hit, "user_id"));
+	actors__pack_key(pk, "username");
+	if (name != NULL)
+		msgpack_pack_object(pk, *name);
+	else
+		msgpack_pack_nil(pk);
+	actors__pack_key(pk, "profile_pic_url");
+	user__pack_profile_pic(pk, pic);
+	actors__pack_key(pk, "followers_count");
+	msgpack_pack_uint64(pk,
+		(uint64_t)api_body_int(hit, "followers_count", 0));
+}
+
+/* The index's picture of a user hit, or false (hydrate it). */
+static bool
+search_hit_pic(const msgpack_object *hit, uint64_t *pic)
+{
+	const msgpack_object *o = api_body_get(hit, "pic");
+	if (o == NULL || o->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
+		return false;
+	*pic = o->via.u64;
+	return true;
+}
+
+/* One user hit: the user's summary with the index's follower count, or
+ * the hit itself when the index knows the picture. */
 static bool
 search_pack_user(msgpack_packer *pk, const gather_slot *slot,
 	const msgpack_object *hit)
 {
+	uint64_t pic_media_id;
+	if (search_hit_pic(hit, &pic_media_id)) {
+		search_pack_user_hit(pk, hit, pic_media_id);
+		return true;
+	}
 	msgpack_unpacked u;
 	msgpack_unpacked_init(&u);
 	bool ok = slot->code == API_OK && slot->body != NULL &&
@@ -747,7 +797,10 @@ search_got(api_client *c, void *opaque, const rt_message *m, uint64_t viewer)
 	}
 	for (uint32_t i = 0; i < s->g.count; i++) {
 		const msgpack_object *hit = &items->via.array.ptr[i];
-		if (s->type == API_SEARCH_USERS)
+		uint64_t pic;
+		if (s->type == API_SEARCH_USERS && search_hit_pic(hit, &pic))
+			gather_skip(&s->g, i);
+		else if (s->type == API_SEARCH_USERS)
 			gather_ask(c, &s->g, i,
 				user_addr(api_body_id(hit, "user_id")),
 				USER_T_SUMMARY, NULL, 0);

@@ -50,6 +50,7 @@ static_assert(CURSOR_USERS_LENGTH < SEARCH_CURSOR_BYTES, "cursor fits");
 typedef struct search_user {
 	uint64_t user_id;         /* 0: a free record */
 	uint64_t followers_count;
+	uint64_t pic_media_id;    /* 0: none; SEARCH_PIC_UNKNOWN */
 	uint32_t refs;            /* lists of this shard holding it */
 	uint8_t name_length;
 	char name[API_USERNAME_BYTES_MAX + 1];
@@ -242,6 +243,7 @@ user_alloc(search_index *ix, uint64_t user_id, const char *name,
 	memset(u, 0, sizeof *u);
 	u->user_id = user_id;
 	u->followers_count = followers;
+	u->pic_media_id = SEARCH_PIC_UNKNOWN;
 	u->refs = 1;
 	u->name_length = (uint8_t)length;
 	memcpy(u->name, name, length);
@@ -760,6 +762,17 @@ search_index_user(search_index *ix, uint64_t user_id, const char *username,
 	return rc;
 }
 
+int
+search_index_user_pic(search_index *ix, uint64_t user_id,
+	uint64_t pic_media_id)
+{
+	ACTORS_ASSERT(ix != NULL);
+	uint32_t idx = user_find(ix, user_id);
+	if (idx != UINT32_MAX)
+		ix->users[idx].pic_media_id = pic_media_id;
+	return 0;
+}
+
 /* ---- posts -------------------------------------------------------------- */
 
 static bool
@@ -1080,6 +1093,7 @@ query_users(const search_index *ix, const char *q, uint32_t limit,
 		const search_user *u = &ix->users[page.records[i]];
 		hits[i].id = u->user_id;
 		hits[i].followers_count = u->followers_count;
+		hits[i].pic_media_id = u->pic_media_id;
 		memcpy(hits[i].username, u->name, u->name_length + 1u);
 	}
 	*count = n;
@@ -1114,6 +1128,7 @@ query_posts(const search_index *ix, char type, const char *q, uint32_t limit,
 	while (at > 0 && n < limit) {
 		hits[n].id = t->ids[--at];
 		hits[n].followers_count = 0;
+		hits[n].pic_media_id = SEARCH_PIC_UNKNOWN;
 		hits[n].username[0] = '\0';
 		n++;
 	}
@@ -1168,13 +1183,21 @@ search_index_query_pack(const search_index *ix, api_search_type type,
 	rc |= msgpack_pack_array(pk, n);
 	for (uint32_t i = 0; i < n; i++) {
 		if (type == API_SEARCH_USERS) {
-			rc |= msgpack_pack_map(pk, 3);
+			/* "pic" (0: none) only when known: a hit without it
+			 * is hydrated from the user's actor. */
+			bool pic = hits[i].pic_media_id != SEARCH_PIC_UNKNOWN;
+			rc |= msgpack_pack_map(pk, pic ? 4 : 3);
 			actors__pack_key(pk, "user_id");
 			actors__pack_id(pk, hits[i].id);
 			actors__pack_key(pk, "username");
 			actors__pack_str(pk, hits[i].username);
 			actors__pack_key(pk, "followers_count");
 			rc |= msgpack_pack_uint64(pk, hits[i].followers_count);
+			if (pic) {
+				actors__pack_key(pk, "pic");
+				rc |= msgpack_pack_uint64(pk,
+					hits[i].pic_media_id);
+			}
 		} else {
 			rc |= msgpack_pack_map(pk, 1);
 			actors__pack_key(pk, "post_id");
@@ -1200,7 +1223,10 @@ search_index_apply(search_index *ix, const search_message *m)
 			return API_EINVALID;
 		memcpy(name, m->text, m->text_length);
 		name[m->text_length] = '\0';
-		return search_index_user(ix, m->id, name, m->followers_count);
+		int rc = search_index_user(ix, m->id, name, m->followers_count);
+		if (rc == 0 && m->pic_media_id != SEARCH_PIC_UNKNOWN)
+			rc = search_index_user_pic(ix, m->id, m->pic_media_id);
+		return rc;
 	}
 	if (m->type == SEARCH_T_USER_REMOVE)
 		return search_index_user_remove(ix, m->id);
@@ -1265,11 +1291,14 @@ encode_users(const search_index *ix, msgpack_packer *pk)
 	qsort(order, n, sizeof *order, user_id_compare);
 	int rc = msgpack_pack_array(pk, n);
 	for (uint32_t i = 0; i < n; i++) {
-		rc |= msgpack_pack_array(pk, 3);
+		bool pic = order[i]->pic_media_id != SEARCH_PIC_UNKNOWN;
+		rc |= msgpack_pack_array(pk, pic ? 4 : 3);
 		rc |= msgpack_pack_uint64(pk, order[i]->user_id);
 		actors__pack_strn(pk, order[i]->name,
 			order[i]->name_length);
 		rc |= msgpack_pack_uint64(pk, order[i]->followers_count);
+		if (pic)
+			rc |= msgpack_pack_uint64(pk, order[i]->pic_media_id);
 	}
 	free(order);
 	return rc == 0 ? 0 : API_EUNAVAILABLE;
@@ -1339,15 +1368,21 @@ decode_users(search_index *ix, const msgpack_object *obj)
 	if (!engage_get_array(obj, SEARCH_SHARD_USERS_MAX, &items, &n))
 		return API_EINVALID;
 	for (uint32_t i = 0; i < n; i++) {
-		const msgpack_object *f = engage_get_tuple(&items[i], 3);
-		uint64_t id, followers;
+		/* [id, name, followers] or, picture known, [..., pic]. */
+		const msgpack_object *f = engage_get_tuple(&items[i], 4);
+		bool has_pic = f != NULL;
+		if (f == NULL)
+			f = engage_get_tuple(&items[i], 3);
+		uint64_t id, followers, pic = SEARCH_PIC_UNKNOWN;
 		const void *name;
 		size_t length;
 		if (f == NULL || !engage_get_u64(&f[0], &id) ||
 			f[1].type != MSGPACK_OBJECT_STR ||
 			!engage_get_bytes(&f[1], API_USERNAME_BYTES_MAX, &name,
 				&length) ||
-			!engage_get_u64(&f[2], &followers))
+			!engage_get_u64(&f[2], &followers) ||
+			(has_pic && (!engage_get_u64(&f[3], &pic) ||
+					    pic == SEARCH_PIC_UNKNOWN)))
 			return API_EINVALID;
 		char text[API_USERNAME_BYTES_MAX + 1];
 		memcpy(text, name, length);
@@ -1357,6 +1392,8 @@ decode_users(search_index *ix, const msgpack_object *obj)
 			!user_in_shard(ix, text, length))
 			return API_EINVALID;
 		int rc = search_index_user(ix, id, text, followers);
+		if (rc == 0)
+			rc = search_index_user_pic(ix, id, pic);
 		if (rc != 0)
 			return rc;
 	}

@@ -307,14 +307,18 @@ search_post_message_encode(uint64_t post_id, const search_terms *t,
 
 int
 search_user_message_encode(uint64_t user_id, const char *username,
-	uint64_t followers_count, msgpack_packer *pk)
+	uint64_t followers_count, uint64_t pic_media_id, msgpack_packer *pk)
 {
 	ACTORS_ASSERT(username != NULL);
 	ACTORS_ASSERT(pk != NULL);
-	int rc = msgpack_pack_array(pk, 3);
+	/* A picture id the index cannot hold is left unknown (hydrated). */
+	bool pic = pic_media_id != SEARCH_PIC_UNKNOWN;
+	int rc = msgpack_pack_array(pk, pic ? 4 : 3);
 	rc |= msgpack_pack_uint64(pk, user_id);
 	actors__pack_str(pk, username);
 	rc |= msgpack_pack_uint64(pk, followers_count);
+	if (pic)
+		rc |= msgpack_pack_uint64(pk, pic_media_id);
 	return rc == 0 ? 0 : API_EUNAVAILABLE;
 }
 
@@ -352,14 +356,21 @@ post_message_decode(const msgpack_object *obj, search_message *out)
 static int
 user_message_decode(const msgpack_object *obj, search_message *out)
 {
-	const msgpack_object *f = engage_get_tuple(obj, 3);
+	/* Three fields from a sender older than the picture's. */
+	const msgpack_object *f = engage_get_tuple(obj, 4);
+	bool pic = f != NULL;
+	if (f == NULL)
+		f = engage_get_tuple(obj, 3);
 	const void *name;
 	size_t length;
+	out->pic_media_id = SEARCH_PIC_UNKNOWN;
 	if (f == NULL || !engage_get_u64(&f[0], &out->id) ||
 		f[1].type != MSGPACK_OBJECT_STR ||
 		!engage_get_bytes(&f[1], API_USERNAME_BYTES_MAX, &name,
 			&length) ||
-		!engage_get_u64(&f[2], &out->followers_count))
+		!engage_get_u64(&f[2], &out->followers_count) ||
+		(pic && (!engage_get_u64(&f[3], &out->pic_media_id) ||
+				out->pic_media_id == SEARCH_PIC_UNKNOWN)))
 		return API_EINVALID;
 	out->text = name;
 	out->text_length = (uint32_t)length;

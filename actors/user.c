@@ -424,11 +424,11 @@ apply_created(user_state *st, wire_reader *r, uint64_t lsn)
 	st->email = email;
 	st->password_hash = hash;
 	/* Searchable from its signup on: derived from this durable event. */
-	return user__search_effects(st, lsn) == 0 ? 0 : RT_ENOMEM;
+	return user__search_effects(st, lsn, false) == 0 ? 0 : RT_ENOMEM;
 }
 
 static int
-apply_profile(user_state *st, wire_reader *r)
+apply_profile(user_state *st, wire_reader *r, uint64_t lsn)
 {
 	uint8_t has_bio = wire_get_u8(r);
 	char *bio = wire_get_strdup(r, API_BIO_CHARACTERS_MAX * 4);
@@ -443,9 +443,11 @@ apply_profile(user_state *st, wire_reader *r)
 	} else {
 		free(bio);
 	}
-	if (pic != 0)
-		st->profile_pic_media_id = pic;
-	return 0;
+	if (pic == 0 || pic == st->profile_pic_media_id)
+		return 0;
+	st->profile_pic_media_id = pic;
+	/* Search answers usernames with their picture from the index. */
+	return user__search_effects(st, lsn, true) == 0 ? 0 : RT_ENOMEM;
 }
 
 static int
@@ -494,7 +496,7 @@ apply_follower(user_state *st, wire_reader *r, uint64_t lsn)
 	if (!on) {
 		set_remove(&st->followers, follower);
 		(void)inbox_presence_set(&st->online_followers, follower, false);
-		return user__search_effects(st, lsn) == 0 ? 0 : RT_ENOMEM;
+		return user__search_effects(st, lsn, false) == 0 ? 0 : RT_ENOMEM;
 	}
 	int added = set_add(&st->followers, follower);
 	if (added < 0)
@@ -506,7 +508,7 @@ apply_follower(user_state *st, wire_reader *r, uint64_t lsn)
 		return RT_ENOMEM;
 	if (added > 0 && created_at != 0)
 		user__notify_follow(st, follower, created_at);
-	return user__search_effects(st, lsn) == 0 ? 0 : RT_ENOMEM;
+	return user__search_effects(st, lsn, false) == 0 ? 0 : RT_ENOMEM;
 }
 
 static int
@@ -579,7 +581,7 @@ user_apply(api *a, user_state *st, uint32_t type, const void *payload,
 		rc = apply_created(st, &r, lsn);
 		break;
 	case USER_R_PROFILE:
-		rc = apply_profile(st, &r);
+		rc = apply_profile(st, &r, lsn);
 		break;
 	case USER_R_FOLLOWING:
 		rc = apply_following(st, &r, lsn);

@@ -132,14 +132,14 @@ actors__search_post_effects(struct ps_outbox *outbox, uint64_t post_id,
 }
 
 int
-user__search_effects(user_state *st, uint64_t lsn)
+user__search_effects(user_state *st, uint64_t lsn, bool force)
 {
 	if (!st->exists || st->username[0] == '\0')
 		return 0;
 	uint64_t count = st->followers.count;
 	/* A follower count is indexed in steps (search_user_update_due), so a
 	 * celebrity's follows do not each cost a message. */
-	if (st->search_indexed &&
+	if (!force && st->search_indexed &&
 		!search_user_update_due(st->search_followers, count))
 		return 0;
 	uint32_t shards[3];
@@ -147,7 +147,7 @@ user__search_effects(user_state *st, uint64_t lsn)
 	actors__body b;
 	actors__body_init(&b);
 	int rc = search_user_message_encode(st->id, st->username, count,
-		&b.packer);
+		st->profile_pic_media_id, &b.packer);
 	for (uint32_t i = 0; i < n && rc == 0; i++)
 		rc = search_effect(&st->outbox, shards[i],
 			SEARCH_T_USER_UPSERT, b.buffer.data, b.buffer.size,

@@ -217,7 +217,10 @@ void user__publish_notifications(api *a, rt_actor *self, user_state *st,
 void user__notify_follow(user_state *st, uint64_t follower,
 	uint64_t created_at_ms);
 /* The search index effects of a signup or a follower count change. */
-int user__search_effects(user_state *st, uint64_t lsn);
+/* The index's entry for st (its username, follower count and profile
+ * picture) as effects at lsn: when force, or when the count moved enough
+ * (search_user_update_due). */
+int user__search_effects(user_state *st, uint64_t lsn, bool force);
 /* True when the user has an open session. */
 bool user__online(const user_state *st);
 /* Tells celebrity followee it (un)follows an online user, or every

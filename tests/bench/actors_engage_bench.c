@@ -242,7 +242,7 @@ bench_search_actors(const user_list *u)
 	for (uint32_t i = 0; i < u->count; i++) {
 		msgpack_sbuffer_clear(&sb);
 		search_user_message_encode(i + 1, u->names[i], u->followers[i],
-			&pk);
+			0, &pk);
 		uint32_t shards[3];
 		uint32_t n = search_user_shards(u->names[i], shards);
 		for (uint32_t k = 0; k < n; k++)

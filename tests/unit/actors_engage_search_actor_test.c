@@ -42,7 +42,7 @@ index_user(rt_runtime *rt, uint64_t id, const char *name, uint64_t followers)
 	msgpack_sbuffer_init(&sb);
 	msgpack_packer pk;
 	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-	CHECK_EQ(search_user_message_encode(id, name, followers, &pk), 0);
+	CHECK_EQ(search_user_message_encode(id, name, followers, 0, &pk), 0);
 	uint32_t shards[3];
 	uint32_t n = search_user_shards(name, shards);
 	for (uint32_t i = 0; i < n; i++)

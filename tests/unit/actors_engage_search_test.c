@@ -468,7 +468,7 @@ TEST(actors_engage_search_prefix_across_shards)
 		uint32_t n = search_user_shards(name, targets);
 		CHECK(n >= 1 && n <= 3);
 		msgpack_sbuffer_clear(&sb);
-		CHECK_EQ(search_user_message_encode(id, name, followers, &pk),
+		CHECK_EQ(search_user_message_encode(id, name, followers, 0, &pk),
 			0);
 		for (uint32_t k = 0; k < n; k++)
 			deliver(shards[targets[k]], SEARCH_T_USER_UPSERT, &sb);
@@ -512,7 +512,7 @@ TEST(actors_engage_search_prefix_across_shards)
 	CHECK(query(shards[shard], API_SEARCH_USERS, "ali", 10, c, h) > 1);
 	CHECK_EQ_U64(h[0].id, 3002);
 	msgpack_sbuffer_clear(&sb);
-	CHECK_EQ(search_user_message_encode(3002, "ali", 0, &pk), 0);
+	CHECK_EQ(search_user_message_encode(3002, "ali", 0, 0, &pk), 0);
 	uint32_t targets[3];
 	uint32_t n = search_user_shards("ali", targets);
 	for (uint32_t k = 0; k < n; k++)
@@ -831,4 +831,78 @@ TEST(actors_engage_search_message_codec_rejects_malformed)
 	search_index_destroy(ix);
 	msgpack_sbuffer_destroy(&sb);
 	msgpack_unpacked_destroy(&u);
+}
+
+/* The index answers a user's picture once told it (0: none), through
+ * USER_UPSERT's fourth field and its snapshots; a user indexed from an
+ * older three-field message has none known (the caller hydrates it). */
+TEST(actors_engage_search_users_carry_their_picture)
+{
+	search_index *ix = index_all();
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	msgpack_packer pk;
+	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+	CHECK_EQ(search_user_message_encode(1, "pia", 3, 42, &pk), 0);
+	deliver(ix, SEARCH_T_USER_UPSERT, &sb);
+	msgpack_sbuffer_clear(&sb);
+	CHECK_EQ(search_user_message_encode(2, "pim", 2, 0, &pk), 0);
+	deliver(ix, SEARCH_T_USER_UPSERT, &sb);
+	msgpack_sbuffer_clear(&sb);
+	msgpack_pack_array(&pk, 3); /* an older sender's upsert */
+	msgpack_pack_uint64(&pk, 3);
+	msgpack_pack_str(&pk, 3);
+	msgpack_pack_str_body(&pk, "pio", 3);
+	msgpack_pack_uint64(&pk, 1);
+	deliver(ix, SEARCH_T_USER_UPSERT, &sb);
+	for (int round = 0; round < 2; round++) {
+		char c[SEARCH_CURSOR_BYTES] = "";
+		search_hit h[API_PAGE_LIMIT_MAX];
+		CHECK_EQ(query(ix, API_SEARCH_USERS, "pi", 10, c, h), 3);
+		CHECK_EQ_U64(h[0].id, 1);
+		CHECK_EQ_U64(h[0].pic_media_id, 42);
+		CHECK_EQ_U64(h[1].id, 2);
+		CHECK_EQ_U64(h[1].pic_media_id, 0);
+		CHECK_EQ_U64(h[2].id, 3);
+		CHECK_EQ_U64(h[2].pic_media_id, SEARCH_PIC_UNKNOWN);
+		/* The same after a snapshot and its decode. */
+		msgpack_sbuffer_clear(&sb);
+		CHECK_EQ(search_index_encode(ix, &pk), 0);
+		msgpack_unpacked u;
+		msgpack_unpacked_init(&u);
+		CHECK_EQ(engage_unpack(sb.data, sb.size, &u), 0);
+		search_index *copy;
+		CHECK_EQ(search_index_decode(&u.data, &copy), 0);
+		msgpack_unpacked_destroy(&u);
+		search_index_destroy(ix);
+		ix = copy;
+	}
+	/* An id the index cannot hold as a picture is left unknown. */
+	msgpack_sbuffer_clear(&sb);
+	CHECK_EQ(search_user_message_encode(4, "piz", 0, SEARCH_PIC_UNKNOWN,
+			 &pk),
+		0);
+	deliver(ix, SEARCH_T_USER_UPSERT, &sb);
+	char cz[SEARCH_CURSOR_BYTES] = "";
+	search_hit hz[API_PAGE_LIMIT_MAX];
+	CHECK_EQ(query(ix, API_SEARCH_USERS, "piz", 10, cz, hz), 1);
+	CHECK_EQ_U64(hz[0].pic_media_id, SEARCH_PIC_UNKNOWN);
+	/* A new picture replaces the old; the answer page names it. */
+	msgpack_sbuffer_clear(&sb);
+	CHECK_EQ(search_user_message_encode(1, "pia", 3, 43, &pk), 0);
+	deliver(ix, SEARCH_T_USER_UPSERT, &sb);
+	msgpack_sbuffer_clear(&sb);
+	CHECK_EQ(search_index_query_pack(ix, API_SEARCH_USERS, "pia", 10, NULL,
+			 &pk),
+		0);
+	msgpack_unpacked u;
+	msgpack_unpacked_init(&u);
+	CHECK_EQ(engage_unpack(sb.data, sb.size, &u), 0);
+	const msgpack_object *items = api_body_get(&u.data, "items");
+	CHECK(items != NULL && items->type == MSGPACK_OBJECT_ARRAY);
+	CHECK_EQ(items->via.array.size, 1);
+	CHECK_EQ(api_body_int(&items->via.array.ptr[0], "pic", -1), 43);
+	msgpack_unpacked_destroy(&u);
+	msgpack_sbuffer_destroy(&sb);
+	search_index_destroy(ix);
 }

@@ -115,6 +115,57 @@ TEST(actors_search_users_by_prefix_ranked)
 	t_close(&e);
 }
 
+/* A user's picture comes with the username hits, and a new one replaces
+ * it there (the user actor re-indexes on a picture change). */
+TEST(actors_search_users_show_their_picture)
+{
+	t_env e;
+	t_open(&e, NULL, true, false);
+	uint64_t pia = t_signup(&e, "pia");
+	(void)t_signup(&e, "pim");
+	for (uint64_t pic = 42; pic <= 43; pic++) {
+		t_result r = {0};
+		msgpack_unpacked_init(&r.unpacked);
+		api_ctx ctx = {.user_id = pia};
+		T_CALL(&e, &r, api_user_update(e.c, &ctx, NULL, pic,
+				       t_callback, &r));
+		CHECK_EQ(r.code, API_OK);
+		t_result_reset(&r);
+		t_settle(&e);
+		msgpack_unpacked_init(&r.unpacked);
+		api_page page = {10, NULL};
+		T_CALL(&e, &r, api_search(e.c, &ctx, "pi", API_SEARCH_USERS,
+				       &page, t_callback, &r));
+		CHECK_EQ(r.code, API_OK);
+		const msgpack_object *items = api_body_get(r.body, "items");
+		CHECK(items != NULL && items->type == MSGPACK_OBJECT_ARRAY);
+		CHECK_EQ(items->via.array.size, 2);
+		char want[64], got[64];
+		snprintf(want, sizeof want, "/v1/media/%llu",
+			(unsigned long long)pic);
+		bool seen_pia = false, seen_pim = false;
+		for (uint32_t i = 0; i < 2; i++) {
+			const msgpack_object *it = &items->via.array.ptr[i];
+			const msgpack_object *url = api_body_get(it,
+				"profile_pic_url");
+			CHECK(url != NULL);
+			CHECK(api_body_get(it, "pic") == NULL);
+			if (api_body_id(it, "user_id") == pia) {
+				CHECK(api_body_str(it, "profile_pic_url", got,
+					sizeof got));
+				CHECK_STR_EQ(got, want);
+				seen_pia = true;
+			} else {
+				CHECK(url->type == MSGPACK_OBJECT_NIL);
+				seen_pim = true;
+			}
+		}
+		CHECK(seen_pia && seen_pim);
+		t_result_reset(&r);
+	}
+	t_close(&e);
+}
+
 TEST(actors_search_tags_and_words_newest_first)
 {
 	t_env e;
