@@ -102,10 +102,12 @@
  * about a hundred pages' worth) without letting the cache grow with the
  * store. Least recently used entries go first. */
 #define GW_MEDIA_CACHE_BYTES_MAX (64u * 1024u * 1024u)
-/* A file larger than this is served from disk each time: large variants
- * (1080 wide) are ~100-400 KB, so every variant fits; the cap keeps one
- * entry from evicting hundreds of small ones. */
-#define GW_MEDIA_CACHE_FILE_BYTES_MAX (1024u * 1024u)
+/* A file larger than this is served from disk each time, 64 KiB per
+ * writable turn. A cached one is written whole from the HTTP callback,
+ * and lws keeps a copy of whatever a slow reader's socket did not take:
+ * the cap bounds that copy per connection. Feed images (medium, ~40-100
+ * KB) and most large variants (1080 wide, ~100-400 KB) fit. */
+#define GW_MEDIA_CACHE_FILE_BYTES_MAX (256u * 1024u)
 /* "<64 hex>/<variant>" and a NUL. */
 #define GW_MEDIA_KEY_BYTES_MAX 80u
 /* The prebuilt 200 headers: security headers (~450 bytes), the ETag and

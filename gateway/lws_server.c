@@ -1000,10 +1000,11 @@ callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 	}
 }
 
-/* The largest single send: a cached image's whole response, one response
- * turn (headers and a body chunk) or one frame. lws 4.1 caps each send() at tx_packet_size, and at
- * rx_buffer_size when it is 0: with the 256-byte receive buffer that
- * split a 40 KB image into some 150 sends, each with an epoll rearm. */
+/* The largest single send: a cached image's whole response, one
+ * response turn (headers and a body chunk) or one frame. lws 4.1 caps
+ * each send() at tx_packet_size, and at rx_buffer_size when it is 0: with
+ * the 256-byte receive buffer that split a 40 KB image into some 150
+ * sends, each with an epoll rearm. */
 #define TX_PACKET_BYTES                                                    \
 	(GW_MEDIA_HEADER_BYTES_MAX + GW_MEDIA_CACHE_FILE_BYTES_MAX)
 static_assert(TX_PACKET_BYTES >= HEADER_BYTES_MAX + WRITE_CHUNK_BYTES,

@@ -7,17 +7,34 @@ ready and its variants are served from /media/{hash}/{variant} with a
 strong ETag, immutable caching and 304 on If-None-Match; later reads
 come from the gateway's media cache and must be byte for byte the same
 response (headers and body), also when pipelined on one keep-alive
-connection and for HEAD; a 25 MB upload is answered as usual while other
+connection and for HEAD; a variant too big for the cache streams from
+disk; a 25 MB upload is answered as usual while other
 requests are served; a multipart POST /v1/posts makes a post in one
 request.
 """
+import random
 import socket
+import struct
 import threading
 import time
 import urllib.parse
+import zlib
 
 from flocklib import (Node, check, check_security_headers, multipart,
                       png_bytes, run, wait_until)
+
+
+def noise_png(width, height):
+    """An RGB PNG of noise: its JPEG variants are as big as they get."""
+    rnd = random.Random(7)
+    raw = b"".join(b"\0" + rnd.randbytes(width * 3) for _ in range(height))
+
+    def chunk(kind, data):
+        c = struct.pack(">I", len(data)) + kind + data
+        return c + struct.pack(">I", zlib.crc32(kind + data) & 0xffffffff)
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) +
+            chunk(b"IDAT", zlib.compress(raw, 1)) + chunk(b"IEND", b""))
 
 
 def raw_exchange(port, requests, body, count):
@@ -98,6 +115,23 @@ def main(args, nodes):
         data = raw_exchange(node.port, [one, one, one], img, 3)
         check(data.count(b"HTTP/1.1 200 OK") == 3 and data.count(img) == 3,
               "three pipelined reads of %s" % name)
+    # A variant larger than the cache takes (a noisy photo's 1080-wide
+    # large) streams from disk, whole and the same every time.
+    _, noisy = node.expect(201, "POST", "/v1/media", raw=noise_png(1400, 1000),
+                           content_type="image/png", token=alice)
+
+    def noisy_ready():
+        _, m = node.expect(200, "GET", "/v1/media/%s" % noisy["media_id"], token=alice)
+        return m if m["status"] in ("ready", "failed") else None
+    m = wait_until("noisy media ready", noisy_ready, timeout_s=60)
+    check(m["status"] == "ready", "noisy media processed: %r" % m)
+    vurl = urllib.parse.urlsplit(m["variants"]["large"]).path
+    st, h, img = node.request("GET", vurl)
+    check(st == 200 and len(img) > 256 * 1024, "large variant over the cache's file cap: %d bytes" % len(img))
+    check(int(h["content-length"]) == len(img), "large: content length")
+    st, h2, img2 = node.request("GET", vurl)
+    check(st == 200 and img2 == img and h2 == h, "large: same response again")
+
     st, _, metrics = node.request("GET", "/metrics")
     check(st == 200 and b"flock_media_cache_hits_total " in metrics,
           "media cache counters in /metrics")
