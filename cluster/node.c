@@ -2027,6 +2027,9 @@ node_load_or_bootstrap(cl_node *n)
 	int rc = cl_map_load(n->data_dir, &self, &n->map);
 	if (rc == 0 && self != 0 && cl_map_find(&n->map, self) != NULL) {
 		atomic_store(&n->self, self);
+		/* gossiped and put on frames: a member whose gossip shows an
+		 * older epoch than the map is pushed the map again */
+		atomic_store(&n->epoch, n->map.epoch);
 		atomic_store(&n->joined, true);
 		if (n->rt != NULL)
 			rt_set_node_id(n->rt, self);
@@ -2058,6 +2061,7 @@ node_load_or_bootstrap(cl_node *n)
 	if (rc != 0)
 		return rc;
 	atomic_store(&n->self, self);
+	atomic_store(&n->epoch, n->map.epoch);
 	atomic_store(&n->joined, true);
 	if (n->rt != NULL)
 		rt_set_node_id(n->rt, self);
