@@ -37,9 +37,8 @@ cl__link_init(cl__link *l, const cl_transport_ops *ops, void *transport,
 	CL_ASSERT(l != NULL);
 	CL_ASSERT(ops != NULL);
 	memset(l, 0, sizeof *l);
-	l->frames = calloc(CL_LINK_FRAMES_MAX, sizeof *l->frames);
-	if (l->frames == NULL)
-		return CL_ENOMEM;
+	/* the ring (160 KiB) is allocated by the first enqueue: a node has
+	 * a link for every possible peer and talks to a few */
 	pthread_mutex_init(&l->lock, NULL);
 	l->transport_ops = ops;
 	l->transport = transport;
@@ -66,14 +65,16 @@ reset_send(cl__link *l)
 void
 cl__link_destroy(cl__link *l)
 {
-	if (l->frames == NULL)
-		return;
+	if (l->transport_ops == NULL)
+		return; /* never initialised */
 	reset_send(l);
-	for (uint32_t k = 0; k < CL_LINK_FRAMES_MAX; k++)
-		rt_buffer_free(&l->frames[k].bytes);
+	if (l->frames != NULL)
+		for (uint32_t k = 0; k < CL_LINK_FRAMES_MAX; k++)
+			rt_buffer_free(&l->frames[k].bytes);
 	rt_buffer_free(&l->open);
 	free(l->frames);
 	l->frames = NULL;
+	l->transport_ops = NULL;
 	pthread_mutex_destroy(&l->lock);
 }
 
@@ -134,6 +135,7 @@ seal(cl__link *l, uint64_t now_ms)
 {
 	if (l->writer.out == NULL || l->writer.count == 0)
 		return;
+	CL_ASSERT(l->frames != NULL);
 	CL_ASSERT(l->frames_count < CL_LINK_FRAMES_MAX);
 	cl_frame_end(&l->writer);
 	cl__sealed *f = &l->frames[ring_index(l, l->frames_count)];
@@ -174,6 +176,11 @@ cl__link_enqueue_locked(cl__link *l, const cl_envelope *e, bool system,
 		return CL_EBUSY;
 	if (l->frames_count + 1u >= CL_LINK_FRAMES_MAX)
 		return CL_EBUSY;
+	if (l->frames == NULL) {
+		l->frames = calloc(CL_LINK_FRAMES_MAX, sizeof *l->frames);
+		if (l->frames == NULL)
+			return CL_ENOMEM;
+	}
 	if (l->writer.out == NULL) {
 		int rc = open_batch(l);
 		if (rc != 0)
