@@ -877,7 +877,13 @@ void
 sim__driver_poll(sim_driver *d)
 {
 	sim_world *w = d->w;
-	for (uint32_t i = 0; i < w->nodes_count; i++)
-		if (w->nodes[i].up && w->nodes[i].client != NULL)
-			api_client_poll(w->nodes[i].client);
+	for (uint32_t i = 0; i < w->nodes_count; i++) {
+		sim_node *n = &w->nodes[i];
+		/* cleared before the poll, which runs until the inbox is
+		 * empty: a completion queued meanwhile sets it again */
+		if (n->up && n->client != NULL && n->client_ready) {
+			n->client_ready = false;
+			api_client_poll(n->client);
+		}
+	}
 }

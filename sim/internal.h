@@ -256,6 +256,8 @@ struct sim_node {
 	uint64_t epoch_checked_ms;
 	uint64_t sync_not_before_ms; /* a torn crash is due before it */
 	uint32_t inflight;        /* client calls in flight on it */
+	bool client_ready;        /* its client's inbox went non-empty
+				   * since the last poll */
 };
 
 /* Creates node index's data dir names; does not start it. */

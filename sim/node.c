@@ -413,6 +413,15 @@ sim__node_run(sim_world *w, uint32_t index, uint64_t max)
 	return turns;
 }
 
+/* The client's inbox went from empty to non-empty: the next poll has
+ * completions to run (sim__driver_poll skips the clients with none). */
+static void
+client_notify(void *arg)
+{
+	sim_node *n = arg;
+	n->client_ready = true;
+}
+
 api_client *
 sim__node_client(sim_world *w, uint32_t index)
 {
@@ -427,7 +436,8 @@ sim__node_client(sim_world *w, uint32_t index)
 			return NULL;
 	}
 	(void)rt_set_node_id(n->rt, n->id);
-	if (api_client_create(n->api, NULL, NULL, &n->client) != 0)
+	n->client_ready = false;
+	if (api_client_create(n->api, client_notify, n, &n->client) != 0)
 		return NULL;
 	return n->client;
 }
