@@ -249,6 +249,8 @@ struct sim_node {
 	bool flush_queued;        /* a FLUSH event is queued */
 	bool disk_queued;         /* a DISK event is queued */
 	bool retry_queued;
+	bool disk_check;          /* something ran on it since plan_disks
+				   * last looked at its journal and store */
 	uint64_t turns;
 	/* checks */
 	sim_active active;

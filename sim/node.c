@@ -303,6 +303,7 @@ sim__node_start(sim_world *w, uint32_t index, const char *join)
 	n->runnable = true;
 	n->disk_queued = false;
 	n->retry_queued = false;
+	n->disk_check = true;
 	uint64_t phase = sim__rng_below(sim__rng(w, SIM_STREAM_SCHED),
 		w->knobs.tick_ms) + 1;
 	sim__schedule(w, w->now_ms + phase, SIM_EV_TICK, index, 0);
@@ -408,6 +409,8 @@ sim__node_run(sim_world *w, uint32_t index, uint64_t max)
 		turns++;
 	if (turns < max)
 		n->runnable = false;
+	if (turns > 0)
+		n->disk_check = true; /* records, checkpoints */
 	n->turns += turns;
 	w->result->turns += turns;
 	return turns;

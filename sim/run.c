@@ -225,6 +225,7 @@ sim__node_poke(sim_world *w, uint32_t node)
 		return;
 	n->runnable = true;
 	n->flush_queued = true;
+	n->disk_check = true;
 }
 
 /* A node event for a past incarnation or a node that is down. */
@@ -299,6 +300,13 @@ tick_event(sim_world *w, uint32_t index)
 static void
 dispatch(sim_world *w, const sim_event *e)
 {
+	/* whatever runs may give a journal or a store work: the node an
+	 * event is for, every node for the world's own events */
+	if (e->node < w->nodes_count)
+		w->nodes[e->node].disk_check = true;
+	else
+		for (uint32_t i = 0; i < w->nodes_count; i++)
+			w->nodes[i].disk_check = true;
 	switch (e->kind) {
 	case SIM_EV_FRAME:
 		sim__net_deliver(w->net, e);
@@ -311,6 +319,8 @@ dispatch(sim_world *w, const sim_event *e)
 		return;
 	case SIM_EV_FAULT:
 		sim__faults_event(w, e);
+		for (uint32_t i = 0; i < w->nodes_count; i++)
+			w->nodes[i].disk_check = true;
 		return;
 	case SIM_EV_RESTART: {
 		sim_node *n = &w->nodes[e->node];
@@ -344,14 +354,18 @@ dispatch(sim_world *w, const sim_event *e)
 	}
 }
 
-/* Schedules disk steps and probes for nodes that need them. */
+/* Schedules disk steps and probes for nodes that need them. Only nodes
+ * on which something ran since they were last looked at (disk_check):
+ * a journal or a store gets work from actor turns, cluster ticks and
+ * frames (handoffs), disk events and checkpoints, never by itself. */
 static void
 plan_disks(sim_world *w)
 {
 	for (uint32_t i = 0; i < w->nodes_count; i++) {
 		sim_node *n = &w->nodes[i];
-		if (!n->up)
+		if (!n->up || !n->disk_check)
 			continue;
+		n->disk_check = false;
 		ps_journal *j = ps_node_journal(n->ps);
 		if (!n->disk_queued) {
 			ps_pump_step step = ps_journal_next_step(j);
@@ -416,6 +430,7 @@ run_instant(sim_world *w)
 		n->flush_queued = false;
 		cl_node_tick(n->cl, sim__node_now(n));
 		n->runnable = true; /* a tick may release held messages */
+		n->disk_check = true;
 	}
 	plan_disks(w);
 	return worked;
@@ -450,8 +465,10 @@ advance_to(sim_world *w, uint64_t t)
 		uint64_t now = rt_now_ms(n->rt);
 		SIM_ASSERT(local >= now);
 		rt_det_advance(n->rt, local - now);
-		if (next <= local)
+		if (next <= local) {
 			n->runnable = true;
+			n->disk_check = true;
+		}
 	}
 }
 
