@@ -13,8 +13,14 @@
  *     faults but joins and drains (seed 2's draw: crashes, restarts and
  *     their recoveries cost the most);
  *   - sim_smoke_seeds_per_minute: smoke seeds (10 simulated minutes,
- *     swarm faults, the seed's own users and rate) finished per wall
- *     minute with two processes on the machine's two cores; goal >= 100.
+ *     swarm faults but joins and drains, the seed's own users and rate)
+ *     finished per wall minute with two processes on the machine's two
+ *     cores; goal >= 100;
+ *   - sim_smoke_sweep_seeds_per_minute: the sweep `make test` runs
+ *     (tests/unit/sim_smoke_test.c: seeds 1 to 50, 10 simulated minutes,
+ *     swarm:crash,torn,duplicate,reorder,skew) split over two processes,
+ *     per wall minute; goal >= 100; _cpu: per minute of two cores of
+ *     the processes' own CPU time (what two free cores would do).
  * Seeds are fixed, so the work is the same every time; only the machine
  * varies. No figure is asserted.
  */
@@ -38,6 +44,10 @@
 /* Smoke seeds per process, two processes. */
 #define SMOKE_SEEDS_PER_PROCESS 15u
 #define SMOKE_SIM_MS (10u * 60u * 1000u)
+/* The sweep of `make test` (sim_smoke_test.c and the Makefile's
+ * SIM_SMOKE_SEEDS and SIM_SMOKE_FAULTS). */
+#define SWEEP_SEEDS 50u
+#define SWEEP_FAULTS "swarm:crash,torn,duplicate,reorder,skew"
 
 static double
 wall_seconds(void)
@@ -123,6 +133,67 @@ smoke(void)
 		2.0 * SMOKE_SEEDS_PER_PROCESS * 60.0 / wall);
 }
 
+static double
+children_cpu_seconds(void)
+{
+	struct rusage ru;
+	getrusage(RUSAGE_CHILDREN, &ru);
+	return (double)ru.ru_utime.tv_sec + (double)ru.ru_stime.tv_sec +
+		((double)ru.ru_utime.tv_usec + (double)ru.ru_stime.tv_usec) / 1e6;
+}
+
+/* Runs the sweep's seeds k+1, k+3, ...; exits with how many failed. */
+static void
+sweep_half(int k)
+{
+	sim_options o;
+	sim_options_default(&o);
+	o.sim_time_ms = SMOKE_SIM_MS;
+	o.check_recovery = true;
+	if (sim_faults_parse(SWEEP_FAULTS, &o.swarm, &o.faults) != 0)
+		_exit(255);
+	unsigned failed = 0;
+	for (uint32_t seed = 1u + (uint32_t)k; seed <= SWEEP_SEEDS; seed += 2) {
+		o.seed = seed;
+		sim_result r;
+		if (sim_run(&o, &r) != 0 || !r.passed)
+			failed++;
+	}
+	_exit((int)(failed < 250 ? failed : 250));
+}
+
+static void
+smoke_sweep(void)
+{
+	double wall = wall_seconds(), cpu = children_cpu_seconds();
+	pid_t children[2];
+	for (int k = 0; k < 2; k++) {
+		children[k] = fork();
+		if (children[k] < 0) {
+			perror("fork");
+			exit(1);
+		}
+		if (children[k] == 0)
+			sweep_half(k);
+	}
+	unsigned failed = 0;
+	for (int k = 0; k < 2; k++) {
+		int status = 0;
+		waitpid(children[k], &status, 0);
+		failed += WIFEXITED(status) ? (unsigned)WEXITSTATUS(status)
+					    : SWEEP_SEEDS;
+	}
+	wall = wall_seconds() - wall;
+	cpu = children_cpu_seconds() - cpu;
+	printf("# smoke sweep: %u seeds, %u failed, %.1f s wall, %.1f s CPU\n",
+		SWEEP_SEEDS, failed, wall, cpu);
+	printf("figure sim_smoke_sweep_seeds_per_minute %.0f seeds/min\n",
+		SWEEP_SEEDS * 60.0 / wall);
+	printf("figure sim_smoke_sweep_seeds_per_minute_cpu %.0f seeds/min\n",
+		SWEEP_SEEDS * 60.0 / (cpu / 2.0));
+	fflush(stdout);
+}
+
 int
 main(void)
 {
@@ -130,5 +201,6 @@ main(void)
 	speed("sim_speed_ratio_faults", 2, true,
 		SIM_FAULTS_ALL & ~(SIM_FAULT_JOIN | SIM_FAULT_DRAIN));
 	smoke();
+	smoke_sweep();
 	return 0;
 }
