@@ -147,7 +147,7 @@ typedef struct cl_map_node {
 
 /*
  * The versioned map: who owns each partition at `epoch`. A plain value
- * (about 21 KiB): copy it, compare it, keep old ones. owner[p] is a node
+ * (about 53 KiB): copy it, compare it, keep old ones. owner[p] is a node
  * id, or 0 while no node is active (a fresh, empty cluster).
  */
 typedef struct cl_map {
@@ -156,6 +156,11 @@ typedef struct cl_map {
 	uint16_t nodes_count;
 	cl_map_node nodes[CL_NODES_MAX]; /* sorted by id */
 	uint16_t owner[CL_PARTITIONS];
+	/* The epoch (low 32 bits: 2^32 steps are decades away) at which
+	 * owner[p] became its value, 0 for the first map: the name both
+	 * sides of a handoff give it, whatever epochs each skipped. Set by
+	 * the coordinator's commit. */
+	uint32_t moved_at[CL_PARTITIONS];
 } cl_map;
 
 /* An empty map: epoch 0, no nodes, next id 1. */
@@ -217,8 +222,10 @@ int cl_map_load(const char *dir, uint16_t *self_id_out, cl_map *map);
 
 /* ---- envelopes: the wire form of one cross-node message ---------------- */
 
-/* Format version of envelopes and frames; bumped on any layout change. */
-#define CL_WIRE_VERSION 2u
+/* Format version of envelopes and frames; bumped on any layout change
+ * (3: a handoff's STATE and DONE name their shipment, and RESUME, QUERY
+ * and REFENCE resume a handoff a crash interrupted). */
+#define CL_WIRE_VERSION 3u
 
 /* Flags above the runtime's RT_MESSAGE_F_* bits. */
 #define CL_ENVELOPE_F_SYSTEM (1u << 16)    /* cluster protocol, not an actor's */
@@ -345,6 +352,8 @@ void cl_memnet_block(cl_memnet *net, const char *a, const char *b,
  */
 typedef int (*cl_state_item_callback)(void *arg, rt_addr addr,
 	const void *bytes, size_t length);
+/* A sync finished: status 0 (durable) or an error (ask again). */
+typedef void (*cl_state_synced_callback)(void *arg, int status);
 typedef struct cl_state_ops {
 	/* Calls item for every actor stored in partition (all of them,
 	 * active or not; actors are passivated already). bytes borrowed. */
@@ -356,6 +365,13 @@ typedef struct cl_state_ops {
 		size_t length);
 	/* Forgets what is stored for partition here (it moved away). */
 	int (*drop_partition)(void *arg, uint32_t partition);
+	/* Makes every import_actor that returned before it durable, then
+	 * calls done, on any thread, possibly much later (never from
+	 * within sync itself). The new owner serves a partition, and the
+	 * old owner forgets it, only after its imports are durable. NULL:
+	 * imports are durable when import_actor returns. Returns 0 or an
+	 * error (done is then not called). */
+	int (*sync)(void *arg, cl_state_synced_callback done, void *done_arg);
 } cl_state_ops;
 
 /* cl_state_ops over persistence (state_ps.c): state_arg is the node's

@@ -113,6 +113,22 @@ int cl__map_pack(cl__packer *p, const cl_map *map);
 int cl__map_from_object(const msgpack_object *o, cl_map *map);
 /* Index of id in map->nodes, or -1. */
 int cl__map_index(const cl_map *map, uint16_t id);
+/* A handoff in flight, as the map file keeps it: what a restart resumes
+ * (node.c). */
+enum { CL__HANDOFF_LEAVING = 1, CL__HANDOFF_ARRIVING = 2 };
+typedef struct cl__handoff_record {
+	uint32_t partition;
+	uint8_t mode;  /* CL__HANDOFF_LEAVING (peer: new owner) or _ARRIVING */
+	uint16_t peer; /* (peer: old owner) */
+	uint64_t epoch; /* the map epoch the handoff began at */
+} cl__handoff_record;
+/* cl_map_save / cl_map_load with the handoffs in flight (count of them,
+ * at most CL_PARTITIONS; records NULL when count is 0). load: records
+ * has room for CL_PARTITIONS, or is NULL to skip them. */
+int cl__map_file_save(const char *dir, uint16_t self_id, const cl_map *map,
+	const cl__handoff_record *records, uint32_t count);
+int cl__map_file_load(const char *dir, uint16_t *self_id_out, cl_map *map,
+	cl__handoff_record *records, uint32_t *count);
 /* Debug check of a map's invariants (sorted ids, owners are members). */
 bool cl__map_valid(const cl_map *map);
 

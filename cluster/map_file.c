@@ -2,12 +2,16 @@
  * map_file.c — the partition map's msgpack form and its file.
  *
  * Wire form: [version, epoch, next_node_id, [[id, state, address]...],
- * owners(bin: CL_PARTITIONS little-endian u16)].
+ * owners(bin: CL_PARTITIONS little-endian u16), moved_at(bin:
+ * CL_PARTITIONS little-endian u32; since version 2)].
  *
  * File <dir>/cluster.map: a 24-byte header (magic "FLCM", u32 format
  * version, u32 payload length, u32 reserved, u64 FNV-1a of the payload,
- * all little-endian) and the payload: u16 self id (LE) then the map's
- * wire form. Written to cluster.map.tmp, fsynced, renamed over the old
+ * all little-endian) and the payload: u16 self id (LE) then, in format
+ * 2, [map's wire form, [[partition, mode, peer, epoch]...]]: the map and
+ * the handoffs this node had in flight under it, so that a restart
+ * resumes them (format 1, still read: the map's wire form alone, no
+ * handoffs). Written to cluster.map.tmp, fsynced, renamed over the old
  * file, and the directory fsynced: a crash leaves one whole file.
  *
  * What it does not do: keep history; the map is small and the epoch in
@@ -19,8 +23,11 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-#define MAP_FORMAT_VERSION 1u
-#define MAP_FILE_FORMAT_VERSION 1u
+#define MAP_FORMAT_VERSION 2u
+#define MAP_FILE_FORMAT_VERSION 2u
+/* Format 1 (a map without handoffs) is still read. */
+#define MAP_FILE_FORMAT_VERSION_1 1u
+#define MAP_RECORD_FIELDS 4u
 #define MAP_FILE_NAME "cluster.map"
 #define MAP_FILE_TMP_NAME "cluster.map.tmp"
 #define MAP_FILE_HEADER_BYTES 24u
@@ -29,7 +36,10 @@
 /* Paths inside the data directory. */
 #define MAP_PATH_BYTES_MAX 1024u
 #define MAP_NODE_FIELDS 3u
-#define MAP_FIELDS 5u
+#define MAP_FIELDS 6u
+/* Format 1 (no moved_at) is still read: map files written before it. */
+#define MAP_FORMAT_VERSION_1 1u
+#define MAP_FIELDS_1 5u
 
 int
 cl__map_pack(cl__packer *p, const cl_map *map)
@@ -56,6 +66,15 @@ cl__map_pack(cl__packer *p, const cl_map *map)
 	}
 	msgpack_pack_bin(&p->pk, sizeof owners);
 	msgpack_pack_bin_body(&p->pk, owners, sizeof owners);
+	unsigned char *moved = malloc(CL_PARTITIONS * 4u);
+	CL_ASSERT(moved != NULL);
+	for (uint32_t q = 0; q < CL_PARTITIONS; q++)
+		for (uint32_t b = 0; b < 4; b++)
+			moved[4 * q + b] = (unsigned char)(map->moved_at[q] >>
+				(8 * b));
+	msgpack_pack_bin(&p->pk, CL_PARTITIONS * 4u);
+	msgpack_pack_bin_body(&p->pk, moved, CL_PARTITIONS * 4u);
+	free(moved);
 	return p->status;
 }
 
@@ -69,12 +88,14 @@ cl__map_from_object(const msgpack_object *o, cl_map *map)
 	uint32_t version;
 	uint32_t next_id;
 	cl_map_init(map);
-	if (cl__obj_array(o, MAP_FIELDS, &f, &n) != 0 || n != MAP_FIELDS)
+	if (cl__obj_array(o, MAP_FIELDS_1, &f, &n) != 0)
 		return CL_ECORRUPT;
 	if (cl__obj_u32(&f[0], &version) != 0)
 		return CL_ECORRUPT;
-	if (version != MAP_FORMAT_VERSION)
+	if (version != MAP_FORMAT_VERSION && version != MAP_FORMAT_VERSION_1)
 		return CL_EVERSION;
+	if (n != (version == MAP_FORMAT_VERSION_1 ? MAP_FIELDS_1 : MAP_FIELDS))
+		return CL_ECORRUPT;
 	if (cl__obj_u64(&f[1], &map->epoch) != 0 ||
 		cl__obj_u32(&f[2], &next_id) != 0 || next_id == 0 ||
 		next_id > CL_NODE_ID_MAX + 1u ||
@@ -109,6 +130,22 @@ cl__map_from_object(const msgpack_object *o, cl_map *map)
 	for (uint32_t q = 0; q < CL_PARTITIONS; q++)
 		map->owner[q] = (uint16_t)(owners[2 * q] |
 					   (uint16_t)owners[2 * q + 1] << 8);
+	const unsigned char *moved;
+	uint32_t moved_bytes;
+	if (version == MAP_FORMAT_VERSION_1)
+		goto check; /* every moved_at 0: no handoff names one */
+	if (cl__obj_bin(&f[5], &moved, &moved_bytes) != 0 ||
+		moved_bytes != CL_PARTITIONS * 4u)
+		return CL_ECORRUPT;
+	for (uint32_t q = 0; q < CL_PARTITIONS; q++) {
+		uint32_t v = 0;
+		for (uint32_t b = 0; b < 4; b++)
+			v |= (uint32_t)moved[4 * q + b] << (8 * b);
+		if (v > map->epoch)
+			return CL_ECORRUPT;
+		map->moved_at[q] = v;
+	}
+check:
 	/* ids sorted, below next id, owners members */
 	for (uint32_t i = 0; i < count; i++)
 		if (map->next_node_id != 0 &&
@@ -193,11 +230,95 @@ sync_dir(const char *dir)
 	return rc;
 }
 
+static int
+records_pack(rt_buffer *out, const cl_map *map,
+	const cl__handoff_record *records, uint32_t count)
+{
+	cl__packer p;
+	cl__packer_init(&p, out);
+	msgpack_pack_array(&p.pk, 2);
+	int rc = cl__map_pack(&p, map);
+	if (rc != 0)
+		return rc;
+	msgpack_pack_array(&p.pk, count);
+	for (uint32_t i = 0; i < count; i++) {
+		const cl__handoff_record *r = &records[i];
+		CL_ASSERT(r->partition < CL_PARTITIONS);
+		CL_ASSERT(r->mode == CL__HANDOFF_LEAVING ||
+			r->mode == CL__HANDOFF_ARRIVING);
+		msgpack_pack_array(&p.pk, MAP_RECORD_FIELDS);
+		msgpack_pack_uint32(&p.pk, r->partition);
+		msgpack_pack_uint8(&p.pk, r->mode);
+		msgpack_pack_uint16(&p.pk, r->peer);
+		msgpack_pack_uint64(&p.pk, r->epoch);
+	}
+	return p.status;
+}
+
+static int
+records_unpack(const void *bytes, size_t length, cl_map *map,
+	cl__handoff_record *records, uint32_t *count)
+{
+	msgpack_zone zone;
+	if (!msgpack_zone_init(&zone, 4096))
+		return CL_ENOMEM;
+	msgpack_object o;
+	const msgpack_object *f;
+	const msgpack_object *items;
+	uint32_t k;
+	uint32_t n = 0;
+	int rc = cl__unpack(bytes, length, &zone, &o);
+	if (rc == 0 && (cl__obj_array(&o, 2, &f, &k) != 0 ||
+		cl__obj_array(&f[1], 0, &items, &n) != 0 ||
+		n > CL_PARTITIONS))
+		rc = CL_ECORRUPT;
+	if (rc == 0)
+		rc = cl__map_from_object(&f[0], map);
+	for (uint32_t i = 0; rc == 0 && i < n; i++) {
+		const msgpack_object *g;
+		uint32_t partition, mode, peer;
+		uint64_t epoch;
+		if (cl__obj_array(&items[i], MAP_RECORD_FIELDS, &g, &k) != 0 ||
+			cl__obj_u32(&g[0], &partition) != 0 ||
+			cl__obj_u32(&g[1], &mode) != 0 ||
+			cl__obj_u32(&g[2], &peer) != 0 ||
+			cl__obj_u64(&g[3], &epoch) != 0 ||
+			partition >= CL_PARTITIONS || peer == 0 ||
+			peer > CL_NODE_ID_MAX ||
+			(mode != CL__HANDOFF_LEAVING &&
+				mode != CL__HANDOFF_ARRIVING)) {
+			rc = CL_ECORRUPT;
+			break;
+		}
+		records[i] = (cl__handoff_record){partition, (uint8_t)mode,
+			(uint16_t)peer, epoch};
+	}
+	if (rc == 0 && count != NULL)
+		*count = n;
+	msgpack_zone_destroy(&zone);
+	return rc;
+}
+
 int
 cl_map_save(const char *dir, uint16_t self_id, const cl_map *map)
 {
+	return cl__map_file_save(dir, self_id, map, NULL, 0);
+}
+
+int
+cl_map_load(const char *dir, uint16_t *self_id_out, cl_map *map)
+{
+	return cl__map_file_load(dir, self_id_out, map, NULL, NULL);
+}
+
+int
+cl__map_file_save(const char *dir, uint16_t self_id, const cl_map *map,
+	const cl__handoff_record *records, uint32_t count)
+{
 	CL_ASSERT(dir != NULL);
 	CL_ASSERT(map != NULL);
+	CL_ASSERT(records != NULL || count == 0);
+	CL_ASSERT(count <= CL_PARTITIONS);
 	char path[MAP_PATH_BYTES_MAX];
 	char tmp[MAP_PATH_BYTES_MAX];
 	if ((size_t)snprintf(path, sizeof path, "%s/%s", dir, MAP_FILE_NAME) >=
@@ -213,7 +334,7 @@ cl_map_save(const char *dir, uint16_t self_id, const cl_map *map)
 	if (rc == 0 && rt_buffer_append(&b, self, sizeof self) != 0)
 		rc = CL_ENOMEM;
 	if (rc == 0)
-		rc = cl_map_encode(map, &b);
+		rc = records_pack(&b, map, records, count);
 	if (rc != 0)
 		goto fail_buffer;
 	size_t payload = b.length - MAP_FILE_HEADER_BYTES;
@@ -244,10 +365,13 @@ fail_buffer:
 }
 
 int
-cl_map_load(const char *dir, uint16_t *self_id_out, cl_map *map)
+cl__map_file_load(const char *dir, uint16_t *self_id_out, cl_map *map,
+	cl__handoff_record *records, uint32_t *count)
 {
 	CL_ASSERT(dir != NULL);
 	CL_ASSERT(map != NULL);
+	if (count != NULL)
+		*count = 0;
 	char path[MAP_PATH_BYTES_MAX];
 	if ((size_t)snprintf(path, sizeof path, "%s/%s", dir, MAP_FILE_NAME) >=
 		sizeof path)
@@ -277,7 +401,9 @@ cl_map_load(const char *dir, uint16_t *self_id_out, cl_map *map)
 		rc = CL_ECORRUPT;
 		goto done;
 	}
-	if (get_u32(bytes + 4) != MAP_FILE_FORMAT_VERSION) {
+	uint32_t version = get_u32(bytes + 4);
+	if (version != MAP_FILE_FORMAT_VERSION &&
+		version != MAP_FILE_FORMAT_VERSION_1) {
 		rc = CL_EVERSION;
 		goto done;
 	}
@@ -291,7 +417,21 @@ cl_map_load(const char *dir, uint16_t *self_id_out, cl_map *map)
 	}
 	if (self_id_out != NULL)
 		*self_id_out = (uint16_t)(payload[0] | payload[1] << 8);
-	rc = cl_map_decode(payload + 2, payload_bytes - 2, map);
+	if (version == MAP_FILE_FORMAT_VERSION_1) {
+		rc = cl_map_decode(payload + 2, payload_bytes - 2, map);
+		goto done;
+	}
+	cl__handoff_record *scratch = records;
+	if (scratch == NULL)
+		scratch = malloc(CL_PARTITIONS * sizeof *scratch);
+	if (scratch == NULL) {
+		rc = CL_ENOMEM;
+		goto done;
+	}
+	rc = records_unpack(payload + 2, payload_bytes - 2, map, scratch,
+		count);
+	if (scratch != records)
+		free(scratch);
 done:
 	free(bytes);
 	return rc;

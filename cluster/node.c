@@ -24,7 +24,22 @@
  *   forwards stragglers; B holds messages for p that did not come from
  *   A until it has DONE and a fence from every live member, then
  *   delivers them in order and serves p; B tells A (SETTLED) so A drops
- *   its copy of p's state.
+ *   its copy of p's state. Both name the handoff by the epoch at which
+ *   p's owner became B (map.moved_at[p]), whatever maps either skipped.
+ *
+ * Crashes in the middle of a handoff. Each node keeps its handoffs in
+ * flight in the map file with the map (written before it acts on a
+ * map), so a restart resumes them: A holds p again and asks B (QUERY);
+ * B asks A for the state (RESUME) under its own incarnation, the token
+ * STATE and DONE must carry, so nothing shipped to a previous life of B
+ * (or by one of A) completes the handoff; A ships only what B asked for,
+ * starting over if B asks again, and asks every member to fence again
+ * (REFENCE); a restarted node fences every member itself. B serves p
+ * only once its imports are durable (the state seam's sync) and the map
+ * file no longer lists p, so a B that comes back either still arrives
+ * (and is shipped the state again) or serves what it has, and A forgets
+ * p only after that (SETTLED, also the answer to a QUERY for a handoff B
+ * no longer runs).
  *
  * Leases. A node serves its partitions only while it heard from a
  * majority of the map's members within lease_ms; without, sends to its
@@ -74,6 +89,14 @@
 /* cl_node_close waits this long (ms) for runtime passivation passes
  * still running (a close before rt_stop). */
 #define CL_CLOSE_PASSES_WAIT_MS 30000u
+/* A handoff a crash interrupted is asked about again this often (QUERY
+ * from the old owner, RESUME from the new one) until it moves on: the
+ * answer may have been lost with a later crash. */
+#define CL_RESUME_RETRY_MS 1000u
+/* The map file is rewritten for handoffs that finished at the old owner
+ * at most this often: a stale entry costs only a QUERY after a restart,
+ * and 64 partitions settle within a few ms of each other. */
+#define CL_RECORDS_SAVE_MS 1000u
 
 enum { R_NONE = 0, R_LOCAL = 1, R_REMOTE = 2, R_HOLD = 3, R_DOWN = 4 };
 #define ROUTE_WORD(mode, id) ((uint32_t)(mode) << 16 | (uint32_t)(id))
@@ -92,15 +115,25 @@ enum {
 	SYS_STATE = 9,
 	SYS_DONE = 10,
 	SYS_SETTLED = 11,
+	/* new owner -> old owner: ship (again) under this attempt token */
+	SYS_RESUME = 12,
+	/* restarted old owner -> new owner: where is this handoff? */
+	SYS_QUERY = 13,
+	/* old owner -> every member: fence me again (the fences of a
+	 * handoff that is shipped again, or that outlived a crash) */
+	SYS_REFENCE = 14,
 };
 
 enum { P_NORMAL = 0, P_LEAVING = 1, P_ARRIVING = 2 };
 enum {
-	L_START = 0,
-	L_PASSIVATING = 1,
-	L_PASSIVATED = 2,
-	L_SHIPPING = 3, /* the cluster thread ships it, unlocked */
-	L_SHIPPED = 4,
+	/* set up from the map file at a restart: holds, and waits for the
+	 * new owner's RESUME (ship again) or SETTLED (it has the state) */
+	L_RESTORED = 0,
+	L_START = 1,
+	L_PASSIVATING = 2,
+	L_PASSIVATED = 3,
+	L_SHIPPING = 4, /* the cluster thread ships it, unlocked */
+	L_SHIPPED = 5,
 };
 
 typedef struct hold {
@@ -112,11 +145,36 @@ typedef struct part {
 	uint8_t mode;
 	uint8_t stage;
 	bool done;       /* arriving: DONE received from the old owner */
+	bool restored;   /* set up from the map file at this start */
+	bool ready;      /* arriving: released once the file drops it */
+	bool reship;     /* leaving: a RESUME came while shipping */
+	bool skip_state; /* leaving: the new owner has the state already */
+	bool resume_due; /* arriving: ask for the shipment at this tick */
 	uint16_t peer;   /* leaving: new owner; arriving: old owner */
 	uint64_t epoch;
 	uint64_t fenced; /* arriving: bit i = member i of the map fenced */
+	/* The shipment: the new owner asks for it (RESUME) under its own
+	 * incarnation and takes STATE and DONE only with that token, so a
+	 * shipment cut by a crash of either side never completes a later
+	 * one. Leaving: 0 until asked; nothing ships before. */
+	uint64_t attempt;
+	uint64_t sync_gen; /* arriving: the state sync covering its imports */
 	hold *held;
 } part;
+
+/* Where a state sync's callback reports; shared with the callbacks so
+ * that one arriving after cl_node_close finds it (the last one out frees
+ * it). */
+typedef struct sync_box {
+	_Atomic uint64_t done_gen; /* syncs up to this one are durable */
+	_Atomic bool failed;       /* one failed: issue again */
+	_Atomic uint32_t refs;     /* the node + each sync in flight */
+} sync_box;
+
+typedef struct sync_call {
+	sync_box *box;
+	uint64_t gen;
+} sync_call;
 
 struct cl_node {
 	pthread_mutex_t lock;
@@ -145,6 +203,15 @@ struct cl_node {
 	 * forwards is delivered at once (ahead of what is held here) */
 	_Atomic uint8_t arrived[CL_PARTITIONS];
 	uint32_t pending; /* partitions in handoff here */
+	/* handoffs in the map file that finished since it was written */
+	bool records_dirty;
+	uint64_t records_saved_ms;
+	bool releases_due;     /* some arriving partition is ready */
+	uint64_t sync_wanted;  /* state syncs asked for */
+	uint64_t sync_issued;  /* and handed to the state seam */
+	sync_box *sync;
+	uint64_t next_resume_ms;
+	uint64_t refence_due;  /* lowest epoch to ask fences for; 0: none */
 	/* runtime passivation passes not yet done (they point at the node) */
 	_Atomic uint32_t passes;
 	bool lease_pass_due; /* the lease was lost: passivate everything */
@@ -297,6 +364,16 @@ send_system(cl_node *n, uint16_t peer, uint32_t type, uint64_t epoch,
 	int rc = cl__link_enqueue_locked(l, &e, true, node_now(n));
 	pthread_mutex_unlock(&l->lock);
 	return rc;
+}
+
+/* A system message whose body is msgpack nil (an empty body would not
+ * decode, and the receiver would drop it). */
+static void
+send_nil_locked(cl_node *n, uint16_t peer, uint32_t type, uint64_t epoch)
+{
+	static const unsigned char nil = 0xc0;
+	rt_buffer body = {.bytes = (unsigned char *)&nil, .length = 1};
+	send_system(n, peer, type, epoch, &body);
 }
 
 /* ---- route table ------------------------------------------------------- */
@@ -719,6 +796,7 @@ on_swim_locked(cl_node *n, uint16_t from, const cl_envelope *e,
 
 static void replay_stashes_locked(cl_node *n);
 static void try_release_locked(cl_node *n, uint32_t p);
+static void send_resume_locked(cl_node *n, uint32_t p);
 
 /* Points links at the map's members; links of removed members die. */
 static void
@@ -765,28 +843,113 @@ links_sync_locked(cl_node *n)
 	pthread_mutex_unlock(&n->swim_lock);
 }
 
+/* The epoch a handoff of p under map is named by, on both sides: when
+ * p's owner became map's (a node that skipped maps adopts a later one). */
+static uint64_t
+handoff_epoch(const cl_map *map, uint32_t p)
+{
+	return map->moved_at[p] != 0 ? map->moved_at[p] : map->epoch;
+}
+
+/* What adopting map, whose owner of p goes from `from` to `to`, starts
+ * here: P_LEAVING or P_ARRIVING (*peer: the other side), or P_NORMAL. */
+static uint8_t
+transition_of(cl_node *n, const cl_map *map, uint32_t p, uint16_t from,
+	uint16_t to, uint16_t *peer)
+{
+	uint16_t self = atomic_load(&n->self);
+	CL_ASSERT(from != to);
+	if (n->parts[p].mode != P_NORMAL)
+		return P_NORMAL; /* a transition already runs; it finishes first */
+	if (from == self && to != 0) {
+		*peer = to;
+		return P_LEAVING;
+	}
+	if (to == self && from != 0 && cl_map_find(map, from) != NULL) {
+		*peer = from;
+		return P_ARRIVING;
+	}
+	return P_NORMAL;
+}
+
+/* The handoffs in flight once map is adopted (old: the map before it,
+ * or NULL when nothing changes owner): those running, less the ready
+ * arrivals (writing the file without them is what lets them go), and
+ * those the change starts. out has room for CL_PARTITIONS. */
+static uint32_t
+records_collect_locked(cl_node *n, const cl_map *old, const cl_map *map,
+	cl__handoff_record *out)
+{
+	uint32_t count = 0;
+	for (uint32_t p = 0; p < CL_PARTITIONS; p++) {
+		const part *x = &n->parts[p];
+		uint16_t peer = 0;
+		uint8_t mode = x->mode;
+		uint64_t epoch = x->epoch;
+		if (mode == P_ARRIVING && x->ready)
+			continue;
+		if (mode != P_NORMAL) {
+			peer = x->peer;
+		} else if (old != NULL && old->owner[p] != map->owner[p]) {
+			mode = transition_of(n, map, p, old->owner[p],
+				map->owner[p], &peer);
+			epoch = handoff_epoch(map, p);
+		}
+		if (mode == P_NORMAL)
+			continue;
+		out[count++] = (cl__handoff_record){p, mode, peer, epoch};
+	}
+	return count;
+}
+
+/* Persists map with the handoffs in flight (see records_collect_locked). */
+static int
+map_save_locked(cl_node *n, const cl_map *old, const cl_map *map)
+{
+	cl__handoff_record *records = malloc(CL_PARTITIONS * sizeof *records);
+	if (records == NULL)
+		return CL_ENOMEM;
+	uint32_t count = records_collect_locked(n, old, map, records);
+	int rc = cl__map_file_save(n->data_dir, atomic_load(&n->self), map,
+		records, count);
+	free(records);
+	if (rc == 0) {
+		n->records_dirty = false;
+		n->records_saved_ms = node_now(n);
+	}
+	return rc;
+}
+
 static void
 begin_transition_locked(cl_node *n, uint32_t p, uint16_t from, uint16_t to)
 {
-	uint16_t self = atomic_load(&n->self);
 	part *x = &n->parts[p];
-	if (x->mode != P_NORMAL)
-		return; /* a transition already runs; it finishes first */
-	if (from == self && to != 0) {
+	uint16_t peer = 0;
+	uint8_t mode = transition_of(n, &n->map, p, from, to, &peer);
+	if (mode == P_NORMAL)
+		return;
+	x->restored = false;
+	x->ready = false;
+	x->reship = false;
+	x->skip_state = false;
+	x->attempt = 0;
+	x->sync_gen = 0;
+	if (mode == P_LEAVING) {
 		x->mode = P_LEAVING;
 		x->stage = L_START;
-		x->peer = to;
-		x->epoch = n->map.epoch;
+		x->peer = peer;
+		x->epoch = handoff_epoch(&n->map, p);
 		n->pending++;
 		atomic_store(&n->pending_gossip, n->pending);
 		hold_begin_locked(n, p);
-	} else if (to == self && from != 0 &&
-		   cl_map_find(&n->map, from) != NULL) {
+	} else {
 		x->mode = P_ARRIVING;
 		x->done = false;
 		x->fenced = 0;
-		x->peer = from;
-		x->epoch = n->map.epoch;
+		x->peer = peer;
+		x->epoch = handoff_epoch(&n->map, p);
+		x->attempt = n->incarnation;
+		x->resume_due = true;
 		n->pending++;
 		atomic_store(&n->pending_gossip, n->pending);
 		hold_begin_locked(n, p);
@@ -815,13 +978,32 @@ send_fences_locked(cl_node *n, const cl_map *old)
 	}
 }
 
+/* FENCE(this node's epoch) to every other member: after a restart (the
+ * fences this node sent when it adopted its epoch may have died with
+ * it), and to answer a REFENCE (to that member only: to != 0). */
+static void
+send_fences_to_all_locked(cl_node *n, uint16_t to)
+{
+	uint16_t self = atomic_load(&n->self);
+	rt_buffer body = {0};
+	cl__packer pk;
+	cl__packer_init(&pk, &body);
+	msgpack_pack_uint16(&pk.pk, self);
+	for (uint32_t i = 0; i < n->map.nodes_count; i++) {
+		uint16_t id = n->map.nodes[i].id;
+		if (id != self && (to == 0 || id == to))
+			send_system(n, id, SYS_FENCE, n->map.epoch, &body);
+	}
+	rt_buffer_free(&body);
+}
+
 /* Persists and adopts map; starts the handoffs it implies. */
 static int
 adopt_map_locked(cl_node *n, const cl_map *map)
 {
 	if (map->epoch <= n->map.epoch && atomic_load(&n->joined))
 		return CL_OK;
-	int rc = cl_map_save(n->data_dir, atomic_load(&n->self), map);
+	int rc = map_save_locked(n, &n->map, map);
 	if (rc != 0) {
 		node_log(n, RT_LOG_ERROR, "cannot persist map epoch=%" PRIu64
 			": %s", map->epoch, cl_strerror(rc));
@@ -841,9 +1023,15 @@ adopt_map_locked(cl_node *n, const cl_map *map)
 	/* words are stored: fences now follow everything sent on old ones */
 	send_fences_locked(n, old);
 	free(old);
-	for (uint32_t p = 0; p < CL_PARTITIONS; p++)
-		if (n->parts[p].mode == P_ARRIVING)
+	for (uint32_t p = 0; p < CL_PARTITIONS; p++) {
+		part *x = &n->parts[p];
+		if (x->mode == P_ARRIVING && x->resume_due) {
+			x->resume_due = false;
+			send_resume_locked(n, p);
+		}
+		if (x->mode == P_ARRIVING)
 			try_release_locked(n, p);
+	}
 	replay_stashes_locked(n);
 	node_log(n, RT_LOG_INFO, "adopted map epoch=%" PRIu64 " pending=%u",
 		map->epoch, n->pending);
@@ -855,6 +1043,9 @@ static int
 commit_map_locked(cl_node *n, cl_map *next)
 {
 	next->epoch = n->map.epoch + 1;
+	for (uint32_t p = 0; p < CL_PARTITIONS; p++)
+		if (next->owner[p] != n->map.owner[p])
+			next->moved_at[p] = (uint32_t)next->epoch;
 	int rc = adopt_map_locked(n, next);
 	if (rc != 0)
 		return rc;
@@ -884,14 +1075,18 @@ send_fence_marker(cl_node *n, uint16_t to, uint16_t source, uint32_t p,
 	rt_buffer_free(&body);
 }
 
-/* At the old owner: FENCE(e) from source. Every partition leaving here
- * at e gets a marker after what it holds, or one sent on directly. */
+/* At the old owner: FENCE(e) from source, sent once source had adopted
+ * e, so everything source sent here before it adopted any epoch up to e
+ * is ahead of it. Every partition leaving here at e or before gets a
+ * marker after what it holds, or one sent on directly; markers carry the
+ * handoff's epoch. (A fence from a later epoch comes from a restarted
+ * member, or answers a REFENCE.) */
 static void
 on_fence_at_old_owner_locked(cl_node *n, uint16_t source, uint64_t epoch)
 {
 	for (uint32_t p = 0; p < CL_PARTITIONS; p++) {
 		part *x = &n->parts[p];
-		if (x->mode != P_LEAVING || x->epoch != epoch)
+		if (x->mode != P_LEAVING || x->epoch > epoch)
 			continue;
 		if (x->stage < L_SHIPPED) {
 			rt_buffer body = {0};
@@ -901,13 +1096,13 @@ on_fence_at_old_owner_locked(cl_node *n, uint16_t source, uint64_t epoch)
 			msgpack_pack_uint16(&pk.pk, source);
 			msgpack_pack_uint32(&pk.pk, p);
 			cl_envelope m;
-			system_envelope(&m, SYS_FENCE, epoch, &body);
+			system_envelope(&m, SYS_FENCE, x->epoch, &body);
 			pthread_mutex_lock(&n->hold_lock);
 			hold_append_locked(x->held, &m, false);
 			pthread_mutex_unlock(&n->hold_lock);
 			rt_buffer_free(&body);
 		} else {
-			send_fence_marker(n, x->peer, source, p, epoch);
+			send_fence_marker(n, x->peer, source, p, x->epoch);
 		}
 	}
 }
@@ -950,7 +1145,10 @@ part_finish_locked(cl_node *n, uint32_t p)
 	part *x = &n->parts[p];
 	CL_ASSERT(x->mode != P_NORMAL);
 	CL_ASSERT(n->pending > 0);
+	if (x->mode == P_LEAVING)
+		n->records_dirty = true; /* the file still lists it */
 	x->mode = P_NORMAL;
+	x->restored = false;
 	atomic_store(&n->arrived[p], 0);
 	n->pending--;
 	atomic_store(&n->pending_gossip, n->pending);
@@ -967,17 +1165,94 @@ step_settled_locked(cl_node *n)
 		n->next_duty_ms = 0;
 }
 
-/* At the new owner: serve p once DONE and every live member's fence is
- * in; what was held is delivered first, in arrival order. */
+/* The state seam's sync finished (any thread, maybe after close). */
+static void
+sync_callback(void *arg, int status)
+{
+	sync_call *c = arg;
+	sync_box *box = c->box;
+	if (status != 0) {
+		atomic_store(&box->failed, true);
+	} else {
+		uint64_t seen = atomic_load(&box->done_gen);
+		while (seen < c->gen &&
+			!atomic_compare_exchange_weak(&box->done_gen, &seen,
+				c->gen))
+			continue;
+	}
+	free(c);
+	if (atomic_fetch_sub(&box->refs, 1) == 1)
+		free(box);
+}
+
+/* Whether p's imports are durable here; asks for a sync the first time
+ * (one sync, issued at the end of the tick, covers every partition whose
+ * DONE came before it). */
+static bool
+state_synced_locked(cl_node *n, part *x)
+{
+	if (n->cfg.state_ops == NULL || n->cfg.state_ops->sync == NULL)
+		return true;
+	if (x->sync_gen == 0) {
+		x->sync_gen = n->sync_issued + 1;
+		if (n->sync_wanted < x->sync_gen)
+			n->sync_wanted = x->sync_gen;
+	}
+	return atomic_load(&n->sync->done_gen) >= x->sync_gen;
+}
+
+/* Hands the wanted sync to the state seam (end of a tick). */
+static void
+sync_issue_locked(cl_node *n)
+{
+	if (atomic_exchange(&n->sync->failed, false))
+		n->sync_issued = atomic_load(&n->sync->done_gen);
+	if (n->sync_wanted <= n->sync_issued || n->cfg.state_ops == NULL ||
+		n->cfg.state_ops->sync == NULL || n->cfg.state_deferred)
+		return;
+	sync_call *c = malloc(sizeof *c);
+	CL_ASSERT(c != NULL);
+	c->box = n->sync;
+	c->gen = n->sync_wanted;
+	atomic_fetch_add(&n->sync->refs, 1);
+	int rc = n->cfg.state_ops->sync(n->cfg.state_arg, sync_callback, c);
+	if (rc != 0) {
+		atomic_fetch_sub(&n->sync->refs, 1);
+		free(c);
+		node_log(n, RT_LOG_WARN, "state sync for a handoff: %s; "
+			"retrying", cl_strerror(rc));
+		return;
+	}
+	n->sync_issued = n->sync_wanted;
+}
+
+/* At the new owner: p can be served once DONE and every live member's
+ * fence are in and the imports are durable; it is then ready, and
+ * releases_flush_locked serves it once the map file no longer lists it
+ * (a crash after that restarts with the state here, none before it). */
 static void
 try_release_locked(cl_node *n, uint32_t p)
 {
 	part *x = &n->parts[p];
-	if (x->mode != P_ARRIVING)
+	if (x->mode != P_ARRIVING || x->ready)
 		return;
 	bool old_gone = cl_map_find(&n->map, x->peer) == NULL;
 	if (!old_gone && (!x->done || !fences_complete_locked(n, x)))
 		return;
+	if (!old_gone && !state_synced_locked(n, x))
+		return;
+	x->ready = true;
+	n->releases_due = true;
+}
+
+/* Serves p: what was held is delivered first, in arrival order. */
+static void
+release_locked(cl_node *n, uint32_t p)
+{
+	part *x = &n->parts[p];
+	CL_ASSERT(x->mode == P_ARRIVING);
+	CL_ASSERT(x->ready);
+	bool old_gone = cl_map_find(&n->map, x->peer) == NULL;
 	pthread_mutex_lock(&n->hold_lock);
 	hold *h = x->held;
 	x->held = NULL;
@@ -993,19 +1268,45 @@ try_release_locked(cl_node *n, uint32_t p)
 	}
 	uint16_t old = x->peer;
 	uint64_t epoch = x->epoch;
+	x->ready = false;
 	part_finish_locked(n, p);
 	rt_buffer body = {0};
 	cl__packer pk;
 	cl__packer_init(&pk, &body);
 	msgpack_pack_uint32(&pk.pk, p);
 	if (!old_gone)
-		send_system(n, old, SYS_SETTLED, 0, &body);
+		send_system(n, old, SYS_SETTLED, epoch, &body);
 	uint16_t c = coordinator_locked(n);
 	if (c != 0 && c != old && c != atomic_load(&n->self))
-		send_system(n, c, SYS_SETTLED, 0, &body);
+		send_system(n, c, SYS_SETTLED, epoch, &body);
 	if (c == atomic_load(&n->self) && epoch == n->step_epoch)
 		step_settled_locked(n);
 	rt_buffer_free(&body);
+}
+
+/* End of a tick: writes the map file without the ready arrivals, then
+ * serves them; rewrites it for handoffs finished at the old owner now
+ * and then. A failed write is retried at the next tick. */
+static void
+releases_flush_locked(cl_node *n)
+{
+	bool stale = n->records_dirty &&
+		cl__elapsed_ms(node_now(n), n->records_saved_ms) >=
+			CL_RECORDS_SAVE_MS;
+	if (!n->releases_due && !stale)
+		return;
+	int rc = map_save_locked(n, NULL, &n->map);
+	if (rc != 0) {
+		node_log(n, RT_LOG_ERROR, "cannot persist the handoffs in "
+			"flight: %s; retrying", cl_strerror(rc));
+		return;
+	}
+	if (!n->releases_due)
+		return;
+	n->releases_due = false;
+	for (uint32_t p = 0; p < CL_PARTITIONS && n->pending > 0; p++)
+		if (n->parts[p].mode == P_ARRIVING && n->parts[p].ready)
+			release_locked(n, p);
 }
 
 static void
@@ -1028,6 +1329,7 @@ typedef struct ship {
 	uint32_t partition;
 	uint16_t to;
 	uint64_t epoch;
+	uint64_t attempt;
 	rt_buffer body;
 	cl__packer pk;
 	uint32_t items;
@@ -1041,8 +1343,9 @@ ship_open(ship *s)
 {
 	s->body.length = 0;
 	cl__packer_init(&s->pk, &s->body);
-	msgpack_pack_array(&s->pk.pk, 2);
+	msgpack_pack_array(&s->pk.pk, 3);
 	msgpack_pack_uint32(&s->pk.pk, s->partition);
+	msgpack_pack_uint64(&s->pk.pk, s->attempt);
 	s->items_offset = s->body.length;
 	unsigned char header[5] = {0xdd, 0, 0, 0, 0}; /* array32, patched */
 	rt_buffer_append(&s->body, header, sizeof header);
@@ -1117,7 +1420,9 @@ ship_finish_locked(cl_node *n, uint32_t p)
 	rt_buffer body = {0};
 	cl__packer pk;
 	cl__packer_init(&pk, &body);
+	msgpack_pack_array(&pk.pk, 2);
 	msgpack_pack_uint32(&pk.pk, p);
+	msgpack_pack_uint64(&pk.pk, x->attempt);
 	send_system(n, x->peer, SYS_DONE, x->epoch, &body);
 	rt_buffer_free(&body);
 	cl__link *l = link_for(n, x->peer);
@@ -1272,6 +1577,8 @@ typedef struct ship_job {
 	uint32_t partition;
 	uint16_t to;
 	uint64_t epoch;
+	uint64_t attempt;
+	bool skip_state; /* the new owner has it: DONE and the hold only */
 	int status;
 } ship_job;
 
@@ -1285,10 +1592,13 @@ ships_collect_locked(cl_node *n, ship_job *jobs, uint32_t max)
 	for (uint32_t p = 0; p < CL_PARTITIONS && n->pending > 0 &&
 		count < max; p++) {
 		part *x = &n->parts[p];
-		if (x->mode != P_LEAVING || x->stage != L_PASSIVATED)
-			continue;
+		if (x->mode != P_LEAVING || x->stage != L_PASSIVATED ||
+			x->attempt == 0)
+			continue; /* not passivated, or not asked for yet */
 		x->stage = L_SHIPPING;
-		jobs[count++] = (ship_job){p, x->peer, x->epoch, 0};
+		x->reship = false;
+		jobs[count++] = (ship_job){p, x->peer, x->epoch, x->attempt,
+			x->skip_state, 0};
 	}
 	return count;
 }
@@ -1301,10 +1611,11 @@ ships_run(cl_node *n, ship_job *jobs, uint32_t count)
 {
 	for (uint32_t i = 0; i < count; i++) {
 		ship s = {.n = n, .partition = jobs[i].partition,
-			.to = jobs[i].to, .epoch = jobs[i].epoch};
+			.to = jobs[i].to, .epoch = jobs[i].epoch,
+			.attempt = jobs[i].attempt};
 		ship_open(&s);
 		int rc = 0;
-		if (n->cfg.state_ops != NULL)
+		if (n->cfg.state_ops != NULL && !jobs[i].skip_state)
 			rc = n->cfg.state_ops->export_partition(n->cfg.state_arg,
 				s.partition, ship_item, &s);
 		if (rc == 0)
@@ -1316,6 +1627,11 @@ ships_run(cl_node *n, ship_job *jobs, uint32_t count)
 	for (uint32_t i = 0; i < count; i++) {
 		uint32_t p = jobs[i].partition;
 		CL_ASSERT(n->parts[p].stage == L_SHIPPING);
+		if (n->parts[p].reship) {
+			/* the new owner asked for another shipment meanwhile */
+			n->parts[p].stage = L_PASSIVATED;
+			continue;
+		}
 		if (jobs[i].status == 0) {
 			ship_finish_locked(n, p);
 			continue;
@@ -1328,28 +1644,43 @@ ships_run(cl_node *n, ship_job *jobs, uint32_t count)
 	pthread_mutex_unlock(&n->lock);
 }
 
+/* At the old owner (and the coordinator): the new owner serves p, from
+ * the handoff that began at epoch, with its imports durable. A restored
+ * handoff learns so from the answer to its QUERY. */
 static void
-on_settled_locked(cl_node *n, uint32_t p)
+on_settled_locked(cl_node *n, uint32_t p, uint64_t epoch)
 {
 	part *x = &n->parts[p];
-	if (atomic_load(&n->self) == coordinator_locked(n))
+	if (atomic_load(&n->self) == coordinator_locked(n) &&
+		epoch == n->step_epoch)
 		step_settled_locked(n);
-	if (x->mode != P_LEAVING || x->stage != L_SHIPPED)
+	if (x->mode != P_LEAVING || x->epoch != epoch ||
+		(x->stage != L_SHIPPED && x->stage != L_RESTORED))
 		return;
+	if (x->stage == L_RESTORED)
+		ship_finish_locked(n, p); /* what it held goes on */
 	if (n->cfg.state_ops != NULL)
 		n->cfg.state_ops->drop_partition(n->cfg.state_arg, p);
 	part_finish_locked(n, p);
 }
 
-/* At the new owner: one chunk of shipped state. */
+/* At the new owner: one chunk of shipped state, taken only by the
+ * handoff and shipment it belongs to: state for a partition served here
+ * would replace what its active actors stand on. */
 static void
-on_state(cl_node *n, const msgpack_object *o)
+on_state(cl_node *n, const msgpack_object *o, uint64_t epoch)
 {
 	const msgpack_object *f;
 	const msgpack_object *items;
 	uint32_t k, count, p;
-	if (cl__obj_array(o, 2, &f, &k) != 0 || cl__obj_u32(&f[0], &p) != 0 ||
-		p >= CL_PARTITIONS || cl__obj_array(&f[1], 0, &items, &count) != 0)
+	uint64_t attempt;
+	if (cl__obj_array(o, 3, &f, &k) != 0 || cl__obj_u32(&f[0], &p) != 0 ||
+		p >= CL_PARTITIONS || cl__obj_u64(&f[1], &attempt) != 0 ||
+		cl__obj_array(&f[2], 0, &items, &count) != 0)
+		return;
+	const part *x = &n->parts[p];
+	if (x->mode != P_ARRIVING || x->epoch != epoch || x->done ||
+		x->attempt != attempt)
 		return;
 	for (uint32_t i = 0; i < count; i++) {
 		const msgpack_object *g;
@@ -1367,6 +1698,132 @@ on_state(cl_node *n, const msgpack_object *o)
 			n->cfg.state_ops->import_actor(n->cfg.state_arg,
 				rt_addr_make(kind, id), bytes, length);
 	}
+}
+
+/* ---- resuming a handoff a crash interrupted ---------------------------- */
+
+static void
+send_resume_locked(cl_node *n, uint32_t p)
+{
+	const part *x = &n->parts[p];
+	CL_ASSERT(x->mode == P_ARRIVING);
+	rt_buffer body = {0};
+	cl__packer pk;
+	cl__packer_init(&pk, &body);
+	msgpack_pack_array(&pk.pk, 3);
+	msgpack_pack_uint32(&pk.pk, p);
+	msgpack_pack_uint64(&pk.pk, x->attempt);
+	msgpack_pack_uint8(&pk.pk, x->done ? 1 : 0);
+	send_system(n, x->peer, SYS_RESUME, x->epoch, &body);
+	rt_buffer_free(&body);
+}
+
+/* At the old owner: the new owner asks for a shipment under attempt
+ * (done: it has the state, only the hold and the fences are missing).
+ * A new attempt starts the shipment over, holding again if it had gone
+ * out; the members are asked to fence again, as the fences that went
+ * with an earlier shipment died with a crash. */
+static void
+on_resume_locked(cl_node *n, uint16_t from, uint32_t p, uint64_t epoch,
+	uint64_t attempt, bool done)
+{
+	part *x = &n->parts[p];
+	if (x->mode != P_LEAVING || x->epoch != epoch || x->peer != from)
+		return;
+	if (x->stage != L_RESTORED && x->attempt == attempt &&
+		x->skip_state == done)
+		return; /* that shipment runs or ran already */
+	if (x->restored || x->attempt != 0) {
+		/* a shipment again: the fences that went with the first one
+		 * (or came before a restart) may have died with a crash */
+		sim_sometimes("cluster: a handoff resumed after a crash");
+		if (n->refence_due == 0 || n->refence_due > epoch)
+			n->refence_due = epoch;
+	}
+	x->attempt = attempt;
+	x->skip_state = done;
+	if (x->stage == L_RESTORED) {
+		x->stage = L_START;
+	} else if (x->stage == L_SHIPPING) {
+		x->reship = true;
+	} else if (x->stage == L_SHIPPED) {
+		hold_begin_locked(n, p);
+		x->stage = L_PASSIVATED;
+	}
+}
+
+/* At the new owner: a restarted old owner asks where p's handoff of
+ * epoch stands. Arriving: RESUME says which shipment to send. Otherwise
+ * it was served here (the map file lists an arrival until its state is
+ * durable here): SETTLED. */
+static void
+on_query_locked(cl_node *n, uint16_t from, uint32_t p, uint64_t epoch)
+{
+	const part *x = &n->parts[p];
+	if (x->mode == P_ARRIVING && x->peer == from && x->epoch == epoch) {
+		send_resume_locked(n, p);
+		return;
+	}
+	if (x->mode == P_ARRIVING && x->epoch <= epoch)
+		return; /* another handoff of p runs first: ask again later */
+	rt_buffer body = {0};
+	cl__packer pk;
+	cl__packer_init(&pk, &body);
+	msgpack_pack_uint32(&pk.pk, p);
+	send_system(n, from, SYS_SETTLED, epoch, &body);
+	rt_buffer_free(&body);
+}
+
+/* Every CL_RESUME_RETRY_MS while a handoff waits on a word from its other
+ * side: a restarted old owner (or one shipped and waiting for SETTLED)
+ * asks the new owner; a restarted new owner without the state asks the
+ * old owner to ship. Both are idempotent at the receiver. */
+static void
+resume_round_locked(cl_node *n)
+{
+	for (uint32_t p = 0; p < CL_PARTITIONS && n->pending > 0; p++) {
+		const part *x = &n->parts[p];
+		if (x->mode == P_LEAVING &&
+			(x->stage == L_RESTORED || x->stage == L_SHIPPED)) {
+			rt_buffer body = {0};
+			cl__packer pk;
+			cl__packer_init(&pk, &body);
+			msgpack_pack_uint32(&pk.pk, p);
+			send_system(n, x->peer, SYS_QUERY, x->epoch, &body);
+			rt_buffer_free(&body);
+		} else if (x->mode == P_ARRIVING && !x->done &&
+			   cl_map_find(&n->map, x->peer) != NULL) {
+			send_resume_locked(n, p);
+		}
+	}
+}
+
+/* Sets up the handoffs the map file lists (a restart): each holds what
+ * comes for its partition until the other side answers. An arrival asks
+ * for a shipment under this incarnation's token, so that nothing the
+ * previous life was sent completes it. */
+static void
+restore_records_locked(cl_node *n, const cl__handoff_record *records,
+	uint32_t count)
+{
+	for (uint32_t i = 0; i < count; i++) {
+		const cl__handoff_record *r = &records[i];
+		part *x = &n->parts[r->partition];
+		CL_ASSERT(x->mode == P_NORMAL);
+		memset(x, 0, sizeof *x);
+		x->mode = r->mode;
+		x->peer = r->peer;
+		x->epoch = r->epoch;
+		x->restored = true;
+		x->stage = L_RESTORED;
+		if (r->mode == P_ARRIVING)
+			x->attempt = n->incarnation;
+		n->pending++;
+		hold_begin_locked(n, r->partition);
+	}
+	atomic_store(&n->pending_gossip, n->pending);
+	if (count > 0)
+		node_log(n, RT_LOG_INFO, "resuming %u handoffs", count);
 }
 
 /* ---- joining ----------------------------------------------------------- */
@@ -1526,20 +1983,41 @@ on_system_locked(cl_node *n, uint16_t from, const cl_envelope *e)
 		}
 		break;
 	case SYS_STATE:
-		on_state(n, &o);
+		on_state(n, &o, e->epoch);
 		break;
-	case SYS_DONE:
-		if (cl__obj_u32(&o, &v) == 0 && v < CL_PARTITIONS &&
+	case SYS_DONE: {
+		uint64_t attempt;
+		if (count == 2 && cl__obj_u32(&f[0], &v) == 0 &&
+			v < CL_PARTITIONS && cl__obj_u64(&f[1], &attempt) == 0 &&
 			n->parts[v].mode == P_ARRIVING &&
-			n->parts[v].epoch == e->epoch) {
+			n->parts[v].epoch == e->epoch &&
+			n->parts[v].attempt == attempt && !n->parts[v].done) {
 			n->parts[v].done = true;
 			atomic_store(&n->arrived[v], 1);
 			try_release_locked(n, v);
 		}
 		break;
+	}
 	case SYS_SETTLED:
 		if (cl__obj_u32(&o, &v) == 0 && v < CL_PARTITIONS)
-			on_settled_locked(n, v);
+			on_settled_locked(n, v, e->epoch);
+		break;
+	case SYS_RESUME: {
+		uint64_t attempt;
+		uint32_t done;
+		if (count == 3 && cl__obj_u32(&f[0], &v) == 0 &&
+			v < CL_PARTITIONS && cl__obj_u64(&f[1], &attempt) == 0 &&
+			cl__obj_u32(&f[2], &done) == 0)
+			on_resume_locked(n, from, v, e->epoch, attempt, done != 0);
+		break;
+	}
+	case SYS_QUERY:
+		if (cl__obj_u32(&o, &v) == 0 && v < CL_PARTITIONS)
+			on_query_locked(n, from, v, e->epoch);
+		break;
+	case SYS_REFENCE:
+		/* epoch <= ours here (a request from ahead was stashed) */
+		send_fences_to_all_locked(n, from);
 		break;
 	default:
 		break;
@@ -1565,8 +2043,7 @@ stash_locked(cl_node *n, int slot, const cl_envelope *e, uint16_t from)
 {
 	if (!n->stashing[slot]) {
 		n->stashing[slot] = true;
-		rt_buffer empty = {0};
-		send_system(n, from, SYS_MAP_PULL, 0, &empty);
+		send_nil_locked(n, from, SYS_MAP_PULL, 0);
 	}
 	if (n->stash[slot].length + e->size > CL_STASH_BYTES_MAX) {
 		atomic_fetch_add(&n->messages_dropped, 1);
@@ -1764,6 +2241,28 @@ members_caught_up_locked(cl_node *n)
 	return true;
 }
 
+/* No handoff runs here nor, as gossiped, at any member that is not down.
+ * What a coordinator that has not made the current step itself (it just
+ * took over, or the last step is done) waits for before it moves more:
+ * moving a partition again while it is still arriving somewhere would
+ * chain two handoffs of it. */
+static bool
+nothing_pending_locked(cl_node *n)
+{
+	if (n->pending != 0)
+		return false;
+	bool quiet = true;
+	pthread_mutex_lock(&n->swim_lock);
+	for (uint32_t i = 0; i < n->map.nodes_count && quiet; i++) {
+		cl__swim_member *m = cl__swim_find(&n->swim, n->map.nodes[i].id);
+		if (m != NULL && m->id != atomic_load(&n->self) &&
+			m->liveness != CL_LIVE_DOWN && m->pending != 0)
+			quiet = false;
+	}
+	pthread_mutex_unlock(&n->swim_lock);
+	return quiet;
+}
+
 /* Drained nodes that own nothing go to standby. */
 static bool
 finish_drains_locked(cl_node *n, cl_map *next)
@@ -1798,9 +2297,10 @@ coordinate_locked(cl_node *n)
 	cl_map *next = target + 1;
 	n->moves_pending = cl_map_target(&n->map, target);
 	n->target_epoch = n->map.epoch;
-	bool step_done = n->step_moves == 0 ||
-			 n->step_settled >= n->step_moves ||
-			 members_caught_up_locked(n);
+	bool step_done = n->step_moves == 0
+		? nothing_pending_locked(n)
+		: n->step_settled >= n->step_moves ||
+			members_caught_up_locked(n);
 	if (!step_done)
 		goto done;
 	if (n->moves_pending == 0) {
@@ -1809,9 +2309,6 @@ coordinate_locked(cl_node *n)
 			commit_map_locked(n, next);
 		goto done;
 	}
-	if (n->step_moves != 0 && !members_caught_up_locked(n) &&
-		n->step_settled < n->step_moves)
-		goto done;
 	uint32_t moved = cl_map_step(&n->map, target,
 		n->cfg.rebalance_step_partitions, next);
 	uint32_t left = n->moves_pending - moved;
@@ -1888,6 +2385,17 @@ duties_locked(cl_node *n, uint64_t now)
 	if (atomic_exchange(&n->routes_stale, false))
 		routes_refresh_locked(n);
 	lease_update_locked(n, now);
+	if (n->pending > 0 && now >= n->next_resume_ms) {
+		resume_round_locked(n);
+		n->next_resume_ms = now + CL_RESUME_RETRY_MS;
+	}
+	if (n->refence_due != 0) {
+		for (uint32_t i = 0; i < n->map.nodes_count; i++)
+			if (n->map.nodes[i].id != atomic_load(&n->self))
+				send_nil_locked(n, n->map.nodes[i].id,
+					SYS_REFENCE, n->refence_due);
+		n->refence_due = 0;
+	}
 	if (n->pending > 0 || n->lease_pass_due)
 		handoffs_run_locked(n);
 	for (uint32_t p = 0; p < CL_PARTITIONS && n->pending > 0; p++)
@@ -1930,6 +2438,8 @@ cl_node_tick(cl_node *node, uint64_t now_ms)
 	if (n->pending > 0)
 		jobs_count = ships_collect_locked(n, jobs,
 			CL_SHIP_ROUND_PARTITIONS);
+	sync_issue_locked(n);
+	releases_flush_locked(n);
 	pthread_mutex_unlock(&n->lock);
 	if (jobs_count > 0)
 		ships_run(n, jobs, jobs_count);
@@ -2024,7 +2534,12 @@ static int
 node_load_or_bootstrap(cl_node *n)
 {
 	uint16_t self = 0;
-	int rc = cl_map_load(n->data_dir, &self, &n->map);
+	uint32_t count = 0;
+	cl__handoff_record *records = malloc(CL_PARTITIONS * sizeof *records);
+	if (records == NULL)
+		return CL_ENOMEM;
+	int rc = cl__map_file_load(n->data_dir, &self, &n->map, records,
+		&count);
 	if (rc == 0 && self != 0 && cl_map_find(&n->map, self) != NULL) {
 		atomic_store(&n->self, self);
 		/* gossiped and put on frames: a member whose gossip shows an
@@ -2033,8 +2548,11 @@ node_load_or_bootstrap(cl_node *n)
 		atomic_store(&n->joined, true);
 		if (n->rt != NULL)
 			rt_set_node_id(n->rt, self);
+		restore_records_locked(n, records, count);
+		free(records);
 		return CL_OK;
 	}
+	free(records);
 	if (rc != 0 && rc != CL_ENOTFOUND)
 		return rc;
 	if (rc == 0 && n->join[0] == '\0') {
@@ -2154,6 +2672,9 @@ node_start_io(cl_node *n)
 		pthread_mutex_unlock(&n->swim_lock);
 		routes_refresh_locked(n);
 		lease_update_locked(n, node_now(n));
+		/* the fences this node sent when it adopted its epoch may have
+		 * died with its previous life */
+		send_fences_to_all_locked(n, 0);
 	} else {
 		pthread_mutex_lock(&n->bootstrap.lock);
 		cl__link_bind_locked(&n->bootstrap, 0, n->join, node_now(n));
@@ -2222,6 +2743,12 @@ cl_node_open(const cl_node_config *cfg, rt_runtime *rt, cl_node **out)
 	pthread_mutex_init(&n->hold_lock, NULL);
 	pthread_mutex_init(&n->swim_lock, NULL);
 	n->rt = rt;
+	n->sync = calloc(1, sizeof *n->sync);
+	if (n->sync == NULL) {
+		free(n);
+		return CL_ENOMEM;
+	}
+	atomic_store(&n->sync->refs, 1);
 	int rc = node_copy_config(n, cfg);
 	if (rc != 0)
 		goto fail;
@@ -2290,6 +2817,8 @@ cl_node_close(cl_node *node)
 	pthread_mutex_destroy(&n->swim_lock);
 	pthread_mutex_destroy(&n->hold_lock);
 	pthread_mutex_destroy(&n->lock);
+	if (atomic_fetch_sub(&n->sync->refs, 1) == 1)
+		free(n->sync);
 	free(n);
 }
 

@@ -6,7 +6,8 @@
  * plus journal records recovered after it); import: a snapshot the next
  * activation loads, above every LSN of this node; drop: the partition's
  * snapshots, records and bookkeeping, with a journaled marker so a
- * restart replays none of its old records.
+ * restart replays none of its old records; sync: a store flush marker
+ * behind the imports.
  *
  * It only translates callbacks and error codes; persistence does the
  * work (persistence.h "Partition hand-off").
@@ -72,10 +73,20 @@ ps_drop(void *arg, uint32_t partition)
 	return from_ps(ps_node_drop_partition(arg, partition));
 }
 
+/* A flush marker behind every put queued so far (the imports): the
+ * store calls done once they are committed. */
+static int
+ps_sync(void *arg, cl_state_synced_callback done, void *done_arg)
+{
+	return from_ps(ps_store_checkpoint(ps_node_store(arg), 0, done,
+		done_arg));
+}
+
 static const cl_state_ops state_ops = {
 	.export_partition = ps_export,
 	.import_actor = ps_import,
 	.drop_partition = ps_drop,
+	.sync = ps_sync,
 };
 
 const cl_state_ops *

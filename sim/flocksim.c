@@ -176,6 +176,8 @@ static const struct {
 	{"sim: story expiring during a partition", SIM_FAULT_PARTITION, true, 0},
 	{"cluster: message held during a handoff",
 		SIM_FAULT_JOIN | SIM_FAULT_DRAIN, false, 0},
+	{"cluster: a handoff resumed after a crash",
+		SIM_FAULT_JOIN | SIM_FAULT_DRAIN, false, 0},
 };
 
 static bool
