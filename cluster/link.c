@@ -14,9 +14,11 @@
  * unacknowledged frame is sent again (go-back-N): that is how frames
  * lost with a broken connection come back.
  *
- * Receiving: only the next sequence is taken; duplicates and frames
- * after a gap are dropped (and will be resent). A new peer incarnation
- * (the peer restarted) restarts both directions at sequence 1.
+ * Receiving: only the next sequence is taken; duplicates are dropped,
+ * and frames after a gap are held (a bounded reorder buffer) and taken
+ * once the missing frame arrives, so a lost frame costs one resend, not
+ * one per frame behind it. A new peer incarnation (the peer restarted)
+ * restarts both directions at sequence 1 and empties the buffer.
  *
  * Invariants: frames are sent in sequence order; unacked_bytes equals
  * the open batch plus the sealed, unacknowledged frames; a link is used
@@ -39,6 +41,9 @@ cl__link_init(cl__link *l, const cl_transport_ops *ops, void *transport,
 	memset(l, 0, sizeof *l);
 	/* the ring (160 KiB) is allocated by the first enqueue: a node has
 	 * a link for every possible peer and talks to a few */
+	l->reorder = calloc(CL_LINK_REORDER_FRAMES, sizeof *l->reorder);
+	if (l->reorder == NULL)
+		return CL_ENOMEM;
 	pthread_mutex_init(&l->lock, NULL);
 	l->transport_ops = ops;
 	l->transport = transport;
@@ -62,11 +67,35 @@ reset_send(cl__link *l)
 	l->next_sequence = 1;
 }
 
+/* Drops every held frame (a new session, or a new peer). */
+static void
+reorder_clear(cl__link *l)
+{
+	for (uint32_t k = 0; k < CL_LINK_REORDER_FRAMES; k++) {
+		rt_buffer_free(&l->reorder[k].bytes);
+		l->reorder[k].sequence = 0;
+	}
+	l->reorder_bytes = 0;
+}
+
+/* Empties the slot of sequence's ring position. */
+static void
+reorder_release(cl__link *l, cl__held *h)
+{
+	CL_ASSERT(l->reorder_bytes >= h->bytes.length);
+	l->reorder_bytes -= h->bytes.length;
+	rt_buffer_free(&h->bytes);
+	h->sequence = 0;
+}
+
 void
 cl__link_destroy(cl__link *l)
 {
 	if (l->transport_ops == NULL)
 		return; /* never initialised */
+	reorder_clear(l);
+	free(l->reorder);
+	l->reorder = NULL;
 	reset_send(l);
 	if (l->frames != NULL)
 		for (uint32_t k = 0; k < CL_LINK_FRAMES_MAX; k++)
@@ -88,6 +117,7 @@ cl__link_bind_locked(cl__link *l, uint16_t peer, const char *address,
 		return;
 	if (atomic_load(&l->peer) != peer) {
 		reset_send(l);
+		reorder_clear(l);
 		l->peer_incarnation = 0;
 		l->received = 0;
 	}
@@ -298,6 +328,7 @@ cl__link_observe_locked(cl__link *l, uint64_t incarnation)
 	}
 	l->peer_incarnation = incarnation;
 	l->received = 0;
+	reorder_clear(l);
 }
 
 bool
@@ -308,5 +339,53 @@ cl__link_accept_locked(cl__link *l, uint64_t sequence)
 	if (sequence != l->received + 1)
 		return false;
 	l->received = sequence;
+	/* a held copy of it (a resend overtook the take) is no longer due */
+	cl__held *h = &l->reorder[sequence % CL_LINK_REORDER_FRAMES];
+	if (h->sequence == sequence)
+		reorder_release(l, h);
+	return true;
+}
+
+bool
+cl__link_hold_locked(cl__link *l, uint64_t sequence, const void *bytes,
+	size_t length)
+{
+	CL_ASSERT(bytes != NULL);
+	if (sequence <= l->received + 1 ||
+		sequence > l->received + CL_LINK_REORDER_FRAMES)
+		return false;
+	cl__held *h = &l->reorder[sequence % CL_LINK_REORDER_FRAMES];
+	if (h->sequence == sequence)
+		return true; /* a duplicate of one held already */
+	/* the window (received, received + N] maps one to one onto the
+	 * slots: another sequence here is one taken already */
+	if (h->sequence != 0) {
+		CL_ASSERT(h->sequence <= l->received);
+		reorder_release(l, h);
+	}
+	if (l->reorder_bytes + length > CL_LINK_REORDER_BYTES_MAX)
+		return false;
+	if (rt_buffer_append(&h->bytes, bytes, length) != 0) {
+		rt_buffer_free(&h->bytes);
+		return false;
+	}
+	h->sequence = sequence;
+	l->reorder_bytes += length;
+	return true;
+}
+
+bool
+cl__link_take_held_locked(cl__link *l, rt_buffer *out)
+{
+	CL_ASSERT(out != NULL);
+	uint64_t next = l->received + 1;
+	cl__held *h = &l->reorder[next % CL_LINK_REORDER_FRAMES];
+	if (h->sequence != next)
+		return false;
+	CL_ASSERT(l->reorder_bytes >= h->bytes.length);
+	l->reorder_bytes -= h->bytes.length;
+	*out = h->bytes;
+	memset(&h->bytes, 0, sizeof h->bytes);
+	h->sequence = 0;
 	return true;
 }

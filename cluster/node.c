@@ -2031,7 +2031,10 @@ done:
 typedef struct receive_ctx {
 	cl_node *n;
 	cl_frame_header *h;
+	const void *bytes; /* the frame, to hold when it arrived early */
+	size_t length;
 	bool decided;
+	bool taken;        /* a sequenced frame taken in order */
 	int slot; /* link slot of the source, or -1 */
 } receive_ctx;
 
@@ -2185,6 +2188,10 @@ receive_decide(receive_ctx *c)
 		l->ack_due = true;
 	bool take = h->sequence == 0 ||
 		(ours && cl__link_accept_locked(l, h->sequence));
+	c->taken = take && h->sequence != 0;
+	/* early (a frame before it was lost): kept until the gap fills */
+	if (!take && ours && h->sequence != 0)
+		(void)cl__link_hold_locked(l, h->sequence, c->bytes, c->length);
 	pthread_mutex_unlock(&l->lock);
 	pthread_mutex_lock(&n->swim_lock);
 	cl__swim_heard(&n->swim, h->source, node_now(n));
@@ -2202,20 +2209,42 @@ receive_envelope(void *arg, const cl_envelope *e)
 	return 0;
 }
 
-static void
-on_frame(void *arg, const void *bytes, size_t length)
+/* Receives one frame; returns the link slot it was taken on in order,
+ * or -1. */
+static int
+receive_frame(cl_node *n, const void *bytes, size_t length)
 {
-	cl_node *n = arg;
-	if (atomic_load(&n->stopping))
-		return;
 	cl_frame_header h = {0};
-	receive_ctx c = {.n = n, .h = &h, .slot = -1};
+	receive_ctx c = {.n = n, .h = &h, .bytes = bytes, .length = length,
+		.slot = -1};
 	int rc = cl_frame_decode(bytes, length, &h, receive_envelope, &c);
 	if (rc == 0 && !c.decided)
 		receive_decide(&c); /* a bare ack */
 	else if (rc != 0 && rc != RECEIVE_REJECT)
 		node_log(n, RT_LOG_WARN, "bad frame from %u: %s", h.source,
 			cl_strerror(rc));
+	return rc == 0 && c.taken ? c.slot : -1;
+}
+
+static void
+on_frame(void *arg, const void *bytes, size_t length)
+{
+	cl_node *n = arg;
+	if (atomic_load(&n->stopping))
+		return;
+	int slot = receive_frame(n, bytes, length);
+	/* the frames held behind it that are now in order, one by one */
+	while (slot >= 0 && !atomic_load(&n->stopping)) {
+		cl__link *l = &n->links[slot];
+		rt_buffer next = {0};
+		pthread_mutex_lock(&l->lock);
+		bool held = cl__link_take_held_locked(l, &next);
+		pthread_mutex_unlock(&l->lock);
+		if (!held)
+			break;
+		slot = receive_frame(n, next.bytes, next.length);
+		rt_buffer_free(&next);
+	}
 }
 
 /* ---- the coordinator --------------------------------------------------- */
