@@ -372,6 +372,11 @@ typedef struct cl_state_ops {
 	 * imports are durable when import_actor returns. Returns 0 or an
 	 * error (done is then not called). */
 	int (*sync)(void *arg, cl_state_synced_callback done, void *done_arg);
+	/* Optional. The node serves its partitions (again): it holds its
+	 * lease, after starting without one or losing it. Wakes what
+	 * waited for that (actors recovery could not activate). Called on
+	 * the ticking thread, no lock of the node held. */
+	void (*serving)(void *arg);
 } cl_state_ops;
 
 /* cl_state_ops over persistence (state_ps.c): state_arg is the node's

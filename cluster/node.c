@@ -215,6 +215,9 @@ struct cl_node {
 	/* runtime passivation passes not yet done (they point at the node) */
 	_Atomic uint32_t passes;
 	bool lease_pass_due; /* the lease was lost: passivate everything */
+	/* the lease was gained (or the state seam set while held): call
+	 * state_ops->serving at the end of the tick */
+	_Atomic bool serving_due;
 	/* test-only (FLOCK_TEST=1): frames to and from these nodes are
 	 * dropped, as a network partition would */
 	_Atomic uint8_t blocked[CL_NODE_ID_MAX + 1];
@@ -2393,6 +2396,12 @@ lease_update_locked(cl_node *n, uint64_t now)
 	 * to sleep: the majority may hand these partitions to others. */
 	if (!held && atomic_load(&n->lease_held))
 		n->lease_pass_due = true;
+	/* Recovery leaves asleep what it found while no lease was held
+	 * (found by flocksim: after every restart the recovered actors
+	 * slept, and the effects they owed, a deleted post leaving its
+	 * author's list, waited for a client to touch them). */
+	if (held && !atomic_load(&n->lease_held))
+		atomic_store(&n->serving_due, true);
 	atomic_store(&n->lease_held, held);
 }
 
@@ -2469,9 +2478,15 @@ cl_node_tick(cl_node *node, uint64_t now_ms)
 			CL_SHIP_ROUND_PARTITIONS);
 	sync_issue_locked(n);
 	releases_flush_locked(n);
+	const cl_state_ops *state_ops = n->cfg.state_ops;
+	void *state_arg = n->cfg.state_arg;
 	pthread_mutex_unlock(&n->lock);
 	if (jobs_count > 0)
 		ships_run(n, jobs, jobs_count);
+	if (state_ops != NULL && state_ops->serving != NULL &&
+		atomic_load(&n->lease_held) &&
+		atomic_exchange(&n->serving_due, false))
+		state_ops->serving(state_arg);
 	for (uint32_t i = 0; i < CL_NODES_MAX; i++) {
 		cl__link *l = &n->links[i];
 		if (atomic_load(&l->peer) == 0)
@@ -2859,6 +2874,9 @@ cl_node_set_state(cl_node *node, const cl_state_ops *ops, void *arg)
 	node->cfg.state_ops = ops;
 	node->cfg.state_arg = arg;
 	node->cfg.state_deferred = false;
+	/* what was recovered meanwhile may be waiting for a lease held
+	 * already */
+	atomic_store(&node->serving_due, true);
 	pthread_mutex_unlock(&node->lock);
 }
 

@@ -82,11 +82,18 @@ ps_sync(void *arg, cl_state_synced_callback done, void *done_arg)
 		done_arg));
 }
 
+static void
+ps_serving(void *arg)
+{
+	(void)ps_node_wake(arg); /* out of memory: the next lease gain */
+}
+
 static const cl_state_ops state_ops = {
 	.export_partition = ps_export,
 	.import_actor = ps_import,
 	.drop_partition = ps_drop,
 	.sync = ps_sync,
+	.serving = ps_serving,
 };
 
 const cl_state_ops *

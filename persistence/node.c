@@ -755,8 +755,9 @@ activate_recovered(ps_node *node)
 		int rc = rt_activate(node->rt, addrs[i]);
 		if (rc == RT_EUNAVAILABLE) {
 			/* The cluster keeps it from waking here: its partition
-			 * is owned by another node. The records stay until a
-			 * hand-off exports or drops them. */
+			 * is owned by another node, or by this one while it
+			 * holds no lease. The records stay until a hand-off
+			 * exports or drops them, or ps_node_wake wakes it. */
 			elsewhere++;
 		} else if (rc != 0) {
 			rt_log(node->rt, RT_LOG_ERROR, "persistence",
@@ -767,10 +768,17 @@ activate_recovered(ps_node *node)
 	}
 	if (elsewhere > 0)
 		rt_log(node->rt, RT_LOG_INFO, "persistence",
-			"recovery left %zu actors asleep: their partitions live "
-			"on other nodes", elsewhere);
+			"recovery left %zu actors asleep: their partitions are "
+			"not served here now", elsewhere);
 	free(addrs);
 	return PS_OK;
+}
+
+int
+ps_node_wake(ps_node *node)
+{
+	ps__assert(node != NULL);
+	return activate_recovered(node);
 }
 
 static void

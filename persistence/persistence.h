@@ -712,6 +712,17 @@ int ps_node_import_snapshot(ps_node *node, rt_addr addr, const void *state,
  */
 int ps_node_drop_partition(ps_node *node, uint32_t partition);
 
+/*
+ * wake: activates the actors recovery could not wake because this node
+ * did not serve their partitions then (rt_activate said
+ * RT_EUNAVAILABLE: a restarted cluster node holds no lease until a
+ * majority has answered it), so the effects they owe are sent again.
+ * Those still refused keep waiting for the next call. The cluster calls
+ * it (cl_state_ops.serving) once it serves its partitions. Any thread.
+ * 0 or PS_ENOMEM.
+ */
+int ps_node_wake(ps_node *node);
+
 /* After rt_stop (which passivates every actor through the hook): commits
  * the store, closes journal and store, frees the node. The runtime's
  * store hook must not be used afterwards. */

@@ -497,3 +497,52 @@ TEST_WITH_TIMEOUT(persistence_partition_export_import_drop, 60)
 	CHECK_EQ_U64(total_of(0, b1), 40);
 	node_close(0);
 }
+
+/*
+ * A restarted cluster node serves nothing until it holds its lease, so
+ * recovery cannot wake the actors with records after the checkpoint; it
+ * must wake them once the node serves their partitions (ps_node_wake,
+ * which the cluster calls when it gains the lease): they owe effects
+ * that only they send again. Before, they slept until a message came.
+ */
+TEST_WITH_TIMEOUT(persistence_partition_wake_after_the_partition_is_served,
+	60)
+{
+	const uint32_t P = 6, Q = 7;
+	uint64_t a1 = in_partition(P, 1), a2 = in_partition(P, 2);
+	uint64_t b1 = in_partition(Q, 1);
+	ps_node_report report;
+	away_partition = UINT32_MAX;
+	node_open(0, "w", &report);
+	add(0, a1, 1);
+	add(0, a2, 2);
+	add(0, b1, 3);
+	node_close_unsaved(0);
+	/* P not served at recovery: its two actors sleep, Q's wakes. */
+	away_partition = P;
+	node_open(0, "w", &report);
+	CHECK_EQ_U64(report.actors_recovered, 3);
+	rt_stats st;
+	rt_get_stats(node_rt[0], &st);
+	CHECK_EQ_U64(st.actors_active, 1);
+	/* Still not served: a wake leaves them asleep, records kept. */
+	CHECK_EQ(ps_node_wake(node_ps[0]), 0);
+	rt_det_run_until_idle(node_rt[0], 0);
+	rt_get_stats(node_rt[0], &st);
+	CHECK_EQ_U64(st.actors_active, 1);
+	/* Served now: the wake activates them, with their records. */
+	away_partition = UINT32_MAX;
+	CHECK_EQ(ps_node_wake(node_ps[0]), 0);
+	rt_det_run_until_idle(node_rt[0], 0);
+	rt_get_stats(node_rt[0], &st);
+	CHECK_EQ_U64(st.actors_active, 3);
+	CHECK_EQ_U64(total_of(0, a1), 1);
+	CHECK_EQ_U64(total_of(0, a2), 2);
+	/* Their records were taken: a second wake finds nothing to wake
+	 * (the reads above put P to sleep again). */
+	CHECK_EQ(ps_node_wake(node_ps[0]), 0);
+	rt_det_run_until_idle(node_rt[0], 0);
+	rt_get_stats(node_rt[0], &st);
+	CHECK_EQ_U64(st.actors_active, 1);
+	node_close(0);
+}
