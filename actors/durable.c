@@ -109,6 +109,17 @@ actors__redrive_arm(api *a, rt_actor *self, bool *armed)
 }
 
 void
+actors__passivate_owing(api *a, rt_actor *self, bool owes)
+{
+	if (!owes || a == NULL || a->store == NULL)
+		return;
+	if (ps_node_wake_later(a->store, rt_self(self)) != 0)
+		rt_log(a->rt, RT_LOG_WARN, "actors",
+			"an actor owing effects sleeps unremembered: a message "
+			"to it sends them");
+}
+
+void
 actors__outbox_run(api *a, rt_actor *self, ps_outbox *o, uint64_t lsn,
 	bool *armed)
 {

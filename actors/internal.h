@@ -466,6 +466,11 @@ void actors__outbox_redrive(api *a, rt_actor *self, struct ps_outbox *o,
 	uint64_t lsn, bool *armed);
 /* Arms the ACTORS_T_REDRIVE timer once (*armed). */
 void actors__redrive_arm(api *a, rt_actor *self, bool *armed);
+/* From on_passivate: an actor that still owes effects or pushes (owes)
+ * asks the store to wake it when the node serves again
+ * (ps_node_wake_later): its redrive timer, firing while the node holds
+ * no lease, finds nobody to wake. */
+void actors__passivate_owing(api *a, rt_actor *self, bool owes);
 
 /*
  * Deferred acknowledgements, for state a follower derives from another

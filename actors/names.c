@@ -372,6 +372,14 @@ names_decode_state(void *state, const void *bytes, size_t length)
 	return rc;
 }
 
+static void
+names_on_passivate(rt_actor *self, void *state)
+{
+	names_state *st = state;
+	actors__passivate_owing(actors__api_of(rt_actor_runtime(self)), self,
+		st->outbox.count > 0);
+}
+
 void
 actors__names_ops(rt_actor_ops *ops)
 {
@@ -380,6 +388,7 @@ actors__names_ops(rt_actor_ops *ops)
 	ops->state_size = sizeof(names_state);
 	ops->mailbox_messages_max = NAMES_MAILBOX_MESSAGES_MAX;
 	ops->on_activate = names_on_activate;
+	ops->on_passivate = names_on_passivate;
 	ops->on_message = names_on_message;
 	ops->encode_state = names_encode_state;
 	ops->decode_state = names_decode_state;

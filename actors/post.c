@@ -1321,6 +1321,7 @@ post_on_passivate(rt_actor *self, void *state)
 	ACTORS_ASSERT(a != NULL);
 	actors__post_views_remove(a->post_views, st->id, st);
 	st->view_dirty = false;
+	actors__passivate_owing(a, self, st->outbox.count > 0);
 }
 
 static int
@@ -1532,8 +1533,8 @@ actors__post_ops(rt_actor_ops *ops)
 	ops->state_size = sizeof(post_state);
 	ops->mailbox_messages_max = POST_MAILBOX_MESSAGES_MAX;
 	ops->on_activate = post_on_activate;
-	ops->on_message = post_on_message;
 	ops->on_passivate = post_on_passivate;
+	ops->on_message = post_on_message;
 	ops->encode_state = post_encode_state;
 	ops->decode_state = post_decode_state;
 	ops->apply_record = post_apply_record;

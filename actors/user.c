@@ -1983,10 +1983,11 @@ static void
 user_on_passivate(rt_actor *self, void *state)
 {
 	user_state *st = state;
-	(void)self;
 	/* The snapshot about to be written is this activation's last: the
 	 * stream it holds is exact. */
 	st->passivating = true;
+	actors__passivate_owing(actors__api_of(rt_actor_runtime(self)), self,
+		st->outbox.count > 0 || st->pushes_count > 0);
 }
 
 static void

@@ -72,6 +72,9 @@ struct ps_node {
 	pthread_mutex_t mutex;
 	pthread_cond_t checkpoint_done;
 	ps__addr_map recovered;
+	/* actors that went to sleep owing effects (ps_node_wake_later);
+	 * values are the node itself (the map wants non-NULL) */
+	ps__addr_map wake;
 	ps__addr_map actors;
 	actor_entry **entries_by_partition;  /* PS_PARTITIONS list heads */
 	uint32_t *recovered_by_partition;    /* PS_PARTITIONS counts */
@@ -775,10 +778,48 @@ activate_recovered(ps_node *node)
 }
 
 int
+ps_node_wake_later(ps_node *node, rt_addr addr)
+{
+	ps__assert(node != NULL);
+	pthread_mutex_lock(&node->mutex);
+	int rc = ps__addr_map_put(&node->wake, addr, node);
+	pthread_mutex_unlock(&node->mutex);
+	return rc == 0 ? PS_OK : PS_ENOMEM;
+}
+
+/* Activates the actors ps_node_wake_later remembered; those the runtime
+ * took leave the set, the others wait for the next wake. */
+static int
+activate_sleepers(ps_node *node)
+{
+	pthread_mutex_lock(&node->mutex);
+	size_t n = node->wake.count;
+	rt_addr *addrs = malloc((n ? n : 1) * sizeof *addrs);
+	size_t k = 0;
+	for (size_t i = 0; addrs != NULL && i < node->wake.capacity; i++)
+		if (node->wake.slots[i].value != NULL)
+			addrs[k++] = node->wake.slots[i].key;
+	pthread_mutex_unlock(&node->mutex);
+	if (addrs == NULL)
+		return PS_ENOMEM;
+	for (size_t i = 0; i < k; i++) {
+		if (rt_activate(node->rt, addrs[i]) != 0)
+			continue;
+		pthread_mutex_lock(&node->mutex);
+		(void)ps__addr_map_remove(&node->wake, addrs[i]);
+		pthread_mutex_unlock(&node->mutex);
+	}
+	free(addrs);
+	return PS_OK;
+}
+
+int
 ps_node_wake(ps_node *node)
 {
 	ps__assert(node != NULL);
-	return activate_recovered(node);
+	int rc = activate_recovered(node);
+	int rc_sleepers = activate_sleepers(node);
+	return rc != 0 ? rc : rc_sleepers;
 }
 
 static void
@@ -788,6 +829,7 @@ node_free(ps_node *node)
 		if (node->recovered.slots[i].value != NULL)
 			recovered_free(node->recovered.slots[i].value);
 	ps__addr_map_free(&node->recovered);
+	ps__addr_map_free(&node->wake);
 	for (size_t i = 0; i < node->actors.capacity; i++)
 		free(node->actors.slots[i].value);
 	ps__addr_map_free(&node->actors);
@@ -1039,6 +1081,25 @@ ps_node_import_snapshot(ps_node *node, rt_addr addr, const void *state,
 	return ps_store_put(node->store, addr, lsn, state, state_bytes);
 }
 
+/* Forgets the sleepers of partition (it lives elsewhere now). Node
+ * mutex held. */
+static int
+wake_purge_locked(ps_node *node, uint32_t partition)
+{
+	size_t n = 0;
+	rt_addr *addrs = malloc((node->wake.count + 1) * sizeof *addrs);
+	if (addrs == NULL)
+		return PS_ENOMEM;
+	for (size_t i = 0; i < node->wake.capacity; i++)
+		if (node->wake.slots[i].value != NULL &&
+			ps_partition_of(node->wake.slots[i].key.id) == partition)
+			addrs[n++] = node->wake.slots[i].key;
+	for (size_t i = 0; i < n; i++)
+		(void)ps__addr_map_remove(&node->wake, addrs[i]);
+	free(addrs);
+	return PS_OK;
+}
+
 int
 ps_node_drop_partition(ps_node *node, uint32_t partition)
 {
@@ -1047,6 +1108,8 @@ ps_node_drop_partition(ps_node *node, uint32_t partition)
 		return PS_EINVAL;
 	pthread_mutex_lock(&node->mutex);
 	int rc = recovered_purge_locked(node, partition);
+	if (rc == 0)
+		rc = wake_purge_locked(node, partition);
 	/* Bookkeeping of the partition's actors: gone with them. */
 	while (rc == 0 && node->entries_by_partition[partition] != NULL)
 		entry_remove_locked(node, node->entries_by_partition[partition]);

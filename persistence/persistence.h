@@ -716,12 +716,24 @@ int ps_node_drop_partition(ps_node *node, uint32_t partition);
  * wake: activates the actors recovery could not wake because this node
  * did not serve their partitions then (rt_activate said
  * RT_EUNAVAILABLE: a restarted cluster node holds no lease until a
- * majority has answered it), so the effects they owe are sent again.
+ * majority has answered it), and those ps_node_wake_later remembered,
+ * so the effects they owe are sent again.
  * Those still refused keep waiting for the next call. The cluster calls
  * it (cl_state_ops.serving) once it serves its partitions. Any thread.
  * 0 or PS_ENOMEM.
  */
 int ps_node_wake(ps_node *node);
+/*
+ * wake later: remembers addr, going to sleep (on_passivate) while it
+ * owes effects that only its own timers send again, for the next
+ * ps_node_wake to activate. A node that loses its lease puts every actor
+ * to sleep, and a timer firing at a sleeping actor while the node serves
+ * nothing is dropped: without this such effects waited for a client to
+ * touch their source. In memory only (a restart finds the actors with
+ * records through recovery). Actor context or any thread. 0 or
+ * PS_ENOMEM.
+ */
+int ps_node_wake_later(ps_node *node, rt_addr addr);
 
 /* After rt_stop (which passivates every actor through the hook): commits
  * the store, closes journal and store, frees the node. The runtime's

@@ -546,3 +546,53 @@ TEST_WITH_TIMEOUT(persistence_partition_wake_after_the_partition_is_served,
 	CHECK_EQ_U64(st.actors_active, 1);
 	node_close(0);
 }
+
+/*
+ * An actor that goes to sleep owing effects (a node that lost its lease
+ * puts every actor to sleep, and the timer that would re-send them finds
+ * no lease) asks to be woken: ps_node_wake activates it once its
+ * partition is served, once; a partition that moved away forgets it.
+ */
+TEST_WITH_TIMEOUT(persistence_partition_wake_later_wakes_a_sleeper_once, 60)
+{
+	const uint32_t P = 8, Q = 9;
+	uint64_t a1 = in_partition(P, 1), b1 = in_partition(Q, 1);
+	ps_node_report report;
+	away_partition = UINT32_MAX;
+	node_open(0, "s", &report);
+	add(0, a1, 5);
+	add(0, b1, 6);
+	CHECK_EQ(ps_node_wake_later(node_ps[0], rt_addr_make(KIND_ACC, a1)), 0);
+	CHECK_EQ(ps_node_wake_later(node_ps[0], rt_addr_make(KIND_ACC, b1)), 0);
+	passivate_partition(0, P);
+	passivate_partition(0, Q);
+	rt_stats st;
+	rt_get_stats(node_rt[0], &st);
+	CHECK_EQ_U64(st.actors_active, 0);
+	/* P not served: only Q's sleeper wakes; P's keeps waiting. */
+	away_partition = P;
+	CHECK_EQ(ps_node_wake(node_ps[0]), 0);
+	rt_det_run_until_idle(node_rt[0], 0);
+	rt_get_stats(node_rt[0], &st);
+	CHECK_EQ_U64(st.actors_active, 1);
+	away_partition = UINT32_MAX;
+	CHECK_EQ(ps_node_wake(node_ps[0]), 0);
+	rt_det_run_until_idle(node_rt[0], 0);
+	rt_get_stats(node_rt[0], &st);
+	CHECK_EQ_U64(st.actors_active, 2);
+	/* Woken once: asleep again, nothing wakes them. */
+	passivate_partition(0, P);
+	passivate_partition(0, Q);
+	CHECK_EQ(ps_node_wake(node_ps[0]), 0);
+	rt_det_run_until_idle(node_rt[0], 0);
+	rt_get_stats(node_rt[0], &st);
+	CHECK_EQ_U64(st.actors_active, 0);
+	/* A partition dropped here forgets its sleepers. */
+	CHECK_EQ(ps_node_wake_later(node_ps[0], rt_addr_make(KIND_ACC, a1)), 0);
+	CHECK_EQ(ps_node_drop_partition(node_ps[0], P), 0);
+	CHECK_EQ(ps_node_wake(node_ps[0]), 0);
+	rt_det_run_until_idle(node_rt[0], 0);
+	rt_get_stats(node_rt[0], &st);
+	CHECK_EQ_U64(st.actors_active, 0);
+	node_close(0);
+}
