@@ -41,6 +41,11 @@
 #define RUN_EPOCH_CHECK_MS 1000u
 /* Retry interval of a failed journal's probe. */
 #define RUN_PROBE_RETRY_MS 500u
+/* Rounds of work one simulated instant may take before the run fails:
+ * simulated time that stops advancing (an actor re-arming a 0 ms timer
+ * forever, two actors bouncing a message) would otherwise hang the
+ * sweep. A busy instant takes a few thousand. */
+#define RUN_INSTANT_ROUNDS_MAX 1000000u
 
 const char *const sim_fault_names[SIM_FAULT_NAMES_COUNT] = {
 	"crash", "torn", "drop", "duplicate", "reorder", "delay",
@@ -476,13 +481,24 @@ bool
 sim__run_until(sim_world *w, uint64_t deadline_ms,
 	bool (*pred)(sim_world *w, void *arg), void *arg)
 {
+	uint64_t instant_ms = w->now_ms;
+	uint32_t instant_rounds = 0;
 	for (;;) {
 		if (w->failed)
 			return false;
 		if (pred != NULL && pred(w, arg))
 			return true;
-		if (run_instant(w))
+		if (w->now_ms != instant_ms) {
+			instant_ms = w->now_ms;
+			instant_rounds = 0;
+		}
+		if (run_instant(w)) {
+			if (++instant_rounds > RUN_INSTANT_ROUNDS_MAX)
+				sim__fail(w, "liveness", "simulated time stalled: "
+					"%u rounds of work at one instant",
+					RUN_INSTANT_ROUNDS_MAX);
 			continue;
+		}
 		uint64_t t = next_time(w);
 		if (t > deadline_ms) {
 			if (deadline_ms > w->now_ms)
