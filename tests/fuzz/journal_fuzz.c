@@ -4,7 +4,8 @@
  * Goal: ps_segment_scan never reads out of bounds, never loops forever and
  * keeps its promises on any input: good records are reported in LSN order
  * and lie inside the buffer, valid_bytes never passes the end, and a
- * segment it calls clean ends exactly at its last record. Also fed: the
+ * segment it calls clean ends exactly at its last record or has only
+ * zero bytes after it (space the writer zeroed ahead). Also fed: the
  * input as one record's payload, re-encoded and scanned back unchanged.
  * Method: the raw input is scanned as a segment image; a second pass
  * prepends a valid header so the fuzzer reaches the record decoder
@@ -46,7 +47,13 @@ scan(const uint8_t *bytes, size_t size)
 	int rc = ps_segment_scan(bytes, size, check_record, &s, &res);
 	if (res.valid_bytes > size || res.records != s.count)
 		abort();
-	if (rc == 0 && (res.valid_bytes != size || res.damaged))
+	/* zero_tail: only zero bytes follow the last good record */
+	if (res.zero_tail)
+		for (size_t i = res.valid_bytes; i < size; i++)
+			if (bytes[i] != 0)
+				abort();
+	if (rc == 0 && (res.damaged ||
+		(res.valid_bytes != size && !res.zero_tail)))
 		abort();
 	if (res.good_after_damage && !res.damaged)
 		abort();

@@ -317,6 +317,24 @@ TEST(persistence_segment_scan_zero_tail)
 	CHECK_EQ_U64(res.records, 0);
 }
 
+/* Found by journal_fuzz: a header and one zero byte is a clean segment
+ * with no records (the zeroed space ahead of the first record). */
+TEST(persistence_segment_scan_header_then_zero_byte)
+{
+	unsigned char seg[64];
+	memset(seg, 0, sizeof seg);
+	size_t n = ps_segment_header_encode(1, 0, seg);
+	ps_segment_scan_result res;
+	CHECK_EQ(ps_segment_scan(seg, n + 1, NULL, NULL, &res), 0);
+	CHECK(res.zero_tail);
+	CHECK(!res.damaged);
+	CHECK_EQ_U64(res.records, 0);
+	CHECK_EQ_U64(res.valid_bytes, n);
+	/* One zero byte alone is no header: refused. */
+	CHECK_EQ(ps_segment_scan(seg + n, 1, NULL, NULL, &res), PS_ECORRUPT);
+	CHECK(res.header_bad);
+}
+
 TEST(persistence_record_checksum_failure)
 {
 	unsigned char seg[512];
