@@ -18,9 +18,10 @@
  *     cores; goal >= 100;
  *   - sim_smoke_sweep_seeds_per_minute: the sweep `make test` runs
  *     (tests/unit/sim_smoke_test.c: seeds 1 to 50, 10 simulated minutes,
- *     swarm:crash,torn,duplicate,reorder,skew) split over two processes,
- *     per wall minute; goal >= 100; _cpu: per minute of two cores of
- *     the processes' own CPU time (what two free cores would do).
+ *     swarm:crash,torn,drop,duplicate,reorder,delay,partition,skew)
+ *     split over two processes, per wall minute; goal >= 100; _cpu:
+ *     per minute of two cores of the processes' own CPU time (what two
+ *     free cores would do).
  * Seeds are fixed, so the work is the same every time; only the machine
  * varies. No figure is asserted.
  */
@@ -47,7 +48,8 @@
 /* The sweep of `make test` (sim_smoke_test.c and the Makefile's
  * SIM_SMOKE_SEEDS and SIM_SMOKE_FAULTS). */
 #define SWEEP_SEEDS 50u
-#define SWEEP_FAULTS "swarm:crash,torn,duplicate,reorder,skew"
+#define SWEEP_FAULTS \
+	"swarm:crash,torn,drop,duplicate,reorder,delay,partition,skew"
 
 static double
 wall_seconds(void)
