@@ -13,7 +13,9 @@
  *     like; p50/p99 from request sent to frame received.
  *  4. idle streams: authenticated WebSockets opened from several 127.x
  *     source addresses (fd limits raised), held idle; flockd's RSS per
- *     connection.
+ *     connection. A process holds at most its descriptor limit; a target
+ *     beyond it spreads over a cluster of flockd nodes on this machine
+ *     (one client process per node), RSS summed over the nodes.
  *
  * Method: each part starts its own flockd (FLOCK_TEST=1,
  * --insecure-fast-passwords so setup is not argon2-bound, per-user rates
@@ -756,67 +758,31 @@ raise_fd_limit(rlim_t want)
 	}
 }
 
+/* One client process's share of the idle streams: opens `count`
+ * streams to `port` (tokens from `first` on, WS_PER_USER per user), writes
+ * "opened failed lost seconds\n" to `report` once the connect phase ends,
+ * then holds them open, answering pings, until `hold` reads end of file.
+ * Each client process has its own descriptor budget. */
 static void
-bench_idle_streams(void)
+idle_client(int port, char **tokens, uint32_t loaded, uint32_t first,
+	uint32_t count, int report, int hold)
 {
-	uint32_t target = WS_TARGET_DEFAULT;
-	const char *t = getenv("FLOCK_BENCH_WS_CONNECTIONS");
-	if (t != NULL && atoi(t) > 0)
-		target = (uint32_t)atoi(t);
-	raise_fd_limit((rlim_t)target * 2 + 10000);
-	struct rlimit rl;
-	getrlimit(RLIMIT_NOFILE, &rl);
-	if (rl.rlim_cur < (rlim_t)target + 1000)
-		target = rl.rlim_cur > 2000 ? (uint32_t)(rl.rlim_cur - 1000) : 0;
-	if (target == 0) {
-		printf("skip idle streams: no file descriptors to spare\n");
-		return;
-	}
-	node n;
-	if (!node_start(&n, "idle", NULL))
-		return;
-	uint32_t users_count = (target + WS_PER_USER - 1) / WS_PER_USER;
-	char users[400], count[16];
-	snprintf(users, sizeof users, "%s/idle-users.txt", tmp_root);
-	snprintf(count, sizeof count, "%u", users_count);
-	const char *args[] = {"--users", count, "--prefix", "w", "--threads",
-		"16", NULL};
-	uint64_t t0 = now_ns();
-	if (!setup(&n, users, args)) {
-		stop(n.pid);
-		return;
-	}
-	printf("idle streams: %u users in %.1f s\n", users_count,
-		(double)(now_ns() - t0) / 1e9);
-	char **tokens = calloc(users_count, sizeof *tokens);
-	FILE *f = fopen(users, "r");
-	char line[2048];
-	uint32_t loaded = 0;
-	while (f != NULL && loaded < users_count && fgets(line, sizeof line, f)) {
-		char name[64], id[64], token[1024], media[64];
-		if (sscanf(line, "%63s %63s %1023s %63s", name, id, token, media) == 4)
-			tokens[loaded++] = strdup(token);
-	}
-	if (f != NULL)
-		fclose(f);
-	sleep(1);
-	uint64_t rss_before = rss_bytes(n.pid);
-	ws_slot *slots = calloc(target, sizeof *slots);
+	ws_slot *slots = calloc(count, sizeof *slots);
 	int ep = epoll_create1(0);
 	uint32_t opened = 0, failed = 0, started = 0, in_flight = 0, lost = 0;
 	uint64_t deadline = now_ns() + (uint64_t)WS_CONNECT_SECONDS_MAX * 1000000000u;
-	t0 = now_ns();
-	while (opened + failed < target && now_ns() < deadline) {
-		while (started < target && in_flight < WS_HANDSHAKES_IN_FLIGHT) {
+	uint64_t t0 = now_ns();
+	while (opened + failed < count && now_ns() < deadline) {
+		while (started < count && in_flight < WS_HANDSHAKES_IN_FLIGHT) {
 			ws_slot *s = &slots[started];
 			char source[32];
 			snprintf(source, sizeof source, "127.0.1.%u",
-				2 + started % WS_SOURCE_ADDRESSES);
+				2 + (first + started) % WS_SOURCE_ADDRESSES);
 			s->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
 			struct sockaddr_in src = {.sin_family = AF_INET};
 			inet_pton(AF_INET, source, &src.sin_addr);
 			struct sockaddr_in dst = {.sin_family = AF_INET};
-			dst.sin_port = htons((uint16_t)n.port);
+			dst.sin_port = htons((uint16_t)port);
 			dst.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 			if (s->fd < 0 ||
 				bind(s->fd, (struct sockaddr *)&src, sizeof src) != 0 ||
@@ -844,7 +810,7 @@ bench_idle_streams(void)
 			if (s->state == 0 && (events[e].events & EPOLLOUT)) {
 				char req[2048];
 				int len = ws_request(req, sizeof req,
-					tokens[(i / WS_PER_USER) % loaded]);
+					tokens[((first + i) / WS_PER_USER) % loaded]);
 				if (write(s->fd, req, (size_t)len) != len) {
 					s->state = 3;
 				} else {
@@ -887,12 +853,28 @@ bench_idle_streams(void)
 		}
 	}
 	double connect_s = (double)(now_ns() - t0) / 1e9;
-	/* Hold them idle a moment (answering pings) before measuring. */
+	/* Hold them idle a moment (answering pings) before reporting. */
 	uint64_t hold_until = now_ns() + 3000000000ull;
-	while (now_ns() < hold_until) {
+	struct epoll_event hev = {.events = EPOLLIN, .data.u32 = UINT32_MAX};
+	bool reported = false;
+	for (;;) {
+		if (!reported && now_ns() >= hold_until) {
+			char line[128];
+			int n = snprintf(line, sizeof line, "%u %u %u %.1f\n", opened,
+				failed, lost, connect_s);
+			if (write(report, line, (size_t)n) != n)
+				break;
+			reported = true;
+			epoll_ctl(ep, EPOLL_CTL_ADD, hold, &hev);
+		}
 		struct epoll_event events[1024];
 		int k = epoll_wait(ep, events, 1024, 50);
+		bool done = false;
 		for (int e = 0; e < k; e++) {
+			if (events[e].data.u32 == UINT32_MAX) {
+				done = true;
+				continue;
+			}
 			ws_slot *s = &slots[events[e].data.u32];
 			if (s->state == 2 && !answer_pings(s->fd)) {
 				s->state = 3;
@@ -903,37 +885,219 @@ bench_idle_streams(void)
 				s->fd = -1;
 			}
 		}
+		if (done)
+			break;
 	}
-	uint64_t rss_after = rss_bytes(n.pid);
-	char metrics[RESPONSE_BYTES_MAX / 4];
-	size_t ml = 0;
-	uint64_t streams = 0;
-	if (http_get(n.port, "/metrics", "x", metrics, sizeof metrics, &ml) == 200) {
-		char *p = strstr(metrics, "\nflock_ws_streams_open ");
-		if (p != NULL)
-			streams = strtoull(p + 23, NULL, 10);
-	}
-	printf("idle streams: %u open, %u failed, %u closed by the server, in "
-	       "%.1f s; %" PRIu64 " live streams in /metrics; RSS %.1f -> "
-	       "%.1f MiB; fd limit %llu\n",
-		opened, failed, lost, connect_s, streams,
-		rss_before / 1048576.0, rss_after / 1048576.0,
-		(unsigned long long)rl.rlim_cur);
-	figure("ws_idle_connections", opened, "connections");
-	if (opened > 0)
-		figure("ws_rss_per_connection",
-			(double)(rss_after > rss_before ? rss_after - rss_before : 0) /
-				opened,
-			"bytes");
 	for (uint32_t i = 0; i < started; i++)
 		if (slots[i].fd >= 0)
 			close(slots[i].fd);
 	close(ep);
-	stop(n.pid);
+	free(slots);
+}
+
+/* Runs flockctl against the member at cluster port `port`. */
+static bool
+flockctl(int port, const char *a1, const char *a2)
+{
+	char exe[PATH_MAX + 16], node_arg[32];
+	snprintf(exe, sizeof exe, "%s", flockd_path);
+	char *slash = strrchr(exe, '/');
+	snprintf(slash + 1, sizeof exe - (size_t)(slash + 1 - exe), "flockctl");
+	snprintf(node_arg, sizeof node_arg, "127.0.0.1:%d", port);
+	char *argv[] = {exe, "--node", node_arg, (char *)a1, (char *)a2, NULL};
+	char out[4096];
+	int rc = run_capture(argv, NULL, out, sizeof out);
+	if (rc != 0)
+		fprintf(stderr, "bench: flockctl %s %s: %d %s\n", a1,
+			a2 != NULL ? a2 : "", rc, out);
+	return rc == 0;
+}
+
+/* Starts `count` flockd nodes: one alone, or a cluster on loopback that
+ * shares one token key, every member added and the ring rebalanced. */
+static int
+idle_nodes_start(node *nodes, int count)
+{
+	if (count == 1)
+		return node_start(&nodes[0], "idle", NULL) ? 1 : 0;
+	char key[300], name[16], nname[16], cluster[8][32];
+	snprintf(key, sizeof key, "%s/idle-token.key", tmp_root);
+	int base = 20000 + (int)(getpid() % 500) * 20;
+	for (int i = 0; i < count; i++)
+		snprintf(cluster[i], sizeof cluster[i], "127.0.0.1:%d",
+			base + i * 2);
+	int started = 0;
+	for (int i = 0; i < count; i++) {
+		snprintf(name, sizeof name, "idle%d", i + 1);
+		snprintf(nname, sizeof nname, "n%d", i + 1);
+		const char *extra[] = {"--cluster", cluster[i], "--node-name",
+			nname, "--token-key-file", key, "--join", cluster[0], NULL};
+		if (i == 0)
+			extra[6] = NULL;
+		if (!node_start(&nodes[i], name, extra))
+			break;
+		started++;
+	}
+	bool ok = started == count;
+	for (int i = 1; ok && i < count; i++)
+		ok = flockctl(base, "add", cluster[i]);
+	if (ok)
+		ok = flockctl(base, "rebalance", NULL);
+	if (!ok) {
+		for (int i = 0; i < started; i++)
+			stop(nodes[i].pid);
+		return 0;
+	}
+	return count;
+}
+
+#define WS_NODES_MAX 8
+
+static void
+bench_idle_streams(void)
+{
+	uint32_t target = WS_TARGET_DEFAULT;
+	const char *t = getenv("FLOCK_BENCH_WS_CONNECTIONS");
+	if (t != NULL && atoi(t) > 0)
+		target = (uint32_t)atoi(t);
+	raise_fd_limit((rlim_t)target + 10000);
+	struct rlimit rl;
+	getrlimit(RLIMIT_NOFILE, &rl);
+	/* One process holds at most its descriptor limit less a margin for
+	 * the node's own files. Past that, the streams spread over a cluster
+	 * of nodes on this machine, each with its own client process. */
+	uint32_t per_process = rl.rlim_cur > 2000 ? (uint32_t)(rl.rlim_cur - 1000)
+						  : 0;
+	if (per_process == 0) {
+		printf("skip idle streams: no file descriptors to spare\n");
+		return;
+	}
+	int nodes_n = (int)((target + per_process - 1) / per_process);
+	if (nodes_n > WS_NODES_MAX) {
+		nodes_n = WS_NODES_MAX;
+		target = per_process * WS_NODES_MAX;
+	}
+	if (nodes_n > 1)
+		printf("idle streams: fd limit %llu per process, so %u streams "
+		       "over a %d-node cluster on this machine\n",
+			(unsigned long long)rl.rlim_cur, target, nodes_n);
+	node nodes[WS_NODES_MAX];
+	if (idle_nodes_start(nodes, nodes_n) != nodes_n)
+		return;
+	uint32_t users_count = (target + WS_PER_USER - 1) / WS_PER_USER;
+	char users[400], count[16];
+	snprintf(users, sizeof users, "%s/idle-users.txt", tmp_root);
+	snprintf(count, sizeof count, "%u", users_count);
+	const char *args[] = {"--users", count, "--prefix", "w", "--threads",
+		"16", NULL};
+	uint64_t t0 = now_ns();
+	bool ok = setup(&nodes[0], users, args);
+	char **tokens = calloc(users_count, sizeof *tokens);
+	uint32_t loaded = 0;
+	if (ok) {
+		printf("idle streams: %u users in %.1f s\n", users_count,
+			(double)(now_ns() - t0) / 1e9);
+		FILE *f = fopen(users, "r");
+		char line[2048];
+		while (f != NULL && loaded < users_count &&
+			fgets(line, sizeof line, f)) {
+			char name[64], id[64], token[1024], media[64];
+			if (sscanf(line, "%63s %63s %1023s %63s", name, id, token,
+				    media) == 4)
+				tokens[loaded++] = strdup(token);
+		}
+		if (f != NULL)
+			fclose(f);
+		ok = loaded > 0;
+	}
+	if (ok) {
+		sleep(1);
+		uint64_t rss_before = 0;
+		for (int i = 0; i < nodes_n; i++)
+			rss_before += rss_bytes(nodes[i].pid);
+		/* Node i's client opens its share; a stream on node i subscribes
+		 * to a user whose actor may live on any node. */
+		pid_t clients[WS_NODES_MAX];
+		int reports[WS_NODES_MAX], holds[WS_NODES_MAX];
+		uint32_t share = (target + (uint32_t)nodes_n - 1) / (uint32_t)nodes_n;
+		for (int i = 0; i < nodes_n; i++) {
+			int rp[2], hp[2];
+			if (pipe(rp) != 0 || pipe(hp) != 0)
+				exit(2);
+			uint32_t first = share * (uint32_t)i;
+			uint32_t n = first >= target ? 0 :
+				(target - first < share ? target - first : share);
+			fflush(stdout);
+			clients[i] = fork();
+			if (clients[i] == 0) {
+				/* Only the parent may hold the write ends of the
+				 * hold pipes, or a client never sees its end. */
+				for (int j = 0; j < i; j++) {
+					close(holds[j]);
+					close(reports[j]);
+				}
+				close(rp[0]);
+				close(hp[1]);
+				idle_client(nodes[i].port, tokens, loaded, first, n,
+					rp[1], hp[0]);
+				_exit(0);
+			}
+			close(rp[1]);
+			close(hp[0]);
+			reports[i] = rp[0];
+			holds[i] = hp[1];
+		}
+		uint32_t opened = 0, failed = 0, lost = 0;
+		double connect_s = 0;
+		for (int i = 0; i < nodes_n; i++) {
+			char line[128] = {0};
+			ssize_t got = read(reports[i], line, sizeof line - 1);
+			unsigned o = 0, f = 0, l = 0;
+			double s = 0;
+			if (got > 0 && sscanf(line, "%u %u %u %lf", &o, &f, &l, &s) == 4) {
+				opened += o;
+				failed += f;
+				lost += l;
+				if (s > connect_s)
+					connect_s = s;
+			}
+		}
+		uint64_t rss_after = 0, streams = 0;
+		for (int i = 0; i < nodes_n; i++) {
+			rss_after += rss_bytes(nodes[i].pid);
+			char metrics[RESPONSE_BYTES_MAX / 4];
+			size_t ml = 0;
+			if (http_get(nodes[i].port, "/metrics", "x", metrics,
+				    sizeof metrics, &ml) == 200) {
+				char *p = strstr(metrics, "\nflock_ws_streams_open ");
+				if (p != NULL)
+					streams += strtoull(p + 23, NULL, 10);
+			}
+		}
+		for (int i = 0; i < nodes_n; i++) {
+			close(holds[i]);
+			close(reports[i]);
+			waitpid(clients[i], NULL, 0);
+		}
+		printf("idle streams: %u open, %u failed, %u closed by the server, "
+		       "in %.1f s; %" PRIu64 " live streams in /metrics; RSS %.1f "
+		       "-> %.1f MiB over %d node%s; fd limit %llu per process\n",
+			opened, failed, lost, connect_s, streams,
+			rss_before / 1048576.0, rss_after / 1048576.0, nodes_n,
+			nodes_n == 1 ? "" : "s", (unsigned long long)rl.rlim_cur);
+		figure("ws_idle_connections", opened, "connections");
+		figure("ws_idle_nodes", nodes_n, "processes");
+		if (opened > 0)
+			figure("ws_rss_per_connection",
+				(double)(rss_after > rss_before ?
+						 rss_after - rss_before : 0) / opened,
+				"bytes");
+	}
+	for (int i = nodes_n - 1; i >= 0; i--)
+		stop(nodes[i].pid);
 	for (uint32_t i = 0; i < loaded; i++)
 		free(tokens[i]);
 	free(tokens);
-	free(slots);
 }
 
 /* ---- main ---------------------------------------------------------------- */
