@@ -9,7 +9,9 @@
  *
  * Test-only globals: the node (actors reach it the way the domain will
  * through its context), an ack pipe written on every durable increment,
- * and the number of unconfirmed effects in active counters.
+ * the number of unconfirmed effects in active counters, and the number
+ * of counter activations whose on_activate has returned (its effects are
+ * counted in the unconfirmed ones from then on).
  */
 #ifndef FLOCK_PERSISTENCE_TOY_H
 #define FLOCK_PERSISTENCE_TOY_H
@@ -45,6 +47,7 @@ static ps_node *toy_node;
 static int toy_ack_fd = -1;
 static atomic_long toy_unconfirmed;
 static atomic_long toy_acks;
+static atomic_long toy_counters_activated;
 
 typedef struct toy_counter {
 	uint64_t count;
@@ -149,6 +152,8 @@ toy_counter_activate(rt_actor *self, void *state, bool fresh)
 	atomic_fetch_add(&toy_unconfirmed, (long)c->outbox.count);
 	ps_outbox_reset_sent(&c->outbox);
 	toy_counter_send(self, c, UINT64_MAX);
+	/* Last: a waiter that sees this count sees the effects above. */
+	atomic_fetch_add(&toy_counters_activated, 1);
 	return 0;
 }
 
@@ -423,6 +428,21 @@ toy_wait_recovered(rt_runtime *rt, const ps_node_report *report)
 	CHECK_MSG(false, "recovered actors not activated: %llu of %llu",
 		(unsigned long long)st.actors_activated_total,
 		(unsigned long long)report->actors_recovered);
+}
+
+/* Waits (bounded) until `count` counter activations have returned from
+ * on_activate in this process. The runtime's activation total is no
+ * substitute: it counts tallies too. */
+TOY_FN void
+toy_wait_counters_activated(long count)
+{
+	for (int i = 0; i < 4000; i++) {
+		if (atomic_load(&toy_counters_activated) >= count)
+			return;
+		toy_sleep_ms(5);
+	}
+	CHECK_MSG(false, "counters not activated: %ld of %ld",
+		atomic_load(&toy_counters_activated), count);
 }
 
 /* Waits (bounded) until every active counter's effects are confirmed. */
