@@ -29,7 +29,7 @@
  *   - push + increment happen under the actor's registry shard lock, so
  *     under that lock `pending` is exact: passivation removes an actor
  *     only when it is 0 there, and no sender can hold a pointer to it;
- *   - lock order: registry shard -> (nothing); asks -> (nothing);
+ *   - lock order: registry shard -> registry arena; asks -> (nothing);
  *     timers -> (nothing); inbox table -> inbox. A thread never holds two
  *     shard locks.
  */
@@ -73,6 +73,17 @@ _Noreturn void rt__assert_fail(const char *expr, const char *file, int line);
  * per actor. */
 #define RT_REGISTRY_LOAD_NUMERATOR 11u
 #define RT_REGISTRY_LOAD_DENOMINATOR 16u
+/* Slot arrays of at least this many bytes (256 slots: a shard past 88
+ * actors, a registry past ~22,000) come from the registry's huge-page
+ * arena; smaller ones from calloc, so small runtimes (tests, simulated
+ * nodes) never map a 2 MiB chunk. */
+#define RT_REGISTRY_ARENA_BYTES_MIN 4096u
+/* The arena's chunk (one huge page) and its unit (the smallest block). */
+#define RT_REGISTRY_ARENA_CHUNK_BYTES (2u * 1024u * 1024u)
+#define RT_REGISTRY_ARENA_UNITS \
+	(RT_REGISTRY_ARENA_CHUNK_BYTES / RT_REGISTRY_ARENA_BYTES_MIN)
+/* Block orders: unit << 0 .. unit << 9 (the whole chunk). */
+#define RT_REGISTRY_ARENA_ORDERS 10u
 /* A worker's local run queue: a power of two; 256 as in Go's scheduler,
  * large enough that overflow (half moves to the global queue) is rare. */
 #define RT_RUNQ_SLOTS 256u
@@ -359,8 +370,34 @@ typedef struct rt__shard {
 } rt__shard;
 _Static_assert(sizeof(rt__shard) == 128, "lock line, then slot line");
 
+/* Large slot arrays come from 2 MiB chunks advised as huge pages and
+ * split as buddies (registry.c): a shard's growth takes a block there
+ * and returns its old one, which merges with its buddy (the neighbour
+ * shard's old array, carved next to it) into a block the next shard's
+ * growth takes. Growing a million-actor registry through calloc touched
+ * some 16,000 fresh 4 KiB pages, each a page fault (~4-5 us here). */
+typedef struct rt__arena_chunk {
+	char *base; /* RT_REGISTRY_ARENA_CHUNK_BYTES, aligned to that */
+	/* Per unit: order + 1 if a free block of that order starts there,
+	 * else 0. */
+	uint8_t free_order[RT_REGISTRY_ARENA_UNITS];
+	/* Per unit: written since the chunk came from the OS (a block whose
+	 * units are all clean is known zero and needs no memset). */
+	uint64_t dirty[RT_REGISTRY_ARENA_UNITS / 64u];
+} rt__arena_chunk;
+
+typedef struct rt__arena {
+	pthread_mutex_t lock; /* taken under a shard lock, never the reverse */
+	rt__arena_chunk **chunks;
+	uint32_t chunks_count;
+	uint32_t chunks_capacity;
+	/* Free blocks per order, doubly linked through their first 16 bytes. */
+	void *free_heads[RT_REGISTRY_ARENA_ORDERS];
+} rt__arena;
+
 typedef struct rt__registry {
 	rt__shard shards[RT_REGISTRY_SHARDS];
+	rt__arena arena;
 } rt__registry;
 
 static inline uint64_t
@@ -402,8 +439,8 @@ rt_actor *rt__registry_find_hole(rt__shard *s, uint64_t hash, uint32_t kind,
 	uint64_t id, uint32_t *hole_out);
 /* hole from rt__registry_find_hole, or UINT32_MAX to probe. RT_ENOMEM if
  * the shard is full and could not grow. */
-int rt__registry_insert_at(rt__shard *s, uint64_t hash, rt_actor *a,
-	uint32_t hole);
+int rt__registry_insert_at(rt__registry *reg, rt__shard *s, uint64_t hash,
+	rt_actor *a, uint32_t hole);
 void rt__registry_remove(rt__shard *s, uint64_t hash, rt_actor *a);
 
 /* ---- run queues and workers (scheduler.c) ----------------------------- */

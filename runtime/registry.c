@@ -7,16 +7,22 @@
  * other actors and a grow all stay inside the slot array and never load
  * an actor (each such load is a cache miss with a million actors). A
  * shard doubles past 11/16 load; removal shifts later members of the
- * probe run back, so there are no tombstones.
+ * probe run back, so there are no tombstones. Slot arrays of 4 KiB and
+ * more come from the registry's arena: 2 MiB chunks advised as huge
+ * pages, split and merged as buddies, so a growing registry takes one
+ * page fault per 2 MiB instead of one per 4 KiB, and the array a growth
+ * frees serves the next shard's growth once its buddy is freed too.
  *
  * Invariants: every function except init/destroy runs under the shard's
  * lock; an actor is in exactly one slot while active; slot.hash ==
  * rt__addr_hash(actor->kind, actor->id).
- * Does not: free actors (callers do), or shrink tables.
+ * Does not: free actors (callers do), shrink tables, or give arena
+ * chunks back to the OS before rt__registry_destroy.
  */
 #include "runtime/internal.h"
 
 #include <sched.h>
+#include <sys/mman.h>
 
 /* Spins before yielding the CPU: a shard is held for tens of ns, but on
  * a 2-core machine the holder may be preempted, so do not spin long. */
@@ -36,10 +42,234 @@ rt__spin_lock_slow(rt__spin *s)
 	}
 }
 
+/* ---- the slot arrays' huge-page arena ------------------------------------ */
+
+_Static_assert(RT_REGISTRY_ARENA_BYTES_MIN << (RT_REGISTRY_ARENA_ORDERS - 1u) ==
+	RT_REGISTRY_ARENA_CHUNK_BYTES, "the top order is the whole chunk");
+_Static_assert(RT_REGISTRY_ARENA_UNITS % 64u == 0, "dirty bitmap words");
+
+/* A free block's header, in its first bytes. */
+typedef struct arena_free {
+	struct arena_free *next;
+	struct arena_free *prev;
+} arena_free;
+
+static uint32_t
+arena_order(size_t bytes)
+{
+	RT_ASSERT(bytes >= RT_REGISTRY_ARENA_BYTES_MIN);
+	RT_ASSERT(bytes <= RT_REGISTRY_ARENA_CHUNK_BYTES);
+	uint32_t order = 0;
+	while ((size_t)RT_REGISTRY_ARENA_BYTES_MIN << order < bytes)
+		order++;
+	RT_ASSERT((size_t)RT_REGISTRY_ARENA_BYTES_MIN << order == bytes);
+	return order;
+}
+
+static rt__arena_chunk *
+arena_chunk_of(rt__arena *arena, const void *p)
+{
+	for (uint32_t i = 0; i < arena->chunks_count; i++) {
+		rt__arena_chunk *c = arena->chunks[i];
+		if ((const char *)p >= c->base &&
+			(const char *)p < c->base + RT_REGISTRY_ARENA_CHUNK_BYTES)
+			return c;
+	}
+	RT_ASSERT(!"slot array not from the arena");
+	return NULL;
+}
+
+static void
+arena_mark_dirty(rt__arena_chunk *c, uint32_t unit, uint32_t units)
+{
+	for (uint32_t u = unit; u < unit + units; u++)
+		c->dirty[u / 64u] |= 1ull << (u % 64u);
+}
+
+static bool
+arena_is_clean(const rt__arena_chunk *c, uint32_t unit, uint32_t units)
+{
+	for (uint32_t u = unit; u < unit + units; u++)
+		if (c->dirty[u / 64u] & (1ull << (u % 64u)))
+			return false;
+	return true;
+}
+
+/* Under the arena lock: puts the block at c's unit on the free list of
+ * order (its header dirties its first unit). */
+static void
+arena_list_insert(rt__arena *arena, rt__arena_chunk *c, uint32_t unit,
+	uint32_t order)
+{
+	RT_ASSERT(order < RT_REGISTRY_ARENA_ORDERS);
+	RT_ASSERT(c->free_order[unit] == 0);
+	arena_free *f = (arena_free *)(void *)(c->base +
+		(size_t)unit * RT_REGISTRY_ARENA_BYTES_MIN);
+	f->prev = NULL;
+	f->next = arena->free_heads[order];
+	if (f->next != NULL)
+		f->next->prev = f;
+	arena->free_heads[order] = f;
+	c->free_order[unit] = (uint8_t)(order + 1u);
+	arena_mark_dirty(c, unit, 1);
+}
+
+static void
+arena_list_remove(rt__arena *arena, rt__arena_chunk *c, uint32_t unit,
+	uint32_t order)
+{
+	RT_ASSERT(c->free_order[unit] == order + 1u);
+	arena_free *f = (arena_free *)(void *)(c->base +
+		(size_t)unit * RT_REGISTRY_ARENA_BYTES_MIN);
+	if (f->prev != NULL)
+		f->prev->next = f->next;
+	else
+		arena->free_heads[order] = f->next;
+	if (f->next != NULL)
+		f->next->prev = f->prev;
+	c->free_order[unit] = 0;
+}
+
+/* Under the arena lock: a new chunk, whole, in no list. */
+static rt__arena_chunk *
+arena_chunk_new(rt__arena *arena)
+{
+	if (arena->chunks_count == arena->chunks_capacity) {
+		uint32_t capacity = arena->chunks_capacity ? arena->chunks_capacity * 2u : 8u;
+		rt__arena_chunk **chunks = realloc(arena->chunks,
+			capacity * sizeof *chunks);
+		if (chunks == NULL)
+			return NULL;
+		arena->chunks = chunks;
+		arena->chunks_capacity = capacity;
+	}
+	rt__arena_chunk *c = calloc(1, sizeof *c);
+	if (c == NULL)
+		return NULL;
+	/* A fresh anonymous mapping (known zero, so its blocks need no
+	 * memset until reused), trimmed to an aligned chunk: a huge page
+	 * needs 2 MiB alignment. */
+	size_t span = 2u * (size_t)RT_REGISTRY_ARENA_CHUNK_BYTES;
+	char *map = mmap(NULL, span, PROT_READ | PROT_WRITE,
+		MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (map == MAP_FAILED) {
+		free(c);
+		return NULL;
+	}
+	uintptr_t align = RT_REGISTRY_ARENA_CHUNK_BYTES;
+	char *base = (char *)(((uintptr_t)map + align - 1u) & ~(align - 1u));
+	if (base > map)
+		(void)munmap(map, (size_t)(base - map));
+	char *end = base + RT_REGISTRY_ARENA_CHUNK_BYTES;
+	if (end < map + span)
+		(void)munmap(end, (size_t)(map + span - end));
+	c->base = base;
+#if defined(MADV_HUGEPAGE)
+	(void)madvise(c->base, RT_REGISTRY_ARENA_CHUNK_BYTES, MADV_HUGEPAGE);
+#endif
+	arena->chunks[arena->chunks_count++] = c;
+	return c;
+}
+
+/* A zeroed block of `bytes` (a power of two in [BYTES_MIN, CHUNK_BYTES]),
+ * or NULL. Under the shard lock of the caller. */
+static void *
+arena_alloc(rt__arena *arena, size_t bytes)
+{
+	uint32_t order = arena_order(bytes);
+	pthread_mutex_lock(&arena->lock);
+	uint32_t o = order;
+	while (o < RT_REGISTRY_ARENA_ORDERS && arena->free_heads[o] == NULL)
+		o++;
+	rt__arena_chunk *c;
+	uint32_t unit;
+	if (o == RT_REGISTRY_ARENA_ORDERS) {
+		c = arena_chunk_new(arena);
+		if (c == NULL) {
+			pthread_mutex_unlock(&arena->lock);
+			return NULL;
+		}
+		o = RT_REGISTRY_ARENA_ORDERS - 1u;
+		unit = 0;
+	} else {
+		char *p = arena->free_heads[o];
+		c = arena_chunk_of(arena, p);
+		unit = (uint32_t)((size_t)(p - c->base) / RT_REGISTRY_ARENA_BYTES_MIN);
+		arena_list_remove(arena, c, unit, o);
+	}
+	/* Split down: the upper halves become free buddies. */
+	while (o > order) {
+		o--;
+		arena_list_insert(arena, c, unit + (1u << o), o);
+	}
+	uint32_t units = 1u << order;
+	bool clean = arena_is_clean(c, unit, units);
+	arena_mark_dirty(c, unit, units);
+	pthread_mutex_unlock(&arena->lock);
+	char *block = c->base + (size_t)unit * RT_REGISTRY_ARENA_BYTES_MIN;
+	if (!clean)
+		memset(block, 0, bytes);
+	return block;
+}
+
+/* Returns a block from arena_alloc; it merges with its free buddies. */
+static void
+arena_release(rt__arena *arena, void *p, size_t bytes)
+{
+	uint32_t order = arena_order(bytes);
+	pthread_mutex_lock(&arena->lock);
+	rt__arena_chunk *c = arena_chunk_of(arena, p);
+	uint32_t unit = (uint32_t)((size_t)((char *)p - c->base) /
+		RT_REGISTRY_ARENA_BYTES_MIN);
+	RT_ASSERT(unit % (1u << order) == 0);
+	while (order + 1u < RT_REGISTRY_ARENA_ORDERS) {
+		uint32_t buddy = unit ^ (1u << order);
+		if (c->free_order[buddy] != order + 1u)
+			break;
+		arena_list_remove(arena, c, buddy, order);
+		unit = unit < buddy ? unit : buddy;
+		order++;
+	}
+	arena_list_insert(arena, c, unit, order);
+	pthread_mutex_unlock(&arena->lock);
+}
+
+static bool
+arena_serves(size_t bytes)
+{
+	return !RT_ALLOC_PLAIN && bytes >= RT_REGISTRY_ARENA_BYTES_MIN &&
+		bytes <= RT_REGISTRY_ARENA_CHUNK_BYTES;
+}
+
+/* A zeroed slot array of `slots` (a power of two), or NULL. */
+static rt__slot *
+slots_alloc(rt__registry *reg, uint32_t slots)
+{
+	size_t bytes = (size_t)slots * sizeof(rt__slot);
+	if (arena_serves(bytes))
+		return arena_alloc(&reg->arena, bytes);
+	return calloc(slots, sizeof(rt__slot));
+}
+
+static void
+slots_free(rt__registry *reg, rt__slot *array, uint32_t slots)
+{
+	if (array == NULL)
+		return;
+	size_t bytes = (size_t)slots * sizeof(rt__slot);
+	if (arena_serves(bytes))
+		arena_release(&reg->arena, array, bytes);
+	else
+		free(array);
+}
+
+/* ---- shards --------------------------------------------------------------- */
+
 int
 rt__registry_init(rt__registry *reg)
 {
 	memset(reg, 0, sizeof *reg);
+	pthread_mutex_init(&reg->arena.lock, NULL);
 	for (uint32_t i = 0; i < RT_REGISTRY_SHARDS; i++) {
 		rt__shard *s = &reg->shards[i];
 		s->slots = calloc(RT_REGISTRY_SLOTS_INITIAL, sizeof *s->slots);
@@ -57,9 +287,22 @@ void
 rt__registry_destroy(rt__registry *reg)
 {
 	for (uint32_t i = 0; i < RT_REGISTRY_SHARDS; i++) {
-		free(reg->shards[i].slots);
-		reg->shards[i].slots = NULL;
+		rt__shard *s = &reg->shards[i];
+		slots_free(reg, s->slots, s->mask + 1u);
+		s->slots = NULL;
 	}
+	rt__arena *arena = &reg->arena;
+	for (uint32_t i = 0; i < arena->chunks_count; i++) {
+		(void)munmap(arena->chunks[i]->base,
+			RT_REGISTRY_ARENA_CHUNK_BYTES);
+		free(arena->chunks[i]);
+	}
+	free(arena->chunks);
+	memset(arena->free_heads, 0, sizeof arena->free_heads);
+	arena->chunks = NULL;
+	arena->chunks_count = 0;
+	arena->chunks_capacity = 0;
+	pthread_mutex_destroy(&arena->lock);
 }
 
 rt_actor *
@@ -102,19 +345,19 @@ place(rt__slot *slots, uint32_t mask, uint64_t hash, rt_actor *a)
 }
 
 static int
-shard_grow(rt__shard *s)
+shard_grow(rt__registry *reg, rt__shard *s)
 {
 	uint32_t capacity = (s->mask + 1u) * 2u;
 	if (capacity == 0)
 		return RT_ENOMEM;
-	rt__slot *slots = calloc(capacity, sizeof *slots);
+	rt__slot *slots = slots_alloc(reg, capacity);
 	if (slots == NULL)
 		return RT_ENOMEM;
 	uint32_t mask = capacity - 1u;
 	for (uint32_t i = 0; i <= s->mask; i++)
 		if (s->slots[i].actor != NULL)
 			place(slots, mask, s->slots[i].hash, s->slots[i].actor);
-	free(s->slots);
+	slots_free(reg, s->slots, s->mask + 1u);
 	/* Atomic stores: rt_prefetch reads these without the lock. */
 	__atomic_store_n(&s->slots, slots, __ATOMIC_RELAXED);
 	__atomic_store_n(&s->mask, mask, __ATOMIC_RELAXED);
@@ -122,15 +365,15 @@ shard_grow(rt__shard *s)
 }
 
 int
-rt__registry_insert_at(rt__shard *s, uint64_t hash, rt_actor *a,
-	uint32_t hole)
+rt__registry_insert_at(rt__registry *reg, rt__shard *s, uint64_t hash,
+	rt_actor *a, uint32_t hole)
 {
 	RT_ASSERT(a != NULL);
 	uint64_t slots = (uint64_t)s->mask + 1u;
 	if ((uint64_t)(s->count + 1u) * RT_REGISTRY_LOAD_DENOMINATOR >
 		slots * RT_REGISTRY_LOAD_NUMERATOR) {
 		/* Growing failed: keep going while a slot is free, else refuse. */
-		if (shard_grow(s) != 0 && s->count + 1u >= slots)
+		if (shard_grow(reg, s) != 0 && s->count + 1u >= slots)
 			return RT_ENOMEM;
 		if (s->mask + 1u != slots)
 			hole = UINT32_MAX; /* grown: the hole moved */

@@ -183,7 +183,7 @@ rt__deliver(rt_runtime *rt, rt_message *m, unsigned how)
 		m->next = NULL;
 		atomic_store_explicit(&a->stack, m, memory_order_relaxed);
 		atomic_store_explicit(&a->pending, 1, memory_order_relaxed);
-		if (rt__registry_insert_at(s, hash, a, hole) != 0) {
+		if (rt__registry_insert_at(&rt->registry, s, hash, a, hole) != 0) {
 			rt__free(rt, a, k->actor_bytes);
 			goto nomem;
 		}
@@ -246,7 +246,7 @@ rt__activate(rt_runtime *rt, rt_addr addr)
 	/* No message: the token stands for one pending unit. */
 	a->local_flags |= RT_ACTOR_ACTIVATE_TOKEN;
 	atomic_store_explicit(&a->pending, 1, memory_order_relaxed);
-	if (rt__registry_insert_at(s, hash, a, hole) != 0) {
+	if (rt__registry_insert_at(&rt->registry, s, hash, a, hole) != 0) {
 		rt__spin_unlock(&s->lock);
 		rt__free(rt, a, k->actor_bytes);
 		return RT_ENOMEM;
