@@ -165,8 +165,10 @@ typedef struct actors__acks {
 	ack_list stripes[ACKS_STRIPES];
 	pthread_mutex_t lock; /* guards the fields below */
 	ack_list sealed;      /* the running checkpoint's entries */
-	bool running;
-	bool kick_armed;
+	/* Written under lock; read without it by actors__ack_after_checkpoint
+	 * (see there why a stale value is harmless). */
+	atomic_bool running;
+	atomic_bool kick_armed;
 } actors__acks;
 
 static int
@@ -398,6 +400,16 @@ actors__ack_after_checkpoint(api *a, rt_actor *self, uint64_t source,
 	pthread_mutex_unlock(&l->lock);
 	if (rc != 0)
 		return API_EUNAVAILABLE;
+	/* A timer on its way or a checkpoint running takes this entry, so
+	 * the global lock is not taken once per follower of a fan-out. A
+	 * stale true is harmless: each store of false (under k->lock) comes
+	 * before that side's next pass over the stripe locks (the seal, or
+	 * acks_waiting after a checkpoint), so either that pass finds this
+	 * entry or the stripe lock taken above ordered the store before this
+	 * load, which then reads false and arms. */
+	if (atomic_load_explicit(&k->kick_armed, memory_order_relaxed) ||
+		atomic_load_explicit(&k->running, memory_order_relaxed))
+		return API_OK;
 	acks_kick_at(k, rt_self(self));
 	return API_OK;
 }

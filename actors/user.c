@@ -131,6 +131,10 @@ ring_grow(user_state *st, uint32_t max)
 static uint32_t
 ring_lower_bound(const user_state *st, uint64_t id)
 {
+	/* Pushes arrive newest first: most land past the newest entry. */
+	if (st->ring_count == 0 ||
+		ring_at(st, st->ring_count - 1)->post_id < id)
+		return st->ring_count;
 	uint32_t lo = 0, hi = st->ring_count;
 	while (lo < hi) {
 		uint32_t mid = lo + (hi - lo) / 2;
@@ -834,10 +838,12 @@ owed_home(const push *p, uint64_t target)
 	return (uint32_t)(x >> 32) & (p->owed_capacity - 1u);
 }
 
+/* Makes the owed set at least `capacity` slots (a power of two). */
 static int
-owed_grow(push *p)
+owed_resize(push *p, uint32_t capacity)
 {
-	uint32_t capacity = p->owed_capacity ? p->owed_capacity * 2u : 8u;
+	ACTORS_ASSERT((capacity & (capacity - 1u)) == 0);
+	ACTORS_ASSERT(capacity >= 2u * p->owed_count);
 	uint64_t *slots = calloc(capacity, sizeof *slots);
 	if (slots == NULL)
 		return API_EUNAVAILABLE;
@@ -855,6 +861,30 @@ owed_grow(push *p)
 	}
 	free(old);
 	return 0;
+}
+
+static int
+owed_grow(push *p)
+{
+	return owed_resize(p, p->owed_capacity ? p->owed_capacity * 2u : 8u);
+}
+
+/* Sizes the owed set once for `more` targets still to be sent to (a
+ * fan-out to 100,000 followers grew it 15 times, rehashing each time). */
+static int
+owed_reserve(push *p, uint32_t more)
+{
+	if (p->kind == USER_PUSH_LIVE)
+		return 0;
+	uint64_t need = 2u * ((uint64_t)p->owed_count + more);
+	if (need <= p->owed_capacity)
+		return 0;
+	uint64_t capacity = 8u;
+	while (capacity < need)
+		capacity *= 2u;
+	if (capacity > (1ull << 31))
+		return 0; /* grows as it goes, and may fail then */
+	return owed_resize(p, (uint32_t)capacity);
 }
 
 /* Forgets every owed target (re-activation re-sends to all). */
@@ -960,6 +990,8 @@ push_send(api *a, rt_actor *self, user_state *st, push *p, uint32_t *budget)
 		return true;
 	}
 	uint32_t i = set_lower_bound(&st->followers, p->next_id);
+	if (owed_reserve(p, st->followers.count - i) != 0)
+		return false;
 	for (; i < st->followers.count; i++) {
 		if (*budget == 0)
 			return false;
