@@ -8,6 +8,10 @@
  *                                        author's subscribed session, at
  *                                        10,000 likes/s (open loop), with
  *                                        the journal on
+ *   like_notify_10k_answer_p50 / _p99    µs from api_like to its own answer
+ *                                        (the like's record durable): the
+ *                                        part of the above spent before the
+ *                                        notification leaves the post
  *   like_notify_10k_cpu_per_like         µs of CPU (every thread of the
  *                                        process, user + system) per like
  *                                        in that step: steadier than wall
@@ -187,6 +191,9 @@ typedef struct like_world {
 	uint64_t *sent_ns; /* by pair: post index * LIKERS + liker index */
 	uint64_t *latency_ns;
 	size_t latencies;
+	uint64_t *answer_sent_ns; /* by pair, like sent_ns, until answered */
+	uint64_t *answer_ns;      /* the step's answers' latencies */
+	size_t answers;
 	uint64_t answered;
 	uint64_t failed;
 	uint64_t next_pair;
@@ -234,10 +241,18 @@ on_notification(void *arg, const api_event *ev)
 	*sent = 0;
 }
 
+/* The world of the running like step (callbacks get their pair's slot). */
+static like_world *likes_running;
+
 static void
 like_answered(void *arg, const api_result *r)
 {
-	like_world *w = arg;
+	like_world *w = likes_running;
+	uint64_t *sent = arg;
+	if (*sent != 0) {
+		w->answer_ns[w->answers++] = now_ns() - *sent;
+		*sent = 0;
+	}
 	w->answered++;
 	if (r->code != API_OK)
 		w->failed++;
@@ -320,19 +335,23 @@ like_next(like_world *w)
 	uint32_t post = (uint32_t)(pair % (AUTHORS * POSTS_PER_AUTHOR));
 	uint32_t liker = (uint32_t)(pair / (AUTHORS * POSTS_PER_AUTHOR));
 	api_ctx ctx = {.user_id = w->likers[liker]};
-	w->sent_ns[(size_t)post * LIKERS + liker] = now_ns();
-	return api_like(w->c, &ctx, w->posts[post], true, like_answered, w);
+	size_t at = (size_t)post * LIKERS + liker;
+	w->sent_ns[at] = now_ns();
+	w->answer_sent_ns[at] = w->sent_ns[at];
+	return api_like(w->c, &ctx, w->posts[post], true, like_answered,
+		&w->answer_sent_ns[at]);
 }
 
 /* One open-loop step at rate likes/s. Returns true when every like was
  * answered and notified within the drain time; p50 and p99 in µs. */
 static bool
 like_step(like_world *w, double rate, double *p50, double *p99,
-	double *cpu_per_like_us)
+	double *cpu_per_like_us, double *answer_p50, double *answer_p99)
 {
 	uint64_t sent = 0, answered0 = w->answered;
 	double cpu0 = process_cpu_us();
 	w->latencies = 0;
+	w->answers = 0;
 	double t0 = now_s();
 	for (;;) {
 		double t = now_s() - t0;
@@ -355,10 +374,13 @@ like_step(like_world *w, double rate, double *p50, double *p99,
 		: 0.0;
 	*p50 = percentile_us(w->latency_ns, w->latencies, 0.50);
 	*p99 = percentile_us(w->latency_ns, w->latencies, 0.99);
+	*answer_p50 = percentile_us(w->answer_ns, w->answers, 0.50);
+	*answer_p99 = percentile_us(w->answer_ns, w->answers, 0.99);
 	fprintf(stderr, "likes at %.0f/s: sent %llu, notified %zu, p50 %.1f "
-			"us, p99 %.1f us, CPU %.1f us/like\n",
+			"us, p99 %.1f us (answered: p50 %.1f us, p99 %.1f "
+			"us), CPU %.1f us/like\n",
 		rate, (unsigned long long)sent, w->latencies, *p50, *p99,
-		*cpu_per_like_us);
+		*answer_p50, *answer_p99, *cpu_per_like_us);
 	return w->answered - answered0 == sent && w->latencies == sent &&
 		w->failed == 0;
 }
@@ -426,18 +448,24 @@ bench_likes(const char *hash, bool journal)
 	const size_t pairs = (size_t)AUTHORS * POSTS_PER_AUTHOR * LIKERS;
 	w->sent_ns = calloc(pairs, sizeof *w->sent_ns);
 	w->latency_ns = calloc(pairs, sizeof *w->latency_ns);
+	w->answer_sent_ns = calloc(pairs, sizeof *w->answer_sent_ns);
+	w->answer_ns = calloc(pairs, sizeof *w->answer_ns);
+	likes_running = w;
 	if (w->sent_ns == NULL || w->latency_ns == NULL ||
+		w->answer_sent_ns == NULL || w->answer_ns == NULL ||
 		api_client_create(a, inbox_notify, NULL, &w->c) != 0 ||
 		like_world_build(w, hash) != 0) {
 		fprintf(stderr, "actors_notify_bench: setup failed\n");
 		return 1;
 	}
-	double p50, p99, cpu, sync50 = 0.0, sync99 = 0.0;
+	double p50, p99, cpu, sync50 = 0.0, sync99 = 0.0, a50, a99;
 	if (journal)
 		fdatasync_peer(dir, &sync50, &sync99);
-	bool ok = like_step(w, 10000.0, &p50, &p99, &cpu);
+	bool ok = like_step(w, 10000.0, &p50, &p99, &cpu, &a50, &a99);
 	printf("figure %s_10k_p50 %.1f us\n", tag, p50);
 	printf("figure %s_10k_p99 %.1f us\n", tag, p99);
+	printf("figure %s_10k_answer_p50 %.1f us\n", tag, a50);
+	printf("figure %s_10k_answer_p99 %.1f us\n", tag, a99);
 	printf("figure %s_10k_cpu_per_like %.1f us\n", tag, cpu);
 	if (journal && sync99 > 0.0) {
 		printf("figure %s_fdatasync_4k_p50 %.1f us\n", tag, sync50);
@@ -453,7 +481,7 @@ bench_likes(const char *hash, bool journal)
 	for (double rate = ok ? 20000.0 : 5000.0;
 		rate <= 320000.0 && rate >= 600.0;
 		rate = best > 0.0 ? rate * 2.0 : rate / 2.0) {
-		bool step = like_step(w, rate, &p50, &p99, &cpu);
+		bool step = like_step(w, rate, &p50, &p99, &cpu, &a50, &a99);
 		if (step && rate > best) {
 			best = rate;
 			best50 = p50;
@@ -474,6 +502,8 @@ bench_likes(const char *hash, bool journal)
 	rt_destroy(rt);
 	free(w->sent_ns);
 	free(w->latency_ns);
+	free(w->answer_sent_ns);
+	free(w->answer_ns);
 	free(w);
 	char cmd[128];
 	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
