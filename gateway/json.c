@@ -26,6 +26,17 @@
 
 static int to_json(const msgpack_object *o, int depth, json_t **out);
 
+/* A string's bytes. msgpack-c leaves ptr NULL for an empty string in
+ * some encodings (fixstr 0xa0) and points into the buffer in others
+ * (str8 0xd9 0x00); both are "", and must render the same: the item
+ * cache keys a map by content, so text that depended on the encoding
+ * would differ between a hit and a fresh render. */
+static const char *
+str_bytes(const msgpack_object_str *s)
+{
+	return s->ptr != NULL ? s->ptr : "";
+}
+
 static int
 map_to_json(const msgpack_object_map *map, int depth, json_t **out)
 {
@@ -38,7 +49,7 @@ map_to_json(const msgpack_object_map *map, int depth, json_t **out)
 		const char *k;
 		size_t klen;
 		if (kv->key.type == MSGPACK_OBJECT_STR) {
-			k = kv->key.via.str.ptr;
+			k = str_bytes(&kv->key.via.str);
 			klen = kv->key.via.str.size;
 		} else if (kv->key.type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
 			klen = (size_t)snprintf(key, sizeof key, "%" PRIu64,
@@ -105,7 +116,7 @@ to_json(const msgpack_object *o, int depth, json_t **out)
 			v = json_real(o->via.f64);
 		break;
 	case MSGPACK_OBJECT_STR:
-		v = json_stringn(o->via.str.ptr, o->via.str.size);
+		v = json_stringn(str_bytes(&o->via.str), o->via.str.size);
 		if (v == NULL)
 			return GW_EINVAL; /* invalid UTF-8 */
 		break;
@@ -115,7 +126,10 @@ to_json(const msgpack_object *o, int depth, json_t **out)
 		char *b64 = malloc(n);
 		if (b64 == NULL)
 			return GW_ENOMEM;
-		sodium_bin2base64(b64, n, (const unsigned char *)o->via.bin.ptr,
+		sodium_bin2base64(b64, n,
+			(const unsigned char *)(o->via.bin.ptr != NULL
+					? o->via.bin.ptr
+					: ""),
 			o->via.bin.size,
 			sodium_base64_VARIANT_URLSAFE_NO_PADDING);
 		v = json_string(b64);
@@ -217,7 +231,7 @@ render_map(gw__json_cache *cache, const msgpack_object_map *map, int depth,
 		const char *k;
 		size_t klen;
 		if (key->type == MSGPACK_OBJECT_STR) {
-			k = key->via.str.ptr;
+			k = str_bytes(&key->via.str);
 			klen = key->via.str.size;
 		} else if (key->type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
 			klen = (size_t)snprintf(digits, sizeof digits,
@@ -242,7 +256,7 @@ render_map(gw__json_cache *cache, const msgpack_object_map *map, int depth,
 			if (seen->type != key->type) {
 				/* "7" and 7 are the same JSON key. */
 				char other[24];
-				const char *ok = seen->via.str.ptr;
+				const char *ok = str_bytes(&seen->via.str);
 				size_t olen = seen->via.str.size;
 				if (seen->type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
 					olen = (size_t)snprintf(other,
@@ -252,7 +266,8 @@ render_map(gw__json_cache *cache, const msgpack_object_map *map, int depth,
 				} else if (seen->type != MSGPACK_OBJECT_STR) {
 					continue;
 				}
-				if (olen == klen && memcmp(ok, k, klen) == 0)
+				if (olen == klen &&
+					(klen == 0 || memcmp(ok, k, klen) == 0))
 					return GW_EINVAL;
 			}
 		}

@@ -495,6 +495,247 @@ TEST(gateway_render_matches_tree)
 	gw__json_cache_destroy(cache);
 }
 
+/* ---- the item cache against the tree, over random pages ---- */
+
+static uint64_t
+xorshift(uint64_t *state)
+{
+	uint64_t x = *state;
+	x ^= x << 13;
+	x ^= x >> 7;
+	x ^= x << 17;
+	return *state = x;
+}
+
+/* Random strings: empty, escapes, multibyte, invalid UTF-8, a NUL. */
+static const char *const random_strings[] = {"", "a", "caf\xc3\xa9",
+	"\"q\" \\ \n\x01", "\xc3\x28", "7", "x\0y", "post_id"};
+static const size_t random_string_lengths[] = {0, 1, 5, 9, 2, 1, 3, 7};
+
+/* A string. The empty one is written as fixstr (0xa0, which msgpack-c
+ * unpacks with a NULL pointer) or as str8 (0xd9 0x00, a pointer into the
+ * buffer) as *encoding says: the same content either way. */
+static void
+pack_string_at(msgpack_packer *pk, size_t i, uint64_t *encoding)
+{
+	if (i == 0 && xorshift(encoding) % 2 == 0) {
+		msgpack_sbuffer_write(pk->data, "\xd9\x00", 2);
+		return;
+	}
+	msgpack_pack_str_with_body(pk, random_strings[i],
+		random_string_lengths[i]);
+}
+
+static void
+pack_random_string(msgpack_packer *pk, uint64_t *content, uint64_t *encoding)
+{
+	size_t i = xorshift(content) % 8;
+	/* Invalid UTF-8 rarely: most pages render. */
+	if (i == 4 && xorshift(content) % 4 != 0)
+		i = 0;
+	pack_string_at(pk, i, encoding);
+}
+
+/* A random value: the content comes from *content only, the choice of
+ * encoding for the same content from *encoding. */
+static void
+pack_random_value(msgpack_packer *pk, uint64_t *content, uint64_t *encoding,
+	int depth)
+{
+	uint64_t kind = xorshift(content) % (depth < 4 ? 13 : 10);
+	switch (kind) {
+	case 0: msgpack_pack_nil(pk); break;
+	case 1:
+		if (xorshift(content) % 2)
+			msgpack_pack_true(pk);
+		else
+			msgpack_pack_false(pk);
+		break;
+	case 2: {
+		uint64_t v = xorshift(content);
+		msgpack_pack_uint64(pk, v % 3 == 0 ? v : v % 300);
+		break;
+	}
+	case 3: msgpack_pack_int64(pk, -(int64_t)(xorshift(content) % 70000) - 1);
+		break;
+	case 4: msgpack_pack_float(pk, (float)(xorshift(content) % 9) / 4.0f);
+		break;
+	case 5: {
+		static const double reals[] = {0.5, -0.0, 1e300, 1.0 / 3.0,
+			123456789.125};
+		msgpack_pack_double(pk, reals[xorshift(content) % 5]);
+		break;
+	}
+	case 6:
+	case 7: pack_random_string(pk, content, encoding); break;
+	case 8: {
+		size_t n = xorshift(content) % 4;
+		msgpack_pack_bin_with_body(pk, "\x01\xff\x02", n);
+		break;
+	}
+	case 9: {
+		size_t n = xorshift(content) % 3;
+		msgpack_pack_ext_with_body(pk, "\x01\x02", n,
+			(int8_t)(xorshift(content) % 3));
+		break;
+	}
+	case 10:
+	case 11: {
+		/* A list inside an item: its maps are items too. */
+		uint32_t n = (uint32_t)(xorshift(content) % 4);
+		msgpack_pack_array(pk, n);
+		for (uint32_t i = 0; i < n; i++)
+			pack_random_value(pk, content, encoding, depth + 1);
+		break;
+	}
+	default: {
+		uint32_t n = (uint32_t)(xorshift(content) % 5);
+		msgpack_pack_map(pk, n);
+		/* Keys: strings (the empty one in both encodings), an
+		 * integer now and then; rarely a repeat ("7" and 7 are the
+		 * same key) or a key that is not UTF-8 or holds a NUL. */
+		size_t base = xorshift(content) % 8;
+		for (uint32_t i = 0; i < n; i++) {
+			size_t k = (base + i) % 8;
+			uint64_t odd = xorshift(content) % 32;
+			if (odd == 0)
+				msgpack_pack_uint64(pk, 7);
+			else if (odd < 4)
+				msgpack_pack_uint64(pk, 100 + i);
+			else if ((k == 4 || k == 6) && odd > 5)
+				pack_string_at(pk, 1, encoding);
+			else
+				pack_string_at(pk, k, encoding);
+			pack_random_value(pk, content, encoding, depth + 1);
+		}
+		break;
+	}
+	}
+}
+
+/* Pages of items drawn from a small pool (so items repeat, in either
+ * encoding of their empty strings, next to other items in other pages),
+ * rendered with and without the cache: the cached text is the tree's
+ * and the fresh render's every time, and refusals agree. */
+TEST(gateway_render_cache_random_pages)
+{
+	gw__json_cache *cache;
+	CHECK_EQ(gw__json_cache_create(&cache), 0);
+	uint64_t page_rng = 0x243f6a8885a308d3ull;
+	uint64_t encoding = 0x13198a2e03707344ull;
+	int rendered = 0;
+	for (int page = 0; page < 4000; page++) {
+		msgpack_sbuffer sb;
+		msgpack_sbuffer_init(&sb);
+		msgpack_packer pk;
+		msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+		uint32_t items = (uint32_t)(xorshift(&page_rng) % 6);
+		msgpack_pack_array(&pk, items);
+		for (uint32_t i = 0; i < items; i++) {
+			/* Item seeds from a pool of 48; a big item now and
+			 * then (past the cache's key and text bounds). */
+			uint64_t content = 0x9e3779b97f4a7c15ull *
+				(1 + xorshift(&page_rng) % 48);
+			if (xorshift(&page_rng) % 64 == 0) {
+				msgpack_pack_map(&pk, 1);
+				msgpack_pack_str_with_body(&pk, "big", 3);
+				msgpack_pack_array(&pk, 300);
+				for (int j = 0; j < 300; j++)
+					msgpack_pack_str_with_body(&pk,
+						"0123456789abcdef", 16);
+				continue;
+			}
+			/* The empty key first: as fixstr at the start of
+			 * the buffer msgpack-c gives it a NULL pointer (later
+			 * ones point at whatever it read last). */
+			msgpack_pack_map(&pk, 3);
+			pack_string_at(&pk, 0, &encoding);
+			pack_random_value(&pk, &content, &encoding, 2);
+			msgpack_pack_str_with_body(&pk, "id", 2);
+			msgpack_pack_uint64(&pk, content % 1000);
+			msgpack_pack_str_with_body(&pk, "user", 4);
+			pack_random_value(&pk, &content, &encoding, 2);
+		}
+		msgpack_unpacked u;
+		msgpack_unpacked_init(&u);
+		CHECK(msgpack_unpack_next(&u, sb.data, sb.size, NULL) ==
+			MSGPACK_UNPACK_SUCCESS);
+		char *want = tree_text(&u.data);
+		gw__body fresh;
+		gw__body_init(&fresh, SIZE_MAX / 2);
+		int fresh_rc = gw__msgpack_render(NULL, &u.data, &fresh);
+		CHECK(fresh_rc == 0 || fresh_rc == GW_EINVAL);
+		/* The fresh render refuses what the tree refuses (and also
+		 * repeated keys, which the tree would merge). */
+		if (want == NULL)
+			CHECK_EQ(fresh_rc, GW_EINVAL);
+		if (fresh_rc == 0)
+			CHECK_STR_EQ((const char *)fresh.bytes, want);
+		for (int pass = 0; pass < 2; pass++) {
+			gw__body b;
+			gw__body_init(&b, SIZE_MAX / 2);
+			int rc = gw__msgpack_render(cache, &u.data, &b);
+			CHECK_MSG(rc == fresh_rc,
+				"page %d pass %d: cached rc %d, fresh %d, tree %s",
+				page, pass, rc, fresh_rc,
+				want != NULL ? want : "(refused)");
+			if (rc == 0 && fresh_rc == 0)
+				CHECK_STR_EQ((const char *)b.bytes,
+					(const char *)fresh.bytes);
+			gw__body_free(&b);
+		}
+		rendered += fresh_rc == 0;
+		gw__body_free(&fresh);
+		free(want);
+		msgpack_unpacked_destroy(&u);
+		msgpack_sbuffer_destroy(&sb);
+	}
+	uint64_t hits, misses;
+	gw__json_cache_counts(cache, &hits, &misses);
+	/* Most pages render, and most items are hits (the pool is small). */
+	CHECK(rendered > 3000);
+	CHECK(hits > 4 * misses);
+	gw__json_cache_destroy(cache);
+}
+
+/* An empty string renders as "" whether msgpack-c hands it over with a
+ * NULL pointer (fixstr) or not (str8), as a value and as a key; so an
+ * item cached in one encoding is the same text as the other. */
+TEST(gateway_render_empty_string_encodings)
+{
+	static const char *const pages[] = {
+		"\x91\x82\xd9\x00\xc0\xa1k\xd9\x00", /* str8 first */
+		"\x91\x82\xa0\xc0\xa1k\xa0",         /* then fixstr */
+	};
+	static const size_t lengths[] = {9, 7};
+	gw__json_cache *cache;
+	CHECK_EQ(gw__json_cache_create(&cache), 0);
+	for (int i = 0; i < 2; i++) {
+		msgpack_unpacked u;
+		msgpack_unpacked_init(&u);
+		CHECK(msgpack_unpack_next(&u, pages[i], lengths[i], NULL) ==
+			MSGPACK_UNPACK_SUCCESS);
+		char *want = tree_text(&u.data);
+		CHECK(want != NULL);
+		CHECK_STR_EQ(want, "[{\"\":null,\"k\":\"\"}]");
+		for (int pass = 0; pass < 2; pass++) {
+			gw__body b;
+			gw__body_init(&b, SIZE_MAX / 2);
+			CHECK_EQ(gw__msgpack_render(pass == 0 ? NULL : cache,
+					 &u.data, &b), 0);
+			CHECK_STR_EQ((const char *)b.bytes, want);
+			gw__body_free(&b);
+		}
+		free(want);
+		msgpack_unpacked_destroy(&u);
+	}
+	uint64_t hits, misses;
+	gw__json_cache_counts(cache, &hits, &misses);
+	CHECK_EQ_U64(misses, 1);
+	CHECK_EQ_U64(hits, 1);
+	gw__json_cache_destroy(cache);
+}
+
 TEST(gateway_request_json)
 {
 	char detail[200];
