@@ -338,7 +338,7 @@ respond_rendered(gw__request *r, const gw__route_info *info,
 	gw__body_init(&r->response, SIZE_MAX / 2);
 	int rc = gw__body_reserve(&r->response, RENDERED_BODY_RESERVE_BYTES);
 	if (rc == 0)
-		rc = gw__msgpack_render(NULL, body, &r->response);
+		rc = gw__msgpack_render(r->g->json_cache, body, &r->response);
 	if (rc == GW_EINVAL) {
 		gw__respond_problem(r, 500, "the answer is not JSON-shaped");
 		return;
