@@ -4,7 +4,9 @@
  *
  * Recovery: the journal is scanned from the store's checkpoint LSN and
  * every record after it is kept in memory, grouped by actor (the
- * `recovered` map); each such actor is then activated. Loading an actor =
+ * `recovered` map); each such actor is then activated, and so is every
+ * actor the store marks as owing effects (its committed snapshot has
+ * unconfirmed ones: ps_node_options.owes). Loading an actor =
  * its snapshot (decode_state) + its recovered records above the
  * snapshot's LSN (apply_record, in LSN order); when records were applied
  * the rebuilt state is queued as a new snapshot at once, so the records
@@ -90,6 +92,8 @@ struct ps_node {
 	bool manual;
 	ps_load_observer on_load;
 	void *on_load_arg;
+	ps_owes_callback owes; /* may be NULL: no snapshot is marked */
+	void *owes_arg;
 };
 
 static void
@@ -296,7 +300,12 @@ save_state(ps_node *node, rt_addr addr, const rt_actor_ops *ops,
 		rt_buffer_free(&buffer);
 		return rc;
 	}
-	rc = ps_store_put(node->store, addr, lsn, buffer.bytes, buffer.length);
+	if (node->owes != NULL)
+		rc = ps_store_put_owing(node->store, addr, lsn, buffer.bytes,
+			buffer.length, node->owes(node->owes_arg, addr, state));
+	else
+		rc = ps_store_put(node->store, addr, lsn, buffer.bytes,
+			buffer.length);
 	rt_buffer_free(&buffer);
 	if (rc != 0)
 		return ps_to_rt_error(rc);
@@ -777,6 +786,36 @@ activate_recovered(ps_node *node)
 	return PS_OK;
 }
 
+/* Activates the actors whose committed snapshot owes effects (the
+ * store's marks, read at open); those the cluster keeps from waking here
+ * wait in the wake set for ps_node_wake. Errors are logged: the actors
+ * before them are awake already, so the open goes on. */
+static void
+activate_owing(ps_node *node, const rt_addr *addrs, size_t n)
+{
+	size_t refused = 0;
+	for (size_t i = 0; i < n; i++) {
+		int rc = rt_activate(node->rt, addrs[i]);
+		if (rc == RT_EUNAVAILABLE) {
+			refused++;
+			pthread_mutex_lock(&node->mutex);
+			rc = ps__addr_map_put(&node->wake, addrs[i], node) == 0
+				? 0 : RT_ENOMEM;
+			pthread_mutex_unlock(&node->mutex);
+		}
+		if (rc != 0) {
+			rt_log(node->rt, RT_LOG_ERROR, "persistence",
+				"recovery cannot activate kind=%" PRIu32 " id=%" PRIu64
+				" (owes effects) error=%s",
+				addrs[i].kind, addrs[i].id, rt_strerror(rc));
+		}
+	}
+	if (refused > 0)
+		rt_log(node->rt, RT_LOG_INFO, "persistence",
+			"recovery left %zu actors owing effects asleep: their "
+			"partitions are not served here now", refused);
+}
+
 int
 ps_node_wake_later(ps_node *node, rt_addr addr)
 {
@@ -864,6 +903,8 @@ ps_node_open(const char *data_dir, rt_runtime *rt, const ps_node_options *opts,
 	node->manual = opts->manual;
 	node->on_load = opts->on_load;
 	node->on_load_arg = opts->on_load_arg;
+	node->owes = opts->owes;
+	node->owes_arg = opts->owes_arg;
 	pthread_mutex_init(&node->mutex, NULL);
 	pthread_cond_init(&node->checkpoint_done, NULL);
 	int rc = PS_ENOMEM;
@@ -924,12 +965,23 @@ ps_node_open(const char *data_dir, rt_runtime *rt, const ps_node_options *opts,
 		" records=%" PRIu64 " actors=%" PRIu64,
 		node->checkpoint_lsn, report->journal.last_lsn,
 		report->records_recovered, report->actors_recovered);
+	/* Read before anything wakes: no put is queued yet. */
+	rt_addr *owing;
+	size_t owing_count;
+	rc = ps_store_scan_owing(node->store, &owing, &owing_count);
+	if (rc != 0)
+		goto fail_journal;
+	report->actors_owing = owing_count;
 	rt_set_store(rt, &node_store_ops, node);
 	/* Published before the wake-up: recovered actors append at once. */
 	*out = node;
 	rc = activate_recovered(node);
-	if (rc != 0)
+	if (rc != 0) {
+		free(owing);
 		goto fail_journal;
+	}
+	activate_owing(node, owing, owing_count);
+	free(owing);
 	return PS_OK;
 
 fail_journal:

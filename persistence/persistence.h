@@ -519,6 +519,18 @@ int ps_store_open(const ps_store_options *opts, ps_store **out);
  * blocks on the disk. PS_EFULL at the queue bound, PS_ETOOBIG. */
 int ps_store_put(ps_store *store, rt_addr addr, uint64_t lsn,
 	const void *state, size_t state_bytes);
+/* Like ps_store_put, and the transaction that commits it also sets
+ * (owing) or clears addr's mark in the store's set of actors whose
+ * snapshot owes effects (ps_store_put leaves the mark as it is). */
+int ps_store_put_owing(ps_store *store, rt_addr addr, uint64_t lsn,
+	const void *state, size_t state_bytes, bool owing);
+/* The committed marks of ps_store_put_owing: *addrs_out (owned: free()
+ * it, also when *count_out is 0) gets every marked address in key
+ * order. Queued puts are not looked at: call
+ * it before any is queued (a node's open). Any thread. 0, PS_ENOMEM,
+ * PS_ECORRUPT, PS_EIO. */
+int ps_store_scan_owing(ps_store *store, rt_addr **addrs_out,
+	size_t *count_out);
 /* Calls cb with addr's newest snapshot (queued or committed). Returns 0,
  * PS_ENOTFOUND, PS_ECORRUPT, PS_EIO or cb's code. Any thread. */
 int ps_store_get(ps_store *store, rt_addr addr, ps_snapshot_callback cb,
@@ -587,6 +599,10 @@ typedef struct ps_node ps_node;
  * RT_ENOTFOUND for a fresh actor, or the error), in the actor's context.
  * The simulator's checks use it. */
 typedef void (*ps_load_observer)(void *arg, rt_addr addr, int status);
+/* Says whether state (addr's, of addr's kind) owes effects: an outbox
+ * with unconfirmed ones. Called in the actor's context at every snapshot
+ * the node saves; cheap, no runtime calls. */
+typedef bool (*ps_owes_callback)(void *arg, rt_addr addr, const void *state);
 
 typedef struct ps_node_options {
 	const ps_disk *disk;         /* journal disk; NULL: real */
@@ -599,6 +615,12 @@ typedef struct ps_node_options {
 	bool manual;
 	ps_load_observer on_load;    /* may be NULL */
 	void *on_load_arg;
+	/* may be NULL: then no snapshot is marked, and after a crash only
+	 * actors with journal records after the checkpoint wake up, so an
+	 * effect owed by an actor whose records were all checkpointed waits
+	 * until something activates that actor */
+	ps_owes_callback owes;
+	void *owes_arg;
 } ps_node_options;
 
 typedef struct ps_node_report {
@@ -606,6 +628,7 @@ typedef struct ps_node_report {
 	uint64_t checkpoint_lsn;     /* from the store's meta */
 	uint64_t actors_recovered;   /* actors with records after it */
 	uint64_t records_recovered;
+	uint64_t actors_owing;       /* marked owing in the store (woken too) */
 } ps_node_report;
 
 /*
@@ -613,8 +636,11 @@ typedef struct ps_node_report {
  * LSN, scans the journal from it (verifying every record) and groups the
  * records after it by actor in memory, installs the runtime's store hook
  * (activation = snapshot + those records with LSN above the snapshot's,
- * in order), then rt_activate()s every actor that had such records so its
- * on_activate can re-drive effects. *out is set before those
+ * in order), then rt_activate()s every actor that had such records, and
+ * every actor whose committed snapshot the owes callback said owes
+ * effects (each snapshot the node saves sets or clears that mark in the
+ * store, in the snapshot's own transaction), so its on_activate can
+ * re-drive effects. *out is set before those
  * activations, so actors that reach the node through *out find it. Call
  * after every kind is registered; in real mode after rt_start. opts may
  * be NULL. Returns 0 or PS_E codes
@@ -730,7 +756,8 @@ int ps_node_wake(ps_node *node);
  * to sleep, and a timer firing at a sleeping actor while the node serves
  * nothing is dropped: without this such effects waited for a client to
  * touch their source. In memory only (a restart finds the actors with
- * records through recovery). Actor context or any thread. 0 or
+ * records through recovery, and with ps_node_options.owes those whose
+ * snapshot owes effects). Actor context or any thread. 0 or
  * PS_ENOMEM.
  */
 int ps_node_wake_later(ps_node *node, rt_addr addr);
@@ -777,6 +804,11 @@ void ps_node_crash(ps_node *node);
  *
  * A crash anywhere re-sends from the source's recovered outbox; the
  * target's dedupe (journaled with its events) absorbs the duplicates.
+ * The node wakes a source after a crash when it has journal records
+ * after the checkpoint, or when its committed snapshot owes effects
+ * (ps_node_options.owes): a checkpoint may pass every record of a source
+ * while an effect it sent is still unconfirmed and its target's record
+ * of it not yet durable.
  */
 typedef struct ps_effect_header {
 	uint32_t source_kind;

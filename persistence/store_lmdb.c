@@ -2,11 +2,14 @@
  * store_lmdb.c — the snapshot store: the only file of flock that includes
  * lmdb.h.
  *
- * One environment per node with two named databases: "partitioned"
+ * One environment per node with three named databases: "partitioned"
  * (16-byte big-endian store key, partition first, -> snapshot value;
- * formats in internal.h) and "meta" (format version, checkpoint LSN). A
+ * formats in internal.h), "meta" (format version, checkpoint LSN) and
+ * "owing" (the same keys -> one zero byte: actors whose committed
+ * snapshot owes effects, set or cleared by a put in the transaction that
+ * commits it, so the set always matches the committed snapshots). A
  * format-1 store ("snapshots", keyed by kind then id) is moved over at
- * open.
+ * open; a store without "owing" gets an empty one.
  *
  * Threads: puts and checkpoint markers are queued (FIFO) by any thread and
  * committed by one writer thread, up to batch_puts_max requests per write
@@ -43,7 +46,7 @@
 /* Concurrent read transactions: one per worker thread at most plus
  * external readers; 512 is far above RT_WORKERS_MAX. */
 #define STORE_READERS_MAX 512u
-/* Named databases in the environment (partitioned, meta, and the
+/* Named databases in the environment (partitioned, meta, owing, and the
  * format-1 snapshots while it is moved over). */
 #define STORE_DBS_MAX 4u
 /* Entries one transaction of the format-1 move carries: bounds its dirty
@@ -52,6 +55,8 @@
 
 /* REQUEST_DROP keeps the partition in addr.id. */
 enum { REQUEST_PUT = 1, REQUEST_MARKER = 2, REQUEST_DROP = 3 };
+/* What a put does to its address's mark in "owing". */
+enum { OWING_KEEP = 0, OWING_SET = 1, OWING_CLEAR = 2 };
 
 typedef struct store_request {
 	struct store_request *next;
@@ -62,6 +67,7 @@ typedef struct store_request {
 	struct store_request *part_next;
 	int kind;
 	bool skip; /* its journal record failed */
+	int owing; /* puts: OWING_KEEP, _SET or _CLEAR */
 	rt_addr addr;
 	uint64_t lsn;
 	ps_store_done_callback cb;
@@ -74,6 +80,7 @@ struct ps_store {
 	MDB_env *env;
 	MDB_dbi snapshots;
 	MDB_dbi meta;
+	MDB_dbi owing;
 	uint64_t map_bytes_max;
 	uint32_t batch_puts_max;
 	ps_store_wait_callback wait_durable;
@@ -140,12 +147,12 @@ grow_map(ps_store *s)
 	return PS_OK;
 }
 
-/* Deletes partition's key range in txn. */
+/* Deletes partition's key range of dbi in txn. */
 static int
-drop_range(ps_store *s, MDB_txn *txn, uint32_t partition)
+drop_range(MDB_dbi dbi, MDB_txn *txn, uint32_t partition)
 {
 	MDB_cursor *cursor;
-	int rc = mdb_cursor_open(txn, s->snapshots, &cursor);
+	int rc = mdb_cursor_open(txn, dbi, &cursor);
 	if (rc != 0)
 		return rc;
 	unsigned char start[PS_STORE_KEY_BYTES] = {0};
@@ -170,6 +177,22 @@ drop_range(ps_store *s, MDB_txn *txn, uint32_t partition)
 	return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
+/* A put's mark in "owing", in the put's transaction. */
+static int
+owing_update(ps_store *s, MDB_txn *txn, int owing, MDB_val *key)
+{
+	if (owing == OWING_SET) {
+		unsigned char zero = 0;
+		MDB_val v = {1, &zero};
+		return mdb_put(txn, s->owing, key, &v, 0);
+	}
+	if (owing == OWING_CLEAR) {
+		int rc = mdb_del(txn, s->owing, key, NULL);
+		return rc == MDB_NOTFOUND ? 0 : rc;
+	}
+	return 0;
+}
+
 /* One attempt at writing the batch in one transaction. */
 static int
 batch_txn(ps_store *s, store_request *first, uint32_t n, uint64_t *marker_lsn)
@@ -186,6 +209,8 @@ batch_txn(ps_store *s, store_request *first, uint32_t n, uint64_t *marker_lsn)
 			MDB_val k = {sizeof key, key};
 			MDB_val v = {r->value_bytes, r->value};
 			rc = mdb_put(txn, s->snapshots, &k, &v, 0);
+			if (rc == 0)
+				rc = owing_update(s, txn, r->owing, &k);
 		} else if (r->kind == REQUEST_MARKER && r->lsn != 0) {
 			unsigned char bytes[8];
 			ps__store_u64(bytes, r->lsn);
@@ -195,7 +220,10 @@ batch_txn(ps_store *s, store_request *first, uint32_t n, uint64_t *marker_lsn)
 			rc = mdb_put(txn, s->meta, &k, &v, 0);
 			*marker_lsn = r->lsn;
 		} else if (r->kind == REQUEST_DROP) {
-			rc = drop_range(s, txn, (uint32_t)r->addr.id);
+			rc = drop_range(s->snapshots, txn, (uint32_t)r->addr.id);
+			if (rc == 0)
+				rc = drop_range(s->owing, txn,
+					(uint32_t)r->addr.id);
 		}
 		if (rc != 0) {
 			mdb_txn_abort(txn);
@@ -401,9 +429,9 @@ enqueue_locked(ps_store *s, store_request *r)
 	pthread_cond_signal(&s->wake);
 }
 
-int
-ps_store_put(ps_store *s, rt_addr addr, uint64_t lsn, const void *state,
-	size_t state_bytes)
+static int
+put_request(ps_store *s, rt_addr addr, uint64_t lsn, const void *state,
+	size_t state_bytes, int owing)
 {
 	ps__assert(s != NULL);
 	ps__assert(state != NULL || state_bytes == 0);
@@ -415,6 +443,7 @@ ps_store_put(ps_store *s, rt_addr addr, uint64_t lsn, const void *state,
 		return PS_ENOMEM;
 	memset(r, 0, sizeof *r);
 	r->kind = REQUEST_PUT;
+	r->owing = owing;
 	r->addr = addr;
 	r->lsn = lsn;
 	r->value_bytes = ps_snapshot_value_encode(addr, lsn, state, state_bytes,
@@ -443,6 +472,21 @@ ps_store_put(ps_store *s, rt_addr addr, uint64_t lsn, const void *state,
 	if (rc != 0)
 		free(r);
 	return rc;
+}
+
+int
+ps_store_put(ps_store *s, rt_addr addr, uint64_t lsn, const void *state,
+	size_t state_bytes)
+{
+	return put_request(s, addr, lsn, state, state_bytes, OWING_KEEP);
+}
+
+int
+ps_store_put_owing(ps_store *s, rt_addr addr, uint64_t lsn,
+	const void *state, size_t state_bytes, bool owing)
+{
+	return put_request(s, addr, lsn, state, state_bytes,
+		owing ? OWING_SET : OWING_CLEAR);
 }
 
 int
@@ -746,6 +790,56 @@ ps_store_scan_partition(ps_store *s, uint32_t partition,
 	return rc;
 }
 
+int
+ps_store_scan_owing(ps_store *s, rt_addr **addrs_out, size_t *count_out)
+{
+	ps__assert(s != NULL);
+	ps__assert(addrs_out != NULL);
+	ps__assert(count_out != NULL);
+	*addrs_out = NULL;
+	*count_out = 0;
+	pthread_rwlock_rdlock(&s->resize);
+	MDB_txn *txn;
+	MDB_cursor *cursor;
+	int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
+	if (rc == 0 && (rc = mdb_cursor_open(txn, s->owing, &cursor)) != 0)
+		mdb_txn_abort(txn);
+	if (rc != 0) {
+		pthread_rwlock_unlock(&s->resize);
+		return from_mdb(rc);
+	}
+	MDB_stat st;
+	rc = mdb_stat(txn, s->owing, &st);
+	size_t capacity = rc == 0 ? st.ms_entries : 0;
+	rt_addr *addrs = malloc((capacity ? capacity : 1) * sizeof *addrs);
+	int status = rc != 0 ? from_mdb(rc) : addrs == NULL ? PS_ENOMEM : PS_OK;
+	size_t n = 0;
+	MDB_val k, v;
+	int op = MDB_FIRST;
+	while (status == 0 && (rc = mdb_cursor_get(cursor, &k, &v, op)) == 0) {
+		op = MDB_NEXT;
+		/* Bounded by the entries counted in the same transaction. */
+		if (n == capacity ||
+			!ps__store_key_parse(k.mv_data, k.mv_size, &addrs[n])) {
+			status = PS_ECORRUPT;
+			break;
+		}
+		n++;
+	}
+	if (status == 0 && rc != 0 && rc != MDB_NOTFOUND)
+		status = from_mdb(rc);
+	mdb_cursor_close(cursor);
+	mdb_txn_abort(txn);
+	pthread_rwlock_unlock(&s->resize);
+	if (status != 0) {
+		free(addrs);
+		return status;
+	}
+	*addrs_out = addrs;
+	*count_out = n;
+	return PS_OK;
+}
+
 uint64_t
 ps_store_checkpoint_lsn(ps_store *s)
 {
@@ -895,6 +989,8 @@ open_databases(ps_store *s)
 	rc = mdb_dbi_open(txn, "partitioned", MDB_CREATE, &s->snapshots);
 	if (rc == 0)
 		rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &s->meta);
+	if (rc == 0)
+		rc = mdb_dbi_open(txn, "owing", MDB_CREATE, &s->owing);
 	if (rc != 0)
 		goto fail;
 	MDB_val k = {sizeof META_VERSION - 1, (void *)META_VERSION};

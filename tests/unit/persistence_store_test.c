@@ -5,8 +5,9 @@
  * Goal: snapshots round-trip with their LSN, damaged values are refused,
  * queued puts are readable before they commit, a put waits for its
  * journal record to be durable and is dropped when the record failed, a
- * checkpoint marker commits after the puts queued before it, and a full
- * map grows instead of failing.
+ * checkpoint marker commits after the puts queued before it, a full
+ * map grows instead of failing, and the owing marks follow the puts that
+ * set and clear them (and a partition drop).
  * Method: a real environment in the test's temp directory, with a tiny
  * initial map for growth; the durable-wait callback is a test double.
  */
@@ -107,6 +108,52 @@ TEST(persistence_store_put_get_reopen)
 		CHECK_EQ(ps_store_get(s, rt_addr_make(1, i), take, &g), 0);
 		CHECK_EQ_U64(g.lsn, i == 7 ? 2000 : 1000 + i);
 	}
+	ps_store_close(s);
+}
+
+static size_t
+owing_now(ps_store *s, rt_addr *first_out)
+{
+	rt_addr *addrs;
+	size_t n;
+	CHECK_EQ(ps_store_scan_owing(s, &addrs, &n), 0);
+	if (n > 0 && first_out != NULL)
+		*first_out = addrs[0];
+	free(addrs);
+	return n;
+}
+
+TEST(persistence_store_owing_marks)
+{
+	ps_store_options o;
+	ps_store_options_default(&o, store_dir());
+	ps_store *s;
+	CHECK_EQ(ps_store_open(&o, &s), 0);
+	CHECK_EQ(owing_now(s, NULL), 0);
+	uint64_t p2 = (uint64_t)2 << PS_PARTITION_SHIFT;
+	rt_addr a = rt_addr_make(1, 5), b = rt_addr_make(1, p2 | 9);
+	CHECK_EQ(ps_store_put_owing(s, a, 10, "a", 1, true), 0);
+	CHECK_EQ(ps_store_put_owing(s, b, 11, "b", 1, true), 0);
+	/* Only committed marks count. */
+	CHECK_EQ(ps_store_flush(s), 0);
+	CHECK_EQ(owing_now(s, NULL), 2);
+	/* A plain put keeps the mark, an owing put clears it. */
+	CHECK_EQ(ps_store_put(s, b, 12, "b2", 2), 0);
+	CHECK_EQ(ps_store_put_owing(s, a, 13, "a2", 2, false), 0);
+	CHECK_EQ(ps_store_flush(s), 0);
+	ps_store_close(s);
+	CHECK_EQ(ps_store_open(&o, &s), 0);
+	rt_addr first = {0};
+	CHECK_EQ(owing_now(s, &first), 1);
+	CHECK(rt_addr_equal(first, b));
+	/* Clearing an unmarked actor is no error. */
+	CHECK_EQ(ps_store_put_owing(s, a, 14, "a3", 2, false), 0);
+	CHECK_EQ(ps_store_drop_partition(s, 2), 0);
+	CHECK_EQ(ps_store_flush(s), 0);
+	CHECK_EQ(owing_now(s, NULL), 0);
+	got g;
+	CHECK_EQ(ps_store_get(s, a, take, &g), 0);
+	CHECK_EQ_U64(g.lsn, 14);
 	ps_store_close(s);
 }
 

@@ -364,6 +364,16 @@ static const rt_actor_ops toy_tally_ops = {
 	.free_state = toy_tally_free,
 };
 
+/* The node's owes callback: a counter owes while its outbox holds
+ * effects; a tally owes nothing. */
+TOY_FN bool
+toy_owes(void *arg, rt_addr addr, const void *state)
+{
+	(void)arg;
+	return addr.kind == TOY_KIND_COUNTER &&
+		((const toy_counter *)state)->outbox.count > 0;
+}
+
 /* Creates a started runtime with both kinds and opens the node on dir. */
 TOY_FN rt_runtime *
 toy_start(const char *dir, uint64_t passivate_idle_ms, uint64_t segment_bytes,
@@ -381,6 +391,7 @@ toy_start(const char *dir, uint64_t passivate_idle_ms, uint64_t segment_bytes,
 	CHECK_EQ(rt_start(rt), 0);
 	ps_node_options o = {0};
 	o.segment_bytes = segment_bytes;
+	o.owes = toy_owes;
 	int rc = ps_node_open(dir, rt, &o, report, &toy_node);
 	CHECK_MSG(rc == 0, "ps_node_open: %s", ps_strerror(rc));
 	return rt;
