@@ -478,7 +478,9 @@ notice_done(void *arg, uint64_t lsn, int status)
 	ps_durable_notice *n = (ps_durable_notice *)c->message->payload;
 	n->lsn = lsn;
 	n->status = status;
-	int rc = rt_send_external(node->rt, c->reply_to, c->message);
+	/* Owed: the actor asked for it with its append, and the node's pool
+	 * of NODE_NOTICES_MAX contexts bounds how many are owed at once. */
+	int rc = rt_send_owed(node->rt, c->reply_to, c->message);
 	pthread_mutex_lock(&node->mutex);
 	if (rc != 0)
 		node->stats.notices_dropped++;

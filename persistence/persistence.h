@@ -662,9 +662,11 @@ int ps_node_append(ps_node *node, rt_addr addr, uint32_t type,
  * The actor form: like ps_node_append, and when the record's fate is
  * known a message of reply_type whose payload is a ps_durable_notice
  * (lsn, status, cookie copied here) is sent to reply_to with
- * rt_send_external. The message is allocated here, so a notice never
- * fails for memory later; a full mailbox at delivery drops it (logged and
- * counted): size the reply_to kind's mailbox for its writes in flight.
+ * rt_send_owed. The message is allocated here, so a notice never fails
+ * for memory later, and it is owed, so a mailbox full of other work does
+ * not refuse it (the node's pool of notice contexts bounds how many are
+ * owed at once: PS_EFULL when it is empty). Dropped (logged and counted)
+ * only when the runtime stops or routing fails.
  */
 int ps_node_append_notify(ps_node *node, rt_addr addr, uint32_t type,
 	const void *payload, size_t payload_bytes, rt_addr reply_to,
@@ -696,7 +698,7 @@ ps_journal *ps_node_journal(ps_node *node);
 ps_store *ps_node_store(ps_node *node);
 
 typedef struct ps_node_stats {
-	uint64_t notices_dropped;  /* notice messages a full mailbox refused */
+	uint64_t notices_dropped;  /* notice messages delivery refused */
 	uint64_t snapshots_saved;  /* puts queued by the store hook */
 	uint64_t actors_loaded;
 	uint64_t records_applied;  /* recovered records replayed at load */

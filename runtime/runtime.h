@@ -248,6 +248,12 @@ void rt_message_free(rt_runtime *rt, rt_message *m);
 int rt_send(rt_actor *self, rt_addr to, rt_message *m);
 /* Same from a thread that is no actor (from = RT_KIND_NONE). */
 int rt_send_external(rt_runtime *rt, rt_addr to, rt_message *m);
+/* Same, for a message the receiver is owed (the completion of a request
+ * it made, such as a durable notice for its own journal append): not
+ * refused by the receiver's mailbox bound, as replies are not. Whoever
+ * sends these bounds how many can be owed at once; a mailbox full of
+ * other work must not lose the completions of work already accepted. */
+int rt_send_owed(rt_runtime *rt, rt_addr to, rt_message *m);
 /* Copies payload into a new message and sends it. */
 int rt_send_copy(rt_actor *self, rt_addr to, uint32_t type,
 	const void *payload, uint32_t size);

@@ -284,9 +284,10 @@ route_failed(rt_runtime *rt, rt_message *m, int code)
 	return rt__route_and_deliver(rt, r) == 0 ? 0 : code;
 }
 
-/* Routes m (to/from set) and delivers it locally when the hook says so. */
-int
-rt__route_and_deliver(rt_runtime *rt, rt_message *m)
+/* Routes m (to/from set) and delivers it locally (how) when the hook
+ * says so. */
+static int
+route_and_deliver_how(rt_runtime *rt, rt_message *m, unsigned how)
 {
 	if (rt->has_route && (m->to.kind != RT_KIND_INBOX ||
 		!rt__inbox_is_local(rt, m->to.id))) {
@@ -301,7 +302,13 @@ rt__route_and_deliver(rt_runtime *rt, rt_message *m)
 			return route_failed(rt, m, rc);
 		RT_ASSERT(rc == RT_ROUTE_LOCAL);
 	}
-	return rt__deliver(rt, m, 0);
+	return rt__deliver(rt, m, how);
+}
+
+int
+rt__route_and_deliver(rt_runtime *rt, rt_message *m)
+{
+	return route_and_deliver_how(rt, m, 0);
 }
 
 int
@@ -327,6 +334,17 @@ rt_send_external(rt_runtime *rt, rt_addr to, rt_message *m)
 	m->to = to;
 	m->flags &= ~(uint32_t)RT_MESSAGE_F_INTERNAL;
 	return rt__route_and_deliver(rt, m);
+}
+
+int
+rt_send_owed(rt_runtime *rt, rt_addr to, rt_message *m)
+{
+	RT_ASSERT(rt != NULL);
+	RT_ASSERT(m != NULL);
+	m->from = rt_addr_make(RT_KIND_NONE, 0);
+	m->to = to;
+	m->flags &= ~(uint32_t)RT_MESSAGE_F_INTERNAL;
+	return route_and_deliver_how(rt, m, RT_DELIVER_BYPASS_LIMIT);
 }
 
 int

@@ -268,3 +268,99 @@ TEST(persistence_node_checkpoint_deletes_segments)
 	toy_stop(rt);
 	verify_store(450);
 }
+
+/* ---- notices past the receiver's mailbox bound ----------------------------- */
+
+#define BURST_KIND 3u
+#define BURST_MSG_GO 1u     /* u32 n: append n records, each with a notice */
+#define BURST_MSG_NOTICE 2u /* ps_durable_notice */
+#define BURST_MAILBOX_MAX 4u
+#define BURST_RECORDS 1000u
+
+static atomic_long burst_notices;
+static atomic_long burst_failed;
+
+static void
+burst_message(rt_actor *self, void *state, const rt_message *m)
+{
+	(void)state;
+	rt_addr me = rt_self(self);
+	if (m->type == BURST_MSG_NOTICE) {
+		const ps_durable_notice *n = (const void *)m->payload;
+		atomic_fetch_add(n->status == 0 ? &burst_notices : &burst_failed,
+			1);
+		return;
+	}
+	if (m->type != BURST_MSG_GO)
+		return;
+	uint32_t n;
+	CHECK(m->size == sizeof n);
+	memcpy(&n, m->payload, sizeof n);
+	uint64_t lsn = 0;
+	for (uint32_t i = 0; i < n; i++) {
+		uint64_t id = i;
+		CHECK_EQ(ps_node_append_notify(toy_node, me, 1, &id, sizeof id,
+				 me, BURST_MSG_NOTICE, &id, sizeof id, &lsn),
+			0);
+	}
+	/* Busy until every record is durable: each notice is sent while
+	 * this turn runs, so they all wait in the mailbox at once. */
+	ps_journal *j = ps_node_journal(toy_node);
+	for (int i = 0; i < 6000 && ps_journal_durable_lsn(j) < lsn; i++)
+		toy_sleep_ms(5);
+	CHECK(ps_journal_durable_lsn(j) >= lsn);
+	toy_sleep_ms(20);
+}
+
+static int
+burst_apply_record(void *state, uint32_t type, const void *payload,
+	size_t length)
+{
+	(void)state;
+	(void)type;
+	(void)payload;
+	(void)length;
+	return 0;
+}
+
+static const rt_actor_ops burst_ops = {
+	.name = "burst",
+	.state_size = 8,
+	.mailbox_messages_max = BURST_MAILBOX_MAX,
+	.on_message = burst_message,
+	.apply_record = burst_apply_record,
+};
+
+/* An actor's own appends owe it a notice each; its mailbox bound (which
+ * limits what others may queue for it) must not drop them: a burst of
+ * appends far past the bound gets every notice. */
+TEST(persistence_node_notices_past_mailbox_bound)
+{
+	rt_config cfg;
+	rt_config_default(&cfg);
+	cfg.workers = 2;
+	cfg.passivate_idle_ms = 0;
+	cfg.log_level = RT_LOG_WARN;
+	rt_runtime *rt;
+	CHECK_EQ(rt_create(&cfg, &rt), 0);
+	CHECK_EQ(rt_register_kind(rt, BURST_KIND, &burst_ops), 0);
+	CHECK_EQ(rt_start(rt), 0);
+	int rc = ps_node_open(data_dir(), rt, NULL, NULL, &toy_node);
+	CHECK_MSG(rc == 0, "ps_node_open: %s", ps_strerror(rc));
+	rt_message *m = rt_message_alloc(rt, BURST_MSG_GO, sizeof(uint32_t));
+	CHECK(m != NULL);
+	uint32_t n = BURST_RECORDS;
+	memcpy(m->payload, &n, sizeof n);
+	CHECK_EQ(rt_send_external(rt, rt_addr_make(BURST_KIND, 1), m), 0);
+	for (int i = 0; i < 6000 && atomic_load(&burst_notices) < (long)n; i++)
+		toy_sleep_ms(5);
+	CHECK_EQ(atomic_load(&burst_notices), (long)n);
+	CHECK_EQ(atomic_load(&burst_failed), 0);
+	ps_node_stats st;
+	ps_node_get_stats(toy_node, &st);
+	CHECK_EQ_U64(st.notices_dropped, 0);
+	CHECK_EQ(rt_stop(rt), 0);
+	ps_node_close(toy_node);
+	toy_node = NULL;
+	rt_destroy(rt);
+}
