@@ -212,10 +212,12 @@ int cl_map_encode(const cl_map *map, rt_buffer *out);
 int cl_map_decode(const void *bytes, size_t length, cl_map *map);
 
 /*
- * The map file: <dir>/cluster.map holds this node's id and the map,
- * written to a temporary file, fsynced, renamed over, and the directory
- * fsynced, so a crash leaves the old or the new file, never a torn one.
- * load returns CL_ENOTFOUND when there is no file.
+ * The map file: <dir>/cluster.map holds this node's id and the map in
+ * two copies; a save overwrites the older copy in place and fdatasyncs
+ * (the file is created whole once, through a renamed temporary file), so
+ * a crash leaves the new save or the one before it, never a torn one.
+ * load returns the newest whole copy; CL_ENOTFOUND when there is no
+ * file, CL_ECORRUPT when neither copy is whole.
  */
 int cl_map_save(const char *dir, uint16_t self_id, const cl_map *map);
 int cl_map_load(const char *dir, uint16_t *self_id_out, cl_map *map);

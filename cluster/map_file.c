@@ -5,14 +5,24 @@
  * owners(bin: CL_PARTITIONS little-endian u16), moved_at(bin:
  * CL_PARTITIONS little-endian u32; since version 2)].
  *
- * File <dir>/cluster.map: a 24-byte header (magic "FLCM", u32 format
- * version, u32 payload length, u32 reserved, u64 FNV-1a of the payload,
- * all little-endian) and the payload: u16 self id (LE) then, in format
- * 2, [map's wire form, [[partition, mode, peer, epoch]...]]: the map and
- * the handoffs this node had in flight under it, so that a restart
- * resumes them (format 1, still read: the map's wire form alone, no
- * handoffs). Written to cluster.map.tmp, fsynced, renamed over the old
- * file, and the directory fsynced: a crash leaves one whole file.
+ * File <dir>/cluster.map, format 3: two slots of MAP_SLOT_BYTES, each a
+ * 32-byte header (magic "FLCM", u32 format version, u32 payload length,
+ * u32 reserved, u64 FNV-1a of the sequence and the payload, u64 sequence,
+ * all little-endian) and the payload: u16 self id (LE) then [map's wire
+ * form, [[partition, mode, peer, epoch]...]]: the map and the handoffs
+ * this node had in flight under it, so that a restart resumes them.
+ * The valid slot with the higher sequence is the file's content. A save
+ * overwrites the other slot in place and fdatasyncs: the file's size and
+ * blocks never change, so that is one data flush, where creating a file,
+ * renaming it and syncing the directory cost two journal commits of the
+ * file system (~10 ms each on a busy disk, three per rebalance step on
+ * its critical path). A crash in the middle of a save tears only the
+ * slot being written, and the other one still holds the previous save.
+ * The file is created whole (slot 0 written, slot 1 zeros) through
+ * cluster.map.tmp, fsynced, renamed and the directory fsynced; so is a
+ * file of an older format, or one with no valid slot, replaced. Formats
+ * 1 (the map alone, no handoffs) and 2 (one copy after a 24-byte header
+ * without the sequence) are still read.
  *
  * What it does not do: keep history; the map is small and the epoch in
  * it says which one it is.
@@ -21,18 +31,29 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define MAP_FORMAT_VERSION 2u
-#define MAP_FILE_FORMAT_VERSION 2u
-/* Format 1 (a map without handoffs) is still read. */
+#define MAP_FILE_FORMAT_VERSION 3u
+/* Formats 1 (a map without handoffs) and 2 (one copy with handoffs,
+ * renamed over the old file) are still read; the first save after
+ * them writes format 3. */
+#define MAP_FILE_FORMAT_VERSION_2 2u
 #define MAP_FILE_FORMAT_VERSION_1 1u
 #define MAP_RECORD_FIELDS 4u
 #define MAP_FILE_NAME "cluster.map"
 #define MAP_FILE_TMP_NAME "cluster.map.tmp"
+/* Formats 1 and 2: the header before the one copy. */
 #define MAP_FILE_HEADER_BYTES 24u
-/* A map is ~21 KiB; a file past 1 MiB is not one of ours. */
-#define MAP_FILE_BYTES_MAX (1u << 20)
+/* Format 3: each copy (slot) opens with this header. */
+#define MAP_SLOT_HEADER_BYTES 32u
+/* A slot holds the largest payload: a map (~53 KiB with 64 members) and
+ * a record for every partition (~19 bytes each, ~156 KiB). */
+#define MAP_SLOT_BYTES (512u << 10)
+#define MAP_SLOTS 2u
+/* Format 3 files are exactly this; a file past it is not one of ours. */
+#define MAP_FILE_BYTES_MAX (MAP_SLOTS * MAP_SLOT_BYTES)
 /* Paths inside the data directory. */
 #define MAP_PATH_BYTES_MAX 1024u
 #define MAP_NODE_FIELDS 3u
@@ -204,22 +225,6 @@ get_u32(const unsigned char *p)
 }
 
 static int
-write_all(int fd, const void *bytes, size_t length)
-{
-	const unsigned char *p = bytes;
-	while (length > 0) {
-		ssize_t w = write(fd, p, length);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return CL_EIO;
-		p += w;
-		length -= (size_t)w;
-	}
-	return CL_OK;
-}
-
-static int
 sync_dir(const char *dir)
 {
 	int fd = open(dir, O_RDONLY | O_DIRECTORY);
@@ -311,6 +316,182 @@ cl_map_load(const char *dir, uint16_t *self_id_out, cl_map *map)
 	return cl__map_file_load(dir, self_id_out, map, NULL, NULL);
 }
 
+static int
+pwrite_all(int fd, const void *bytes, size_t length, size_t offset)
+{
+	const unsigned char *p = bytes;
+	while (length > 0) {
+		ssize_t w = pwrite(fd, p, length, (off_t)offset);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return CL_EIO;
+		p += w;
+		length -= (size_t)w;
+		offset += (size_t)w;
+	}
+	return CL_OK;
+}
+
+static int
+pread_all(int fd, void *bytes, size_t length, size_t offset)
+{
+	unsigned char *p = bytes;
+	while (length > 0) {
+		ssize_t r = pread(fd, p, length, (off_t)offset);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return CL_EIO;
+		if (r == 0)
+			return CL_ECORRUPT; /* shorter than its header says */
+		p += r;
+		length -= (size_t)r;
+		offset += (size_t)r;
+	}
+	return CL_OK;
+}
+
+static uint64_t
+get_u64(const unsigned char *p)
+{
+	return (uint64_t)get_u32(p) | (uint64_t)get_u32(p + 4) << 32;
+}
+
+static void
+put_u64(unsigned char *p, uint64_t v)
+{
+	put_u32(p, (uint32_t)v);
+	put_u32(p + 4, (uint32_t)(v >> 32));
+}
+
+/* Reads slot `index` of a format-3 file into bytes (MAP_SLOT_BYTES of
+ * room): true with *sequence and *length (payload bytes, after the
+ * header) when it is whole; false when torn, zeros or unreadable. */
+static bool
+slot_read(int fd, uint32_t index, unsigned char *bytes, uint64_t *sequence,
+	size_t *length)
+{
+	CL_ASSERT(index < MAP_SLOTS);
+	size_t base = (size_t)index * MAP_SLOT_BYTES;
+	if (pread_all(fd, bytes, MAP_SLOT_HEADER_BYTES, base) != 0 ||
+		memcmp(bytes, "FLCM", 4) != 0 ||
+		get_u32(bytes + 4) != MAP_FILE_FORMAT_VERSION)
+		return false;
+	uint32_t payload = get_u32(bytes + 8);
+	if (payload < 2u || payload > MAP_SLOT_BYTES - MAP_SLOT_HEADER_BYTES ||
+		pread_all(fd, bytes + MAP_SLOT_HEADER_BYTES, payload,
+			base + MAP_SLOT_HEADER_BYTES) != 0)
+		return false;
+	/* the sum covers the sequence (bytes 24..32) and the payload */
+	if (cl__fnv64(bytes + 24, 8u + payload) != get_u64(bytes + 16))
+		return false;
+	*sequence = get_u64(bytes + 24);
+	*length = payload;
+	return true;
+}
+
+/* The newest whole slot of a format-3 file (read into bytes), or -1. */
+static int
+slot_newest(int fd, unsigned char *bytes, uint64_t *sequence,
+	size_t *length)
+{
+	int best = -1;
+	for (uint32_t i = 0; i < MAP_SLOTS; i++) {
+		uint64_t seq;
+		size_t len;
+		if (!slot_read(fd, i, bytes, &seq, &len) ||
+			(best >= 0 && seq <= *sequence))
+			continue;
+		best = (int)i;
+		*sequence = seq;
+		*length = len;
+	}
+	if (best >= 0 && best != (int)MAP_SLOTS - 1) {
+		/* bytes hold the last slot read: read the winner again */
+		uint64_t seq;
+		size_t len;
+		if (!slot_read(fd, (uint32_t)best, bytes, &seq, &len))
+			return -1;
+	}
+	return best;
+}
+
+/* Replaces the file with a whole format-3 one: slot (header and payload
+ * in bytes, length) first, zeros after, through the tmp name. */
+static int
+file_create(const char *dir, const char *path, const char *tmp,
+	const unsigned char *slot, size_t length)
+{
+	unsigned char *whole = calloc(1, MAP_FILE_BYTES_MAX);
+	if (whole == NULL)
+		return CL_ENOMEM;
+	memcpy(whole, slot, length);
+	int rc = CL_OK;
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		rc = CL_EIO;
+		goto done;
+	}
+	/* zeros are written, not left as holes: a later save then changes
+	 * no block map, only data */
+	rc = pwrite_all(fd, whole, MAP_FILE_BYTES_MAX, 0);
+	if (rc == 0 && fsync(fd) != 0)
+		rc = CL_EIO;
+	if (close(fd) != 0 && rc == 0)
+		rc = CL_EIO;
+	if (rc == 0 && rename(tmp, path) != 0)
+		rc = CL_EIO;
+	if (rc == 0)
+		rc = sync_dir(dir);
+done:
+	free(whole);
+	return rc;
+}
+
+/* Writes slot (header and payload, length; its sequence field filled
+ * here) over the older slot of the format-3 file at path. CL_ENOTFOUND:
+ * there is no such file to write in place (missing, another format, no
+ * whole slot); the caller creates it. */
+static int
+file_write_in_place(const char *path, unsigned char *slot, size_t length)
+{
+	int fd = open(path, O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT ? CL_ENOTFOUND : CL_EIO;
+	int rc = CL_OK;
+	unsigned char *scratch = malloc(MAP_SLOT_BYTES);
+	struct stat st;
+	if (scratch == NULL) {
+		rc = CL_ENOMEM;
+		goto done;
+	}
+	if (fstat(fd, &st) != 0) {
+		rc = CL_EIO;
+		goto done;
+	}
+	uint64_t sequence = 0;
+	size_t newest_length = 0;
+	int newest = (size_t)st.st_size == MAP_FILE_BYTES_MAX
+		? slot_newest(fd, scratch, &sequence, &newest_length)
+		: -1;
+	if (newest < 0) {
+		rc = CL_ENOTFOUND;
+		goto done;
+	}
+	uint32_t target = (uint32_t)(newest + 1) % MAP_SLOTS;
+	put_u64(slot + 24, sequence + 1);
+	put_u64(slot + 16, cl__fnv64(slot + 24, length - 24));
+	rc = pwrite_all(fd, slot, length, (size_t)target * MAP_SLOT_BYTES);
+	if (rc == 0 && fdatasync(fd) != 0)
+		rc = CL_EIO;
+done:
+	free(scratch);
+	if (close(fd) != 0 && rc == 0)
+		rc = CL_EIO;
+	return rc;
+}
+
 int
 cl__map_file_save(const char *dir, uint16_t self_id, const cl_map *map,
 	const cl__handoff_record *records, uint32_t count)
@@ -327,7 +508,7 @@ cl__map_file_save(const char *dir, uint16_t self_id, const cl_map *map,
 			MAP_FILE_TMP_NAME) >= sizeof tmp)
 		return CL_EINVAL;
 	rt_buffer b = {0};
-	unsigned char header[MAP_FILE_HEADER_BYTES] = {0};
+	unsigned char header[MAP_SLOT_HEADER_BYTES] = {0};
 	int rc = rt_buffer_append(&b, header, sizeof header) == 0 ? 0 : CL_ENOMEM;
 	unsigned char self[2] = {(unsigned char)self_id,
 		(unsigned char)(self_id >> 8)};
@@ -335,33 +516,66 @@ cl__map_file_save(const char *dir, uint16_t self_id, const cl_map *map,
 		rc = CL_ENOMEM;
 	if (rc == 0)
 		rc = records_pack(&b, map, records, count);
+	if (rc == 0 && b.length > MAP_SLOT_BYTES)
+		rc = CL_ETOOBIG;
 	if (rc != 0)
 		goto fail_buffer;
-	size_t payload = b.length - MAP_FILE_HEADER_BYTES;
 	memcpy(b.bytes, "FLCM", 4);
 	put_u32(b.bytes + 4, MAP_FILE_FORMAT_VERSION);
-	put_u32(b.bytes + 8, (uint32_t)payload);
-	uint64_t sum = cl__fnv64(b.bytes + MAP_FILE_HEADER_BYTES, payload);
-	put_u32(b.bytes + 16, (uint32_t)sum);
-	put_u32(b.bytes + 20, (uint32_t)(sum >> 32));
-
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0) {
-		rc = CL_EIO;
-		goto fail_buffer;
+	put_u32(b.bytes + 8, (uint32_t)(b.length - MAP_SLOT_HEADER_BYTES));
+	rc = file_write_in_place(path, b.bytes, b.length);
+	if (rc == CL_ENOTFOUND) {
+		put_u64(b.bytes + 24, 1);
+		put_u64(b.bytes + 16, cl__fnv64(b.bytes + 24, b.length - 24));
+		rc = file_create(dir, path, tmp, b.bytes, b.length);
 	}
-	rc = write_all(fd, b.bytes, b.length);
-	if (rc == 0 && fsync(fd) != 0)
-		rc = CL_EIO;
-	if (close(fd) != 0 && rc == 0)
-		rc = CL_EIO;
-	if (rc == 0 && rename(tmp, path) != 0)
-		rc = CL_EIO;
-	if (rc == 0)
-		rc = sync_dir(dir);
 fail_buffer:
 	rt_buffer_free(&b);
 	return rc;
+}
+
+/* Decodes a payload (u16 self id, then the map, with the handoffs from
+ * format 2 on). */
+static int
+payload_decode(uint32_t version, const unsigned char *payload,
+	size_t payload_bytes, uint16_t *self_id_out, cl_map *map,
+	cl__handoff_record *records, uint32_t *count)
+{
+	if (payload_bytes < 2u)
+		return CL_ECORRUPT;
+	if (self_id_out != NULL)
+		*self_id_out = (uint16_t)(payload[0] | payload[1] << 8);
+	if (version == MAP_FILE_FORMAT_VERSION_1)
+		return cl_map_decode(payload + 2, payload_bytes - 2, map);
+	cl__handoff_record *scratch = records;
+	if (scratch == NULL)
+		scratch = malloc(CL_PARTITIONS * sizeof *scratch);
+	if (scratch == NULL)
+		return CL_ENOMEM;
+	int rc = records_unpack(payload + 2, payload_bytes - 2, map, scratch,
+		count);
+	if (scratch != records)
+		free(scratch);
+	return rc;
+}
+
+/* Formats 1 and 2: one copy after a 24-byte header; bytes hold the whole
+ * file (length). */
+static int
+load_single(const unsigned char *bytes, size_t length, uint16_t *self_id_out,
+	cl_map *map, cl__handoff_record *records, uint32_t *count)
+{
+	if (length < MAP_FILE_HEADER_BYTES + 2u ||
+		get_u32(bytes + 8) != length - MAP_FILE_HEADER_BYTES)
+		return CL_ECORRUPT;
+	uint32_t version = get_u32(bytes + 4);
+	uint64_t sum = get_u64(bytes + 16);
+	const unsigned char *payload = bytes + MAP_FILE_HEADER_BYTES;
+	size_t payload_bytes = length - MAP_FILE_HEADER_BYTES;
+	if (cl__fnv64(payload, payload_bytes) != sum)
+		return CL_ECORRUPT;
+	return payload_decode(version, payload, payload_bytes, self_id_out,
+		map, records, count);
 }
 
 int
@@ -381,58 +595,43 @@ cl__map_file_load(const char *dir, uint16_t *self_id_out, cl_map *map,
 		return errno == ENOENT ? CL_ENOTFOUND : CL_EIO;
 	unsigned char *bytes = malloc(MAP_FILE_BYTES_MAX);
 	int rc = bytes == NULL ? CL_ENOMEM : CL_OK;
-	size_t length = 0;
-	while (rc == 0 && length < MAP_FILE_BYTES_MAX) {
-		ssize_t r = read(fd, bytes + length, MAP_FILE_BYTES_MAX - length);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0)
-			rc = CL_EIO;
-		if (r <= 0)
-			break;
-		length += (size_t)r;
-	}
-	close(fd);
+	struct stat st;
+	if (rc == 0 && fstat(fd, &st) != 0)
+		rc = CL_EIO;
+	if (rc == 0 && (st.st_size < (off_t)MAP_FILE_HEADER_BYTES ||
+		st.st_size > (off_t)MAP_FILE_BYTES_MAX))
+		rc = CL_ECORRUPT;
+	if (rc == 0)
+		rc = pread_all(fd, bytes, MAP_FILE_HEADER_BYTES, 0);
 	if (rc != 0)
 		goto done;
-	if (length < MAP_FILE_HEADER_BYTES + 2u ||
-		memcmp(bytes, "FLCM", 4) != 0 ||
-		get_u32(bytes + 8) != length - MAP_FILE_HEADER_BYTES) {
-		rc = CL_ECORRUPT;
+	uint32_t version = get_u32(bytes + 4);
+	bool ours = memcmp(bytes, "FLCM", 4) == 0;
+	if (ours && (version == MAP_FILE_FORMAT_VERSION_1 ||
+		version == MAP_FILE_FORMAT_VERSION_2)) {
+		rc = pread_all(fd, bytes, (size_t)st.st_size, 0);
+		if (rc == 0)
+			rc = load_single(bytes, (size_t)st.st_size,
+				self_id_out, map, records, count);
 		goto done;
 	}
-	uint32_t version = get_u32(bytes + 4);
-	if (version != MAP_FILE_FORMAT_VERSION &&
-		version != MAP_FILE_FORMAT_VERSION_1) {
+	if (ours && version > MAP_FILE_FORMAT_VERSION) {
 		rc = CL_EVERSION;
 		goto done;
 	}
-	uint64_t sum = (uint64_t)get_u32(bytes + 16) |
-		       (uint64_t)get_u32(bytes + 20) << 32;
-	const unsigned char *payload = bytes + MAP_FILE_HEADER_BYTES;
-	size_t payload_bytes = length - MAP_FILE_HEADER_BYTES;
-	if (cl__fnv64(payload, payload_bytes) != sum) {
+	/* Format 3 (slot 0 may be the torn one: only the size says so) */
+	uint64_t sequence = 0;
+	size_t length = 0;
+	if ((size_t)st.st_size != MAP_FILE_BYTES_MAX ||
+		slot_newest(fd, bytes, &sequence, &length) < 0) {
 		rc = CL_ECORRUPT;
 		goto done;
 	}
-	if (self_id_out != NULL)
-		*self_id_out = (uint16_t)(payload[0] | payload[1] << 8);
-	if (version == MAP_FILE_FORMAT_VERSION_1) {
-		rc = cl_map_decode(payload + 2, payload_bytes - 2, map);
-		goto done;
-	}
-	cl__handoff_record *scratch = records;
-	if (scratch == NULL)
-		scratch = malloc(CL_PARTITIONS * sizeof *scratch);
-	if (scratch == NULL) {
-		rc = CL_ENOMEM;
-		goto done;
-	}
-	rc = records_unpack(payload + 2, payload_bytes - 2, map, scratch,
-		count);
-	if (scratch != records)
-		free(scratch);
+	rc = payload_decode(MAP_FILE_FORMAT_VERSION,
+		bytes + MAP_SLOT_HEADER_BYTES, length, self_id_out, map,
+		records, count);
 done:
+	close(fd);
 	free(bytes);
 	return rc;
 }

@@ -11,6 +11,7 @@
 #include "tests/test.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static void
@@ -164,6 +165,136 @@ TEST(cluster_placement_map_file_roundtrip_and_corruption)
 	CHECK(pwrite(fd, &byte, 1, 200) == 1);
 	close(fd);
 	CHECK_EQ(cl_map_load(dir, &self, back), CL_ECORRUPT);
+	free(back);
+	free(map);
+}
+
+/* The file's second copy starts here (map_file.c, format 3). */
+#define MAP_FILE_SLOT_BYTES (512u << 10)
+
+static void
+corrupt_at(const char *dir, off_t offset)
+{
+	char path[512];
+	snprintf(path, sizeof path, "%s/cluster.map", dir);
+	int fd = open(path, O_RDWR);
+	CHECK(fd >= 0);
+	unsigned char byte = 0;
+	CHECK(pread(fd, &byte, 1, offset) == 1);
+	byte ^= 0x5a;
+	CHECK(pwrite(fd, &byte, 1, offset) == 1);
+	close(fd);
+}
+
+/* Saves after the first overwrite the older of two copies in place: a
+ * save torn by a crash (here: a flipped byte in the copy written last)
+ * leaves the one before it, and the next save goes over the torn copy. */
+TEST(cluster_placement_map_file_torn_save_keeps_the_previous)
+{
+	cl_map *map = malloc(sizeof *map);
+	cl_map *back = malloc(sizeof *back);
+	make_map(map, 3);
+	const char *dir = test_tmpdir();
+	uint16_t self = 0;
+	cl__handoff_record records[2] = {
+		{.partition = 7, .mode = CL__HANDOFF_ARRIVING, .peer = 2,
+			.epoch = 5},
+		{.partition = 9, .mode = CL__HANDOFF_LEAVING, .peer = 3,
+			.epoch = 5},
+	};
+	map->epoch = 1;
+	CHECK_EQ(cl__map_file_save(dir, 1, map, NULL, 0), 0);
+	map->epoch = 2;
+	CHECK_EQ(cl__map_file_save(dir, 1, map, records, 2), 0);
+	cl__handoff_record *got = malloc(CL_PARTITIONS * sizeof *got);
+	uint32_t count = 0;
+	CHECK_EQ(cl__map_file_load(dir, &self, back, got, &count), 0);
+	CHECK_EQ(back->epoch, 2);
+	CHECK_EQ(count, 2);
+	CHECK_EQ(got[0].partition, 7);
+	CHECK_EQ(got[1].mode, CL__HANDOFF_LEAVING);
+	/* the second save went to the second copy: tear it */
+	corrupt_at(dir, MAP_FILE_SLOT_BYTES + 100);
+	CHECK_EQ(cl__map_file_load(dir, &self, back, got, &count), 0);
+	CHECK_EQ(back->epoch, 1);
+	CHECK_EQ(count, 0);
+	CHECK_EQ(self, 1);
+	/* the next save replaces the torn copy, not the good one */
+	map->epoch = 3;
+	CHECK_EQ(cl__map_file_save(dir, 1, map, records, 1), 0);
+	CHECK_EQ(cl__map_file_load(dir, &self, back, got, &count), 0);
+	CHECK_EQ(back->epoch, 3);
+	CHECK_EQ(count, 1);
+	CHECK(memcmp(map, back, sizeof *map) == 0);
+	/* and the first copy, now the older, is the fallback no longer
+	 * needed: tearing it changes nothing */
+	corrupt_at(dir, 100);
+	CHECK_EQ(cl__map_file_load(dir, &self, back, got, &count), 0);
+	CHECK_EQ(back->epoch, 3);
+	/* both torn: nothing to trust */
+	corrupt_at(dir, MAP_FILE_SLOT_BYTES + 100);
+	CHECK_EQ(cl__map_file_load(dir, &self, back, got, &count),
+		CL_ECORRUPT);
+	free(got);
+	free(back);
+	free(map);
+}
+
+/* A node upgraded in place finds a format-2 file (one copy after a
+ * 24-byte header): it is read, and the next save writes format 3. */
+TEST(cluster_placement_map_file_reads_format_2)
+{
+	cl_map *map = malloc(sizeof *map);
+	cl_map *back = malloc(sizeof *back);
+	make_map(map, 2);
+	map->epoch = 12;
+	rt_buffer b = {0};
+	unsigned char header[24] = {'F', 'L', 'C', 'M', 2};
+	CHECK_EQ(rt_buffer_append(&b, header, sizeof header), 0);
+	unsigned char self[2] = {2, 0};
+	CHECK_EQ(rt_buffer_append(&b, self, sizeof self), 0);
+	cl__packer pk;
+	cl__packer_init(&pk, &b);
+	msgpack_pack_array(&pk.pk, 2);
+	CHECK_EQ(cl__map_pack(&pk, map), 0);
+	msgpack_pack_array(&pk.pk, 1);
+	msgpack_pack_array(&pk.pk, 4);
+	msgpack_pack_uint32(&pk.pk, 33);
+	msgpack_pack_uint8(&pk.pk, CL__HANDOFF_ARRIVING);
+	msgpack_pack_uint16(&pk.pk, 1);
+	msgpack_pack_uint64(&pk.pk, 12);
+	CHECK_EQ(pk.status, 0);
+	uint32_t payload = (uint32_t)(b.length - 24);
+	uint64_t sum = cl__fnv64(b.bytes + 24, payload);
+	for (int i = 0; i < 4; i++)
+		b.bytes[8 + i] = (unsigned char)(payload >> (8 * i));
+	for (int i = 0; i < 8; i++)
+		b.bytes[16 + i] = (unsigned char)(sum >> (8 * i));
+	const char *dir = test_tmpdir();
+	char path[512];
+	snprintf(path, sizeof path, "%s/cluster.map", dir);
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	CHECK(fd >= 0);
+	CHECK(write(fd, b.bytes, b.length) == (ssize_t)b.length);
+	close(fd);
+	rt_buffer_free(&b);
+	cl__handoff_record *got = malloc(CL_PARTITIONS * sizeof *got);
+	uint32_t count = 0;
+	uint16_t id = 0;
+	CHECK_EQ(cl__map_file_load(dir, &id, back, got, &count), 0);
+	CHECK_EQ(id, 2);
+	CHECK_EQ(back->epoch, 12);
+	CHECK_EQ(count, 1);
+	CHECK_EQ(got[0].partition, 33);
+	map->epoch = 13;
+	CHECK_EQ(cl__map_file_save(dir, 2, map, got, count), 0);
+	struct stat st;
+	CHECK_EQ(stat(path, &st), 0);
+	CHECK_EQ((uint64_t)st.st_size, 2u * MAP_FILE_SLOT_BYTES);
+	CHECK_EQ(cl__map_file_load(dir, &id, back, got, &count), 0);
+	CHECK_EQ(back->epoch, 13);
+	CHECK_EQ(count, 1);
+	free(got);
 	free(back);
 	free(map);
 }
