@@ -209,6 +209,7 @@ struct cl_node {
 	bool releases_due;     /* some arriving partition is ready */
 	uint64_t sync_wanted;  /* state syncs asked for */
 	uint64_t sync_issued;  /* and handed to the state seam */
+	uint64_t sync_seen;    /* sync->done_gen when arrivals last looked */
 	sync_box *sync;
 	uint64_t next_resume_ms;
 	uint64_t refence_due;  /* lowest epoch to ask fences for; 0: none */
@@ -2450,6 +2451,22 @@ duties_locked(cl_node *n, uint64_t now)
 	}
 }
 
+/* A state sync finished since the arrivals last looked: those it covers
+ * may be ready now. Looked at every tick, so a step's arrivals go out a
+ * tick after their imports are durable, not at the next duty (which
+ * made every step wait ~10 ms more, 20 at worst). */
+static void
+arrivals_synced_locked(cl_node *n)
+{
+	uint64_t done = atomic_load(&n->sync->done_gen);
+	if (done == n->sync_seen)
+		return;
+	n->sync_seen = done;
+	for (uint32_t p = 0; p < CL_PARTITIONS && n->pending > 0; p++)
+		if (n->parts[p].mode == P_ARRIVING)
+			try_release_locked(n, p);
+}
+
 void
 cl_node_tick(cl_node *node, uint64_t now_ms)
 {
@@ -2473,6 +2490,7 @@ cl_node_tick(cl_node *node, uint64_t now_ms)
 	}
 	if (atomic_exchange(&n->routes_stale, false))
 		routes_refresh_locked(n);
+	arrivals_synced_locked(n);
 	if (n->pending > 0)
 		jobs_count = ships_collect_locked(n, jobs,
 			CL_SHIP_ROUND_PARTITIONS);
