@@ -596,6 +596,12 @@ route_envelope(cl_node *n, const cl_envelope *e, uint16_t via,
 				return CL_EUNAVAILABLE;
 			return RT_ROUTE_LOCAL;
 		case R_REMOTE:
+			/* a partition leaving here keeps the word its handoff
+			 * set (routes_refresh_locked skips it): its new owner
+			 * may be down */
+			if (atomic_load_explicit(&n->down[ROUTE_ID(word)],
+				    memory_order_relaxed))
+				return CL_EUNAVAILABLE;
 			rc = send_remote(n, ROUTE_ID(word), e, p, word,
 				local_origin);
 			break;
@@ -605,6 +611,14 @@ route_envelope(cl_node *n, const cl_envelope *e, uint16_t via,
 				n->parts[p].mode == P_ARRIVING &&
 				n->parts[p].done)
 				return RT_ROUTE_LOCAL;
+			/* The other side of the handoff is down: nothing
+			 * moves until it is back or removed, so new messages
+			 * fail fast rather than wait in the hold (an arrival
+			 * whose state is in needs only fences and a sync) */
+			if (atomic_load_explicit(&n->down[ROUTE_ID(word)],
+				    memory_order_relaxed) &&
+				atomic_load(&n->arrived[p]) == 0)
+				return CL_EUNAVAILABLE;
 			rc = hold_or_retry(n, e, p, word, local_origin);
 			break;
 		case R_DOWN:

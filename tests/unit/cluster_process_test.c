@@ -12,7 +12,10 @@
  *     live on another;
  *   - kill -9 of a node is detected (time printed as a figure), requests for its
  *     partitions then fail fast with 503, and the node restarts from its
- *     data directory, rejoins and serves what it had;
+ *     data directory, rejoins and serves what it had; so do requests for
+ *     its partitions that a join started moving while it was down (held
+ *     at the new owner, which waits for the state), until it is back
+ *     and the move completes;
  *   - a network partition (test-only transport block) never leaves one
  *     actor served on two sides: the cut-off node stops serving and
  *     passivates everything within its lease, the majority refuses its
@@ -30,6 +33,7 @@
  * PRNG, retried with the same Idempotency-Key until acknowledged (201),
  * so "exactly once, in order" is the comment list 0..n-1.
  */
+#include "actors/internal.h" /* actors__name_partition: a signup's partition */
 #include "cluster/cluster.h"
 #include "tests/test.h"
 
@@ -834,6 +838,23 @@ write_until_settled(const int *indices, int count, uint64_t min_ms,
 
 /* ---- tests -------------------------------------------------------------------- */
 
+/* nodes[3] as a fourth node, not started. */
+static void
+node4_prepare(void)
+{
+	memset(&nodes[3], 0, sizeof nodes[3]);
+	nodes[3].index = 3;
+	nodes[3].http_port = (uint16_t)(port_base + 12);
+	nodes[3].cluster_port = (uint16_t)(port_base + 13);
+	snprintf(nodes[3].cluster, sizeof nodes[3].cluster, "127.0.0.1:%u",
+		nodes[3].cluster_port);
+	snprintf(nodes[3].data, sizeof nodes[3].data, "%s/node4",
+		test_tmpdir());
+	const char *logs = getenv("FLOCK_TEST_LOGS");
+	snprintf(nodes[3].log, sizeof nodes[3].log, "%s/node4.log",
+		logs != NULL ? logs : test_tmpdir());
+}
+
 TEST_WITH_TIMEOUT(cluster_process_join_and_drain_under_load, 300)
 {
 	cluster_up(3);
@@ -846,17 +867,7 @@ TEST_WITH_TIMEOUT(cluster_process_join_and_drain_under_load, 300)
 	/* A fourth node joins while the writes go on. */
 	uint16_t before[CL_PARTITIONS], after[CL_PARTITIONS];
 	ring(&nodes[0], before);
-	memset(&nodes[3], 0, sizeof nodes[3]);
-	nodes[3].index = 3;
-	nodes[3].http_port = (uint16_t)(port_base + 12);
-	nodes[3].cluster_port = (uint16_t)(port_base + 13);
-	snprintf(nodes[3].cluster, sizeof nodes[3].cluster, "127.0.0.1:%u",
-		nodes[3].cluster_port);
-	snprintf(nodes[3].data, sizeof nodes[3].data, "%s/node4",
-		test_tmpdir());
-	const char *logs = getenv("FLOCK_TEST_LOGS");
-	snprintf(nodes[3].log, sizeof nodes[3].log, "%s/node4.log",
-		logs != NULL ? logs : test_tmpdir());
+	node4_prepare();
 	flockd_start(&nodes[3], nodes[1].cluster);
 	flockd_wait_ready(&nodes[3]);
 	char out[8192], args[128];
@@ -1154,6 +1165,130 @@ TEST_WITH_TIMEOUT(cluster_process_kill9_detect_fail_fast_restart, 240)
 		write_one(0, users_count);
 	verify_users(0, users_count);
 	cluster_down(3);
+}
+
+/* A signup of name through node index i: the status; the problem (or
+ * the answer) in out. */
+static int
+signup_one(int i, const char *name, char *out, size_t size)
+{
+	char body[256];
+	snprintf(body, sizeof body, "{\"username\":\"%s\",\"email\":\"%s"
+		"@test.org\",\"password\":\"password123\"}", name, name);
+	return http(nodes[i].http_port, "POST", "/v1/signup", NULL, NULL, body,
+		out, size);
+}
+
+/*
+ * A join starts moving partitions of a node that is down: the new owner
+ * holds them, waiting for state that cannot come. Requests for them
+ * must fail fast with 503 (the node that holds them answers "owner
+ * unavailable"), not wait in the hold until the gateway gives up ("timed
+ * out"), and be served once the node is back and the move completes.
+ * A signup goes first to the username shard of the name's partition, so
+ * names are picked to land in the held partitions.
+ */
+TEST_WITH_TIMEOUT(cluster_process_down_old_owner_mid_handoff_fails_fast, 240)
+{
+	cluster_up(3);
+	int three[] = {0, 1, 2};
+	nodes_alive(three, 3);
+	node4_prepare();
+	flockd_start(&nodes[3], nodes[0].cluster);
+	flockd_wait_ready(&nodes[3]);
+	uint16_t before[CL_PARTITIONS], after[CL_PARTITIONS];
+	ring(&nodes[0], before);
+
+	uint16_t victim = nodes[2].id;
+	kill(nodes[2].pid, SIGKILL);
+	waitpid(nodes[2].pid, NULL, 0);
+	nodes[2].pid = 0;
+	bool down = false;
+	uint64_t killed = now_ms();
+	while (!down && now_ms() - killed < DETECT_WAIT_MS_MAX) {
+		json_t *st = flockctl_json(&nodes[0], "status");
+		json_t *m = member(st, victim);
+		CHECK(m != NULL);
+		down = strcmp(json_string_value(json_object_get(m,
+			"liveness")), "down") == 0;
+		json_decref(st);
+		if (!down)
+			sleep_ms(50);
+	}
+	CHECK(down);
+
+	/* The join's first step moves some of the dead node's partitions to
+	 * the new one; the step cannot finish, so no later step starts. */
+	char out[8192], args[128];
+	snprintf(args, sizeof args, "add %s", nodes[3].cluster);
+	int rc = flockctl(&nodes[0], out, sizeof out, args);
+	CHECK_MSG(rc == 0, "add: %d %s", rc, out);
+	json_t *st = flockctl_json(&nodes[0], "status");
+	json_t *members = json_object_get(st, "nodes");
+	for (size_t k = 0; k < json_array_size(members); k++) {
+		json_t *m = json_array_get(members, k);
+		if (strcmp(json_string_value(json_object_get(m, "address")),
+			    nodes[3].cluster) == 0)
+			nodes[3].id = (uint16_t)json_integer_value(
+				json_object_get(m, "id"));
+	}
+	json_decref(st);
+	CHECK(nodes[3].id != 0);
+	uint32_t held = 0;
+	uint64_t added = now_ms();
+	/* generous: a sanitized build on a loaded machine can lose and
+	 * regain its lease meanwhile */
+	while (held == 0 && now_ms() - added < 90000) {
+		ring(&nodes[0], after);
+		for (uint32_t p = 0; p < CL_PARTITIONS; p++)
+			held += before[p] == victim && after[p] == nodes[3].id;
+		if (held == 0)
+			sleep_ms(50);
+	}
+	CHECK_MSG(held > 0, "no partition of the dead node started moving");
+
+	/* Names whose username shard is in a held partition. */
+	char names[3][32];
+	uint32_t found = 0;
+	for (uint32_t i = 0; found < 3 && i < 10000000u; i++) {
+		snprintf(names[found], sizeof names[found], "held%u", i);
+		uint32_t p = actors__name_partition(names[found]);
+		if (before[p] == victim && after[p] == nodes[3].id)
+			found++;
+	}
+	CHECK_EQ(found, 3u);
+	/* Through the new owner itself and through a third node. */
+	int via[] = {3, 0, 1};
+	for (uint32_t k = 0; k < 3; k++) {
+		int status = signup_one(via[k], names[k], out, sizeof out);
+		CHECK_MSG(status == 503, "held partition via node %d: %d %s",
+			via[k] + 1, status, out);
+		CHECK_MSG(strstr(out, "timed out") == NULL,
+			"held partition via node %d waited: %s", via[k] + 1,
+			out);
+	}
+
+	/* Back: the move completes and the names are served. */
+	flockd_start(&nodes[2], NULL);
+	flockd_wait_ready(&nodes[2]);
+	int four[] = {0, 1, 2, 3};
+	wait_all_alive(four, 4);
+	uint64_t back = now_ms();
+	while (!rebalanced(four, 4)) {
+		CHECK_MSG(now_ms() - back < 120000, "the join did not finish");
+		sleep_ms(100);
+	}
+	for (uint32_t k = 0; k < 3; k++) {
+		int status = -1;
+		for (int tries = 0; tries < 50 && status != 201; tries++) {
+			status = signup_one(via[k], names[k], out, sizeof out);
+			if (status != 201)
+				sleep_ms(100);
+		}
+		CHECK_MSG(status == 201, "after the return: %d %s", status,
+			out);
+	}
+	cluster_down(4);
 }
 
 TEST_WITH_TIMEOUT(cluster_process_partition_never_two_copies, 240)
