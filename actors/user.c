@@ -398,6 +398,7 @@ push_remove(user_state *st, push *p)
 	free(p->targets);
 	free(p->body);
 	free(p->owed);
+	free(p->owed_paid);
 	*p = st->pushes[--st->pushes_count];
 }
 
@@ -829,62 +830,47 @@ push_message(api *a, user_state *st, const push *p, bool *gone)
 	return m;
 }
 
-/* The owed set: linear probing, backward-shift deletion (no
- * tombstones), at most half full. */
-static uint32_t
-owed_home(const push *p, uint64_t target)
+/* The owed set: the targets a durable push went to, ascending, and a
+ * bitmap of those that acknowledged. A fan-out appends 100,000 ids in
+ * order and then finds each ack next to the previous one (acks come
+ * sorted); a hash set wrote a 2 MiB table at random, a cache miss per
+ * follower. */
+static bool
+owed_is_paid(const push *p, uint32_t i)
 {
-	uint64_t x = target * 0x9e3779b97f4a7c15ull;
-	return (uint32_t)(x >> 32) & (p->owed_capacity - 1u);
+	return (p->owed_paid[i / 64u] >> (i % 64u)) & 1u;
 }
 
-/* Makes the owed set at least `capacity` slots (a power of two). */
+/* Makes room for `capacity` entries (rounded up to a multiple of 64). */
 static int
-owed_resize(push *p, uint32_t capacity)
+owed_resize(push *p, uint64_t capacity)
 {
-	ACTORS_ASSERT((capacity & (capacity - 1u)) == 0);
-	ACTORS_ASSERT(capacity >= 2u * p->owed_count);
-	uint64_t *slots = calloc(capacity, sizeof *slots);
-	if (slots == NULL)
+	capacity = (capacity + 63u) & ~(uint64_t)63u;
+	if (capacity > UINT32_MAX - 63u)
 		return API_EUNAVAILABLE;
-	uint64_t *old = p->owed;
-	uint32_t old_capacity = p->owed_capacity;
-	p->owed = slots;
-	p->owed_capacity = capacity;
-	for (uint32_t i = 0; i < old_capacity; i++) {
-		if (old[i] == 0)
-			continue;
-		uint32_t j = owed_home(p, old[i]);
-		while (slots[j] != 0)
-			j = (j + 1u) & (capacity - 1u);
-		slots[j] = old[i];
-	}
-	free(old);
+	ACTORS_ASSERT(capacity >= p->owed_length);
+	uint64_t *ids = realloc(p->owed, (size_t)capacity * sizeof *ids);
+	if (ids == NULL)
+		return API_EUNAVAILABLE;
+	p->owed = ids;
+	uint64_t *paid = realloc(p->owed_paid, (size_t)capacity / 8u);
+	if (paid == NULL)
+		return API_EUNAVAILABLE;
+	uint32_t words = p->owed_capacity / 64u;
+	memset(paid + words, 0, ((size_t)capacity / 64u - words) * 8u);
+	p->owed_paid = paid;
+	p->owed_capacity = (uint32_t)capacity;
 	return 0;
 }
 
-static int
-owed_grow(push *p)
-{
-	return owed_resize(p, p->owed_capacity ? p->owed_capacity * 2u : 8u);
-}
-
-/* Sizes the owed set once for `more` targets still to be sent to (a
- * fan-out to 100,000 followers grew it 15 times, rehashing each time). */
+/* Sizes the owed set once for `more` targets still to be sent to. */
 static int
 owed_reserve(push *p, uint32_t more)
 {
 	if (p->kind == USER_PUSH_LIVE)
 		return 0;
-	uint64_t need = 2u * ((uint64_t)p->owed_count + more);
-	if (need <= p->owed_capacity)
-		return 0;
-	uint64_t capacity = 8u;
-	while (capacity < need)
-		capacity *= 2u;
-	if (capacity > (1ull << 31))
-		return 0; /* grows as it goes, and may fail then */
-	return owed_resize(p, (uint32_t)capacity);
+	uint64_t need = (uint64_t)p->owed_length + more;
+	return need <= p->owed_capacity ? 0 : owed_resize(p, need);
 }
 
 /* Forgets every owed target (re-activation re-sends to all). */
@@ -892,9 +878,45 @@ static void
 push_owed_clear(push *p)
 {
 	free(p->owed);
+	free(p->owed_paid);
 	p->owed = NULL;
+	p->owed_paid = NULL;
+	p->owed_length = 0;
 	p->owed_count = 0;
 	p->owed_capacity = 0;
+	p->owed_hint = 0;
+}
+
+/* Index of the first entry >= target. */
+static uint32_t
+owed_lower_bound(const push *p, uint64_t target)
+{
+	uint32_t h = p->owed_hint;
+	if (h < p->owed_length && p->owed[h] == target)
+		return h;
+	uint32_t lo = 0, hi = p->owed_length;
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+		if (p->owed[mid] < target)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+/* Drops the paid entries (before an insertion out of order). */
+static void
+owed_compact(push *p)
+{
+	uint32_t kept = 0;
+	for (uint32_t i = 0; i < p->owed_length; i++)
+		if (!owed_is_paid(p, i))
+			p->owed[kept++] = p->owed[i];
+	ACTORS_ASSERT(kept == p->owed_count);
+	memset(p->owed_paid, 0, (size_t)p->owed_capacity / 8u);
+	p->owed_length = kept;
+	p->owed_hint = 0;
 }
 
 /* target was sent durable push p and owes its ack. API_EUNAVAILABLE when
@@ -905,15 +927,28 @@ push_owe(push *p, uint64_t target)
 	if (p->kind == USER_PUSH_LIVE)
 		return 0; /* volatile: never acknowledged */
 	ACTORS_ASSERT(target != 0);
-	if ((p->owed_count + 1u) * 2u > p->owed_capacity && owed_grow(p) != 0)
-		return API_EUNAVAILABLE;
-	uint32_t i = owed_home(p, target);
-	while (p->owed[i] != 0) {
-		if (p->owed[i] == target)
+	uint32_t at = p->owed_length;
+	if (at > 0 && p->owed[at - 1] >= target) {
+		/* Out of order (a re-sent push): rare, so O(length). */
+		at = owed_lower_bound(p, target);
+		if (at < p->owed_length && p->owed[at] == target) {
+			if (owed_is_paid(p, at)) {
+				p->owed_paid[at / 64u] &= ~(1ull << (at % 64u));
+				p->owed_count++;
+			}
 			return 0;
-		i = (i + 1u) & (p->owed_capacity - 1u);
+		}
+		owed_compact(p);
+		at = owed_lower_bound(p, target);
 	}
-	p->owed[i] = target;
+	if (p->owed_length == p->owed_capacity &&
+		owed_resize(p, p->owed_capacity ? 2ull * p->owed_capacity
+						: 64u) != 0)
+		return API_EUNAVAILABLE;
+	memmove(p->owed + at + 1, p->owed + at,
+		(p->owed_length - at) * sizeof *p->owed);
+	p->owed[at] = target;
+	p->owed_length++;
 	p->owed_count++;
 	return 0;
 }
@@ -925,27 +960,14 @@ push_paid(push *p, uint64_t target)
 {
 	if (p->owed_count == 0 || target == 0)
 		return false;
-	uint32_t mask = p->owed_capacity - 1u;
-	uint32_t i = owed_home(p, target);
-	while (p->owed[i] != target) {
-		if (p->owed[i] == 0)
-			return false;
-		i = (i + 1u) & mask;
-	}
+	uint32_t i = owed_lower_bound(p, target);
+	if (i == p->owed_length || p->owed[i] != target || owed_is_paid(p, i))
+		return false;
+	p->owed_paid[i / 64u] |= 1ull << (i % 64u);
 	p->owed_count--;
-	/* Move later members of the probe run into the hole unless their
-	 * home lies cyclically in (hole, j]. */
-	uint32_t hole = i;
-	for (uint32_t j = (i + 1u) & mask; p->owed[j] != 0; j = (j + 1u) & mask) {
-		uint32_t home = owed_home(p, p->owed[j]);
-		bool stays = hole <= j ? (hole < home && home <= j)
-				       : (hole < home || home <= j);
-		if (stays)
-			continue;
-		p->owed[hole] = p->owed[j];
-		hole = j;
-	}
-	p->owed[hole] = 0;
+	p->owed_hint = i + 1u;
+	if (p->owed_count == 0)
+		push_owed_clear(p);
 	return true;
 }
 
@@ -1148,8 +1170,8 @@ redrive(api *a, rt_actor *self, user_state *st)
 		}
 		p->redrive_skipped = 0;
 		bool gone = false;
-		for (uint32_t k = 0; k < p->owed_capacity && !gone; k++)
-			if (p->owed[k] != 0 &&
+		for (uint32_t k = 0; k < p->owed_length && !gone; k++)
+			if (!owed_is_paid(p, k) &&
 				push_send_one(a, self, st, p, p->owed[k], &gone) != 0)
 				break; /* backpressure: the next firing retries */
 		if (gone) {
@@ -2038,6 +2060,7 @@ user_free_state(void *state)
 		free(st->pushes[i].targets);
 		free(st->pushes[i].body);
 		free(st->pushes[i].owed);
+		free(st->pushes[i].owed_paid);
 	}
 	free(st->pushes);
 	user__engage_free(st);

@@ -87,11 +87,15 @@ typedef struct push {
 	 * (volatile: rebuilt when the push restarts). The
 	 * push is done when it went to everyone and this is empty; the
 	 * redrive timer sends it again to whoever is still here. */
-	uint64_t *owed;     /* targets that owe an ack: an open-addressing
-			       set (0 = empty slot), so that acknowledging one
-			       of 100,000 is O(1) */
-	uint32_t owed_count;    /* targets in it */
-	uint32_t owed_capacity; /* slots (a power of two, or 0) */
+	uint64_t *owed;     /* targets sent to, ascending (a push walks its
+			       followers in id order, so adding is an append);
+			       owed_paid marks those that acknowledged */
+	uint64_t *owed_paid;    /* bitmap over owed, owed_capacity bits */
+	uint32_t owed_length;   /* entries in owed, paid or not */
+	uint32_t owed_count;    /* entries not paid: the targets that owe */
+	uint32_t owed_capacity; /* entries allocated (a multiple of 64) */
+	uint32_t owed_hint;     /* where the last ack was found: acks come in
+				   ascending runs, so the next is just after */
 	uint32_t redrive_skipped; /* redrive firings since the last re-send
 				     of a timeline push (volatile) */
 	unsigned char *body;    /* owned msgpack event data; NULL: none */
