@@ -622,6 +622,10 @@ struct gw {
 	void *metrics_extra_arg;
 	gw__link requests;        /* gw__request waiting for the domain */
 	gw__link streams;         /* gw__ws_conn open */
+	/* Answers the domain gave during one wake-up of the api client,
+	 * written when the wake-up ends (lws_server.c, write_answered). */
+	gw__request *answered;
+	bool answering;           /* inside that wake-up */
 	uint64_t shutdown_started_ms;
 	gw_stopped_callback stopped;
 	void *stopped_arg;
@@ -681,6 +685,7 @@ struct gw__request {
 	size_t response_sent;
 	bool close_after;           /* the body was not read: close */
 	const char *cache_control;  /* NULL: no-store for API routes */
+	gw__request *answered_next; /* in g->answered */
 };
 
 /* handlers.c: after the headers. Routes, authenticates, applies per-IP
