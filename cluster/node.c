@@ -39,7 +39,10 @@
  * file no longer lists p, so a B that comes back either still arrives
  * (and is shipped the state again) or serves what it has, and A forgets
  * p only after that (SETTLED, also the answer to a QUERY for a handoff B
- * no longer runs).
+ * no longer runs). A side waiting on the other asks again backing off
+ * (1 s, doubling to 16 s), and at once when the other side restarts or
+ * comes back from down. While the other side is down, new messages for
+ * p fail fast (CL_EUNAVAILABLE) instead of waiting in the hold.
  *
  * Leases. A node serves its partitions only while it heard from a
  * majority of the map's members within lease_ms; without, sends to its
@@ -89,10 +92,16 @@
 /* cl_node_close waits this long (ms) for runtime passivation passes
  * still running (a close before rt_stop). */
 #define CL_CLOSE_PASSES_WAIT_MS 30000u
-/* A handoff a crash interrupted is asked about again this often (QUERY
- * from the old owner, RESUME from the new one) until it moves on: the
- * answer may have been lost with a later crash. */
+/* A handoff waiting on a word from its other side (the old owner for
+ * SETTLED, after shipping or a restart: QUERY; the new owner for the
+ * state: RESUME) asks again after this, then after twice as long each
+ * time, up to CL_RESUME_RETRY_MAX_MS: on a link the answer is lost only
+ * with a crash of either side, and a new life of the peer (or its
+ * return from down) makes every handoff ask at once. Asking every
+ * second sent one message per waiting partition per second for as long
+ * as the other side was slow or down. */
 #define CL_RESUME_RETRY_MS 1000u
+#define CL_RESUME_RETRY_MAX_MS 16000u
 /* The map file is rewritten for handoffs that finished at the old owner
  * at most this often: a stale entry costs only a QUERY after a restart,
  * and 64 partitions settle within a few ms of each other. */
@@ -159,6 +168,10 @@ typedef struct part {
 	 * one. Leaving: 0 until asked; nothing ships before. */
 	uint64_t attempt;
 	uint64_t sync_gen; /* arriving: the state sync covering its imports */
+	/* when to ask the other side again (QUERY or RESUME), and the wait
+	 * after that (resume_round_locked) */
+	uint64_t ask_at_ms;
+	uint32_t ask_backoff_ms;
 	hold *held;
 } part;
 
@@ -211,7 +224,9 @@ struct cl_node {
 	uint64_t sync_issued;  /* and handed to the state seam */
 	uint64_t sync_seen;    /* sync->done_gen when arrivals last looked */
 	sync_box *sync;
-	uint64_t next_resume_ms;
+	/* a peer restarted or came back from down: every handoff asks its
+	 * other side at the next duty, whatever its backoff */
+	_Atomic bool asks_due;
 	uint64_t refence_due;  /* lowest epoch to ask fences for; 0: none */
 	/* runtime passivation passes not yet done (they point at the node) */
 	_Atomic uint32_t passes;
@@ -766,8 +781,10 @@ swim_apply_locked(cl_node *n, const cl__swim_actions *a)
 		if (x->kind == CL__SWIM_CHANGED) {
 			changed = true;
 			cl__swim_member *m = cl__swim_find(&n->swim, x->target);
-			atomic_store(&n->down[x->target],
-				m != NULL && m->liveness == CL_LIVE_DOWN);
+			bool down = m != NULL && m->liveness == CL_LIVE_DOWN;
+			if (!down && atomic_exchange(&n->down[x->target], 0))
+				atomic_store(&n->asks_due, true); /* it is back */
+			atomic_store(&n->down[x->target], down);
 			node_log(n, RT_LOG_INFO, "member %u is %s", x->target,
 				m == NULL ? "?" :
 				m->liveness == CL_LIVE_ALIVE ? "alive" :
@@ -938,6 +955,14 @@ map_save_locked(cl_node *n, const cl_map *old, const cl_map *map)
 	return rc;
 }
 
+/* The next ask of x's handoff: after delay_ms, then backing off. */
+static void
+ask_later_locked(cl_node *n, part *x, uint64_t delay_ms)
+{
+	x->ask_at_ms = node_now(n) + delay_ms;
+	x->ask_backoff_ms = CL_RESUME_RETRY_MS;
+}
+
 static void
 begin_transition_locked(cl_node *n, uint32_t p, uint16_t from, uint16_t to)
 {
@@ -968,6 +993,7 @@ begin_transition_locked(cl_node *n, uint32_t p, uint16_t from, uint16_t to)
 		x->epoch = handoff_epoch(&n->map, p);
 		x->attempt = n->incarnation;
 		x->resume_due = true;
+		ask_later_locked(n, x, CL_RESUME_RETRY_MS);
 		n->pending++;
 		atomic_store(&n->pending_gossip, n->pending);
 		hold_begin_locked(n, p);
@@ -1482,6 +1508,9 @@ ship_finish_locked(cl_node *n, uint32_t p)
 		free(h);
 	}
 	x->stage = L_SHIPPED;
+	/* SETTLED follows once the new owner serves p; a QUERY only if it
+	 * is late (it is lost only if the new owner crashes) */
+	ask_later_locked(n, x, CL_RESUME_RETRY_MS);
 }
 
 static void
@@ -1792,15 +1821,23 @@ on_query_locked(cl_node *n, uint16_t from, uint32_t p, uint64_t epoch)
 	rt_buffer_free(&body);
 }
 
-/* Every CL_RESUME_RETRY_MS while a handoff waits on a word from its other
- * side: a restarted old owner (or one shipped and waiting for SETTLED)
- * asks the new owner; a restarted new owner without the state asks the
- * old owner to ship. Both are idempotent at the receiver. */
+/* While a handoff waits on a word from its other side, at its ask_at_ms
+ * (backing off; all at once after a peer's restart or return): a
+ * restarted old owner (or one shipped and waiting for SETTLED) asks the
+ * new owner; a new owner without the state asks the old owner to ship.
+ * Both are idempotent at the receiver. Nothing is asked of a peer that
+ * is down (its return asks again). */
 static void
-resume_round_locked(cl_node *n)
+resume_round_locked(cl_node *n, uint64_t now)
 {
+	bool all = atomic_exchange(&n->asks_due, false);
 	for (uint32_t p = 0; p < CL_PARTITIONS && n->pending > 0; p++) {
-		const part *x = &n->parts[p];
+		part *x = &n->parts[p];
+		if (x->mode == P_NORMAL || (!all && now < x->ask_at_ms) ||
+			atomic_load_explicit(&n->down[x->peer],
+				memory_order_relaxed))
+			continue;
+		bool asked = true;
 		if (x->mode == P_LEAVING &&
 			(x->stage == L_RESTORED || x->stage == L_SHIPPED)) {
 			rt_buffer body = {0};
@@ -1812,7 +1849,15 @@ resume_round_locked(cl_node *n)
 		} else if (x->mode == P_ARRIVING && !x->done &&
 			   cl_map_find(&n->map, x->peer) != NULL) {
 			send_resume_locked(n, p);
+		} else {
+			asked = false;
 		}
+		if (!asked)
+			continue;
+		x->ask_at_ms = now + x->ask_backoff_ms;
+		x->ask_backoff_ms = x->ask_backoff_ms * 2u > CL_RESUME_RETRY_MAX_MS
+			? CL_RESUME_RETRY_MAX_MS
+			: x->ask_backoff_ms * 2u;
 	}
 }
 
@@ -1834,6 +1879,7 @@ restore_records_locked(cl_node *n, const cl__handoff_record *records,
 		x->epoch = r->epoch;
 		x->restored = true;
 		x->stage = L_RESTORED;
+		ask_later_locked(n, x, 0);
 		if (r->mode == P_ARRIVING)
 			x->attempt = n->incarnation;
 		n->pending++;
@@ -2192,7 +2238,11 @@ receive_decide(receive_ctx *c)
 		return h->sequence == 0; /* unknown yet: only unsequenced */
 	cl__link *l = &n->links[c->slot];
 	pthread_mutex_lock(&l->lock);
+	uint64_t life = l->peer_incarnation;
 	cl__link_observe_locked(l, h->incarnation);
+	/* a new life of the peer: what it owed a handoff died with it */
+	if (life != 0 && life != l->peer_incarnation)
+		atomic_store(&n->asks_due, true);
 	/* A frame naming another life of this node (or none: the sender has
 	 * not heard of this one yet) belongs to the session with that life:
 	 * its sequence and ack mean nothing here. Taking it would run again
@@ -2438,10 +2488,8 @@ duties_locked(cl_node *n, uint64_t now)
 	if (atomic_exchange(&n->routes_stale, false))
 		routes_refresh_locked(n);
 	lease_update_locked(n, now);
-	if (n->pending > 0 && now >= n->next_resume_ms) {
-		resume_round_locked(n);
-		n->next_resume_ms = now + CL_RESUME_RETRY_MS;
-	}
+	if (n->pending > 0)
+		resume_round_locked(n, now);
 	if (n->refence_due != 0) {
 		for (uint32_t i = 0; i < n->map.nodes_count; i++)
 			if (n->map.nodes[i].id != atomic_load(&n->self))

@@ -49,6 +49,19 @@ typedef struct counting {
 } counting;
 
 static size_t largest_frame_bytes;
+/* QUERY envelopes (SYS_QUERY, 13 in node.c: an old owner asking where a
+ * handoff stands) sent since the test last cleared it. */
+#define SYS_QUERY_TYPE 13u
+static uint64_t queries_sent;
+
+static int
+count_query(void *arg, const cl_envelope *e)
+{
+	(void)arg;
+	if ((e->flags & CL_ENVELOPE_F_SYSTEM) && e->type == SYS_QUERY_TYPE)
+		queries_sent++;
+	return 0;
+}
 
 static int
 counting_listen(void *self, const char *address)
@@ -77,6 +90,8 @@ counting_send(void *self, uint16_t peer, const void *bytes, size_t length)
 	counting *c = self;
 	if (length > largest_frame_bytes)
 		largest_frame_bytes = length;
+	cl_frame_header fh;
+	(void)cl_frame_decode(bytes, length, &fh, count_query, NULL);
 	return c->ops->send(c->self, peer, bytes, length);
 }
 
@@ -152,6 +167,42 @@ static const cl_state_ops store_ops = {
 	.drop_partition = store_drop,
 };
 
+/* The same store with a sync that finishes only when the test says so
+ * (syncs_finish): a new owner whose imports take long to be durable. */
+#define SYNCS_MAX 4096
+static struct {
+	cl_state_synced_callback done;
+	void *arg;
+} syncs[SYNCS_MAX];
+static uint32_t syncs_count;
+static bool stalled_sync;
+
+static int
+store_sync(void *arg, cl_state_synced_callback done, void *done_arg)
+{
+	(void)arg;
+	CHECK(syncs_count < SYNCS_MAX);
+	syncs[syncs_count].done = done;
+	syncs[syncs_count].arg = done_arg;
+	syncs_count++;
+	return 0;
+}
+
+static void
+syncs_finish(void)
+{
+	for (uint32_t i = 0; i < syncs_count; i++)
+		syncs[i].done(syncs[i].arg, 0);
+	syncs_count = 0;
+}
+
+static const cl_state_ops store_sync_ops = {
+	.export_partition = store_export,
+	.import_actor = store_import,
+	.drop_partition = store_drop,
+	.sync = store_sync,
+};
+
 static void
 on_deliver(void *arg, const cl_envelope *e)
 {
@@ -190,7 +241,7 @@ open_node(harness *h, int i, const char *join)
 	CHECK_EQ(cl_memnet_transport(h->net, &c->ops, &c->self), 0);
 	cfg.transport_ops = &counting_ops;
 	cfg.transport = c;
-	cfg.state_ops = &store_ops;
+	cfg.state_ops = stalled_sync ? &store_sync_ops : &store_ops;
 	cfg.state_arg = &h->stores[i];
 	cfg.manual_tick = true;
 	cfg.seed = (uint64_t)i * 1000 + 7;
@@ -360,6 +411,48 @@ TEST_WITH_TIMEOUT(cluster_node_forwards_after_map_change, 60)
 	for (int k = 0; k < 20; k++)
 		step(h);
 	CHECK_EQ_U64(H->delivered, before + 1);
+	harness_free(h);
+}
+
+/* An old owner that shipped waits for SETTLED, which comes once the new
+ * owner's imports are durable. While it waits it asks (QUERY: the answer
+ * is lost only with a crash) less and less often, not every second: a
+ * minute of waiting costs each partition a handful of asks. Once the
+ * sync finishes the step settles. */
+TEST_WITH_TIMEOUT(cluster_node_old_owner_backs_off_while_waiting_to_settle,
+	60)
+{
+	stalled_sync = true;
+	harness *h = harness_new(2);
+	CHECK_EQ(cl_node_admin_add(h->nodes[0], h->addresses[1]), 0);
+	cl_status st;
+	for (int k = 0; k < 100; k++)
+		step(h);
+	cl_node_status(h->nodes[0], &st);
+	uint32_t waiting = st.moves_in_flight;
+	CHECK(waiting > 0);
+	CHECK(syncs_count > 0);
+	queries_sent = 0;
+	for (int k = 0; k < 6000; k++) /* a minute */
+		step(h);
+	cl_node_status(h->nodes[0], &st);
+	CHECK_EQ(st.moves_in_flight, waiting); /* still waiting */
+	/* once a second would be 60 each; backing off from 1 s by doubling
+	 * up to 16 s is 6 */
+	CHECK(queries_sent > 0);
+	CHECK_MSG(queries_sent <= 8u * waiting, "%" PRIu64 " asks for %u "
+		"partitions in a minute", queries_sent, waiting);
+	syncs_finish();
+	stalled_sync = false;
+	for (int k = 0; k < 3000; k++) {
+		step(h);
+		syncs_finish();
+		cl_node_status(h->nodes[0], &st);
+		if (st.moves_pending == 0 && st.moves_in_flight == 0)
+			break;
+	}
+	CHECK_EQ(st.moves_pending, 0);
+	CHECK_EQ(st.moves_in_flight, 0);
 	harness_free(h);
 }
 
