@@ -371,6 +371,9 @@ int gw__token_verify(const gw_key *key, const char *token, size_t length,
 typedef struct gw__token_cache gw__token_cache;
 int gw__token_cache_create(gw__token_cache **out);
 void gw__token_cache_destroy(gw__token_cache *c);
+/* Lookups that found the token, and those that verified it. */
+void gw__token_cache_counts(const gw__token_cache *c, uint64_t *hits,
+	uint64_t *misses);
 /* gw__token_verify's answer, from the cache when this exact token
  * verified before (then only its expiry is checked again). c may be
  * NULL (no cache). */
