@@ -93,11 +93,10 @@ _Noreturn void rt__assert_fail(const char *expr, const char *file, int line);
  * spawns children, a fan-out) run the newest children while their actor
  * and message lines are still in cache instead of after the whole
  * queue. The oldest entry overflows to the FIFO queue, where thieves
- * see it. A power of two. */
-#define RT_LIFO_SLOTS 8u
-/* Turns taken from the LIFO in a row before the worker serves its FIFO
- * queue once: bounds how long a ping-pong pair can starve others. */
-#define RT_RUNNEXT_STREAK_MAX 32u
+ * see it. 16 holds all ten children of a turn that spawns ten (skynet's
+ * tree, a fan-out of ten) with room for the chain they came from; with
+ * 8, two of every ten went cold to the FIFO's tail. A power of two. */
+#define RT_LIFO_SLOTS 16u
 /* Every this many turns a worker looks at the global queue first, so
  * work injected from outside is not starved by a busy local queue. */
 #define RT_GLOBAL_CHECK_TURNS 16u

@@ -13,6 +13,9 @@
  *   - an actor never runs on two threads at once;
  *   - messages from one sender to one receiver arrive in send order;
  *   - a turn handles at most RT_TURN_MESSAGES_MAX messages, then yields;
+ *   - a worker runs at most RT_LIFO_STREAK_MAX turns from its LIFO (the
+ *     actors its own turns made runnable) between two turns from its
+ *     FIFO queue while that queue holds an actor;
  *   - an ask gets exactly one of reply or timeout;
  *   - there is no global state: several runtimes may live in one process
  *     (the simulator runs one per simulated node).
@@ -62,6 +65,16 @@ const char *rt_strerror(int code);
 /* A turn drains at most this many messages before the actor yields its
  * worker, so one busy actor cannot starve the others. */
 #define RT_TURN_MESSAGES_MAX 64
+/* A worker runs the actors its own turns made runnable (its LIFO: a
+ * message chain, the children a turn just spawned) before its FIFO
+ * queue, at most this many turns in a row; then the FIFO's head gets a
+ * turn. So an actor waiting in a worker's FIFO waits for at most this
+ * many turns of a chain plus the actors ahead of it (each turn itself
+ * bounded by RT_TURN_MESSAGES_MAX). 512 lets a tree of actors spawned
+ * depth first (a parent's children, theirs) finish subtrees while their
+ * lines are in cache; 32 broke off every 33 turns to start the FIFO
+ * head's subtree cold. */
+#define RT_LIFO_STREAK_MAX 512
 /* Largest payload one message may carry; bigger data goes by reference
  * (e.g. a media hash), never through a mailbox. 1 MiB bounds one copy. */
 #define RT_MESSAGE_BYTES_MAX (1u << 20)

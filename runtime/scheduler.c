@@ -26,7 +26,7 @@
  * drain per message in a fan-out.
  *
  * Fairness: a turn is bounded (actor.c); an actor that yields goes to the
- * tail of the FIFO; the LIFO is served at most RT_RUNNEXT_STREAK_MAX
+ * tail of the FIFO; the LIFO is served at most RT_LIFO_STREAK_MAX
  * times in a row, then the FIFO's head once; the global queue is looked at every
  * RT_GLOBAL_CHECK_TURNS turns.
  *
@@ -411,7 +411,7 @@ find_work(rt_worker *w)
 		if (a != NULL)
 			return a;
 	}
-	if (w->lifo_count > 0 && w->runnext_streak < RT_RUNNEXT_STREAK_MAX) {
+	if (w->lifo_count > 0 && w->runnext_streak < RT_LIFO_STREAK_MAX) {
 		w->runnext_streak++;
 		return lifo_pop(w);
 	}

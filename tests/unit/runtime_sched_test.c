@@ -11,14 +11,16 @@
  * (one worker, so turn boundaries are visible): a probe actor that
  * re-sends itself a message runs between the flooded actor's turns, so
  * the longest run of flooded messages without a probe in between is at
- * most RT_TURN_MESSAGES_MAX.
+ * most RT_TURN_MESSAGES_MAX. A ping-pong pair, which runs from the
+ * worker's LIFO, lets a queued actor that yields every turn run at
+ * least once every RT_LIFO_STREAK_MAX of its turns.
  */
 #include "tests/unit/runtime_testkit.h"
 
 #include <stdatomic.h>
 
 enum { KIND_SMALL = 1, KIND_ONE = 2, KIND_FLOOD = 3, KIND_QUIET = 4,
-	KIND_PROBE = 5, KIND_BLASTER = 6 };
+	KIND_PROBE = 5, KIND_BLASTER = 6, KIND_PING = 7, KIND_YIELDER = 8 };
 
 static uint64_t small_handled;
 
@@ -218,5 +220,94 @@ TEST(runtime_fairness_real_mode_turn_size)
 	CHECK(probe_runs > 1);
 	CHECK_MSG(flood_run_max <= RT_TURN_MESSAGES_MAX,
 		"a turn handled %llu messages", (unsigned long long)flood_run_max);
+	rt_destroy(rt);
+}
+
+/* ---- the LIFO streak bound ---------------------------------------------- */
+
+/* Hops the ping-pong pair makes: more streaks than the yielder has
+ * turns, so the pair is runnable for as long as the yielder is. */
+#define PING_HOPS (32u * RT_LIFO_STREAK_MAX)
+/* The yielder's messages: it yields after every full turn. */
+#define YIELDER_MESSAGES (RT_TURN_MESSAGES_MAX * 16u)
+
+static atomic_bool ping_done;
+static atomic_ullong yielder_handled;
+static uint64_t ping_turns;        /* worker thread only (one worker) */
+static uint64_t ping_since_yielder; /* ping turns since the yielder ran */
+static uint64_t ping_gap_max;
+static uint64_t yielder_turn_gaps;  /* yielder turns seen between pings */
+static bool yielder_finished;
+
+static void
+ping_on_message(rt_actor *self, void *state, const rt_message *m)
+{
+	(void)state;
+	uint64_t left = tk_u64(m);
+	ping_turns++;
+	ping_since_yielder++;
+	/* Only while the yielder still waits in the FIFO. */
+	if (!yielder_finished && ping_since_yielder > ping_gap_max)
+		ping_gap_max = ping_since_yielder;
+	if (left == 0) {
+		atomic_store(&ping_done, true);
+		return;
+	}
+	left--;
+	rt_addr partner = rt_addr_make(KIND_PING, rt_self(self).id ^ 1u);
+	CHECK_EQ(rt_send_copy(self, partner, 1, &left, sizeof left), 0);
+}
+
+static void
+yielder_on_message(rt_actor *self, void *state, const rt_message *m)
+{
+	(void)self;
+	(void)state;
+	(void)m;
+	if (ping_since_yielder > 0 && !atomic_load(&ping_done))
+		yielder_turn_gaps++;
+	ping_since_yielder = 0;
+	if (atomic_fetch_add(&yielder_handled, 1) + 1 == YIELDER_MESSAGES)
+		yielder_finished = true;
+}
+
+static const rt_actor_ops ping_ops = {
+	.name = "ping",
+	.state_size = 8,
+	.on_message = ping_on_message,
+};
+static const rt_actor_ops yielder_ops = {
+	.name = "yielder",
+	.state_size = 8,
+	.mailbox_messages_max = YIELDER_MESSAGES,
+	.on_message = yielder_on_message,
+};
+
+TEST(runtime_fairness_lifo_streak_is_bounded)
+{
+	rt_runtime *rt = tk_runtime(false, 42, 1);
+	CHECK_EQ(rt_register_kind(rt, KIND_PING, &ping_ops), 0);
+	CHECK_EQ(rt_register_kind(rt, KIND_YIELDER, &yielder_ops), 0);
+	/* The yielder's turns are full, so it re-queues itself at the tail
+	 * of the worker's FIFO after each; the pair's sends land in the
+	 * worker's LIFO, run before the FIFO for at most a streak. */
+	for (uint32_t i = 0; i < YIELDER_MESSAGES; i++)
+		CHECK_EQ(tk_send(rt, rt_addr_make(KIND_YIELDER, 1), 1, NULL, 0), 0);
+	uint64_t hops = PING_HOPS;
+	CHECK_EQ(tk_send(rt, rt_addr_make(KIND_PING, 0), 1, &hops, sizeof hops), 0);
+	CHECK_EQ(rt_start(rt), 0);
+	while (!atomic_load(&ping_done) ||
+		atomic_load(&yielder_handled) < YIELDER_MESSAGES) {
+		struct timespec ts = {0, 1000000};
+		nanosleep(&ts, NULL);
+	}
+	CHECK_EQ(rt_stop(rt), 0);
+	CHECK_EQ_U64(ping_turns, PING_HOPS + 1u);
+	/* The yielder ran between the pair's turns, more than once. */
+	CHECK(yielder_turn_gaps >= 2);
+	/* A streak, plus once the pair's head: its first turn came from
+	 * the FIFO, where it was queued ahead of the yielder. */
+	CHECK_MSG(ping_gap_max <= RT_LIFO_STREAK_MAX + 1u,
+		"the pair ran %llu turns in a row", (unsigned long long)ping_gap_max);
 	rt_destroy(rt);
 }
