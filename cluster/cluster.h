@@ -120,9 +120,10 @@ cl_inbox_id_make(uint16_t node_id, uint64_t sequence)
  * Messages to a partition in a step wait (held, in order) from the map
  * change until its state has moved, so the step's share of the traffic
  * is the share that sees a step's delay: under 1% keeps the p99 of
- * requests where it was. 100,000 actors of 1 KiB move in ~3.5 s on
- * loopback at this size, ~1.6 s at 1024 with a p99 of ~120 ms
- * (cluster_bench handoff_ps). */
+ * requests where it was. 100,000 actors of 1 KiB move in ~3.5-3.8 s
+ * on loopback at this size, 128 steps of ~28 ms, most of it the new
+ * owner's state sync (~10 ms) and the export (~6 ms) (cluster_bench
+ * handoff_ps, on a loaded 2-core machine). */
 #define CL_REBALANCE_STEP_PARTITIONS_DEFAULT 64u
 /* A node serves its partitions only while it has heard from a majority
  * of members within this many ms; removing a down node is allowed only
