@@ -416,6 +416,22 @@ fail_registry:
 	return rc;
 }
 
+bool
+api_state_owes(void *arg, rt_addr addr, const void *state)
+{
+	(void)arg;
+	switch (addr.kind) {
+	case ACTORS_KIND_USER:
+		return actors__user_owes(state);
+	case ACTORS_KIND_POST:
+		return actors__post_owes(state);
+	case ACTORS_KIND_NAMES:
+		return actors__names_owes(state);
+	default:
+		return false;
+	}
+}
+
 void
 api_bind_store(api *a, ps_node *store)
 {

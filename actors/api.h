@@ -138,6 +138,15 @@ int api_create(rt_runtime *rt, ps_node *store, const api_config *cfg,
  */
 void api_bind_store(api *a, ps_node *store);
 void api_destroy(api *a);
+/*
+ * The domain's answer to ps_node_options.owes (arg unused): whether a
+ * snapshot's state still owes effects to other actors (an outbox with
+ * unconfirmed effects, a fan-out not yet acknowledged by every follower).
+ * The store marks such snapshots, and a node opening after a crash wakes
+ * their actors so they send again, even when a checkpoint passed all of
+ * their journal records. Kinds without owed effects answer false.
+ */
+bool api_state_owes(void *arg, rt_addr addr, const void *state);
 
 /* ---- clients ----------------------------------------------------------- */
 

@@ -471,6 +471,10 @@ void actors__redrive_arm(api *a, rt_actor *self, bool *armed);
  * (ps_node_wake_later): its redrive timer, firing while the node holds
  * no lease, finds nobody to wake. */
 void actors__passivate_owing(api *a, rt_actor *self, bool owes);
+/* Whether a state of the kind owes effects (api_state_owes). */
+bool actors__user_owes(const void *state);
+bool actors__post_owes(const void *state);
+bool actors__names_owes(const void *state);
 
 /*
  * Deferred acknowledgements, for state a follower derives from another

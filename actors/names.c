@@ -372,12 +372,19 @@ names_decode_state(void *state, const void *bytes, size_t length)
 	return rc;
 }
 
+bool
+actors__names_owes(const void *state)
+{
+	const names_state *st = state;
+	return st->outbox.count > 0;
+}
+
 static void
 names_on_passivate(rt_actor *self, void *state)
 {
 	names_state *st = state;
 	actors__passivate_owing(actors__api_of(rt_actor_runtime(self)), self,
-		st->outbox.count > 0);
+		actors__names_owes(st));
 }
 
 void

@@ -1313,6 +1313,13 @@ post_on_message(rt_actor *self, void *state, const rt_message *m)
 		view_publish(a, st);
 }
 
+bool
+actors__post_owes(const void *state)
+{
+	const post_state *st = state;
+	return st->outbox.count > 0;
+}
+
 static void
 post_on_passivate(rt_actor *self, void *state)
 {
@@ -1321,7 +1328,7 @@ post_on_passivate(rt_actor *self, void *state)
 	ACTORS_ASSERT(a != NULL);
 	actors__post_views_remove(a->post_views, st->id, st);
 	st->view_dirty = false;
-	actors__passivate_owing(a, self, st->outbox.count > 0);
+	actors__passivate_owing(a, self, actors__post_owes(st));
 }
 
 static int

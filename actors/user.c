@@ -2033,6 +2033,13 @@ user_on_activate(rt_actor *self, void *state, bool fresh)
 	return 0;
 }
 
+bool
+actors__user_owes(const void *state)
+{
+	const user_state *st = state;
+	return st->outbox.count > 0 || st->pushes_count > 0;
+}
+
 static void
 user_on_passivate(rt_actor *self, void *state)
 {
@@ -2041,7 +2048,7 @@ user_on_passivate(rt_actor *self, void *state)
 	 * stream it holds is exact. */
 	st->passivating = true;
 	actors__passivate_owing(actors__api_of(rt_actor_runtime(self)), self,
-		st->outbox.count > 0 || st->pushes_count > 0);
+		actors__user_owes(st));
 }
 
 static void

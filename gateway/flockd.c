@@ -547,7 +547,10 @@ open_domain(node *n)
 	 * the store is bound before any actor runs. */
 	ps_node_report report;
 	memset(&report, 0, sizeof report);
-	int rc_ps = ps_node_open(o->data_dir, n->rt, NULL, &report, &n->store);
+	/* Snapshots that still owe effects are marked, so their actors wake
+	 * at the next open and send them (api_state_owes). */
+	ps_node_options po = {.owes = api_state_owes};
+	int rc_ps = ps_node_open(o->data_dir, n->rt, &po, &report, &n->store);
 	if (rc_ps != 0) {
 		fprintf(stderr, "flockd: opening storage in %s failed (%d)\n",
 			o->data_dir, rc_ps);

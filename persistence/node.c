@@ -796,6 +796,8 @@ static void
 activate_owing(ps_node *node, const rt_addr *addrs, size_t n)
 {
 	size_t refused = 0;
+	if (n > 0)
+		sim_sometimes("persistence: actors owing effects woken at open");
 	for (size_t i = 0; i < n; i++) {
 		int rc = rt_activate(node->rt, addrs[i]);
 		if (rc == RT_EUNAVAILABLE) {

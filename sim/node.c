@@ -283,6 +283,7 @@ sim__node_start(sim_world *w, uint32_t index, const char *join)
 		.manual = true,
 		.on_load = on_load,
 		.on_load_arg = n,
+		.owes = api_state_owes,
 	};
 	char data[SIM_PATH_BYTES_MAX + 48];
 	snprintf(data, sizeof data, "%s/data", n->dir);
