@@ -71,6 +71,8 @@ enum session_kind {
 	SESSION_HTTP = 1,
 	SESSION_WS = 2,
 	SESSION_RAW = 3,          /* not HTTP: refused, closing */
+	SESSION_CLOSING = 4,      /* answered outside a callback: the next
+				     writable callback closes it */
 };
 
 /* lws per-session data: a tag, then either an HTTP request or a live
@@ -580,6 +582,8 @@ detach_request(session *s)
 static int
 on_http_writable(struct lws *wsi, session *s)
 {
+	if (s != NULL && s->kind == SESSION_CLOSING)
+		return -1;
 	gw__request *r = s != NULL && s->kind == SESSION_HTTP ? s->u.req : NULL;
 	if (r == NULL || !r->responded)
 		return 0;
@@ -632,9 +636,13 @@ write_answered(gw *g)
 			continue;
 		}
 		detach_request(s);
-		if (rc < 0 || lws_http_transaction_completed(wsi))
-			lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK,
-				LWS_TO_KILL_ASYNC);
+		if (rc < 0 || lws_http_transaction_completed(wsi)) {
+			/* Closing is a callback's answer (-1); a timeout to
+			 * kill it asynchronously waits for the loop's next
+			 * timer, seconds away on an idle node. */
+			s->kind = SESSION_CLOSING;
+			lws_callback_on_writable(wsi);
+		}
 	}
 }
 
