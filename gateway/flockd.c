@@ -460,12 +460,17 @@ journal_metrics(void *arg, char *buf, size_t size)
 
 /* ---- signals -------------------------------------------------------------- */
 
+static void stop_domain_threads(node *n);
+
+/* The gateway answered its last request: the domain's threads stop here,
+ * before libwebsockets is torn down (gateway.h, gw_shutdown). */
 static void
 gateway_stopped(void *arg)
 {
 	node *n = arg;
 	uv_close((uv_handle_t *)&n->sigint, NULL);
 	uv_close((uv_handle_t *)&n->sigterm, NULL);
+	stop_domain_threads(n);
 }
 
 static void
@@ -572,8 +577,11 @@ open_domain(node *n)
 	return 0;
 }
 
+/* Stops the runtime, the cluster and the store (the journal flushed):
+ * afterwards no thread of the domain runs. The api and the runtime stay
+ * allocated for the gateway's client until close_domain. */
 static void
-close_domain(node *n)
+stop_domain_threads(node *n)
 {
 	if (n->rt != NULL)
 		rt_stop(n->rt);
@@ -583,6 +591,12 @@ close_domain(node *n)
 	if (n->store != NULL)
 		ps_node_close(n->store);
 	n->store = NULL;
+}
+
+static void
+close_domain(node *n)
+{
+	stop_domain_threads(n);
 	if (n->domain != NULL)
 		api_destroy(n->domain);
 	n->domain = NULL;

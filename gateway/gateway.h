@@ -133,10 +133,16 @@ void gw_set_metrics_extra(gw *g, gw_metrics_extra_callback cb, void *arg);
 
 /*
  * Begins a clean shutdown: stops accepting, lets in-flight requests finish
- * (bounded by shutdown_grace_ms), closes live streams with 1001, then
- * tears libwebsockets down and calls done(arg) on the loop thread. After
- * done, the loop has no more gateway handles once it has run them closed;
- * then gw_destroy. Loop thread only.
+ * (bounded by shutdown_grace_ms), closes live streams with 1001, calls
+ * done(arg) on the loop thread, then tears libwebsockets down. done is
+ * where the caller stops every other thread that opens descriptors (the
+ * runtime, the cluster, the journal): libwebsockets 4.1 closes its event
+ * pipe twice while it is torn down, in lws_context_destroy and again in
+ * the loop's close callback, so a descriptor another thread opened in
+ * between would be closed under that thread (glibc aborts when it is the
+ * netlink socket of a name lookup). After done, the loop has no more
+ * gateway handles once it has run them closed; then gw_destroy. Loop
+ * thread only.
  */
 typedef void (*gw_stopped_callback)(void *arg);
 int gw_shutdown(gw *g, gw_stopped_callback done, void *arg);

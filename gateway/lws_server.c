@@ -1264,6 +1264,12 @@ static void
 finish_shutdown(gw *g)
 {
 	uv_timer_stop(&g->shutdown_timer);
+	/* First: the caller stops the threads that open descriptors before
+	 * lws closes its event pipe twice (gateway.h, gw_shutdown). */
+	gw_stopped_callback stopped = g->stopped;
+	g->stopped = NULL;
+	if (stopped != NULL)
+		stopped(g->stopped_arg);
 	if (g->context != NULL) {
 		lws_context_destroy(g->context);
 		g->context = NULL;
@@ -1274,8 +1280,6 @@ finish_shutdown(gw *g)
 		uv_close((uv_handle_t *)&g->ping_timer, NULL);
 		g->handles_open = false;
 	}
-	if (g->stopped != NULL)
-		g->stopped(g->stopped_arg);
 }
 
 static void
