@@ -748,22 +748,33 @@ ps_node_checkpoint_wait(ps_node *node, uint64_t *lsn_out)
 
 /* ---- open and close ------------------------------------------------------------- */
 
+/* The keys of one of the node's address maps, copied under its mutex
+ * (activation removes entries, and in real mode it runs on worker
+ * threads concurrently with the caller's loop). NULL when out of memory;
+ * the caller frees. */
+static rt_addr *
+addr_map_keys(ps_node *node, const ps__addr_map *map, size_t *count)
+{
+	pthread_mutex_lock(&node->mutex);
+	size_t n = map->count;
+	rt_addr *addrs = malloc((n ? n : 1) * sizeof *addrs);
+	size_t k = 0;
+	for (size_t i = 0; addrs != NULL && i < map->capacity; i++)
+		if (map->slots[i].value != NULL)
+			addrs[k++] = map->slots[i].key;
+	pthread_mutex_unlock(&node->mutex);
+	ps__assert(addrs == NULL || k == n);
+	*count = k;
+	return addrs;
+}
+
 static int
 activate_recovered(ps_node *node)
 {
-	/* Copy the addresses first: activation removes entries, and in real
-	 * mode it runs on worker threads concurrently with this loop. */
-	pthread_mutex_lock(&node->mutex);
-	size_t n = node->recovered.count;
-	rt_addr *addrs = malloc((n ? n : 1) * sizeof *addrs);
-	size_t k = 0;
-	for (size_t i = 0; addrs != NULL && i < node->recovered.capacity; i++)
-		if (node->recovered.slots[i].value != NULL)
-			addrs[k++] = node->recovered.slots[i].key;
-	pthread_mutex_unlock(&node->mutex);
+	size_t k;
+	rt_addr *addrs = addr_map_keys(node, &node->recovered, &k);
 	if (addrs == NULL)
 		return PS_ENOMEM;
-	ps__assert(k == n);
 	size_t elsewhere = 0;
 	for (size_t i = 0; i < k; i++) {
 		int rc = rt_activate(node->rt, addrs[i]);
@@ -835,14 +846,8 @@ ps_node_wake_later(ps_node *node, rt_addr addr)
 static int
 activate_sleepers(ps_node *node)
 {
-	pthread_mutex_lock(&node->mutex);
-	size_t n = node->wake.count;
-	rt_addr *addrs = malloc((n ? n : 1) * sizeof *addrs);
-	size_t k = 0;
-	for (size_t i = 0; addrs != NULL && i < node->wake.capacity; i++)
-		if (node->wake.slots[i].value != NULL)
-			addrs[k++] = node->wake.slots[i].key;
-	pthread_mutex_unlock(&node->mutex);
+	size_t k;
+	rt_addr *addrs = addr_map_keys(node, &node->wake, &k);
 	if (addrs == NULL)
 		return PS_ENOMEM;
 	for (size_t i = 0; i < k; i++) {
