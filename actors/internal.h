@@ -61,6 +61,21 @@ _Noreturn void actors__assert_fail(const char *file, int line,
 #define ACTORS_ID_SEQUENCE_MAX ((1u << ACTORS_ID_SEQUENCE_BITS) - 1u)
 #define ACTORS_ID_TIME_BITS 41
 
+/* Index of the first of a[0..n) (ascending) that is >= v; n if none. */
+static inline uint32_t
+actors__u64_lower_bound(const uint64_t *a, uint32_t n, uint64_t v)
+{
+	uint32_t lo = 0, hi = n;
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+		if (a[mid] < v)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
 static inline uint32_t
 actors__id_partition(uint64_t id)
 {

@@ -789,15 +789,7 @@ post_key_valid(const char *key, size_t length)
 static uint32_t
 ids_position(const search_term *t, uint64_t post_id)
 {
-	uint32_t lo = 0, hi = t->count;
-	while (lo < hi) {
-		uint32_t mid = lo + (hi - lo) / 2;
-		if (t->ids[mid] < post_id)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo;
+	return actors__u64_lower_bound(t->ids, t->count, post_id);
 }
 
 static int

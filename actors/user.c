@@ -45,15 +45,7 @@
 static uint32_t
 set_lower_bound(const id_set *s, uint64_t id)
 {
-	uint32_t lo = 0, hi = s->count;
-	while (lo < hi) {
-		uint32_t mid = lo + (hi - lo) / 2;
-		if (s->ids[mid] < id)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo;
+	return actors__u64_lower_bound(s->ids, s->count, id);
 }
 
 static bool
@@ -894,15 +886,7 @@ owed_lower_bound(const push *p, uint64_t target)
 	uint32_t h = p->owed_hint;
 	if (h < p->owed_length && p->owed[h] == target)
 		return h;
-	uint32_t lo = 0, hi = p->owed_length;
-	while (lo < hi) {
-		uint32_t mid = lo + (hi - lo) / 2;
-		if (p->owed[mid] < target)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo;
+	return actors__u64_lower_bound(p->owed, p->owed_length, target);
 }
 
 /* Drops the paid entries (before an insertion out of order). */
