@@ -21,11 +21,15 @@
 #include "cluster/internal.h"
 #include "persistence/persistence.h"
 
+#include <arpa/inet.h>
 #include <inttypes.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #define ACTORS 1000000u
 #define NODES 8u
@@ -380,6 +384,49 @@ p99_us(uint64_t from, uint64_t to)
 	return v;
 }
 
+/*
+ * A loopback cluster address whose port and port + 1 (the control
+ * socket) are both free now, so runs beside other users of the
+ * machine do not meet on fixed ports.
+ */
+static bool
+port_free(int port)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	if (fd < 0)
+		return false;
+	struct sockaddr_in sa = {.sin_family = AF_INET,
+		.sin_port = htons((uint16_t)port)};
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	bool ok = bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0;
+	close(fd);
+	return ok;
+}
+
+static const char *
+bench_addr(char *buf, size_t size)
+{
+	for (int tries = 0; tries < 100; tries++) {
+		int fd = socket(AF_INET, SOCK_STREAM, 0);
+		if (fd < 0)
+			break;
+		struct sockaddr_in sa = {.sin_family = AF_INET};
+		sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		socklen_t len = sizeof sa;
+		int port = -1;
+		if (bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0 &&
+			getsockname(fd, (struct sockaddr *)&sa, &len) == 0)
+			port = ntohs(sa.sin_port);
+		close(fd);
+		if (port > 0 && port < 65535 && port_free(port + 1)) {
+			snprintf(buf, size, "127.0.0.1:%d", port);
+			return buf;
+		}
+	}
+	fprintf(stderr, "bench: no free loopback port pair\n");
+	exit(1);
+}
+
 static void
 bench_throughput(const char *root)
 {
@@ -389,14 +436,16 @@ bench_throughput(const char *root)
 	static bench_store sa, sb;
 	pthread_mutex_init(&sa.lock, NULL);
 	pthread_mutex_init(&sb.lock, NULL);
-	cl_node *a = open_bench_node(da, "127.0.0.1:17400", NULL, &sa);
-	cl_node *b = open_bench_node(db, "127.0.0.1:17410", "127.0.0.1:17400",
-		&sb);
+	char aa[32], ab[32];
+	bench_addr(aa, sizeof aa);
+	cl_node *a = open_bench_node(da, aa, NULL, &sa);
+	bench_addr(ab, sizeof ab);	/* after a holds its ports */
+	cl_node *b = open_bench_node(db, ab, aa, &sb);
 	if (cl_node_wait_joined(b, 5000) != 0) {
 		fprintf(stderr, "bench: join timed out\n");
 		exit(1);
 	}
-	cl_node_admin_add(a, "127.0.0.1:17410");
+	cl_node_admin_add(a, ab);
 	wait_settled(a, b, 30000);
 	cl_map *map = malloc(sizeof *map);
 	cl_node_map(a, map);
@@ -462,9 +511,11 @@ bench_handoff(const char *root)
 		uint64_t p = cl__rand_next(&rng) % CL_PARTITIONS;
 		bs_add(&sc, (uint64_t)i << 23 | p << 10 | (i & 1023u));
 	}
-	cl_node *c = open_bench_node(dc, "127.0.0.1:17420", NULL, &sc);
-	cl_node *d = open_bench_node(dd, "127.0.0.1:17430", "127.0.0.1:17420",
-		&sd);
+	char ac[32], ad[32];
+	bench_addr(ac, sizeof ac);
+	cl_node *c = open_bench_node(dc, ac, NULL, &sc);
+	bench_addr(ad, sizeof ad);	/* after c holds its ports */
+	cl_node *d = open_bench_node(dd, ad, ac, &sd);
 	if (cl_node_wait_joined(d, 5000) != 0)
 		exit(1);
 	pacer pc = {.from = c};
@@ -473,7 +524,7 @@ bench_handoff(const char *root)
 	cl__sleep_ms(1000);
 	uint64_t before = atomic_load(&latency_samples_n);
 	uint64_t t0 = now_us();
-	cl_node_admin_add(c, "127.0.0.1:17430");
+	cl_node_admin_add(c, ad);
 	cl_node_admin_drain(c, cl_node_id(c));
 	wait_settled(c, d, 60000);
 	uint64_t took = now_us() - t0;
@@ -661,7 +712,9 @@ bench_handoff_ps(const char *root)
 	snprintf(de, sizeof de, "%s/e", root);
 	snprintf(df, sizeof df, "%s/f", root);
 	static real_node e, f;
-	real_node_open(&e, de, "127.0.0.1:17440", NULL);
+	char ae[32], af[32];
+	bench_addr(ae, sizeof ae);
+	real_node_open(&e, de, ae, NULL);
 	/* 100,000 stored actors of 1 KiB on e (imported: fast to make) */
 	static ps_actor state;
 	memset(&state, 0x5a, sizeof state);
@@ -674,7 +727,8 @@ bench_handoff_ps(const char *root)
 			exit(1);
 	}
 	ps_store_flush(ps_node_store(e.ps));
-	real_node_open(&f, df, "127.0.0.1:17450", "127.0.0.1:17440");
+	bench_addr(af, sizeof af);	/* after e holds its ports */
+	real_node_open(&f, df, af, ae);
 	asker a = {.rt = e.rt};
 	pthread_t t;
 	atomic_store(&latency_samples_n, 0);
@@ -682,7 +736,7 @@ bench_handoff_ps(const char *root)
 	cl__sleep_ms(2000);
 	uint64_t before = atomic_load(&latency_samples_n);
 	uint64_t t0 = now_us();
-	cl_node_admin_add(e.cl, "127.0.0.1:17450");
+	cl_node_admin_add(e.cl, af);
 	cl_node_admin_drain(e.cl, cl_node_id(e.cl));
 	wait_settled(e.cl, f.cl, 120000);
 	uint64_t took = now_us() - t0;
