@@ -436,10 +436,21 @@ rt_actor *rt__registry_find(rt__shard *s, uint64_t hash, uint32_t kind,
  * there (one probe per activation instead of two). */
 rt_actor *rt__registry_find_hole(rt__shard *s, uint64_t hash, uint32_t kind,
 	uint64_t id, uint32_t *hole_out);
-/* hole from rt__registry_find_hole, or UINT32_MAX to probe. RT_ENOMEM if
- * the shard is full and could not grow. */
+/* True when inserting one more actor into s doubles it first. */
+bool rt__registry_full(const rt__shard *s);
+/* hole from rt__registry_find_hole, or UINT32_MAX to probe. When s is
+ * full it doubles first, into grown if that is not NULL (zeroed, twice
+ * s's slots, from rt__registry_slots_new; taken), so the caller can
+ * fetch that memory before it takes the lock; grown is NULL when s is
+ * not full. RT_ENOMEM if the shard is full and could not grow. */
 int rt__registry_insert_at(rt__registry *reg, rt__shard *s, uint64_t hash,
-	rt_actor *a, uint32_t hole);
+	rt_actor *a, uint32_t hole, rt__slot *grown);
+/* A zeroed slot array (slots a power of two) or NULL; no lock needed
+ * (the arena has its own). A fresh one costs page faults, and a reused
+ * one a memset: outside the shard lock, the other workers keep going. */
+rt__slot *rt__registry_slots_new(rt__registry *reg, uint32_t slots);
+void rt__registry_slots_release(rt__registry *reg, rt__slot *slots,
+	uint32_t count);
 void rt__registry_remove(rt__shard *s, uint64_t hash, rt_actor *a);
 
 /* ---- run queues and workers (scheduler.c) ----------------------------- */
@@ -721,6 +732,25 @@ rt__alloc(rt_runtime *rt, size_t bytes)
 		}
 	}
 	return rt__alloc_slow(rt, bytes);
+}
+
+/* rt__alloc when the calling worker's free list of the class can serve
+ * at once, else NULL (no refill: that may take the pool's mutex or carve
+ * a fresh chunk, whose first touch is a page fault). For allocations
+ * under a spin lock; the caller unlocks and calls rt__alloc on NULL. */
+static inline void *
+rt__alloc_cached(rt_runtime *rt, size_t bytes)
+{
+	RT_ASSERT(bytes > 0);
+	if (!RT_ALLOC_PLAIN && RT_LIKELY(bytes <= RT_ALLOC_CLASS_BYTES_MAX)) {
+		rt_worker *w = rt__current_worker(rt);
+		if (RT_LIKELY(w != NULL)) {
+			rt__free_list *list = &w->cache.lists[rt__alloc_class(bytes)];
+			if (RT_LIKELY(list->head != NULL))
+				return rt__alloc(rt, bytes);
+		}
+	}
+	return NULL;
 }
 
 /* Frees p (from rt__alloc with the same `bytes`); NULL is a no-op. */

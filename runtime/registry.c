@@ -344,13 +344,36 @@ place(rt__slot *slots, uint32_t mask, uint64_t hash, rt_actor *a)
 	slots[i].actor = a;
 }
 
+rt__slot *
+rt__registry_slots_new(rt__registry *reg, uint32_t slots)
+{
+	RT_ASSERT(slots != 0 && (slots & (slots - 1u)) == 0);
+	return slots_alloc(reg, slots);
+}
+
+void
+rt__registry_slots_release(rt__registry *reg, rt__slot *slots, uint32_t count)
+{
+	slots_free(reg, slots, count);
+}
+
+bool
+rt__registry_full(const rt__shard *s)
+{
+	return (uint64_t)(s->count + 1u) * RT_REGISTRY_LOAD_DENOMINATOR >
+		((uint64_t)s->mask + 1u) * RT_REGISTRY_LOAD_NUMERATOR;
+}
+
+/* Doubles s into `slots` (zeroed, twice s's slots; taken), or into a new
+ * array when slots is NULL. */
 static int
-shard_grow(rt__registry *reg, rt__shard *s)
+shard_grow(rt__registry *reg, rt__shard *s, rt__slot *slots)
 {
 	uint32_t capacity = (s->mask + 1u) * 2u;
 	if (capacity == 0)
 		return RT_ENOMEM;
-	rt__slot *slots = slots_alloc(reg, capacity);
+	if (slots == NULL)
+		slots = slots_alloc(reg, capacity);
 	if (slots == NULL)
 		return RT_ENOMEM;
 	uint32_t mask = capacity - 1u;
@@ -366,17 +389,18 @@ shard_grow(rt__registry *reg, rt__shard *s)
 
 int
 rt__registry_insert_at(rt__registry *reg, rt__shard *s, uint64_t hash,
-	rt_actor *a, uint32_t hole)
+	rt_actor *a, uint32_t hole, rt__slot *grown)
 {
 	RT_ASSERT(a != NULL);
 	uint64_t slots = (uint64_t)s->mask + 1u;
-	if ((uint64_t)(s->count + 1u) * RT_REGISTRY_LOAD_DENOMINATOR >
-		slots * RT_REGISTRY_LOAD_NUMERATOR) {
+	if (rt__registry_full(s)) {
 		/* Growing failed: keep going while a slot is free, else refuse. */
-		if (shard_grow(reg, s) != 0 && s->count + 1u >= slots)
+		if (shard_grow(reg, s, grown) != 0 && s->count + 1u >= slots)
 			return RT_ENOMEM;
 		if (s->mask + 1u != slots)
 			hole = UINT32_MAX; /* grown: the hole moved */
+	} else {
+		RT_ASSERT(grown == NULL);
 	}
 	if (hole == UINT32_MAX) {
 		place(s->slots, s->mask, hash, a);

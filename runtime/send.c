@@ -86,18 +86,104 @@ rt__push_internal_locked(rt_runtime *rt, rt_actor *a, rt_message *m,
 	*schedule_out = mailbox_push_locked(a, m) == 0;
 }
 
-static rt_actor *
-actor_new(rt_runtime *rt, const rt__kind *k, uint32_t kind, uint64_t id)
+static void
+actor_init(rt_runtime *rt, rt_actor *a, const rt__kind *k, uint32_t kind,
+	uint64_t id)
 {
-	rt_actor *a = rt__alloc(rt, k->actor_bytes);
-	if (a == NULL)
-		return NULL;
 	memset(a, 0, k->actor_bytes);
 	a->id = id;
 	a->kind = (uint8_t)kind;
 	atomic_store_explicit(&a->last_active_ms, rt__stamp_ms(rt),
 		memory_order_relaxed);
-	return a;
+}
+
+/*
+ * Activation under the shard lock takes only memory that is at hand: a
+ * pop from the worker's free list, and a slot array fetched beforehand
+ * when the shard must double. Anything else (a pool batch, a fresh slab
+ * or arena chunk whose first touch is a page fault, ~0.1-4 ms for a
+ * 2 MiB page here, or the memset of a reused slot array) is fetched with
+ * the lock released, then the probe is done again: with the lock held
+ * through a page fault, the other worker soon needed the same shard and
+ * spun for the rest of it.
+ */
+typedef struct spare {
+	rt_actor *actor;      /* k->actor_bytes, uninitialised, or NULL */
+	rt__slot *slots;      /* zeroed slot array of slots_count, or NULL */
+	uint32_t slots_count;
+	uint32_t slots_want;  /* set by activation_locked: fetch this many */
+	bool slots_failed;    /* a fetch failed: insert grows as it can */
+} spare;
+
+#define ACTIVATION_FETCH 1
+
+/* Under s's lock, after a miss that left hole: creates and registers
+ * (kind, id) into *out (0), or returns ACTIVATION_FETCH (the caller
+ * unlocks, calls spare_fetch and probes again) or RT_ENOMEM. */
+static int
+activation_locked(rt_runtime *rt, rt__shard *s, const rt__kind *k,
+	uint32_t kind, uint64_t id, uint64_t hash, uint32_t hole, spare *sp,
+	rt_actor **out)
+{
+	rt__slot *grown = NULL;
+	if (rt__registry_full(s) && !sp->slots_failed) {
+		uint32_t want = (s->mask + 1u) * 2u;
+		RT_ASSERT(want != 0);
+		if (sp->slots == NULL || sp->slots_count != want) {
+			sp->slots_want = want;
+			return ACTIVATION_FETCH;
+		}
+		grown = sp->slots;
+	}
+	rt_actor *a = sp->actor;
+	if (a == NULL) {
+		a = rt__alloc_cached(rt, k->actor_bytes);
+		if (a == NULL)
+			return ACTIVATION_FETCH;
+	}
+	actor_init(rt, a, k, kind, id);
+	if (rt__registry_insert_at(&rt->registry, s, hash, a, hole, grown) != 0) {
+		/* A grown array is never refused: this was a grow failing. */
+		RT_ASSERT(grown == NULL);
+		sp->actor = a; /* spare_release gives it back */
+		return RT_ENOMEM;
+	}
+	sp->actor = NULL;
+	if (grown != NULL)
+		sp->slots = NULL;
+	*out = a;
+	return 0;
+}
+
+/* With the shard unlocked: fetches what activation_locked asked for. */
+static int
+spare_fetch(rt_runtime *rt, const rt__kind *k, spare *sp)
+{
+	if (sp->slots_want != 0) {
+		if (sp->slots != NULL)
+			rt__registry_slots_release(&rt->registry, sp->slots,
+				sp->slots_count);
+		sp->slots = rt__registry_slots_new(&rt->registry, sp->slots_want);
+		sp->slots_count = sp->slots_want;
+		sp->slots_failed = sp->slots == NULL;
+		sp->slots_want = 0;
+	}
+	if (sp->actor == NULL)
+		sp->actor = rt__alloc(rt, k->actor_bytes);
+	return sp->actor == NULL ? RT_ENOMEM : 0;
+}
+
+/* With the shard unlocked: gives back what was fetched and not used. */
+static void
+spare_release(rt_runtime *rt, const rt__kind *k, spare *sp)
+{
+	if (sp->actor != NULL)
+		rt__free(rt, sp->actor, k->actor_bytes);
+	if (sp->slots != NULL)
+		rt__registry_slots_release(&rt->registry, sp->slots,
+			sp->slots_count);
+	sp->actor = NULL;
+	sp->slots = NULL;
 }
 
 static void
@@ -159,8 +245,10 @@ rt__deliver(rt_runtime *rt, rt_message *m, unsigned how)
 	uint64_t hash = rt__addr_hash(kind, id);
 	rt__shard *s = rt__registry_shard(&rt->registry, hash);
 	uint32_t hole;
+	spare sp = {0};
 	/* The slot loads while the lock is taken. */
 	rt__registry_prefetch(&rt->registry, hash);
+again:
 	rt__spin_lock(&s->lock);
 	rt_actor *a = rt__registry_find_hole(s, hash, kind, id, &hole);
 	if (a == NULL) {
@@ -172,10 +260,20 @@ rt__deliver(rt_runtime *rt, rt_message *m, unsigned how)
 			!(how & RT_DELIVER_NO_GATE) &&
 			!rt->route.may_activate(rt->route_arg, m->to)) {
 			rt__spin_unlock(&s->lock);
+			spare_release(rt, k, &sp);
 			return deliver_refused(rt, m, how);
 		}
-		a = actor_new(rt, k, kind, id);
-		if (a == NULL)
+		int rc = activation_locked(rt, s, k, kind, id, hash, hole, &sp, &a);
+		if (rc == ACTIVATION_FETCH) {
+			rt__spin_unlock(&s->lock);
+			if (spare_fetch(rt, k, &sp) != 0) {
+				spare_release(rt, k, &sp);
+				rt_message_free(rt, m);
+				return RT_ENOMEM;
+			}
+			goto again;
+		}
+		if (rc != 0)
 			goto nomem;
 		/* Spawned with its first message: no other thread can see a
 		 * before the shard unlocks, so plain stores do what the
@@ -183,11 +281,8 @@ rt__deliver(rt_runtime *rt, rt_message *m, unsigned how)
 		m->next = NULL;
 		atomic_store_explicit(&a->stack, m, memory_order_relaxed);
 		atomic_store_explicit(&a->pending, 1, memory_order_relaxed);
-		if (rt__registry_insert_at(&rt->registry, s, hash, a, hole) != 0) {
-			rt__free(rt, a, k->actor_bytes);
-			goto nomem;
-		}
 		rt__spin_unlock(&s->lock);
+		spare_release(rt, k, &sp);
 		rt__schedule(rt, a);
 		actor_created(rt, k);
 		return 0;
@@ -195,6 +290,7 @@ rt__deliver(rt_runtime *rt, rt_message *m, unsigned how)
 		atomic_load_explicit(&a->pending, memory_order_relaxed) >=
 			(int)k->mailbox_max) {
 		rt__spin_unlock(&s->lock);
+		spare_release(rt, k, &sp);
 		atomic_fetch_add_explicit(&rt->mailbox_full_total, 1,
 			memory_order_relaxed);
 		rt_message_free(rt, m);
@@ -202,15 +298,19 @@ rt__deliver(rt_runtime *rt, rt_message *m, unsigned how)
 	}
 	int old = mailbox_push_locked(a, m);
 	rt__spin_unlock(&s->lock);
+	if (RT_UNLIKELY(sp.actor != NULL || sp.slots != NULL))
+		spare_release(rt, k, &sp);
 	if (old == 0)
 		rt__schedule(rt, a);
 	return 0;
 stopped:
 	rt__spin_unlock(&s->lock);
+	spare_release(rt, k, &sp);
 	rt_message_free(rt, m);
 	return RT_ESTOPPED;
 nomem:
 	rt__spin_unlock(&s->lock);
+	spare_release(rt, k, &sp);
 	rt_message_free(rt, m);
 	return RT_ENOMEM;
 }
@@ -228,30 +328,40 @@ rt__activate(rt_runtime *rt, rt_addr addr)
 	uint64_t hash = rt__addr_hash(kind, addr.id);
 	rt__shard *s = rt__registry_shard(&rt->registry, hash);
 	uint32_t hole;
+	spare sp = {0};
+again:
 	rt__spin_lock(&s->lock);
 	if (rt__registry_find_hole(s, hash, kind, addr.id, &hole) != NULL) {
 		rt__spin_unlock(&s->lock);
+		spare_release(rt, k, &sp);
 		return 0; /* active, or its activation is already queued */
 	}
 	if (rt->has_route && rt->route.may_activate != NULL &&
 		!rt->route.may_activate(rt->route_arg, addr)) {
 		rt__spin_unlock(&s->lock);
+		spare_release(rt, k, &sp);
 		return RT_EUNAVAILABLE; /* owned elsewhere, or moving away */
 	}
-	rt_actor *a = actor_new(rt, k, kind, addr.id);
-	if (a == NULL) {
+	rt_actor *a = NULL;
+	int rc = activation_locked(rt, s, k, kind, addr.id, hash, hole, &sp, &a);
+	if (rc == ACTIVATION_FETCH) {
 		rt__spin_unlock(&s->lock);
+		if (spare_fetch(rt, k, &sp) != 0) {
+			spare_release(rt, k, &sp);
+			return RT_ENOMEM;
+		}
+		goto again;
+	}
+	if (rc != 0) {
+		rt__spin_unlock(&s->lock);
+		spare_release(rt, k, &sp);
 		return RT_ENOMEM;
 	}
 	/* No message: the token stands for one pending unit. */
 	a->local_flags |= RT_ACTOR_ACTIVATE_TOKEN;
 	atomic_store_explicit(&a->pending, 1, memory_order_relaxed);
-	if (rt__registry_insert_at(&rt->registry, s, hash, a, hole) != 0) {
-		rt__spin_unlock(&s->lock);
-		rt__free(rt, a, k->actor_bytes);
-		return RT_ENOMEM;
-	}
 	rt__spin_unlock(&s->lock);
+	spare_release(rt, k, &sp);
 	rt__schedule(rt, a);
 	actor_created(rt, k);
 	return 0;
