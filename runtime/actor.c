@@ -531,7 +531,9 @@ sample_run(rt__shard *s, uint32_t b, uint32_t now, bool *found,
 	for (uint32_t step = 0; step <= mask && s->slots[i].actor == NULL; step++)
 		i = (i + 1u) & mask;
 	/* A few actors from there: the slots are in hash order, so these are
-	 * a random sample of the shard. */
+	 * a random sample of the shard (neighbours may be one group of
+	 * consecutive ids, rt__addr_hash; eight samples still span the
+	 * registry). */
 	for (uint32_t taken = 0; taken < 4 && s->slots[i].actor != NULL; taken++) {
 		rt_actor *a = s->slots[i].actor;
 		uint32_t age = now - atomic_load_explicit(&a->last_active_ms,

@@ -399,13 +399,25 @@ typedef struct rt__registry {
 	rt__arena arena;
 } rt__registry;
 
+/* Ids that differ only in their low RT_REGISTRY_GROUP_BITS form a group:
+ * the hash mixes the rest, and the group's ids keep their low bits in
+ * the hash's, so (a shard's mask being at least 63) they share a shard
+ * and a home line of four 16-byte slots, in id order. Ids handed out in
+ * sequence (a fan-out over consecutive actors, a parent's children)
+ * then cost one registry miss per four sends instead of one each; ids
+ * far apart are placed as randomly as before. */
+#define RT_REGISTRY_GROUP_BITS 2u
+
 static inline uint64_t
 rt__addr_hash(uint32_t kind, uint64_t id)
 {
-	uint64_t x = id ^ ((uint64_t)kind << 58) ^ ((uint64_t)kind * 0x9e3779b97f4a7c15ull);
+	const uint64_t low = ((uint64_t)1 << RT_REGISTRY_GROUP_BITS) - 1u;
+	uint64_t x = (id >> RT_REGISTRY_GROUP_BITS) ^ ((uint64_t)kind << 58) ^
+		((uint64_t)kind * 0x9e3779b97f4a7c15ull);
 	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
 	x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-	return x ^ (x >> 31);
+	x ^= x >> 31;
+	return (x & ~low) | (id & low);
 }
 
 static inline rt__shard *

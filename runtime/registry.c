@@ -47,6 +47,8 @@ rt__spin_lock_slow(rt__spin *s)
 _Static_assert(RT_REGISTRY_ARENA_BYTES_MIN << (RT_REGISTRY_ARENA_ORDERS - 1u) ==
 	RT_REGISTRY_ARENA_CHUNK_BYTES, "the top order is the whole chunk");
 _Static_assert(RT_REGISTRY_ARENA_UNITS % 64u == 0, "dirty bitmap words");
+_Static_assert(RT_REGISTRY_SLOTS_INITIAL >= (1u << RT_REGISTRY_GROUP_BITS),
+	"a group of ids fits in the smallest shard");
 
 /* A free block's header, in its first bytes. */
 typedef struct arena_free {
