@@ -93,6 +93,7 @@ usage(FILE *f)
 		"  --token-key-file PATH       FLOCK_TOKEN_KEY_FILE "
 		"(DATA/token.key, made 0600)\n"
 		"  --workers N                 FLOCK_WORKERS (cores)\n"
+		"  --gateway-loops N           FLOCK_GATEWAY_LOOPS (cores, at most 16)\n"
 		"  --connections-per-ip N      FLOCK_CONNECTIONS_PER_IP (256)\n"
 		"  --rate-signup N/SECONDS     FLOCK_RATE_SIGNUP (5/1800 per IP)\n"
 		"  --rate-login N/SECONDS      FLOCK_RATE_LOGIN (25/300 per IP)\n"
@@ -203,6 +204,10 @@ apply(options *o, const char *name, const char *value)
 		return (o->token_key_file = value) ? 0 : -1;
 	if (strcmp(name, "workers") == 0)
 		return parse_u32(value, &o->workers);
+	if (strcmp(name, "gateway-loops") == 0)
+		return parse_u32(value, &o->gw.loops) == 0 && o->gw.loops >= 1 &&
+				o->gw.loops <= GW_LOOPS_MAX
+			? 0 : -1;
 	if (strcmp(name, "connections-per-ip") == 0) {
 		if (parse_u32(value, &v) < 0 || v == 0)
 			return -1;
@@ -266,7 +271,7 @@ apply(options *o, const char *name, const char *value)
 }
 
 static const char *const valued[] = {"listen", "data", "web-dir",
-	"token-key-file", "workers", "connections-per-ip", "rate-signup",
+	"token-key-file", "workers", "gateway-loops", "connections-per-ip", "rate-signup",
 	"rate-login", "rate-likes", "rate-posts", "rate-comments",
 	"rate-follows", "json-body-max", "token-ttl", "upload-url-ttl",
 	"ws-queue-max",

@@ -3,15 +3,18 @@
  * gateway/.
  *
  * Role: the protocol adapter between clients (API.md) and the social
- * domain (actors/api.h). One libwebsockets context runs on a libuv loop
- * the program owns; every domain call is asynchronous and its answer comes
- * back on that loop through the api client's notify (uv_async) and
+ * domain (actors/api.h). It serves one port from several event loops
+ * (gw_config.loops, one per core by default): the first is a libuv loop
+ * the program owns, the others run on the gateway's own threads; each
+ * has its own libwebsockets context and listen socket (SO_REUSEPORT).
+ * Every domain call is asynchronous and its answer comes back on the
+ * loop that asked, through that loop's api client notify (uv_async) and
  * api_client_poll. The gateway owns what the domain deliberately does not
  * do: HTTP routing, JSON, bearer tokens, per-IP limits (rate and
  * connections), security headers, metrics, and the WebSocket live stream.
  *
  * Invariants:
- *   - libwebsockets is called from the loop thread only;
+ *   - a libwebsockets context is called from its own loop's thread only;
  *   - every error a client sees is RFC 9457 problem+json;
  *   - every response carries the security headers;
  *   - every queue (request bodies, WebSocket frames, per-IP tables) is
@@ -96,9 +99,17 @@ typedef struct gw_config {
 	uint32_t ws_hangup_s;           /* idle seconds before hanging up */
 	uint32_t ws_queue_frames_max;   /* frames queued per socket; 4008 past */
 	uint32_t shutdown_grace_ms;     /* wait for in-flight requests */
-	uint32_t requests_in_flight_max; /* domain calls pending; 503 past */
+	uint32_t requests_in_flight_max; /* domain calls pending; 503 past
+					    (split evenly over the loops) */
 	bool log_requests;              /* one rt_log line per request */
+	uint32_t loops;                 /* event loops serving the port:
+					   0 = one per online core */
 } gw_config;
+
+/* Event loops one gateway may run (each a thread with its own lws
+ * context and listen socket on the same port): more than the cores a
+ * node has only adds switches. */
+#define GW_LOOPS_MAX 16u
 
 /* Fills cfg with the defaults documented on each field. */
 void gw_config_default(gw_config *cfg);
@@ -108,7 +119,8 @@ void gw_config_default(gw_config *cfg);
 typedef struct gw gw;
 
 /*
- * Creates the gateway on loop (borrowed; the caller runs it) over the
+ * Creates the gateway, its first event loop on loop (borrowed; the
+ * caller runs it) and cfg->loops - 1 more on threads of its own, over the
  * domain a (borrowed) and the runtime rt (borrowed, for logs and stats),
  * signing with key (copied). Starts listening before returning; the
  * bound port is gw_port. *out owned; gw_destroy after the loop is done.
@@ -126,23 +138,26 @@ uint16_t gw_port(const gw *g);
 void gw_set_ready(gw *g, bool ready);
 
 /* A callback that renders extra Prometheus lines (journal fsync
- * latency, ...) into buf; returns the bytes written. Loop thread. */
+ * latency, ...) into buf; returns the bytes written. Called on whichever
+ * loop's thread answers GET /metrics (so it must be thread-safe), never
+ * once the shutdown has begun. */
 typedef size_t (*gw_metrics_extra_callback)(void *arg, char *buf,
 	size_t size);
 void gw_set_metrics_extra(gw *g, gw_metrics_extra_callback cb, void *arg);
 
 /*
  * Begins a clean shutdown: stops accepting, lets in-flight requests finish
- * (bounded by shutdown_grace_ms), closes live streams with 1001, calls
- * done(arg) on the loop thread, then tears libwebsockets down. done is
+ * (bounded by shutdown_grace_ms), closes live streams with 1001, on
+ * every loop; when all have, calls done(arg) on the first loop's thread,
+ * then tears each loop's libwebsockets down on its thread. done is
  * where the caller stops every other thread that opens descriptors (the
  * runtime, the cluster, the journal): libwebsockets 4.1 closes its event
  * pipe twice while it is torn down, in lws_context_destroy and again in
  * the loop's close callback, so a descriptor another thread opened in
  * between would be closed under that thread (glibc aborts when it is the
  * netlink socket of a name lookup). After done, the loop has no more
- * gateway handles once it has run them closed; then gw_destroy. Loop
- * thread only.
+ * gateway handles once it has run them closed; then gw_destroy (which
+ * joins the other loops' threads). The first loop's thread only.
  */
 typedef void (*gw_stopped_callback)(void *arg);
 int gw_shutdown(gw *g, gw_stopped_callback done, void *arg);

@@ -291,7 +291,7 @@ finish_pending(gw__request *r)
 	r->pending = false;
 	gw__list_remove(&r->link);
 	gw__assert(r->g->metrics->requests_in_flight > 0);
-	r->g->metrics->requests_in_flight--;
+	gw__count(&r->g->metrics->requests_in_flight, -1);
 }
 
 /* Room taken for a rendered answer at once: a feed page of 20 posts with
@@ -462,7 +462,7 @@ begin_pending(gw__request *r)
 	gw__assert(!r->pending);
 	r->pending = true;
 	gw__list_push(&r->g->requests, &r->link);
-	r->g->metrics->requests_in_flight++;
+	gw__count(&r->g->metrics->requests_in_flight, 1);
 }
 
 /* The call did not start: undo and answer with its code. */
@@ -1041,19 +1041,41 @@ h_metrics(gw__request *r)
 	}
 	if (g->client != NULL)
 		ps.api_pending = api_client_pending(g->client);
+	/* The node's figures: every loop's counters summed. */
+	gw *first = g->first;
+	gw__metrics *sum = calloc(1, sizeof *sum);
+	gw__media_cache_stat st;
+	memset(&st, 0, sizeof st);
+	uint32_t loops = __atomic_load_n(&first->loops_started,
+		__ATOMIC_ACQUIRE);
+	for (uint32_t i = 0; i < loops && sum != NULL; i++) {
+		gw__metrics_add(sum, first->loops[i]->metrics);
+		gw__media_cache_stat one;
+		gw__media_cache_stats(first->loops[i]->media_cache, &one);
+		st.entries += one.entries;
+		st.bytes += one.bytes;
+		st.hits += one.hits;
+		st.misses += one.misses;
+		st.evictions += one.evictions;
+	}
 	char *extra = NULL;
-	if (g->metrics_extra != NULL) {
+	/* Not while stopping: the caller's parts behind the callback stop
+	 * once every loop has drained. */
+	gw_metrics_extra_callback extra_cb = g->stopping ? NULL
+		: __atomic_load_n(&first->metrics_extra, __ATOMIC_ACQUIRE);
+	if (extra_cb != NULL) {
 		extra = calloc(1, 64 * 1024);
 		if (extra != NULL)
-			g->metrics_extra(g->metrics_extra_arg, extra,
+			extra_cb(first->metrics_extra_arg, extra,
 				64 * 1024 - 1);
 	}
 	gw__body_init(&r->response, GW_METRICS_BYTES_MAX);
-	int rc = gw__metrics_render(g->metrics, &ps, extra, &r->response);
+	int rc = sum == NULL ? GW_ENOMEM
+			     : gw__metrics_render(sum, &ps, extra,
+				       &r->response);
 	free(extra);
+	free(sum);
 	if (rc == 0 && g->media_cache != NULL) {
-		gw__media_cache_stat st;
-		gw__media_cache_stats(g->media_cache, &st);
 		char lines[512];
 		int n = snprintf(lines, sizeof lines,
 			"flock_media_cache_entries %" PRIu32 "\n"
@@ -1087,7 +1109,8 @@ local_route(gw__request *r)
 			sizeof ok - 1);
 		return true;
 	case GW_ROUTE_READYZ:
-		if (r->g->ready && !r->g->stopping)
+		if (__atomic_load_n(&r->g->first->ready, __ATOMIC_RELAXED) &&
+			!r->g->stopping)
 			gw__respond_text(r, 200, "application/json", ok,
 				sizeof ok - 1);
 		else
@@ -1154,7 +1177,7 @@ rate_limit(gw__request *r, gw__rate_table *t)
 		return true;
 	snprintf(v, sizeof v, "%" PRIu64, st.retry_after_s);
 	gw__response_header(r, "Retry-After:", v);
-	r->g->metrics->rate_limited_total++;
+	gw__count(&r->g->metrics->rate_limited_total, 1);
 	r->close_after = r->has_content_length && r->content_length > 0;
 	gw__respond_problem(r, 429, "too many attempts from this address");
 	return false;

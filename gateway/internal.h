@@ -424,12 +424,12 @@ void gw__conn_table_destroy(gw__conn_table *t);
  * GW_ENOMEM when the table is full of live addresses. */
 int gw__conn_open(gw__conn_table *t, const char *ip, uint32_t *slot_out);
 /* True when one more connection from ip would be refused. */
-bool gw__conn_full(const gw__conn_table *t, const char *ip);
+bool gw__conn_full(gw__conn_table *t, const char *ip);
 /* Forgets one connection counted in slot. */
 void gw__conn_release(gw__conn_table *t, uint32_t slot);
 /* Forgets one connection from ip (which gw__conn_open counted). */
 void gw__conn_close(gw__conn_table *t, const char *ip);
-uint32_t gw__conn_count(const gw__conn_table *t, const char *ip);
+uint32_t gw__conn_count(gw__conn_table *t, const char *ip);
 
 /* ---- metrics ------------------------------------------------------------- */
 
@@ -458,8 +458,22 @@ typedef struct gw__process_stats {
 	uint32_t api_pending;
 } gw__process_stats;
 
+/* Each gateway loop has its own gw__metrics, written by that loop only
+ * and read by whichever loop renders /metrics (gw__metrics_add): every
+ * field is loaded and stored with relaxed atomics, which on the one
+ * writer costs what a plain increment does and never tears a read. */
+static inline void
+gw__count(uint64_t *counter, int64_t delta)
+{
+	__atomic_store_n(counter,
+		__atomic_load_n(counter, __ATOMIC_RELAXED) + (uint64_t)delta,
+		__ATOMIC_RELAXED);
+}
+
 void gw__metrics_observe(gw__metrics *m, gw__route_id route, int status,
 	uint64_t latency_us);
+/* Adds another loop's counters into sum (sum is the caller's own). */
+void gw__metrics_add(gw__metrics *sum, const gw__metrics *m);
 /* Bytes the Prometheus text may take (every route x status with its
  * histogram is about 600 KiB). */
 #define GW_METRICS_BYTES_MAX (4u * 1024u * 1024u)
@@ -600,7 +614,44 @@ int gw__media_cache_insert(gw__media_cache *c, const char *hash,
 void gw__media_cache_stats(const gw__media_cache *c,
 	gw__media_cache_stat *out);
 
+/*
+ * One event loop of the gateway. The node's gateway is several of these
+ * (gw_config.loops, one per core by default): each has its own thread
+ * and libuv loop (the first runs on the caller's loop), its own lws
+ * context, listen socket on the shared port (SO_REUSEPORT: the kernel
+ * spreads connections over them), api client, requests, streams,
+ * caches and metrics. What they share is behind first: the per-IP rate
+ * and connection tables (locked, limits.c), readiness, the metrics
+ * callback, and the list of loops that /metrics sums. A connection
+ * lives and dies on the loop that accepted it; nothing of one loop is
+ * touched by another loop's thread except its metrics counters (relaxed
+ * atomics, gw__count) and its control flags (control).
+ */
 struct gw {
+	gw *first;                /* loop 0: owns the shared parts */
+	uint32_t index;           /* 0 for first */
+	/* first only: every loop (loops[0] == first); loops_started counts
+	 * the ones whose fields other loops may read (release/acquire). */
+	gw *loops[GW_LOOPS_MAX];
+	uint32_t loops_count;
+	uint32_t loops_started;
+	uint32_t loops_quiesced;  /* first only: loops done draining */
+	bool quiesced;            /* this loop: drained, streams closed */
+	uv_loop_t own_loop;       /* loops after the first run this one */
+	uv_thread_t thread;
+	bool thread_started;
+	uv_sem_t started;         /* the thread's setup is done */
+	int start_rc;
+	uv_async_t control;       /* another loop asks: stop, destroy, check */
+	uint32_t control_flags;   /* CONTROL_* (lws_server.c), atomic */
+	bool control_closed;      /* under first->control_lock */
+	uv_mutex_t control_lock;  /* first's: control sends and closes */
+	int listen_fd;            /* -1 once closed */
+	uv_poll_t listen_poll;
+	bool listening;
+	unsigned char *write_buffer; /* one response turn (lws_server.c) */
+	void *vhost;              /* struct lws_vhost * adopting accepts */
+	bool stopped_called;      /* first: the caller's done ran */
 	uv_loop_t *loop;
 	rt_runtime *rt;
 	api *domain;

@@ -18,6 +18,11 @@
  * token x window_ms, refilled by capacity per elapsed ms, and one
  * request costs window_ms.
  *
+ * Thread safety: every gateway loop of the node shares the same two
+ * rate tables and the connection table (a client's connections land on
+ * any loop), so each table has a mutex held for one lookup; the loops
+ * contend only when they touch a table at the same moment.
+ *
  * What it deliberately does not do: trust X-Forwarded-For (the gateway
  * faces clients directly), share state across nodes.
  */
@@ -26,6 +31,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <uv.h>
 
 /* Slots probed per address: long enough that a table a quarter full
  * almost never has a full window, short enough to stay in a few cache
@@ -42,6 +49,7 @@ typedef struct slot {
 typedef struct table {
 	slot *slots;
 	uint32_t count; /* a power of two */
+	uv_mutex_t lock; /* held for one call: the loops share a table */
 } table;
 
 static uint64_t
@@ -66,8 +74,21 @@ table_init(table *t, uint32_t entries_max)
 	t->slots = calloc(count, sizeof *t->slots);
 	if (t->slots == NULL)
 		return GW_ENOMEM;
+	if (uv_mutex_init(&t->lock) != 0) {
+		free(t->slots);
+		t->slots = NULL;
+		return GW_ENOMEM;
+	}
 	t->count = count;
 	return 0;
+}
+
+static void
+table_fini(table *t)
+{
+	uv_mutex_destroy(&t->lock);
+	free(t->slots);
+	t->slots = NULL;
 }
 
 static slot *
@@ -114,7 +135,7 @@ gw__rate_table_destroy(gw__rate_table *t)
 {
 	if (t == NULL)
 		return;
-	free(t->t.slots);
+	table_fini(&t->t);
 	free(t);
 }
 
@@ -155,11 +176,10 @@ ceil_div(uint64_t a, uint64_t b)
 	return (a + b - 1) / b;
 }
 
-int
-gw__rate_take(gw__rate_table *rt, const char *ip, uint64_t now_ms,
+static int
+rate_take_locked(gw__rate_table *rt, const char *ip, uint64_t now_ms,
 	gw__bucket_state *state)
 {
-	gw__assert(ip != NULL);
 	slot *s = rate_slot(rt, ip, now_ms);
 	uint64_t capacity = rt->rate.capacity;
 	uint64_t full = capacity * rt->window_ms;
@@ -186,6 +206,17 @@ gw__rate_take(gw__rate_table *rt, const char *ip, uint64_t now_ms,
 	state->limit = rt->rate.capacity;
 	state->remaining = (uint32_t)(s->level / rt->window_ms);
 	state->reset_s = ceil_div(ceil_div(full - s->level, capacity), 1000);
+	return rc;
+}
+
+int
+gw__rate_take(gw__rate_table *rt, const char *ip, uint64_t now_ms,
+	gw__bucket_state *state)
+{
+	gw__assert(ip != NULL);
+	uv_mutex_lock(&rt->t.lock);
+	int rc = rate_take_locked(rt, ip, now_ms, state);
+	uv_mutex_unlock(&rt->t.lock);
 	return rc;
 }
 
@@ -218,12 +249,12 @@ gw__conn_table_destroy(gw__conn_table *t)
 {
 	if (t == NULL)
 		return;
-	free(t->t.slots);
+	table_fini(&t->t);
 	free(t);
 }
 
-int
-gw__conn_open(gw__conn_table *ct, const char *ip, uint32_t *slot_out)
+static int
+conn_open_locked(gw__conn_table *ct, const char *ip, uint32_t *slot_out)
 {
 	slot *s = table_find(&ct->t, ip);
 	if (s == NULL) {
@@ -246,35 +277,54 @@ gw__conn_open(gw__conn_table *ct, const char *ip, uint32_t *slot_out)
 	return 0;
 }
 
-bool
-gw__conn_full(const gw__conn_table *ct, const char *ip)
+int
+gw__conn_open(gw__conn_table *ct, const char *ip, uint32_t *slot_out)
 {
+	uv_mutex_lock(&ct->t.lock);
+	int rc = conn_open_locked(ct, ip, slot_out);
+	uv_mutex_unlock(&ct->t.lock);
+	return rc;
+}
+
+bool
+gw__conn_full(gw__conn_table *ct, const char *ip)
+{
+	uv_mutex_lock(&ct->t.lock);
 	slot *s = table_find(&ct->t, ip);
-	return s != NULL && s->level >= ct->per_ip_max;
+	bool full = s != NULL && s->level >= ct->per_ip_max;
+	uv_mutex_unlock(&ct->t.lock);
+	return full;
 }
 
 void
 gw__conn_release(gw__conn_table *ct, uint32_t index)
 {
 	gw__assert(index < ct->t.count);
+	uv_mutex_lock(&ct->t.lock);
 	slot *s = &ct->t.slots[index];
 	gw__assert(s->used);
 	gw__assert(s->level > 0);
 	s->level--;
+	uv_mutex_unlock(&ct->t.lock);
 }
 
 void
 gw__conn_close(gw__conn_table *ct, const char *ip)
 {
+	uv_mutex_lock(&ct->t.lock);
 	slot *s = table_find(&ct->t, ip);
 	gw__assert(s != NULL);
 	gw__assert(s->level > 0);
 	s->level--;
+	uv_mutex_unlock(&ct->t.lock);
 }
 
 uint32_t
-gw__conn_count(const gw__conn_table *ct, const char *ip)
+gw__conn_count(gw__conn_table *ct, const char *ip)
 {
+	uv_mutex_lock(&ct->t.lock);
 	slot *s = table_find(&ct->t, ip);
-	return s == NULL ? 0 : (uint32_t)s->level;
+	uint32_t n = s == NULL ? 0 : (uint32_t)s->level;
+	uv_mutex_unlock(&ct->t.lock);
+	return n;
 }

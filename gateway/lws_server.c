@@ -1,17 +1,24 @@
 /*
  * lws_server.c — the only file that includes libwebsockets.
  *
- * Role: one lws context on the program's libuv loop (LWS_SERVER_OPTION_
- * LIBUV + foreign_loops; Debian's libwebsockets-evlib-uv plugin). It
- * turns lws callbacks into gw__request / gw__ws_conn events for
- * handlers.c and stream.c, and writes their responses and frames. It also
- * owns what lws 4.1.6 as Debian builds it lacks: per-IP connection caps
- * (counted at accept, released at WSI_DESTROY), security headers on every
- * response, and the api client's wake-up (uv_async -> api_client_poll).
+ * Role: the gateway's event loops, one per core by default: the first
+ * on the program's libuv loop, the others each on a thread with its own
+ * libuv loop. Each loop has its own lws context (LWS_SERVER_OPTION_LIBUV
+ * + foreign_loops; Debian's libwebsockets-evlib-uv plugin) and its own
+ * listen socket on the shared port (SO_REUSEPORT; accepted sockets are
+ * adopted into that loop's context). It turns lws callbacks into
+ * gw__request / gw__ws_conn events for handlers.c and stream.c, and
+ * writes their responses and frames. It also owns what lws 4.1.6 as
+ * Debian builds it lacks: per-IP connection caps (checked at accept,
+ * counted when lws instantiates the connection, released at
+ * WSI_DESTROY; the table is shared by the loops), security headers on
+ * every response, and each loop's api client wake-up (uv_async ->
+ * api_client_poll).
  *
  * Invariants:
- *   - lws is only called on the loop thread; other threads reach the loop
- *     through the api client's notify (uv_async_send) only;
+ *   - a loop's lws context is only called on that loop's thread; other
+ *     threads reach a loop through its api client's notify
+ *     (uv_async_send) and its control handle (control_send) only;
  *   - a request is written only after it responded, one lws_write per
  *     writable callback; a WebSocket writes one frame per writable; the
  *     exceptions are a cached image (serve_cached_media), whose whole
@@ -30,7 +37,9 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <netdb.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,6 +56,11 @@ static_assert(LWS_PRE == GW_WS_PRE, "GW_WS_PRE must equal LWS_PRE");
 #define WRITE_CHUNK_BYTES (64u * 1024u)
 /* Room for the status line and every header we write. */
 #define HEADER_BYTES_MAX 6144u
+/* One response turn: headers and a body chunk after lws's prefix. */
+#define WRITE_BUFFER_BYTES (LWS_PRE + HEADER_BYTES_MAX + WRITE_CHUNK_BYTES)
+/* Connections taken per readable listen socket: a burst of connects is
+ * taken in a few turns without starving the loop's other sockets. */
+#define ACCEPTS_PER_WAKE_MAX 64
 /* lws header pool: one ah is held per HTTP request until it completes,
  * including while the domain answers, so it bounds concurrent requests
  * at the socket level; each costs max_http_header_data bytes while held. */
@@ -246,9 +260,9 @@ next_body_part(gw__request *r, unsigned char *dst, size_t room)
 static int
 write_response(struct lws *wsi, gw__request *r)
 {
-	static unsigned char buf[LWS_PRE + HEADER_BYTES_MAX + WRITE_CHUNK_BYTES];
+	unsigned char *buf = r->g->write_buffer;
 	unsigned char *start = buf + LWS_PRE;
-	unsigned char *end = buf + sizeof buf;
+	unsigned char *end = buf + WRITE_BUFFER_BYTES;
 	unsigned char *p = start;
 	if (!r->headers_sent) {
 		p = build_headers(wsi, r, start, start + HEADER_BYTES_MAX);
@@ -873,8 +887,8 @@ on_ws_writable(struct lws *wsi, session *s)
 			return -1;
 		uint64_t seq = f->seq;
 		gw__frame_pop(&c->queue);
-		c->g->metrics->ws_queue_frames--;
-		c->g->metrics->ws_frames_sent_total++;
+		gw__count(&c->g->metrics->ws_queue_frames, -1);
+		gw__count(&c->g->metrics->ws_frames_sent_total, 1);
 		if (seq != 0)
 			gw__stream_written(c, seq,
 				gw__frame_peek(&c->queue) == NULL);
@@ -938,18 +952,6 @@ gw__transport_ws_close_soon(gw__ws_conn *c)
 
 /* ---- connections ----------------------------------------------------------------- */
 
-static int
-on_filter_network(gw *g, const struct lws_filter_network_conn_args *args)
-{
-	char ip[GW_IP_BYTES_MAX];
-	format_address((const struct sockaddr *)&args->cli_addr, ip, sizeof ip);
-	if (g->stopping || gw__conn_full(g->conns, ip)) {
-		g->metrics->connections_refused_total++;
-		return -1;
-	}
-	return 0;
-}
-
 static void
 on_new_client(struct lws *wsi)
 {
@@ -958,12 +960,12 @@ on_new_client(struct lws *wsi)
 	peer_address(wsi, ip, sizeof ip);
 	uint32_t slot;
 	if (gw__conn_open(g->conns, ip, &slot) < 0) {
-		g->metrics->connections_refused_total++;
+		gw__count(&g->metrics->connections_refused_total, 1);
 		lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
 		return;
 	}
 	lws_set_opaque_user_data(wsi, (void *)(uintptr_t)(slot + 1u));
-	g->metrics->connections_open++;
+	gw__count(&g->metrics->connections_open, 1);
 }
 
 static void
@@ -976,7 +978,7 @@ on_wsi_destroy(struct lws *wsi)
 	lws_set_opaque_user_data(wsi, NULL);
 	gw__conn_release(g->conns, (uint32_t)(slot - 1u));
 	gw__assert(g->metrics->connections_open > 0);
-	g->metrics->connections_open--;
+	gw__count(&g->metrics->connections_open, -1);
 }
 
 /*
@@ -1010,8 +1012,6 @@ callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 {
 	session *s = user;
 	switch (reason) {
-	case LWS_CALLBACK_FILTER_NETWORK_CONNECTION:
-		return on_filter_network(gw_of(wsi), user);
 	case LWS_CALLBACK_SERVER_NEW_CLIENT_INSTANTIATED:
 		on_new_client(wsi);
 		return 0;
@@ -1106,7 +1106,7 @@ port_free(const char *host, uint16_t port)
 		in6->sin6_port = htons(port);
 		n = sizeof *in6;
 	} else {
-		return true; /* a name: let lws resolve and report */
+		return true; /* a name: the listen socket resolves and reports */
 	}
 	int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
@@ -1126,54 +1126,176 @@ lws_log_to_rt(int level, const char *line)
 		line);
 }
 
-int
-gw_create(uv_loop_t *loop, rt_runtime *rt, api *domain, const gw_key *key,
-	const gw_config *cfg, gw **out)
+/* ---- accepting ------------------------------------------------------------------------ */
+
+/*
+ * Each loop accepts on its own listen socket; all of them are bound to
+ * the same address with SO_REUSEPORT, so the kernel spreads connections
+ * over the loops. lws 4.1 cannot share a port between contexts itself
+ * (it sets SO_REUSEPORT only with several service threads, which
+ * Debian's build, LWS_MAX_SMP 1, does not have), so the gateway accepts
+ * and hands each socket to its loop's lws context (lws_adopt_socket_
+ * vhost: the same path lws's own listener takes after accept).
+ */
+static void
+listen_close(gw *g)
 {
-	gw__assert(loop != NULL);
-	gw__assert(key != NULL);
-	gw__assert(cfg != NULL);
-	gw *g = calloc(1, sizeof *g);
-	if (g == NULL)
-		return GW_ENOMEM;
-	g->loop = loop;
-	g->rt = rt;
-	g->domain = domain;
-	g->key = *key;
-	g->cfg = *cfg;
-	gw__list_init(&g->requests);
-	gw__list_init(&g->streams);
-	snprintf(g->web_dir, sizeof g->web_dir, "%s",
-		cfg->web_dir ? cfg->web_dir : "gateway/web");
-	int rc = GW_EIO;
-	if (!port_free(cfg->listen_host, cfg->listen_port)) {
-		rt_log(rt, RT_LOG_ERROR, "gateway", "%s:%u is in use",
-			cfg->listen_host, cfg->listen_port);
-		free(g);
+	if (!g->listening)
+		return;
+	g->listening = false;
+	uv_poll_stop(&g->listen_poll);
+	uv_close((uv_handle_t *)&g->listen_poll, NULL);
+	close(g->listen_fd);
+	g->listen_fd = -1;
+}
+
+static void
+on_listen_readable(uv_poll_t *handle, int status, int events)
+{
+	gw *g = handle->data;
+	(void)events;
+	if (status < 0 || !g->listening)
+		return;
+	for (int i = 0; i < ACCEPTS_PER_WAKE_MAX; i++) {
+		struct sockaddr_storage ss;
+		socklen_t n = sizeof ss;
+		int fd = accept4(g->listen_fd, (struct sockaddr *)&ss, &n,
+			SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0)
+			break; /* EAGAIN, or out of descriptors for now */
+		char ip[GW_IP_BYTES_MAX];
+		format_address((const struct sockaddr *)&ss, ip, sizeof ip);
+		if (g->stopping || gw__conn_full(g->conns, ip)) {
+			gw__count(&g->metrics->connections_refused_total, 1);
+			close(fd);
+			continue;
+		}
+		if (ss.ss_family == AF_INET || ss.ss_family == AF_INET6) {
+			int one = 1;
+			setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one,
+				sizeof one);
+		}
+		/* lws owns fd from here, also when adopting fails. */
+		lws_adopt_socket_vhost(g->vhost, fd);
+	}
+}
+
+/* Binds this loop's listen socket (SO_REUSEPORT) to the configured
+ * host and port (the first loop's port for the others) and starts
+ * accepting. 0 or GW_EIO. */
+static int
+listen_open(gw *g, uint16_t port)
+{
+	char service[8];
+	snprintf(service, sizeof service, "%u", port);
+	struct addrinfo hints, *res = NULL;
+	memset(&hints, 0, sizeof hints);
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+	if (getaddrinfo(g->cfg.listen_host, service, &hints, &res) != 0 ||
+		res == NULL)
+		return GW_EIO;
+	int fd = socket(res->ai_family,
+		SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	int one = 1;
+	bool ok = fd >= 0 &&
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) ==
+			0 &&
+		setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) ==
+			0 &&
+		bind(fd, res->ai_addr, res->ai_addrlen) == 0 &&
+		listen(fd, SOMAXCONN) == 0;
+	freeaddrinfo(res);
+	struct sockaddr_storage ss;
+	socklen_t n = sizeof ss;
+	if (ok && getsockname(fd, (struct sockaddr *)&ss, &n) == 0)
+		port = ntohs(ss.ss_family == AF_INET6
+				? ((struct sockaddr_in6 *)&ss)->sin6_port
+				: ((struct sockaddr_in *)&ss)->sin_port);
+	else
+		ok = false;
+	if (ok && uv_poll_init(g->loop, &g->listen_poll, fd) != 0)
+		ok = false;
+	if (!ok) {
+		if (fd >= 0)
+			close(fd);
 		return GW_EIO;
 	}
-	rc = GW_ENOMEM;
-	g->metrics = calloc(1, sizeof *g->metrics);
-	if (g->metrics == NULL)
-		goto fail;
-	if (gw__media_cache_create(GW_MEDIA_CACHE_BYTES_MAX, &g->media_cache) <
-			0 ||
-		gw__rate_table_create(cfg->rate_signup, GW_LIMIT_ENTRIES_MAX,
-		    &g->rate_signup) < 0 ||
-		gw__rate_table_create(cfg->rate_login, GW_LIMIT_ENTRIES_MAX,
-			&g->rate_login) < 0 ||
-		gw__conn_table_create(cfg->connections_per_ip_max,
-			GW_LIMIT_ENTRIES_MAX, &g->conns) < 0 ||
-		gw__json_cache_create(&g->json_cache) < 0 ||
-		gw__token_cache_create(&g->tokens) < 0)
-		goto fail;
-	if (domain != NULL && api_client_create(domain, notify_from_any_thread,
-				      g, &g->client) != 0)
-		goto fail;
-	rc = GW_EIO;
+	g->listen_poll.data = g;
+	g->listen_fd = fd;
+	g->listening = true;
+	g->port = port;
+	uv_poll_start(&g->listen_poll, UV_READABLE, on_listen_readable);
+	return 0;
+}
+
+/* ---- one loop ------------------------------------------------------------------------ */
+
+enum {
+	CONTROL_STOP = 1u,    /* begin the shutdown on that loop */
+	CONTROL_CHECK = 2u,   /* first: another loop quiesced */
+	CONTROL_DESTROY = 4u, /* tear that loop's lws context down */
+};
+
+static void begin_stop(gw *g);
+static void loop_free(gw *g);
+static void check_quiesced(gw *first);
+static void loop_close(gw *g);
+
+/* Any thread: asks loop to act on flag on its own thread. Under the
+ * first's control_lock, so a loop that sends after the receiver closed
+ * its control handle (the last CHECK racing the first's teardown) sends
+ * nothing instead of waking a closed handle. */
+static void
+control_send(gw *loop, uint32_t flag)
+{
+	uv_mutex_lock(&loop->first->control_lock);
+	if (!loop->control_closed) {
+		__atomic_fetch_or(&loop->control_flags, flag,
+			__ATOMIC_ACQ_REL);
+		uv_async_send(&loop->control);
+	}
+	uv_mutex_unlock(&loop->first->control_lock);
+}
+
+static void
+control_close(gw *g)
+{
+	uv_mutex_lock(&g->first->control_lock);
+	g->control_closed = true;
+	uv_close((uv_handle_t *)&g->control, NULL);
+	uv_mutex_unlock(&g->first->control_lock);
+}
+
+static void
+control_callback(uv_async_t *handle)
+{
+	gw *g = handle->data;
+	uint32_t flags = __atomic_exchange_n(&g->control_flags, 0,
+		__ATOMIC_ACQ_REL);
+	if (flags & CONTROL_STOP)
+		begin_stop(g);
+	if ((flags & CONTROL_CHECK) && g == g->first)
+		check_quiesced(g);
+	if (flags & CONTROL_DESTROY)
+		loop_close(g);
+}
+
+/* The handles and the lws context of one loop, on that loop's thread.
+ * port is where to listen (0: the configured port, the first loop). */
+static int
+loop_open(gw *g, uv_loop_t *loop, uint16_t port)
+{
+	g->loop = loop;
+	if (g->domain != NULL && api_client_create(g->domain,
+				     notify_from_any_thread, g, &g->client) != 0)
+		return GW_ENOMEM;
 	if (uv_async_init(loop, &g->async, async_callback) != 0)
-		goto fail;
+		return GW_EIO;
 	g->async.data = g;
+	uv_async_init(loop, &g->control, control_callback);
+	g->control.data = g;
 	uv_timer_init(loop, &g->shutdown_timer);
 	g->shutdown_timer.data = g;
 	uv_timer_init(loop, &g->ping_timer);
@@ -1182,20 +1304,18 @@ gw_create(uv_loop_t *loop, rt_runtime *rt, api *domain, const gw_key *key,
 	uv_timer_start(&g->ping_timer, ping_sweep, 1000, 1000);
 	g->handles_open = true;
 
-	lws_set_log_level(LLL_ERR | LLL_WARN, lws_log_to_rt);
 	/* No lws validity timers: ping_sweep does pings and hangups. */
 	static const lws_retry_bo_t retry = {0};
 	void *foreign_loops[1] = {loop};
 	struct lws_context_creation_info info;
 	memset(&info, 0, sizeof info);
-	info.port = cfg->listen_port;
-	info.iface = cfg->listen_host;
+	/* A server vhost without a listener: accepts are adopted. */
+	info.port = CONTEXT_PORT_NO_LISTEN_SERVER;
 	info.protocols = protocols;
 	/* Not-HTTP first lines come to on_raw_rx instead of lws's HTML. */
 	info.options = LWS_SERVER_OPTION_LIBUV |
-		LWS_SERVER_OPTION_FALLBACK_TO_APPLY_LISTEN_ACCEPT_CONFIG;
-	if (cfg->listen_host != NULL && strchr(cfg->listen_host, ':') == NULL)
-		info.options |= LWS_SERVER_OPTION_DISABLE_IPV6;
+		LWS_SERVER_OPTION_FALLBACK_TO_APPLY_LISTEN_ACCEPT_CONFIG |
+		LWS_SERVER_OPTION_DISABLE_IPV6;
 	info.foreign_loops = foreign_loops;
 	info.user = g;
 	info.retry_and_idle_policy = &retry;
@@ -1205,81 +1325,325 @@ gw_create(uv_loop_t *loop, rt_runtime *rt, api *domain, const gw_key *key,
 	info.timeout_secs = 30;
 	info.vhost_name = "flock";
 	/* With a foreign loop the context finishes dying on the loop; lws
-	 * clears this pointer when it has, and gw_destroy completes it
+	 * clears this pointer when it has, and the loop's end completes it
 	 * otherwise (as lws's foreign-loop example does). */
 	info.pcontext = (struct lws_context **)&g->context_alive;
 	struct lws_context *context = lws_create_context(&info);
 	if (context == NULL)
-		goto fail;
+		return GW_EIO;
 	g->context = context;
 	g->context_alive = context;
-	struct lws_vhost *vh = lws_get_vhost_by_name(context, "flock");
-	g->port = vh ? (uint16_t)lws_get_vhost_listen_port(vh) : 0;
-	if (g->port == 0) {
-		rt_log(rt, RT_LOG_ERROR, "gateway",
-			"could not listen on %s:%u", cfg->listen_host,
-			cfg->listen_port);
-		goto fail;
+	g->vhost = lws_get_vhost_by_name(context, "flock");
+	if (g->vhost == NULL || listen_open(g, port) != 0) {
+		rt_log(g->rt, RT_LOG_ERROR, "gateway",
+			"could not listen on %s:%u", g->cfg.listen_host,
+			port != 0 ? port : g->cfg.listen_port);
+		return GW_EIO;
 	}
-	*out = g;
 	return 0;
-fail:
+}
+
+/* Undoes a loop_open that failed part way. A failed lws context may
+ * leave handles on the loop whose callbacks lived in the plugin it
+ * unloaded: that loop is not run again (flockd exits). */
+static void
+loop_open_failed(gw *g)
+{
+	listen_close(g);
 	if (g->context != NULL)
 		lws_context_destroy(g->context);
 	g->context = NULL;
 	g->context_alive = NULL;
 	if (g->handles_open) {
-		/* A failed lws context may leave handles on the loop whose
-		 * callbacks lived in the plugin it unloaded: the caller must
-		 * not run this loop again (flockd exits). */
 		uv_close((uv_handle_t *)&g->async, NULL);
+		control_close(g);
 		uv_close((uv_handle_t *)&g->shutdown_timer, NULL);
 		uv_close((uv_handle_t *)&g->ping_timer, NULL);
 		g->handles_open = false;
 	}
-	gw_destroy(g);
-	return rc;
 }
 
-uint16_t
-gw_port(const gw *g)
-{
-	return g->port;
-}
-
-void
-gw_set_ready(gw *g, bool ready)
-{
-	g->ready = ready;
-}
-
-void
-gw_set_metrics_extra(gw *g, gw_metrics_extra_callback cb, void *arg)
-{
-	g->metrics_extra = cb;
-	g->metrics_extra_arg = arg;
-}
-
+/* Tears the loop's lws context down and closes its handles; its libuv
+ * loop then runs out. On the loop's thread. */
 static void
-finish_shutdown(gw *g)
+loop_close(gw *g)
 {
 	uv_timer_stop(&g->shutdown_timer);
-	/* First: the caller stops the threads that open descriptors before
-	 * lws closes its event pipe twice (gateway.h, gw_shutdown). */
-	gw_stopped_callback stopped = g->stopped;
-	g->stopped = NULL;
-	if (stopped != NULL)
-		stopped(g->stopped_arg);
+	listen_close(g);
 	if (g->context != NULL) {
 		lws_context_destroy(g->context);
 		g->context = NULL;
 	}
 	if (g->handles_open) {
 		uv_close((uv_handle_t *)&g->async, NULL);
+		control_close(g);
 		uv_close((uv_handle_t *)&g->shutdown_timer, NULL);
 		uv_close((uv_handle_t *)&g->ping_timer, NULL);
 		g->handles_open = false;
 	}
+}
+
+/* The thread of a loop after the first: opens it, says so, runs it
+ * until its handles are closed (loop_close), finishes lws's teardown. */
+static void
+loop_thread(void *arg)
+{
+	gw *g = arg;
+	int rc = GW_EIO;
+	if (uv_loop_init(&g->own_loop) == 0) {
+		rc = loop_open(g, &g->own_loop, g->first->port);
+		if (rc != 0)
+			loop_open_failed(g);
+	}
+	g->start_rc = rc;
+	uv_sem_post(&g->started);
+	if (rc != 0)
+		return;
+	uv_run(&g->own_loop, UV_RUN_DEFAULT);
+	if (g->context_alive != NULL)
+		lws_context_destroy(g->context_alive);
+	g->context_alive = NULL;
+	uv_run(&g->own_loop, UV_RUN_NOWAIT);
+	uv_loop_close(&g->own_loop);
+}
+
+/* A loop's memory and its tables (the shared ones with the first). */
+static gw *
+loop_alloc(gw *first, uint32_t index, uint32_t count, rt_runtime *rt,
+	api *domain, const gw_key *key, const gw_config *cfg)
+{
+	gw *g = calloc(1, sizeof *g);
+	if (g == NULL)
+		return NULL;
+	g->first = first != NULL ? first : g;
+	g->index = index;
+	g->rt = rt;
+	g->domain = domain;
+	g->key = *key;
+	g->cfg = *cfg;
+	/* The node-wide bound, split over the loops. */
+	g->cfg.requests_in_flight_max =
+		(cfg->requests_in_flight_max + count - 1) / count;
+	g->listen_fd = -1;
+	if (uv_mutex_init(&g->control_lock) != 0) {
+		free(g);
+		return NULL;
+	}
+	gw__list_init(&g->requests);
+	gw__list_init(&g->streams);
+	snprintf(g->web_dir, sizeof g->web_dir, "%s",
+		cfg->web_dir ? cfg->web_dir : "gateway/web");
+	g->metrics = calloc(1, sizeof *g->metrics);
+	g->write_buffer = malloc(WRITE_BUFFER_BYTES);
+	if (g->metrics == NULL || g->write_buffer == NULL ||
+		gw__media_cache_create(GW_MEDIA_CACHE_BYTES_MAX / count,
+			&g->media_cache) < 0 ||
+		gw__json_cache_create(&g->json_cache) < 0 ||
+		gw__token_cache_create(&g->tokens) < 0)
+		goto fail;
+	if (first == NULL) {
+		if (gw__rate_table_create(cfg->rate_signup,
+			    GW_LIMIT_ENTRIES_MAX, &g->rate_signup) < 0 ||
+			gw__rate_table_create(cfg->rate_login,
+				GW_LIMIT_ENTRIES_MAX, &g->rate_login) < 0 ||
+			gw__conn_table_create(cfg->connections_per_ip_max,
+				GW_LIMIT_ENTRIES_MAX, &g->conns) < 0)
+			goto fail;
+	} else {
+		g->rate_signup = first->rate_signup;
+		g->rate_login = first->rate_login;
+		g->conns = first->conns;
+	}
+	return g;
+fail:
+	g->first = g; /* frees its own tables only */
+	if (first != NULL) {
+		g->rate_signup = NULL;
+		g->rate_login = NULL;
+		g->conns = NULL;
+	}
+	loop_free(g);
+	return NULL;
+}
+
+static void
+loop_free(gw *g)
+{
+	gw__assert(g->context == NULL);
+	if (g->context_alive != NULL)
+		lws_context_destroy(g->context_alive);
+	g->context_alive = NULL;
+	/* Requests the domain never answered: the client is gone, and after
+	 * api_client_destroy no callback can name them. */
+	if (g->client != NULL) {
+		api_client_destroy(g->client);
+		g->client = NULL;
+	}
+	while (!gw__list_empty(&g->requests)) {
+		gw__request *r = gw__container_of(g->requests.next,
+			gw__request, link);
+		gw__list_remove(&r->link);
+		r->pending = false;
+		gw__request_free(r);
+	}
+	if (g->first == g) {
+		gw__rate_table_destroy(g->rate_signup);
+		gw__rate_table_destroy(g->rate_login);
+		gw__conn_table_destroy(g->conns);
+	}
+	gw__media_cache_destroy(g->media_cache);
+	gw__json_cache_destroy(g->json_cache);
+	gw__token_cache_destroy(g->tokens);
+	free(g->write_buffer);
+	free(g->metrics);
+	uv_mutex_destroy(&g->control_lock);
+	free(g);
+}
+
+/* Event loops for cfg: as asked, else one per core the process may use. */
+static uint32_t
+loops_wanted(const gw_config *cfg)
+{
+	uint32_t n = cfg->loops;
+	if (n == 0)
+		n = (uint32_t)uv_available_parallelism();
+	if (n < 1)
+		n = 1;
+	if (n > GW_LOOPS_MAX)
+		n = GW_LOOPS_MAX;
+	return n;
+}
+
+/* Starts loop index on its own thread and waits until it listens. */
+static int
+loop_start(gw *first, uint32_t index)
+{
+	gw *g = loop_alloc(first, index, first->loops_count, first->rt,
+		first->domain, &first->key, &first->cfg);
+	if (g == NULL)
+		return GW_ENOMEM;
+	/* The per-loop split was already applied to first's copy. */
+	g->cfg.requests_in_flight_max = first->cfg.requests_in_flight_max;
+	if (uv_sem_init(&g->started, 0) != 0) {
+		loop_free(g);
+		return GW_ENOMEM;
+	}
+	if (uv_thread_create(&g->thread, loop_thread, g) != 0) {
+		uv_sem_destroy(&g->started);
+		loop_free(g);
+		return GW_ENOMEM;
+	}
+	g->thread_started = true;
+	uv_sem_wait(&g->started);
+	uv_sem_destroy(&g->started);
+	first->loops[index] = g;
+	if (g->start_rc != 0)
+		return g->start_rc;
+	__atomic_store_n(&first->loops_started, index + 1, __ATOMIC_RELEASE);
+	return 0;
+}
+
+int
+gw_create(uv_loop_t *loop, rt_runtime *rt, api *domain, const gw_key *key,
+	const gw_config *cfg, gw **out)
+{
+	gw__assert(loop != NULL);
+	gw__assert(key != NULL);
+	gw__assert(cfg != NULL);
+	if (!port_free(cfg->listen_host, cfg->listen_port)) {
+		rt_log(rt, RT_LOG_ERROR, "gateway", "%s:%u is in use",
+			cfg->listen_host, cfg->listen_port);
+		return GW_EIO;
+	}
+	uint32_t count = loops_wanted(cfg);
+	gw *g = loop_alloc(NULL, 0, count, rt, domain, key, cfg);
+	if (g == NULL)
+		return GW_ENOMEM;
+	g->loops_count = count;
+	g->loops[0] = g;
+	lws_set_log_level(LLL_ERR | LLL_WARN, lws_log_to_rt);
+	int rc = loop_open(g, loop, cfg->listen_port);
+	if (rc != 0) {
+		loop_open_failed(g);
+		gw_destroy(g);
+		return rc;
+	}
+	__atomic_store_n(&g->loops_started, 1, __ATOMIC_RELEASE);
+	for (uint32_t i = 1; i < count && rc == 0; i++)
+		rc = loop_start(g, i);
+	if (rc != 0) {
+		/* The loops that started close on their threads (gw_destroy
+		 * joins them); the first's loop is not run again. */
+		for (uint32_t i = 1; i < count; i++)
+			if (g->loops[i] != NULL && g->loops[i]->start_rc == 0)
+				control_send(g->loops[i], CONTROL_DESTROY);
+		loop_close(g);
+		gw_destroy(g);
+		return rc;
+	}
+	*out = g;
+	return 0;
+}
+
+uint16_t
+gw_port(const gw *g)
+{
+	return g->first->port;
+}
+
+void
+gw_set_ready(gw *g, bool ready)
+{
+	__atomic_store_n(&g->first->ready, ready, __ATOMIC_RELAXED);
+}
+
+void
+gw_set_metrics_extra(gw *g, gw_metrics_extra_callback cb, void *arg)
+{
+	gw *first = g->first;
+	first->metrics_extra_arg = arg;
+	__atomic_store_n(&first->metrics_extra, cb, __ATOMIC_RELEASE);
+}
+
+/* ---- shutdown ----------------------------------------------------------------------- */
+
+/*
+ * Every loop stops accepting, drains its requests and closes its
+ * streams on its own (shutdown_tick), then says it has quiesced. When
+ * all have, the first calls the caller's done (which stops the threads
+ * that open descriptors: lws 4.1 closes its event pipe twice at
+ * teardown) and only then tells each loop to destroy its lws context.
+ */
+static void
+loop_quiesced(gw *g)
+{
+	uv_timer_stop(&g->shutdown_timer);
+	g->quiesced = true;
+	gw *first = g->first;
+	if (g == first) {
+		check_quiesced(first);
+		return;
+	}
+	__atomic_add_fetch(&first->loops_quiesced, 1, __ATOMIC_ACQ_REL);
+	control_send(first, CONTROL_CHECK);
+}
+
+static void
+check_quiesced(gw *first)
+{
+	gw__assert(first->first == first);
+	if (!first->quiesced || first->stopped_called ||
+		__atomic_load_n(&first->loops_quiesced, __ATOMIC_ACQUIRE) <
+			first->loops_count - 1)
+		return;
+	first->stopped_called = true;
+	gw_stopped_callback stopped = first->stopped;
+	first->stopped = NULL;
+	if (stopped != NULL)
+		stopped(first->stopped_arg);
+	for (uint32_t i = 1; i < first->loops_count; i++)
+		control_send(first->loops[i], CONTROL_DESTROY);
+	loop_close(first);
 }
 
 static void
@@ -1290,6 +1654,8 @@ shutdown_tick(uv_timer_t *t)
 	uint64_t elapsed = now - g->shutdown_started_ms;
 	bool drained = gw__list_empty(&g->requests);
 	bool grace_over = elapsed >= g->cfg.shutdown_grace_ms;
+	if (g->quiesced)
+		return;
 	if (!g->streams_closing && (drained || grace_over)) {
 		g->streams_closing = true;
 		g->shutdown_started_ms = now; /* the close phase's clock */
@@ -1308,24 +1674,37 @@ shutdown_tick(uv_timer_t *t)
 	if (g->streams_closing &&
 		(gw__list_empty(&g->streams) || elapsed >= SHUTDOWN_CLOSE_MS)) {
 		g->streams_closing = false;
-		finish_shutdown(g);
+		loop_quiesced(g);
 	}
+}
+
+/* On the loop's thread: no more accepts, then the drain. */
+static void
+begin_stop(gw *g)
+{
+	if (g->stopping)
+		return;
+	g->stopping = true;
+	listen_close(g);
+	g->shutdown_started_ms = gw__now_us() / 1000;
+	uv_timer_start(&g->shutdown_timer, shutdown_tick, 0, SHUTDOWN_TICK_MS);
 }
 
 int
 gw_shutdown(gw *g, gw_stopped_callback done, void *arg)
 {
+	gw__assert(g->first == g);
 	if (g->stopping)
 		return GW_ESTATE;
-	g->stopping = true;
-	g->ready = false;
+	__atomic_store_n(&g->ready, false, __ATOMIC_RELAXED);
 	g->stopped = done;
 	g->stopped_arg = arg;
-	g->shutdown_started_ms = gw__now_us() / 1000;
 	rt_log(g->rt, RT_LOG_INFO, "gateway",
 		"shutting down: no new connections, %s in flight",
 		gw__list_empty(&g->requests) ? "nothing" : "requests");
-	uv_timer_start(&g->shutdown_timer, shutdown_tick, 0, SHUTDOWN_TICK_MS);
+	begin_stop(g);
+	for (uint32_t i = 1; i < g->loops_count; i++)
+		control_send(g->loops[i], CONTROL_STOP);
 	return 0;
 }
 
@@ -1334,29 +1713,15 @@ gw_destroy(gw *g)
 {
 	if (g == NULL)
 		return;
-	gw__assert(g->context == NULL);
-	if (g->context_alive != NULL)
-		lws_context_destroy(g->context_alive);
-	g->context_alive = NULL;
-	/* Requests the domain never answered: the client is gone, and after
-	 * api_client_destroy no callback can name them. */
-	if (g->client != NULL) {
-		api_client_destroy(g->client);
-		g->client = NULL;
+	gw__assert(g->first == g);
+	for (uint32_t i = g->loops_count; i-- > 1;) {
+		gw *loop = g->loops[i];
+		if (loop == NULL)
+			continue;
+		if (loop->thread_started)
+			uv_thread_join(&loop->thread);
+		loop_free(loop);
+		g->loops[i] = NULL;
 	}
-	while (!gw__list_empty(&g->requests)) {
-		gw__request *r = gw__container_of(g->requests.next,
-			gw__request, link);
-		gw__list_remove(&r->link);
-		r->pending = false;
-		gw__request_free(r);
-	}
-	gw__rate_table_destroy(g->rate_signup);
-	gw__rate_table_destroy(g->rate_login);
-	gw__conn_table_destroy(g->conns);
-	gw__media_cache_destroy(g->media_cache);
-	gw__json_cache_destroy(g->json_cache);
-	gw__token_cache_destroy(g->tokens);
-	free(g->metrics);
-	free(g);
+	loop_free(g);
 }

@@ -33,6 +33,10 @@
  * entries, thumbnails of ~1 KB at most 65,536: chains stay short. */
 #define MEDIA_CACHE_BUCKETS 8192u
 
+/* The counters are written by the cache's own loop and read by any loop
+ * rendering /metrics (gw__media_cache_stats): relaxed atomic stores. */
+#define STAT_SET(field, value) __atomic_store_n(&(field), (value), __ATOMIC_RELAXED)
+
 struct gw__media_cache {
 	size_t bytes_max;
 	size_t bytes_used;
@@ -87,8 +91,8 @@ entry_unlink(gw__media_cache *c, gw__media_entry *e)
 	gw__list_remove(&e->lru);
 	gw__assert(c->bytes_used >= entry_cost(e));
 	gw__assert(c->entries > 0);
-	c->bytes_used -= entry_cost(e);
-	c->entries--;
+	STAT_SET(c->bytes_used, c->bytes_used - entry_cost(e));
+	STAT_SET(c->entries, c->entries - 1);
 }
 
 void
@@ -134,14 +138,14 @@ gw__media_cache_find(gw__media_cache *c, const char *key, size_t length)
 	gw__media_entry *e = length < GW_MEDIA_KEY_BYTES_MAX ?
 		lookup(c, key, length) : NULL;
 	if (e == NULL) {
-		c->misses++;
+		STAT_SET(c->misses, c->misses + 1);
 		return NULL;
 	}
 	if (c->lru.next != &e->lru) {
 		gw__list_remove(&e->lru);
 		push_front(c, e);
 	}
-	c->hits++;
+	STAT_SET(c->hits, c->hits + 1);
 	return e;
 }
 
@@ -226,15 +230,15 @@ gw__media_cache_insert(gw__media_cache *c, const char *hash,
 			gw__media_entry, lru);
 		entry_unlink(c, old);
 		free(old);
-		c->evictions++;
+		STAT_SET(c->evictions, c->evictions + 1);
 	}
 	gw__media_entry **bucket =
 		&c->buckets[e->key_hash & (MEDIA_CACHE_BUCKETS - 1)];
 	e->next = *bucket;
 	*bucket = e;
 	push_front(c, e);
-	c->bytes_used += entry_cost(e);
-	c->entries++;
+	STAT_SET(c->bytes_used, c->bytes_used + entry_cost(e));
+	STAT_SET(c->entries, c->entries + 1);
 	gw__assert(c->bytes_used <= c->bytes_max);
 	*out = e;
 	return 0;
@@ -246,9 +250,9 @@ gw__media_cache_stats(const gw__media_cache *c, gw__media_cache_stat *out)
 	memset(out, 0, sizeof *out);
 	if (c == NULL)
 		return;
-	out->entries = c->entries;
-	out->bytes = c->bytes_used;
-	out->hits = c->hits;
-	out->misses = c->misses;
-	out->evictions = c->evictions;
+	out->entries = __atomic_load_n(&c->entries, __ATOMIC_RELAXED);
+	out->bytes = __atomic_load_n(&c->bytes_used, __ATOMIC_RELAXED);
+	out->hits = __atomic_load_n(&c->hits, __ATOMIC_RELAXED);
+	out->misses = __atomic_load_n(&c->misses, __ATOMIC_RELAXED);
+	out->evictions = __atomic_load_n(&c->evictions, __ATOMIC_RELAXED);
 }

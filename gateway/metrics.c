@@ -44,14 +44,30 @@ gw__metrics_observe(gw__metrics *m, gw__route_id route, int status,
 {
 	gw__assert((unsigned)route < GW_ROUTE_COUNT);
 	int s = status_slot(status);
-	m->requests[route][s]++;
-	m->latency_sum_us[route][s] += latency_us;
+	gw__count(&m->requests[route][s], 1);
+	gw__count(&m->latency_sum_us[route][s], (int64_t)latency_us);
 	for (int b = 0; b < GW_LATENCY_BUCKETS; b++) {
 		if (latency_us <= latency_bounds_us[b]) {
-			m->latency_buckets[route][s][b]++;
+			gw__count(&m->latency_buckets[route][s][b], 1);
 			break;
 		}
 	}
+}
+
+static void
+add_all(uint64_t *sum, const uint64_t *from, size_t count)
+{
+	for (size_t i = 0; i < count; i++)
+		sum[i] += __atomic_load_n(&from[i], __ATOMIC_RELAXED);
+}
+
+void
+gw__metrics_add(gw__metrics *sum, const gw__metrics *m)
+{
+	static_assert(sizeof(gw__metrics) % sizeof(uint64_t) == 0,
+		"gw__metrics is an array of counters");
+	add_all((uint64_t *)sum, (const uint64_t *)m,
+		sizeof(gw__metrics) / sizeof(uint64_t));
 }
 
 static int

@@ -30,7 +30,7 @@ close_with(gw__ws_conn *c, uint16_t code)
 		return;
 	c->close_code = code;
 	if (code == GW_WS_CLOSE_SLOW)
-		c->g->metrics->ws_closed_slow_total++;
+		gw__count(&c->g->metrics->ws_closed_slow_total, 1);
 	/* The close frame goes out when the socket drains; a reader that
 	 * never drains is dropped after GW_WS_CLOSE_WAIT_S. */
 	gw__transport_ws_close_soon(c);
@@ -75,7 +75,7 @@ stream_event(void *arg, const api_event *ev)
 		close_with(c, 1011);
 		return;
 	}
-	c->g->metrics->ws_queue_frames++;
+	gw__count(&c->g->metrics->ws_queue_frames, 1);
 	if (before == 0)
 		gw__transport_ws_wake(c);
 }
@@ -95,7 +95,7 @@ gw__stream_open(gw__ws_conn *c)
 		return rc;
 	}
 	gw__list_push(&c->g->streams, &c->link);
-	c->g->metrics->ws_open++;
+	gw__count(&c->g->metrics->ws_open, 1);
 	return 0;
 }
 
@@ -147,10 +147,10 @@ gw__stream_closed(gw__ws_conn *c)
 		c->stream = NULL;
 		gw__list_remove(&c->link);
 		gw__assert(g->metrics->ws_open > 0);
-		g->metrics->ws_open--;
+		gw__count(&g->metrics->ws_open, -1);
 	}
 	gw__assert(g->metrics->ws_queue_frames >= c->queue.frames);
-	g->metrics->ws_queue_frames -= c->queue.frames;
+	gw__count(&g->metrics->ws_queue_frames, -(int64_t)(c->queue.frames));
 	gw__frame_clear(&c->queue);
 	free(c->rx);
 	c->rx = NULL;

@@ -5,7 +5,11 @@ Retry-After, RateLimit-Policy and RateLimit; the domain's per-user like
 bucket answers 429 with Retry-After; an Idempotency-Key replays the first
 response for the same body and is 422 for another body; a client address
 past its connection cap is refused at accept and admitted again when one
-of its sockets closes; a token past its expiry is 401.
+of its sockets closes; a token past its expiry is 401. The node serves
+from four event loops (--gateway-loops 4): each connection lands on any
+of them, so the per-IP buckets and the connection cap hold across loops,
+/metrics sums every loop's counters, and a node with three loops stops
+cleanly.
 """
 import socket
 import time
@@ -16,7 +20,8 @@ from flocklib import Node, check, png_bytes, run
 def main(args, nodes):
     node = Node(args.flockd, extra=["--rate-signup", "3/60", "--rate-login", "4/60",
                                     "--rate-likes", "2/60",
-                                    "--connections-per-ip", "6"]).start()
+                                    "--connections-per-ip", "6",
+                                    "--gateway-loops", "4"]).start()
     nodes.append(node)
     _, alice = node.signup("alice")
     node.signup("bob")
@@ -72,10 +77,16 @@ def main(args, nodes):
         s.close()
     time.sleep(0.3)
     st, _, metrics = node.request("GET", "/metrics")
-    check(b"flock_connections_refused_total" in metrics, "refusals counted")
+    check(b"flock_connections_refused_total 1\n" in metrics,
+          "the refusal counted once: %r" % metrics[-2000:])
+    # Every loop's requests summed: the signups, logins and the rest.
+    signups = [l for l in metrics.split(b"\n")
+               if l.startswith(b'flock_http_requests_total{route="/v1/signup"')]
+    check(sum(int(l.split()[-1]) for l in signups) == 4,
+          "four signups counted over the loops: %r" % signups)
 
     # Expiry: a node whose tokens live one second.
-    short = Node(args.flockd, extra=["--token-ttl", "1"]).start()
+    short = Node(args.flockd, extra=["--token-ttl", "1", "--gateway-loops", "3"]).start()
     nodes.append(short)
     _, tok = short.signup("erin")
     short.expect(200, "GET", "/v1/users/erin", token=tok)
