@@ -425,6 +425,10 @@ void gw__conn_table_destroy(gw__conn_table *t);
 int gw__conn_open(gw__conn_table *t, const char *ip, uint32_t *slot_out);
 /* True when one more connection from ip would be refused. */
 bool gw__conn_full(gw__conn_table *t, const char *ip);
+/* The address of a connection counted in slot (its count keeps the
+ * slot's address): what getpeername would say, without the call. */
+void gw__conn_address(gw__conn_table *t, uint32_t slot, char *out,
+	size_t size);
 /* Forgets one connection counted in slot. */
 void gw__conn_release(gw__conn_table *t, uint32_t slot);
 /* Forgets one connection from ip (which gw__conn_open counted). */

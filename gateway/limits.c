@@ -319,6 +319,18 @@ gw__conn_close(gw__conn_table *ct, const char *ip)
 	uv_mutex_unlock(&ct->t.lock);
 }
 
+void
+gw__conn_address(gw__conn_table *ct, uint32_t index, char *out, size_t size)
+{
+	gw__assert(index < ct->t.count);
+	uv_mutex_lock(&ct->t.lock);
+	const slot *s = &ct->t.slots[index];
+	gw__assert(s->used);
+	gw__assert(s->level > 0);
+	snprintf(out, size, "%s", s->ip);
+	uv_mutex_unlock(&ct->t.lock);
+}
+
 uint32_t
 gw__conn_count(gw__conn_table *ct, const char *ip)
 {

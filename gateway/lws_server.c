@@ -137,6 +137,14 @@ format_address(const struct sockaddr *sa, char *out, size_t size)
 static void
 peer_address(struct lws *wsi, char *out, size_t size)
 {
+	/* A counted connection's address is in its slot: one lookup
+	 * instead of a getpeername per request. */
+	uintptr_t slot = (uintptr_t)lws_get_opaque_user_data(wsi);
+	if (slot != 0) {
+		gw__conn_address(gw_of(wsi)->conns, (uint32_t)(slot - 1u), out,
+			size);
+		return;
+	}
 	struct sockaddr_storage ss;
 	socklen_t n = sizeof ss;
 	int fd = lws_get_socket_fd(wsi);
