@@ -32,6 +32,7 @@
 #include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -42,6 +43,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -454,10 +456,22 @@ http_drain(like_conn *c)
 	}
 }
 
+/*
+ * The author's stream is read by a thread of its own (like_reader), so a
+ * frame's arrival is stamped when it arrives and the socket is drained as
+ * fast as the gateway writes, whatever the sender is doing: read from
+ * the sender's loop, a sender busy pacing likes left frames in the
+ * socket, the gateway's queue for it filled and the domain cut the
+ * stream off (4008) as a slow reader. The sender stamps sent_ns before
+ * each like and the reader takes the stamp (atomics); latencies grow by
+ * the reader only and are published with a release store.
+ */
 typedef struct like_state {
 	uint64_t *sent_ns;    /* per (liker, post) */
 	uint64_t *latency_ns;
 	size_t latencies;
+	int ws_fd;
+	bool stop;            /* the reader ends (atomic) */
 	uint64_t frames;
 	unsigned char ws_in[1 << 20];
 	size_t ws_used;
@@ -508,11 +522,15 @@ ws_frames(like_state *s, int ws_fd)
 				NULL, 10));
 			if (p >= 0 && l >= 0 && l < (long)LIKE_LIKERS) {
 				size_t k = (size_t)l * post_count + (size_t)p;
-				if (s->sent_ns[k] != 0) {
-					s->latency_ns[s->latencies++] =
-						now - s->sent_ns[k];
-					s->last_match_ns = now;
-					s->sent_ns[k] = 0;
+				uint64_t sent = __atomic_exchange_n(
+					&s->sent_ns[k], 0, __ATOMIC_ACQ_REL);
+				if (sent != 0) {
+					s->latency_ns[s->latencies] = now - sent;
+					__atomic_store_n(&s->last_match_ns, now,
+						__ATOMIC_RELAXED);
+					__atomic_store_n(&s->latencies,
+						s->latencies + 1,
+						__ATOMIC_RELEASE);
 				}
 			}
 		}
@@ -524,6 +542,29 @@ ws_frames(like_state *s, int ws_fd)
 			s->acked_seq = s->last_seq;
 		}
 	}
+}
+
+static void *
+like_reader(void *arg)
+{
+	like_state *s = arg;
+	while (!__atomic_load_n(&s->stop, __ATOMIC_ACQUIRE)) {
+		ssize_t got = read(s->ws_fd, s->ws_in + s->ws_used,
+			sizeof s->ws_in - s->ws_used);
+		if (got > 0) {
+			s->ws_used += (size_t)got;
+			ws_frames(s, s->ws_fd);
+		} else if (got == 0 || (errno != EAGAIN && errno != EINTR)) {
+			break; /* closed */
+		}
+	}
+	return NULL;
+}
+
+static size_t
+latencies_now(like_state *s)
+{
+	return __atomic_load_n(&s->latencies, __ATOMIC_ACQUIRE);
 }
 
 static bool
@@ -545,7 +586,7 @@ load_posts(const char *path)
 /* One paced phase: rate likes per second for LIKE_SECONDS, then waits
  * (bounded) for their notifications; prints its figures. */
 static void
-like_phase(like_state *s, int ws, int ep, like_conn *conns, uint32_t rate,
+like_phase(like_state *s, int ep, like_conn *conns, uint32_t rate,
 	size_t *next_pair)
 {
 	size_t pairs = LIKE_LIKERS * post_count;
@@ -553,7 +594,7 @@ like_phase(like_state *s, int ws, int ep, like_conn *conns, uint32_t rate,
 	size_t total = (size_t)rate * LIKE_SECONDS;
 	if (first + total > pairs)
 		total = pairs - first;
-	size_t sent = 0, behind = 0, matched_before = s->latencies;
+	size_t sent = 0, behind = 0, matched_before = latencies_now(s);
 	uint64_t ok_before = like_ok;
 	uint64_t start = now_ns();
 	uint64_t deadline = start + (uint64_t)(LIKE_SECONDS + 10) * 1000000000u;
@@ -575,7 +616,8 @@ like_phase(like_state *s, int ws, int ep, like_conn *conns, uint32_t rate,
 				"Content-Type: application/json\r\n"
 				"Content-Length: 17\r\n\r\n{\"action\":\"like\"}",
 				post_ids[post], like_tokens[1 + liker]);
-			s->sent_ns[liker * post_count + post] = now_ns();
+			__atomic_store_n(&s->sent_ns[liker * post_count + post],
+				now_ns(), __ATOMIC_RELEASE);
 			if (write(conns[i].fd, req, (size_t)len) == len)
 				conns[i].busy = true;
 			sent++;
@@ -585,15 +627,6 @@ like_phase(like_state *s, int ws, int ep, like_conn *conns, uint32_t rate,
 		struct epoll_event events[128];
 		int n = epoll_wait(ep, events, 128, 1);
 		for (int e = 0; e < n; e++) {
-			if (events[e].data.u64 == UINT64_MAX) {
-				ssize_t got;
-				while ((got = read(ws, s->ws_in + s->ws_used,
-						sizeof s->ws_in - s->ws_used)) > 0) {
-					s->ws_used += (size_t)got;
-					ws_frames(s, ws);
-				}
-				continue;
-			}
 			like_conn *c = &conns[events[e].data.u64];
 			ssize_t got;
 			while ((got = read(c->fd, c->in + c->in_used,
@@ -605,12 +638,12 @@ like_phase(like_state *s, int ws, int ep, like_conn *conns, uint32_t rate,
 		for (size_t i = 0; i < LIKE_CONNECTIONS && idle; i++)
 			idle = !conns[i].busy;
 		if (sent >= total && idle &&
-			s->latencies - matched_before >= like_ok - ok_before)
+			latencies_now(s) - matched_before >= like_ok - ok_before)
 			break;
 	}
 	*next_pair = first + sent;
 	double elapsed_s = (double)(now_ns() - start) / 1e9;
-	size_t matched = s->latencies - matched_before;
+	size_t matched = latencies_now(s) - matched_before;
 	printf("like push at %u/s: %zu likes sent (%" PRIu64 " 2xx), %zu "
 	       "notifications matched in %.1f s%s\n",
 		rate, sent, like_ok - ok_before, matched, elapsed_s,
@@ -620,7 +653,8 @@ like_phase(like_state *s, int ws, int ep, like_conn *conns, uint32_t rate,
 	uint64_t *l = s->latency_ns + matched_before;
 	qsort(l, matched, sizeof *l, cmp_u64);
 	char name[64];
-	double window_s = (double)(s->last_match_ns - start) / 1e9;
+	double window_s = (double)(__atomic_load_n(&s->last_match_ns,
+				  __ATOMIC_RELAXED) - start) / 1e9;
 	snprintf(name, sizeof name, "like_push_at_%u_rate", rate);
 	figure(name, (double)matched / (window_s > 0 ? window_s : elapsed_s),
 		"pushes/s");
@@ -665,9 +699,17 @@ bench_like_push(void)
 	s.latency_ns = calloc(pairs, sizeof *s.latency_ns);
 	like_conn *conns = calloc(LIKE_CONNECTIONS, sizeof *conns);
 	int ep = epoll_create1(0);
-	fcntl(ws, F_SETFL, O_NONBLOCK);
-	struct epoll_event ev = {.events = EPOLLIN, .data.u64 = UINT64_MAX};
-	epoll_ctl(ep, EPOLL_CTL_ADD, ws, &ev);
+	struct epoll_event ev = {.events = EPOLLIN};
+	/* Blocking reads that wake every 100 ms to see whether to stop. */
+	struct timeval tick = {.tv_sec = 0, .tv_usec = 100000};
+	setsockopt(ws, SOL_SOCKET, SO_RCVTIMEO, &tick, sizeof tick);
+	s.ws_fd = ws;
+	pthread_t reader;
+	if (pthread_create(&reader, NULL, like_reader, &s) != 0) {
+		printf("skip like push: no reader thread\n");
+		stop(n.pid);
+		return;
+	}
 	for (size_t i = 0; i < LIKE_CONNECTIONS; i++) {
 		conns[i].fd = connect_local(n.port, NULL);
 		int one = 1;
@@ -681,7 +723,9 @@ bench_like_push(void)
 	static const uint32_t rates[] = {1000u, LIKE_RATE_PER_S};
 	size_t next = 0;
 	for (size_t ph = 0; ph < sizeof rates / sizeof rates[0]; ph++)
-		like_phase(&s, ws, ep, conns, rates[ph], &next);
+		like_phase(&s, ep, conns, rates[ph], &next);
+	__atomic_store_n(&s.stop, true, __ATOMIC_RELEASE);
+	pthread_join(reader, NULL);
 	for (size_t i = 0; i < LIKE_CONNECTIONS; i++)
 		close(conns[i].fd);
 	close(ws);
