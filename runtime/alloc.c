@@ -112,6 +112,10 @@ cache_carve(rt__pool *pool, rt__cache *cache, uint32_t c)
 			(void)madvise(chunk, bytes, MADV_HUGEPAGE); /* a hint */
 #endif
 		cache->chunks++;
+		/* The first touch of a fresh chunk is a page fault (a huge
+		 * one: up to milliseconds here); take it before the pool's
+		 * lock, which the other workers' refills need. */
+		link_set(chunk, 0, NULL);
 		pthread_mutex_lock(&pool->lock);
 		link_set(chunk, 0, pool->chunks);
 		pool->chunks = chunk;

@@ -13,7 +13,8 @@
  * page fault per 2 MiB instead of one per 4 KiB, and the array a growth
  * frees serves the next shard's growth once its buddy is freed too.
  *
- * Invariants: every function except init/destroy runs under the shard's
+ * Invariants: every function except init/destroy and the slot arrays'
+ * allocation (rt__registry_slots_new/_release) runs under the shard's
  * lock; an actor is in exactly one slot while active; slot.hash ==
  * rt__addr_hash(actor->kind, actor->id).
  * Does not: free actors (callers do), shrink tables, or give arena
@@ -132,19 +133,36 @@ arena_list_remove(rt__arena *arena, rt__arena_chunk *c, uint32_t unit,
 	c->free_order[unit] = 0;
 }
 
-/* Under the arena lock: a new chunk, whole, in no list. */
-static rt__arena_chunk *
-arena_chunk_new(rt__arena *arena)
+/* Under the arena lock: adds c to the arena's chunks (false: no memory). */
+static bool
+arena_chunk_add(rt__arena *arena, rt__arena_chunk *c)
 {
 	if (arena->chunks_count == arena->chunks_capacity) {
 		uint32_t capacity = arena->chunks_capacity ? arena->chunks_capacity * 2u : 8u;
 		rt__arena_chunk **chunks = realloc(arena->chunks,
 			capacity * sizeof *chunks);
 		if (chunks == NULL)
-			return NULL;
+			return false;
 		arena->chunks = chunks;
 		arena->chunks_capacity = capacity;
 	}
+	arena->chunks[arena->chunks_count++] = c;
+	return true;
+}
+
+static void
+arena_chunk_free(rt__arena_chunk *c)
+{
+	(void)munmap(c->base, RT_REGISTRY_ARENA_CHUNK_BYTES);
+	free(c);
+}
+
+/* No lock: a new chunk, whole, in no list and no arena yet, its huge
+ * page already faulted in (the first touch, up to milliseconds here, is
+ * taken before the arena's lock, which other shards' growth needs). */
+static rt__arena_chunk *
+arena_chunk_new(void)
+{
 	rt__arena_chunk *c = calloc(1, sizeof *c);
 	if (c == NULL)
 		return NULL;
@@ -169,28 +187,49 @@ arena_chunk_new(rt__arena *arena)
 #if defined(MADV_HUGEPAGE)
 	(void)madvise(c->base, RT_REGISTRY_ARENA_CHUNK_BYTES, MADV_HUGEPAGE);
 #endif
-	arena->chunks[arena->chunks_count++] = c;
+	/* Where arena_list_insert will write first (the chunk is known
+	 * zero, so this changes nothing but when the fault happens). */
+	*(volatile char *)c->base = 0;
 	return c;
 }
 
 /* A zeroed block of `bytes` (a power of two in [BYTES_MIN, CHUNK_BYTES]),
- * or NULL. Under the shard lock of the caller. */
+ * or NULL. Needs no shard lock (activation calls it before taking one;
+ * a growth under the lock, when that fetch failed, may call it too). */
 static void *
 arena_alloc(rt__arena *arena, size_t bytes)
 {
 	uint32_t order = arena_order(bytes);
+	rt__arena_chunk *fresh = NULL;
 	pthread_mutex_lock(&arena->lock);
 	uint32_t o = order;
 	while (o < RT_REGISTRY_ARENA_ORDERS && arena->free_heads[o] == NULL)
 		o++;
+	if (o == RT_REGISTRY_ARENA_ORDERS) {
+		/* Map and fault a chunk with the lock released, then look
+		 * again (another growth may have freed a block meanwhile;
+		 * the chunk then stays whole on the top order's list). */
+		pthread_mutex_unlock(&arena->lock);
+		fresh = arena_chunk_new();
+		if (fresh == NULL)
+			return NULL;
+		pthread_mutex_lock(&arena->lock);
+		if (!arena_chunk_add(arena, fresh)) {
+			pthread_mutex_unlock(&arena->lock);
+			arena_chunk_free(fresh);
+			return NULL;
+		}
+		o = order;
+		while (o < RT_REGISTRY_ARENA_ORDERS && arena->free_heads[o] == NULL)
+			o++;
+		if (o < RT_REGISTRY_ARENA_ORDERS)
+			arena_list_insert(arena, fresh, 0,
+				RT_REGISTRY_ARENA_ORDERS - 1u);
+	}
 	rt__arena_chunk *c;
 	uint32_t unit;
 	if (o == RT_REGISTRY_ARENA_ORDERS) {
-		c = arena_chunk_new(arena);
-		if (c == NULL) {
-			pthread_mutex_unlock(&arena->lock);
-			return NULL;
-		}
+		c = fresh;
 		o = RT_REGISTRY_ARENA_ORDERS - 1u;
 		unit = 0;
 	} else {
@@ -294,11 +333,8 @@ rt__registry_destroy(rt__registry *reg)
 		s->slots = NULL;
 	}
 	rt__arena *arena = &reg->arena;
-	for (uint32_t i = 0; i < arena->chunks_count; i++) {
-		(void)munmap(arena->chunks[i]->base,
-			RT_REGISTRY_ARENA_CHUNK_BYTES);
-		free(arena->chunks[i]);
-	}
+	for (uint32_t i = 0; i < arena->chunks_count; i++)
+		arena_chunk_free(arena->chunks[i]);
 	free(arena->chunks);
 	memset(arena->free_heads, 0, sizeof arena->free_heads);
 	arena->chunks = NULL;
