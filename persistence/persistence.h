@@ -430,6 +430,8 @@ typedef struct ps_journal_stats {
 	uint64_t bytes_written;
 	uint64_t failures;      /* times the journal entered the failed state */
 	uint64_t segments;      /* live segment files */
+	uint64_t zero_fills;    /* zeros written ahead on a group commit's path */
+	uint64_t zero_idle_steps; /* zeros written ahead while idle (steps) */
 } ps_journal_stats;
 void ps_journal_get_stats(ps_journal *journal, ps_journal_stats *out);
 

@@ -243,6 +243,8 @@ on_notification(void *arg, const api_event *ev)
 
 /* The world of the running like step (callbacks get their pair's slot). */
 static like_world *likes_running;
+/* The journal the likes are written to (NULL with the journal off). */
+static ps_journal *likes_journal;
 
 static void
 like_answered(void *arg, const api_result *r)
@@ -349,6 +351,9 @@ like_step(like_world *w, double rate, double *p50, double *p99,
 	double *cpu_per_like_us, double *answer_p50, double *answer_p99)
 {
 	uint64_t sent = 0, answered0 = w->answered;
+	ps_journal_stats j0 = {0}, j1 = {0};
+	if (likes_journal != NULL)
+		ps_journal_get_stats(likes_journal, &j0);
 	double cpu0 = process_cpu_us();
 	w->latencies = 0;
 	w->answers = 0;
@@ -372,15 +377,20 @@ like_step(like_world *w, double rate, double *p50, double *p99,
 	*cpu_per_like_us = sent > 0
 		? (process_cpu_us() - cpu0) / (double)sent
 		: 0.0;
+	if (likes_journal != NULL)
+		ps_journal_get_stats(likes_journal, &j1);
 	*p50 = percentile_us(w->latency_ns, w->latencies, 0.50);
 	*p99 = percentile_us(w->latency_ns, w->latencies, 0.99);
 	*answer_p50 = percentile_us(w->answer_ns, w->answers, 0.50);
 	*answer_p99 = percentile_us(w->answer_ns, w->answers, 0.99);
 	fprintf(stderr, "likes at %.0f/s: sent %llu, notified %zu, p50 %.1f "
 			"us, p99 %.1f us (answered: p50 %.1f us, p99 %.1f "
-			"us), CPU %.1f us/like\n",
+			"us), CPU %.1f us/like; journal: %llu fdatasyncs, %llu "
+			"zero writes on their path\n",
 		rate, (unsigned long long)sent, w->latencies, *p50, *p99,
-		*answer_p50, *answer_p99, *cpu_per_like_us);
+		*answer_p50, *answer_p99, *cpu_per_like_us,
+		(unsigned long long)(j1.syncs - j0.syncs),
+		(unsigned long long)(j1.zero_fills - j0.zero_fills));
 	return w->answered - answered0 == sent && w->latencies == sent &&
 		w->failed == 0;
 }
@@ -441,8 +451,11 @@ bench_likes(const char *hash, bool journal)
 	if (rt_create(&rc, &rt) != 0 || api_create(rt, NULL, &cfg, &a) != 0 ||
 		ps_node_open(dir, rt, NULL, NULL, &node) != 0)
 		return 1;
-	if (journal)
+	likes_journal = NULL;
+	if (journal) {
 		api_bind_store(a, node);
+		likes_journal = ps_node_journal(node);
+	}
 	rt_start(rt);
 	like_world *w = calloc(1, sizeof *w);
 	const size_t pairs = (size_t)AUTHORS * POSTS_PER_AUTHOR * LIKERS;

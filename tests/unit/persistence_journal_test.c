@@ -554,6 +554,93 @@ TEST(persistence_journal_zeroed_space)
 	CHECK_EQ(file_size(seg), logical);
 }
 
+/* Appends `count` records of 4 KiB (ids from `from`) and waits for them. */
+static void
+append_big(ps_journal *j, uint64_t from, uint64_t count, acks *a)
+{
+	static unsigned char p[4096];
+	uint64_t before = a->done;
+	for (uint64_t i = from; i < from + count; i++) {
+		memset(p, (int)(i & 0xff), sizeof p);
+		CHECK_EQ(ps_journal_append(j, rt_addr_make(4, i), 10, p,
+				 sizeof p, on_durable, a, NULL),
+			0);
+	}
+	acks_wait(a, before + count);
+}
+
+/* A writer on the real disk with nothing to write zeroes further ahead
+ * (ZERO_IDLE_AHEAD_BYTES, 8 MiB, in fdatasynced steps), so a burst after
+ * a quiet spell writes no zeros on its group commits' path; what it left
+ * is a clean end to recovery and a clean close cuts it. The fault disk's
+ * journals do not (tests count its calls). */
+TEST(persistence_journal_zeroes_ahead_while_idle)
+{
+	const char *dir = journal_dir("idle");
+	ps_journal *j;
+	CHECK_EQ(open_journal(dir, NULL, 0, 0, NULL, NULL, NULL, &j), 0);
+	acks a;
+	acks_init(&a);
+	append_range(j, 0, 10, &a);
+	off_t logical = 40;
+	for (uint64_t i = 0; i < 10; i++)
+		logical += 32 + (off_t)(i % 200) + 1;
+	ps_journal_stats st;
+	ps_journal_get_stats(j, &st);
+	CHECK_EQ_U64(st.zero_fills, 1); /* the first batch's own */
+	char seg[600];
+	segment_file(dir, 1, seg, sizeof seg);
+	/* Bounded: the steps need a few fdatasyncs of idle time. At least 28
+	 * of them (7 MiB past the first batch's 1 MiB); the file grows as a
+	 * step writes, before its count. */
+	for (int i = 0; i < 6000; i++) {
+		ps_journal_get_stats(j, &st);
+		if (st.zero_idle_steps >= 28 &&
+			file_size(seg) >= logical + (8 << 20))
+			break;
+		usleep(10000);
+	}
+	CHECK(st.zero_idle_steps >= 28);
+	CHECK(file_size(seg) >= logical + (8 << 20));
+
+	/* 2 MiB of records: past what the first batch zeroed, inside what
+	 * the idle writer did. */
+	append_big(j, 10, 512, &a);
+	CHECK_EQ_U64(a.failed, 0);
+	ps_journal_get_stats(j, &st);
+	CHECK_EQ_U64(st.zero_fills, 1);
+	logical += 512 * (32 + 4096);
+
+	/* As a crash leaves it: every record, zeros after. */
+	const char *crashed = journal_dir("idle-crashed");
+	CHECK(mkdir(crashed, 0755) == 0);
+	char path[700];
+	segment_file(crashed, 1, path, sizeof path);
+	copy_file(seg, path, file_size(seg));
+	ps_journal_report rep;
+	ps_journal *k;
+	CHECK_EQ(open_journal(crashed, NULL, 0, 0, NULL, NULL, &rep, &k), 0);
+	CHECK_EQ_U64(rep.records, 522);
+	CHECK_EQ_U64(rep.last_lsn, 522);
+	CHECK(!rep.torn_tail);
+	ps_journal_close(k);
+	ps_journal_close(j);
+	CHECK_EQ(file_size(seg), logical);
+
+	ps_fault_disk *fault;
+	CHECK_EQ(ps_fault_disk_create(ps_disk_real(), &fault), 0);
+	const char *faulty = journal_dir("idle-fault");
+	CHECK_EQ(open_journal(faulty, ps_fault_disk_disk(fault), 0, 0, NULL,
+			 NULL, NULL, &j),
+		0);
+	append_range(j, 0, 10, &a);
+	usleep(200000);
+	ps_journal_get_stats(j, &st);
+	CHECK_EQ_U64(st.zero_idle_steps, 0);
+	ps_journal_close(j);
+	ps_fault_disk_destroy(fault);
+}
+
 TEST(persistence_journal_corrupt_middle_stops)
 {
 	const char *dir = journal_dir("j");
