@@ -15,7 +15,13 @@
  * committed by one writer thread, up to batch_puts_max requests per write
  * transaction, so one LMDB fsync covers many snapshots. Before a batch
  * commits, the writer waits until the journal is durable up to each put's
- * LSN (wait_durable); puts whose record failed are dropped. Reads run on
+ * LSN (wait_durable); puts whose record failed are dropped, and from the
+ * first such drop on the store commits no checkpoint marker until it is
+ * opened again (the marker's callback gets PS_EIO): the dropped put's
+ * actor entry in the node already counted it as saved, so a checkpoint
+ * could pass journal records that only the dropped snapshot held, while
+ * the committed snapshot is older. Recovery after the restart replays
+ * from the last marker committed before the drop. Reads run on
  * the calling thread in read-only transactions; the environment is opened
  * with MDB_NOTLS so read transactions are not tied to thread-local reader
  * slots and any thread may read. A read first looks at the queue (a map
@@ -66,7 +72,7 @@ typedef struct store_request {
 	struct store_request *part_prev;
 	struct store_request *part_next;
 	int kind;
-	bool skip; /* its journal record failed */
+	bool skip; /* puts: its journal record failed; markers: refused */
 	int owing; /* puts: OWING_KEEP, _SET or _CLEAR */
 	rt_addr addr;
 	uint64_t lsn;
@@ -99,6 +105,7 @@ struct ps_store {
 	uint16_t *drops_queued; /* per partition: drop requests queued */
 	store_request **pending_by_partition; /* per partition: list heads */
 	bool closing;
+	bool put_dropped; /* writer only: no marker commits after it */
 	uint64_t checkpoint_lsn;
 	uint64_t map_bytes;
 
@@ -211,7 +218,8 @@ batch_txn(ps_store *s, store_request *first, uint32_t n, uint64_t *marker_lsn)
 			rc = mdb_put(txn, s->snapshots, &k, &v, 0);
 			if (rc == 0)
 				rc = owing_update(s, txn, r->owing, &k);
-		} else if (r->kind == REQUEST_MARKER && r->lsn != 0) {
+		} else if (r->kind == REQUEST_MARKER && r->lsn != 0 &&
+			!r->skip) {
 			unsigned char bytes[8];
 			ps__store_u64(bytes, r->lsn);
 			MDB_val k = {sizeof META_CHECKPOINT - 1,
@@ -238,11 +246,21 @@ commit_batch(ps_store *s, store_request *first, uint32_t n)
 {
 	store_request *r = first;
 	for (uint32_t i = 0; i < n; i++, r = r->next) {
+		if (r->kind == REQUEST_MARKER && r->lsn != 0 &&
+			s->put_dropped) {
+			r->skip = true;
+			ps__log(s->log, s->log_arg, RT_LOG_ERROR,
+				"store: checkpoint refused after a dropped snapshot lsn=%" PRIu64
+				" (restart recovers from the last one committed)",
+				r->lsn);
+			continue;
+		}
 		if (r->kind != REQUEST_PUT || s->wait_durable == NULL)
 			continue;
 		int rc = s->wait_durable(s->wait_arg, r->lsn);
 		if (rc != 0) {
 			r->skip = true;
+			s->put_dropped = true;
 			ps__log(s->log, s->log_arg, RT_LOG_WARN,
 				"store: snapshot dropped, its journal record failed kind=%" PRIu32
 				" id=%" PRIu64 " lsn=%" PRIu64 " error=%s",
@@ -351,7 +369,7 @@ batch_done(ps_store *s, store_request *first, uint32_t n, int rc)
 		store_request *r = first;
 		first = r->next;
 		if (r->kind == REQUEST_MARKER && r->cb != NULL)
-			r->cb(r->arg, rc);
+			r->cb(r->arg, rc == 0 && r->skip ? PS_EIO : rc);
 		free(r);
 	}
 }

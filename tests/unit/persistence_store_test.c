@@ -4,8 +4,9 @@
  *
  * Goal: snapshots round-trip with their LSN, damaged values are refused,
  * queued puts are readable before they commit, a put waits for its
- * journal record to be durable and is dropped when the record failed, a
- * checkpoint marker commits after the puts queued before it, a full
+ * journal record to be durable and is dropped when the record failed
+ * (no checkpoint marker commits after that until the store is opened
+ * again), a checkpoint marker commits after the puts queued before it, a full
  * map grows instead of failing, and the owing marks follow the puts that
  * set and clear them (and a partition drop).
  * Method: a real environment in the test's temp directory, with a tiny
@@ -265,6 +266,56 @@ TEST(persistence_store_waits_for_journal)
 	CHECK_EQ(ps_store_get(s, rt_addr_make(1, 1), take, &g), 0);
 	CHECK_EQ_U64(g.lsn, 11);
 	CHECK_EQ(ps_store_get(s, rt_addr_make(1, 2), take, &g), PS_ENOTFOUND);
+	ps_store_close(s);
+}
+
+/* After a put is dropped (its record failed), no checkpoint marker
+ * commits until the store is opened again: the dropped snapshot may have
+ * been the only holder of journal records below the marker. */
+TEST(persistence_store_no_checkpoint_after_dropped_put)
+{
+	fake_journal f = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER,
+		20, 12, 0};
+	ps_store_options o;
+	ps_store_options_default(&o, store_dir());
+	o.wait_durable = fake_wait;
+	o.wait_arg = &f;
+	ps_store *s;
+	CHECK_EQ(ps_store_open(&o, &s), 0);
+	CHECK_EQ(ps_store_put(s, rt_addr_make(1, 1), 11, "eleven", 6), 0);
+	done_flag d1 = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, -1};
+	CHECK_EQ(ps_store_checkpoint(s, 11, on_done, &d1), 0);
+	CHECK_EQ(ps_store_flush(s), 0);
+	CHECK_EQ(d1.status, 0);
+	CHECK_EQ_U64(ps_store_checkpoint_lsn(s), 11);
+	/* 12 failed: its put is dropped, and the markers after it, in the
+	 * same batch or a later one, are refused. */
+	CHECK_EQ(ps_store_put(s, rt_addr_make(1, 2), 12, "twelve", 6), 0);
+	done_flag d2 = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, -1};
+	CHECK_EQ(ps_store_checkpoint(s, 13, on_done, &d2), 0);
+	CHECK_EQ(ps_store_flush(s), 0);
+	CHECK_EQ(d2.done, 1);
+	CHECK_EQ(d2.status, PS_EIO);
+	CHECK_EQ(ps_store_put(s, rt_addr_make(1, 3), 14, "fourteen", 8), 0);
+	done_flag d3 = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, -1};
+	CHECK_EQ(ps_store_checkpoint(s, 14, on_done, &d3), 0);
+	CHECK_EQ(ps_store_flush(s), 0);
+	CHECK_EQ(d3.status, PS_EIO);
+	CHECK_EQ_U64(ps_store_checkpoint_lsn(s), 11);
+	ps_store_close(s);
+	/* Opened again (the node's restart): the old marker stands, puts
+	 * that were not dropped are there, and markers commit again. */
+	CHECK_EQ(ps_store_open(&o, &s), 0);
+	CHECK_EQ_U64(ps_store_checkpoint_lsn(s), 11);
+	got g;
+	CHECK_EQ(ps_store_get(s, rt_addr_make(1, 3), take, &g), 0);
+	CHECK_EQ_U64(g.lsn, 14);
+	CHECK_EQ(ps_store_get(s, rt_addr_make(1, 2), take, &g), PS_ENOTFOUND);
+	done_flag d4 = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, -1};
+	CHECK_EQ(ps_store_checkpoint(s, 15, on_done, &d4), 0);
+	CHECK_EQ(ps_store_flush(s), 0);
+	CHECK_EQ(d4.status, 0);
+	CHECK_EQ_U64(ps_store_checkpoint_lsn(s), 15);
 	ps_store_close(s);
 }
 
