@@ -92,11 +92,14 @@ actor_load(rt_worker *w, rt_actor *a, const rt__kind *k)
 	rt_runtime *rt = w->rt;
 	const rt_actor_ops *ops = k->ops;
 	int rc = RT_ENOTFOUND;
+	/* Activation leaves the state as the slab had it (send.c). */
+	memset(a->state, 0, ops->state_size);
 	if (rt->has_store)
 		rc = rt->store.load(rt->store_arg, actor_addr(a), ops, a->state);
 	bool fresh = rc == RT_ENOTFOUND;
 	if (fresh) {
-		memset(a->state, 0, ops->state_size);
+		if (rt->has_store) /* a load that found nothing may have written */
+			memset(a->state, 0, ops->state_size);
 		rc = 0;
 	}
 	if (rc == 0 && ops->on_activate != NULL)

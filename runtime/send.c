@@ -87,10 +87,12 @@ rt__push_internal_locked(rt_runtime *rt, rt_actor *a, rt_message *m,
 }
 
 static void
-actor_init(rt_runtime *rt, rt_actor *a, const rt__kind *k, uint32_t kind,
-	uint64_t id)
+actor_init(rt_runtime *rt, rt_actor *a, uint32_t kind, uint64_t id)
 {
-	memset(a, 0, k->actor_bytes);
+	/* The state is zeroed by the actor's first turn (actor_load), on the
+	 * worker that runs it: a sender activating many actors (a fan-out)
+	 * writes only their headers. */
+	memset(a, 0, sizeof *a);
 	a->id = id;
 	a->kind = (uint8_t)kind;
 	atomic_store_explicit(&a->last_active_ms, rt__stamp_ms(rt),
@@ -141,7 +143,7 @@ activation_locked(rt_runtime *rt, rt__shard *s, const rt__kind *k,
 		if (a == NULL)
 			return ACTIVATION_FETCH;
 	}
-	actor_init(rt, a, k, kind, id);
+	actor_init(rt, a, kind, id);
 	if (rt__registry_insert_at(&rt->registry, s, hash, a, hole, grown) != 0) {
 		/* A grown array is never refused: this was a grow failing. */
 		RT_ASSERT(grown == NULL);
@@ -174,9 +176,11 @@ spare_fetch(rt_runtime *rt, const rt__kind *k, spare *sp)
 }
 
 /* With the shard unlocked: gives back what was fetched and not used. */
-static void
+static inline void
 spare_release(rt_runtime *rt, const rt__kind *k, spare *sp)
 {
+	if (RT_LIKELY(sp->actor == NULL && sp->slots == NULL))
+		return;
 	if (sp->actor != NULL)
 		rt__free(rt, sp->actor, k->actor_bytes);
 	if (sp->slots != NULL)
@@ -216,8 +220,14 @@ deliver_refused(rt_runtime *rt, rt_message *m, unsigned how)
 	return rt__deliver(rt, m, how | RT_DELIVER_NO_GATE);
 }
 
-int
-rt__deliver(rt_runtime *rt, rt_message *m, unsigned how)
+/* how bit (send.c only): the caller computed hash and prefetched its
+ * slot already. */
+#define DELIVER_PREFETCHED 0x100u
+
+/* rt__deliver with hash == rt__addr_hash(m->to.kind, m->to.id) (any
+ * value when m goes to an inbox or names no kind). */
+static int
+deliver_hashed(rt_runtime *rt, rt_message *m, unsigned how, uint64_t hash)
 {
 	RT_ASSERT(m != NULL);
 	uint32_t kind = m->to.kind;
@@ -242,12 +252,12 @@ rt__deliver(rt_runtime *rt, rt_message *m, unsigned how)
 	}
 	const rt__kind *k = &rt->kinds[kind];
 	uint64_t id = m->to.id;
-	uint64_t hash = rt__addr_hash(kind, id);
 	rt__shard *s = rt__registry_shard(&rt->registry, hash);
 	uint32_t hole;
 	spare sp = {0};
 	/* The slot loads while the lock is taken. */
-	rt__registry_prefetch(&rt->registry, hash);
+	if (!(how & DELIVER_PREFETCHED))
+		rt__registry_prefetch(&rt->registry, hash);
 again:
 	rt__spin_lock(&s->lock);
 	rt_actor *a = rt__registry_find_hole(s, hash, kind, id, &hole);
@@ -313,6 +323,15 @@ nomem:
 	spare_release(rt, k, &sp);
 	rt_message_free(rt, m);
 	return RT_ENOMEM;
+}
+
+int
+rt__deliver(rt_runtime *rt, rt_message *m, unsigned how)
+{
+	RT_ASSERT(m != NULL);
+	uint64_t hash = m->to.kind < RT_KINDS_MAX && m->to.kind != RT_KIND_INBOX ?
+		rt__addr_hash(m->to.kind, m->to.id) : 0;
+	return deliver_hashed(rt, m, how, hash);
 }
 
 int
@@ -465,20 +484,31 @@ rt_send_copy(rt_actor *self, rt_addr to, uint32_t type, const void *payload,
 	RT_ASSERT(size == 0 || payload != NULL);
 	if (size > RT_MESSAGE_BYTES_MAX)
 		return RT_ETOOBIG;
-	rt_runtime *rt = rt_actor_runtime(self);
+	rt_worker *w = rt__tls_worker;
+	RT_ASSERT(w != NULL);
+	RT_ASSERT(w->current == self);
+	rt_runtime *rt = w->rt;
 	/* The registry probe at the end of this send is its one likely cache
 	 * miss: start it now, so the message's allocation and copy overlap
-	 * it. */
-	if (to.kind != RT_KIND_NONE && to.kind < RT_KINDS_MAX &&
-		to.kind != RT_KIND_INBOX)
-		rt__registry_prefetch(&rt->registry,
-			rt__addr_hash(to.kind, to.id));
+	 * it. The hash is the one the probe uses. */
+	bool local_kind = to.kind != RT_KIND_NONE && to.kind < RT_KINDS_MAX &&
+		to.kind != RT_KIND_INBOX;
+	uint64_t hash = 0;
+	if (local_kind) {
+		hash = rt__addr_hash(to.kind, to.id);
+		rt__registry_prefetch(&rt->registry, hash);
+	}
 	rt_message *m = rt__message_new(rt, type, size);
 	if (m == NULL)
 		return RT_ENOMEM;
 	if (size > 0)
 		memcpy(m->payload, payload, size);
-	return rt_send(self, to, m);
+	/* rt_send's work, with the flags rt__message_new cleared. */
+	m->from = rt_addr_make(self->kind, self->id);
+	m->to = to;
+	if (RT_UNLIKELY(rt->has_route) || !local_kind)
+		return rt__route_and_deliver(rt, m);
+	return deliver_hashed(rt, m, DELIVER_PREFETCHED, hash);
 }
 
 void
