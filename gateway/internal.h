@@ -683,6 +683,9 @@ struct gw {
 	/* Answers the domain gave during one wake-up of the api client,
 	 * written when the wake-up ends (lws_server.c, write_answered). */
 	gw__request *answered;
+	/* Streams that got their first queued frame during that wake-up,
+	 * written when it ends too (lws_server.c, write_woken). */
+	gw__ws_conn *woken;
 	bool answering;           /* inside that wake-up */
 	uint64_t shutdown_started_ms;
 	gw_stopped_callback stopped;
@@ -795,6 +798,10 @@ struct gw__ws_conn {
 	bool has_since;
 	bool ping_due;             /* send a ping when writable */
 	bool ping_sent;            /* a ping is out since last_rx_s */
+	bool woken;                /* in g->woken: frames to write */
+	bool write_failed;         /* a write outside a callback failed:
+				      the next writable callback closes */
+	gw__ws_conn *woken_next;   /* in g->woken */
 };
 
 /* stream.c: the socket is open: subscribe. 0 or an API_E/GW_E code. */
@@ -808,7 +815,9 @@ void gw__stream_written(gw__ws_conn *c, uint64_t seq, bool queue_empty);
 void gw__stream_closed(gw__ws_conn *c);
 /* lws_server.c: true when c's socket cannot take more right now. */
 bool gw__transport_ws_choked(gw__ws_conn *c);
-/* lws_server.c: ask for a writable callback on c's socket. */
+/* lws_server.c: c has frames to write: during the api client's wake-up
+ * they are written when it ends (if the socket takes them), else at the
+ * next writable callback. */
 void gw__transport_ws_wake(gw__ws_conn *c);
 /* lws_server.c: c->close_code is set: send it when writable, and drop
  * the socket if that has not happened within GW_WS_CLOSE_WAIT_S. */

@@ -20,11 +20,13 @@
  *     threads reach a loop through its api client's notify
  *     (uv_async_send) and its control handle (control_send) only;
  *   - a request is written only after it responded, one lws_write per
- *     writable callback; a WebSocket writes one frame per writable; the
- *     exceptions are a cached image (serve_cached_media), whose whole
- *     prebuilt response is written from the HTTP callback itself, and a
- *     domain answer that fits one write on a socket that is not choked,
- *     written when the api client's wake-up ends (write_answered);
+ *     writable callback; a WebSocket writes its queued frames from a
+ *     writable callback while the socket takes them; the exceptions
+ *     are a cached image (serve_cached_media), whose whole prebuilt
+ *     response is written from the HTTP callback itself, and, when the
+ *     api client's wake-up ends, a domain answer that fits one write
+ *     (write_answered) and a stream's new frames (write_woken) on
+ *     sockets that are not choked;
  *   - a connection counted at accept is released exactly once (its slot
  *     rides in the wsi's opaque user data).
  *
@@ -165,6 +167,7 @@ notify_from_any_thread(void *arg)
 }
 
 static void write_answered(gw *g);
+static void write_woken(gw *g);
 
 static void
 async_callback(uv_async_t *handle)
@@ -178,6 +181,7 @@ async_callback(uv_async_t *handle)
 			break;
 	g->answering = false;
 	write_answered(g);
+	write_woken(g);
 }
 
 /* ---- writing responses ------------------------------------------------------ */
@@ -862,29 +866,11 @@ on_ws_receive(struct lws *wsi, session *s, const void *in, size_t len)
 	return code != 0 ? close_ws(wsi, (uint16_t)code) : 0;
 }
 
+/* Several frames while the socket takes them (lws allows more writes
+ * when lws_send_pipe_choked says so). 0, or -1 when a write failed. */
 static int
-on_ws_writable(struct lws *wsi, session *s)
+write_frames(struct lws *wsi, gw__ws_conn *c)
 {
-	if (s == NULL || s->kind != SESSION_WS)
-		return 0;
-	gw__ws_conn *c = &s->u.ws;
-	/* A closing stream first flushes what it had queued, so a client
-	 * that resumes from its last seq makes progress every time; the
-	 * close wait (GW_WS_CLOSE_WAIT_S) bounds a reader that never drains. */
-	if (c->close_code != 0 && gw__frame_peek(&c->queue) == NULL)
-		return close_ws(wsi, c->close_code);
-	if (c->ping_due && c->close_code == 0) {
-		unsigned char ping[LWS_PRE + 1];
-		c->ping_due = false;
-		c->ping_sent = true;
-		if (lws_write(wsi, ping + LWS_PRE, 0, LWS_WRITE_PING) < 0)
-			return -1;
-		if (gw__frame_peek(&c->queue) != NULL)
-			lws_callback_on_writable(wsi);
-		return 0;
-	}
-	/* Several frames per callback while the socket takes them (lws
-	 * allows more writes when lws_send_pipe_choked says so). */
 	for (uint32_t i = 0; i < GW_WS_WRITES_PER_CALLBACK_MAX; i++) {
 		gw__frame *f = gw__frame_peek(&c->queue);
 		if (f == NULL || (i > 0 && lws_send_pipe_choked(wsi)))
@@ -901,6 +887,34 @@ on_ws_writable(struct lws *wsi, session *s)
 			gw__stream_written(c, seq,
 				gw__frame_peek(&c->queue) == NULL);
 	}
+	return 0;
+}
+
+static int
+on_ws_writable(struct lws *wsi, session *s)
+{
+	if (s == NULL || s->kind != SESSION_WS)
+		return 0;
+	gw__ws_conn *c = &s->u.ws;
+	if (c->write_failed)
+		return -1;
+	/* A closing stream first flushes what it had queued, so a client
+	 * that resumes from its last seq makes progress every time; the
+	 * close wait (GW_WS_CLOSE_WAIT_S) bounds a reader that never drains. */
+	if (c->close_code != 0 && gw__frame_peek(&c->queue) == NULL)
+		return close_ws(wsi, c->close_code);
+	if (c->ping_due && c->close_code == 0) {
+		unsigned char ping[LWS_PRE + 1];
+		c->ping_due = false;
+		c->ping_sent = true;
+		if (lws_write(wsi, ping + LWS_PRE, 0, LWS_WRITE_PING) < 0)
+			return -1;
+		if (gw__frame_peek(&c->queue) != NULL)
+			lws_callback_on_writable(wsi);
+		return 0;
+	}
+	if (write_frames(wsi, c) < 0)
+		return -1;
 	if (gw__frame_peek(&c->queue) != NULL || c->close_code != 0)
 		lws_callback_on_writable(wsi);
 	return 0;
@@ -938,8 +952,53 @@ ping_sweep(uv_timer_t *t)
 void
 gw__transport_ws_wake(gw__ws_conn *c)
 {
-	if (c->conn != NULL)
-		lws_callback_on_writable(c->conn);
+	if (c->conn == NULL)
+		return;
+	gw *g = c->g;
+	if (g->answering) {
+		if (!c->woken) {
+			c->woken = true;
+			c->woken_next = g->woken;
+			g->woken = c;
+		}
+		return;
+	}
+	lws_callback_on_writable(c->conn);
+}
+
+/* The streams woken during one wake-up of the api client: their frames
+ * are written now when the socket takes them, as write_answered does for
+ * HTTP answers, instead of asking for POLLOUT and writing from the
+ * writable callback (with Debian's libuv each poll change is an
+ * epoll_ctl DEL and ADD, and the frame waited one more loop turn). No
+ * lws callback runs during a wake-up, so every woken stream's socket is
+ * still open. A closing stream, a due ping or a choked socket take the
+ * writable path as before. */
+static void
+write_woken(gw *g)
+{
+	while (g->woken != NULL) {
+		gw__ws_conn *c = g->woken;
+		g->woken = c->woken_next;
+		c->woken_next = NULL;
+		c->woken = false;
+		struct lws *wsi = c->conn;
+		if (wsi == NULL)
+			continue;
+		if (c->close_code != 0 || c->ping_due ||
+			lws_send_pipe_choked(wsi)) {
+			lws_callback_on_writable(wsi);
+			continue;
+		}
+		if (write_frames(wsi, c) < 0) {
+			/* Closing is a callback's answer (-1). */
+			c->write_failed = true;
+			lws_callback_on_writable(wsi);
+			continue;
+		}
+		if (gw__frame_peek(&c->queue) != NULL)
+			lws_callback_on_writable(wsi);
+	}
 }
 
 bool
