@@ -134,6 +134,8 @@ snapshot_release(rt_runtime *rt)
 		done(arg, status);
 }
 
+static void snapshot_turn_done(rt_runtime *rt);
+
 static void
 actor_save_dirty(rt_runtime *rt, rt_actor *a, const rt__kind *k)
 {
@@ -166,7 +168,7 @@ handle_internal(rt_worker *w, rt_actor *a, const rt__kind *k,
 		break;
 	case RT_TYPE_INTERNAL_SNAPSHOT:
 		actor_save_dirty(w->rt, a, k);
-		snapshot_release(w->rt);
+		snapshot_turn_done(w->rt);
 		break;
 	case RT_TYPE_INTERNAL_EVICT: {
 		rt__pass *pass;
@@ -592,6 +594,115 @@ rt__evict_one(rt_runtime *rt)
 
 /* ---- snapshots ---------------------------------------------------------- */
 
+/* Queues snapshot turns for the walk's noted actors until
+ * RT_SNAPSHOT_WINDOW_ACTORS are queued or none is left; drops the walk's
+ * hold once every one was queued. Any thread (a worker finishing a
+ * snapshot turn, or the walk's caller). An actor noted dirty that is no
+ * longer active, no longer dirty or not loaded was saved since (at
+ * passivation, or by an earlier pass), or is a later instance whose
+ * state came from that save: nothing to do for it. */
+static void
+snapshot_feed(rt_runtime *rt)
+{
+	rt_addr *done_addrs = NULL;
+	pthread_mutex_lock(&rt->snapshot_lock);
+	if (rt->snapshot_addrs == NULL) {
+		pthread_mutex_unlock(&rt->snapshot_lock);
+		return;
+	}
+	while (rt->snapshot_queued < RT_SNAPSHOT_WINDOW_ACTORS &&
+		rt->snapshot_addrs_next < rt->snapshot_addrs_count) {
+		rt_addr addr = rt->snapshot_addrs[rt->snapshot_addrs_next++];
+		uint64_t hash = rt__addr_hash(addr.kind, addr.id);
+		rt__shard *s = rt__registry_shard(&rt->registry, hash);
+		rt__spin_lock(&s->lock);
+		rt_actor *a = rt__registry_find(s, hash, addr.kind, addr.id);
+		uint8_t flags = a == NULL ? 0 : atomic_load_explicit(
+			&a->shared_flags, memory_order_relaxed);
+		if (!(flags & RT_ACTOR_LOADED) || !(flags & RT_ACTOR_DIRTY)) {
+			rt__spin_unlock(&s->lock);
+			continue;
+		}
+		rt_message *m = rt__message_new(rt, RT_TYPE_INTERNAL_SNAPSHOT, 0);
+		if (m == NULL) {
+			rt__spin_unlock(&s->lock);
+			int expected = 0;
+			atomic_compare_exchange_strong(&rt->snapshot_status,
+				&expected, RT_ENOMEM);
+			continue;
+		}
+		atomic_fetch_add(&rt->snapshot_outstanding, 1);
+		rt->snapshot_queued++;
+		bool schedule = false;
+		rt__push_internal_locked(rt, a, m, &schedule);
+		rt__spin_unlock(&s->lock);
+		if (schedule)
+			rt__schedule_behind(rt, a);
+	}
+	if (rt->snapshot_addrs_next == rt->snapshot_addrs_count) {
+		done_addrs = rt->snapshot_addrs;
+		rt->snapshot_addrs = NULL;
+	}
+	pthread_mutex_unlock(&rt->snapshot_lock);
+	if (done_addrs != NULL) {
+		free(done_addrs);
+		snapshot_release(rt); /* the walk's own hold */
+	}
+}
+
+/* A snapshot turn ran: room for the next one in the window. */
+static void
+snapshot_turn_done(rt_runtime *rt)
+{
+	pthread_mutex_lock(&rt->snapshot_lock);
+	RT_ASSERT(rt->snapshot_queued > 0);
+	rt->snapshot_queued--;
+	bool more = rt->snapshot_addrs != NULL;
+	pthread_mutex_unlock(&rt->snapshot_lock);
+	if (more)
+		snapshot_feed(rt);
+	snapshot_release(rt);
+}
+
+/* The addresses of the loaded, dirty actors, in registry order (owned,
+ * *count of them), or NULL when out of memory. Takes each shard's lock
+ * in turn. */
+static rt_addr *
+snapshot_note_dirty(rt_runtime *rt, size_t *count)
+{
+	size_t n = 0, capacity = 0;
+	rt_addr *v = NULL;
+	for (uint32_t i = 0; i < RT_REGISTRY_SHARDS; i++) {
+		rt__shard *s = &rt->registry.shards[i];
+		rt__spin_lock(&s->lock);
+		while (n + s->count > capacity || v == NULL) {
+			size_t need = n + s->count + 1024;
+			rt__spin_unlock(&s->lock);
+			rt_addr *grown = realloc(v, need * sizeof *v);
+			if (grown == NULL) {
+				free(v);
+				return NULL;
+			}
+			v = grown;
+			capacity = need;
+			rt__spin_lock(&s->lock);
+		}
+		for (uint32_t b = 0; s->count > 0 && b <= s->mask; b++) {
+			rt_actor *a = s->slots[b].actor;
+			if (a == NULL)
+				continue;
+			uint8_t flags = atomic_load_explicit(&a->shared_flags,
+				memory_order_relaxed);
+			if ((flags & RT_ACTOR_LOADED) && (flags & RT_ACTOR_DIRTY))
+				v[n++] = actor_addr(a);
+		}
+		RT_ASSERT(n <= capacity);
+		rt__spin_unlock(&s->lock);
+	}
+	*count = n;
+	return v;
+}
+
 int
 rt_snapshot_dirty(rt_runtime *rt, rt_snapshot_done_callback done, void *arg)
 {
@@ -604,34 +715,21 @@ rt_snapshot_dirty(rt_runtime *rt, rt_snapshot_done_callback done, void *arg)
 	rt->snapshot_arg = arg;
 	atomic_store(&rt->snapshot_status, 0);
 	atomic_store(&rt->snapshot_outstanding, 1); /* the walk's own hold */
-	for (uint32_t i = 0; i < RT_REGISTRY_SHARDS; i++) {
-		rt__shard *s = &rt->registry.shards[i];
-		rt__spin_lock(&s->lock);
-		for (uint32_t b = 0; s->count > 0 && b <= s->mask; b++) {
-			rt_actor *a = s->slots[b].actor;
-			if (a != NULL) {
-				uint8_t flags = atomic_load_explicit(&a->shared_flags,
-					memory_order_relaxed);
-				if (!(flags & RT_ACTOR_LOADED) || !(flags & RT_ACTOR_DIRTY))
-					continue;
-				rt_message *m = rt__message_new(rt,
-					RT_TYPE_INTERNAL_SNAPSHOT, 0);
-				if (m == NULL) {
-					int expected = 0;
-					atomic_compare_exchange_strong(
-						&rt->snapshot_status, &expected, RT_ENOMEM);
-					continue;
-				}
-				atomic_fetch_add(&rt->snapshot_outstanding, 1);
-				bool schedule = false;
-				rt__push_internal_locked(rt, a, m, &schedule);
-				if (schedule)
-					rt__schedule(rt, a);
-			}
-		}
-		rt__spin_unlock(&s->lock);
+	size_t count = 0;
+	rt_addr *addrs = snapshot_note_dirty(rt, &count);
+	if (addrs == NULL) {
+		atomic_store(&rt->snapshot_status, RT_ENOMEM);
+		snapshot_release(rt);
+		return 0;
 	}
-	snapshot_release(rt);
+	pthread_mutex_lock(&rt->snapshot_lock);
+	RT_ASSERT(rt->snapshot_addrs == NULL);
+	RT_ASSERT(rt->snapshot_queued == 0);
+	rt->snapshot_addrs = addrs;
+	rt->snapshot_addrs_count = count;
+	rt->snapshot_addrs_next = 0;
+	pthread_mutex_unlock(&rt->snapshot_lock);
+	snapshot_feed(rt);
 	return 0;
 }
 

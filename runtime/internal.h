@@ -100,6 +100,13 @@ _Noreturn void rt__assert_fail(const char *expr, const char *file, int line);
 /* Every this many turns a worker looks at the global queue first, so
  * work injected from outside is not starved by a busy local queue. */
 #define RT_GLOBAL_CHECK_TURNS 16u
+/* Snapshot turns a checkpoint's walk keeps queued at once. The walk
+ * notes every dirty actor, then queues their snapshots this many at a
+ * time behind the work already queued (the global queue's tail), one
+ * more as each finishes: a checkpoint of 100,000 actors queued at once
+ * held both workers for seconds while asks timed out behind it. 64
+ * turns of ~20-100 us each is a few ms of snapshots in any queue. */
+#define RT_SNAPSHOT_WINDOW_ACTORS 64u
 /* A worker reads the coarse clock (for actors' last-active stamps) once
  * per this many turns and after parking: the stamps feed an idle sweep
  * measured in seconds, and a clock read per turn was 5% of a short turn. */
@@ -699,6 +706,13 @@ struct rt_runtime {
 	atomic_int snapshot_status;
 	rt_snapshot_done_callback snapshot_done;
 	void *snapshot_arg;
+	/* the walk's list of dirty actors and how far it has been queued,
+	 * under snapshot_lock (see RT_SNAPSHOT_WINDOW_ACTORS) */
+	pthread_mutex_t snapshot_lock;
+	rt_addr *snapshot_addrs;   /* owned; NULL once all are queued */
+	size_t snapshot_addrs_count;
+	size_t snapshot_addrs_next;
+	uint32_t snapshot_queued;  /* snapshot turns queued, not yet run */
 
 	/* randomness for threads that are no worker */
 	pthread_mutex_t prng_lock;
@@ -883,6 +897,10 @@ void rt__scheduler_stop(rt_runtime *rt);
 void rt__schedule(rt_runtime *rt, rt_actor *a);
 /* Re-queues a behind the other runnable actors (its turn yielded). */
 void rt__reschedule(rt_worker *w, rt_actor *a);
+/* Like rt__schedule, but behind everything already queued (the global
+ * queue's tail) even from a worker: background work that must not run
+ * ahead of queued requests. */
+void rt__schedule_behind(rt_runtime *rt, rt_actor *a);
 /* Stop: runs every runnable actor on the calling thread until none is. */
 void rt__drain(rt_runtime *rt);
 

@@ -100,6 +100,7 @@ rt_create(const rt_config *cfg, rt_runtime **out)
 	rt__map_init(&rt->inboxes);
 	pthread_mutex_init(&rt->prng_lock, NULL);
 	pthread_mutex_init(&rt->passes_lock, NULL);
+	pthread_mutex_init(&rt->snapshot_lock, NULL);
 	rt->next_inbox_id = 1;
 	atomic_store(&rt->next_correlation, 1);
 	rt__prng_seed(&rt->prng, cfg->seed ^ 0x5851f42d4c957f2dull);
@@ -116,6 +117,7 @@ fail_housekeeping:
 	rt__scheduler_destroy(rt);
 fail_scheduler:
 	pthread_mutex_destroy(&rt->passes_lock);
+	pthread_mutex_destroy(&rt->snapshot_lock);
 	pthread_mutex_destroy(&rt->prng_lock);
 	rt__map_free(&rt->inboxes);
 	pthread_mutex_destroy(&rt->inbox_lock);
@@ -242,6 +244,8 @@ rt_destroy(rt_runtime *rt)
 	rt__scheduler_destroy(rt);
 	rt__registry_destroy(&rt->registry);
 	pthread_mutex_destroy(&rt->passes_lock);
+	pthread_mutex_destroy(&rt->snapshot_lock);
+	free(rt->snapshot_addrs);
 	pthread_mutex_destroy(&rt->prng_lock);
 	rt__pool_destroy(&rt->pool);
 	free(rt);

@@ -402,6 +402,10 @@ void rt_set_store(rt_runtime *rt, const rt_store_ops *ops, void *arg);
  * once every one of them has been saved it calls done(arg, status) on
  * some worker thread (status: 0, or the first save error). Returns 0 or
  * RT_ESTOPPED. At most one pass runs at a time (RT_EEXIST otherwise).
+ * The pass notes the dirty actors when called and queues their saves a
+ * bounded window at a time behind the work already queued, so requests
+ * keep being served while it runs; an actor noted dirty that was saved
+ * or passivated meanwhile is skipped (that save holds its state).
  */
 typedef void (*rt_snapshot_done_callback)(void *arg, int status);
 int rt_snapshot_dirty(rt_runtime *rt, rt_snapshot_done_callback done,

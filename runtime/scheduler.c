@@ -525,6 +525,19 @@ rt__schedule(rt_runtime *rt, rt_actor *a)
 }
 
 void
+rt__schedule_behind(rt_runtime *rt, rt_actor *a)
+{
+	if (rt->cfg.deterministic) {
+		runnable_append(rt, a);
+		return;
+	}
+	pthread_mutex_lock(&rt->global.lock);
+	global_append_locked(&rt->global, a);
+	pthread_mutex_unlock(&rt->global.lock);
+	maybe_wake(rt);
+}
+
+void
 rt__reschedule(rt_worker *w, rt_actor *a)
 {
 	rt_runtime *rt = w->rt;
