@@ -47,6 +47,10 @@ struct api_client {
 	 * (a callback that polls) must not clear it. */
 	msgpack_zone *zone;
 	uint32_t completing;
+	/* Messages taken from the inbox in one go and not dispatched yet,
+	 * oldest first: a callback that polls (nested) continues here, so
+	 * completions keep their arrival order. */
+	rt_message *taken;
 };
 
 /* Chunk of the answers' zone: a feed page of 50 items unpacks into
@@ -154,6 +158,11 @@ api_client_destroy(api_client *c)
 {
 	if (c == NULL)
 		return;
+	while (c->taken != NULL) {
+		rt_message *m = c->taken;
+		c->taken = m->next;
+		rt_message_free(c->a->rt, m);
+	}
 	rt_inbox_destroy(c->inbox);
 	actors__streams_free(c->streams);
 	if (c->zone != NULL)
@@ -261,12 +270,27 @@ dispatch(api_client *c, rt_message *m)
 	rt_message_free(c->a->rt, m);
 }
 
+/* The next message to dispatch: the rest of the last burst taken, else
+ * a new burst (every message queued, under one lock). */
+static rt_message *
+client_next(api_client *c)
+{
+	if (c->taken == NULL)
+		c->taken = rt_inbox_take_all(c->inbox);
+	rt_message *m = c->taken;
+	if (m != NULL) {
+		c->taken = m->next;
+		m->next = NULL;
+	}
+	return m;
+}
+
 int
 api_client_poll(api_client *c)
 {
 	int ran = 0;
 	rt_message *m;
-	while ((m = rt_inbox_take(c->inbox)) != NULL) {
+	while ((m = client_next(c)) != NULL) {
 		dispatch(c, m);
 		ran++;
 	}
@@ -276,6 +300,8 @@ api_client_poll(api_client *c)
 int
 api_client_wait(api_client *c, uint64_t timeout_ms)
 {
+	if (c->taken != NULL)
+		return api_client_poll(c);
 	rt_message *m = rt_inbox_wait(c->inbox, timeout_ms);
 	if (m == NULL)
 		return 0;

@@ -74,7 +74,8 @@ typedef struct item {
 	int code;
 	bool deleted;
 	uint32_t likes, comments;
-	unsigned char *body; /* owned msgpack item, NULL if dropped */
+	bool shown;          /* has a msgpack item in the listing's bodies */
+	size_t body_offset;  /* where it starts there */
 	size_t body_length;
 } item;
 
@@ -90,6 +91,9 @@ typedef struct listing {
 	uint32_t count;
 	uint32_t items_capacity;
 	item *items;
+	/* the items' msgpack bodies, back to back (one buffer per listing
+	 * instead of an allocation per item) */
+	rt_buffer bodies;
 	/* feed only */
 	uint32_t limit;
 	uint64_t boundary;
@@ -104,6 +108,11 @@ typedef struct slot_op {
 	listing *l;
 	uint32_t index;
 } slot_op;
+
+/* A hydrated post item's msgpack body is about this big (a caption, an
+ * author, tags, counts, a media map): the page's bodies buffer starts
+ * with room for this many bytes per item. */
+#define LISTING_ITEM_BYTES_TYPICAL 384u
 
 /* Windows up to this size are sorted by insertion: a page is 20 to 50
  * items, where glibc's qsort (a merge sort through an indirection for
@@ -129,8 +138,7 @@ items_sort(item *v, uint32_t n, int (*cmp)(const void *, const void *))
 static void
 listing_free(listing *l)
 {
-	for (uint32_t i = 0; i < l->count; i++)
-		free(l->items[i].body);
+	rt_buffer_free(&l->bodies);
 	free(l->items);
 	free(l->pulls);
 	free(l->pull_affinity);
@@ -182,16 +190,17 @@ listing_finish(api_client *c, listing *l)
 		items_sort(l->items, l->count, by_score);
 	uint32_t shown = 0;
 	for (uint32_t i = 0; i < l->count; i++)
-		shown += l->items[i].body != NULL;
+		shown += l->items[i].shown;
 	actors__body b;
 	actors__body_init(&b);
 	msgpack_pack_map(&b.packer, 2);
 	actors__pack_key(&b.packer, "items");
 	msgpack_pack_array(&b.packer, shown);
 	for (uint32_t i = 0; i < l->count; i++)
-		if (l->items[i].body != NULL)
+		if (l->items[i].shown)
 			msgpack_sbuffer_write(&b.buffer,
-				(const char *)l->items[i].body,
+				(const char *)l->bodies.bytes +
+					l->items[i].body_offset,
 				l->items[i].body_length);
 	actors__pack_key(&b.packer, "next_cursor");
 	if (l->more && last != 0) {
@@ -236,9 +245,10 @@ hydrated(api_client *c, void *opaque, const rt_message *m)
 		}
 	}
 	if (code == API_OK && !it->deleted && body_length > 0) {
-		it->body = malloc(body_length);
-		if (it->body != NULL) {
-			memcpy(it->body, body, body_length);
+		size_t offset = l->bodies.length;
+		if (rt_buffer_append(&l->bodies, body, body_length) == 0) {
+			it->shown = true;
+			it->body_offset = offset;
 			it->body_length = body_length;
 		}
 	}
@@ -251,20 +261,21 @@ hydrated(api_client *c, void *opaque, const rt_message *m)
  * (post_views.c), as its POST_T_SUMMARY answer would give it; false when
  * the post actor must be asked. */
 static bool
-view_take(api *a, const listing *l, item *it)
+view_take(api *a, listing *l, item *it)
 {
 	actors__summary sum;
-	unsigned char *body;
+	size_t offset = l->bodies.length;
 	size_t body_length;
 	if (!actors__post_views_get(a->post_views, it->id, l->viewer, &sum,
-		    &body, &body_length))
+		    &l->bodies, &body_length))
 		return false;
 	it->code = API_OK;
 	it->deleted = sum.deleted != 0;
 	it->likes = sum.likes;
 	it->comments = sum.comments;
-	it->body = body;
-	it->body_length = body != NULL ? body_length : 0;
+	it->shown = body_length > 0;
+	it->body_offset = offset;
+	it->body_length = body_length;
 	return true;
 }
 
@@ -281,6 +292,10 @@ listing_hydrate(api_client *c, listing *l)
 	l->outstanding = l->count + 1; /* +1 guards against early finish */
 	ACTORS_ASSERT(l->slots == NULL);
 	l->slots = malloc(l->count * sizeof *l->slots);
+	/* Room for a page of typical items at once (a failure here only
+	 * means growing later). */
+	(void)rt_buffer_reserve(&l->bodies,
+		(size_t)l->count * LISTING_ITEM_BYTES_TYPICAL);
 	api *a = actors__client_api(c);
 	for (uint32_t i = 0; i < l->count; i++) {
 		if (!users && view_take(a, l, &l->items[i])) {

@@ -647,11 +647,12 @@ void actors__post_views_put(actors__post_views *v, const void *owner,
 /* Withdraws post_id's view if owner published it. */
 void actors__post_views_remove(actors__post_views *v, uint64_t post_id,
 	const void *owner);
-/* Any thread: 1 and the summary (and, unless deleted, an owned copy of
- * the body for viewer in *body) when the view answers for viewer; 0 when
- * the post actor must be asked. */
+/* Any thread: 1 and the summary (and, unless deleted, the body for
+ * viewer appended to *bodies, *body_length bytes of it; 0 for none) when
+ * the view answers for viewer; 0 when the post actor must be asked (also
+ * when *bodies cannot grow). */
 int actors__post_views_get(actors__post_views *v, uint64_t post_id,
-	uint64_t viewer, actors__summary *summary, unsigned char **body,
+	uint64_t viewer, actors__summary *summary, rt_buffer *bodies,
 	size_t *body_length);
 void actors__post_views_counts(actors__post_views *v, uint64_t *hits,
 	uint64_t *misses);

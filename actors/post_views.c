@@ -229,10 +229,9 @@ likers_contain(const actors__post_view *e, uint64_t viewer)
 
 int
 actors__post_views_get(actors__post_views *v, uint64_t post_id,
-	uint64_t viewer, actors__summary *summary, unsigned char **body,
+	uint64_t viewer, actors__summary *summary, rt_buffer *bodies,
 	size_t *body_length)
 {
-	*body = NULL;
 	*body_length = 0;
 	uint64_t hash;
 	stripe *s = stripe_of(v, post_id, &hash);
@@ -246,14 +245,17 @@ actors__post_views_get(actors__post_views *v, uint64_t post_id,
 		*summary = e->summary;
 		rc = 1;
 		if (!e->summary.deleted && e->body_length > 0) {
-			unsigned char *copy = malloc(e->body_length);
-			if (copy == NULL) {
+			/* Into the reader's buffer: one growth now and then
+			 * instead of an allocation per item. */
+			if (rt_buffer_reserve(bodies, e->body_length) != 0) {
 				rc = 0; /* ask instead */
 			} else {
+				unsigned char *copy = bodies->bytes +
+					bodies->length;
 				memcpy(copy, e->body, e->body_length);
 				if (viewer != 0 && likers_contain(e, viewer))
 					copy[e->liked_offset] = 0xc3; /* true */
-				*body = copy;
+				bodies->length += e->body_length;
 				*body_length = e->body_length;
 			}
 		}

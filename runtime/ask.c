@@ -455,6 +455,19 @@ rt_inbox_take(rt_inbox *inbox)
 	return m;
 }
 
+rt_message *
+rt_inbox_take_all(rt_inbox *inbox)
+{
+	RT_ASSERT(inbox != NULL);
+	pthread_mutex_lock(&inbox->lock);
+	rt_message *m = inbox->head;
+	inbox->head = NULL;
+	inbox->tail = NULL;
+	inbox->count = 0;
+	pthread_mutex_unlock(&inbox->lock);
+	return m;
+}
+
 static rt_message *
 inbox_wait_deterministic(rt_inbox *inbox, uint64_t timeout_ms)
 {

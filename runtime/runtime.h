@@ -317,6 +317,10 @@ int rt_inbox_ask(rt_inbox *inbox, rt_addr to, rt_message *m,
 	uint64_t timeout_ms, uint64_t *correlation_out);
 /* Takes the oldest queued reply/timeout, or NULL. Returned owned. */
 rt_message *rt_inbox_take(rt_inbox *inbox);
+/* Takes every queued message at once, oldest first, linked through
+ * m->next (NULL-terminated), or NULL: one lock for a burst of replies.
+ * Each returned owned. */
+rt_message *rt_inbox_take_all(rt_inbox *inbox);
 /* Blocks up to timeout_ms (real time, or runs the deterministic
  * scheduler until one arrives) for a message. Owned or NULL. */
 rt_message *rt_inbox_wait(rt_inbox *inbox, uint64_t timeout_ms);

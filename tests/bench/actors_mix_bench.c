@@ -99,14 +99,32 @@ main(int argc, char **argv)
 		return 1;
 	}
 	wl_stats st;
+	rt_stats rs0;
+	ps_node_stats ps0;
+	rt_get_stats(rt, &rs0);
+	ps_node_get_stats(node, &ps0);
 	double cpu0 = cpu_seconds();
 	wl_play(c, &w, WL_MIX_DAILY, ops, 0, concurrency, 42, &st);
 	double cpu1 = cpu_seconds();
+	rt_stats rs1;
+	ps_node_stats ps1;
+	rt_get_stats(rt, &rs1);
+	ps_node_get_stats(node, &ps1);
 	printf("figure mix_reed98_concurrency %u calls\n", concurrency);
 	printf("figure mix_reed98_ops_per_second %.0f ops/s\n",
 		st.ops_per_second);
 	printf("figure mix_reed98_cpu_us_per_op %.1f us\n",
 		(cpu1 - cpu0) * 1e6 / (double)(ops ? ops : 1));
+	/* Where the CPU goes, in counts that do not depend on the load:
+	 * actor messages per operation, snapshots and checkpoints taken
+	 * while the mix ran. */
+	printf("figure mix_reed98_messages_per_op %.2f msgs\n",
+		(double)(rs1.messages_delivered_total -
+			rs0.messages_delivered_total) / (double)(ops ? ops : 1));
+	printf("figure mix_reed98_snapshots_saved %llu snapshots\n",
+		(unsigned long long)(ps1.snapshots_saved - ps0.snapshots_saved));
+	printf("figure mix_reed98_checkpoints %llu checkpoints\n",
+		(unsigned long long)(ps1.checkpoints - ps0.checkpoints));
 	for (int i = 0; i < WL_OPS; i++) {
 		if (st.count[i] == 0)
 			continue;

@@ -450,20 +450,23 @@ TEST(actors_feed_post_views_table)
 		actors__post_views_remove(v, id, &owner_a);
 	for (uint64_t id = 2; id <= 5000; id += 4)
 		actors__post_views_remove(v, id, &owner_b); /* not its own */
+	rt_buffer out = {0};
 	for (uint64_t id = 1; id <= 5000; id++) {
 		actors__summary s;
-		unsigned char *b;
 		size_t n;
-		int rc = actors__post_views_get(v, id, 100 + id, &s, &b, &n);
+		out.length = 0;
+		int rc = actors__post_views_get(v, id, 100 + id, &s, &out, &n);
 		CHECK_EQ(rc, id % 2 == 0 ? 1 : 0);
 		if (rc == 1) {
 			CHECK_EQ_U64(s.likes, id);
-			CHECK(n == sizeof body && b[3] == 0xc3 &&
-				memcmp(b, body, 3) == 0);
-			free(b);
-			CHECK_EQ(actors__post_views_get(v, id, 1, &s, &b, &n), 1);
-			CHECK(b[3] == 0xc2);
-			free(b);
+			CHECK(n == sizeof body && out.length == n &&
+				out.bytes[3] == 0xc3 &&
+				memcmp(out.bytes, body, 3) == 0);
+			CHECK_EQ(actors__post_views_get(v, id, 1, &s, &out, &n), 1);
+			CHECK(n == sizeof body && out.length == 2 * n);
+			CHECK(out.bytes[n + 3] == 0xc2);
+		} else {
+			CHECK(out.length == 0);
 		}
 	}
 	/* Past the likers it copies, a viewer's liked_by_me is asked; a
@@ -471,13 +474,14 @@ TEST(actors_feed_post_views_table)
 	actors__summary s = {9, 7, POST_VIEW_LIKERS_MAX + 1, 0, 0, 0};
 	actors__post_views_put(v, &owner_a, &s, body, sizeof body, 3, NULL,
 		POST_VIEW_LIKERS_MAX + 1);
-	unsigned char *b;
 	size_t n;
-	CHECK_EQ(actors__post_views_get(v, 9, 5, &s, &b, &n), 0);
+	out.length = 0;
+	CHECK_EQ(actors__post_views_get(v, 9, 5, &s, &out, &n), 0);
 	s.deleted = 1;
 	actors__post_views_put(v, &owner_a, &s, NULL, 0, 0, NULL,
 		POST_VIEW_LIKERS_MAX + 1);
-	CHECK_EQ(actors__post_views_get(v, 9, 5, &s, &b, &n), 1);
-	CHECK(s.deleted == 1 && b == NULL && n == 0);
+	CHECK_EQ(actors__post_views_get(v, 9, 5, &s, &out, &n), 1);
+	CHECK(s.deleted == 1 && out.length == 0 && n == 0);
+	rt_buffer_free(&out);
 	actors__post_views_destroy(v);
 }
