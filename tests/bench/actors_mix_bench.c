@@ -11,7 +11,8 @@
  * user of the graph has one request outstanding at a time, as a client
  * app that waits for its answer does. Also prints the process CPU time
  * per operation of each mix (`*_cpu_us_per_op`), steadier than ops/s on
- * a loaded machine.
+ * a loaded machine, and, after both mixes, the daily mix's latency with
+ * 64 calls in flight (`mix_reed98_c64_*`).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +26,8 @@
 
 /* One in-flight call per user of socfb-Reed98 (962 accounts). */
 #define MIX_CONCURRENCY_DEFAULT 962u
+/* The lower concurrency of the latency figures (mix_reed98_c64_*). */
+#define MIX_CONCURRENCY_LOW 64u
 
 static double
 cpu_seconds(void)
@@ -153,6 +156,21 @@ main(int argc, char **argv)
 	printf("figure mix_deathstar_cpu_us_per_op %.1f us\n",
 		(cpu3 - cpu2) * 1e6 / (double)(ops / 2 ? ops / 2 : 1));
 	printf("figure mix_deathstar_feed_p99 %.1f us\n", ds.p99_us[WL_OP_FEED]);
+	/* The same daily mix with fewer calls in flight: at 962 a feed read
+	 * waits behind hundreds of queued calls (by Little's law the mean
+	 * latency is the calls in flight over the rate), so this says what
+	 * a read costs when the node is not queueing. Runs after the
+	 * headline figures, which it does not change. */
+	wl_stats ls;
+	wl_play(c, &w, WL_MIX_DAILY, ops / 4, 0, MIX_CONCURRENCY_LOW, 44, &ls);
+	printf("figure mix_reed98_c%u_ops_per_second %.0f ops/s\n",
+		MIX_CONCURRENCY_LOW, ls.ops_per_second);
+	printf("figure mix_reed98_c%u_feed_p50 %.1f us\n", MIX_CONCURRENCY_LOW,
+		ls.p50_us[WL_OP_FEED]);
+	printf("figure mix_reed98_c%u_feed_p99 %.1f us\n", MIX_CONCURRENCY_LOW,
+		ls.p99_us[WL_OP_FEED]);
+	printf("figure mix_reed98_c%u_like_p99 %.1f us\n", MIX_CONCURRENCY_LOW,
+		ls.p99_us[WL_OP_LIKE]);
 	api_client_destroy(c);
 	rt_stop(rt);
 	ps_node_close(node);
