@@ -29,6 +29,10 @@
 #define ACTORS_PASSWORD_QUEUE_DEFAULT 64u
 /* Internal asks: generous for a loaded node, short enough for a client. */
 #define ACTORS_ASK_TIMEOUT_MS_DEFAULT 5000u
+/* Wall clocks of two nodes may be this far apart before a like or
+ * follow that is in time is refused: NTP keeps servers within tens of
+ * ms, and a second is well past what a synchronised fleet sees. */
+#define ACTORS_CLOCK_SKEW_MS_MAX_DEFAULT 1000u
 
 static struct {
 	_Atomic(rt_runtime *) rt;
@@ -130,6 +134,7 @@ api_config_default(api_config *cfg)
 	cfg->timeline_entries_max = API_TIMELINE_ENTRIES_DEFAULT;
 	cfg->celebrity_followers_min = API_CELEBRITY_FOLLOWERS_DEFAULT;
 	cfg->ask_timeout_ms = ACTORS_ASK_TIMEOUT_MS_DEFAULT;
+	cfg->clock_skew_ms_max = ACTORS_CLOCK_SKEW_MS_MAX_DEFAULT;
 	cfg->password_memlimit_bytes = ACTORS_PASSWORD_MEMLIMIT_DEFAULT;
 	cfg->password_opslimit = ACTORS_PASSWORD_OPSLIMIT_DEFAULT;
 	cfg->password_threads = ACTORS_PASSWORD_THREADS_DEFAULT;

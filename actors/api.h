@@ -95,6 +95,12 @@ typedef struct api_config {
 	uint32_t timeline_entries_max;
 	uint32_t celebrity_followers_min;
 	uint64_t ask_timeout_ms;        /* deadline of every internal ask */
+	/* How far two nodes' wall clocks may be apart. A like or follow
+	 * that reaches its actor later than its caller's deadline (the
+	 * caller's clock) by more than this is refused: the caller gave up
+	 * on it and may have made a later call that it would undo. Clocks
+	 * kept by NTP are within tens of ms; default 1,000 ms. */
+	uint64_t clock_skew_ms_max;
 	/* argon2id cost; OWASP minimum is 19 MiB and 2 passes. Tests and
 	 * the simulator may lower it; flockd never does. */
 	uint64_t password_memlimit_bytes;

@@ -119,6 +119,18 @@ calls__forward(api_client *c, rt_addr to, uint32_t type, const wire_writer *w,
 	return API_OK;
 }
 
+/* The wall-clock ms (this node's clock) at which an ask sent now times
+ * out here. Engagement asks carry it so the actors refuse one that
+ * arrives after its caller gave up (held in a link to a cut-off node, or
+ * overtaken by the caller's next call through another node): applying it
+ * then would undo that next call. */
+static uint64_t
+ask_deadline_ms(api_client *c)
+{
+	const api *a = actors__client_api(c);
+	return rt_wall_ms(a->rt) + a->cfg.ask_timeout_ms;
+}
+
 static rt_addr
 user_addr(uint64_t id)
 {
@@ -547,6 +559,7 @@ follow_resolved(api_client *c, void *opaque, uint64_t user_id)
 	wire_init(&w);
 	wire_u64(&w, user_id);
 	wire_u8(&w, op->flag);
+	wire_u64(&w, ask_deadline_ms(c));
 	ask_or_complete(c, user_addr(op->viewer), USER_T_FOLLOW, &w, op->cb,
 		op->arg);
 	free(op);
@@ -740,10 +753,11 @@ api_like(api_client *c, const api_ctx *ctx, uint64_t post_id, bool like,
 	}
 	/* Through the liker's actor, which takes a token from its like
 	 * bucket and forwards to the post; the post answers here. */
-	unsigned char payload[9];
+	unsigned char payload[17];
 	wire_writer w = {payload, 0, sizeof payload, false};
 	wire_u64(&w, post_id);
 	wire_u8(&w, like ? 1 : 0);
+	wire_u64(&w, ask_deadline_ms(c));
 	return calls__forward(c, user_addr(ctx->user_id), USER_T_LIKE, &w, cb,
 		arg);
 }

@@ -431,6 +431,7 @@ actors__cookie_reply_to(const actors__cookie *c)
 	return to;
 }
 
+
 /* ---- the api object and the node-wide registry ------------------------- */
 
 typedef struct actors__pool actors__pool;
@@ -454,6 +455,29 @@ struct api {
 	/* Summaries of the posts active here (post_views.c). */
 	struct actors__post_views *post_views;
 };
+
+/*
+ * True when the caller of an engagement ask (a like, a follow) has given
+ * up on it: deadline_ms, the wall ms at which the ask timed out on the
+ * caller's clock (0: a sender that stamps none), is past on this node's
+ * clock by more than the clocks may be apart (cfg.clock_skew_ms_max, so
+ * an ask in time is never refused for a clock that runs ahead). Such an
+ * ask is refused, not run: its caller was told the outcome is unknown
+ * and may have made a later call that went ahead of it (through another
+ * node, or while this one sat in a link to a node that was cut off), and
+ * running it now would undo that call. An ask overtaken by less than
+ * twice the skew bound can still slip through: asks carry no deadline in
+ * the runtime's own header (measured on each node's own clock, which
+ * would close that too).
+ */
+static inline bool
+actors__ask_expired(const api *a, uint64_t deadline_ms)
+{
+	if (deadline_ms == 0 ||
+		deadline_ms > UINT64_MAX - a->cfg.clock_skew_ms_max)
+		return false;
+	return rt_wall_ms(a->rt) > deadline_ms + a->cfg.clock_skew_ms_max;
+}
 
 /* The api that registered kinds on rt (actor code finds its api here:
  * the runtime carries no user pointer). A handful of entries, written at

@@ -973,9 +973,19 @@ on_forwarded(api *a, rt_actor *self, post_state *st, const rt_message *m)
 	if (m->type == POST_T_LIKE_FWD) {
 		uint8_t on = wire_get_u8(&r);
 		uint64_t at = wire_get_u64(&r);
+		/* The caller's deadline (senders before it was kept send
+		 * none): a like its caller gave up on may have been
+		 * overtaken by the caller's next like or unlike. */
+		uint64_t deadline = r.offset < r.length ? wire_get_u64(&r)
+							: 0;
 		if (!wire_done(&r)) {
 			actors__reply_later(self, &to, API_EINVALID,
 				"malformed like", NULL, 0);
+			return;
+		}
+		if (actors__ask_expired(a, deadline)) {
+			actors__reply_later(self, &to, API_EUNAVAILABLE,
+				"deadline passed", NULL, 0);
 			return;
 		}
 		like_apply(a, self, st, &to, viewer, on, at);

@@ -1236,8 +1236,14 @@ on_follow(api *a, rt_actor *self, user_state *st, const rt_message *m)
 	wire_reader_init(&r, m->payload, m->size);
 	uint64_t target = wire_get_u64(&r);
 	uint8_t on = wire_get_u8(&r);
+	/* The caller's deadline (senders before it was kept send none). */
+	uint64_t deadline = r.offset < r.length ? wire_get_u64(&r) : 0;
 	if (!wire_done(&r) || target == 0) {
 		reply_code(self, m, API_EINVALID, "malformed follow");
+		return;
+	}
+	if (actors__ask_expired(a, deadline)) {
+		reply_code(self, m, API_EUNAVAILABLE, "deadline passed");
 		return;
 	}
 	if (target == st->id) {

@@ -1073,7 +1073,8 @@ forward_to_post(rt_actor *self, const rt_message *m, uint64_t post_id,
 		reply_code(self, m, API_EUNAVAILABLE, "post unavailable");
 }
 
-/* USER_T_LIKE: u64 post id, u8 like. */
+/* USER_T_LIKE: u64 post id, u8 like, u64 the caller's deadline (wall
+ * ms; senders before it was kept send none). */
 static void
 on_like(api *a, rt_actor *self, user_state *st, const rt_message *m)
 {
@@ -1081,8 +1082,13 @@ on_like(api *a, rt_actor *self, user_state *st, const rt_message *m)
 	wire_reader_init(&r, m->payload, m->size);
 	uint64_t post_id = wire_get_u64(&r);
 	uint8_t on = wire_get_u8(&r);
+	uint64_t deadline = r.offset < r.length ? wire_get_u64(&r) : 0;
 	if (!wire_done(&r) || post_id == 0) {
 		reply_code(self, m, API_EINVALID, "malformed like");
+		return;
+	}
+	if (actors__ask_expired(a, deadline)) {
+		reply_code(self, m, API_EUNAVAILABLE, "deadline passed");
 		return;
 	}
 	/* Likes spend tokens; taking one back does not. */
@@ -1096,6 +1102,9 @@ on_like(api *a, rt_actor *self, user_state *st, const rt_message *m)
 	wire_u64(&w, st->id);
 	wire_u8(&w, on);
 	wire_u64(&w, wall_ms(a));
+	/* The post answers the caller, so the caller's deadline holds
+	 * there too. */
+	wire_u64(&w, deadline);
 	ACTORS_ASSERT(!w.failed && w.bytes == payload);
 	forward_to_post(self, m, post_id, POST_T_LIKE_FWD, &w);
 }

@@ -192,6 +192,8 @@ api_config_for(sim_world *w, sim_node *n, api_config *cfg, char *media,
 	cfg->media_threads = 0;
 	cfg->celebrity_followers_min = w->knobs.celebrity_followers;
 	cfg->timeline_entries_max = w->knobs.timeline_entries;
+	/* Each node's clock is off by up to the skew knob either way. */
+	cfg->clock_skew_ms_max = 2u * (uint64_t)w->knobs.clock_skew_ms;
 	snprintf(media, media_size, "%s/media", n->dir);
 	cfg->data_dir = media;
 }
