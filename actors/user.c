@@ -505,8 +505,14 @@ apply_follower(user_state *st, wire_reader *r, uint64_t lsn)
 	uint64_t follower = wire_get_u64(r);
 	uint8_t on = wire_get_u8(r);
 	uint64_t created_at = r->offset < r->length ? wire_get_u64(r) : 0;
+	/* The follower's effect sequence (follower_set_apply); records
+	 * written before it was kept have none, and 0 is none. */
+	uint64_t sequence = r->offset < r->length ? wire_get_u64(r) : 0;
 	if (r->failed)
 		return RT_ECORRUPT;
+	if (sequence != 0 &&
+		user__follower_seq_note(st, follower, sequence) != 0)
+		return RT_ENOMEM;
 	if (!on) {
 		set_remove(&st->followers, follower);
 		(void)inbox_presence_set(&st->online_followers, follower, false);
@@ -1671,6 +1677,42 @@ effect_apply(api *a, rt_actor *self, user_state *st,
 			"effect not applied (will be re-sent): %d", rc);
 }
 
+/*
+ * A follower-set effect from follower (on: follows, at: when). Effects of
+ * one follower carry its outbox's sequence, which only grows, and each
+ * says the whole state, so only one newer than the last taken from that
+ * follower is applied; it is journaled with its sequence even when it
+ * changes nothing here. An older one that comes again (the follower
+ * re-sent it after a crash, the later one having been taken first) is
+ * confirmed without being applied: applying it would put back a
+ * follower who left, or drop one who came back.
+ */
+static void
+follower_set_apply(api *a, rt_actor *self, user_state *st,
+	const ps_effect_header *h, uint64_t follower, uint8_t on, uint64_t at)
+{
+	bool sequenced = h->source_kind == ACTORS_KIND_USER &&
+		h->source_id == follower && h->sequence != 0;
+	if (sequenced && h->sequence <= user__follower_seq(st, follower)) {
+		effect_apply(a, self, st, h, USER_R_FOLLOWER, NULL, 0, false);
+		return;
+	}
+	bool has = set_has(&st->followers, follower);
+	wire_writer w;
+	wire_init(&w);
+	wire_u64(&w, follower);
+	wire_u8(&w, on);
+	wire_u64(&w, at);
+	wire_u64(&w, sequenced ? h->sequence : 0);
+	if (w.failed) {
+		wire_free(&w);
+		return; /* re-sent later */
+	}
+	effect_apply(a, self, st, h, USER_R_FOLLOWER, w.bytes, w.length,
+		sequenced || has != (on != 0));
+	wire_free(&w);
+}
+
 static void
 on_effect(api *a, rt_actor *self, user_state *st, const rt_message *m)
 {
@@ -1691,13 +1733,11 @@ on_effect(api *a, rt_actor *self, user_state *st, const rt_message *m)
 	case USER_T_FOLLOWER_SET: {
 		uint64_t follower = wire_get_u64(&r);
 		uint8_t on = wire_get_u8(&r);
-		if (r.offset < r.length)
-			(void)wire_get_u64(&r); /* when it happened */
-		if (!wire_done(&r))
+		/* When it happened; senders before it was kept send none. */
+		uint64_t at = r.offset < r.length ? wire_get_u64(&r) : 0;
+		if (!wire_done(&r) || follower == 0)
 			return;
-		bool has = set_has(&st->followers, follower);
-		effect_apply(a, self, st, &h, USER_R_FOLLOWER, payload, length,
-			has != (on != 0));
+		follower_set_apply(a, self, st, &h, follower, on, at);
 		return;
 	}
 	case USER_T_OWN_POST_REMOVE: {

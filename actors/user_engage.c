@@ -43,8 +43,10 @@
 #define USER_STORY_AUTHORS_MAX STORIES_TRAY_AUTHORS_MAX
 /* Notifications published from one write (one, in practice). */
 #define USER_PUBLISH_NOTIFICATIONS_MAX 8u
-#define USER_ENGAGE_SNAPSHOT_VERSION 1u
-#define USER_ENGAGE_SNAPSHOT_FIELDS 15u
+#define USER_ENGAGE_SNAPSHOT_VERSION 2u
+#define USER_ENGAGE_SNAPSHOT_FIELDS 16u
+/* Version 1 had no follower effect sequences. */
+#define USER_ENGAGE_SNAPSHOT_V1_FIELDS 15u
 
 int
 actors__engage_register(rt_runtime *rt)
@@ -1401,6 +1403,86 @@ user__engage_on_activate(api *a, rt_actor *self, user_state *st, bool fresh)
 	}
 }
 
+/* ---- follower effect sequences ----------------------------------------------- */
+
+static uint32_t
+follower_seq_index(const user_state *st, uint64_t follower)
+{
+	for (uint32_t i = st->follower_seqs_count; i > 0; i--)
+		if (st->follower_seqs[i - 1].follower_id == follower)
+			return i - 1;
+	return UINT32_MAX;
+}
+
+uint64_t
+user__follower_seq(const user_state *st, uint64_t follower)
+{
+	uint32_t i = follower_seq_index(st, follower);
+	return i == UINT32_MAX ? 0 : st->follower_seqs[i].sequence;
+}
+
+int
+user__follower_seq_note(user_state *st, uint64_t follower, uint64_t sequence)
+{
+	ACTORS_ASSERT(st->follower_seqs_count <= USER_FOLLOWER_SEQS_MAX);
+	uint32_t i = follower_seq_index(st, follower);
+	if (i != UINT32_MAX) {
+		if (st->follower_seqs[i].sequence >= sequence)
+			return 0; /* a replay of an older record */
+	} else if (st->follower_seqs_count == USER_FOLLOWER_SEQS_MAX) {
+		i = 0; /* the oldest change is forgotten */
+	} else {
+		if (st->follower_seqs_count == st->follower_seqs_capacity) {
+			uint32_t capacity = st->follower_seqs_capacity
+				? st->follower_seqs_capacity * 2
+				: 8;
+			if (capacity > USER_FOLLOWER_SEQS_MAX)
+				capacity = USER_FOLLOWER_SEQS_MAX;
+			follower_seq *grown = realloc(st->follower_seqs,
+				capacity * sizeof *grown);
+			if (grown == NULL)
+				return RT_ENOMEM;
+			st->follower_seqs = grown;
+			st->follower_seqs_capacity = capacity;
+		}
+		i = st->follower_seqs_count++;
+	}
+	/* The newest change goes last. */
+	memmove(&st->follower_seqs[i], &st->follower_seqs[i + 1],
+		(st->follower_seqs_count - i - 1) * sizeof *st->follower_seqs);
+	st->follower_seqs[st->follower_seqs_count - 1] =
+		(follower_seq){follower, sequence};
+	return 0;
+}
+
+static int
+decode_follower_seqs(user_state *st, const msgpack_object *o)
+{
+	if (o->type != MSGPACK_OBJECT_BIN ||
+		o->via.bin.size % sizeof(follower_seq) != 0 ||
+		o->via.bin.size / sizeof(follower_seq) > USER_FOLLOWER_SEQS_MAX)
+		return RT_ECORRUPT;
+	uint32_t n = o->via.bin.size / sizeof(follower_seq);
+	if (n == 0)
+		return 0;
+	st->follower_seqs = malloc(o->via.bin.size);
+	if (st->follower_seqs == NULL)
+		return RT_ENOMEM;
+	memcpy(st->follower_seqs, o->via.bin.ptr, o->via.bin.size);
+	st->follower_seqs_count = n;
+	st->follower_seqs_capacity = n;
+	/* Each follower once, none 0. */
+	for (uint32_t i = 0; i < n; i++) {
+		if (st->follower_seqs[i].follower_id == 0)
+			return RT_ECORRUPT;
+		for (uint32_t j = 0; j < i; j++)
+			if (st->follower_seqs[j].follower_id ==
+				st->follower_seqs[i].follower_id)
+				return RT_ECORRUPT;
+	}
+	return 0;
+}
+
 void
 user__engage_free(user_state *st)
 {
@@ -1419,13 +1501,18 @@ user__engage_free(user_state *st)
 	st->story_authors = NULL;
 	st->story_authors_count = 0;
 	st->story_authors_capacity = 0;
+	free(st->follower_seqs);
+	st->follower_seqs = NULL;
+	st->follower_seqs_count = 0;
+	st->follower_seqs_capacity = 0;
 }
 
 /* ---- snapshot ------------------------------------------------------------------- *
  * [version, search_indexed, search_followers, rates, idem, inbox,
  *  stories|nil, seen, story_authors (bin: author, expires u64 pairs),
  *  stream|nil, stream_exact, stream_incarnation, offline_at, presence,
- *  stream_seq_floor] */
+ *  stream_seq_floor, follower_seqs (bin: follower, sequence u64 pairs,
+ *  oldest change first; from version 2)] */
 
 int
 user__engage_encode(const user_state *st, msgpack_packer *pk)
@@ -1454,6 +1541,10 @@ user__engage_encode(const user_state *st, msgpack_packer *pk)
 	rc |= msgpack_pack_uint64(pk, st->offline_at_ms);
 	rc |= inbox_presence_encode(&st->online_followers, pk);
 	rc |= msgpack_pack_uint64(pk, st->stream_seq_floor);
+	/* Host order is little-endian on every target we build for. */
+	size_t seqs = st->follower_seqs_count * sizeof *st->follower_seqs;
+	rc |= msgpack_pack_bin(pk, seqs);
+	rc |= msgpack_pack_bin_body(pk, st->follower_seqs, seqs);
 	return rc == 0 ? 0 : RT_ENOMEM;
 }
 
@@ -1503,9 +1594,14 @@ user__engage_decode(user_state *st, const msgpack_object *obj)
 {
 	const msgpack_object *f = engage_get_tuple(obj,
 		USER_ENGAGE_SNAPSHOT_FIELDS);
-	uint64_t version;
-	if (f == NULL || !engage_get_u64(&f[0], &version) ||
-		version != USER_ENGAGE_SNAPSHOT_VERSION ||
+	uint64_t version = USER_ENGAGE_SNAPSHOT_VERSION;
+	if (f == NULL) {
+		f = engage_get_tuple(obj, USER_ENGAGE_SNAPSHOT_V1_FIELDS);
+		version = 1;
+	}
+	uint64_t stored;
+	if (f == NULL || !engage_get_u64(&f[0], &stored) ||
+		stored != version ||
 		!engage_get_bool(&f[1], &st->search_indexed) ||
 		!engage_get_u64(&f[2], &st->search_followers) ||
 		!engage_get_bool(&f[10], &st->stream_exact) ||
@@ -1522,5 +1618,10 @@ user__engage_decode(user_state *st, const msgpack_object *obj)
 	int rc = decode_story_authors(st, &f[8]);
 	if (rc != 0)
 		return rc;
+	if (version >= 2) {
+		rc = decode_follower_seqs(st, &f[15]);
+		if (rc != 0)
+			return rc;
+	}
 	return decode_optional(st, &f[6]);
 }

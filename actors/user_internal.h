@@ -110,6 +110,21 @@ typedef struct story_author {
 	uint64_t expires_at_ms;
 } story_author;
 
+/* The effect sequence of the last follower-set effect taken from one
+ * follower (user.c's follower_seqs). */
+typedef struct follower_seq {
+	uint64_t follower_id;
+	uint64_t sequence; /* the follower's outbox sequence */
+} follower_seq;
+
+/* Follower changes whose effect sequence a user keeps: an older effect
+ * comes again only while its follower still holds it unconfirmed, which
+ * the later one's arrival ends at the next re-drive (2 s), or after a
+ * partition or crash heals (minutes): a thousand changes of one user's
+ * followers is past that for anyone but a celebrity being followed
+ * thousands of times a minute. 16 KiB at the cap. */
+#define USER_FOLLOWER_SEQS_MAX 1024u
+
 typedef struct user_state {
 	uint64_t id;
 	bool exists;
@@ -169,6 +184,14 @@ typedef struct user_state {
 	uint64_t stream_incarnation; /* api incarnation of its subscribers */
 	uint64_t offline_at_ms;     /* wall ms the last session left */
 	inbox_presence online_followers; /* celebrities: who to push live */
+	/* The followers who changed lately (followed or left) with the
+	 * sequence of the last follower-set effect taken from each, oldest
+	 * first, at most USER_FOLLOWER_SEQS_MAX: an effect not newer than
+	 * that is an old one come again (re-sent after a crash), and
+	 * applying it would undo the newer one. NULL until the first. */
+	follower_seq *follower_seqs;
+	uint32_t follower_seqs_count;
+	uint32_t follower_seqs_capacity;
 } user_state;
 
 /* ---- user.c, for user_engage.c ---------------------------------------- */
@@ -252,6 +275,13 @@ bool user__rate_allow(api *a, rt_actor *self, user_state *st,
 void user__post_event(api *a, rt_actor *self, user_state *st,
 	uint64_t post_id, bool pushed, api_event_type type, const void *body,
 	size_t body_length);
+/* The sequence of the last follower-set effect taken from follower (0:
+ * none kept). */
+uint64_t user__follower_seq(const user_state *st, uint64_t follower);
+/* Keeps sequence as follower's last (a larger one kept stays); forgets
+ * the oldest change past USER_FOLLOWER_SEQS_MAX. 0 or RT_ENOMEM. */
+int user__follower_seq_note(user_state *st, uint64_t follower,
+	uint64_t sequence);
 /* fresh: the store had nothing for this user. */
 void user__engage_on_activate(api *a, rt_actor *self, user_state *st,
 	bool fresh);

@@ -20,6 +20,7 @@
  * after the heal.
  */
 #include "actors/internal.h"
+#include "actors/user_internal.h"
 #include "tests/unit/actors_helpers.h"
 #include "tests/unit/runtime_testkit.h"
 
@@ -222,5 +223,177 @@ TEST(actors_order_follow_after_a_later_unfollow)
 	check_counts(&e, fan, 0, 1);
 	check_counts(&e, star, 1, 0);
 	t_result_reset(&r);
+	order_close(&e, &h);
+}
+
+/* The follower-set effect sequence of a held message (0: another
+ * message). */
+static uint64_t
+follower_effect_sequence(const rt_message *m, uint8_t *on)
+{
+	if (m == NULL || m->type != USER_T_FOLLOWER_SET)
+		return 0;
+	ps_effect_header hd;
+	const void *payload;
+	size_t length;
+	CHECK_EQ(ps_effect_parse(m->payload, m->size, &hd, &payload, &length),
+		0);
+	CHECK(length >= 9);
+	*on = ((const uint8_t *)payload)[8];
+	return hd.sequence;
+}
+
+/* A follower's follow effect reaches its target only after the unfollow
+ * that followed it (the target lost it in a crash and the follower
+ * re-sent it): the target keeps the unfollow. */
+TEST(actors_order_follower_effect_after_a_later_one)
+{
+	t_env e;
+	holder h;
+	order_open(&e, &h);
+	uint64_t star = t_signup(&e, "star");
+	uint64_t fan = t_signup(&e, "fan");
+	t_settle(&e);
+	hold_start(&e, &h, rt_addr_make(ACTORS_KIND_USER, star));
+	t_follow(&e, fan, "star", true);
+	t_follow(&e, fan, "star", false);
+	t_settle(&e);
+	h.holding = false;
+	uint32_t follow = UINT32_MAX, unfollow = UINT32_MAX;
+	for (uint32_t i = 0; i < h.count; i++) {
+		uint8_t on = 0;
+		uint64_t seq = follower_effect_sequence(h.held[i], &on);
+		if (seq == 0)
+			continue;
+		if (on && follow == UINT32_MAX)
+			follow = i;
+		if (!on && unfollow == UINT32_MAX)
+			unfollow = i;
+	}
+	CHECK(follow != UINT32_MAX);
+	CHECK(unfollow != UINT32_MAX);
+	CHECK(follow < unfollow);
+	/* The later effect first, then (after a snapshot and a reload of
+	 * the target) the earlier one. */
+	CHECK_EQ(rt_deliver_local(e.rt, held_take(&h, unfollow)), 0);
+	t_settle(&e);
+	int done = 0;
+	CHECK_EQ(rt_passivate_where(e.rt, is_target, &h.target, passivated,
+			 &done), 0);
+	rt_det_run_until_idle(e.rt, 0);
+	CHECK_EQ(done, 1);
+	CHECK_EQ(rt_deliver_local(e.rt, held_take(&h, follow)), 0);
+	t_settle(&e);
+	check_counts(&e, star, 0, 0);
+	check_counts(&e, fan, 0, 0);
+	/* A new follow still lands, and is told once. */
+	t_follow(&e, fan, "star", true);
+	t_settle(&e);
+	check_counts(&e, star, 1, 0);
+	order_close(&e, &h);
+}
+
+/* Decodes bytes as a user's snapshot; frees what it made. */
+static int
+user_decode(t_env *e, const void *bytes, size_t length, uint32_t *seqs)
+{
+	const rt_actor_ops *ops = &e->a->user_ops;
+	void *state = calloc(1, ops->state_size);
+	CHECK(state != NULL);
+	int rc = ops->decode_state(state, bytes, length);
+	if (rc == 0) {
+		*seqs = ((const user_state *)state)->follower_seqs_count;
+		ops->free_state(state);
+	}
+	free(state);
+	return rc;
+}
+
+/* Packs obj with the engagement tuple (the last element) cut to its
+ * first `fields` elements and version `version`, or with its follower
+ * sequences replaced by `seqs` (length bytes) when seqs is not NULL. */
+static void
+user_repack(const msgpack_object *obj, uint32_t fields, uint32_t version,
+	const void *seqs, uint32_t length, msgpack_sbuffer *out)
+{
+	msgpack_sbuffer_init(out);
+	msgpack_packer pk;
+	msgpack_packer_init(&pk, out, msgpack_sbuffer_write);
+	uint32_t n = obj->via.array.size;
+	msgpack_pack_array(&pk, n);
+	for (uint32_t i = 0; i + 1 < n; i++)
+		msgpack_pack_object(&pk, obj->via.array.ptr[i]);
+	const msgpack_object *engage = &obj->via.array.ptr[n - 1];
+	CHECK_EQ(engage->type, MSGPACK_OBJECT_ARRAY);
+	CHECK_EQ(engage->via.array.size, 16u);
+	msgpack_pack_array(&pk, fields);
+	msgpack_pack_uint32(&pk, version);
+	for (uint32_t i = 1; i < fields; i++) {
+		if (i == 15 && seqs != NULL) {
+			msgpack_pack_bin(&pk, length);
+			msgpack_pack_bin_body(&pk, seqs, length);
+		} else {
+			msgpack_pack_object(&pk, engage->via.array.ptr[i]);
+		}
+	}
+}
+
+/* A user's snapshot keeps its follower sequences; one of the version
+ * before them decodes with none; malformed ones are refused. */
+TEST(actors_order_follower_seqs_snapshot_versions)
+{
+	t_env e;
+	holder h;
+	order_open(&e, &h);
+	uint64_t star = t_signup(&e, "star");
+	uint64_t fan = t_signup(&e, "fan");
+	(void)fan;
+	t_follow(&e, fan, "star", true);
+	t_settle(&e);
+	hold_start(&e, &h, rt_addr_make(ACTORS_KIND_USER, star));
+	tk_entry *saved = tk_store_find(h.store,
+		rt_addr_make(ACTORS_KIND_USER, star), false);
+	CHECK(saved != NULL);
+	uint32_t seqs = 0;
+	CHECK_EQ(user_decode(&e, saved->bytes.bytes, saved->bytes.length,
+			 &seqs), 0);
+	CHECK_EQ(seqs, 1u);
+	msgpack_unpacked u;
+	msgpack_unpacked_init(&u);
+	size_t off = 0;
+	CHECK_EQ(msgpack_unpack_next(&u, (const char *)saved->bytes.bytes,
+			 saved->bytes.length, &off), MSGPACK_UNPACK_SUCCESS);
+	msgpack_sbuffer b;
+	/* Version 1: fifteen fields, no sequences. */
+	user_repack(&u.data, 15, 1, NULL, 0, &b);
+	seqs = 99;
+	CHECK_EQ(user_decode(&e, b.data, b.size, &seqs), 0);
+	CHECK_EQ(seqs, 0u);
+	msgpack_sbuffer_destroy(&b);
+	/* Version 1 with sixteen fields, and version 2 with fifteen. */
+	user_repack(&u.data, 16, 1, NULL, 0, &b);
+	CHECK(user_decode(&e, b.data, b.size, &seqs) != 0);
+	msgpack_sbuffer_destroy(&b);
+	user_repack(&u.data, 15, 2, NULL, 0, &b);
+	CHECK(user_decode(&e, b.data, b.size, &seqs) != 0);
+	msgpack_sbuffer_destroy(&b);
+	/* Sequences: a torn pair, a follower twice, a follower 0. */
+	uint64_t pairs[4] = {fan, 3, fan, 4};
+	user_repack(&u.data, 16, 2, pairs, 12, &b);
+	CHECK(user_decode(&e, b.data, b.size, &seqs) != 0);
+	msgpack_sbuffer_destroy(&b);
+	user_repack(&u.data, 16, 2, pairs, sizeof pairs, &b);
+	CHECK(user_decode(&e, b.data, b.size, &seqs) != 0);
+	msgpack_sbuffer_destroy(&b);
+	pairs[2] = 0;
+	user_repack(&u.data, 16, 2, pairs, sizeof pairs, &b);
+	CHECK(user_decode(&e, b.data, b.size, &seqs) != 0);
+	msgpack_sbuffer_destroy(&b);
+	pairs[2] = fan + 1;
+	user_repack(&u.data, 16, 2, pairs, sizeof pairs, &b);
+	CHECK_EQ(user_decode(&e, b.data, b.size, &seqs), 0);
+	CHECK_EQ(seqs, 2u);
+	msgpack_sbuffer_destroy(&b);
+	msgpack_unpacked_destroy(&u);
 	order_close(&e, &h);
 }
