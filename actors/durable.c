@@ -143,9 +143,23 @@ actors__outbox_redrive(api *a, rt_actor *self, ps_outbox *o, uint64_t lsn,
 
 /* ---- deferred acknowledgements ---------------------------------------- */
 
-/* Lists copies are added to: the two workers of a fan-out, adding one
- * entry per message each, rarely meet on one lock. */
+/* Lists copies are added to: each thread adds to its own (threads
+ * numbered as they first add, modulo this), so the workers of a fan-out,
+ * adding one entry per message each, do not meet on a lock and each
+ * keeps its list's lock and tail in its own cache. */
 #define ACKS_STRIPES 16u
+
+static atomic_uint acks_threads;
+static _Thread_local uint32_t acks_stripe_plus_one;
+
+static uint32_t
+acks_stripe(void)
+{
+	if (acks_stripe_plus_one == 0)
+		acks_stripe_plus_one = atomic_fetch_add_explicit(&acks_threads,
+			1, memory_order_relaxed) % ACKS_STRIPES + 1u;
+	return acks_stripe_plus_one - 1u;
+}
 
 typedef struct owed_ack {
 	uint64_t source;
@@ -394,7 +408,7 @@ actors__ack_after_checkpoint(api *a, rt_actor *self, uint64_t source,
 		return API_EUNAVAILABLE;
 	uint64_t follower = rt_self(self).id;
 	owed_ack e = {source, key, follower};
-	ack_list *l = &k->stripes[(follower * 0x9e3779b97f4a7c15ull) >> 60];
+	ack_list *l = &k->stripes[acks_stripe()];
 	pthread_mutex_lock(&l->lock);
 	int rc = list_append(l, &e, 1);
 	pthread_mutex_unlock(&l->lock);

@@ -176,6 +176,29 @@ void wire_get_strbuf(wire_reader *r, char *buf, size_t size);
 /* True when every byte was consumed and nothing failed. */
 bool wire_done(const wire_reader *r);
 
+/* A little-endian u64 at p, one store or load: for fixed headers written
+ * and read once per message of a fan-out, where the writer's and
+ * reader's calls cost more than the copy. */
+static inline void
+wire_put_le64(unsigned char *p, uint64_t v)
+{
+#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+	v = __builtin_bswap64(v);
+#endif
+	memcpy(p, &v, 8);
+}
+
+static inline uint64_t
+wire_load_le64(const unsigned char *p)
+{
+	uint64_t v;
+	memcpy(&v, p, 8);
+#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+	v = __builtin_bswap64(v);
+#endif
+	return v;
+}
+
 /* ---- client replies ---------------------------------------------------- */
 
 /* Reply payload: header, detail bytes, msgpack body bytes. */

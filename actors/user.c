@@ -177,23 +177,36 @@ ring_wants(const user_state *st, uint64_t post_id, uint32_t max)
 		post_id < ring_at(st, 0)->post_id);
 }
 
+/* Inserts ref in order: 1 when it went in, 0 when the ring already had
+ * it or it is older than everything in a full ring (as ring_wants),
+ * API_EUNAVAILABLE when out of memory. One search: a push inserts once
+ * per follower, nearly always past the newest entry. */
 static int
 ring_insert(user_state *st, actors__ref ref, uint32_t max)
 {
 	ACTORS_ASSERT(max > 0);
-	if (!ring_wants(st, ref.post_id, max))
+	uint32_t pos = ring_lower_bound(st, ref.post_id);
+#ifndef FLOCK_BUG_NO_DEDUPE
+	/* (make sim-zoo plants the bug by compiling this check out: a push
+	 * re-sent after a crash then lands twice.) */
+	if (pos < st->ring_count && ring_at(st, pos)->post_id == ref.post_id)
 		return 0;
+#endif
 	if (st->ring_count == max) {
+		if (pos == 0 && ref.post_id < ring_at(st, 0)->post_id)
+			return 0; /* older than everything kept */
 		/* Full: the oldest falls off. */
-		st->ring_head = (st->ring_head + 1) % st->ring_capacity;
+		if (++st->ring_head == st->ring_capacity)
+			st->ring_head = 0;
 		st->ring_count--;
+		if (pos > 0)
+			pos--;
 	}
 	if (st->ring_count == st->ring_capacity) {
 		int rc = ring_grow(st, max);
 		if (rc != 0)
 			return rc;
 	}
-	uint32_t pos = ring_lower_bound(st, ref.post_id);
 	/* Shift the newer entries up by one (rare: pushes arrive in order). */
 	for (uint32_t i = st->ring_count; i > pos; i--)
 		*ring_at(st, i) = *ring_at(st, i - 1);
@@ -822,6 +835,15 @@ push_message(api *a, user_state *st, const push *p, bool *gone)
 	rt_message *m = rt_message_alloc(a->rt, type, size);
 	if (m == NULL)
 		return NULL;
+	if (p->kind == USER_PUSH_TIMELINE || p->kind == USER_PUSH_PULL) {
+		/* One per follower of a fan-out: plain stores. */
+		wire_put_le64(m->payload, p->key);
+		wire_put_le64(m->payload + 8, p->author_id);
+		wire_put_le64(m->payload + 16, st->id);
+		if (p->kind == USER_PUSH_TIMELINE && p->body_length > 0)
+			memcpy(m->payload + 24, p->body, p->body_length);
+		return m;
+	}
 	wire_writer w = {m->payload, 0, size, false};
 	if (p->kind == USER_PUSH_LIVE) {
 		wire_u64(&w, p->author_id);
@@ -1782,18 +1804,20 @@ on_effect(api *a, rt_actor *self, user_state *st, const rt_message *m)
  */
 static void
 timeline_copy(api *a, rt_actor *self, user_state *st, uint64_t key,
-	uint64_t author, uint64_t source, bool changes, const void *rest,
-	size_t rest_length)
+	uint64_t author, uint64_t source, const void *rest, size_t rest_length)
 {
-	if (changes) {
-		actors__ref ref = {key, author};
-		if (ring_insert(st, ref, a->cfg.timeline_entries_max) < 0) {
-			rt_log(a->rt, RT_LOG_WARN, "user",
-				"push not applied (will be re-sent): out of memory");
-			return;
-		}
-		rt_mark_dirty(self);
+	actors__ref ref = {key, author};
+	int inserted = ring_insert(st, ref, a->cfg.timeline_entries_max);
+	if (inserted < 0) {
+		rt_log(a->rt, RT_LOG_WARN, "user",
+			"push not applied (will be re-sent): out of memory");
+		return;
 	}
+	bool changes = inserted > 0;
+	if (changes)
+		rt_mark_dirty(self);
+	else if (ring_has(st, key))
+		sim_sometimes("actors: re-sent timeline push deduplicated");
 	if (actors__ack_after_checkpoint(a, self, source, key) != 0)
 		rt_log(a->rt, RT_LOG_WARN, "user",
 			"push acknowledgement dropped (will be re-sent)");
@@ -1809,16 +1833,22 @@ timeline_copy(api *a, rt_actor *self, user_state *st, uint64_t key,
 static void
 on_push(api *a, rt_actor *self, user_state *st, const rt_message *m)
 {
+	if (m->size < 24u)
+		return;
+	uint64_t key = wire_load_le64(m->payload);
+	uint64_t author = wire_load_le64(m->payload + 8);
+	uint64_t source = wire_load_le64(m->payload + 16);
 	wire_reader r;
 	wire_reader_init(&r, m->payload, m->size);
-	uint64_t key = wire_get_u64(&r);
-	uint64_t author = wire_get_u64(&r);
-	uint64_t source = wire_get_u64(&r);
-	if (r.failed)
-		return;
+	r.offset = 24u;
 	/* The rest: a timeline push's event data, or a story's fields. */
 	const unsigned char *rest = m->payload + r.offset;
 	size_t rest_length = m->size - r.offset;
+	if (m->type == USER_T_TIMELINE_ADD && a->store != NULL) {
+		timeline_copy(a, self, st, key, author, source, rest,
+			rest_length);
+		return;
+	}
 	actors__cookie cookie = {ACTORS_KIND_USER, ACTORS_T_PUSH_ACK, source,
 		0, key};
 	wire_writer w;
@@ -1842,12 +1872,6 @@ on_push(api *a, rt_actor *self, user_state *st, const rt_message *m)
 		changes = ring_wants(st, key, a->cfg.timeline_entries_max);
 		if (!changes && ring_has(st, key))
 			sim_sometimes("actors: re-sent timeline push deduplicated");
-		if (a->store != NULL) {
-			wire_free(&w);
-			timeline_copy(a, self, st, key, author, source, changes,
-				rest, rest_length);
-			return;
-		}
 		record = USER_R_TIMELINE;
 		wire_u64(&w, key);
 		wire_u64(&w, author);
