@@ -23,9 +23,11 @@
  * one celebrity's post does not hold a worker for 100,000 sends. */
 #define USER_PUSH_SLICE_SENDS 4096u
 /* A push to follower i asks the runtime to start loading the registry
- * entry of follower i + this: a send's lookup misses the cache once per
- * follower, and this many sends ahead (~0.3 us each) covers a miss. */
-#define USER_PUSH_PREFETCH_DISTANCE 4u
+ * entry of follower i + this (and so, RT_PREFETCH_LAG hints later, the
+ * follower's actor header): a send's lookup and its mailbox push each
+ * missed the cache once per follower; this many sends ahead (~0.3 us
+ * each) covers both misses. */
+#define USER_PUSH_PREFETCH_DISTANCE (2u * RT_PREFETCH_LAG)
 /* Delay before re-sending after a full mailbox or pool (backpressure). */
 #define USER_RESEND_DELAY_MS 5u
 /* Mailbox bound: a push of 100,000 posts comes back as as many acks. */

@@ -445,6 +445,9 @@ rt__registry_prefetch(rt__registry *reg, uint64_t hash)
 	__builtin_prefetch(&slots[(uint32_t)hash & mask], 0, 3);
 }
 
+/* Takes the shard lock, finds the slot of hash (comparing hashes only:
+ * no actor is read) and starts loading its actor's header for writing. */
+void rt__registry_prefetch_actor(rt__registry *reg, uint64_t hash);
 int rt__registry_init(rt__registry *reg);
 void rt__registry_destroy(rt__registry *reg);
 /* Under the shard lock. */
@@ -526,6 +529,12 @@ typedef struct rt_worker {
 	 * one per pass per actor is queued at a time) */
 	struct rt__pass *evict_passes[RT_PASSIVATE_PASSES_MAX];
 	uint32_t evict_count;
+	/* rt_prefetch: the hashes of the last RT_PREFETCH_LAG hints of the
+	 * turn running (current when they were given), oldest at
+	 * prefetch_next */
+	uint64_t prefetch_hashes[RT_PREFETCH_LAG];
+	const rt_actor *prefetch_turn;
+	uint32_t prefetch_next;
 	/* statistics (relaxed; summed by rt_get_stats) */
 	atomic_ullong messages_delivered;
 	atomic_ullong steals;

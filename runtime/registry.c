@@ -365,6 +365,24 @@ rt__registry_find_hole(rt__shard *s, uint64_t hash, uint32_t kind,
 	}
 }
 
+void
+rt__registry_prefetch_actor(rt__registry *reg, uint64_t hash)
+{
+	rt__shard *s = rt__registry_shard(reg, hash);
+	rt__spin_lock(&s->lock);
+	uint32_t mask = s->mask;
+	for (uint32_t i = (uint32_t)hash & mask;; i = (i + 1u) & mask) {
+		const rt__slot *slot = &s->slots[i];
+		if (slot->actor == NULL)
+			break;
+		if (slot->hash == hash) {
+			__builtin_prefetch(slot->actor, 1, 3);
+			break;
+		}
+	}
+	rt__spin_unlock(&s->lock);
+}
+
 rt_actor *
 rt__registry_find(rt__shard *s, uint64_t hash, uint32_t kind, uint64_t id)
 {

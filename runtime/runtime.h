@@ -273,8 +273,14 @@ int rt_send_copy(rt_actor *self, rt_addr to, uint32_t type,
 /* A hint from self's turn that it will send to `to` a few sends from
  * now: starts loading the registry entry that send looks up, so a loop
  * sending to many actors (a fan-out) overlaps those cache misses rather
- * than taking them one after another. No effect on what happens; a hash
- * and a prefetch. */
+ * than taking them one after another. The hint given RT_PREFETCH_LAG
+ * hints earlier in the same turn, whose entry has had that long to
+ * arrive, also starts loading its actor's header (the send reads its id
+ * and pushes onto its mailbox there): give hints at least twice that
+ * many sends ahead. No effect on what happens; a hash, a prefetch, and
+ * for the older hint a probe of its registry shard under the shard's
+ * lock. */
+#define RT_PREFETCH_LAG 4u
 void rt_prefetch(rt_actor *self, rt_addr to);
 
 /*

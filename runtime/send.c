@@ -520,8 +520,20 @@ rt_prefetch(rt_actor *self, rt_addr to)
 	if (to.kind == RT_KIND_NONE || to.kind >= RT_KINDS_MAX ||
 		to.kind == RT_KIND_INBOX)
 		return;
-	rt__registry_prefetch(&w->rt->registry,
-		rt__addr_hash(to.kind, to.id));
+	uint64_t hash = rt__addr_hash(to.kind, to.id);
+	rt__registry_prefetch(&w->rt->registry, hash);
+	if (w->prefetch_turn != self) {
+		/* Hints of an earlier turn are stale. */
+		memset(w->prefetch_hashes, 0, sizeof w->prefetch_hashes);
+		w->prefetch_turn = self;
+		w->prefetch_next = 0;
+	}
+	uint32_t k = w->prefetch_next;
+	uint64_t older = w->prefetch_hashes[k];
+	w->prefetch_hashes[k] = hash;
+	w->prefetch_next = (k + 1u) % RT_PREFETCH_LAG;
+	if (older != 0)
+		rt__registry_prefetch_actor(&w->rt->registry, older);
 }
 
 int
