@@ -93,7 +93,7 @@ usage(FILE *f)
 		"  --token-key-file PATH       FLOCK_TOKEN_KEY_FILE "
 		"(DATA/token.key, made 0600)\n"
 		"  --workers N                 FLOCK_WORKERS (cores)\n"
-		"  --gateway-loops N           FLOCK_GATEWAY_LOOPS (cores, at most 16)\n"
+		"  --gateway-loops N           FLOCK_GATEWAY_LOOPS (cores / 2, at most 16)\n"
 		"  --connections-per-ip N      FLOCK_CONNECTIONS_PER_IP (256)\n"
 		"  --rate-signup N/SECONDS     FLOCK_RATE_SIGNUP (5/1800 per IP)\n"
 		"  --rate-login N/SECONDS      FLOCK_RATE_LOGIN (25/300 per IP)\n"

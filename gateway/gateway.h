@@ -3,8 +3,8 @@
  * gateway/.
  *
  * Role: the protocol adapter between clients (API.md) and the social
- * domain (actors/api.h). It serves one port from several event loops
- * (gw_config.loops, one per core by default): the first is a libuv loop
+ * domain (actors/api.h). It serves one port from one or more event loops
+ * (gw_config.loops, one per two cores by default): the first is a libuv loop
  * the program owns, the others run on the gateway's own threads; each
  * has its own libwebsockets context and listen socket (SO_REUSEPORT).
  * Every domain call is asynchronous and its answer comes back on the
@@ -103,7 +103,7 @@ typedef struct gw_config {
 					    (split evenly over the loops) */
 	bool log_requests;              /* one rt_log line per request */
 	uint32_t loops;                 /* event loops serving the port:
-					   0 = one per online core */
+					   0 = one per two cores */
 } gw_config;
 
 /* Event loops one gateway may run (each a thread with its own lws

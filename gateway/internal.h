@@ -620,7 +620,7 @@ void gw__media_cache_stats(const gw__media_cache *c,
 
 /*
  * One event loop of the gateway. The node's gateway is several of these
- * (gw_config.loops, one per core by default): each has its own thread
+ * (gw_config.loops, one per two cores by default): each has its own thread
  * and libuv loop (the first runs on the caller's loop), its own lws
  * context, listen socket on the shared port (SO_REUSEPORT: the kernel
  * spreads connections over them), api client, requests, streams,

@@ -1,7 +1,7 @@
 /*
  * lws_server.c — the only file that includes libwebsockets.
  *
- * Role: the gateway's event loops, one per core by default: the first
+ * Role: the gateway's event loops, one per two cores by default: the first
  * on the program's libuv loop, the others each on a thread with its own
  * libuv loop. Each loop has its own lws context (LWS_SERVER_OPTION_LIBUV
  * + foreign_loops; Debian's libwebsockets-evlib-uv plugin) and its own
@@ -1567,13 +1567,20 @@ loop_free(gw *g)
 	free(g);
 }
 
-/* Event loops for cfg: as asked, else one per core the process may use. */
+/* Event loops for cfg: as asked, else one per two cores the process may
+ * use. The actors' workers default to one per core, and the loops share
+ * the cores with them: on the 2-core development machines, shared with
+ * other tenants, two loops were no faster than one on GET /v1/feed
+ * (three paired runs: 5,286-7,815 req/s against 6,262-7,968) and cost
+ * more CPU per request (85-104 us against 83-93: fewer requests per
+ * wake-up, more switches), and a hot stream's loop fell behind the likes
+ * the other loop took (gateway/README.md). */
 static uint32_t
 loops_wanted(const gw_config *cfg)
 {
 	uint32_t n = cfg->loops;
 	if (n == 0)
-		n = (uint32_t)uv_available_parallelism();
+		n = (uint32_t)uv_available_parallelism() / 2;
 	if (n < 1)
 		n = 1;
 	if (n > GW_LOOPS_MAX)

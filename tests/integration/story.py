@@ -5,7 +5,9 @@ bob's stream receives the feed item and alice's stream the notifications
 of bob's like and comment; feed paging returns every post once; stories,
 search, profiles, follower lists, comments and notifications answer as
 API.md says; bob disconnects, alice posts again, and bob resumes with
-?since= and receives exactly what he missed, in sequence.
+?since= and receives exactly what he missed, in sequence. The node
+serves from two event loops (--gateway-loops 2), so requests and
+streams land on either.
 """
 import asyncio
 import json
@@ -221,7 +223,7 @@ async def scenario(node):
 
 
 def main(args, nodes):
-    node = Node(args.flockd).start()
+    node = Node(args.flockd, extra=["--gateway-loops", "2"]).start()
     nodes.append(node)
     asyncio.run(asyncio.wait_for(scenario(node), 120))
     code = node.stop()
