@@ -2373,11 +2373,11 @@ user_decode_state(void *state, const void *bytes, size_t length)
 	user_state *st = state;
 	msgpack_unpacked u;
 	msgpack_unpacked_init(&u);
-	size_t offset = 0;
 	int rc = RT_ECORRUPT;
-	if (msgpack_unpack_next(&u, bytes, length, &offset) ==
-			MSGPACK_UNPACK_SUCCESS &&
-		offset == length && u.data.type == MSGPACK_OBJECT_ARRAY &&
+	/* engage_unpack checks the announced sizes first: a few bytes
+	 * announcing a huge map made msgpack-c reserve gigabytes. */
+	if (engage_unpack(bytes, length, &u) == 0 &&
+		u.data.type == MSGPACK_OBJECT_ARRAY &&
 		(u.data.via.array.size == USER_SNAPSHOT_FIELDS ||
 			u.data.via.array.size == USER_SNAPSHOT_V1_FIELDS))
 		rc = decode_fields(st, u.data.via.array.ptr,

@@ -397,3 +397,27 @@ TEST(actors_order_follower_seqs_snapshot_versions)
 	msgpack_unpacked_destroy(&u);
 	order_close(&e, &h);
 }
+
+/* A few bytes announcing a huge map or array are refused before
+ * msgpack-c reserves room for them (found by actor_state_fuzz: under
+ * ASan the reservation ran out of memory). */
+TEST(actors_order_state_decoders_refuse_huge_announcements)
+{
+	t_env e;
+	holder h;
+	order_open(&e, &h);
+	static const unsigned char map[] = {0xdf, 0xff, 0xff, 0x8a, 0x47};
+	static const unsigned char array[] = {0xdd, 0x7f, 0xff, 0xff, 0xff,
+		0x00};
+	const rt_actor_ops *kinds[2] = {&e.a->user_ops, &e.a->post_ops};
+	for (int k = 0; k < 2; k++) {
+		void *state = calloc(1, kinds[k]->state_size);
+		CHECK(state != NULL);
+		CHECK_EQ(kinds[k]->decode_state(state, map, sizeof map),
+			RT_ECORRUPT);
+		CHECK_EQ(kinds[k]->decode_state(state, array, sizeof array),
+			RT_ECORRUPT);
+		free(state);
+	}
+	order_close(&e, &h);
+}
