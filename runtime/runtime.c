@@ -15,6 +15,10 @@
  */
 #include "runtime/internal.h"
 
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
 void
 rt__assert_fail(const char *expr, const char *file, int line)
 {
@@ -74,6 +78,32 @@ housekeeping_arm(rt_runtime *rt)
 	return rt__timer_arm(rt, &proto, every, &rt->housekeeping_timer);
 }
 
+/*
+ * Where this runtime's correlation ids start. Inbox ids restart at 1 in
+ * every life of a node, so a reply still on its way to a previous life
+ * (a peer answering an ask the crashed process made) reaches an inbox of
+ * the new one; it must not match one of its asks. Each life starts its
+ * correlations at a 64-bit point of its own: drawn from the seed in
+ * deterministic mode (the simulator seeds every restart afresh), from
+ * the kernel otherwise. Below 2^63, never 0, so they never wrap.
+ */
+static uint64_t
+correlation_start(const rt_config *cfg)
+{
+	uint64_t x = cfg->seed ^ 0x9e3779b97f4a7c15ull;
+	if (!cfg->deterministic) {
+		uint64_t r = 0;
+		if (getrandom(&r, sizeof r, 0) != (ssize_t)sizeof r) {
+			struct timespec ts;
+			clock_gettime(CLOCK_REALTIME, &ts);
+			r = ((uint64_t)ts.tv_sec * 1000000000u +
+				(uint64_t)ts.tv_nsec) ^ (uint64_t)getpid() << 32;
+		}
+		x ^= r;
+	}
+	return (rt__splitmix64(&x) >> 2) | 1u;
+}
+
 int
 rt_create(const rt_config *cfg, rt_runtime **out)
 {
@@ -102,7 +132,7 @@ rt_create(const rt_config *cfg, rt_runtime **out)
 	pthread_mutex_init(&rt->passes_lock, NULL);
 	pthread_mutex_init(&rt->snapshot_lock, NULL);
 	rt->next_inbox_id = 1;
-	atomic_store(&rt->next_correlation, 1);
+	atomic_store(&rt->next_correlation, correlation_start(cfg));
 	rt__prng_seed(&rt->prng, cfg->seed ^ 0x5851f42d4c957f2dull);
 	rt__prng_seed(&rt->det_prng, cfg->seed);
 	rt->trace_hash = 0xcbf29ce484222325ull;

@@ -206,6 +206,64 @@ TEST(runtime_inbox_ask_deterministic_wait)
 	rt_destroy(rt);
 }
 
+/* A late reply from a previous life of the node (inbox ids restart at 1)
+ * must not match an ask of this life: each life starts its correlation
+ * ids somewhere of its own. */
+static uint64_t
+first_correlation(rt_runtime *rt, rt_inbox *inbox)
+{
+	rt_message *m = rt_message_alloc(rt, MSG_IGNORE, 0);
+	uint64_t correlation = 0;
+	CHECK_EQ(rt_inbox_ask(inbox, rt_addr_make(KIND_RESPONDER, 1), m, 1000,
+		&correlation), 0);
+	return correlation;
+}
+
+TEST(runtime_correlations_differ_between_lives)
+{
+	uint64_t first[4];
+	uint64_t seeds[4] = {3, 3, 4, 1};
+	bool modes[4] = {true, true, true, false};
+	for (int i = 0; i < 4; i++) {
+		rt_runtime *rt = tk_runtime(modes[i], seeds[i], 1);
+		CHECK_EQ(rt_register_kind(rt, KIND_RESPONDER, &responder_ops), 0);
+		rt_inbox *inbox;
+		CHECK_EQ(rt_inbox_create(rt, NULL, NULL, &inbox), 0);
+		first[i] = first_correlation(rt, inbox);
+		CHECK(first[i] != 0);
+		rt_inbox_destroy(inbox);
+		rt_destroy(rt);
+	}
+	CHECK_EQ_U64(first[0], first[1]); /* deterministic: from the seed */
+	CHECK(first[2] != first[0]);      /* a restart's new seed */
+	/* Real mode, the same seed twice (flockd's default): new each life. */
+	rt_runtime *old_life = tk_runtime(false, 1, 1);
+	CHECK_EQ(rt_register_kind(old_life, KIND_RESPONDER, &responder_ops), 0);
+	rt_inbox *old_inbox;
+	CHECK_EQ(rt_inbox_create(old_life, NULL, NULL, &old_inbox), 0);
+	uint64_t old_correlation = first_correlation(old_life, old_inbox);
+	rt_addr old_addr = rt_inbox_addr(old_inbox);
+	rt_inbox_destroy(old_inbox);
+	rt_destroy(old_life);
+	CHECK(old_correlation != first[3]);
+	/* The new life's inbox has the old one's address; a reply meant for
+	 * the old life's ask finds no ask of its own and is dropped. */
+	rt_runtime *rt = tk_runtime(false, 1, 1);
+	CHECK_EQ(rt_register_kind(rt, KIND_RESPONDER, &responder_ops), 0);
+	rt_inbox *inbox;
+	CHECK_EQ(rt_inbox_create(rt, NULL, NULL, &inbox), 0);
+	CHECK_EQ_U64(rt_inbox_addr(inbox).id, old_addr.id);
+	uint64_t correlation = first_correlation(rt, inbox);
+	CHECK(correlation != old_correlation);
+	rt_message *late = rt_message_alloc(rt, MSG_ECHO, 0);
+	late->correlation = old_correlation;
+	late->flags |= RT_MESSAGE_F_REPLY;
+	CHECK_EQ(rt_send_external(rt, rt_inbox_addr(inbox), late), 0);
+	CHECK(rt_inbox_take(inbox) == NULL);
+	rt_inbox_destroy(inbox);
+	rt_destroy(rt);
+}
+
 /* ---- real mode: many asks racing their deadlines ------------------------- */
 
 #define RACE_ASKS 400
