@@ -245,6 +245,21 @@ ring_remove(user_state *st, uint64_t post_id)
 	st->ring_count--;
 }
 
+/* Takes every entry of author out, keeping the order: an unfollowed
+ * author's posts would only be filtered at read, yet still take room
+ * the followees' newer posts need (a full ring drops its oldest). */
+static void
+ring_remove_author(user_state *st, uint64_t author_id)
+{
+	uint32_t kept = 0;
+	for (uint32_t i = 0; i < st->ring_count; i++) {
+		actors__ref ref = *ring_at(st, i);
+		if (ref.author_id != author_id)
+			*ring_at(st, kept++) = ref;
+	}
+	st->ring_count = kept;
+}
+
 bool
 user__ring_has(const user_state *st, uint64_t post_id)
 {
@@ -497,6 +512,7 @@ apply_following(user_state *st, wire_reader *r, uint64_t lsn)
 	} else {
 		set_remove(&st->following, target);
 		set_remove(&st->pulls, target);
+		ring_remove_author(st, target);
 	}
 	wire_writer w;
 	wire_init(&w);

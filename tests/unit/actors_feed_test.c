@@ -4,7 +4,8 @@
  * Goal: a post reaches every follower's feed whether it was pushed or is
  * pulled; crossing the celebrity threshold either way loses nothing;
  * pages never repeat or skip an item while new posts arrive; deleted
- * posts and unfollowed authors disappear at read; malformed cursors are
+ * posts and unfollowed authors disappear at read (and an unfollow frees
+ * the author's room in the timeline); malformed cursors are
  * API_EINVALID; the score orders a window as documented.
  * Method: deterministic runtime, no store, a small celebrity threshold
  * (3 followers) in the config; feeds read to the end by cursor and
@@ -109,6 +110,47 @@ TEST(actors_feed_fanout_push)
 	CHECK_EQ(f.count, 1);
 	CHECK(has(&f, p2) && !has(&f, p1));
 	t_result_reset(&r);
+	t_close(&e);
+}
+
+/* An unfollow takes the author's entries out of the home timeline, so a
+ * full ring keeps room for the posts of the people followed now (they
+ * were filtered at read, yet pushed the followees' posts off). */
+TEST(actors_feed_unfollow_frees_timeline_room)
+{
+	api_config cfg;
+	t_config(&cfg);
+	cfg.timeline_entries_max = 10;
+	t_env e;
+	t_open(&e, &cfg, true, false);
+	uint64_t kept_author = t_signup(&e, "kept");
+	uint64_t gone_author = t_signup(&e, "dropped");
+	uint64_t reader = t_signup(&e, "reader");
+	t_follow(&e, reader, "kept", true);
+	t_follow(&e, reader, "dropped", true);
+	t_settle(&e);
+	uint64_t kept[8];
+	for (int i = 0; i < 4; i++) {
+		kept[i] = t_post(&e, kept_author, "early");
+		t_settle(&e);
+	}
+	for (int i = 0; i < 6; i++) {
+		(void)t_post(&e, gone_author, "gone");
+		t_settle(&e);
+	}
+	t_follow(&e, reader, "dropped", false);
+	t_settle(&e);
+	for (int i = 4; i < 8; i++) {
+		kept[i] = t_post(&e, kept_author, "late");
+		t_settle(&e);
+	}
+	feed_ids f;
+	read_feed(&e, reader, 20, &f, NULL, NULL);
+	/* 4 + 6 + 4 entries in a ring of 10 would have dropped the four
+	 * early posts of the author still followed. */
+	CHECK_EQ(f.count, 8);
+	for (int i = 0; i < 8; i++)
+		CHECK_MSG(has(&f, kept[i]), "post %d missing", i);
 	t_close(&e);
 }
 
