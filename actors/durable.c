@@ -27,7 +27,10 @@
  * a timer (to the actor that added it) ACTORS_ACK_CHECKPOINT_MS ahead,
  * and the checkpoint starts when it fires: a follower that gets many
  * posts meanwhile is snapshotted once for all of them. At most one runs;
- * a failed one puts its entries back and the timer is armed again.
+ * a failed one puts its entries back and the timer is armed again. A
+ * timer that never fires (its actor went, or its partition moved to
+ * another node) is armed again by the first entry after
+ * ACTORS_ACK_KICK_STALE_MS.
  *
  * What it deliberately does not do: decide what a record means (the
  * kinds do), retry a failed journal (persistence does).
@@ -183,7 +186,19 @@ typedef struct actors__acks {
 	 * (see there why a stale value is harmless). */
 	atomic_bool running;
 	atomic_bool kick_armed;
+	_Atomic uint64_t kick_armed_ms; /* runtime clock when it was armed */
 } actors__acks;
+
+/* Armed and not yet stale (ACTORS_ACK_KICK_STALE_MS); the clock is
+ * read only when armed (a fan-out asks once per follower). */
+static bool
+kick_pending(actors__acks *k)
+{
+	return atomic_load_explicit(&k->kick_armed, memory_order_relaxed) &&
+		rt_now_ms(k->a->rt) - atomic_load_explicit(&k->kick_armed_ms,
+					      memory_order_relaxed) <
+		ACTORS_ACK_KICK_STALE_MS;
+}
 
 static int
 list_append(ack_list *l, const owed_ack *items, uint32_t n)
@@ -346,11 +361,14 @@ acks_checkpoint_done(void *arg, int status, uint64_t lsn)
 static void
 acks_arm_locked(actors__acks *k, rt_addr where)
 {
-	if (k->running || k->kick_armed || where.id == 0)
+	if (k->running || kick_pending(k) || where.id == 0)
 		return;
 	if (rt_timer_start(k->a->rt, where, ACTORS_T_ACK_KICK, NULL, 0,
-		    ACTORS_ACK_CHECKPOINT_MS, 0, NULL) == 0)
+		    ACTORS_ACK_CHECKPOINT_MS, 0, NULL) == 0) {
+		atomic_store_explicit(&k->kick_armed_ms, rt_now_ms(k->a->rt),
+			memory_order_relaxed);
 		k->kick_armed = true;
+	}
 }
 
 static void
@@ -421,7 +439,7 @@ actors__ack_after_checkpoint(api *a, rt_actor *self, uint64_t source,
 	 * acks_waiting after a checkpoint), so either that pass finds this
 	 * entry or the stripe lock taken above ordered the store before this
 	 * load, which then reads false and arms. */
-	if (atomic_load_explicit(&k->kick_armed, memory_order_relaxed) ||
+	if (kick_pending(k) ||
 		atomic_load_explicit(&k->running, memory_order_relaxed))
 		return API_OK;
 	acks_kick_at(k, rt_self(self));

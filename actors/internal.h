@@ -326,6 +326,11 @@ double actors__affinity_decay(double score, uint64_t age_ms);
  * snapshotted once for many posts (a snapshot costs several journal
  * records), and often enough that recovery re-drives little. */
 #define ACTORS_ACK_CHECKPOINT_MS 5000u
+/* A kick timer that has not fired this long after it was armed is taken
+ * as lost (its actor passivated, or its partition moved to another node
+ * with the timer), and the next deferred acknowledgement arms another:
+ * otherwise the node's acknowledgements would wait for ever. */
+#define ACTORS_ACK_KICK_STALE_MS (4u * ACTORS_ACK_CHECKPOINT_MS)
 /* Redrive firings a push whose acknowledgements are deferred skips
  * before it is sent again to those that still owe: 8 x 2 s is three
  * gathering spells, past any acknowledgement that was only waiting. */
