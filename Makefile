@@ -198,6 +198,7 @@ test: deps
 	echo "== asan+ubsan suite"; SIM_SMOKE_SEEDS=$(SIM_SMOKE_SEEDS_SANITIZED) \
 		SIM_SMOKE_FAULTS=$(SIM_SMOKE_FAULTS) SIM_SMOKE_KNOWN="$(SIM_SMOKE_KNOWN)" \
 		ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+		LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp \
 		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 		FLOCK_SANITIZED=1 build/asan/flock-tests -j $(TEST_JOBS) || status=1; \
 	echo "== fuzz smoke ($(FUZZ_SMOKE_SECONDS)s each)"; \
