@@ -1413,14 +1413,24 @@ loop_open(gw *g, uv_loop_t *loop, uint16_t port)
 /* Undoes a loop_open that failed part way. A failed lws context may
  * leave handles on the loop whose callbacks lived in the plugin it
  * unloaded: that loop is not run again (flockd exits). */
+static void loop_release(gw *g);
+
 static void
 loop_open_failed(gw *g)
 {
-	listen_close(g);
-	if (g->context != NULL)
-		lws_context_destroy(g->context);
-	g->context = NULL;
+	loop_release(g);
 	g->context_alive = NULL;
+}
+
+/* Stops listening, destroys the loop's lws context, closes its handles. */
+static void
+loop_release(gw *g)
+{
+	listen_close(g);
+	if (g->context != NULL) {
+		lws_context_destroy(g->context);
+		g->context = NULL;
+	}
 	if (g->handles_open) {
 		uv_close((uv_handle_t *)&g->async, NULL);
 		control_close(g);
@@ -1436,18 +1446,7 @@ static void
 loop_close(gw *g)
 {
 	uv_timer_stop(&g->shutdown_timer);
-	listen_close(g);
-	if (g->context != NULL) {
-		lws_context_destroy(g->context);
-		g->context = NULL;
-	}
-	if (g->handles_open) {
-		uv_close((uv_handle_t *)&g->async, NULL);
-		control_close(g);
-		uv_close((uv_handle_t *)&g->shutdown_timer, NULL);
-		uv_close((uv_handle_t *)&g->ping_timer, NULL);
-		g->handles_open = false;
-	}
+	loop_release(g);
 }
 
 /* The thread of a loop after the first: opens it, says so, runs it

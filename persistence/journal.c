@@ -312,6 +312,24 @@ fail:
 
 /* ---- the writer ----------------------------------------------------------- */
 
+/* Writes zeros over [from, to) of the open segment, ZERO_CHUNK_BYTES at
+ * a time. Writer (or pump) only. */
+static int
+zeros_write(ps_journal *j, uint64_t from, uint64_t to)
+{
+	static const unsigned char zeros[ZERO_CHUNK_BYTES];
+	for (uint64_t at = from; at < to;) {
+		uint64_t n = to - at;
+		if (n > ZERO_CHUNK_BYTES)
+			n = ZERO_CHUNK_BYTES;
+		int rc = write_all(j, j->fd, zeros, (size_t)n, at);
+		if (rc != 0)
+			return rc;
+		at += n;
+	}
+	return PS_OK;
+}
+
 /* Before a batch of `length` bytes at the durable end: when it reaches
  * past the zeroed space, writes ZERO_AHEAD_BYTES of zeros after it (not
  * past the roll-over size unless the batch itself is), which the batch's
@@ -319,7 +337,6 @@ fail:
 static int
 zero_ahead(ps_journal *j, size_t length)
 {
-	static const unsigned char zeros[ZERO_CHUNK_BYTES];
 	uint64_t end = j->file_bytes + length;
 	if (end <= j->zeroed_bytes || j->manual)
 		return PS_OK;
@@ -328,15 +345,9 @@ zero_ahead(ps_journal *j, size_t length)
 	if (target > cap)
 		target = cap;
 	/* Bounded: ZERO_AHEAD_BYTES / ZERO_CHUNK_BYTES rounds. */
-	for (uint64_t at = end; at < target;) {
-		uint64_t n = target - at;
-		if (n > ZERO_CHUNK_BYTES)
-			n = ZERO_CHUNK_BYTES;
-		int rc = write_all(j, j->fd, zeros, (size_t)n, at);
-		if (rc != 0)
-			return rc;
-		at += n;
-	}
+	int rc = zeros_write(j, end, target);
+	if (rc != 0)
+		return rc;
 	j->zeroed_bytes = target;
 	j->zero_fills++;
 	return PS_OK;
@@ -370,7 +381,6 @@ zero_idle_due_locked(const ps_journal *j)
 static int
 zero_idle_step(ps_journal *j)
 {
-	static const unsigned char zeros[ZERO_CHUNK_BYTES];
 	static_assert(ZERO_IDLE_STEP_BYTES % ZERO_CHUNK_BYTES == 0,
 		"whole chunks");
 	ps__assert(j->zeroed_bytes < j->segment_bytes);
@@ -378,16 +388,9 @@ zero_idle_step(ps_journal *j)
 	if (target > j->segment_bytes)
 		target = j->segment_bytes;
 	/* Bounded: ZERO_IDLE_STEP_BYTES / ZERO_CHUNK_BYTES rounds. */
-	for (uint64_t at = j->zeroed_bytes; at < target;) {
-		uint64_t n = target - at;
-		if (n > ZERO_CHUNK_BYTES)
-			n = ZERO_CHUNK_BYTES;
-		int rc = write_all(j, j->fd, zeros, (size_t)n, at);
-		if (rc != 0)
-			return rc;
-		at += n;
-	}
-	int rc = j->disk.ops->fdatasync(j->disk.ctx, j->fd);
+	int rc = zeros_write(j, j->zeroed_bytes, target);
+	if (rc == 0)
+		rc = j->disk.ops->fdatasync(j->disk.ctx, j->fd);
 	if (rc != 0)
 		return rc;
 	j->zeroed_bytes = target;

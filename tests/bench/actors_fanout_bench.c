@@ -55,6 +55,7 @@
 #include <unistd.h>
 
 #include "actors/api.h"
+#include "tests/bench/port.h"
 #include "persistence/persistence.h"
 
 /* The size: one post into 100,000 timelines. */
@@ -463,23 +464,6 @@ find_program(const char *name, char *out, size_t size)
 			return true;
 	}
 	return false;
-}
-
-static int
-free_port(void)
-{
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	if (fd < 0)
-		return -1;
-	struct sockaddr_in sa = {.sin_family = AF_INET};
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	socklen_t len = sizeof sa;
-	int port = -1;
-	if (bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0 &&
-		getsockname(fd, (struct sockaddr *)&sa, &len) == 0)
-		port = ntohs(sa.sin_port);
-	close(fd);
-	return port;
 }
 
 static int

@@ -20,16 +20,13 @@
  */
 #include "cluster/internal.h"
 #include "persistence/persistence.h"
+#include "tests/bench/port.h"
 
-#include <arpa/inet.h>
 #include <inttypes.h>
-#include <netinet/in.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdlib.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #define ACTORS 1000000u
 #define NODES 8u
@@ -389,35 +386,11 @@ p99_us(uint64_t from, uint64_t to)
  * socket) are both free now, so runs beside other users of the
  * machine do not meet on fixed ports.
  */
-static bool
-port_free(int port)
-{
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	if (fd < 0)
-		return false;
-	struct sockaddr_in sa = {.sin_family = AF_INET,
-		.sin_port = htons((uint16_t)port)};
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	bool ok = bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0;
-	close(fd);
-	return ok;
-}
-
 static const char *
 bench_addr(char *buf, size_t size)
 {
 	for (int tries = 0; tries < 100; tries++) {
-		int fd = socket(AF_INET, SOCK_STREAM, 0);
-		if (fd < 0)
-			break;
-		struct sockaddr_in sa = {.sin_family = AF_INET};
-		sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-		socklen_t len = sizeof sa;
-		int port = -1;
-		if (bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0 &&
-			getsockname(fd, (struct sockaddr *)&sa, &len) == 0)
-			port = ntohs(sa.sin_port);
-		close(fd);
+		int port = free_port();
 		if (port > 0 && port < 65535 && port_free(port + 1)) {
 			snprintf(buf, size, "127.0.0.1:%d", port);
 			return buf;

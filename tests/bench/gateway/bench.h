@@ -27,6 +27,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "tests/bench/port.h"
+
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wunused-function"
 
@@ -163,23 +165,6 @@ cpu_us(pid_t pid)
 		return 0;
 	return (uint64_t)(utime + stime) * 1000000u /
 		(uint64_t)sysconf(_SC_CLK_TCK);
-}
-
-static int
-free_port(void)
-{
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a = {.sin_family = AF_INET};
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	socklen_t n = sizeof a;
-	if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 ||
-		getsockname(fd, (struct sockaddr *)&a, &n) != 0) {
-		if (fd >= 0)
-			close(fd);
-		return -1;
-	}
-	close(fd);
-	return ntohs(a.sin_port);
 }
 
 typedef struct node {
