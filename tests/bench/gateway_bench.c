@@ -75,6 +75,10 @@
 
 /* ---- data ------------------------------------------------------------------ */
 
+/* A part that could not run says so here: the bench then exits 1
+ * rather than print no figure and succeed. */
+static bool bench_failed;
+
 static bool
 setup(const node *n, const char *users_out, const char *const *args)
 {
@@ -1039,8 +1043,12 @@ bench_idle_streams(void)
 		       "over a %d-node cluster on this machine\n",
 			(unsigned long long)rl.rlim_cur, target, nodes_n);
 	node nodes[WS_NODES_MAX];
-	if (idle_nodes_start(nodes, nodes_n) != nodes_n)
+	if (idle_nodes_start(nodes, nodes_n) != nodes_n) {
+		fprintf(stderr, "bench: idle streams: %d flockd nodes did not "
+			"start as one cluster\n", nodes_n);
+		bench_failed = true;
 		return;
+	}
 	uint32_t users_count = (target + WS_PER_USER - 1) / WS_PER_USER;
 	char users[400], count[16];
 	snprintf(users, sizeof users, "%s/idle-users.txt", tmp_root);
@@ -1185,5 +1193,5 @@ main(int argc, char **argv)
 	snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp_root);
 	if (system(cmd) != 0)
 		fprintf(stderr, "bench: could not remove %s\n", tmp_root);
-	return 0;
+	return bench_failed ? 1 : 0;
 }
