@@ -120,9 +120,14 @@ $(B)/libflock.a: $(LIB_OBJS)
 	@mkdir -p $(dir $@)
 	$(Q)rm -f $@ && ar rcs $@ $^
 
+# lws's libuv plugin, which lws loads with dlopen, binds to the gateway's
+# uv_poll_* (gateway/uv_poll.c: no epoll_ctl for a change that nets out).
+UV_POLL_EXPORTS := -Wl,--export-dynamic-symbol=uv_poll_init \
+	-Wl,--export-dynamic-symbol=uv_poll_start \
+	-Wl,--export-dynamic-symbol=uv_poll_stop
 $(B)/flockd: $(B)/gateway/flockd.o $(B)/libflock.a
 	@$(if $(V),,echo "  LD $(MODE) $@")
-	$(Q)$(CC) $(OPT) -pthread $^ $(PKG_LIBS) -o $@
+	$(Q)$(CC) $(OPT) -pthread $^ $(PKG_LIBS) $(UV_POLL_EXPORTS) -o $@
 $(B)/flockctl: $(B)/cluster/flockctl.o $(B)/libflock.a
 	@$(if $(V),,echo "  LD $(MODE) $@")
 	$(Q)$(CC) $(OPT) -pthread $^ $(PKG_LIBS) -o $@

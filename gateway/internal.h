@@ -775,6 +775,10 @@ extern const size_t gw__security_headers_count;
 /* lws_server.c: the response is ready; write it (or free the request if
  * its connection is gone). */
 void gw__transport_respond(gw__request *r);
+/* uv_poll.c: uv_poll_start calls on this thread until the batch ends
+ * are applied then, once each, as their net change (see uv_poll.c). */
+void gw__uv_poll_batch_begin(void);
+void gw__uv_poll_batch_end(void);
 /* Microseconds on a monotonic clock. */
 uint64_t gw__now_us(void);
 /* Seconds since the Unix epoch. */

@@ -180,8 +180,10 @@ async_callback(uv_async_t *handle)
 		if (api_client_poll(g->client) == 0)
 			break;
 	g->answering = false;
+	gw__uv_poll_batch_begin();
 	write_answered(g);
 	write_woken(g);
+	gw__uv_poll_batch_end();
 }
 
 /* ---- writing responses ------------------------------------------------------ */
@@ -628,12 +630,15 @@ on_http_writable(struct lws *wsi, session *s)
 }
 
 /* The domain's answers of one wake-up. An answer that fits one write, on
- * a socket that can take it now, is written here instead of through a
- * writable callback: with Debian's libuv (1.44) every change of a
- * socket's poll events is an epoll_ctl DEL and ADD, and asking for
- * POLLOUT and clearing it again cost four of them per request (a fifth
- * of the loop's CPU on GET /v1/feed). Anything else (a file, a big or
- * last answer, a choked socket) takes the writable path as before. */
+ * a socket with nothing of an earlier write still buffered, is written
+ * here instead of through a writable callback: with Debian's libuv
+ * (1.44) every change of a socket's poll events is an epoll_ctl DEL and
+ * ADD, and asking for POLLOUT and clearing it again cost four of them
+ * per request (a fifth of the loop's CPU on GET /v1/feed). What the
+ * kernel does not take lws keeps and sends when writable (at most
+ * WRITE_CHUNK_BYTES), and completes the transaction after it. Anything
+ * else (a file, a big or last answer) takes the writable path. The
+ * wake-up runs this inside a uv_poll batch (uv_poll.c). */
 static void
 write_answered(gw *g)
 {
@@ -652,7 +657,7 @@ write_answered(gw *g)
 		}
 		if (r->file_fd >= 0 || r->close_after || g->stopping ||
 			response_length(r) > WRITE_CHUNK_BYTES ||
-			lws_send_pipe_choked(wsi)) {
+			lws_partial_buffered(wsi)) {
 			lws_callback_on_writable(wsi);
 			continue;
 		}
@@ -668,6 +673,20 @@ write_answered(gw *g)
 			 * timer, seconds away on an idle node. */
 			s->kind = SESSION_CLOSING;
 			lws_callback_on_writable(wsi);
+			continue;
+		}
+		/* lws waits for POLLOUT before it reads the next request
+		 * (its "deferring action" state), and asked for it; the
+		 * socket just took the whole response, so it is writable:
+		 * say so now, and the POLLOUT lws asked for and clears
+		 * again never reaches epoll (the batch nets it out). */
+		if (!lws_partial_buffered(wsi)) {
+			struct lws_pollfd pfd = {
+				.fd = lws_get_socket_fd(wsi),
+				.events = LWS_POLLOUT,
+				.revents = LWS_POLLOUT,
+			};
+			lws_service_fd(lws_get_context(wsi), &pfd);
 		}
 	}
 }
