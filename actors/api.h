@@ -189,6 +189,10 @@ typedef struct api_result {
 	uint32_t rate_limit, rate_remaining;
 	uint64_t rate_reset_ms;
 	const msgpack_object *body;    /* NULL for no body (204) */
+	/* The packed bytes body was unpacked from (msgpack-c points its
+	 * strings into them), or NULL. */
+	const void *body_bytes;
+	size_t body_length;
 } api_result;
 
 /* r and everything it points to are borrowed until the callback returns. */

@@ -383,6 +383,10 @@ actors__complete(api_client *c, api_callback cb, void *arg, int code,
 				   &offset) == MSGPACK_UNPACK_SUCCESS) {
 			r.body = &u.data;
 		}
+		if (r.body != NULL) {
+			r.body_bytes = body;
+			r.body_length = body_length;
+		}
 	}
 	if (code == API_ERATELIMITED && r.body != NULL) {
 		/* The refusing actor's bucket state rides in the body. */

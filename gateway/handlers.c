@@ -328,8 +328,9 @@ next_cursor_of(const msgpack_object *body, char *out, size_t size)
  * (list items through the gateway's cache of rendered items). */
 static void
 respond_rendered(gw__request *r, const gw__route_info *info,
-	const msgpack_object *body)
+	const api_result *res)
 {
+	const msgpack_object *body = res->body;
 	if (info->flags & GW_ROUTE_F_PAGED) {
 		char next[GW_HEADER_VALUE_BYTES_MAX / 2];
 		next_cursor_of(body, next, sizeof next);
@@ -338,7 +339,8 @@ respond_rendered(gw__request *r, const gw__route_info *info,
 	gw__body_init(&r->response, SIZE_MAX / 2);
 	int rc = gw__body_reserve(&r->response, RENDERED_BODY_RESERVE_BYTES);
 	if (rc == 0)
-		rc = gw__msgpack_render(r->g->json_cache, body, &r->response);
+		rc = gw__msgpack_render_raw(r->g->json_cache, body,
+			res->body_bytes, res->body_length, &r->response);
 	if (rc == GW_EINVAL) {
 		gw__respond_problem(r, 500, "the answer is not JSON-shaped");
 		return;
@@ -375,7 +377,7 @@ api_done(void *arg, const api_result *res)
 	case GW_ROUTE_MEDIA_RESERVE:
 		break; /* the answer gains a field: through the tree */
 	default:
-		respond_rendered(r, info, res->body);
+		respond_rendered(r, info, res);
 		return;
 	}
 	json_t *body;

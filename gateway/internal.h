@@ -318,6 +318,11 @@ void gw__json_cache_counts(const gw__json_cache *c, uint64_t *hits,
  * (GW_EINVAL shape, GW_ENOMEM, GW_ETOOLARGE from out's cap). */
 int gw__msgpack_render(gw__json_cache *cache, const msgpack_object *o,
 	gw__body *out);
+/* The same, for o unpacked by msgpack-c from raw (whose strings point
+ * into it, as the unpacker leaves them): the cache keys items by their
+ * packed bytes instead of copying every field. raw may be NULL. */
+int gw__msgpack_render_raw(gw__json_cache *cache, const msgpack_object *o,
+	const void *raw, size_t raw_length, gw__body *out);
 
 /* Parses a request body that must be one JSON object. GW_EINVAL with a
  * detail (static or in detail_buf) otherwise. *out owned. */

@@ -309,11 +309,22 @@ typedef struct item_key {
 	bool overflow;
 } item_key;
 
+/* The suffix of a raw key (see raw_key) while it is written. */
+typedef struct raw_tail {
+	unsigned char bytes[FRAGMENT_KEY_BYTES_MAX];
+	size_t length;
+} raw_tail;
+
 struct gw__json_cache {
 	uint64_t seed;
 	uint64_t hits;
 	uint64_t misses;
 	struct item_key *key; /* scratch for render_item */
+	raw_tail *tail;       /* scratch for raw_key */
+	/* During gw__msgpack_render_raw: the packed bytes the object was
+	 * unpacked from (its strings point into them); else NULL. */
+	const char *raw_lo;
+	const char *raw_hi;
 	fragment slots[FRAGMENT_SLOTS];
 };
 
@@ -324,7 +335,10 @@ gw__json_cache_create(gw__json_cache **out)
 	if (c == NULL)
 		return GW_ENOMEM;
 	c->key = malloc(sizeof *c->key);
-	if (c->key == NULL) {
+	c->tail = malloc(sizeof *c->tail);
+	if (c->key == NULL || c->tail == NULL) {
+		free(c->key);
+		free(c->tail);
 		free(c);
 		return GW_ENOMEM;
 	}
@@ -344,6 +358,7 @@ gw__json_cache_destroy(gw__json_cache *c)
 		free(c->slots[i].text);
 	}
 	free(c->key);
+	free(c->tail);
 	free(c);
 }
 
@@ -416,6 +431,139 @@ key_object(item_key *k, const msgpack_object *o, int depth)
 	}
 }
 
+/*
+ * A map's key from the bytes it was unpacked from, without copying each
+ * field: msgpack-c points a string at its bytes in the packed buffer,
+ * and packs a tree depth first, so the bytes from the first non-empty
+ * string's text to the last one's end (R) are the packing of
+ * everything in between. The key is a marker, the walk before the
+ * first such string as key_object writes it (H, that string as its
+ * size only), R's length, R, and the walk after the last such string
+ * (T). H, R and T read back to the same objects in the same order, so
+ * equal keys are equal maps. Empty strings are not anchors (msgpack-c
+ * may point them anywhere); a non-empty string outside the buffer, or
+ * out of order, and anything too big, make raw_key fail (false): the
+ * caller then keys by key_object.
+ */
+#define RAW_KEY_MARKER 0xfeu
+#define RAW_KEY_ANCHOR 0xffu
+
+typedef struct raw_walk {
+	item_key *k;       /* H until the first anchor, then the result */
+	raw_tail *t;       /* T */
+	const char *lo, *hi;
+	const char *first; /* first anchor's text; NULL before it */
+	const char *end;   /* last anchor's end */
+	bool failed;
+} raw_walk;
+
+static void
+raw_put(raw_walk *w, const void *bytes, size_t n)
+{
+	if (w->first == NULL) {
+		key_put(w->k, bytes, n);
+		if (w->k->overflow)
+			w->failed = true;
+		return;
+	}
+	if (n > sizeof w->t->bytes - w->t->length) {
+		w->failed = true;
+		return;
+	}
+	memcpy(w->t->bytes + w->t->length, bytes, n);
+	w->t->length += n;
+}
+
+static void
+raw_object(raw_walk *w, const msgpack_object *o, int depth)
+{
+	if (depth > GW_JSON_DEPTH_MAX) {
+		w->failed = true;
+		return;
+	}
+	if ((o->type == MSGPACK_OBJECT_STR || o->type == MSGPACK_OBJECT_BIN) &&
+		o->via.str.size > 0) {
+		const char *p = o->via.str.ptr;
+		if (p == NULL || p < w->lo || p > w->hi ||
+			o->via.str.size > (size_t)(w->hi - p) ||
+			(w->first != NULL && p < w->end)) {
+			w->failed = true;
+			return;
+		}
+		if (w->first == NULL) {
+			unsigned char a = RAW_KEY_ANCHOR;
+			unsigned char type = (unsigned char)o->type;
+			raw_put(w, &a, 1);
+			raw_put(w, &type, 1);
+			raw_put(w, &o->via.str.size, sizeof o->via.str.size);
+			w->first = p;
+		}
+		w->end = p + o->via.str.size;
+		w->t->length = 0;
+		return;
+	}
+	unsigned char type = (unsigned char)o->type;
+	raw_put(w, &type, 1);
+	switch (o->type) {
+	case MSGPACK_OBJECT_NIL:
+		break;
+	case MSGPACK_OBJECT_BOOLEAN: {
+		unsigned char b = o->via.boolean ? 1 : 0;
+		raw_put(w, &b, 1);
+		break;
+	}
+	case MSGPACK_OBJECT_POSITIVE_INTEGER:
+	case MSGPACK_OBJECT_NEGATIVE_INTEGER:
+		raw_put(w, &o->via.u64, sizeof o->via.u64);
+		break;
+	case MSGPACK_OBJECT_FLOAT32:
+	case MSGPACK_OBJECT_FLOAT64:
+		raw_put(w, &o->via.f64, sizeof o->via.f64);
+		break;
+	case MSGPACK_OBJECT_STR:
+	case MSGPACK_OBJECT_BIN:
+		raw_put(w, &o->via.str.size, sizeof o->via.str.size);
+		break; /* empty */
+	case MSGPACK_OBJECT_ARRAY:
+		raw_put(w, &o->via.array.size, sizeof o->via.array.size);
+		for (uint32_t i = 0; i < o->via.array.size && !w->failed; i++)
+			raw_object(w, &o->via.array.ptr[i], depth + 1);
+		break;
+	case MSGPACK_OBJECT_MAP:
+		raw_put(w, &o->via.map.size, sizeof o->via.map.size);
+		for (uint32_t i = 0; i < o->via.map.size && !w->failed; i++) {
+			raw_object(w, &o->via.map.ptr[i].key, depth + 1);
+			if (!w->failed)
+				raw_object(w, &o->via.map.ptr[i].val,
+					depth + 1);
+		}
+		break;
+	default:
+		break;
+	}
+}
+
+static bool
+raw_key(gw__json_cache *cache, item_key *k, const msgpack_object *o,
+	int depth)
+{
+	if (cache->raw_lo == NULL)
+		return false;
+	raw_walk w = {.k = k, .t = cache->tail, .lo = cache->raw_lo,
+		.hi = cache->raw_hi};
+	w.t->length = 0;
+	unsigned char marker = RAW_KEY_MARKER;
+	key_put(k, &marker, 1);
+	raw_object(&w, o, depth);
+	if (w.failed || w.first == NULL)
+		return false;
+	uint64_t r_length = (uint64_t)(w.end - w.first);
+	key_put(k, &r_length, sizeof r_length);
+	key_put(k, w.first, (size_t)r_length);
+	key_put(k, w.t->bytes, w.t->length);
+	return !k->overflow;
+}
+
 /* 64-bit hash of the key under the cache's secret seed: spreads slots,
  * decides nothing (a hit compares the whole key). */
 static uint64_t
@@ -445,7 +593,11 @@ render_item(gw__json_cache *cache, const msgpack_object *o, int depth,
 	item_key *key = cache->key;
 	key->length = 0;
 	key->overflow = false;
-	key_object(key, o, depth);
+	if (!raw_key(cache, key, o, depth)) {
+		key->length = 0;
+		key->overflow = false;
+		key_object(key, o, depth);
+	}
 	if (key->overflow)
 		return render_map(cache, &o->via.map, depth, out);
 	uint64_t hash = key_hash(cache, key);
@@ -512,6 +664,20 @@ render(gw__json_cache *cache, const msgpack_object *o, int depth,
 		return rc < 0 ? rc : render_scalar(v, out);
 	}
 	}
+}
+
+int
+gw__msgpack_render_raw(gw__json_cache *cache, const msgpack_object *o,
+	const void *raw, size_t raw_length, gw__body *out)
+{
+	if (cache == NULL || raw == NULL)
+		return gw__msgpack_render(cache, o, out);
+	cache->raw_lo = raw;
+	cache->raw_hi = (const char *)raw + raw_length;
+	int rc = gw__msgpack_render(cache, o, out);
+	cache->raw_lo = NULL;
+	cache->raw_hi = NULL;
+	return rc;
 }
 
 int

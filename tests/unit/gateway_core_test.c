@@ -427,11 +427,17 @@ TEST(gateway_render_matches_tree)
 			MSGPACK_UNPACK_SUCCESS);
 		char *want = tree_text(&u.data);
 		CHECK(want != NULL);
-		for (int pass = 0; pass < 3; pass++) {
+		for (int pass = 0; pass < 5; pass++) {
 			gw__body b;
 			gw__body_init(&b, SIZE_MAX / 2);
-			CHECK_EQ(gw__msgpack_render(pass == 0 ? NULL : cache,
-					 &u.data, &b), 0);
+			CHECK_EQ(pass < 3
+					 ? gw__msgpack_render(pass == 0 ? NULL
+									: cache,
+						   &u.data, &b)
+					 : gw__msgpack_render_raw(cache,
+						   &u.data, sb.data, sb.size,
+						   &b),
+				0);
 			CHECK_STR_EQ((const char *)b.bytes, want);
 			gw__body_free(&b);
 		}
@@ -442,7 +448,8 @@ TEST(gateway_render_matches_tree)
 	uint64_t hits, misses;
 	gw__json_cache_counts(cache, &hits, &misses);
 	CHECK(hits > 0);
-	CHECK_EQ_U64(misses, 5 * 3); /* 5 distinct pages of 3 items */
+	/* 5 distinct pages of 3 items, keyed by content and by bytes. */
+	CHECK_EQ_U64(misses, 2 * 5 * 3);
 
 	/* Refused as the tree refuses: invalid UTF-8, in a value and in a
 	 * key, and depth; and a repeated key. The body is left as it was. */
@@ -671,10 +678,14 @@ TEST(gateway_render_cache_random_pages)
 			CHECK_EQ(fresh_rc, GW_EINVAL);
 		if (fresh_rc == 0)
 			CHECK_STR_EQ((const char *)fresh.bytes, want);
-		for (int pass = 0; pass < 2; pass++) {
+		/* Passes 2 and 3 key items by their packed bytes. */
+		for (int pass = 0; pass < 4; pass++) {
 			gw__body b;
 			gw__body_init(&b, SIZE_MAX / 2);
-			int rc = gw__msgpack_render(cache, &u.data, &b);
+			int rc = pass < 2
+				? gw__msgpack_render(cache, &u.data, &b)
+				: gw__msgpack_render_raw(cache, &u.data,
+					  sb.data, sb.size, &b);
 			CHECK_MSG(rc == fresh_rc,
 				"page %d pass %d: cached rc %d, fresh %d, tree %s",
 				page, pass, rc, fresh_rc,
@@ -695,6 +706,58 @@ TEST(gateway_render_cache_random_pages)
 	/* Most pages render, and most items are hits (the pool is small). */
 	CHECK(rendered > 3000);
 	CHECK(hits > 4 * misses);
+	gw__json_cache_destroy(cache);
+}
+
+/* Items keyed by their packed bytes: maps that differ only before the
+ * first string, after the last one, or in a nested list's tail render
+ * as themselves, never as a cached neighbour. */
+TEST(gateway_render_raw_keys_tell_items_apart)
+{
+	gw__json_cache *cache;
+	CHECK_EQ(gw__json_cache_create(&cache), 0);
+	for (int round = 0; round < 2; round++) {
+		msgpack_sbuffer sb;
+		msgpack_sbuffer_init(&sb);
+		msgpack_packer pk;
+		msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+		static const int a[] = {1, 1, 9, 1, 1};
+		static const int b[] = {2, 3, 2, 2, 2};
+		static const int n[] = {7, 7, 7, 8, 7};
+		msgpack_pack_array(&pk, 5);
+		for (int i = 0; i < 5; i++) {
+			msgpack_pack_map(&pk, 4);
+			msgpack_pack_str_with_body(&pk, "", 0);
+			msgpack_pack_int(&pk, a[i]);
+			msgpack_pack_str_with_body(&pk, "s", 1);
+			msgpack_pack_str_with_body(&pk, "text", 4);
+			msgpack_pack_str_with_body(&pk, "l", 1);
+			msgpack_pack_array(&pk, 2);
+			msgpack_pack_str_with_body(&pk, "v", 1);
+			msgpack_pack_int(&pk, n[i]);
+			msgpack_pack_int(&pk, b[i]);
+			msgpack_pack_nil(&pk);
+		}
+		msgpack_unpacked u;
+		msgpack_unpacked_init(&u);
+		CHECK(msgpack_unpack_next(&u, sb.data, sb.size, NULL) ==
+			MSGPACK_UNPACK_SUCCESS);
+		char *want = tree_text(&u.data);
+		CHECK(want != NULL);
+		gw__body out;
+		gw__body_init(&out, SIZE_MAX / 2);
+		CHECK_EQ(gw__msgpack_render_raw(cache, &u.data, sb.data, sb.size,
+				 &out), 0);
+		CHECK_STR_EQ((const char *)out.bytes, want);
+		gw__body_free(&out);
+		free(want);
+		msgpack_unpacked_destroy(&u);
+		msgpack_sbuffer_destroy(&sb);
+	}
+	uint64_t hits, misses;
+	gw__json_cache_counts(cache, &hits, &misses);
+	CHECK_EQ_U64(misses, 4); /* items 0 and 4 are the same */
+	CHECK_EQ_U64(hits, 6);
 	gw__json_cache_destroy(cache);
 }
 
