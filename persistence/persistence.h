@@ -539,10 +539,13 @@ int ps_store_get(ps_store *store, rt_addr addr, ps_snapshot_callback cb,
 	void *arg);
 /* Queues a marker after every put queued so far: they commit, then the
  * meta checkpoint LSN becomes lsn in the same transaction, then cb runs.
- * lsn 0 only flushes (meta unchanged). */
+ * lsn 0 only flushes (meta unchanged). Once a put was dropped (its
+ * journal record failed) every later marker fails with PS_EIO until the
+ * store is opened again. */
 int ps_store_checkpoint(ps_store *store, uint64_t lsn,
 	ps_store_done_callback cb, void *arg);
-/* Blocks until everything queued is committed. Not from an actor. */
+/* Blocks until everything queued is committed: PS_EIO once a put was
+ * dropped (see ps_store_checkpoint). Not from an actor. */
 int ps_store_flush(ps_store *store);
 /* The committed checkpoint LSN (0 if none). */
 uint64_t ps_store_checkpoint_lsn(ps_store *store);

@@ -16,11 +16,12 @@
  * transaction, so one LMDB fsync covers many snapshots. Before a batch
  * commits, the writer waits until the journal is durable up to each put's
  * LSN (wait_durable); puts whose record failed are dropped, and from the
- * first such drop on the store commits no checkpoint marker until it is
- * opened again (the marker's callback gets PS_EIO): the dropped put's
- * actor entry in the node already counted it as saved, so a checkpoint
- * could pass journal records that only the dropped snapshot held, while
- * the committed snapshot is older. Recovery after the restart replays
+ * first such drop on the store commits no checkpoint or flush marker
+ * until it is opened again (the marker's callback gets PS_EIO): the
+ * dropped put's actor entry in the node already counted it as saved, so
+ * a checkpoint could pass journal records that only the dropped snapshot
+ * held, while the committed snapshot is older; and a flush confirms a
+ * hand-off's imports to the cluster. Recovery after the restart replays
  * from the last marker committed before the drop. Reads run on
  * the calling thread in read-only transactions; the environment is opened
  * with MDB_NOTLS so read transactions are not tied to thread-local reader
@@ -246,13 +247,23 @@ commit_batch(ps_store *s, store_request *first, uint32_t n)
 {
 	store_request *r = first;
 	for (uint32_t i = 0; i < n; i++, r = r->next) {
-		if (r->kind == REQUEST_MARKER && r->lsn != 0 &&
-			s->put_dropped) {
+		if (r->kind == REQUEST_MARKER && s->put_dropped) {
+			/* A flush marker (lsn 0) promises every put queued
+			 * before it is committed: a hand-off's imports, whose
+			 * put waited on an LSN of this node's journal only
+			 * to stay above its earlier records. Were a dropped
+			 * import confirmed, the old owner would forget the
+			 * actor and its state would be nowhere. */
 			r->skip = true;
-			ps__log(s->log, s->log_arg, RT_LOG_ERROR,
-				"store: checkpoint refused after a dropped snapshot lsn=%" PRIu64
-				" (restart recovers from the last one committed)",
-				r->lsn);
+			if (r->lsn != 0)
+				ps__log(s->log, s->log_arg, RT_LOG_ERROR,
+					"store: checkpoint refused after a dropped snapshot lsn=%" PRIu64
+					" (restart recovers from the last one committed)",
+					r->lsn);
+			else
+				ps__log(s->log, s->log_arg, RT_LOG_ERROR,
+					"store: flush refused after a dropped snapshot "
+					"(restart recovers from the last checkpoint)");
 			continue;
 		}
 		if (r->kind != REQUEST_PUT || s->wait_durable == NULL)
@@ -589,7 +600,9 @@ ps_store_flush(ps_store *s)
 		 * put waits on an unresolved record, which ends the loop. */
 		while (ps_store_pump(s) > 0)
 			continue;
-		return ps_store_queued(s) == 0 ? PS_OK : PS_EBUSY;
+		if (ps_store_queued(s) != 0)
+			return PS_EBUSY;
+		return s->put_dropped ? PS_EIO : PS_OK;
 	}
 	flush_wait w = {.done = false};
 	pthread_mutex_init(&w.mutex, NULL);

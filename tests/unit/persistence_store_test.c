@@ -256,9 +256,10 @@ TEST(persistence_store_waits_for_journal)
 	CHECK_EQ(ps_store_flush(s), 0);
 	CHECK_EQ(d.done, 1);
 	CHECK_EQ_U64(ps_store_checkpoint_lsn(s), 11);
-	/* A put whose record failed is dropped, not committed. */
+	/* A put whose record failed is dropped, not committed, and the
+	 * flush says so. */
 	CHECK_EQ(ps_store_put(s, rt_addr_make(1, 2), 12, "twelve", 6), 0);
-	CHECK_EQ(ps_store_flush(s), 0);
+	CHECK_EQ(ps_store_flush(s), PS_EIO);
 	ps_store_close(s);
 	o.wait_durable = NULL;
 	CHECK_EQ(ps_store_open(&o, &s), 0);
@@ -289,17 +290,18 @@ TEST(persistence_store_no_checkpoint_after_dropped_put)
 	CHECK_EQ(d1.status, 0);
 	CHECK_EQ_U64(ps_store_checkpoint_lsn(s), 11);
 	/* 12 failed: its put is dropped, and the markers after it, in the
-	 * same batch or a later one, are refused. */
+	 * same batch or a later one, are refused: checkpoints and flushes
+	 * alike. */
 	CHECK_EQ(ps_store_put(s, rt_addr_make(1, 2), 12, "twelve", 6), 0);
 	done_flag d2 = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, -1};
 	CHECK_EQ(ps_store_checkpoint(s, 13, on_done, &d2), 0);
-	CHECK_EQ(ps_store_flush(s), 0);
+	CHECK_EQ(ps_store_flush(s), PS_EIO);
 	CHECK_EQ(d2.done, 1);
 	CHECK_EQ(d2.status, PS_EIO);
 	CHECK_EQ(ps_store_put(s, rt_addr_make(1, 3), 14, "fourteen", 8), 0);
 	done_flag d3 = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, -1};
 	CHECK_EQ(ps_store_checkpoint(s, 14, on_done, &d3), 0);
-	CHECK_EQ(ps_store_flush(s), 0);
+	CHECK_EQ(ps_store_flush(s), PS_EIO);
 	CHECK_EQ(d3.status, PS_EIO);
 	CHECK_EQ_U64(ps_store_checkpoint_lsn(s), 11);
 	ps_store_close(s);
@@ -316,6 +318,51 @@ TEST(persistence_store_no_checkpoint_after_dropped_put)
 	CHECK_EQ(ps_store_flush(s), 0);
 	CHECK_EQ(d4.status, 0);
 	CHECK_EQ_U64(ps_store_checkpoint_lsn(s), 15);
+	ps_store_close(s);
+}
+
+/* A hand-off's imports are put at an LSN of the new owner's journal and
+ * confirmed to the cluster by a flush marker (cluster/state_ps.c). When
+ * that LSN's record fails, the import is dropped; the flush must fail
+ * too, or the old owner would forget an actor whose state is then on
+ * neither node (flocksim seed 403 of `--faults swarm`: a user lost in a
+ * drain). */
+TEST(persistence_store_flush_fails_after_dropped_import)
+{
+	fake_journal f = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER,
+		20, 21, 0};
+	ps_store_options o;
+	ps_store_options_default(&o, store_dir());
+	o.wait_durable = fake_wait;
+	o.wait_arg = &f;
+	ps_store *s;
+	CHECK_EQ(ps_store_open(&o, &s), 0);
+	CHECK_EQ(ps_store_put(s, rt_addr_make(1, 7), 20, "kept", 4), 0);
+	done_flag d1 = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, -1};
+	CHECK_EQ(ps_store_checkpoint(s, 0, on_done, &d1), 0);
+	CHECK_EQ(ps_store_flush(s), 0);
+	CHECK_EQ(d1.status, 0);
+	/* The imports, then the cluster's sync: 21 fails. */
+	CHECK_EQ(ps_store_put(s, rt_addr_make(1, 8), 21, "imported", 8), 0);
+	CHECK_EQ(ps_store_put(s, rt_addr_make(1, 9), 21, "imported", 8), 0);
+	done_flag d2 = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, -1};
+	CHECK_EQ(ps_store_checkpoint(s, 0, on_done, &d2), 0);
+	CHECK_EQ(ps_store_flush(s), PS_EIO);
+	CHECK_EQ(d2.done, 1);
+	CHECK_EQ(d2.status, PS_EIO);
+	got g;
+	CHECK_EQ(ps_store_get(s, rt_addr_make(1, 8), take, &g), PS_ENOTFOUND);
+	/* A sync asked again (the cluster retries) fails as well until the
+	 * store is opened again: the import must be made again. */
+	done_flag d3 = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, -1};
+	CHECK_EQ(ps_store_checkpoint(s, 0, on_done, &d3), 0);
+	CHECK_EQ(ps_store_flush(s), PS_EIO);
+	CHECK_EQ(d3.status, PS_EIO);
+	ps_store_close(s);
+	CHECK_EQ(ps_store_open(&o, &s), 0);
+	CHECK_EQ(ps_store_get(s, rt_addr_make(1, 7), take, &g), 0);
+	CHECK_EQ(ps_store_get(s, rt_addr_make(1, 9), take, &g), PS_ENOTFOUND);
+	CHECK_EQ(ps_store_flush(s), 0);
 	ps_store_close(s);
 }
 
