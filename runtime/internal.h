@@ -904,6 +904,11 @@ int rt__scheduler_start(rt_runtime *rt);
 void rt__scheduler_stop(rt_runtime *rt);
 /* Makes a runnable; called by the sender that moved pending 0 -> 1. */
 void rt__schedule(rt_runtime *rt, rt_actor *a);
+/* Like rt__schedule, for an actor that was active and idle (a message
+ * woke it): a worker puts it under its LIFO's entries, so the actors its
+ * turns spawned run first and their messages to it (a fork-join's
+ * replies) are taken in one turn. */
+void rt__schedule_woken(rt_runtime *rt, rt_actor *a);
 /* Re-queues a behind the other runnable actors (its turn yielded). */
 void rt__reschedule(rt_worker *w, rt_actor *a);
 /* Like rt__schedule, but behind everything already queued (the global

@@ -5,7 +5,11 @@
  * turns made runnable (RT_LIFO_SLOTS; the newest runs next on the same
  * worker: message chains such as a ring stay on one core and need no
  * wake-up, and children a turn just spawned run while still in cache;
- * the oldest overflows to the FIFO, where thieves see it), a bounded FIFO
+ * the oldest overflows to the FIFO, where thieves see it; an idle actor
+ * a message woke goes under the entries already there, so a parent runs
+ * after the children it spawned and takes their replies in one turn,
+ * not one turn each: skynet's 1,111,111 actors took 2.13 M turns with
+ * every wake on top, 1.39 M with wakes under), a bounded FIFO
  * run queue of RT_RUNQ_SLOTS (as Go's scheduler: the owner pushes at the
  * tail, the owner and thieves take from the head with a CAS), and
  * overflow to a global queue in batches of half the ring. A worker with
@@ -486,6 +490,19 @@ worker_main(void *arg)
 	return NULL;
 }
 
+/* Owner only: puts a under the LIFO's other entries (it runs after
+ * them); returns a itself when the LIFO is full (it goes to the FIFO). */
+static rt_actor *
+lifo_push_under(rt_worker *w, rt_actor *a)
+{
+	if (w->lifo_count == RT_LIFO_SLOTS)
+		return a;
+	w->lifo_base = (w->lifo_base - 1u) & (RT_LIFO_SLOTS - 1);
+	w->lifo[w->lifo_base] = a;
+	w->lifo_count++;
+	return NULL;
+}
+
 /* ---- scheduling entry points ------------------------------------------- */
 
 static void
@@ -522,6 +539,23 @@ rt__schedule(rt_runtime *rt, rt_actor *a)
 	global_append_locked(&rt->global, a);
 	pthread_mutex_unlock(&rt->global.lock);
 	maybe_wake(rt);
+}
+
+void
+rt__schedule_woken(rt_runtime *rt, rt_actor *a)
+{
+	rt_worker *w = rt__current_worker(rt);
+	if (rt->cfg.deterministic || w == NULL || atomic_load_explicit(
+		&rt->workers_exit, memory_order_relaxed)) {
+		rt__schedule(rt, a);
+		return;
+	}
+	/* Under what this worker's turns made runnable before: the actors
+	 * a turn spawned run first, and a parent their replies wake takes
+	 * them in one turn rather than one turn each. */
+	rt_actor *out = lifo_push_under(w, a);
+	if (out != NULL && runq_push(w, out) <= 1)
+		maybe_wake(rt);
 }
 
 void

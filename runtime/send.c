@@ -311,7 +311,7 @@ again:
 	if (RT_UNLIKELY(sp.actor != NULL || sp.slots != NULL))
 		spare_release(rt, k, &sp);
 	if (old == 0)
-		rt__schedule(rt, a);
+		rt__schedule_woken(rt, a);
 	return 0;
 stopped:
 	rt__spin_unlock(&s->lock);
