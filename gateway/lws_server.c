@@ -21,11 +21,12 @@
  *     (uv_async_send) and its control handle (control_send) only;
  *   - a request is written only after it responded, one lws_write per
  *     writable callback; a WebSocket writes its queued frames from a
- *     writable callback while the socket takes them; the exceptions
+ *     writable callback while the socket takes them, two or more of
+ *     them framed here and written in one raw send; the exceptions
  *     are a cached image (serve_cached_media), whose whole prebuilt
  *     response is written from the HTTP callback itself, and, when the
- *     api client's wake-up ends, a domain answer that fits one write
- *     (write_answered) and a stream's new frames (write_woken) on
+ *     api client's wake-up ends, a stream's new frames (write_woken),
+ *     then a domain answer that fits one write (write_answered), on
  *     sockets that are not choked;
  *   - a connection counted at accept is released exactly once (its slot
  *     rides in the wsi's opaque user data).
@@ -56,10 +57,16 @@ static_assert(LWS_PRE == GW_WS_PRE, "GW_WS_PRE must equal LWS_PRE");
  * callback, small enough that lws never has to buffer much of a partial
  * send. */
 #define WRITE_CHUNK_BYTES (64u * 1024u)
+/* A WebSocket frame header without a mask: 2, 4 or 10 bytes. */
+#define FRAME_HEADER_BYTES_MAX 10u
+/* Frames gathered into one send: within one response turn's buffer. */
+#define FRAMES_BATCH_BYTES WRITE_CHUNK_BYTES
 /* Room for the status line and every header we write. */
 #define HEADER_BYTES_MAX 6144u
 /* One response turn: headers and a body chunk after lws's prefix. */
 #define WRITE_BUFFER_BYTES (LWS_PRE + HEADER_BYTES_MAX + WRITE_CHUNK_BYTES)
+static_assert(LWS_PRE + FRAMES_BATCH_BYTES <= WRITE_BUFFER_BYTES,
+	"gathered frames fit the write buffer");
 /* Connections taken per readable listen socket: a burst of connects is
  * taken in a few turns without starving the loop's other sockets. */
 #define ACCEPTS_PER_WAKE_MAX 64
@@ -180,9 +187,13 @@ async_callback(uv_async_t *handle)
 		if (api_client_poll(g->client) == 0)
 			break;
 	g->answering = false;
+	/* Frames first: a wake-up at 10,000 likes/s holds a hundred
+	 * answers, and a frame written after them waited milliseconds
+	 * for their sends (like -> frame p50 2.1 ms of 13.6 on a loaded
+	 * machine, 0.3 ms frames first). */
 	gw__uv_poll_batch_begin();
-	write_answered(g);
 	write_woken(g);
+	write_answered(g);
 	gw__uv_poll_batch_end();
 }
 
@@ -885,26 +896,94 @@ on_ws_receive(struct lws *wsi, session *s, const void *in, size_t len)
 	return code != 0 ? close_ws(wsi, (uint16_t)code) : 0;
 }
 
-/* Several frames while the socket takes them (lws allows more writes
- * when lws_send_pipe_choked says so). 0, or -1 when a write failed. */
+/* The queue's head frame has gone to the socket. */
+static void
+frame_sent(gw__ws_conn *c)
+{
+	gw__frame *f = gw__frame_peek(&c->queue);
+	gw__assert(f != NULL);
+	uint64_t seq = f->seq;
+	gw__frame_pop(&c->queue);
+	gw__count(&c->g->metrics->ws_queue_frames, -1);
+	gw__count(&c->g->metrics->ws_frames_sent_total, 1);
+	if (seq != 0)
+		gw__stream_written(c, seq, gw__frame_peek(&c->queue) == NULL);
+}
+
+/* A server text frame's header (RFC 6455 5.2: FIN, opcode 1, no mask)
+ * for a payload of length bytes, written at h; returns its size. */
+static size_t
+frame_header(unsigned char *h, uint32_t length)
+{
+	h[0] = 0x81;
+	if (length < 126) {
+		h[1] = (unsigned char)length;
+		return 2;
+	}
+	if (length < 65536) {
+		h[1] = 126;
+		h[2] = (unsigned char)(length >> 8);
+		h[3] = (unsigned char)length;
+		return 4;
+	}
+	h[1] = 127;
+	for (int i = 0; i < 8; i++)
+		h[2 + i] = (unsigned char)((uint64_t)length >> (56 - 8 * i));
+	return FRAME_HEADER_BYTES_MAX;
+}
+
+/* The queued frames from the head that fit one send, framed one after
+ * another into the loop's write buffer; their count and bytes. */
+static uint32_t
+gather_frames(gw__ws_conn *c, uint32_t frames_max, size_t *length)
+{
+	unsigned char *out = c->g->write_buffer + LWS_PRE;
+	size_t used = 0;
+	uint32_t n = 0;
+	for (gw__frame *f = gw__frame_peek(&c->queue);
+		f != NULL && n < frames_max; f = f->next) {
+		if (used + FRAME_HEADER_BYTES_MAX + f->length >
+			FRAMES_BATCH_BYTES)
+			break;
+		used += frame_header(out + used, f->length);
+		memcpy(out + used, f->bytes + LWS_PRE, f->length);
+		used += f->length;
+		n++;
+	}
+	gw__assert(used <= FRAMES_BATCH_BYTES);
+	*length = used;
+	return n;
+}
+
+/* The queued frames while the socket takes them (lws allows more writes
+ * when lws_send_pipe_choked says so). Two or more frames go in one send
+ * (framed here, written raw), so a burst of events on a stream costs one
+ * send, not one per frame. 0, or -1 when a write failed. */
 static int
 write_frames(struct lws *wsi, gw__ws_conn *c)
 {
-	for (uint32_t i = 0; i < GW_WS_WRITES_PER_CALLBACK_MAX; i++) {
+	uint32_t written = 0;
+	while (written < GW_WS_WRITES_PER_CALLBACK_MAX) {
 		gw__frame *f = gw__frame_peek(&c->queue);
-		if (f == NULL || (i > 0 && lws_send_pipe_choked(wsi)))
+		if (f == NULL || (written > 0 && lws_send_pipe_choked(wsi)))
 			break;
-		int n = lws_write(wsi, f->bytes + LWS_PRE, f->length,
-			LWS_WRITE_TEXT);
-		if (n < (int)f->length)
+		size_t length = 0;
+		uint32_t n = f->next == NULL ? 0 : gather_frames(c,
+			GW_WS_WRITES_PER_CALLBACK_MAX - written, &length);
+		if (n < 2) {
+			/* One frame (or one too big to gather): lws frames
+			 * it in the headroom it was queued with. */
+			if (lws_write(wsi, f->bytes + LWS_PRE, f->length,
+				    LWS_WRITE_TEXT) < (int)f->length)
+				return -1;
+			n = 1;
+		} else if (lws_write(wsi, c->g->write_buffer + LWS_PRE, length,
+				   LWS_WRITE_RAW) < (int)length) {
 			return -1;
-		uint64_t seq = f->seq;
-		gw__frame_pop(&c->queue);
-		gw__count(&c->g->metrics->ws_queue_frames, -1);
-		gw__count(&c->g->metrics->ws_frames_sent_total, 1);
-		if (seq != 0)
-			gw__stream_written(c, seq,
-				gw__frame_peek(&c->queue) == NULL);
+		}
+		for (uint32_t i = 0; i < n; i++)
+			frame_sent(c);
+		written += n;
 	}
 	return 0;
 }

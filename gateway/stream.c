@@ -15,8 +15,8 @@
  * connection (api_stream_close is synchronous on this thread).
  *
  * What it deliberately does not do: write to the socket (lws_server.c
- * does, one frame per writable callback), keep events itself (the user
- * actor holds them for resume).
+ * does, the frames queued for a socket in one send), keep events itself
+ * (the user actor holds them for resume).
  */
 #include "gateway/internal.h"
 

@@ -88,6 +88,11 @@ TEST_WITH_TIMEOUT(gateway_integration_slow_reader, 180)
 	run_script("slow_reader");
 }
 
+TEST_WITH_TIMEOUT(gateway_integration_stream_burst, 120)
+{
+	run_script("stream_burst");
+}
+
 TEST_WITH_TIMEOUT(gateway_integration_restart, 180)
 {
 	run_script("restart");
