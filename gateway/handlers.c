@@ -127,6 +127,7 @@ gw__respond_problem(gw__request *r, int status, const char *detail)
 	char *s = gw__problem_render(status, detail, &n);
 	gw__body_free(&r->response);
 	gw__body_init(&r->response, SIZE_MAX / 2);
+	r->response_offset = 0;
 	if (s != NULL)
 		gw__body_append(&r->response, s, n);
 	free(s);
@@ -336,8 +337,14 @@ respond_rendered(gw__request *r, const gw__route_info *info,
 		next_cursor_of(body, next, sizeof next);
 		link_next(r, next);
 	}
+	static const unsigned char headroom[GW_RESPONSE_HEADROOM];
 	gw__body_init(&r->response, SIZE_MAX / 2);
-	int rc = gw__body_reserve(&r->response, RENDERED_BODY_RESERVE_BYTES);
+	int rc = gw__body_reserve(&r->response,
+		GW_RESPONSE_HEADROOM + RENDERED_BODY_RESERVE_BYTES);
+	if (rc == 0)
+		rc = gw__body_append(&r->response, headroom, sizeof headroom);
+	if (rc == 0)
+		r->response_offset = sizeof headroom;
 	if (rc == 0)
 		rc = gw__msgpack_render_raw(r->g->json_cache, body,
 			res->body_bytes, res->body_length, &r->response);

@@ -495,6 +495,9 @@ uint64_t gw__process_rss_bytes(void);
 
 /* ---- WebSocket frames ------------------------------------------------------ */
 
+/* Room a rendered body keeps in front of it for the headers (and
+ * LWS_PRE): a response's headers are ~800 bytes. */
+#define GW_RESPONSE_HEADROOM 2048u
 /* Bytes libwebsockets wants before each payload (LWS_PRE); checked
  * against the real value in lws_server.c. */
 #define GW_WS_PRE 16
@@ -749,6 +752,10 @@ struct gw__request {
 	uint64_t file_sent;
 	bool headers_sent;
 	size_t response_sent;
+	/* The body starts this far into response.bytes: room for the
+	 * status line and headers (and LWS_PRE) in front of it, so a body
+	 * that fits one write is sent from where it was rendered. */
+	size_t response_offset;
 	bool close_after;           /* the body was not read: close */
 	const char *cache_control;  /* NULL: no-store for API routes */
 	gw__request *answered_next; /* in g->answered */

@@ -217,7 +217,8 @@ response_has_body(const gw__request *r)
 static uint64_t
 response_length(const gw__request *r)
 {
-	return r->file_fd >= 0 ? r->file_size : r->response.length;
+	return r->file_fd >= 0 ? r->file_size
+			       : r->response.length - r->response_offset;
 }
 
 /* Writes the status line and headers into [start, end); returns the end
@@ -274,7 +275,9 @@ next_body_part(gw__request *r, unsigned char *dst, size_t room)
 			return -1;
 		n = (size_t)got;
 	} else {
-		memcpy(dst, r->response.bytes + r->response_sent, n);
+		memcpy(dst, r->response.bytes + r->response_offset +
+				r->response_sent,
+			n);
 	}
 	r->response_sent += n;
 	return (ssize_t)n;
@@ -289,13 +292,30 @@ write_response(struct lws *wsi, gw__request *r)
 	unsigned char *start = buf + LWS_PRE;
 	unsigned char *end = buf + WRITE_BUFFER_BYTES;
 	unsigned char *p = start;
+	bool body = response_has_body(r);
 	if (!r->headers_sent) {
 		p = build_headers(wsi, r, start, start + HEADER_BYTES_MAX);
 		if (p == NULL)
 			return -1;
 		r->headers_sent = true;
+		/* The whole body in memory with room in front of it: the
+		 * headers go there and it is sent from where it is. */
+		size_t header_length = (size_t)(p - start);
+		uint64_t body_length = body ? response_length(r) : 0;
+		if (r->file_fd < 0 && body_length > 0 &&
+			body_length <= WRITE_CHUNK_BYTES &&
+			r->response_offset >= LWS_PRE + header_length) {
+			unsigned char *head = r->response.bytes +
+				r->response_offset - header_length;
+			memcpy(head, start, header_length);
+			size_t length = header_length + (size_t)body_length;
+			r->response_sent = (size_t)body_length;
+			return lws_write(wsi, head, length,
+				       LWS_WRITE_HTTP_FINAL) < (int)length
+				? -1
+				: 1;
+		}
 	}
-	bool body = response_has_body(r);
 	if (body) {
 		ssize_t n = next_body_part(r, p, (size_t)(end - p));
 		if (n < 0)
