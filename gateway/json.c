@@ -309,18 +309,25 @@ typedef struct item_key {
 	bool overflow;
 } item_key;
 
-/* The suffix of a raw key (see raw_key) while it is written. */
-typedef struct raw_tail {
-	unsigned char bytes[FRAGMENT_KEY_BYTES_MAX];
-	size_t length;
-} raw_tail;
+/* Subtrees after the last anchor a raw key takes. */
+#define RAW_TAIL_MAX 64u
+
+typedef struct raw_walk {
+	const char *lo, *hi;
+	const char *first; /* first anchor's text */
+	const char *last;  /* last anchor's text */
+	const char *end;   /* last anchor's end */
+	uint32_t tails;    /* subtrees after it, last first */
+	const msgpack_object *tail[RAW_TAIL_MAX];
+	bool failed;
+} raw_walk;
 
 struct gw__json_cache {
 	uint64_t seed;
 	uint64_t hits;
 	uint64_t misses;
 	struct item_key *key; /* scratch for render_item */
-	raw_tail *tail;       /* scratch for raw_key */
+	struct raw_walk *walk; /* scratch for raw_key */
 	/* During gw__msgpack_render_raw: the packed bytes the object was
 	 * unpacked from (its strings point into them); else NULL. */
 	const char *raw_lo;
@@ -335,10 +342,10 @@ gw__json_cache_create(gw__json_cache **out)
 	if (c == NULL)
 		return GW_ENOMEM;
 	c->key = malloc(sizeof *c->key);
-	c->tail = malloc(sizeof *c->tail);
-	if (c->key == NULL || c->tail == NULL) {
+	c->walk = malloc(sizeof *c->walk);
+	if (c->key == NULL || c->walk == NULL) {
 		free(c->key);
-		free(c->tail);
+		free(c->walk);
 		free(c);
 		return GW_ENOMEM;
 	}
@@ -358,7 +365,7 @@ gw__json_cache_destroy(gw__json_cache *c)
 		free(c->slots[i].text);
 	}
 	free(c->key);
-	free(c->tail);
+	free(c->walk);
 	free(c);
 }
 
@@ -432,115 +439,127 @@ key_object(item_key *k, const msgpack_object *o, int depth)
 }
 
 /*
- * A map's key from the bytes it was unpacked from, without copying each
- * field: msgpack-c points a string at its bytes in the packed buffer,
- * and packs a tree depth first, so the bytes from the first non-empty
- * string's text to the last one's end (R) are the packing of
+ * A map's key from the bytes it was unpacked from, without visiting
+ * every field: msgpack-c points a string at its text in the packed
+ * buffer, and packs a tree depth first, so the bytes from the first
+ * non-empty string's text to the last one's end (R) are the packing of
  * everything in between. The key is a marker, the walk before the
  * first such string as key_object writes it (H, that string as its
- * size only), R's length, R, and the walk after the last such string
- * (T). H, R and T read back to the same objects in the same order, so
- * equal keys are equal maps. Empty strings are not anchors (msgpack-c
- * may point them anywhere); a non-empty string outside the buffer, or
- * out of order, and anything too big, make raw_key fail (false): the
- * caller then keys by key_object.
+ * size only), R's length, R, and the complete subtrees after the last
+ * such string, as key_object writes them (T). H, R and T read back to
+ * the same objects in the same order, so equal keys are equal maps. H
+ * is found walking forward and T walking back from the end: both are
+ * a few objects on a feed item. Empty strings are not anchors
+ * (msgpack-c may point them anywhere); an anchor outside the buffer,
+ * anchors out of order, and anything too big make raw_key fail
+ * (false): the caller then keys by key_object.
  */
 #define RAW_KEY_MARKER 0xfeu
 #define RAW_KEY_ANCHOR 0xffu
 
-typedef struct raw_walk {
-	item_key *k;       /* H until the first anchor, then the result */
-	raw_tail *t;       /* T */
-	const char *lo, *hi;
-	const char *first; /* first anchor's text; NULL before it */
-	const char *end;   /* last anchor's end */
-	bool failed;
-} raw_walk;
-
-static void
-raw_put(raw_walk *w, const void *bytes, size_t n)
+/* A non-empty string: an anchor, or a failure when not in the buffer. */
+static bool
+raw_anchor(raw_walk *w, const msgpack_object *o)
 {
-	if (w->first == NULL) {
-		key_put(w->k, bytes, n);
-		if (w->k->overflow)
-			w->failed = true;
-		return;
-	}
-	if (n > sizeof w->t->bytes - w->t->length) {
+	if ((o->type != MSGPACK_OBJECT_STR && o->type != MSGPACK_OBJECT_BIN) ||
+		o->via.str.size == 0)
+		return false;
+	const char *p = o->via.str.ptr;
+	if (p == NULL || p < w->lo || p >= w->hi ||
+		o->via.str.size > (size_t)(w->hi - p))
 		w->failed = true;
-		return;
-	}
-	memcpy(w->t->bytes + w->t->length, bytes, n);
-	w->t->length += n;
+	return true;
 }
 
-static void
-raw_object(raw_walk *w, const msgpack_object *o, int depth)
+/* Writes H into k up to the first anchor; true when it was found. */
+static bool
+raw_head(raw_walk *w, item_key *k, const msgpack_object *o, int depth)
 {
 	if (depth > GW_JSON_DEPTH_MAX) {
 		w->failed = true;
-		return;
+		return false;
 	}
-	if ((o->type == MSGPACK_OBJECT_STR || o->type == MSGPACK_OBJECT_BIN) &&
-		o->via.str.size > 0) {
-		const char *p = o->via.str.ptr;
-		if (p == NULL || p < w->lo || p > w->hi ||
-			o->via.str.size > (size_t)(w->hi - p) ||
-			(w->first != NULL && p < w->end)) {
-			w->failed = true;
-			return;
-		}
-		if (w->first == NULL) {
-			unsigned char a = RAW_KEY_ANCHOR;
-			unsigned char type = (unsigned char)o->type;
-			raw_put(w, &a, 1);
-			raw_put(w, &type, 1);
-			raw_put(w, &o->via.str.size, sizeof o->via.str.size);
-			w->first = p;
-		}
-		w->end = p + o->via.str.size;
-		w->t->length = 0;
-		return;
+	if (raw_anchor(w, o)) {
+		unsigned char a[2] = {RAW_KEY_ANCHOR, (unsigned char)o->type};
+		key_put(k, a, sizeof a);
+		key_put(k, &o->via.str.size, sizeof o->via.str.size);
+		w->first = o->via.str.ptr;
+		return !w->failed;
 	}
-	unsigned char type = (unsigned char)o->type;
-	raw_put(w, &type, 1);
-	switch (o->type) {
-	case MSGPACK_OBJECT_NIL:
-		break;
-	case MSGPACK_OBJECT_BOOLEAN: {
-		unsigned char b = o->via.boolean ? 1 : 0;
-		raw_put(w, &b, 1);
-		break;
-	}
-	case MSGPACK_OBJECT_POSITIVE_INTEGER:
-	case MSGPACK_OBJECT_NEGATIVE_INTEGER:
-		raw_put(w, &o->via.u64, sizeof o->via.u64);
-		break;
-	case MSGPACK_OBJECT_FLOAT32:
-	case MSGPACK_OBJECT_FLOAT64:
-		raw_put(w, &o->via.f64, sizeof o->via.f64);
-		break;
-	case MSGPACK_OBJECT_STR:
-	case MSGPACK_OBJECT_BIN:
-		raw_put(w, &o->via.str.size, sizeof o->via.str.size);
-		break; /* empty */
-	case MSGPACK_OBJECT_ARRAY:
-		raw_put(w, &o->via.array.size, sizeof o->via.array.size);
+	if (o->type == MSGPACK_OBJECT_ARRAY) {
+		unsigned char type = (unsigned char)o->type;
+		key_put(k, &type, 1);
+		key_put(k, &o->via.array.size, sizeof o->via.array.size);
 		for (uint32_t i = 0; i < o->via.array.size && !w->failed; i++)
-			raw_object(w, &o->via.array.ptr[i], depth + 1);
-		break;
-	case MSGPACK_OBJECT_MAP:
-		raw_put(w, &o->via.map.size, sizeof o->via.map.size);
-		for (uint32_t i = 0; i < o->via.map.size && !w->failed; i++) {
-			raw_object(w, &o->via.map.ptr[i].key, depth + 1);
-			if (!w->failed)
-				raw_object(w, &o->via.map.ptr[i].val,
-					depth + 1);
-		}
-		break;
-	default:
-		break;
+			if (raw_head(w, k, &o->via.array.ptr[i], depth + 1))
+				return true;
+		return false;
 	}
+	if (o->type == MSGPACK_OBJECT_MAP) {
+		unsigned char type = (unsigned char)o->type;
+		key_put(k, &type, 1);
+		key_put(k, &o->via.map.size, sizeof o->via.map.size);
+		for (uint32_t i = 0; i < o->via.map.size && !w->failed; i++) {
+			if (raw_head(w, k, &o->via.map.ptr[i].key, depth + 1) ||
+				(!w->failed &&
+					raw_head(w, k, &o->via.map.ptr[i].val,
+						depth + 1)))
+				return true;
+		}
+		return false;
+	}
+	key_object(k, o, depth);
+	return false;
+}
+
+static bool raw_back(raw_walk *w, const msgpack_object *o, int depth);
+
+/* One child of raw_back's walk: true when the last anchor is in it;
+ * else it is a whole subtree of T. */
+static bool
+raw_back_child(raw_walk *w, const msgpack_object *o, int depth)
+{
+	if (raw_back(w, o, depth))
+		return true;
+	if (w->failed)
+		return false;
+	if (w->tails == RAW_TAIL_MAX) {
+		w->failed = true;
+		return false;
+	}
+	w->tail[w->tails++] = o;
+	return false;
+}
+
+/* Walks back from the end of o to its last anchor. */
+static bool
+raw_back(raw_walk *w, const msgpack_object *o, int depth)
+{
+	if (depth > GW_JSON_DEPTH_MAX) {
+		w->failed = true;
+		return false;
+	}
+	if (raw_anchor(w, o)) {
+		w->last = o->via.str.ptr;
+		w->end = w->last + o->via.str.size;
+		return !w->failed;
+	}
+	if (o->type == MSGPACK_OBJECT_ARRAY) {
+		for (uint32_t i = o->via.array.size; i-- > 0 && !w->failed;)
+			if (raw_back_child(w, &o->via.array.ptr[i], depth + 1))
+				return true;
+	} else if (o->type == MSGPACK_OBJECT_MAP) {
+		for (uint32_t i = o->via.map.size; i-- > 0 && !w->failed;) {
+			if (raw_back_child(w, &o->via.map.ptr[i].val,
+				    depth + 1) ||
+				(!w->failed &&
+					raw_back_child(w,
+						&o->via.map.ptr[i].key,
+						depth + 1)))
+				return true;
+		}
+	}
+	return false;
 }
 
 static bool
@@ -549,18 +568,22 @@ raw_key(gw__json_cache *cache, item_key *k, const msgpack_object *o,
 {
 	if (cache->raw_lo == NULL)
 		return false;
-	raw_walk w = {.k = k, .t = cache->tail, .lo = cache->raw_lo,
-		.hi = cache->raw_hi};
-	w.t->length = 0;
+	raw_walk *w = cache->walk;
+	w->lo = cache->raw_lo;
+	w->hi = cache->raw_hi;
+	w->first = w->last = w->end = NULL;
+	w->tails = 0;
+	w->failed = false;
 	unsigned char marker = RAW_KEY_MARKER;
 	key_put(k, &marker, 1);
-	raw_object(&w, o, depth);
-	if (w.failed || w.first == NULL)
+	if (!raw_head(w, k, o, depth) || !raw_back(w, o, depth) ||
+		w->failed || w->last < w->first)
 		return false;
-	uint64_t r_length = (uint64_t)(w.end - w.first);
+	uint64_t r_length = (uint64_t)(w->end - w->first);
 	key_put(k, &r_length, sizeof r_length);
-	key_put(k, w.first, (size_t)r_length);
-	key_put(k, w.t->bytes, w.t->length);
+	key_put(k, w->first, (size_t)r_length);
+	for (uint32_t i = w->tails; i-- > 0 && !k->overflow;)
+		key_object(k, w->tail[i], depth + 1);
 	return !k->overflow;
 }
 
