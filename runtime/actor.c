@@ -513,7 +513,7 @@ rt__housekeeping(rt_runtime *rt)
 		rt__shard *s = &rt->registry.shards[i];
 		rt__spin_lock(&s->lock);
 		for (uint32_t b = 0; s->count > 0 && b <= s->mask; b++) {
-			rt_actor *a = s->slots[b].actor;
+			rt_actor *a = rt__slot_actor(s->slots[b]);
 			if (a == NULL)
 				continue;
 			uint32_t last = atomic_load_explicit(&a->last_active_ms,
@@ -533,14 +533,14 @@ sample_run(rt__shard *s, uint32_t b, uint32_t now, bool *found,
 {
 	uint32_t mask = s->mask;
 	uint32_t i = b & mask;
-	for (uint32_t step = 0; step <= mask && s->slots[i].actor == NULL; step++)
+	for (uint32_t step = 0; step <= mask && s->slots[i].word == 0; step++)
 		i = (i + 1u) & mask;
 	/* A few actors from there: the slots are in hash order, so these are
 	 * a random sample of the shard (neighbours may be one group of
 	 * consecutive ids, rt__addr_hash; eight samples still span the
 	 * registry). */
-	for (uint32_t taken = 0; taken < 4 && s->slots[i].actor != NULL; taken++) {
-		rt_actor *a = s->slots[i].actor;
+	for (uint32_t taken = 0; taken < 4 && s->slots[i].word != 0; taken++) {
+		rt_actor *a = rt__slot_actor(s->slots[i]);
 		uint32_t age = now - atomic_load_explicit(&a->last_active_ms,
 			memory_order_relaxed);
 		if (evictable(a) && (!*found || age > *best_age)) {
@@ -688,7 +688,7 @@ snapshot_note_dirty(rt_runtime *rt, size_t *count)
 			rt__spin_lock(&s->lock);
 		}
 		for (uint32_t b = 0; s->count > 0 && b <= s->mask; b++) {
-			rt_actor *a = s->slots[b].actor;
+			rt_actor *a = rt__slot_actor(s->slots[b]);
 			if (a == NULL)
 				continue;
 			uint8_t flags = atomic_load_explicit(&a->shared_flags,
@@ -786,7 +786,7 @@ rt_passivate_where(rt_runtime *rt, rt_addr_predicate pred, void *pred_arg,
 		rt__shard *s = &rt->registry.shards[i];
 		rt__spin_lock(&s->lock);
 		for (uint32_t b = 0; s->count > 0 && b <= s->mask; b++) {
-			rt_actor *a = s->slots[b].actor;
+			rt_actor *a = rt__slot_actor(s->slots[b]);
 			if (a == NULL || !pred(pred_arg, actor_addr(a)))
 				continue;
 			atomic_fetch_add(&pass->outstanding, 1);

@@ -2,10 +2,12 @@
  * registry.c — the map from (kind, id) to an active actor.
  *
  * Role: 256 shards, each an open-addressing table (linear probing) behind
- * a spin lock. A slot holds the address's 64-bit hash and the actor
- * pointer, so a miss (every activation starts with one), a probe past
- * other actors and a grow all stay inside the slot array and never load
- * an actor (each such load is a cache miss with a million actors). A
+ * a spin lock. A slot is one word: the actor pointer tagged with the low
+ * 16 bits of its address's hash (internal.h), so a miss (every
+ * activation starts with one), a probe past other actors and a grow all
+ * stay inside the slot array and load no actor but the one sought (a
+ * load is a cache miss with a million actors; one whose tag matches by
+ * chance, about one probe in 2^(16 - index bits), is read too). A
  * shard doubles past 11/16 load; removal shifts later members of the
  * probe run back, so there are no tombstones. Slot arrays of 4 KiB and
  * more come from the registry's arena: 2 MiB chunks advised as huge
@@ -15,8 +17,8 @@
  *
  * Invariants: every function except init/destroy and the slot arrays'
  * allocation (rt__registry_slots_new/_release) runs under the shard's
- * lock; an actor is in exactly one slot while active; slot.hash ==
- * rt__addr_hash(actor->kind, actor->id).
+ * lock; an actor is in exactly one slot while active; a slot's tag is
+ * the low bits of rt__addr_hash(actor->kind, actor->id).
  * Does not: free actors (callers do), shrink tables, or give arena
  * chunks back to the OS before rt__registry_destroy.
  */
@@ -282,14 +284,18 @@ arena_serves(size_t bytes)
 		bytes <= RT_REGISTRY_ARENA_CHUNK_BYTES;
 }
 
-/* A zeroed slot array of `slots` (a power of two), or NULL. */
+/* A zeroed slot array of `slots` (a power of two), or NULL. Line
+ * aligned: a group of ids shares one line (RT_REGISTRY_GROUP_BITS). */
 static rt__slot *
 slots_alloc(rt__registry *reg, uint32_t slots)
 {
 	size_t bytes = (size_t)slots * sizeof(rt__slot);
 	if (arena_serves(bytes))
 		return arena_alloc(&reg->arena, bytes);
-	return calloc(slots, sizeof(rt__slot));
+	rt__slot *array = aligned_alloc(64, bytes < 64u ? 64u : bytes);
+	if (array != NULL)
+		memset(array, 0, bytes);
+	return array;
 }
 
 static void
@@ -313,7 +319,7 @@ rt__registry_init(rt__registry *reg)
 	pthread_mutex_init(&reg->arena.lock, NULL);
 	for (uint32_t i = 0; i < RT_REGISTRY_SHARDS; i++) {
 		rt__shard *s = &reg->shards[i];
-		s->slots = calloc(RT_REGISTRY_SLOTS_INITIAL, sizeof *s->slots);
+		s->slots = slots_alloc(reg, RT_REGISTRY_SLOTS_INITIAL);
 		if (s->slots == NULL)
 			goto fail;
 		s->mask = RT_REGISTRY_SLOTS_INITIAL - 1u;
@@ -348,20 +354,22 @@ rt__registry_find_hole(rt__shard *s, uint64_t hash, uint32_t kind,
 	uint64_t id, uint32_t *hole_out)
 {
 	uint32_t mask = s->mask;
+	uint32_t tag = (uint32_t)hash & RT_SLOT_TAG_MASK;
 	for (uint32_t i = (uint32_t)hash & mask;; i = (i + 1u) & mask) {
-		rt__slot *slot = &s->slots[i];
-		if (slot->actor == NULL) {
+		rt__slot slot = s->slots[i];
+		if (slot.word == 0) {
 			*hole_out = i;
 			return NULL;
 		}
-		if (slot->hash != hash)
+		if (rt__slot_tag(slot) != tag)
 			continue;
-		/* A hit is nearly always the actor sought, and its caller
-		 * writes its header (the mailbox push): ask for the line
-		 * exclusive now rather than shared, then again to write. */
-		__builtin_prefetch(slot->actor, 1, 3);
-		if (slot->actor->id == id && slot->actor->kind == kind)
-			return slot->actor;
+		/* A tag that matches is nearly always the actor sought, and
+		 * its caller writes its header (the mailbox push): ask for
+		 * the line exclusive now rather than shared, then again. */
+		rt_actor *a = rt__slot_actor(slot);
+		__builtin_prefetch(a, 1, 3);
+		if (a->id == id && a->kind == kind)
+			return a;
 	}
 }
 
@@ -369,14 +377,15 @@ void
 rt__registry_prefetch_actor(rt__registry *reg, uint64_t hash)
 {
 	rt__shard *s = rt__registry_shard(reg, hash);
+	uint32_t tag = (uint32_t)hash & RT_SLOT_TAG_MASK;
 	rt__spin_lock(&s->lock);
 	uint32_t mask = s->mask;
 	for (uint32_t i = (uint32_t)hash & mask;; i = (i + 1u) & mask) {
-		const rt__slot *slot = &s->slots[i];
-		if (slot->actor == NULL)
+		rt__slot slot = s->slots[i];
+		if (slot.word == 0)
 			break;
-		if (slot->hash == hash) {
-			__builtin_prefetch(slot->actor, 1, 3);
+		if (rt__slot_tag(slot) == tag) {
+			__builtin_prefetch(rt__slot_actor(slot), 1, 3);
 			break;
 		}
 	}
@@ -390,14 +399,25 @@ rt__registry_find(rt__shard *s, uint64_t hash, uint32_t kind, uint64_t id)
 	return rt__registry_find_hole(s, hash, kind, id, &hole);
 }
 
-static void
-place(rt__slot *slots, uint32_t mask, uint64_t hash, rt_actor *a)
+/* The low bits of a filled slot's hash, enough for a shard of mask:
+ * the tag, or for a shard larger than a tag indexes the actor's own
+ * address hashed again (a load of the actor). */
+static inline uint32_t
+slot_hash_low(rt__slot slot, uint32_t mask)
 {
-	uint32_t i = (uint32_t)hash & mask;
-	while (slots[i].actor != NULL)
+	if (RT_LIKELY(mask <= RT_SLOT_TAG_MASK))
+		return rt__slot_tag(slot);
+	const rt_actor *a = rt__slot_actor(slot);
+	return (uint32_t)rt__addr_hash(a->kind, a->id);
+}
+
+static void
+place(rt__slot *slots, uint32_t mask, uint32_t hash_low, rt__slot slot)
+{
+	uint32_t i = hash_low & mask;
+	while (slots[i].word != 0)
 		i = (i + 1u) & mask;
-	slots[i].hash = hash;
-	slots[i].actor = a;
+	slots[i] = slot;
 }
 
 rt__slot *
@@ -434,8 +454,9 @@ shard_grow(rt__registry *reg, rt__shard *s, rt__slot *slots)
 		return RT_ENOMEM;
 	uint32_t mask = capacity - 1u;
 	for (uint32_t i = 0; i <= s->mask; i++)
-		if (s->slots[i].actor != NULL)
-			place(slots, mask, s->slots[i].hash, s->slots[i].actor);
+		if (s->slots[i].word != 0)
+			place(slots, mask, slot_hash_low(s->slots[i], mask),
+				s->slots[i]);
 	slots_free(reg, s->slots, s->mask + 1u);
 	/* Atomic stores: rt_prefetch reads these without the lock. */
 	__atomic_store_n(&s->slots, slots, __ATOMIC_RELAXED);
@@ -459,12 +480,11 @@ rt__registry_insert_at(rt__registry *reg, rt__shard *s, uint64_t hash,
 		RT_ASSERT(grown == NULL);
 	}
 	if (hole == UINT32_MAX) {
-		place(s->slots, s->mask, hash, a);
+		place(s->slots, s->mask, (uint32_t)hash, rt__slot_make(hash, a));
 	} else {
 		RT_ASSERT(hole <= s->mask);
-		RT_ASSERT(s->slots[hole].actor == NULL);
-		s->slots[hole].hash = hash;
-		s->slots[hole].actor = a;
+		RT_ASSERT(s->slots[hole].word == 0);
+		s->slots[hole] = rt__slot_make(hash, a);
 	}
 	s->count++;
 	return 0;
@@ -477,18 +497,18 @@ rt__registry_remove(rt__shard *s, uint64_t hash, rt_actor *a)
 	RT_ASSERT(s->count > 0);
 	uint32_t mask = s->mask;
 	uint32_t i = (uint32_t)hash & mask;
-	while (s->slots[i].actor != a) {
-		RT_ASSERT(s->slots[i].actor != NULL);
+	while (rt__slot_actor(s->slots[i]) != a) {
+		RT_ASSERT(s->slots[i].word != 0);
 		i = (i + 1u) & mask;
 	}
-	RT_ASSERT(s->slots[i].hash == hash);
+	RT_ASSERT(rt__slot_tag(s->slots[i]) == ((uint32_t)hash & RT_SLOT_TAG_MASK));
 	s->count--;
 	/* Backward shift: move later members of the probe run into the hole
 	 * unless their home lies cyclically in (hole, j]. */
 	uint32_t hole = i;
-	for (uint32_t j = (i + 1u) & mask; s->slots[j].actor != NULL;
+	for (uint32_t j = (i + 1u) & mask; s->slots[j].word != 0;
 		j = (j + 1u) & mask) {
-		uint32_t home = (uint32_t)s->slots[j].hash & mask;
+		uint32_t home = slot_hash_low(s->slots[j], mask) & mask;
 		bool stays = hole <= j ? (hole < home && home <= j)
 				       : (hole < home || home <= j);
 		if (stays)
@@ -496,6 +516,5 @@ rt__registry_remove(rt__shard *s, uint64_t hash, rt_actor *a)
 		s->slots[hole] = s->slots[j];
 		hole = j;
 	}
-	s->slots[hole].actor = NULL;
-	s->slots[hole].hash = 0;
+	s->slots[hole].word = 0;
 }

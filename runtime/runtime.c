@@ -189,11 +189,10 @@ passivate_all(rt_runtime *rt)
 	for (uint32_t i = 0; i < RT_REGISTRY_SHARDS; i++) {
 		rt__shard *s = &rt->registry.shards[i];
 		for (uint32_t b = 0; s->count > 0 && b <= s->mask; b++) {
-			rt_actor *a = s->slots[b].actor;
+			rt_actor *a = rt__slot_actor(s->slots[b]);
 			if (a == NULL)
 				continue;
-			s->slots[b].actor = NULL;
-			s->slots[b].hash = 0;
+			s->slots[b].word = 0;
 			s->count--;
 			rt__actor_stop(rt, a);
 		}

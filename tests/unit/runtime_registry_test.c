@@ -5,8 +5,8 @@
  *
  * Method: a real runtime (two workers, so shards grow on both while
  * the test thread sends too) gets 100,000 actors, which takes every
- * shard's array from calloc through four arena sizes (4 to 32 KiB, each
- * growth freeing a block whose buddy merges). Each actor counts its
+ * shard's array from aligned_alloc through two arena sizes (4 and
+ * 8 KiB, each growth freeing a block whose buddy merges). Each actor counts its
  * messages in its state and records a mismatch if the count differs
  * from the round number the message carries: a lookup that found a
  * wrong or stale actor, or two actors for one address, shows up there.
@@ -15,6 +15,7 @@
  * Statistics must agree at every step.
  */
 #include "tests/unit/runtime_testkit.h"
+#include "runtime/internal.h"
 
 #include <stdatomic.h>
 #include <time.h>
@@ -105,4 +106,63 @@ TEST(runtime_large_registry_finds_every_actor)
 	CHECK_EQ_U64(atomic_load(&tally_mismatches), 0);
 	CHECK_EQ(rt_stop(rt), 0);
 	rt_destroy(rt);
+}
+
+/* ---- a shard past what a slot's tag indexes ------------------------------ */
+
+/* A slot keeps 16 bits of its actor's hash (internal.h): a shard of more
+ * than 2^16 slots grows and shifts by the actor's own address instead.
+ * One shard gets enough actors for 2^17 slots, directly through the
+ * registry's calls (a runtime would spread them over 256 shards). */
+#define BIG_SHARD_ACTORS 50000u
+
+TEST(runtime_registry_shard_past_the_tag_finds_every_actor)
+{
+	rt__registry *reg = calloc(1, sizeof *reg);
+	CHECK(reg != NULL);
+	CHECK_EQ(rt__registry_init(reg), 0);
+	rt_actor **actors = calloc(BIG_SHARD_ACTORS, sizeof *actors);
+	uint64_t *hashes = calloc(BIG_SHARD_ACTORS, sizeof *hashes);
+	CHECK(actors != NULL && hashes != NULL);
+	const uint32_t kind = 3;
+	rt__shard *s = &reg->shards[0];
+	uint32_t n = 0;
+	for (uint64_t id = 1; n < BIG_SHARD_ACTORS; id++) {
+		uint64_t hash = rt__addr_hash(kind, id);
+		if (rt__registry_shard(reg, hash) != s)
+			continue;
+		rt_actor *a = malloc(sizeof(rt_actor));
+		CHECK(a != NULL);
+		memset(a, 0, sizeof *a);
+		a->id = id;
+		a->kind = (uint8_t)kind;
+		uint32_t hole;
+		rt__spin_lock(&s->lock);
+		CHECK(rt__registry_find_hole(s, hash, kind, id, &hole) == NULL);
+		CHECK_EQ(rt__registry_insert_at(reg, s, hash, a, hole, NULL), 0);
+		rt__spin_unlock(&s->lock);
+		actors[n] = a;
+		hashes[n] = hash;
+		n++;
+	}
+	CHECK(s->mask > RT_SLOT_TAG_MASK);
+	rt__spin_lock(&s->lock);
+	for (uint32_t i = 0; i < n; i++)
+		CHECK(rt__registry_find(s, hashes[i], kind, actors[i]->id) ==
+			actors[i]);
+	/* Every other one leaves: the backward shift moves the rest by
+	 * their own homes. */
+	for (uint32_t i = 0; i < n; i += 2)
+		rt__registry_remove(s, hashes[i], actors[i]);
+	for (uint32_t i = 0; i < n; i++)
+		CHECK(rt__registry_find(s, hashes[i], kind, actors[i]->id) ==
+			(i % 2 == 0 ? NULL : actors[i]));
+	CHECK_EQ_U64(s->count, n / 2);
+	rt__spin_unlock(&s->lock);
+	for (uint32_t i = 0; i < n; i++)
+		free(actors[i]);
+	free(actors);
+	free(hashes);
+	rt__registry_destroy(reg);
+	free(reg);
 }
