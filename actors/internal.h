@@ -379,6 +379,9 @@ enum {
 	USER_T_IDEM_BEGIN,       /* ask: key, digest -> go, replay or refusal */
 	USER_T_IDEM_FINISH,      /* ask: key, digest, code, body */
 	USER_T_IDEM_ABORT,       /* plain: forget a running key */
+	USER_T_LIVE_WANT,        /* plain from a follower with a stream: the
+				    event data of a pushed post, as a
+				    USER_T_LIVE to it */
 };
 
 /* post kind */

@@ -428,12 +428,49 @@ user__push_live(user_state *st, uint64_t key, api_event_type type,
 
 /* Removes p (a pointer into st->pushes); the last entry moves into its
  * slot. */
+/* Keeps body (taken) as the stream event data of the timeline push of
+ * key, in place of the oldest kept; frees it when out of memory. */
+static void
+live_body_keep(user_state *st, uint64_t key, unsigned char *body,
+	uint32_t body_length)
+{
+	ACTORS_ASSERT(key != 0);
+	ACTORS_ASSERT(body != NULL);
+	if (st->live_bodies == NULL) {
+		st->live_bodies = calloc(1, sizeof *st->live_bodies);
+		if (st->live_bodies == NULL) {
+			free(body);
+			return;
+		}
+	}
+	live_bodies *k = st->live_bodies;
+	ACTORS_ASSERT(k->next < USER_LIVE_BODIES_MAX);
+	live_body *e = &k->entries[k->next];
+	free(e->body);
+	*e = (live_body){key, body, body_length};
+	k->next = (k->next + 1u) % USER_LIVE_BODIES_MAX;
+}
+
+static void
+live_bodies_free(user_state *st)
+{
+	if (st->live_bodies == NULL)
+		return;
+	for (uint32_t i = 0; i < USER_LIVE_BODIES_MAX; i++)
+		free(st->live_bodies->entries[i].body);
+	free(st->live_bodies);
+	st->live_bodies = NULL;
+}
+
 static void
 push_remove(user_state *st, push *p)
 {
 	ACTORS_ASSERT(p >= st->pushes && p < st->pushes + st->pushes_count);
 	free(p->targets);
-	free(p->body);
+	if (p->kind == USER_PUSH_TIMELINE && p->body != NULL)
+		live_body_keep(st, p->key, p->body, p->body_length);
+	else
+		free(p->body);
 	free(p->owed);
 	free(p->owed_paid);
 	*p = st->pushes[--st->pushes_count];
@@ -842,11 +879,14 @@ push_message(api *a, user_state *st, const push *p, bool *gone)
 		break;
 	}
 	/* Header: 3 u64 (live: author, type, flags, key); then the story's
-	 * 3 u64, or the event data. */
+	 * 3 u64, or a live event's data. A timeline push is the header
+	 * alone: its event data goes only to the followers with a stream,
+	 * who ask for it (on_live_want); it was four of the five cache
+	 * lines each follower's message took, and most have none. */
 	uint32_t size = p->kind == USER_PUSH_LIVE ? 18u : 24u;
 	if (p->kind == USER_PUSH_STORY)
 		size += 24u;
-	else if (p->kind != USER_PUSH_PULL)
+	else if (p->kind == USER_PUSH_LIVE)
 		size += p->body_length;
 	rt_message *m = rt_message_alloc(a->rt, type, size);
 	if (m == NULL)
@@ -856,8 +896,6 @@ push_message(api *a, user_state *st, const push *p, bool *gone)
 		wire_put_le64(m->payload, p->key);
 		wire_put_le64(m->payload + 8, p->author_id);
 		wire_put_le64(m->payload + 16, st->id);
-		if (p->kind == USER_PUSH_TIMELINE && p->body_length > 0)
-			memcpy(m->payload + 24, p->body, p->body_length);
 		return m;
 	}
 	wire_writer w = {m->payload, 0, size, false};
@@ -875,7 +913,7 @@ push_message(api *a, user_state *st, const push *p, bool *gone)
 		wire_u64(&w, story.expires_at_ms);
 		wire_u64(&w, story.media_id);
 		wire_u64(&w, story.created_at_ms);
-	} else if (p->kind != USER_PUSH_PULL && p->body_length > 0) {
+	} else if (p->kind == USER_PUSH_LIVE && p->body_length > 0) {
 		wire_bytes(&w, p->body, p->body_length);
 	}
 	ACTORS_ASSERT(!w.failed && w.bytes == m->payload);
@@ -1571,9 +1609,9 @@ answer_post_created(api *a, rt_actor *self, user_state *st,
 	actors__body_free(&b);
 }
 
-/* The live side of a new post: its body rides with the timeline push
- * (followers put it on their streams), or, for a post that is not
- * pushed, goes to the followers that are online. */
+/* The live side of a new post: its body is kept with the timeline push
+ * (followers with a stream ask for it: on_live_want), or, for a post
+ * that is not pushed, goes to the followers that are online. */
 static void
 post_created_live(api *a, user_state *st, uint64_t post_id, bool pushed)
 {
@@ -1839,8 +1877,8 @@ timeline_copy(api *a, rt_actor *self, user_state *st, uint64_t key,
 			"push acknowledgement dropped (will be re-sent)");
 	if (!changes)
 		return;
-	user__pushed_live(a, self, st, USER_T_TIMELINE_ADD, key, author, rest,
-		rest_length);
+	user__pushed_live(a, self, st, USER_T_TIMELINE_ADD, key, author,
+		source, rest, rest_length);
 	if (a->cfg.timeline_observer != NULL)
 		a->cfg.timeline_observer(a->cfg.timeline_observer_arg, st->id,
 			key);
@@ -1910,12 +1948,74 @@ on_push(api *a, rt_actor *self, user_state *st, const rt_message *m)
 		return;
 	}
 	if (changes)
-		user__pushed_live(a, self, st, m->type, key, author, rest,
-			rest_length);
+		user__pushed_live(a, self, st, m->type, key, author, source,
+			rest, rest_length);
 	if (changes && m->type == USER_T_TIMELINE_ADD &&
 		a->cfg.timeline_observer != NULL)
 		a->cfg.timeline_observer(a->cfg.timeline_observer_arg, st->id,
 			key);
+}
+
+/* The stream event data this author holds for its timeline push of key
+ * (the push's, or kept after it ended), or NULL. */
+static const unsigned char *
+live_body_find(const user_state *st, uint64_t key, uint32_t *length)
+{
+	for (uint32_t i = 0; i < st->pushes_count; i++) {
+		const push *p = &st->pushes[i];
+		if (p->key == key && p->kind == USER_PUSH_TIMELINE) {
+			*length = p->body_length;
+			return p->body;
+		}
+	}
+	if (st->live_bodies == NULL)
+		return NULL;
+	for (uint32_t i = 0; i < USER_LIVE_BODIES_MAX; i++) {
+		const live_body *e = &st->live_bodies->entries[i];
+		if (e->key == key && e->body != NULL) {
+			*length = e->body_length;
+			return e->body;
+		}
+	}
+	return NULL;
+}
+
+/* USER_T_LIVE_WANT: u64 post id, from a follower with a stream that put
+ * this author's pushed post into its timeline. The event's data goes to
+ * that follower alone, as a USER_T_LIVE taken only while the post is in
+ * its timeline; when this author no longer holds the data (past
+ * USER_LIVE_BODIES_MAX newer posts, passivated, or a push re-sent after
+ * a crash) the post's reference goes instead, as such a push's did. */
+static void
+on_live_want(api *a, rt_actor *self, user_state *st, const rt_message *m)
+{
+	if (m->size != 8u || m->from.kind != ACTORS_KIND_USER ||
+		m->from.id == 0 || !st->exists)
+		return;
+	uint64_t key = wire_load_le64(m->payload);
+	uint32_t length = 0;
+	const unsigned char *data = live_body_find(st, key, &length);
+	actors__body b;
+	actors__body_init(&b);
+	if (data == NULL || length == 0) {
+		user__pack_post_ref(&b.packer, key, st->id);
+		data = (const unsigned char *)b.buffer.data;
+		length = (uint32_t)b.buffer.size;
+	}
+	rt_message *out = rt_message_alloc(a->rt, USER_T_LIVE, 18u + length);
+	if (out != NULL) {
+		wire_writer w = {out->payload, 0, out->size, false};
+		wire_u64(&w, st->id);
+		wire_u8(&w, API_EVENT_FEED_POST);
+		wire_u8(&w, USER_LIVE_F_MUST_HAVE);
+		wire_u64(&w, key);
+		wire_bytes(&w, data, length);
+		ACTORS_ASSERT(!w.failed && w.length == out->size);
+		if (rt_send(self, m->from, out) != 0)
+			rt_log(a->rt, RT_LOG_WARN, "user",
+				"stream event for a follower dropped");
+	}
+	actors__body_free(&b);
 }
 
 static void
@@ -2052,6 +2152,9 @@ user_on_message(rt_actor *self, void *state, const rt_message *m)
 	case USER_T_INTERACTION:
 		on_interaction(a, st, self, m);
 		break;
+	case USER_T_LIVE_WANT:
+		on_live_want(a, self, st, m);
+		break;
 	case USER_T_PROFILE:
 		on_profile(a, self, st, m, false);
 		break;
@@ -2157,6 +2260,7 @@ user_free_state(void *state)
 		free(st->pushes[i].owed_paid);
 	}
 	free(st->pushes);
+	live_bodies_free(st);
 	user__engage_free(st);
 	ps_outbox_free(&st->outbox);
 	memset(st, 0, sizeof *st);

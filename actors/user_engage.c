@@ -493,8 +493,34 @@ pack_story(msgpack_packer *p, uint64_t story_id, uint64_t author,
 }
 
 void
+user__pack_post_ref(msgpack_packer *p, uint64_t post_id, uint64_t author)
+{
+	msgpack_pack_map(p, 2);
+	actors__pack_key(p, "post_id");
+	actors__pack_id(p, post_id);
+	actors__pack_key(p, "user");
+	msgpack_pack_map(p, 1);
+	actors__pack_key(p, "user_id");
+	actors__pack_id(p, author);
+}
+
+/* Would user__publish put an event on the stream now (a session is open,
+ * or it left less than USER_STREAM_HOLD_MS ago)? */
+static bool
+stream_takes(api *a, const user_state *st)
+{
+	if (st->stream == NULL)
+		return false;
+	if (user__online(st))
+		return true;
+	return st->offline_at_ms != 0 &&
+		wall_ms(a) <= st->offline_at_ms + USER_STREAM_HOLD_MS;
+}
+
+void
 user__pushed_live(api *a, rt_actor *self, user_state *st, uint32_t type,
-	uint64_t key, uint64_t author, const void *rest, size_t rest_length)
+	uint64_t key, uint64_t author, uint64_t source, const void *rest,
+	size_t rest_length)
 {
 	if (type == USER_T_PULL_ON) {
 		/* A followee turned celebrity: register while online. */
@@ -512,14 +538,21 @@ user__pushed_live(api *a, rt_actor *self, user_state *st, uint32_t type,
 		if (rest_length > 0 && engage_msgpack_check(rest, rest_length)) {
 			user__publish(a, self, st, API_EVENT_FEED_POST, rest,
 				rest_length, false);
-		} else { /* no data came: the client fetches the post */
-			msgpack_pack_map(&b.packer, 2);
-			actors__pack_key(&b.packer, "post_id");
-			actors__pack_id(&b.packer, key);
-			actors__pack_key(&b.packer, "user");
-			msgpack_pack_map(&b.packer, 1);
-			actors__pack_key(&b.packer, "user_id");
-			actors__pack_id(&b.packer, author);
+		} else if (rest_length == 0 && source != 0 &&
+			stream_takes(a, st)) {
+			/* The push names the post only: its author sends
+			 * the event's data (a USER_T_LIVE), published then. */
+			unsigned char want[8];
+			wire_put_le64(want, key);
+			if (rt_send_copy(self,
+				    rt_addr_make(ACTORS_KIND_USER, source),
+				    USER_T_LIVE_WANT, want, sizeof want) != 0) {
+				user__pack_post_ref(&b.packer, key, author);
+				user__publish(a, self, st, API_EVENT_FEED_POST,
+					b.buffer.data, b.buffer.size, false);
+			}
+		} else { /* no data: the client fetches the post */
+			user__pack_post_ref(&b.packer, key, author);
 			user__publish(a, self, st, API_EVENT_FEED_POST,
 				b.buffer.data, b.buffer.size, false);
 		}

@@ -70,6 +70,25 @@ typedef enum user_push_kind {
 #define USER_LIVE_F_PRESENCE 4u    /* sent because the target said it was
 				      online: answer "offline" if not */
 
+/* The stream event data of an author's latest timeline pushes, kept
+ * after each push ends (volatile): a follower with a stream asks for it
+ * (USER_T_LIVE_WANT) after the push, which carries the post's reference
+ * only. Without a store a push ends as soon as it is sent, before those
+ * asks arrive; an author answers what is past these with the post's
+ * reference, as for a push re-sent after a crash. */
+#define USER_LIVE_BODIES_MAX 4u
+
+typedef struct live_body {
+	uint64_t key;        /* post id; 0: empty */
+	unsigned char *body; /* owned msgpack event data */
+	uint32_t body_length;
+} live_body;
+
+typedef struct live_bodies {
+	live_body entries[USER_LIVE_BODIES_MAX];
+	uint32_t next; /* the entry the next kept body replaces */
+} live_bodies;
+
 typedef struct push {
 	uint64_t key;       /* post or story id, | USER_PUSH_PULL_BIT */
 	uint64_t author_id; /* timeline pushes: the post's author (self) */
@@ -146,12 +165,13 @@ typedef struct user_state {
 	uint32_t ring_head;
 	uint32_t ring_count;
 	uint32_t ring_capacity;
+	uint32_t affinities_count; /* here: fills the hole before stream */
 	/* Next to the ring: a timeline push reads both, and the state is
 	 * 2 KiB (a field per cache line is a miss per follower of a
 	 * fan-out). */
 	inbox_stream *stream;       /* NULL until the first session */
 	affinity affinities[USER_AFFINITY_ENTRIES_MAX];
-	uint32_t affinities_count;
+	live_bodies *live_bodies; /* NULL until a push with a body ends */
 	push *pushes;
 	uint32_t pushes_count;
 	uint32_t pushes_capacity;
@@ -265,10 +285,15 @@ bool user__story_ref_wants(const user_state *st, uint64_t author,
 void user__story_followed(user_state *st, uint64_t author, uint64_t at_ms);
 /* The live side of a push applied here (a timeline post, a story, a
  * pull): its stream event, or presence with a celebrity. rest is what
- * the push carried after its header. */
+ * the push carried after its header; source is the actor that sent it
+ * (a timeline post's data is asked of it when rest has none). */
 void user__pushed_live(api *a, rt_actor *self, user_state *st,
-	uint32_t type, uint64_t key, uint64_t author, const void *rest,
-	size_t rest_length);
+	uint32_t type, uint64_t key, uint64_t author, uint64_t source,
+	const void *rest, size_t rest_length);
+/* Packs a feed.post event's data that names the post and its author
+ * only (the client fetches the post). */
+void user__pack_post_ref(msgpack_packer *p, uint64_t post_id,
+	uint64_t author);
 /* A rate-limit check for action by this user; false when refused (the
  * refusal is answered to m). */
 bool user__rate_allow(api *a, rt_actor *self, user_state *st,

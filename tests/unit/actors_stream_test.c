@@ -21,6 +21,8 @@ typedef struct t_event {
 	uint64_t seq;
 	uint64_t post_id;    /* data.post_id, when there is one */
 	char kind[16];       /* data.type for notifications */
+	char caption[32];    /* data.caption, when there is one */
+	char username[32];   /* data.user.username, when there is one */
 } t_event;
 
 typedef struct t_stream {
@@ -42,6 +44,12 @@ on_event(void *arg, const api_event *ev)
 	if (ev->data != NULL) {
 		e->post_id = api_body_id(ev->data, "post_id");
 		(void)api_body_str(ev->data, "type", e->kind, sizeof e->kind);
+		(void)api_body_str(ev->data, "caption", e->caption,
+			sizeof e->caption);
+		const msgpack_object *user = api_body_get(ev->data, "user");
+		if (user != NULL)
+			(void)api_body_str(user, "username", e->username,
+				sizeof e->username);
 	}
 	if (ts->ack && ev->type != API_EVENT_CUT_OFF &&
 		ev->type != API_EVENT_RESYNC)
@@ -123,6 +131,59 @@ TEST(actors_stream_only_the_user_opens_it)
 		"post.deleted");
 	CHECK(api_event_type_name((api_event_type)99) == NULL);
 	t_close(&e);
+}
+
+/* A timeline push carries the post's reference only; a follower with a
+ * stream gets the whole feed item from the author. With a store the push
+ * holds it until every follower acknowledged; without one the push ends
+ * as it is sent, and the author keeps the latest few. */
+static void
+pushed_post_carries_the_feed_item(bool durable)
+{
+	t_env e;
+	t_open(&e, NULL, !durable, durable);
+	uint64_t alice = t_signup(&e, "alice");
+	uint64_t bob = t_signup(&e, "bob");
+	uint64_t carol = t_signup(&e, "carol");
+	t_follow(&e, bob, "alice", true);
+	t_follow(&e, carol, "alice", true);
+	t_stream *sb = stream_open(&e, bob, false, 0);
+	char caption[32];
+	for (uint32_t i = 0; i < 6; i++) {
+		snprintf(caption, sizeof caption, "live %u #flock", i);
+		uint64_t post = t_post(&e, alice, caption);
+		stream_wait(&e, sb, i + 1);
+		const t_event *ev = &sb->events[i];
+		CHECK_EQ(ev->type, API_EVENT_FEED_POST);
+		CHECK_EQ_U64(ev->post_id, post);
+		CHECK_STR_EQ(ev->caption, caption);
+		CHECK_STR_EQ(ev->username, "alice");
+	}
+	check_consecutive(sb, sb->events[0].seq);
+	/* carol has no stream: the post is in her feed all the same. */
+	t_result r = {0};
+	msgpack_unpacked_init(&r.unpacked);
+	api_ctx cc = {.user_id = carol};
+	api_page page = {API_PAGE_LIMIT_MAX, NULL};
+	T_CALL(&e, &r, api_feed(e.c, &cc, &page, t_callback, &r));
+	CHECK_EQ(r.code, API_OK);
+	const msgpack_object *items = api_body_get(r.body, "items");
+	CHECK(items != NULL && items->type == MSGPACK_OBJECT_ARRAY);
+	CHECK_EQ(items->via.array.size, 6u);
+	t_result_reset(&r);
+	(void)alice;
+	stream_close(&e, sb);
+	t_close(&e);
+}
+
+TEST(actors_stream_pushed_post_carries_the_feed_item)
+{
+	pushed_post_carries_the_feed_item(false);
+}
+
+TEST(actors_stream_pushed_post_carries_the_feed_item_durable)
+{
+	pushed_post_carries_the_feed_item(true);
 }
 
 TEST(actors_stream_feed_notifications_deletions)
