@@ -351,6 +351,12 @@ void rt_request_passivate(rt_actor *self);
 
 /* Monotonic ms (virtual in deterministic mode). */
 uint64_t rt_now_ms(rt_runtime *rt);
+/* rt_now_ms as the calling worker last read it (a coarse clock read every
+ * RT_CLOCK_REFRESH_TURNS turns and after idling: it may lag by a few ms
+ * and a turn, and may be below an rt_now_ms read earlier), for checks of
+ * deadlines of seconds made once per message; rt_now_ms itself off the
+ * workers and in deterministic mode. */
+uint64_t rt_now_coarse_ms(rt_runtime *rt);
 /* Wall-clock ms since the Unix epoch (virtual epoch + virtual time in
  * deterministic mode). */
 uint64_t rt_wall_ms(rt_runtime *rt);

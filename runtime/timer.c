@@ -351,6 +351,18 @@ rt_now_ms(rt_runtime *rt)
 }
 
 uint64_t
+rt_now_coarse_ms(rt_runtime *rt)
+{
+	RT_ASSERT(rt != NULL);
+	rt_worker *w = rt__current_worker(rt);
+	if (w == NULL || rt->cfg.deterministic)
+		return rt_now_ms(rt);
+	/* now_ms is relative to start_ms, both of the coarse monotonic
+	 * clock: the base rt_now_ms has. */
+	return rt->start_ms + w->now_ms;
+}
+
+uint64_t
 rt_wall_ms(rt_runtime *rt)
 {
 	RT_ASSERT(rt != NULL);
