@@ -637,6 +637,8 @@ static void *
 writer_main(void *arg)
 {
 	ps_journal *j = arg;
+	/* Each durable notice waits for this thread's wake-up. */
+	rt_thread_short_slice();
 	pthread_mutex_lock(&j->mutex);
 	for (;;) {
 		if (j->status != 0) {

@@ -189,6 +189,14 @@ int rt_stop(rt_runtime *rt);
 /* Frees everything. rt_stop first if started. */
 void rt_destroy(rt_runtime *rt);
 
+/* Asks the OS to run the calling thread in short time slices, so that
+ * its wake-ups preempt busier threads instead of waiting out their
+ * slice: for threads that sleep until a message needs them (the
+ * runtime's workers and timer thread call it themselves; the journal's
+ * writer too). Same CPU share and policy; best effort (ignored where the
+ * kernel does not support it). Any thread, on itself. */
+void rt_thread_short_slice(void);
+
 /* Names this runtime's node (1..65535) so the inboxes it makes from now
  * on carry it (RT_INBOX_NODE_SHIFT) and other nodes route replies and
  * events to them. Inboxes made before keep node 0 ("this node"). Any

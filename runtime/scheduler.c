@@ -453,6 +453,8 @@ worker_main(void *arg)
 	rt_worker *w = arg;
 	rt_runtime *rt = w->rt;
 	rt__tls_worker = w;
+	/* A worker sleeps until a message needs it, then runs for µs. */
+	rt_thread_short_slice();
 	w->now_ms = rt__now_relative_ms(rt);
 	while (!atomic_load_explicit(&rt->workers_exit, memory_order_acquire)) {
 		rt_actor *a = find_work(w);

@@ -256,6 +256,7 @@ timer_main(void *arg)
 	rt_runtime *rt = arg;
 	rt__timers *t = &rt->timers;
 	rt__timer batch[FIRE_BATCH];
+	rt_thread_short_slice();
 	pthread_mutex_lock(&t->lock);
 	while (!t->stop) {
 		if (t->count == 0) {
