@@ -27,6 +27,7 @@ enum {
 	FAULT_DRAIN = 5,
 	FAULT_MEMBERSHIP_STEP = 6, /* follow a join or drain through */
 	FAULT_TORN_NOW = 7,        /* the torn crash of event.node */
+	FAULT_CRASH_AIMED = 8,     /* a crash waiting for a handoff */
 };
 
 #define FAULT_DOWN_MS_MIN 1000u
@@ -36,6 +37,12 @@ enum {
 /* Membership steps are retried this often until the coordinator takes
  * them (it may be partitioned away or busy rebalancing). */
 #define FAULT_MEMBERSHIP_RETRY_MS 2000u
+/* In a seed with joins or drains, a crash waits one time in two for a
+ * node with partitions in flight, polling this often up to this many
+ * times (then it strikes anywhere): handoffs are short, and a crash at a
+ * random instant rarely lands in one. */
+#define FAULT_AIM_POLL_MS 50u
+#define FAULT_AIM_POLLS_MAX 1200u
 /* Active members a drain leaves at least (a quorum keeps serving). */
 #define FAULT_ACTIVE_MIN 2u
 
@@ -184,6 +191,18 @@ in_handoff(sim_node *n)
 }
 
 static void
+crash_node(sim_world *w, uint32_t index, uint64_t down)
+{
+	sim_node *n = &w->nodes[index];
+	if (in_handoff(n))
+		sim_sometimes("sim: node crashed during a handoff");
+	sim__log(w, "crash n%u (clean), down %" PRIu64 " ms", index + 1, down);
+	sim__node_crash(w, index, false);
+	w->result->crashes++;
+	sim__schedule(w, w->now_ms + down, SIM_EV_RESTART, index, 0);
+}
+
+static void
 crash_one(sim_world *w)
 {
 	sim_rng *r = sim__rng(w, SIM_STREAM_FAULTS);
@@ -202,15 +221,36 @@ crash_one(sim_world *w)
 		w->torn_crash_down_ms = down;
 		return;
 	}
-	uint32_t index = up[pick % k];
-	sim_node *n = &w->nodes[index];
-	if (in_handoff(n))
-		sim_sometimes("sim: node crashed during a handoff");
-	sim__log(w, "crash n%u (%s), down %" PRIu64 " ms", index + 1,
-		torn ? "torn tail" : "clean", down);
-	sim__node_crash(w, index, torn);
-	w->result->crashes++;
-	sim__schedule(w, w->now_ms + down, SIM_EV_RESTART, index, 0);
+	crash_node(w, up[pick % k], down);
+}
+
+/* A crash waiting for a handoff (FAULT_AIM_*): strikes a node with
+ * partitions in flight now, or polls again, or gives up and strikes
+ * anywhere. */
+static void
+crash_aimed(sim_world *w)
+{
+	uint32_t up[SIM_NODES_MAX];
+	uint32_t k = up_nodes(w, up);
+	uint32_t moving[SIM_NODES_MAX];
+	uint32_t m = 0;
+	for (uint32_t i = 0; i < k; i++)
+		if (in_handoff(&w->nodes[up[i]]))
+			moving[m++] = up[i];
+	if (m > 0) {
+		sim_rng *r = sim__rng(w, SIM_STREAM_FAULTS);
+		uint64_t pick = sim__rng_next(r);
+		uint64_t down = sim__rng_range(r, FAULT_DOWN_MS_MIN,
+			FAULT_DOWN_MS_MAX);
+		crash_node(w, moving[pick % m], down);
+		return;
+	}
+	if (++w->aimed_crash_polls < FAULT_AIM_POLLS_MAX) {
+		sim__schedule(w, w->now_ms + FAULT_AIM_POLL_MS, SIM_EV_FAULT,
+			SIM_NODES_MAX, FAULT_CRASH_AIMED);
+		return;
+	}
+	crash_one(w);
 }
 
 /* ---- partitions ------------------------------------------------------------- */
@@ -426,8 +466,19 @@ sim__faults_event(sim_world *w, const sim_event *e)
 		return;
 	switch (action) {
 	case FAULT_CRASH:
-		crash_one(w);
+		/* The coin is drawn only in seeds with joins or drains, so
+		 * the others keep their draws. */
+		if ((on(w, SIM_FAULT_JOIN) || on(w, SIM_FAULT_DRAIN)) &&
+			sim__rng_below(sim__rng(w, SIM_STREAM_FAULTS), 2) == 0) {
+			w->aimed_crash_polls = 0;
+			crash_aimed(w);
+		} else {
+			crash_one(w);
+		}
 		schedule_next(w, w->knobs.crash_per_hour, FAULT_CRASH);
+		break;
+	case FAULT_CRASH_AIMED:
+		crash_aimed(w);
 		break;
 	case FAULT_PARTITION:
 		partition(w);

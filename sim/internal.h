@@ -499,6 +499,7 @@ struct sim_world {
 	uint32_t check_next_node; /* reads go to the nodes in turn */
 	uint64_t partition_started_ms;
 	bool torn_crash_pending;  /* at the next batch written anywhere */
+	uint32_t aimed_crash_polls; /* a crash waiting for a handoff: polls */
 	uint64_t torn_crash_down_ms;
 	sim_epoch_seen *epochs;
 	uint32_t epochs_count;
