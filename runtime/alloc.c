@@ -2,7 +2,7 @@
  * alloc.c — size-class pools: messages, actors, timers and asks come from
  * here, so hot paths do not call malloc.
  *
- * Role: 28 size classes from 16 to 4096 bytes (16-byte steps to 128, then
+ * Role: 35 size classes from 16 to 4096 bytes (8-byte steps to 128, then
  * four steps per power of two). Each worker has a private cache (a free
  * list per class); a thread that is no worker shares one cache under a
  * mutex. A cache that holds two batches of a class gives one batch to the
@@ -10,7 +10,9 @@
  * carves one from a 256 KiB chunk. Memory freed on another thread simply
  * joins that thread's cache, and batches flow back through the pool.
  *
- * Invariants: objects are 16-aligned; a free object's word 0 links its
+ * Invariants: objects of a class that is a multiple of 16 bytes are
+ * 16-aligned, the others (24, 40, ... 120) 8-aligned; a free object's
+ * word 0 links its
  * list, word 1 links batches in the pool; chunks are freed only by
  * rt__pool_destroy (memory is reused, never returned to the OS early).
  * Does not: serve more than RT_ALLOC_CLASS_BYTES_MAX (malloc does), or
@@ -100,7 +102,13 @@ cache_carve(rt__pool *pool, rt__cache *cache, uint32_t c)
 	size_t size = class_bytes(c);
 	uint32_t n = class_batch(c);
 	size_t need = size * n;
-	if ((size_t)(cache->bump_end - cache->bump) < need) {
+	/* Carving goes on where the last batch, maybe of a class of
+	 * 8-aligned objects, ended: a class of multiples of 16 realigns. */
+	if (size % 16u == 0 && cache->bump != NULL)
+		cache->bump = (char *)(((uintptr_t)cache->bump + 15u) &
+			~(uintptr_t)15u);
+	if (cache->bump > cache->bump_end ||
+		(size_t)(cache->bump_end - cache->bump) < need) {
 		/* The chunk's first 64 bytes hold the chunk link. */
 		bool huge = cache->chunks >= RT_ALLOC_SMALL_CHUNKS_MAX;
 		size_t bytes = huge ? RT_ALLOC_HUGE_CHUNK_BYTES : RT_ALLOC_CHUNK_BYTES;

@@ -33,7 +33,8 @@ message_bytes(uint32_t capacity)
 rt_message *
 rt__message_new(rt_runtime *rt, uint32_t type, uint32_t size)
 {
-	size_t bytes = rt__alloc_size(message_bytes(size));
+	/* A multiple of 16: the class is, so the payload is 16-aligned. */
+	size_t bytes = rt__alloc_size((message_bytes(size) + 15u) & ~(size_t)15u);
 	rt_message *m = rt__alloc(rt, bytes);
 	if (m == NULL)
 		return NULL;
