@@ -38,6 +38,7 @@
 #include "actors/internal.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdlib.h>
 
 #include "persistence/persistence.h"
@@ -171,11 +172,34 @@ typedef struct owed_ack {
 } owed_ack;
 
 typedef struct ack_list {
-	pthread_mutex_t lock; /* stripes only */
+	atomic_bool held; /* stripes only: stripe_take / stripe_drop */
 	owed_ack *v;
 	uint32_t count;
 	uint32_t capacity;
 } ack_list;
+
+/* A stripe's lock: held for one append by the thread the stripe is
+ * numbered for, or by a seal moving the list, so rarely contended; a
+ * waiter spins, yielding now and then. A pthread mutex's lock and
+ * unlock were 60 instructions per follower of a fan-out (callgrind). */
+#define ACKS_STRIPE_SPINS_PER_YIELD 64u
+
+static void
+stripe_take(ack_list *l)
+{
+	uint32_t spins = 0;
+	while (atomic_exchange_explicit(&l->held, true, memory_order_acquire))
+		while (atomic_load_explicit(&l->held, memory_order_relaxed))
+			if (++spins % ACKS_STRIPE_SPINS_PER_YIELD == 0)
+				sched_yield();
+}
+
+static void
+stripe_drop(ack_list *l)
+{
+	ACTORS_ASSERT(atomic_load_explicit(&l->held, memory_order_relaxed));
+	atomic_store_explicit(&l->held, false, memory_order_release);
+}
 
 typedef struct actors__acks {
 	api *a;
@@ -236,14 +260,10 @@ acks_get(api *a)
 	if (k == NULL)
 		return NULL;
 	k->a = a;
-	for (uint32_t i = 0; i < ACKS_STRIPES; i++)
-		pthread_mutex_init(&k->stripes[i].lock, NULL);
 	pthread_mutex_init(&k->lock, NULL);
 	actors__acks *expected = NULL;
 	if (atomic_compare_exchange_strong(&a->acks, &expected, k))
 		return k;
-	for (uint32_t i = 0; i < ACKS_STRIPES; i++)
-		pthread_mutex_destroy(&k->stripes[i].lock);
 	pthread_mutex_destroy(&k->lock);
 	free(k);
 	return expected;
@@ -257,12 +277,12 @@ acks_seal_locked(actors__acks *k)
 	bool ok = true;
 	for (uint32_t i = 0; i < ACKS_STRIPES; i++) {
 		ack_list *l = &k->stripes[i];
-		pthread_mutex_lock(&l->lock);
+		stripe_take(l);
 		if (l->count > 0 && list_append(&k->sealed, l->v, l->count) == 0)
 			l->count = 0;
 		else if (l->count > 0)
 			ok = false;
-		pthread_mutex_unlock(&l->lock);
+		stripe_drop(l);
 	}
 	return ok;
 }
@@ -272,9 +292,9 @@ acks_waiting(actors__acks *k)
 {
 	bool waiting = false;
 	for (uint32_t i = 0; i < ACKS_STRIPES && !waiting; i++) {
-		pthread_mutex_lock(&k->stripes[i].lock);
+		stripe_take(&k->stripes[i]);
 		waiting = k->stripes[i].count > 0;
-		pthread_mutex_unlock(&k->stripes[i].lock);
+		stripe_drop(&k->stripes[i]);
 	}
 	return waiting;
 }
@@ -341,12 +361,12 @@ acks_checkpoint_done(void *arg, int status, uint64_t lsn)
 		done.count > 0 ? done.v[0].follower : 0);
 	if (status != 0 && done.count > 0) {
 		ack_list *l = &k->stripes[0];
-		pthread_mutex_lock(&l->lock);
+		stripe_take(l);
 		if (list_append(l, done.v, done.count) != 0)
 			rt_log(a->rt, RT_LOG_WARN, "actors",
 				"deferred acknowledgements dropped (re-sent "
 				"later): out of memory");
-		pthread_mutex_unlock(&l->lock);
+		stripe_drop(l);
 	}
 	pthread_mutex_unlock(&k->lock);
 	if (status == 0)
@@ -407,12 +427,12 @@ acks_checkpoint_start(actors__acks *k, rt_addr where)
 	/* Another checkpoint runs (or the node stops): try again later. */
 	pthread_mutex_lock(&k->lock);
 	ack_list *l = &k->stripes[0];
-	pthread_mutex_lock(&l->lock);
+	stripe_take(l);
 	if (list_append(l, k->sealed.v, k->sealed.count) != 0)
 		rt_log(a->rt, RT_LOG_WARN, "actors",
 			"deferred acknowledgements dropped (re-sent later): "
 			"out of memory");
-	pthread_mutex_unlock(&l->lock);
+	stripe_drop(l);
 	k->sealed.count = 0;
 	k->running = false;
 	if (rc != PS_ESTOPPED)
@@ -431,9 +451,13 @@ actors__ack_after_checkpoint(api *a, rt_actor *self, uint64_t source,
 	uint64_t follower = rt_self(self).id;
 	owed_ack e = {source, key, follower};
 	ack_list *l = &k->stripes[acks_stripe()];
-	pthread_mutex_lock(&l->lock);
-	int rc = list_append(l, &e, 1);
-	pthread_mutex_unlock(&l->lock);
+	stripe_take(l);
+	int rc = 0;
+	if (l->count < l->capacity) /* one per follower: no memcpy call */
+		l->v[l->count++] = e;
+	else
+		rc = list_append(l, &e, 1);
+	stripe_drop(l);
 	if (rc != 0)
 		return API_EUNAVAILABLE;
 	/* A timer on its way or a checkpoint running takes this entry, so
@@ -465,10 +489,8 @@ actors__acks_destroy(api *a)
 	actors__acks *k = atomic_exchange(&a->acks, NULL);
 	if (k == NULL)
 		return;
-	for (uint32_t i = 0; i < ACKS_STRIPES; i++) {
+	for (uint32_t i = 0; i < ACKS_STRIPES; i++)
 		free(k->stripes[i].v);
-		pthread_mutex_destroy(&k->stripes[i].lock);
-	}
 	free(k->sealed.v);
 	pthread_mutex_destroy(&k->lock);
 	free(k);

@@ -1011,6 +1011,15 @@ push_owe(push *p, uint64_t target)
 		return 0; /* volatile: never acknowledged */
 	ACTORS_ASSERT(target != 0);
 	uint32_t at = p->owed_length;
+	if ((at == 0 || p->owed[at - 1] < target) &&
+		at < p->owed_capacity) {
+		/* A fan-out walks its followers in order (owed_reserve sized
+		 * the set): an append, no memmove call per follower. */
+		p->owed[at] = target;
+		p->owed_length = at + 1u;
+		p->owed_count++;
+		return 0;
+	}
 	if (at > 0 && p->owed[at - 1] >= target) {
 		/* Out of order (a re-sent push): rare, so O(length). */
 		at = owed_lower_bound(p, target);
@@ -1877,8 +1886,9 @@ timeline_copy(api *a, rt_actor *self, user_state *st, uint64_t key,
 			"push acknowledgement dropped (will be re-sent)");
 	if (!changes)
 		return;
-	user__pushed_live(a, self, st, USER_T_TIMELINE_ADD, key, author,
-		source, rest, rest_length);
+	if (st->stream != NULL) /* most followers of a fan-out have none */
+		user__pushed_live(a, self, st, USER_T_TIMELINE_ADD, key,
+			author, source, rest, rest_length);
 	if (a->cfg.timeline_observer != NULL)
 		a->cfg.timeline_observer(a->cfg.timeline_observer_arg, st->id,
 			key);
