@@ -170,6 +170,10 @@ int api_client_poll(api_client *c);
 int api_client_wait(api_client *c, uint64_t timeout_ms);
 /* Calls in flight on this client. */
 uint32_t api_client_pending(const api_client *c);
+/* With packed on, an API_OK answer's body is not unpacked: the result
+ * has body NULL and body_bytes/body_length set (a caller that renders
+ * the bytes itself skips msgpack-c's tree). Off by default. */
+void api_client_set_packed_bodies(api_client *c, bool packed);
 
 /* ---- calls ------------------------------------------------------------- */
 
@@ -190,7 +194,8 @@ typedef struct api_result {
 	uint64_t rate_reset_ms;
 	const msgpack_object *body;    /* NULL for no body (204) */
 	/* The packed bytes body was unpacked from (msgpack-c points its
-	 * strings into them), or NULL. */
+	 * strings into them; with api_client_set_packed_bodies, body is
+	 * NULL and these are the body), or NULL. */
 	const void *body_bytes;
 	size_t body_length;
 } api_result;

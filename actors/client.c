@@ -47,6 +47,7 @@ struct api_client {
 	 * (a callback that polls) must not clear it. */
 	msgpack_zone *zone;
 	uint32_t completing;
+	bool packed_bodies; /* api_client_set_packed_bodies */
 	/* Messages taken from the inbox in one go and not dispatched yet,
 	 * oldest first: a callback that polls (nested) continues here, so
 	 * completions keep their arrival order. */
@@ -373,7 +374,11 @@ actors__complete(api_client *c, api_callback cb, void *arg, int code,
 	msgpack_unpacked_init(&u);
 	msgpack_object object;
 	bool shared = c->zone != NULL && c->completing == 0;
-	if (body != NULL && body_length > 0) {
+	if (body != NULL && body_length > 0 && code == API_OK &&
+		c->packed_bodies) {
+		r.body_bytes = body;
+		r.body_length = body_length;
+	} else if (body != NULL && body_length > 0) {
 		size_t offset = 0;
 		if (shared) {
 			if (msgpack_unpack(body, body_length, &offset, c->zone,
@@ -405,6 +410,12 @@ actors__complete(api_client *c, api_callback cb, void *arg, int code,
 	if (shared)
 		msgpack_zone_clear(c->zone);
 	msgpack_unpacked_destroy(&u);
+}
+
+void
+api_client_set_packed_bodies(api_client *c, bool packed)
+{
+	c->packed_bodies = packed;
 }
 
 void

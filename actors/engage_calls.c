@@ -965,6 +965,9 @@ keyed_done(void *arg, const api_result *r)
 		msgpack_packer pk;
 		msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
 		msgpack_pack_object(&pk, *r->body);
+	} else if (r->body_bytes != NULL) {
+		/* A client that keeps bodies packed. */
+		msgpack_sbuffer_write(&sb, r->body_bytes, r->body_length);
 	}
 	op->body = (unsigned char *)sb.data; /* taken */
 	op->length = sb.size;

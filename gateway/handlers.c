@@ -300,6 +300,23 @@ finish_pending(gw__request *r)
  * times). */
 #define RENDERED_BODY_RESERVE_BYTES (16u * 1024u)
 
+/* An answer with its body unpacked: res itself, or (the api client
+ * leaves API_OK bodies packed: lws_server.c) a copy in *local whose body
+ * is unpacked into u (msgpack-c points it into the packed bytes, which
+ * live until the callback returns). */
+static const api_result *
+unpacked(const api_result *res, api_result *local, msgpack_unpacked *u)
+{
+	if (res->body != NULL || res->body_bytes == NULL)
+		return res;
+	*local = *res;
+	size_t offset = 0;
+	if (msgpack_unpack_next(u, res->body_bytes, res->body_length,
+		    &offset) == MSGPACK_UNPACK_SUCCESS)
+		local->body = &u->data;
+	return local;
+}
+
 /* The cursor of a page answer, copied out of its msgpack map (the Link
  * header's); "" when none. */
 static void
@@ -332,11 +349,9 @@ respond_rendered(gw__request *r, const gw__route_info *info,
 	const api_result *res)
 {
 	const msgpack_object *body = res->body;
-	if (info->flags & GW_ROUTE_F_PAGED) {
-		char next[GW_HEADER_VALUE_BYTES_MAX / 2];
+	char next[GW_HEADER_VALUE_BYTES_MAX / 2] = "";
+	if ((info->flags & GW_ROUTE_F_PAGED) && body != NULL)
 		next_cursor_of(body, next, sizeof next);
-		link_next(r, next);
-	}
 	static const unsigned char headroom[GW_RESPONSE_HEADROOM];
 	gw__body_init(&r->response, SIZE_MAX / 2);
 	int rc = gw__body_reserve(&r->response,
@@ -345,7 +360,11 @@ respond_rendered(gw__request *r, const gw__route_info *info,
 		rc = gw__body_append(&r->response, headroom, sizeof headroom);
 	if (rc == 0)
 		r->response_offset = sizeof headroom;
-	if (rc == 0)
+	if (rc == 0 && body == NULL)
+		rc = gw__msgpack_render_packed(r->g->json_cache,
+			res->body_bytes, res->body_length, &r->response, next,
+			(info->flags & GW_ROUTE_F_PAGED) ? sizeof next : 0);
+	else if (rc == 0)
 		rc = gw__msgpack_render_raw(r->g->json_cache, body,
 			res->body_bytes, res->body_length, &r->response);
 	if (rc == GW_EINVAL) {
@@ -356,9 +375,14 @@ respond_rendered(gw__request *r, const gw__route_info *info,
 		gw__respond_problem(r, 500, "out of memory");
 		return;
 	}
+	if (info->flags & GW_ROUTE_F_PAGED)
+		link_next(r, next);
 	r->response_type = "application/json";
 	respond(r, info->success_status);
 }
+
+static void answer_through_tree(gw__request *r, const gw__route_info *info,
+	const api_result *res);
 
 static void
 api_done(void *arg, const api_result *res)
@@ -374,7 +398,8 @@ api_done(void *arg, const api_result *res)
 		return;
 	}
 	const gw__route_info *info = r->match.info;
-	if (info->success_status == 204 || res->body == NULL) {
+	if (info->success_status == 204 ||
+		(res->body == NULL && res->body_bytes == NULL)) {
 		gw__respond_empty(r, 204);
 		return;
 	}
@@ -385,6 +410,24 @@ api_done(void *arg, const api_result *res)
 		break; /* the answer gains a field: through the tree */
 	default:
 		respond_rendered(r, info, res);
+		return;
+	}
+	api_result local;
+	msgpack_unpacked u;
+	msgpack_unpacked_init(&u);
+	res = unpacked(res, &local, &u);
+	answer_through_tree(r, info, res);
+	msgpack_unpacked_destroy(&u);
+}
+
+/* An answer that gains a field (a token, an upload URL): its body as a
+ * jansson tree. */
+static void
+answer_through_tree(gw__request *r, const gw__route_info *info,
+	const api_result *res)
+{
+	if (res->body == NULL) {
+		gw__respond_problem(r, 500, "the answer is not JSON-shaped");
 		return;
 	}
 	json_t *body;
@@ -427,7 +470,14 @@ chained_media_done(void *arg, const api_result *res)
 		api_error(r, res);
 		return;
 	}
-	uint64_t media_id = api_body_id(res->body, "media_id");
+	api_result local;
+	msgpack_unpacked u;
+	msgpack_unpacked_init(&u);
+	res = unpacked(res, &local, &u);
+	uint64_t media_id = res->body != NULL
+		? api_body_id(res->body, "media_id")
+		: 0;
+	msgpack_unpacked_destroy(&u);
 	if (media_id == 0) {
 		gw__respond_problem(r, 500, "the upload returned no media id");
 		return;

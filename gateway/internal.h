@@ -323,6 +323,12 @@ int gw__msgpack_render(gw__json_cache *cache, const msgpack_object *o,
  * packed bytes instead of copying every field. raw may be NULL. */
 int gw__msgpack_render_raw(gw__json_cache *cache, const msgpack_object *o,
 	const void *raw, size_t raw_length, gw__body *out);
+/* The same for a packed answer (cache not NULL): list items found in
+ * the cache under their packed bytes are not decoded. GW_EINVAL also
+ * for bytes that are not one msgpack object. A top-level "next_cursor"
+ * string that fits is copied to cursor ("" otherwise). */
+int gw__msgpack_render_packed(gw__json_cache *cache, const void *bytes,
+	size_t length, gw__body *out, char *cursor, size_t cursor_size);
 
 /* Parses a request body that must be one JSON object. GW_EINVAL with a
  * detail (static or in detail_buf) otherwise. *out owned. */

@@ -220,61 +220,70 @@ static int render(gw__json_cache *cache, const msgpack_object *o, int depth,
 /* Keys of one map as JSON object keys (integers in decimal, as the tree
  * does); GW_EINVAL for another type, a NUL or a repeated key (the tree
  * would keep one of them: the domain never sends such a map). */
+/* Key i of map as a JSON object key (integers in decimal, as the tree
+ * does); GW_EINVAL for another type, a NUL or a repeated key (the tree
+ * would keep one of them: the domain never sends such a map). Looks at
+ * the keys only. */
+static int
+render_key(const msgpack_object_map *map, uint32_t i, gw__body *out)
+{
+	const msgpack_object *key = &map->ptr[i].key;
+	char digits[24];
+	const char *k;
+	size_t klen;
+	if (key->type == MSGPACK_OBJECT_STR) {
+		k = str_bytes(&key->via.str);
+		klen = key->via.str.size;
+	} else if (key->type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
+		klen = (size_t)snprintf(digits, sizeof digits, "%" PRIu64,
+			key->via.u64);
+		k = digits;
+	} else {
+		return GW_EINVAL;
+	}
+	if (klen > 0 && memchr(k, '\0', klen) != NULL)
+		return GW_EINVAL;
+	for (uint32_t j = 0; j < i; j++) {
+		const msgpack_object *seen = &map->ptr[j].key;
+		if (key->type == MSGPACK_OBJECT_STR &&
+			seen->type == MSGPACK_OBJECT_STR &&
+			seen->via.str.size == klen &&
+			(klen == 0 || memcmp(seen->via.str.ptr, k, klen) == 0))
+			return GW_EINVAL;
+		if (key->type == MSGPACK_OBJECT_POSITIVE_INTEGER &&
+			seen->type == MSGPACK_OBJECT_POSITIVE_INTEGER &&
+			seen->via.u64 == key->via.u64)
+			return GW_EINVAL;
+		if (seen->type != key->type) {
+			/* "7" and 7 are the same JSON key. */
+			char other[24];
+			const char *ok = str_bytes(&seen->via.str);
+			size_t olen = seen->via.str.size;
+			if (seen->type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
+				olen = (size_t)snprintf(other, sizeof other,
+					"%" PRIu64, seen->via.u64);
+				ok = other;
+			} else if (seen->type != MSGPACK_OBJECT_STR) {
+				continue;
+			}
+			if (olen == klen &&
+				(klen == 0 || memcmp(ok, k, klen) == 0))
+				return GW_EINVAL;
+		}
+	}
+	return render_scalar(json_stringn(k, klen), out);
+}
+
 static int
 render_map(gw__json_cache *cache, const msgpack_object_map *map, int depth,
 	gw__body *out)
 {
 	int rc = gw__body_append(out, "{", 1);
 	for (uint32_t i = 0; i < map->size && rc == 0; i++) {
-		const msgpack_object *key = &map->ptr[i].key;
-		char digits[24];
-		const char *k;
-		size_t klen;
-		if (key->type == MSGPACK_OBJECT_STR) {
-			k = str_bytes(&key->via.str);
-			klen = key->via.str.size;
-		} else if (key->type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
-			klen = (size_t)snprintf(digits, sizeof digits,
-				"%" PRIu64, key->via.u64);
-			k = digits;
-		} else {
-			return GW_EINVAL;
-		}
-		if (klen > 0 && memchr(k, '\0', klen) != NULL)
-			return GW_EINVAL;
-		for (uint32_t j = 0; j < i; j++) {
-			const msgpack_object *seen = &map->ptr[j].key;
-			if (key->type == MSGPACK_OBJECT_STR &&
-				seen->type == MSGPACK_OBJECT_STR &&
-				seen->via.str.size == klen &&
-				(klen == 0 || memcmp(seen->via.str.ptr, k, klen) == 0))
-				return GW_EINVAL;
-			if (key->type == MSGPACK_OBJECT_POSITIVE_INTEGER &&
-				seen->type == MSGPACK_OBJECT_POSITIVE_INTEGER &&
-				seen->via.u64 == key->via.u64)
-				return GW_EINVAL;
-			if (seen->type != key->type) {
-				/* "7" and 7 are the same JSON key. */
-				char other[24];
-				const char *ok = str_bytes(&seen->via.str);
-				size_t olen = seen->via.str.size;
-				if (seen->type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
-					olen = (size_t)snprintf(other,
-						sizeof other, "%" PRIu64,
-						seen->via.u64);
-					ok = other;
-				} else if (seen->type != MSGPACK_OBJECT_STR) {
-					continue;
-				}
-				if (olen == klen &&
-					(klen == 0 || memcmp(ok, k, klen) == 0))
-					return GW_EINVAL;
-			}
-		}
 		if (i > 0)
 			rc = gw__body_append(out, ",", 1);
 		if (rc == 0)
-			rc = render_scalar(json_stringn(k, klen), out);
+			rc = render_key(map, i, out);
 		if (rc == 0)
 			rc = gw__body_append(out, ":", 1);
 		if (rc == 0)
@@ -328,6 +337,9 @@ struct gw__json_cache {
 	uint64_t misses;
 	struct item_key *key; /* scratch for render_item */
 	struct raw_walk *walk; /* scratch for raw_key */
+	msgpack_zone *zone;    /* render_packed's decoded pieces */
+	char *cursor;          /* render_packed: the page's next_cursor */
+	size_t cursor_size;
 	/* During gw__msgpack_render_raw: the packed bytes the object was
 	 * unpacked from (its strings point into them); else NULL. */
 	const char *raw_lo;
@@ -343,9 +355,12 @@ gw__json_cache_create(gw__json_cache **out)
 		return GW_ENOMEM;
 	c->key = malloc(sizeof *c->key);
 	c->walk = malloc(sizeof *c->walk);
-	if (c->key == NULL || c->walk == NULL) {
+	c->zone = msgpack_zone_new(8192);
+	if (c->key == NULL || c->walk == NULL || c->zone == NULL) {
 		free(c->key);
 		free(c->walk);
+		if (c->zone != NULL)
+			msgpack_zone_free(c->zone);
 		free(c);
 		return GW_ENOMEM;
 	}
@@ -366,6 +381,7 @@ gw__json_cache_destroy(gw__json_cache *c)
 	}
 	free(c->key);
 	free(c->walk);
+	msgpack_zone_free(c->zone);
 	free(c);
 }
 
@@ -456,6 +472,8 @@ key_object(item_key *k, const msgpack_object *o, int depth)
  */
 #define RAW_KEY_MARKER 0xfeu
 #define RAW_KEY_ANCHOR 0xffu
+/* A list item keyed by its packed bytes (render_packed). */
+#define RAW_KEY_PACKED 0xfdu
 
 /* A non-empty string: an anchor, or a failure when not in the buffer. */
 static bool
@@ -628,20 +646,22 @@ key_hash(const gw__json_cache *cache, const item_key *k)
 	return h ^ (h >> 29);
 }
 
-/* A map inside an array (an item of a list: a post, a comment, a user)
- * through the cache. The key is the map's exact content, so a hit is the
- * same map and renders the same text. */
+static int unpack_range(gw__json_cache *cache, const unsigned char *p,
+	const unsigned char *end, msgpack_object *out);
+
+/* A map through the cache under key: o, or (o NULL) the packed map in
+ * [p, end), unpacked only on a miss. */
 static int
-render_item(gw__json_cache *cache, const msgpack_object *o, int depth,
+render_keyed(gw__json_cache *cache, item_key *key, const msgpack_object *o,
+	const unsigned char *p, const unsigned char *end, int depth,
 	gw__body *out)
 {
-	item_key *key = cache->key;
-	key->length = 0;
-	key->overflow = false;
-	if (!raw_key(cache, key, o, depth)) {
-		key->length = 0;
-		key->overflow = false;
-		key_object(key, o, depth);
+	msgpack_object unpacked_map;
+	if (key->overflow && o == NULL) {
+		if (unpack_range(cache, p, end, &unpacked_map) != 0 ||
+			unpacked_map.type != MSGPACK_OBJECT_MAP)
+			return GW_EINVAL;
+		o = &unpacked_map;
 	}
 	if (key->overflow)
 		return render_map(cache, &o->via.map, depth, out);
@@ -654,6 +674,12 @@ render_item(gw__json_cache *cache, const msgpack_object *o, int depth,
 		return gw__body_append(out, f->text, f->text_length);
 	}
 	cache->misses++;
+	if (o == NULL) {
+		if (unpack_range(cache, p, end, &unpacked_map) != 0 ||
+			unpacked_map.type != MSGPACK_OBJECT_MAP)
+			return GW_EINVAL;
+		o = &unpacked_map;
+	}
 	/* render_map may reach render_item again (a list inside an item):
 	 * the key buffer is free to reuse by then, so keep this one. */
 	unsigned char *k = malloc(key->length);
@@ -676,6 +702,24 @@ render_item(gw__json_cache *cache, const msgpack_object *o, int depth,
 	free(f->text);
 	*f = (fragment){hash, k_length, (uint32_t)text_length, k, text};
 	return 0;
+}
+
+/* A map inside an array (an item of a list: a post, a comment, a user)
+ * through the cache. The key is the map's exact content, so a hit is the
+ * same map and renders the same text. */
+static int
+render_item(gw__json_cache *cache, const msgpack_object *o, int depth,
+	gw__body *out)
+{
+	item_key *key = cache->key;
+	key->length = 0;
+	key->overflow = false;
+	if (!raw_key(cache, key, o, depth)) {
+		key->length = 0;
+		key->overflow = false;
+		key_object(key, o, depth);
+	}
+	return render_keyed(cache, key, o, NULL, NULL, depth, out);
 }
 
 static int
@@ -709,6 +753,286 @@ render(gw__json_cache *cache, const msgpack_object *o, int depth,
 		return rc < 0 ? rc : render_scalar(v, out);
 	}
 	}
+}
+
+/* ---- packed answers, rendered without unpacking their items ----------- */
+
+/*
+ * The answer's bytes are walked here only far enough to find each
+ * object's extent; every object is still decoded by msgpack-c
+ * (unpack_range) and every key and scalar rendered by jansson, except a
+ * map inside an array (a list item) found in the cache under its packed
+ * bytes, which is not decoded at all. The api client leaves an answer
+ * packed for this (api_client_set_packed_bodies): a feed page was
+ * packed by the domain and unpacked again on the loop only to find its
+ * items in the cache.
+ */
+
+/* One packed object's header: a container's count, or the length of
+ * what follows the header. */
+typedef struct packed_head {
+	char kind;        /* 'a'rray, 'm'ap, 's'tring, 'o'ther */
+	uint32_t count;   /* a container's elements (a map's pairs) */
+	size_t head;      /* header bytes */
+	size_t body;      /* bytes after the header ('s' and 'o') */
+} packed_head;
+
+static uint64_t
+big_endian(const unsigned char *p, size_t n)
+{
+	uint64_t v = 0;
+	for (size_t i = 0; i < n; i++)
+		v = v << 8 | p[i];
+	return v;
+}
+
+/* Reads the header at p; false when it is not msgpack or does not fit
+ * in [p, end). */
+static bool
+packed_head_of(const unsigned char *p, const unsigned char *end,
+	packed_head *h)
+{
+	if (p >= end)
+		return false;
+	size_t avail = (size_t)(end - p);
+	unsigned b = p[0];
+	*h = (packed_head){.kind = 'o', .head = 1};
+	size_t len_bytes = 0; /* a length or count of this many bytes */
+	if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3)
+		return true;
+	if (b <= 0x8f) {
+		h->kind = 'm';
+		h->count = b & 0x0f;
+		return true;
+	}
+	if (b <= 0x9f) {
+		h->kind = 'a';
+		h->count = b & 0x0f;
+		return true;
+	}
+	if (b <= 0xbf) {
+		h->kind = 's';
+		h->body = b & 0x1f;
+		return h->body <= avail - 1;
+	}
+	switch (b) {
+	case 0xc4: case 0xd9: len_bytes = 1; break;
+	case 0xc5: case 0xda: len_bytes = 2; break;
+	case 0xc6: case 0xdb: len_bytes = 4; break;
+	case 0xc7: len_bytes = 1; h->head = 1; break; /* ext: + type */
+	case 0xc8: len_bytes = 2; h->head = 1; break;
+	case 0xc9: len_bytes = 4; h->head = 1; break;
+	case 0xca: h->body = 4; break;
+	case 0xcb: h->body = 8; break;
+	case 0xcc: case 0xd0: h->body = 1; break;
+	case 0xcd: case 0xd1: h->body = 2; break;
+	case 0xce: case 0xd2: h->body = 4; break;
+	case 0xcf: case 0xd3: h->body = 8; break;
+	case 0xd4: h->body = 2; break;
+	case 0xd5: h->body = 3; break;
+	case 0xd6: h->body = 5; break;
+	case 0xd7: h->body = 9; break;
+	case 0xd8: h->body = 17; break;
+	case 0xdc: case 0xde: len_bytes = 2; break;
+	case 0xdd: case 0xdf: len_bytes = 4; break;
+	default:
+		return false; /* 0xc1 */
+	}
+	if (len_bytes > 0) {
+		if (avail < 1 + len_bytes)
+			return false;
+		uint64_t n = big_endian(p + 1, len_bytes);
+		h->head = 1 + len_bytes;
+		if (b == 0xdc || b == 0xdd || b == 0xde || b == 0xdf) {
+			h->kind = b <= 0xdd ? 'a' : 'm';
+			h->count = (uint32_t)n;
+			return true;
+		}
+		h->body = (size_t)n;
+		if (b >= 0xc7 && b <= 0xc9)
+			h->head += 1; /* the ext type byte */
+		else if (b >= 0xd9)
+			h->kind = 's';
+	}
+	return h->head <= avail && h->body <= avail - h->head;
+}
+
+/* The end of the packed object at p, or NULL. */
+static const unsigned char *
+packed_skip(const unsigned char *p, const unsigned char *end, int depth)
+{
+	packed_head h;
+	if (depth > GW_JSON_DEPTH_MAX || !packed_head_of(p, end, &h))
+		return NULL;
+	const unsigned char *q = p + h.head;
+	if (h.kind != 'a' && h.kind != 'm')
+		return q + h.body;
+	uint64_t n = h.kind == 'm' ? 2ull * h.count : h.count;
+	for (uint64_t i = 0; i < n && q != NULL; i++)
+		q = packed_skip(q, end, depth + 1);
+	return q;
+}
+
+/* Decodes exactly the object in [p, end) with msgpack-c, into the
+ * cache's zone (cleared when the render ends). */
+static int
+unpack_range(gw__json_cache *cache, const unsigned char *p,
+	const unsigned char *end, msgpack_object *out)
+{
+	size_t offset = 0;
+	if (cache->zone == NULL ||
+		msgpack_unpack((const char *)p, (size_t)(end - p), &offset,
+			cache->zone, out) != MSGPACK_UNPACK_SUCCESS ||
+		offset != (size_t)(end - p))
+		return GW_EINVAL;
+	return 0;
+}
+
+/* A top-level "next_cursor" whose value in [v, v_end) is a string
+ * without NUL that fits: copied to the cache's cursor. */
+static void
+note_cursor(gw__json_cache *cache, const msgpack_object *key,
+	const unsigned char *v, const unsigned char *v_end)
+{
+	packed_head h;
+	if (key->type != MSGPACK_OBJECT_STR || key->via.str.size != 11 ||
+		memcmp(key->via.str.ptr, "next_cursor", 11) != 0 ||
+		!packed_head_of(v, v_end, &h) || h.kind != 's' ||
+		h.body >= cache->cursor_size ||
+		memchr(v + h.head, '\0', h.body) != NULL)
+		return;
+	memcpy(cache->cursor, v + h.head, h.body);
+	cache->cursor[h.body] = '\0';
+}
+
+/* Renders the packed object at p (within [p, end)) and sets *next to
+ * its end. Each byte is looked at once, except a list item's, whose
+ * extent is found first (its key). */
+static int
+render_packed(gw__json_cache *cache, const unsigned char *p,
+	const unsigned char *end, int depth, gw__body *out,
+	const unsigned char **next)
+{
+	if (depth > GW_JSON_DEPTH_MAX)
+		return GW_EINVAL;
+	packed_head h;
+	if (!packed_head_of(p, end, &h))
+		return GW_EINVAL;
+	const unsigned char *q = p + h.head;
+	if (h.kind == 'a') {
+		int rc = gw__body_append(out, "[", 1);
+		for (uint32_t i = 0; i < h.count && rc == 0; i++) {
+			if (i > 0)
+				rc = gw__body_append(out, ",", 1);
+			if (rc != 0)
+				break;
+			if (q < end && ((*q >= 0x80 && *q <= 0x8f) ||
+					       *q == 0xde || *q == 0xdf) &&
+				depth + 1 <= GW_JSON_DEPTH_MAX) {
+				/* A list item: keyed by its packed bytes
+				 * and its depth. */
+				const unsigned char *e =
+					packed_skip(q, end, depth + 1);
+				if (e == NULL)
+					return GW_EINVAL;
+				item_key *key = cache->key;
+				key->length = 0;
+				key->overflow = false;
+				unsigned char mark[2] = {RAW_KEY_PACKED,
+					(unsigned char)(depth + 1)};
+				key_put(key, mark, sizeof mark);
+				key_put(key, q, (size_t)(e - q));
+				rc = render_keyed(cache, key, NULL, q, e,
+					depth + 1, out);
+				q = e;
+			} else {
+				rc = render_packed(cache, q, end, depth + 1,
+					out, &q);
+			}
+		}
+		*next = q;
+		return rc != 0 ? rc : gw__body_append(out, "]", 1);
+	}
+	if (h.kind == 'm') {
+		/* Keys decoded (render_key checks them against the ones
+		 * before); values rendered packed. */
+		if (h.count > (size_t)(end - q) / 2)
+			return GW_EINVAL;
+		msgpack_object_map map = {.size = h.count};
+		if (h.count > 0) {
+			map.ptr = msgpack_zone_malloc(cache->zone,
+				h.count * sizeof *map.ptr);
+			if (map.ptr == NULL)
+				return GW_ENOMEM;
+		}
+		int rc = gw__body_append(out, "{", 1);
+		for (uint32_t i = 0; i < h.count && rc == 0; i++) {
+			const unsigned char *k_end =
+				packed_skip(q, end, depth + 1);
+			if (k_end == NULL)
+				return GW_EINVAL;
+			rc = unpack_range(cache, q, k_end, &map.ptr[i].key);
+			if (rc == 0 && i > 0)
+				rc = gw__body_append(out, ",", 1);
+			if (rc == 0)
+				rc = render_key(&map, i, out);
+			if (rc == 0)
+				rc = gw__body_append(out, ":", 1);
+			const unsigned char *v = k_end;
+			if (rc == 0)
+				rc = render_packed(cache, k_end, end, depth + 1,
+					out, &q);
+			if (rc == 0 && depth == 0 && cache->cursor_size > 0)
+				note_cursor(cache, &map.ptr[i].key, v, q);
+		}
+		*next = q;
+		return rc != 0 ? rc : gw__body_append(out, "}", 1);
+	}
+	const unsigned char *e = q + h.body;
+	msgpack_object o;
+	int rc = unpack_range(cache, p, e, &o);
+	*next = e;
+	return rc != 0 ? rc : render(cache, &o, depth, out);
+}
+
+int
+gw__msgpack_render_packed(gw__json_cache *cache, const void *bytes,
+	size_t length, gw__body *out, char *cursor, size_t cursor_size)
+{
+	gw__assert(cache != NULL);
+	gw__assert(out != NULL);
+	const unsigned char *p = bytes;
+	const unsigned char *end = p + length;
+	size_t start = out->length;
+	if (cursor_size > 0)
+		cursor[0] = '\0';
+	cache->cursor = cursor;
+	cache->cursor_size = cursor_size;
+	int rc = GW_EINVAL;
+	if (bytes != NULL) {
+		/* Strings decoded here point into bytes: nested lists
+		 * key their items by them (raw_key). */
+		cache->raw_lo = (const char *)p;
+		cache->raw_hi = (const char *)end;
+		const unsigned char *next = NULL;
+		rc = render_packed(cache, p, end, 0, out, &next);
+		if (rc == 0 && next != end)
+			rc = GW_EINVAL; /* not one object */
+		cache->raw_lo = NULL;
+		cache->raw_hi = NULL;
+	}
+	cache->cursor = NULL;
+	cache->cursor_size = 0;
+	if (cache->zone != NULL)
+		msgpack_zone_clear(cache->zone);
+	if (rc != 0) {
+		out->length = start;
+		if (out->bytes != NULL)
+			out->bytes[start] = '\0';
+		if (cursor_size > 0)
+			cursor[0] = '\0';
+	}
+	return rc;
 }
 
 int

@@ -1476,6 +1476,9 @@ loop_open(gw *g, uv_loop_t *loop, uint16_t port)
 	if (g->domain != NULL && api_client_create(g->domain,
 				     notify_from_any_thread, g, &g->client) != 0)
 		return GW_ENOMEM;
+	/* Answers are rendered from their packed bytes (handlers.c). */
+	if (g->client != NULL)
+		api_client_set_packed_bodies(g->client, true);
 	if (uv_async_init(loop, &g->async, async_callback) != 0)
 		return GW_EIO;
 	g->async.data = g;

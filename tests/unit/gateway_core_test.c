@@ -678,14 +678,18 @@ TEST(gateway_render_cache_random_pages)
 			CHECK_EQ(fresh_rc, GW_EINVAL);
 		if (fresh_rc == 0)
 			CHECK_STR_EQ((const char *)fresh.bytes, want);
-		/* Passes 2 and 3 key items by their packed bytes. */
-		for (int pass = 0; pass < 4; pass++) {
+		/* Passes 2 and 3 key items by their packed bytes; 4 and 5
+		 * render the packed page itself. */
+		for (int pass = 0; pass < 6; pass++) {
 			gw__body b;
 			gw__body_init(&b, SIZE_MAX / 2);
 			int rc = pass < 2
 				? gw__msgpack_render(cache, &u.data, &b)
-				: gw__msgpack_render_raw(cache, &u.data,
-					  sb.data, sb.size, &b);
+				: pass < 4
+				? gw__msgpack_render_raw(cache, &u.data,
+					  sb.data, sb.size, &b)
+				: gw__msgpack_render_packed(cache, sb.data,
+					  sb.size, &b, NULL, 0);
 			CHECK_MSG(rc == fresh_rc,
 				"page %d pass %d: cached rc %d, fresh %d, tree %s",
 				page, pass, rc, fresh_rc,
@@ -758,6 +762,61 @@ TEST(gateway_render_raw_keys_tell_items_apart)
 	gw__json_cache_counts(cache, &hits, &misses);
 	CHECK_EQ_U64(misses, 4); /* items 0 and 4 are the same */
 	CHECK_EQ_U64(hits, 6);
+	gw__json_cache_destroy(cache);
+}
+
+/* A packed answer renders as its tree does, items from the cache or
+ * not; a truncated or non-msgpack answer is refused and leaves the body
+ * as it was; the page's next_cursor is read from the bytes. */
+TEST(gateway_render_packed)
+{
+	gw__json_cache *cache;
+	CHECK_EQ(gw__json_cache_create(&cache), 0);
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	feed_like_page(&sb, 1, true);
+	msgpack_unpacked u;
+	msgpack_unpacked_init(&u);
+	CHECK(msgpack_unpack_next(&u, sb.data, sb.size, NULL) ==
+		MSGPACK_UNPACK_SUCCESS);
+	char *want = tree_text(&u.data);
+	CHECK(want != NULL);
+	char next[64];
+	for (int pass = 0; pass < 2; pass++) {
+		gw__body b;
+		gw__body_init(&b, SIZE_MAX / 2);
+		CHECK_EQ(gw__msgpack_render_packed(cache, sb.data, sb.size, &b,
+				 next, sizeof next),
+			0);
+		CHECK_STR_EQ((const char *)b.bytes, want);
+		CHECK_STR_EQ(next, "abc");
+		gw__body_free(&b);
+	}
+	uint64_t hits, misses;
+	gw__json_cache_counts(cache, &hits, &misses);
+	CHECK_EQ_U64(misses, 3);
+	CHECK_EQ_U64(hits, 3);
+	for (size_t cut = 0; cut < sb.size; cut++) {
+		gw__body b;
+		gw__body_init(&b, SIZE_MAX / 2);
+		CHECK_EQ(gw__body_append(&b, "x", 1), 0);
+		CHECK_EQ(gw__msgpack_render_packed(cache, sb.data, cut, &b,
+				 next, sizeof next),
+			GW_EINVAL);
+		CHECK_EQ((int)b.length, 1);
+		CHECK_STR_EQ(next, "");
+		gw__body_free(&b);
+	}
+	static const unsigned char never_used[] = {0xc1};
+	gw__body b;
+	gw__body_init(&b, SIZE_MAX / 2);
+	CHECK_EQ(gw__msgpack_render_packed(cache, never_used, 1, &b, NULL,
+			 0),
+		GW_EINVAL);
+	gw__body_free(&b);
+	free(want);
+	msgpack_unpacked_destroy(&u);
+	msgpack_sbuffer_destroy(&sb);
 	gw__json_cache_destroy(cache);
 }
 
