@@ -18,6 +18,29 @@
 
 static gw__json_cache *cache;
 
+/* msgpack-c reserves room for a container's announced count before it
+ * reads the elements: an input announcing more elements than it has
+ * bytes is not given to it whole (the packed renderer itself only hands
+ * msgpack-c ranges whose elements it found). Any byte that could be
+ * such a header counts, even inside a string. */
+static bool
+announces_too_much(const uint8_t *data, size_t size)
+{
+	for (size_t i = 0; i < size; i++) {
+		size_t n = data[i] == 0xdc || data[i] == 0xde ? 2
+			: data[i] == 0xdd || data[i] == 0xdf  ? 4
+							      : 0;
+		if (n == 0 || i + n >= size)
+			continue;
+		uint64_t count = 0;
+		for (size_t j = 1; j <= n; j++)
+			count = count << 8 | data[i + j];
+		if (count > size)
+			return true;
+	}
+	return false;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int
@@ -28,8 +51,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	msgpack_unpacked u;
 	msgpack_unpacked_init(&u);
 	size_t offset = 0;
-	bool whole = msgpack_unpack_next(&u, (const char *)data, size,
-			     &offset) == MSGPACK_UNPACK_SUCCESS &&
+	bool whole = !announces_too_much(data, size) &&
+		msgpack_unpack_next(&u, (const char *)data, size, &offset) ==
+			MSGPACK_UNPACK_SUCCESS &&
 		offset == size;
 	gw__body tree;
 	gw__body_init(&tree, SIZE_MAX / 2);
