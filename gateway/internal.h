@@ -83,6 +83,12 @@
 #define GW_WS_WRITES_PER_CALLBACK_MAX 64u
 /* Bytes queued for one WebSocket before 4008, whatever the count. */
 #define GW_WS_QUEUE_BYTES_MAX (1024u * 1024u)
+/* An event frame's opening, {"type":"<name>","seq":<u64>: the longest
+ * name is a few words. */
+#define GW_WS_EVENT_HEAD_BYTES_MAX 96u
+/* Room reserved for an event frame at once: a notification or a feed
+ * item fits, so rendering one reallocates rarely. */
+#define GW_WS_EVENT_BYTES_TYPICAL 1024u
 /* A client message (an ack) is tiny; anything bigger is closed 1009. */
 #define GW_WS_CLIENT_MESSAGE_BYTES_MAX 1024u
 /* Kernel send buffer of a stream socket (Linux doubles it): bounds the
@@ -312,8 +318,9 @@ void gw__json_cache_destroy(gw__json_cache *c);
 void gw__json_cache_counts(const gw__json_cache *c, uint64_t *hits,
 	uint64_t *misses);
 /* Appends o as compact JSON to out: the same text gw__msgpack_to_json +
- * gw__json_render give, without building the tree (structure written
- * here, every key and scalar rendered by jansson). Also GW_EINVAL for a
+ * gw__json_render give, without building the tree (structure, plain
+ * ASCII strings, integers, booleans and null written here, other scalars
+ * rendered by jansson). Also GW_EINVAL for a
  * map with a repeated key. cache may be NULL. On error out is as it was
  * (GW_EINVAL shape, GW_ENOMEM, GW_ETOOLARGE from out's cap). */
 int gw__msgpack_render(gw__json_cache *cache, const msgpack_object *o,

@@ -214,6 +214,67 @@ render_scalar(json_t *v, gw__body *out)
 	return rc;
 }
 
+/* Printable ASCII without '"' or '\\': jansson writes such a string
+ * between quotes as it is (it escapes only those two, control bytes,
+ * and '/' or non-ASCII under flags not used here). */
+static bool
+plain_ascii(const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (c < 0x20 || c > 0x7e || c == '"' || c == '\\')
+			return false;
+	}
+	return true;
+}
+
+/* A string: a plain one written here, any other through jansson; both
+ * the text json_dumps writes. A jansson value per scalar was an
+ * allocation, a copy and a free each: most of a stream event's render. */
+static int
+render_string(const char *s, size_t n, gw__body *out)
+{
+	if (!plain_ascii(s, n)) {
+		json_t *v = json_stringn(s, n);
+		return v == NULL ? GW_EINVAL : render_scalar(v, out);
+	}
+	int rc = gw__body_reserve(out, n + 2);
+	if (rc == 0)
+		rc = gw__body_append(out, "\"", 1);
+	if (rc == 0 && n > 0)
+		rc = gw__body_append(out, s, n);
+	return rc != 0 ? rc : gw__body_append(out, "\"", 1);
+}
+
+/* The scalars whose JSON text is fixed or a plain decimal (as jansson's
+ * "%lld"): written here. 1 when o is another kind. */
+static int
+render_simple(const msgpack_object *o, gw__body *out)
+{
+	char digits[24];
+	int n;
+	switch (o->type) {
+	case MSGPACK_OBJECT_NIL:
+		return gw__body_append(out, "null", 4);
+	case MSGPACK_OBJECT_BOOLEAN:
+		return o->via.boolean ? gw__body_append(out, "true", 4)
+				      : gw__body_append(out, "false", 5);
+	case MSGPACK_OBJECT_POSITIVE_INTEGER:
+		if (o->via.u64 > (uint64_t)INT64_MAX)
+			return 1; /* a decimal string */
+		n = snprintf(digits, sizeof digits, "%" PRIu64, o->via.u64);
+		return gw__body_append(out, digits, (size_t)n);
+	case MSGPACK_OBJECT_NEGATIVE_INTEGER:
+		n = snprintf(digits, sizeof digits, "%" PRId64, o->via.i64);
+		return gw__body_append(out, digits, (size_t)n);
+	case MSGPACK_OBJECT_STR:
+		return render_string(str_bytes(&o->via.str), o->via.str.size,
+			out);
+	default:
+		return 1;
+	}
+}
+
 static int render(gw__json_cache *cache, const msgpack_object *o, int depth,
 	gw__body *out);
 
@@ -271,7 +332,7 @@ render_key(const msgpack_object_map *map, uint32_t i, gw__body *out)
 				return GW_EINVAL;
 		}
 	}
-	return render_scalar(json_stringn(k, klen), out);
+	return render_string(k, klen, out);
 }
 
 static int
@@ -748,8 +809,11 @@ render(gw__json_cache *cache, const msgpack_object *o, int depth,
 	case MSGPACK_OBJECT_MAP:
 		return render_map(cache, &o->via.map, depth, out);
 	default: {
+		int rc = render_simple(o, out);
+		if (rc <= 0)
+			return rc;
 		json_t *v;
-		int rc = to_json(o, depth, &v);
+		rc = to_json(o, depth, &v);
 		return rc < 0 ? rc : render_scalar(v, out);
 	}
 	}

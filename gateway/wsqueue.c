@@ -17,6 +17,8 @@
  */
 #include "gateway/internal.h"
 
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -133,26 +135,44 @@ gw__ws_parse_client(const char *text, size_t length, uint64_t *seq)
 	return rc;
 }
 
+/* An event's type goes into the frame as it is: the domain's names are
+ * lower-case words joined by dots, which JSON carries unescaped. */
+static bool
+event_type_plain(const char *type)
+{
+	for (const char *c = type; *c != '\0'; c++)
+		if (!((*c >= 'a' && *c <= 'z') || *c == '.' || *c == '_'))
+			return false;
+	return type[0] != '\0';
+}
+
 char *
 gw__ws_render_event(const char *type, uint64_t seq,
 	const msgpack_object *data, size_t *length)
 {
 	gw__assert(type != NULL);
-	json_t *ev = json_object();
-	if (ev == NULL)
-		return NULL;
-	json_object_set_new(ev, "type", json_string(type));
-	if (seq > 0)
-		json_object_set_new(ev, "seq", json_integer((json_int_t)seq));
-	if (data != NULL) {
-		json_t *d;
-		if (gw__msgpack_to_json(data, &d) < 0) {
-			json_decref(ev);
-			return NULL;
-		}
-		json_object_set_new(ev, "data", d);
-	}
-	char *s = gw__json_render(ev, length);
-	json_decref(ev);
-	return s;
+	gw__assert(event_type_plain(type));
+	/* Written straight into one buffer (the data through
+	 * gw__msgpack_render): the same text as a jansson tree dumped
+	 * compactly, without the tree's allocation per node; on the
+	 * loop at 10,000 likes/s the tree was a tenth of its time. */
+	char head[GW_WS_EVENT_HEAD_BYTES_MAX];
+	int n = seq > 0 ? snprintf(head, sizeof head,
+				  "{\"type\":\"%s\",\"seq\":%" PRIu64, type, seq)
+			: snprintf(head, sizeof head, "{\"type\":\"%s\"", type);
+	gw__assert(n > 0 && (size_t)n < sizeof head);
+	gw__body b;
+	gw__body_init(&b, GW_WS_QUEUE_BYTES_MAX);
+	if (gw__body_reserve(&b, GW_WS_EVENT_BYTES_TYPICAL) != 0 ||
+		gw__body_append(&b, head, (size_t)n) != 0)
+		goto fail;
+	if (data != NULL && (gw__body_append(&b, ",\"data\":", 8) != 0 ||
+				    gw__msgpack_render(NULL, data, &b) != 0))
+		goto fail;
+	if (gw__body_append(&b, "}", 1) != 0)
+		goto fail;
+	return gw__body_take(&b, length);
+fail:
+	gw__body_free(&b);
+	return NULL;
 }

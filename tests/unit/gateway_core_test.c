@@ -1028,6 +1028,68 @@ TEST(gateway_ws_messages)
 	free(s);
 }
 
+/* An event frame is written without a jansson tree: the text must be
+ * the tree's, dumped compactly, byte for byte (escapes, UTF-8, nested
+ * maps, lists, every scalar kind). */
+TEST(gateway_ws_event_text_is_the_trees)
+{
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	msgpack_packer pk;
+	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+	msgpack_pack_map(&pk, 7);
+	msgpack_pack_str_with_body(&pk, "type", 4);
+	msgpack_pack_str_with_body(&pk, "like", 4);
+	msgpack_pack_str_with_body(&pk, "post_id", 7);
+	msgpack_pack_str_with_body(&pk, "770327474711507968", 18);
+	msgpack_pack_str_with_body(&pk, "by_user", 7);
+	msgpack_pack_map(&pk, 3);
+	msgpack_pack_str_with_body(&pk, "user_id", 7);
+	msgpack_pack_str_with_body(&pk, "5", 1);
+	msgpack_pack_str_with_body(&pk, "username", 8);
+	static const char name[] = "b\u00e9b \"q\" \\ \n";
+	msgpack_pack_str_with_body(&pk, name, sizeof name - 1);
+	msgpack_pack_str_with_body(&pk, "profile_pic_url", 15);
+	msgpack_pack_nil(&pk);
+	msgpack_pack_str_with_body(&pk, "count", 5);
+	msgpack_pack_uint64(&pk, 18446744073709551615ull);
+	msgpack_pack_str_with_body(&pk, "delta", 5);
+	msgpack_pack_int64(&pk, -42);
+	msgpack_pack_str_with_body(&pk, "read", 4);
+	msgpack_pack_false(&pk);
+	msgpack_pack_str_with_body(&pk, "tags", 4);
+	msgpack_pack_array(&pk, 4);
+	msgpack_pack_str_with_body(&pk, "/media/ab/thumb", 15);
+	msgpack_pack_str_with_body(&pk, "del\x7f", 4);
+	msgpack_pack_str_with_body(&pk, "", 0);
+	msgpack_pack_double(&pk, 0.5);
+	msgpack_unpacked u;
+	msgpack_unpacked_init(&u);
+	CHECK(msgpack_unpack_next(&u, sb.data, sb.size, NULL) ==
+		MSGPACK_UNPACK_SUCCESS);
+
+	json_t *tree = json_object();
+	json_object_set_new(tree, "type", json_string("notification"));
+	json_object_set_new(tree, "seq", json_integer(4294967297));
+	json_t *data = NULL;
+	CHECK_EQ(gw__msgpack_to_json(&u.data, &data), 0);
+	json_object_set_new(tree, "data", data);
+	size_t want_n = 0;
+	char *want = gw__json_render(tree, &want_n);
+	json_decref(tree);
+
+	size_t n = 0;
+	char *got = gw__ws_render_event("notification", 4294967297ull, &u.data,
+		&n);
+	CHECK(got != NULL);
+	CHECK_STR_EQ(got, want);
+	CHECK_EQ_U64(n, want_n);
+	free(got);
+	free(want);
+	msgpack_unpacked_destroy(&u);
+	msgpack_sbuffer_destroy(&sb);
+}
+
 TEST(gateway_metrics_render)
 {
 	gw__metrics *m = calloc(1, sizeof *m);
