@@ -193,9 +193,10 @@ typedef struct api_result {
 	uint32_t rate_limit, rate_remaining;
 	uint64_t rate_reset_ms;
 	const msgpack_object *body;    /* NULL for no body (204) */
-	/* The packed bytes body was unpacked from (msgpack-c points its
-	 * strings into them; with api_client_set_packed_bodies, body is
-	 * NULL and these are the body), or NULL. */
+	/* The packed bytes body was unpacked from (its strings point into
+	 * them, as msgpack-c's unpacker points them; with
+	 * api_client_set_packed_bodies, body is NULL and these are the
+	 * body), or NULL (also for a listing page built as objects). */
 	const void *body_bytes;
 	size_t body_length;
 } api_result;

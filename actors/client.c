@@ -381,8 +381,8 @@ actors__complete(api_client *c, api_callback cb, void *arg, int code,
 	} else if (body != NULL && body_length > 0) {
 		size_t offset = 0;
 		if (shared) {
-			if (msgpack_unpack(body, body_length, &offset, c->zone,
-				    &object) == MSGPACK_UNPACK_SUCCESS)
+			if (actors__unpack(body, body_length, c->zone,
+				    &object) == API_OK)
 				r.body = &object;
 		} else if (msgpack_unpack_next(&u, body, body_length,
 				   &offset) == MSGPACK_UNPACK_SUCCESS) {
@@ -416,6 +416,108 @@ void
 api_client_set_packed_bodies(api_client *c, bool packed)
 {
 	c->packed_bodies = packed;
+}
+
+/* The page packed into one buffer, for a client that keeps bodies
+ * packed (the gateway renders them from the bytes). */
+static void
+page_packed(api_client *c, api_callback cb, void *arg, const void *bytes,
+	const actors__span *items, uint32_t count, const char *next_cursor)
+{
+	size_t total = 32 + (next_cursor != NULL ? strlen(next_cursor) : 0);
+	for (uint32_t i = 0; i < count; i++)
+		total += items[i].length;
+	actors__body b;
+	actors__body_init(&b);
+	/* one growth at most: the page's size is known */
+	if (b.buffer.alloc < total) {
+		char *grown = realloc(b.buffer.data, total);
+		if (grown != NULL) {
+			b.buffer.data = grown;
+			b.buffer.alloc = total;
+		}
+	}
+	msgpack_pack_map(&b.packer, 2);
+	actors__pack_key(&b.packer, "items");
+	msgpack_pack_array(&b.packer, count);
+	for (uint32_t i = 0; i < count; i++)
+		msgpack_sbuffer_write(&b.buffer,
+			(const char *)bytes + items[i].offset,
+			items[i].length);
+	actors__pack_key(&b.packer, "next_cursor");
+	if (next_cursor != NULL)
+		actors__pack_str(&b.packer, next_cursor);
+	else
+		msgpack_pack_nil(&b.packer);
+	actors__complete(c, cb, arg, API_OK, NULL, 0, b.buffer.data,
+		b.buffer.size);
+	actors__body_free(&b);
+}
+
+void
+actors__complete_page(api_client *c, api_callback cb, void *arg,
+	const void *bytes, const actors__span *items, uint32_t count,
+	const char *next_cursor)
+{
+	ACTORS_ASSERT(c->calls > 0);
+	ACTORS_ASSERT(bytes != NULL || count == 0);
+	if (c->packed_bodies) {
+		page_packed(c, cb, arg, bytes, items, count, next_cursor);
+		return;
+	}
+	bool shared = c->zone != NULL && c->completing == 0;
+	msgpack_zone *zone = shared ? c->zone
+				    : msgpack_zone_new(CLIENT_ZONE_CHUNK_BYTES);
+	msgpack_object *array = NULL;
+	msgpack_object_kv *pairs = NULL;
+	int code = zone == NULL ? API_EUNAVAILABLE : API_OK;
+	if (code == API_OK) {
+		array = msgpack_zone_malloc(zone,
+			(count ? count : 1) * sizeof *array);
+		pairs = msgpack_zone_malloc(zone, 2 * sizeof *pairs);
+		if (array == NULL || pairs == NULL)
+			code = API_EUNAVAILABLE;
+	}
+	for (uint32_t i = 0; i < count && code == API_OK; i++)
+		code = actors__unpack((const unsigned char *)bytes +
+				items[i].offset, items[i].length, zone,
+			&array[i]);
+	if (code != API_OK) {
+		if (zone != NULL && !shared)
+			msgpack_zone_free(zone);
+		else if (zone != NULL)
+			msgpack_zone_clear(zone);
+		actors__complete(c, cb, arg, code == API_EINVALID
+				? API_EINTERNAL : code,
+			"bad page item", 13, NULL, 0);
+		return;
+	}
+	c->calls--;
+	pairs[0].key = (msgpack_object){.type = MSGPACK_OBJECT_STR,
+		.via.str = {5, "items"}};
+	pairs[0].val = (msgpack_object){.type = MSGPACK_OBJECT_ARRAY,
+		.via.array = {count, array}};
+	pairs[1].key = (msgpack_object){.type = MSGPACK_OBJECT_STR,
+		.via.str = {11, "next_cursor"}};
+	pairs[1].val = next_cursor != NULL
+		? (msgpack_object){.type = MSGPACK_OBJECT_STR,
+			  .via.str = {(uint32_t)strlen(next_cursor),
+				  next_cursor}}
+		: (msgpack_object){.type = MSGPACK_OBJECT_NIL};
+	msgpack_object body = {.type = MSGPACK_OBJECT_MAP,
+		.via.map = {2, pairs}};
+	api_result r;
+	memset(&r, 0, sizeof r);
+	r.code = API_OK;
+	r.body = &body;
+	c->completing++;
+	if (cb != NULL)
+		cb(arg, &r);
+	c->completing--;
+	if (shared)
+		msgpack_zone_clear(zone);
+	else
+		msgpack_zone_free(zone);
 }
 
 void

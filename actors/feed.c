@@ -114,6 +114,11 @@ typedef struct slot_op {
  * with room for this many bytes per item. */
 #define LISTING_ITEM_BYTES_TYPICAL 384u
 
+/* Items of one listing at most: an id page of followers, following or
+ * own posts holds up to four pages' worth (id_page's bound), a feed
+ * window one page. */
+#define LISTING_ITEMS_MAX (API_PAGE_LIMIT_MAX * 4u)
+
 /* Windows up to this size are sorted by insertion: a page is 20 to 50
  * items, where glibc's qsort (a merge sort through an indirection for
  * items this big) cost a tenth of a feed read. */
@@ -188,32 +193,22 @@ listing_finish(api_client *c, listing *l)
 			last = l->items[i].id;
 	if (l->rank && l->count > 0)
 		items_sort(l->items, l->count, by_score);
+	/* The answer is built from the items' bytes where they lie (no
+	 * page buffer packed here to be unpacked again by the client). */
+	ACTORS_ASSERT(l->count <= LISTING_ITEMS_MAX);
+	actors__span spans[LISTING_ITEMS_MAX];
 	uint32_t shown = 0;
 	for (uint32_t i = 0; i < l->count; i++)
-		shown += l->items[i].shown;
-	actors__body b;
-	actors__body_init(&b);
-	msgpack_pack_map(&b.packer, 2);
-	actors__pack_key(&b.packer, "items");
-	msgpack_pack_array(&b.packer, shown);
-	for (uint32_t i = 0; i < l->count; i++)
 		if (l->items[i].shown)
-			msgpack_sbuffer_write(&b.buffer,
-				(const char *)l->bodies.bytes +
-					l->items[i].body_offset,
-				l->items[i].body_length);
-	actors__pack_key(&b.packer, "next_cursor");
+			spans[shown++] = (actors__span){l->items[i].body_offset,
+				l->items[i].body_length};
+	char text[ACTORS_CURSOR_TEXT_BYTES];
 	if (l->more && last != 0) {
 		actors__cursor cur = {l->cursor_kind, l->owner, last};
-		char text[ACTORS_CURSOR_TEXT_BYTES];
 		actors__cursor_encode(&cur, text, sizeof text);
-		actors__pack_str(&b.packer, text);
-	} else {
-		msgpack_pack_nil(&b.packer);
 	}
-	actors__complete(c, l->cb, l->arg, API_OK, NULL, 0, b.buffer.data,
-		b.buffer.size);
-	actors__body_free(&b);
+	actors__complete_page(c, l->cb, l->arg, l->bodies.bytes, spans, shown,
+		l->more && last != 0 ? text : NULL);
 	listing_free(l);
 }
 
@@ -367,7 +362,7 @@ id_page(api_client *c, void *opaque, const rt_message *m)
 	wire_reader r;
 	wire_reader_init(&r, body, body_length);
 	uint32_t n = wire_get_u32(&r);
-	if (r.failed || n > API_PAGE_LIMIT_MAX * 4 ||
+	if (r.failed || n > LISTING_ITEMS_MAX ||
 		(size_t)n * 8 + 5 != body_length) {
 		listing_fail(c, l, API_EINTERNAL, "bad page", 8);
 		return;

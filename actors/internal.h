@@ -614,6 +614,31 @@ void actors__reply_parse(const rt_message *m, int *code, const char **detail,
 void actors__complete(api_client *c, api_callback cb, void *arg, int code,
 	const char *detail, size_t detail_length, const void *body,
 	size_t body_length);
+/* Unpacks bytes holding exactly one msgpack object into *out, its
+ * containers' elements taken from zone (unpack.c): the object msgpack-c's
+ * msgpack_unpack gives for them, strings, bins and exts pointing into
+ * bytes (borrowed: valid while bytes and the zone are). 0, API_EINVALID
+ * (not exactly one well-formed object, or nested deeper than msgpack-c
+ * allows) or API_EUNAVAILABLE (out of memory). Any thread. */
+int actors__unpack(const void *bytes, size_t length, msgpack_zone *zone,
+	msgpack_object *out);
+/* One item of a page: where its msgpack bytes start in the page's
+ * buffer, and how many. */
+typedef struct actors__span {
+	size_t offset;
+	size_t length;
+} actors__span;
+/* Runs cb with API_OK and the body {items: [...], next_cursor} built
+ * straight from the items' msgpack bytes (each one object, in bytes at
+ * its span; borrowed) and next_cursor (NULL: nil; borrowed), without
+ * packing the page into one buffer to unpack it again (body_bytes is
+ * NULL). A client with packed bodies (api_client_set_packed_bodies)
+ * gets the page packed into one buffer as body_bytes instead. An item
+ * that is not one msgpack object completes the call with API_EINTERNAL.
+ * Decrements the client's pending count. */
+void actors__complete_page(api_client *c, api_callback cb, void *arg,
+	const void *bytes, const actors__span *items, uint32_t count,
+	const char *next_cursor);
 /* Forwards a reply message unchanged to cb. */
 void actors__complete_reply(api_client *c, api_callback cb, void *arg,
 	const rt_message *m);
