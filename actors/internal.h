@@ -734,6 +734,10 @@ void actors__post_views_remove(actors__post_views *v, uint64_t post_id,
 int actors__post_views_get(actors__post_views *v, uint64_t post_id,
 	uint64_t viewer, actors__summary *summary, rt_buffer *bodies,
 	size_t *body_length);
+/* Any thread: starts loading post_id's view into this core's cache (its
+ * entry and the start of its body), for a get a few items later; a
+ * hint only (nothing when the post has no view here). */
+void actors__post_views_prefetch(actors__post_views *v, uint64_t post_id);
 void actors__post_views_counts(actors__post_views *v, uint64_t *hits,
 	uint64_t *misses);
 

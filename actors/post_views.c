@@ -31,6 +31,9 @@
 /* Stripes of the table: readers (api clients) and writers (post actors
  * on the workers) of different posts rarely share one. */
 #define POST_VIEW_STRIPES 64u
+/* Cache lines of an entry a prefetch loads: its header and a typical
+ * post's body (about 400 bytes) behind a few likers. */
+#define POST_VIEW_PREFETCH_LINES 8u
 /* Initial slots of a stripe's table (power of two; it doubles at 1/2:
  * short probes). */
 #define POST_VIEW_STRIPE_SLOTS_MIN 64u
@@ -264,6 +267,25 @@ actors__post_views_get(actors__post_views *v, uint64_t post_id,
 	atomic_fetch_add_explicit(rc ? &v->hits : &v->misses, 1,
 		memory_order_relaxed);
 	return rc;
+}
+
+void
+actors__post_views_prefetch(actors__post_views *v, uint64_t post_id)
+{
+	uint64_t hash;
+	stripe *s = stripe_of(v, post_id, &hash);
+	pthread_mutex_lock(&s->lock);
+	if (s->capacity > 0) {
+		const actors__post_view *e =
+			s->slots[slot_find(s, hash, post_id)].view;
+		/* the header (summary, lengths), then the likers and the
+		 * body behind it, as far as a typical entry goes (reading
+		 * e->body here would wait for the very miss this hides) */
+		for (uint32_t k = 0; e != NULL && k < POST_VIEW_PREFETCH_LINES;
+			k++)
+			__builtin_prefetch((const char *)e + 64 * k, 0, 3);
+	}
+	pthread_mutex_unlock(&s->lock);
 }
 
 void
