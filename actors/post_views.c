@@ -34,6 +34,11 @@
 /* Cache lines of an entry a prefetch loads: its header and a typical
  * post's body (about 400 bytes) behind a few likers. */
 #define POST_VIEW_PREFETCH_LINES 8u
+/* An entry's room for likers and body is rounded up to this many bytes,
+ * so a like that grows a count or adds a liker is written over the entry
+ * in place (no allocation, and the slot's line, which readers on other
+ * cores hold, is not written) rather than into a new one. */
+#define POST_VIEW_ROOM_QUANTUM_BYTES 64u
 /* Initial slots of a stripe's table (power of two; it doubles at 1/2:
  * short probes). */
 #define POST_VIEW_STRIPE_SLOTS_MIN 64u
@@ -45,6 +50,7 @@ struct actors__post_view {
 	uint32_t body_length;
 	uint32_t liked_offset;  /* the liked_by_me bool byte in body */
 	uint32_t likers_count;  /* UINT32_MAX: not kept */
+	uint32_t room_bytes;    /* for likers and body behind the header */
 	unsigned char *body;    /* points into the same allocation */
 	uint64_t likers[];
 };
@@ -145,21 +151,15 @@ stripe_grow(stripe *s)
 	return true;
 }
 
-void
-actors__post_views_put(actors__post_views *v, const void *owner,
+/* Writes summary, body and likers into e, which has room for them. */
+static void
+view_fill(actors__post_view *e, const void *owner,
 	const actors__summary *summary, const void *body, size_t body_length,
 	size_t liked_offset, const uint64_t *likers, uint32_t likers_count)
 {
-	ACTORS_ASSERT(owner != NULL);
-	ACTORS_ASSERT(body_length == 0 || liked_offset < body_length);
 	bool keep = likers_count <= POST_VIEW_LIKERS_MAX;
 	size_t n = keep ? likers_count : 0;
-	actors__post_view *e = malloc(sizeof *e + n * sizeof(uint64_t) +
-		body_length);
-	if (e == NULL) {
-		actors__post_views_remove(v, summary->post_id, owner);
-		return; /* readers ask */
-	}
+	ACTORS_ASSERT(n * sizeof(uint64_t) + body_length <= e->room_bytes);
 	e->id = summary->post_id;
 	e->owner = owner;
 	e->summary = *summary;
@@ -171,8 +171,55 @@ actors__post_views_put(actors__post_views *v, const void *owner,
 	e->body = (unsigned char *)&e->likers[n];
 	if (body_length > 0)
 		memcpy(e->body, body, body_length);
+}
+
+/* Writes the view over the one id already has in s, when that one is
+ * owner's and has room: true, else false (nothing changed). Locked. */
+static bool
+view_overwrite(stripe *s, uint64_t hash, const void *owner,
+	const actors__summary *summary, const void *body, size_t body_length,
+	size_t liked_offset, const uint64_t *likers, uint32_t likers_count)
+{
+	if (s->capacity == 0)
+		return false;
+	actors__post_view *e = s->slots[slot_find(s, hash,
+		summary->post_id)].view;
+	size_t n = likers_count <= POST_VIEW_LIKERS_MAX ? likers_count : 0;
+	if (e == NULL || e->owner != owner ||
+		n * sizeof(uint64_t) + body_length > e->room_bytes)
+		return false;
+	view_fill(e, owner, summary, body, body_length, liked_offset, likers,
+		likers_count);
+	return true;
+}
+
+void
+actors__post_views_put(actors__post_views *v, const void *owner,
+	const actors__summary *summary, const void *body, size_t body_length,
+	size_t liked_offset, const uint64_t *likers, uint32_t likers_count)
+{
+	ACTORS_ASSERT(owner != NULL);
+	ACTORS_ASSERT(body_length == 0 || liked_offset < body_length);
 	uint64_t hash;
-	stripe *s = stripe_of(v, e->id, &hash);
+	stripe *s = stripe_of(v, summary->post_id, &hash);
+	pthread_mutex_lock(&s->lock);
+	bool done = view_overwrite(s, hash, owner, summary, body, body_length,
+		liked_offset, likers, likers_count);
+	pthread_mutex_unlock(&s->lock);
+	if (done)
+		return;
+	size_t n = likers_count <= POST_VIEW_LIKERS_MAX ? likers_count : 0;
+	size_t room = n * sizeof(uint64_t) + body_length;
+	room = (room + POST_VIEW_ROOM_QUANTUM_BYTES - 1) /
+		POST_VIEW_ROOM_QUANTUM_BYTES * POST_VIEW_ROOM_QUANTUM_BYTES;
+	actors__post_view *e = malloc(sizeof *e + room);
+	if (e == NULL) {
+		actors__post_views_remove(v, summary->post_id, owner);
+		return; /* readers ask */
+	}
+	e->room_bytes = (uint32_t)room;
+	view_fill(e, owner, summary, body, body_length, liked_offset, likers,
+		likers_count);
 	actors__post_view *old = NULL;
 	pthread_mutex_lock(&s->lock);
 	if ((s->count + 1) * 2 > s->capacity && !stripe_grow(s)) {
