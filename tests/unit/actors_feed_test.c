@@ -527,3 +527,63 @@ TEST(actors_feed_post_views_table)
 	rt_buffer_free(&out);
 	actors__post_views_destroy(v);
 }
+
+static uint32_t
+position(const feed_ids *f, uint64_t id)
+{
+	for (uint32_t i = 0; i < f->count; i++)
+		if (f->ids[i] == id)
+			return i;
+	return UINT32_MAX;
+}
+
+/* The reader's past likes lift an author's new post above a newer post
+ * of an author it never interacted with, among 14 authors it liked (the
+ * candidates' affinities come from an index of all of them); a reader
+ * without those likes sees the newer post first. */
+TEST(actors_feed_affinity_lifts_an_author)
+{
+	t_env e;
+	t_open(&e, NULL, true, false);
+	uint64_t reader = t_signup(&e, "reader");
+	uint64_t other = t_signup(&e, "other");
+	uint64_t alice = t_signup(&e, "alice");
+	uint64_t bob = t_signup(&e, "bob");
+	t_follow(&e, reader, "alice", true);
+	t_follow(&e, reader, "bob", true);
+	t_follow(&e, other, "alice", true);
+	t_follow(&e, other, "bob", true);
+	char name[32];
+	uint64_t liked[14];
+	for (int i = 0; i < 14; i++) {
+		snprintf(name, sizeof name, "author%d", i);
+		uint64_t author = i == 7 ? alice : t_signup(&e, name);
+		liked[i] = t_post(&e, author, "liked");
+	}
+	for (int i = 0; i < 14; i++) {
+		t_result r = {0};
+		msgpack_unpacked_init(&r.unpacked);
+		api_ctx ctx = {.user_id = reader};
+		T_CALL(&e, &r, api_like(e.c, &ctx, liked[i], true, t_callback,
+				       &r));
+		CHECK_EQ(r.code, API_OK);
+		t_result_reset(&r);
+	}
+	t_settle(&e);
+	uint64_t b1 = t_post(&e, bob, "first");
+	uint64_t a2 = t_post(&e, alice, "second");
+	uint64_t b2 = t_post(&e, bob, "third");
+	t_settle(&e);
+	CHECK(b1 < a2);
+	CHECK(a2 < b2);
+	feed_ids f;
+	read_feed(&e, reader, 50, &f, NULL, NULL);
+	CHECK(position(&f, a2) != UINT32_MAX);
+	CHECK(position(&f, b2) != UINT32_MAX);
+	CHECK(position(&f, a2) < position(&f, b2));
+	CHECK(position(&f, b2) < position(&f, b1));
+	read_feed(&e, other, 50, &f, NULL, NULL);
+	CHECK(position(&f, b2) < position(&f, a2));
+	CHECK(position(&f, a2) < position(&f, b1));
+	t_close(&e);
+}
