@@ -921,20 +921,42 @@ packed_head_of(const unsigned char *p, const unsigned char *end,
 	return h->head <= avail && h->body <= avail - h->head;
 }
 
-/* The end of the packed object at p, or NULL. */
+/* The end of the packed object at p, or NULL: a count of the objects
+ * still to pass, no recursion (a list item's extent is its cache key,
+ * found on every hit). Depth is not checked here: a hit was rendered at
+ * the same depth before (the depth is in its key), and msgpack-c and
+ * render check it on a miss. */
 static const unsigned char *
-packed_skip(const unsigned char *p, const unsigned char *end, int depth)
+packed_skip(const unsigned char *p, const unsigned char *end)
 {
-	packed_head h;
-	if (depth > GW_JSON_DEPTH_MAX || !packed_head_of(p, end, &h))
-		return NULL;
-	const unsigned char *q = p + h.head;
-	if (h.kind != 'a' && h.kind != 'm')
-		return q + h.body;
-	uint64_t n = h.kind == 'm' ? 2ull * h.count : h.count;
-	for (uint64_t i = 0; i < n && q != NULL; i++)
-		q = packed_skip(q, end, depth + 1);
-	return q;
+	uint64_t left = 1;
+	while (left > 0) {
+		if (p >= end)
+			return NULL;
+		unsigned b = *p;
+		if (b <= 0x7f || b >= 0xe0 || (b >= 0xc0 && b <= 0xc3 &&
+						      b != 0xc1)) {
+			p++; /* fixint, nil, bool */
+		} else if (b >= 0xa0 && b <= 0xbf) {
+			p += 1 + (b & 0x1f); /* fixstr */
+		} else if (b <= 0x9f) {
+			left += (b <= 0x8f ? 2u : 1u) * (b & 0x0f);
+			p++;
+		} else {
+			packed_head h;
+			if (!packed_head_of(p, end, &h))
+				return NULL;
+			p += h.head;
+			if (h.kind == 'a' || h.kind == 'm')
+				left += (h.kind == 'm' ? 2ull : 1ull) * h.count;
+			else
+				p += h.body;
+		}
+		left--;
+		if (left > (uint64_t)(end - p))
+			return NULL; /* more objects than bytes */
+	}
+	return p <= end ? p : NULL;
 }
 
 /* Decodes exactly the object in [p, end) with msgpack-c, into the
@@ -996,7 +1018,7 @@ render_packed(gw__json_cache *cache, const unsigned char *p,
 				/* A list item: keyed by its packed bytes
 				 * and its depth. */
 				const unsigned char *e =
-					packed_skip(q, end, depth + 1);
+					packed_skip(q, end);
 				if (e == NULL)
 					return GW_EINVAL;
 				item_key *key = cache->key;
@@ -1032,7 +1054,7 @@ render_packed(gw__json_cache *cache, const unsigned char *p,
 		int rc = gw__body_append(out, "{", 1);
 		for (uint32_t i = 0; i < h.count && rc == 0; i++) {
 			const unsigned char *k_end =
-				packed_skip(q, end, depth + 1);
+				packed_skip(q, end);
 			if (k_end == NULL)
 				return GW_EINVAL;
 			rc = unpack_range(cache, q, k_end, &map.ptr[i].key);
