@@ -72,6 +72,10 @@ struct ps_node {
 	ps_journal *journal;
 	ps_store *store;
 	pthread_mutex_t mutex;
+	/* Notices refused because the runtime stopped (records made durable
+	 * by the journal's close, say): the first is logged, the rest once
+	 * as a count when the node closes. */
+	uint64_t notices_dropped_stopped;
 	pthread_cond_t checkpoint_done;
 	ps__addr_map recovered;
 	/* actors that went to sleep owing effects (ps_node_wake_later);
@@ -481,14 +485,17 @@ notice_done(void *arg, uint64_t lsn, int status)
 	/* Owed: the actor asked for it with its append, and the node's pool
 	 * of NODE_NOTICES_MAX contexts bounds how many are owed at once. */
 	int rc = rt_send_owed(node->rt, c->reply_to, c->message);
+	bool quiet = false;
 	pthread_mutex_lock(&node->mutex);
 	if (rc != 0)
 		node->stats.notices_dropped++;
+	if (rc == RT_ESTOPPED)
+		quiet = node->notices_dropped_stopped++ > 0;
 	c->message = NULL;
 	c->next_free = node->notices_free;
 	node->notices_free = c;
 	pthread_mutex_unlock(&node->mutex);
-	if (rc != 0)
+	if (rc != 0 && !quiet)
 		rt_log(node->rt, RT_LOG_WARN, "persistence",
 			"durable notice dropped kind=%" PRIu32 " id=%" PRIu64
 			" lsn=%" PRIu64 " status=%d error=%s",
@@ -1204,6 +1211,17 @@ ps_node_get_stats(ps_node *node, ps_node_stats *out)
 	pthread_mutex_unlock(&node->mutex);
 }
 
+/* After the journal's close, which delivers its last notices. */
+static void
+log_dropped_while_stopped(ps_node *node)
+{
+	if (node->notices_dropped_stopped > 1)
+		rt_log(node->rt, RT_LOG_WARN, "persistence",
+			"durable notices dropped while the runtime stopped: %" PRIu64
+			" (the first logged above)",
+			node->notices_dropped_stopped);
+}
+
 void
 ps_node_close(ps_node *node)
 {
@@ -1218,6 +1236,7 @@ ps_node_close(ps_node *node)
 		ps_store_flush(node->store);
 		ps__assert(!node->checkpoint_running);
 		ps_journal_close(node->journal);
+		log_dropped_while_stopped(node);
 		ps_store_close(node->store);
 		node_free(node);
 		return;
@@ -1231,6 +1250,7 @@ ps_node_close(ps_node *node)
 	 * stops. */
 	ps_store_flush(node->store);
 	ps_journal_close(node->journal);
+	log_dropped_while_stopped(node);
 	ps_store_close(node->store);
 	node_free(node);
 }
