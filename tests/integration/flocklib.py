@@ -121,10 +121,12 @@ class Node:
     # ---- HTTP ------------------------------------------------------------
 
     def request(self, method, path, body=None, token=None, headers=None,
-                raw=None, content_type=None):
-        """Returns (status, headers dict lower-case, parsed body or bytes)."""
+                raw=None, content_type=None, source=None):
+        """Returns (status, headers dict lower-case, parsed body or bytes).
+        source: a loopback address to connect from (another client IP)."""
         conn = http.client.HTTPConnection("127.0.0.1", self.port,
-                                          timeout=REQUEST_TIMEOUT_S)
+                                          timeout=REQUEST_TIMEOUT_S,
+                                          source_address=(source, 0) if source else None)
         h = dict(headers or {})
         data = None
         if raw is not None:
@@ -240,6 +242,18 @@ def wait_until(what, fn, timeout_s=15.0, interval_s=0.05):
             return v
         time.sleep(interval_s)
     fail("timed out waiting for " + what)
+
+
+def metric(node, name, source=None):
+    """The value of an unlabelled sample in /metrics, or None."""
+    st, _, body = node.request("GET", "/metrics", source=source)
+    if st != 200:
+        return None
+    for line in body.split(b"\n"):
+        parts = line.split()
+        if len(parts) == 2 and parts[0] == name.encode():
+            return int(parts[1])
+    return None
 
 
 def run(main):

@@ -14,7 +14,7 @@ cleanly.
 import socket
 import time
 
-from flocklib import Node, check, png_bytes, run
+from flocklib import Node, check, metric, png_bytes, run, wait_until
 
 
 def main(args, nodes):
@@ -59,9 +59,20 @@ def main(args, nodes):
     node.expect(400, "POST", "/v1/posts", token=alice, body=body,
                 headers={"Idempotency-Key": "bad key with spaces"})
 
-    # Connection cap: 6 per address; the 7th is refused at accept.
+    # Connection cap: 6 per address; the 7th is refused at accept. The
+    # node's own count is watched from another client address (its cap is
+    # its own), so the 7th is sent only once all 6 are accepted, whichever
+    # loops took them, and the freed slot is used only once its close has
+    # been seen: no sleep stands in for either.
+    other = "127.0.0.2"
+    # Every earlier request closed its socket: once the node has seen
+    # those closes, the gauge counts only the asking connection.
+    wait_until("earlier connections' closes seen",
+               lambda: metric(node, "flock_connections_open", other) == 1)
+    base = 1
     held = [socket.create_connection(("127.0.0.1", node.port), timeout=5) for _ in range(6)]
-    time.sleep(0.2)
+    wait_until("six held connections accepted",
+               lambda: metric(node, "flock_connections_open", other) == base + 6)
     extra = socket.create_connection(("127.0.0.1", node.port), timeout=5)
     extra.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
     try:
@@ -71,11 +82,13 @@ def main(args, nodes):
     check(got == b"", "7th connection refused, got %r" % got)
     extra.close()
     held.pop().close()
-    time.sleep(0.3)
+    wait_until("a held connection's close seen",
+               lambda: metric(node, "flock_connections_open", other) == base + 5)
     node.expect(200, "GET", "/healthz")
     for s in held:
         s.close()
-    time.sleep(0.3)
+    wait_until("every held connection's close seen",
+               lambda: metric(node, "flock_connections_open", other) == base)
     st, _, metrics = node.request("GET", "/metrics")
     check(b"flock_connections_refused_total 1\n" in metrics,
           "the refusal counted once: %r" % metrics[-2000:])
