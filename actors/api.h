@@ -364,6 +364,14 @@ int api_stream_open(api_client *c, const api_ctx *ctx, uint64_t user_id,
 /* The client has seen everything up to seq (lets the actor drop it and
  * refills the subscriber's credit). */
 void api_stream_ack(api_stream *s, uint64_t seq);
+/* Checks with the user's actor that the stream is still subscribed, and
+ * subscribes it again from the last seq delivered if not: an actor that
+ * moved to another node or restarted has forgotten its sessions, and
+ * without a renewal the stream would stay open and silent. Events come
+ * on after the last one delivered (each seq once), or one
+ * API_EVENT_RESYNC if some are gone. Call it now and then (the gateway
+ * does every GW_STREAM_RENEW_S); one still subscribed costs one message. */
+void api_stream_renew(api_stream *s);
 void api_stream_close(api_stream *s);
 
 /* ---- helpers for readers of bodies ------------------------------------- */

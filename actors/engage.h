@@ -661,6 +661,11 @@ typedef enum inbox_stream_op {
 	INBOX_STREAM_OP_SUBSCRIBE = 1,   /* seq = since when has_since */
 	INBOX_STREAM_OP_ACK = 2,         /* seq = acked */
 	INBOX_STREAM_OP_UNSUBSCRIBE = 3,
+	/* A session checking it is still subscribed: nothing if it is, a
+	 * subscribe with since = seq (when has_since) if not: the actor
+	 * that held it moved, restarted or forgot it, and the session
+	 * resumes where it was instead of staying silent. */
+	INBOX_STREAM_OP_RENEW = 4,
 } inbox_stream_op;
 
 typedef struct inbox_stream_request {
@@ -674,6 +679,9 @@ int inbox_stream_request_encode(const inbox_stream_request *r,
 	msgpack_packer *pk);
 int inbox_stream_request_decode(const msgpack_object *obj,
 	inbox_stream_request *out);
+/* Whether `from`'s session subscription_id is subscribed. */
+bool inbox_stream_subscribed(const inbox_stream *s, rt_addr from,
+	uint64_t subscription_id);
 /* Applies a decoded request from `from` (the message's sender). */
 int inbox_stream_apply(inbox_stream *s, rt_addr from,
 	const inbox_stream_request *r, inbox_stream_deliver_callback deliver,

@@ -521,10 +521,18 @@ inbox_stream_request_decode(const msgpack_object *obj,
 		!engage_get_u64(&f[2], &out->seq) ||
 		!engage_get_bool(&f[3], &out->has_since))
 		return API_EINVALID;
-	if (op < INBOX_STREAM_OP_SUBSCRIBE || op > INBOX_STREAM_OP_UNSUBSCRIBE)
+	if (op < INBOX_STREAM_OP_SUBSCRIBE || op > INBOX_STREAM_OP_RENEW)
 		return API_EINVALID;
 	out->op = (inbox_stream_op)op;
 	return 0;
+}
+
+bool
+inbox_stream_subscribed(const inbox_stream *s, rt_addr from,
+	uint64_t subscription_id)
+{
+	ACTORS_ASSERT(s != NULL);
+	return subscriber_find(s, from, subscription_id) != UINT32_MAX;
 }
 
 int
@@ -542,6 +550,11 @@ inbox_stream_apply(inbox_stream *s, rt_addr from,
 		return inbox_stream_ack(s, from, r->subscription_id, r->seq);
 	case INBOX_STREAM_OP_UNSUBSCRIBE:
 		return inbox_stream_unsubscribe(s, from, r->subscription_id);
+	case INBOX_STREAM_OP_RENEW:
+		if (inbox_stream_subscribed(s, from, r->subscription_id))
+			return 0;
+		return inbox_stream_subscribe(s, from, r->subscription_id,
+			r->has_since, r->seq, deliver, arg);
 	}
 	return API_EINVALID;
 }

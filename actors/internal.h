@@ -372,7 +372,8 @@ enum {
 	USER_T_STORIES_ACTIVE,   /* ask: summary + visible stories */
 	USER_T_STORY_SEEN,       /* ask: mark a story seen */
 	USER_T_STORY_EXPIRE,     /* timer: collect expired stories */
-	USER_T_STREAM,           /* ask (subscribe), plain (ack, unsubscribe) */
+	USER_T_STREAM,           /* ask (subscribe), plain (ack, renew,
+				  * unsubscribe) */
 	USER_T_PRESENCE,         /* plain: a follower came online or left */
 	USER_T_LIVE,             /* plain: a live-only event for the stream */
 	USER_T_POST_EVENT,       /* plain from an own post: it changed */
@@ -654,6 +655,8 @@ void actors__set_plain_hook(api_client *c, actors__plain_hook hook);
  * the first api_stream_open; api_client_destroy frees it with
  * actors__streams_free. */
 void **actors__client_streams(api_client *c);
+/* A stream's subscription id, as its session is known at the actor. */
+uint64_t actors__stream_subscription_id(const api_stream *s);
 void actors__streams_free(void *streams);
 
 /* Accounts one caption or comment notifies by @mention, at most: the

@@ -13,7 +13,16 @@
  * open-addressing table, so an event for a stream already closed (or of
  * another process that used this inbox address before) is dropped; after
  * api_stream_close no callback names the stream; acks go out in batches
- * of STREAM_ACK_EVERY, far below the actor's cut-off bound.
+ * of STREAM_ACK_EVERY, far below the actor's cut-off bound; a stream's
+ * callback sees each seq at most once and in increasing order (an event
+ * at or below the stream's position is a duplicate from before a
+ * renewal, and dropped).
+ *
+ * Renewal: the actor keeps its sessions in memory, so one that moves to
+ * another node, restarts, or loses them otherwise would leave the stream
+ * open and silent for ever. api_stream_renew sends the actor the
+ * session's position; a session it no longer has is subscribed again
+ * from there (replay or RESYNC), one it has costs nothing more.
  *
  * What it deliberately does not do: hold events (the user's actor does,
  * for resume), reconnect (the caller reopens with since after a CUT_OFF).
@@ -36,6 +45,8 @@ struct api_stream {
 	void *arg;
 	bool closed;        /* no more events (cut off or refused) */
 	bool actor_removed; /* the actor dropped the session itself */
+	bool positioned;    /* position is known */
+	uint64_t position;  /* newest seq delivered, or where it stands */
 	uint64_t acked;     /* newest seq the caller acked */
 	uint64_t acked_sent; /* newest ack sent to the actor */
 };
@@ -166,8 +177,18 @@ static void
 stream_deliver(api_stream *s, api_event_type type, uint64_t seq,
 	const msgpack_object *data)
 {
-	if (type == API_EVENT_CUT_OFF)
+	if (type == API_EVENT_CUT_OFF) {
 		s->closed = true; /* before the callback, which may close s */
+	} else {
+		/* A RESYNC moves the position wherever the actor stands;
+		 * anything else at or below it was sent again after a
+		 * renewal. */
+		if (type != API_EVENT_RESYNC && s->positioned &&
+			seq <= s->position)
+			return;
+		s->positioned = true;
+		s->position = seq;
+	}
 	api_event ev = {type, seq, data};
 	s->cb(s->arg, &ev);
 }
@@ -215,8 +236,23 @@ subscribed(api_client *c, void *opaque, const rt_message *m)
 	actors__reply_parse(m, &code, &detail, &detail_length, &body,
 		&body_length);
 	api_stream *s = table_get(*actors__client_streams(c), id);
-	if (code == API_OK || s == NULL || s->closed)
+	if (s == NULL || s->closed)
 		return;
+	if (code == API_OK) {
+		/* The answer follows the replayed events and names the seq
+		 * the session stands at (none from an older node). */
+		msgpack_unpacked u;
+		msgpack_unpacked_init(&u);
+		uint64_t seq;
+		if (body_length > 0 && engage_unpack(body, body_length, &u) == 0 &&
+			engage_get_u64(&u.data, &seq) &&
+			(!s->positioned || seq > s->position)) {
+			s->positioned = true;
+			s->position = seq;
+		}
+		msgpack_unpacked_destroy(&u);
+		return;
+	}
 	msgpack_unpacked u;
 	msgpack_unpacked_init(&u);
 	if (engage_unpack(reason_unavailable, sizeof reason_unavailable,
@@ -240,15 +276,16 @@ request_encode(wire_writer *w, const api_stream *s, inbox_stream_op op,
 	wire_u8(w, has_since ? 1 : 0);
 }
 
-/* A plain request (ack, unsubscribe); lost ones are harmless (a session
- * that never leaves is cut off once it falls behind). */
+/* A plain request (ack, renewal, unsubscribe); lost ones are harmless (a
+ * session that never leaves is cut off once it falls behind; the next
+ * renewal follows a lost one). */
 static void
-request_send(api_stream *s, inbox_stream_op op, uint64_t seq)
+request_send(api_stream *s, inbox_stream_op op, uint64_t seq, bool has_since)
 {
 	api *a = actors__client_api(s->c);
 	unsigned char payload[40];
 	wire_writer w = {payload, 0, sizeof payload, false};
-	request_encode(&w, s, op, seq, false);
+	request_encode(&w, s, op, seq, has_since);
 	ACTORS_ASSERT(!w.failed && w.bytes == payload);
 	rt_message *m = rt_message_alloc(a->rt, USER_T_STREAM,
 		(uint32_t)w.length);
@@ -283,7 +320,8 @@ api_stream_open(api_client *c, const api_ctx *ctx, uint64_t user_id,
 	subscribe_op *op = malloc(sizeof *op);
 	if (s == NULL || op == NULL)
 		goto fail;
-	*s = (api_stream){.c = c, .user_id = user_id, .cb = cb, .arg = arg};
+	*s = (api_stream){.c = c, .user_id = user_id, .cb = cb, .arg = arg,
+		.positioned = has_since, .position = has_since ? since_seq : 0};
 	do /* random: never confused with another process's session */
 		s->subscription_id = rt_random_u64(a->rt);
 	while (s->subscription_id == 0 ||
@@ -315,9 +353,24 @@ api_stream_ack(api_stream *s, uint64_t seq)
 		return;
 	s->acked = seq;
 	if (s->acked >= s->acked_sent + STREAM_ACK_EVERY) {
-		request_send(s, INBOX_STREAM_OP_ACK, s->acked);
+		request_send(s, INBOX_STREAM_OP_ACK, s->acked, false);
 		s->acked_sent = s->acked;
 	}
+}
+
+uint64_t
+actors__stream_subscription_id(const api_stream *s)
+{
+	return s->subscription_id;
+}
+
+void
+api_stream_renew(api_stream *s)
+{
+	ACTORS_ASSERT(s != NULL);
+	if (s->closed)
+		return;
+	request_send(s, INBOX_STREAM_OP_RENEW, s->position, s->positioned);
 }
 
 void
@@ -326,7 +379,7 @@ api_stream_close(api_stream *s)
 	if (s == NULL)
 		return;
 	if (!s->actor_removed)
-		request_send(s, INBOX_STREAM_OP_UNSUBSCRIBE, 0);
+		request_send(s, INBOX_STREAM_OP_UNSUBSCRIBE, 0, false);
 	table_remove(*actors__client_streams(s->c), s->subscription_id);
 	free(s);
 }

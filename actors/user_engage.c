@@ -329,7 +329,8 @@ user__publish_notifications(api *a, rt_actor *self, user_state *st,
 
 /* USER_T_STREAM: u32 kind, u64 id (the session's address), u8 op, u64
  * subscription id, u64 seq, u8 has_since. An ask for a subscribe (its
- * answer follows the replayed events), plain for acks and leaving. */
+ * answer follows the replayed events and carries the stream's seq, where
+ * the session now stands), plain for acks, renewals and leaving. */
 static void
 on_stream(api *a, rt_actor *self, user_state *st, const rt_message *m)
 {
@@ -348,7 +349,12 @@ on_stream(api *a, rt_actor *self, user_state *st, const rt_message *m)
 		reply_code(self, m, API_EINVALID, "malformed stream request");
 		return;
 	}
-	if (req.op != INBOX_STREAM_OP_SUBSCRIBE && st->stream == NULL) {
+	if (req.op == INBOX_STREAM_OP_RENEW && st->stream != NULL &&
+		inbox_stream_subscribed(st->stream, addr, req.subscription_id))
+		return; /* still subscribed: the common case, nothing to do */
+	bool subscribe = req.op == INBOX_STREAM_OP_SUBSCRIBE ||
+		req.op == INBOX_STREAM_OP_RENEW;
+	if (!subscribe && st->stream == NULL) {
 		reply_code(self, m, API_ENOTFOUND, "no such session");
 		return;
 	}
@@ -357,14 +363,27 @@ on_stream(api *a, rt_actor *self, user_state *st, const rt_message *m)
 		return;
 	}
 	bool was_online = user__online(st);
-	if (req.op == INBOX_STREAM_OP_SUBSCRIBE) {
+	if (subscribe) {
 		stream_mark(a, self, st);
 		st->stream_incarnation = a->incarnation;
 	}
 	deliver_ctx d = {self, 0, {{{0, 0, 0}, 0, 0, 0}}};
 	int rc = inbox_stream_apply(st->stream, addr, &req, deliver, &d);
 	stream_settle(a, self, st, was_online, &d);
-	reply_code(self, m, rc, rc == 0 ? NULL : "stream request refused");
+	if (rc != 0 || req.op != INBOX_STREAM_OP_SUBSCRIBE) {
+		reply_code(self, m, rc, rc == 0 ? NULL
+					       : "stream request refused");
+		return;
+	}
+	/* The session now stands at the stream's seq: what it renews
+	 * from, even before its first event. */
+	actors__body b;
+	actors__body_init(&b);
+	if (msgpack_pack_uint64(&b.packer, st->stream->last_seq) == 0)
+		reply_body(self, m, &b);
+	else
+		reply_code(self, m, API_OK, NULL);
+	actors__body_free(&b);
 }
 
 /* USER_T_PRESENCE (at a celebrity): u64 follower, u8 online. */

@@ -98,6 +98,11 @@
 #define GW_WS_SNDBUF_BYTES (32 * 1024)
 /* Seconds a closing socket may take to flush its close frame. */
 #define GW_WS_CLOSE_WAIT_S 5
+/* Seconds between a stream's renewals with the user's actor (actors/api.h
+ * api_stream_renew): the longest a stream stays silent after its actor
+ * moved to another node or restarted; a renewal of a stream still
+ * subscribed is one message. */
+#define GW_STREAM_RENEW_S 15u
 /* Close code for a reader too slow for its queue (API.md). */
 #define GW_WS_CLOSE_SLOW 4008
 /* multipart: the caption field's stored bytes (2,200 characters of up to
@@ -823,6 +828,7 @@ struct gw__ws_conn {
 	uint32_t rx_length;
 	uint64_t acked_seq;        /* last seq acked to the domain */
 	uint32_t last_rx_s;        /* gw clock: the peer's last frame */
+	uint32_t renewed_s;        /* gw clock: the stream's last renewal */
 	uint16_t close_code;       /* non-zero: close with it when writable */
 	bool has_since;
 	bool ping_due;             /* send a ping when writable */
@@ -840,6 +846,9 @@ int gw__stream_receive(gw__ws_conn *c, const unsigned char *text,
 	size_t length);
 /* stream.c: frames up to seq were written to the socket. */
 void gw__stream_written(gw__ws_conn *c, uint64_t seq, bool queue_empty);
+/* stream.c: renews the subscription at the user's actor, now_s being the
+ * gw clock, once GW_STREAM_RENEW_S have passed since the last. */
+void gw__stream_renew(gw__ws_conn *c, uint32_t now_s);
 /* stream.c: the socket closed: unsubscribe and free the queue. */
 void gw__stream_closed(gw__ws_conn *c);
 /* lws_server.c: true when c's socket cannot take more right now. */

@@ -1043,7 +1043,8 @@ on_ws_writable(struct lws *wsi, session *s)
  * stream list instead of lws's validity timers: lws 4.1 keeps those in a
  * sorted list with O(n) inserts, which at tens of thousands of sockets
  * spent most of the loop's time re-sorting (seen under perf). A silent
- * peer gets a ping after ws_ping_s and is dropped at ws_hangup_s.
+ * peer gets a ping after ws_ping_s and is dropped at ws_hangup_s. The
+ * same sweep renews each stream's subscription (gw__stream_renew).
  */
 static void
 ping_sweep(uv_timer_t *t)
@@ -1055,6 +1056,7 @@ ping_sweep(uv_timer_t *t)
 		uint32_t silent = now - c->last_rx_s;
 		if (c->conn == NULL || c->close_code != 0)
 			continue;
+		gw__stream_renew(c, now);
 		if (silent >= g->cfg.ws_hangup_s) {
 			lws_set_timeout(c->conn, PENDING_TIMEOUT_USER_OK,
 				LWS_TO_KILL_ASYNC);

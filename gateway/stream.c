@@ -80,6 +80,21 @@ stream_event(void *arg, const api_event *ev)
 		gw__transport_ws_wake(c);
 }
 
+void
+gw__stream_renew(gw__ws_conn *c, uint32_t now_s)
+{
+	if (c->stream == NULL)
+		return;
+	if (c->renewed_s == 0) {
+		c->renewed_s = now_s; /* opened since the last sweep */
+		return;
+	}
+	if (now_s - c->renewed_s < GW_STREAM_RENEW_S)
+		return;
+	c->renewed_s = now_s;
+	api_stream_renew(c->stream);
+}
+
 int
 gw__stream_open(gw__ws_conn *c)
 {

@@ -543,3 +543,54 @@ TEST(actors_engage_stream_request_and_message_codecs)
 	msgpack_sbuffer_destroy(&sb);
 	inbox_stream_free(&s);
 }
+
+TEST(actors_engage_stream_renew_resubscribes_only_a_forgotten_session)
+{
+	inbox_stream s;
+	inbox_stream_init(&s);
+	publish_n(&s, 6);
+	inbox_stream_request renew = {INBOX_STREAM_OP_RENEW, 77, 3, true};
+	/* Forgotten (never subscribed here): subscribed from its seq, the
+	 * events after it replayed. */
+	the_log.count = 0;
+	CHECK_EQ(inbox_stream_apply(&s, session(5), &renew, record, &the_log),
+		0);
+	CHECK(inbox_stream_subscribed(&s, session(5), 77));
+	check_replay(4, 6);
+	/* Still subscribed: nothing replayed, nothing changed. */
+	the_log.count = 0;
+	renew.seq = 1;
+	CHECK_EQ(inbox_stream_apply(&s, session(5), &renew, record, &the_log),
+		0);
+	CHECK_EQ(the_log.count, 0);
+	CHECK_EQ(s.subscribers_count, 1);
+	/* Another session's renewal is another subscription. */
+	CHECK(!inbox_stream_subscribed(&s, session(6), 77));
+	/* The stream forgot its sessions (a load in another process): the
+	 * renewal brings the session back where it was. */
+	inbox_stream_reset(&s, 0);
+	CHECK(!inbox_stream_subscribed(&s, session(5), 77));
+	renew.seq = 6;
+	publish_n(&s, 2); /* published while the session was forgotten */
+	the_log.count = 0;
+	CHECK_EQ(inbox_stream_apply(&s, session(5), &renew, record, &the_log),
+		0);
+	check_replay(7, 8);
+	/* A load that lost events: the renewal gets one RESYNC. */
+	inbox_stream_reset(&s, 1000);
+	renew.seq = 8;
+	the_log.count = 0;
+	CHECK_EQ(inbox_stream_apply(&s, session(5), &renew, record, &the_log),
+		0);
+	CHECK_EQ(the_log.count, 1);
+	CHECK_EQ(the_log.d[0].type, API_EVENT_RESYNC);
+	CHECK_EQ_U64(the_log.d[0].seq, 1008);
+	/* Without a position it subscribes from now, replaying nothing. */
+	inbox_stream_request fresh = {INBOX_STREAM_OP_RENEW, 78, 0, false};
+	the_log.count = 0;
+	CHECK_EQ(inbox_stream_apply(&s, session(5), &fresh, record, &the_log),
+		0);
+	CHECK_EQ(the_log.count, 0);
+	CHECK(inbox_stream_subscribed(&s, session(5), 78));
+	inbox_stream_free(&s);
+}

@@ -6,13 +6,16 @@
  * since delivers exactly what followed, from every point, or a resync
  * once the events are gone; a subscriber that never acks is cut off at
  * the bound and loses nothing when it resumes; a celebrity's post reaches
- * only followers that are online; only the user may open its stream.
+ * only followers that are online; only the user may open its stream; a
+ * renewal costs a subscribed stream nothing and brings back one its
+ * actor forgot, from where it was, each event once.
  * Method: a deterministic runtime and one api client; streams collect
  * their events into arrays; api_client_wait runs the scheduler.
  */
 #include "tests/unit/actors_helpers.h"
 
 #include "actors/engage.h"
+#include "actors/internal.h"
 
 #define STREAM_EVENTS_KEPT 2048
 
@@ -406,5 +409,106 @@ TEST(actors_stream_post_updated_when_media_turns_ready)
 	t_result_reset(&r);
 	stream_close(&e, sa);
 	stream_close(&e, sb);
+	t_close(&e);
+}
+
+/* Makes alice's actor forget ts's session, as a move or a restart does:
+ * the session's own unsubscribe, sent behind the client's back. */
+static void
+forget_session(t_env *e, uint64_t user, const t_stream *ts)
+{
+	rt_addr session = actors__client_addr(e->c);
+	unsigned char payload[40];
+	wire_writer w = {payload, 0, sizeof payload, false};
+	wire_u32(&w, session.kind);
+	wire_u64(&w, session.id);
+	wire_u8(&w, INBOX_STREAM_OP_UNSUBSCRIBE);
+	wire_u64(&w, actors__stream_subscription_id(ts->s));
+	wire_u64(&w, 0);
+	wire_u8(&w, 0);
+	CHECK(!w.failed);
+	rt_message *m = rt_message_alloc(e->rt, USER_T_STREAM,
+		(uint32_t)w.length);
+	CHECK(m != NULL);
+	memcpy(m->payload, payload, w.length);
+	CHECK_EQ(rt_send_external(e->rt, rt_addr_make(ACTORS_KIND_USER, user),
+			 m),
+		0);
+	t_settle(e);
+}
+
+TEST_WITH_TIMEOUT(actors_stream_renewal_brings_back_a_forgotten_session, 120)
+{
+	t_env e;
+	t_open(&e, NULL, true, false);
+	uint64_t alice = t_signup(&e, "alice");
+	uint64_t bob = t_signup(&e, "bob");
+	uint64_t post = t_post(&e, alice, "talk to me");
+	notifications(&e, bob, post, 2); /* before the session: not sent */
+	t_stream *ts = stream_open(&e, alice, false, 0);
+	CHECK_EQ(ts->count, 0);
+	/* Forgotten before its first event: it renews from where it was
+	 * subscribed (the subscribe's answer), so nothing is missed. */
+	forget_session(&e, alice, ts);
+	notifications(&e, bob, post, 3);
+	t_settle(&e);
+	api_client_poll(e.c);
+	CHECK_EQ(ts->count, 0); /* silent: the actor has no session */
+	api_stream_renew(ts->s);
+	stream_wait(&e, ts, 3);
+	check_consecutive(ts, 1);
+	/* Subscribed: a renewal sends nothing again. */
+	api_stream_renew(ts->s);
+	t_settle(&e);
+	api_client_poll(e.c);
+	CHECK_EQ(ts->count, 3);
+	notifications(&e, bob, post, 2);
+	stream_wait(&e, ts, 5);
+	/* Forgotten after events: the renewal replays what followed. */
+	forget_session(&e, alice, ts);
+	notifications(&e, bob, post, 4);
+	api_stream_renew(ts->s);
+	stream_wait(&e, ts, 9);
+	t_settle(&e);
+	api_client_poll(e.c);
+	CHECK_EQ(ts->count, 9);
+	check_consecutive(ts, 1);
+	for (uint32_t i = 0; i < ts->count; i++)
+		CHECK_EQ(ts->events[i].type, API_EVENT_NOTIFICATION);
+	stream_close(&e, ts);
+	t_close(&e);
+}
+
+TEST_WITH_TIMEOUT(actors_stream_renewal_drops_events_sent_twice, 120)
+{
+	t_env e;
+	t_open(&e, NULL, true, false);
+	uint64_t alice = t_signup(&e, "alice");
+	uint64_t bob = t_signup(&e, "bob");
+	uint64_t post = t_post(&e, alice, "talk to me");
+	t_stream *ts = stream_open(&e, alice, false, 0);
+	notifications(&e, bob, post, 2);
+	stream_wait(&e, ts, 2);
+	forget_session(&e, alice, ts);
+	notifications(&e, bob, post, 3);
+	/* Two renewals from the same position, the actor forgetting the
+	 * session in between, before the client reads anything: the
+	 * events after it come twice; the client takes each seq once. */
+	api_stream_renew(ts->s); /* position 2: replays 3..5 */
+	t_settle(&e);
+	forget_session(&e, alice, ts);
+	api_stream_renew(ts->s); /* still position 2: 3..5 again */
+	t_settle(&e);
+	api_client_poll(e.c);
+	CHECK_EQ(ts->count, 5);
+	check_consecutive(ts, 1);
+	/* And what follows comes once, in order. */
+	notifications(&e, bob, post, 2);
+	stream_wait(&e, ts, 7);
+	t_settle(&e);
+	api_client_poll(e.c);
+	CHECK_EQ(ts->count, 7);
+	check_consecutive(ts, 1);
+	stream_close(&e, ts);
 	t_close(&e);
 }
