@@ -435,6 +435,28 @@ typedef struct ps_journal_stats {
 } ps_journal_stats;
 void ps_journal_get_stats(ps_journal *journal, ps_journal_stats *out);
 
+/* One group commit's timeline, CLOCK_MONOTONIC ns, for benchmarks that
+ * break a write's latency into stages. */
+typedef struct ps_journal_batch_trace {
+	uint64_t first_lsn;       /* 0 when it held barriers only */
+	uint64_t last_lsn;
+	uint32_t items;           /* records and barriers */
+	uint64_t first_queued_ns; /* its first item was queued */
+	uint64_t taken_ns;        /* the writer took it */
+	uint64_t written_ns;      /* its bytes were written */
+	uint64_t synced_ns;       /* its fdatasync returned */
+	uint64_t completed_ns;    /* every callback of it ran */
+} ps_journal_batch_trace;
+typedef void (*ps_journal_trace_callback)(void *arg,
+	const ps_journal_batch_trace *trace);
+/* Calls cb (NULL: stops) after each group commit that succeeded, on the
+ * writer thread with no lock held; cb copies what it keeps and returns.
+ * Timestamps cost a clock read per batch and per first item, only while
+ * set. Writer-thread journals only (a manual one never calls it). Any
+ * thread. */
+void ps_journal_set_trace(ps_journal *journal, ps_journal_trace_callback cb,
+	void *arg);
+
 /* Writes and syncs everything queued (their callbacks run), stops the
  * writer and frees the journal. Blocking; not from an actor. */
 void ps_journal_close(ps_journal *journal);

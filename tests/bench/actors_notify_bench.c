@@ -42,7 +42,11 @@
  * or the client's inbox wakes it (as a gateway's loop sleeps until its
  * uv_async fires; a spinning bench thread took a core from the two
  * workers and the journal writer it measures). A notification is timed
- * when the client hands it over. Search: journal off (a million signups would be a benchmark of
+ * when the client hands it over. FLOCK_BENCH_STAGES=1 adds, on stderr,
+ * where each step's time went: the journal's timeline of each group
+ * commit (ps_journal_set_trace) and the bench's own timestamps of each
+ * like (sent, answered, notified), joined by taking a like's batch to be
+ * the last one synced before its answer came. Search: journal off (a million signups would be a benchmark of
  * the journal); users signed up through api_signup_prehashed with a
  * window of calls in flight, then queries of random prefixes of the
  * names loaded. FLOCK_BENCH_USERS overrides the million.
@@ -51,6 +55,7 @@
 #include <fcntl.h>
 #include <math.h>
 #include <semaphore.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -202,6 +207,12 @@ typedef struct like_world {
 	uint64_t answered;
 	uint64_t failed;
 	uint64_t next_pair;
+	/* FLOCK_BENCH_STAGES only (else NULL), by pair: monotonic ns. */
+	struct like_times {
+		uint64_t sent;
+		uint64_t answered;
+		uint64_t notified;
+	} *times;
 	api_stream *streams[AUTHORS];
 	struct session {
 		struct like_world *w;
@@ -242,6 +253,8 @@ on_notification(void *arg, const api_event *ev)
 	uint64_t *sent = &w->sent_ns[(size_t)p * LIKERS + (size_t)l];
 	if (*sent == 0)
 		return;
+	if (w->times != NULL)
+		w->times[(size_t)p * LIKERS + (size_t)l].notified = now;
 	w->latency_ns[w->latencies++] = now - *sent;
 	*sent = 0;
 }
@@ -257,7 +270,10 @@ like_answered(void *arg, const api_result *r)
 	like_world *w = likes_running;
 	uint64_t *sent = arg;
 	if (*sent != 0) {
-		w->answer_ns[w->answers++] = now_ns() - *sent;
+		uint64_t now = now_ns();
+		if (w->times != NULL)
+			w->times[sent - w->answer_sent_ns].answered = now;
+		w->answer_ns[w->answers++] = now - *sent;
 		*sent = 0;
 	}
 	w->answered++;
@@ -345,8 +361,191 @@ like_next(like_world *w)
 	size_t at = (size_t)post * LIKERS + liker;
 	w->sent_ns[at] = now_ns();
 	w->answer_sent_ns[at] = w->sent_ns[at];
+	if (w->times != NULL)
+		w->times[at] = (struct like_times){w->sent_ns[at], 0, 0};
 	return api_like(w->c, &ctx, w->posts[post], true, like_answered,
 		&w->answer_sent_ns[at]);
+}
+
+/* ---- where the time went (FLOCK_BENCH_STAGES=1) -------------------------- */
+
+/* Group commits traced per step: 2 s at one per 50 µs. */
+#define TRACE_BATCHES_MAX 40000u
+
+static ps_journal_batch_trace traces[TRACE_BATCHES_MAX];
+static atomic_uint traces_count;
+
+/* Writer thread: keeps the batches that held records. */
+static void
+trace_batch(void *arg, const ps_journal_batch_trace *t)
+{
+	(void)arg;
+	unsigned n = atomic_load_explicit(&traces_count, memory_order_relaxed);
+	if (t->first_lsn == 0 || n >= TRACE_BATCHES_MAX)
+		return;
+	traces[n] = *t;
+	atomic_store_explicit(&traces_count, n + 1, memory_order_release);
+}
+
+enum {
+	STAGE_TO_TAKEN,    /* sent -> its batch taken by the writer */
+	STAGE_WRITE,       /* taken -> written */
+	STAGE_SYNC,        /* written -> fdatasync returned */
+	STAGE_TO_ANSWER,   /* synced -> the like's answer at the client */
+	STAGE_TO_NOTIFIED, /* answer -> the notification at the session */
+	STAGE_INFLIGHT,    /* sent -> end of the sync in flight then (0) */
+	STAGES
+};
+static const char *const stage_names[STAGES] = {"sent->taken",
+	"taken->written", "written->synced", "synced->answered",
+	"answered->notified", "(of sent->taken: sync in flight)"};
+
+static double
+mean_us(const uint64_t *ns, size_t n)
+{
+	double sum = 0.0;
+	for (size_t i = 0; i < n; i++)
+		sum += (double)ns[i];
+	return n > 0 ? sum / (double)n / 1000.0 : 0.0;
+}
+
+/* Index of the last traced batch synced at or before t (-1: none). */
+static long
+batch_synced_before(const ps_journal_batch_trace *b, size_t n, uint64_t t)
+{
+	size_t lo = 0, hi = n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (b[mid].synced_ns <= t)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return (long)lo - 1;
+}
+
+/* Prints the stages of the likes of pairs [first, last). */
+static void
+stages_print(like_world *w, uint64_t first, uint64_t last)
+{
+	size_t nb = atomic_load_explicit(&traces_count, memory_order_acquire);
+	size_t n = (size_t)(last - first), kept = 0, unmatched = 0, missed = 0;
+	uint64_t *stage[STAGES], *e2e = calloc(n + 1, sizeof *e2e);
+	size_t *order = calloc(n + 1, sizeof *order);
+	for (int s = 0; s < STAGES; s++)
+		stage[s] = calloc(n + 1, sizeof *stage[s]);
+	for (uint64_t pair = first; pair < last; pair++) {
+		uint32_t post = (uint32_t)(pair % (AUTHORS * POSTS_PER_AUTHOR));
+		uint32_t liker = (uint32_t)(pair / (AUTHORS * POSTS_PER_AUTHOR));
+		const struct like_times *t =
+			&w->times[(size_t)post * LIKERS + liker];
+		if (t->answered == 0 || t->notified == 0)
+			continue;
+		uint64_t v[STAGES] = {0};
+		if (likes_journal != NULL) {
+			long k = batch_synced_before(traces, nb, t->answered);
+			if (k < 0 || traces[k].taken_ns < t->sent) {
+				unmatched++;
+				continue;
+			}
+			const ps_journal_batch_trace *b = &traces[k];
+			v[STAGE_TO_TAKEN] = b->taken_ns - t->sent;
+			v[STAGE_WRITE] = b->written_ns - b->taken_ns;
+			v[STAGE_SYNC] = b->synced_ns - b->written_ns;
+			v[STAGE_TO_ANSWER] = t->answered - b->synced_ns;
+			long j = batch_synced_before(traces, nb, t->sent);
+			long next = j + 1; /* the first taken after sent */
+			if (next < k && traces[next].taken_ns <= t->sent) {
+				v[STAGE_INFLIGHT] = traces[next].synced_ns -
+					t->sent;
+				next++;
+			}
+			/* Taken before the like's record was queued. */
+			if (next < k)
+				missed++;
+		} else {
+			v[STAGE_TO_ANSWER] = t->answered - t->sent;
+		}
+		v[STAGE_TO_NOTIFIED] = t->notified > t->answered
+			? t->notified - t->answered
+			: 0;
+		for (int s = 0; s < STAGES; s++)
+			stage[s][kept] = v[s];
+		e2e[kept] = t->notified - t->sent;
+		order[kept] = kept;
+		kept++;
+	}
+	/* The slowest 1% by sent -> notified, and their mean stages. */
+	size_t tail = kept / 100 > 0 ? kept / 100 : kept;
+	for (size_t i = 0; i < tail; i++) { /* partial selection */
+		size_t best = i;
+		for (size_t k = i + 1; k < kept; k++)
+			if (e2e[order[k]] > e2e[order[best]])
+				best = k;
+		size_t x = order[i];
+		order[i] = order[best];
+		order[best] = x;
+	}
+	fprintf(stderr, "  stages of %zu likes (%zu not matched to a batch, "
+			"%zu whose record missed the first batch taken after "
+			"they were sent), us: p50 / p99 / mean / mean of the "
+			"slowest 1%%\n",
+		kept, unmatched, missed);
+	for (int s = 0; s < STAGES; s++) {
+		if (likes_journal == NULL && s != STAGE_TO_ANSWER &&
+			s != STAGE_TO_NOTIFIED)
+			continue;
+		double tail_sum = 0.0;
+		for (size_t i = 0; i < tail; i++)
+			tail_sum += (double)stage[s][order[i]];
+		double mean = mean_us(stage[s], kept);
+		fprintf(stderr, "    %-34s %8.1f %8.1f %8.1f %8.1f\n",
+			likes_journal == NULL && s == STAGE_TO_ANSWER
+				? "sent->answered"
+				: stage_names[s],
+			percentile_us(stage[s], kept, 0.50),
+			percentile_us(stage[s], kept, 0.99), mean,
+			tail > 0 ? tail_sum / (double)tail / 1000.0 : 0.0);
+	}
+	if (likes_journal != NULL && nb > 1) {
+		/* The writer's own timeline: batch sizes, syncs, callbacks,
+		 * and the gap before the next batch when one was waiting. */
+		uint64_t *items = calloc(nb, sizeof *items);
+		uint64_t *sync = calloc(nb, sizeof *sync);
+		uint64_t *done = calloc(nb, sizeof *done);
+		uint64_t *gap = calloc(nb, sizeof *gap);
+		size_t gaps = 0;
+		for (size_t i = 0; i < nb; i++) {
+			items[i] = traces[i].items * 1000u; /* printed /1000 */
+			sync[i] = traces[i].synced_ns - traces[i].written_ns;
+			done[i] = traces[i].completed_ns - traces[i].synced_ns;
+			if (i + 1 < nb && traces[i + 1].first_queued_ns <=
+					traces[i].synced_ns)
+				gap[gaps++] = traces[i + 1].taken_ns -
+					traces[i].synced_ns;
+		}
+		fprintf(stderr, "  %zu batches, p50 / p99 / mean: items %.0f / "
+				"%.0f / %.1f, fdatasync %.1f / %.1f / %.1f us, "
+				"callbacks %.1f / %.1f / %.1f us, synced -> next "
+				"taken (%zu with one queued) %.1f / %.1f / %.1f "
+				"us\n",
+			nb, percentile_us(items, nb, 0.5),
+			percentile_us(items, nb, 0.99), mean_us(items, nb),
+			percentile_us(sync, nb, 0.5),
+			percentile_us(sync, nb, 0.99), mean_us(sync, nb),
+			percentile_us(done, nb, 0.5),
+			percentile_us(done, nb, 0.99), mean_us(done, nb), gaps,
+			percentile_us(gap, gaps, 0.5),
+			percentile_us(gap, gaps, 0.99), mean_us(gap, gaps));
+		free(items);
+		free(sync);
+		free(done);
+		free(gap);
+	}
+	for (int s = 0; s < STAGES; s++)
+		free(stage[s]);
+	free(e2e);
+	free(order);
 }
 
 /* One open-loop step at rate likes/s. Returns true when every like was
@@ -359,6 +558,11 @@ like_step(like_world *w, double rate, double *p50, double *p99,
 	ps_journal_stats j0 = {0}, j1 = {0};
 	if (likes_journal != NULL)
 		ps_journal_get_stats(likes_journal, &j0);
+	uint64_t first_pair = w->next_pair;
+	if (w->times != NULL && likes_journal != NULL) {
+		atomic_store(&traces_count, 0);
+		ps_journal_set_trace(likes_journal, trace_batch, NULL);
+	}
 	double cpu0 = process_cpu_us();
 	w->latencies = 0;
 	w->answers = 0;
@@ -396,6 +600,11 @@ like_step(like_world *w, double rate, double *p50, double *p99,
 		*answer_p50, *answer_p99, *cpu_per_like_us,
 		(unsigned long long)(j1.syncs - j0.syncs),
 		(unsigned long long)(j1.zero_fills - j0.zero_fills));
+	if (w->times != NULL) {
+		if (likes_journal != NULL)
+			ps_journal_set_trace(likes_journal, NULL, NULL);
+		stages_print(w, first_pair, w->next_pair);
+	}
 	return w->answered - answered0 == sent && w->latencies == sent &&
 		w->failed == 0;
 }
@@ -489,6 +698,9 @@ bench_likes(const char *hash, bool journal)
 	w->latency_ns = calloc(pairs, sizeof *w->latency_ns);
 	w->answer_sent_ns = calloc(pairs, sizeof *w->answer_sent_ns);
 	w->answer_ns = calloc(pairs, sizeof *w->answer_ns);
+	const char *stages_env = getenv("FLOCK_BENCH_STAGES");
+	if (stages_env != NULL && strcmp(stages_env, "1") == 0)
+		w->times = calloc(pairs, sizeof *w->times);
 	likes_running = w;
 	if (w->sent_ns == NULL || w->latency_ns == NULL ||
 		w->answer_sent_ns == NULL || w->answer_ns == NULL ||
@@ -545,6 +757,7 @@ bench_likes(const char *hash, bool journal)
 	free(w->latency_ns);
 	free(w->answer_sent_ns);
 	free(w->answer_ns);
+	free(w->times);
 	free(w);
 	char cmd[128];
 	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);

@@ -420,6 +420,58 @@ TEST(persistence_journal_append_reopen)
 	ps_journal_close(j);
 }
 
+/* A traced group commit: what the trace callback was given. */
+typedef struct traced {
+	pthread_mutex_t mutex;
+	ps_journal_batch_trace batches[600];
+	uint32_t count;
+} traced;
+
+static void
+on_trace(void *arg, const ps_journal_batch_trace *t)
+{
+	traced *tr = arg;
+	pthread_mutex_lock(&tr->mutex);
+	CHECK(tr->count < 600);
+	tr->batches[tr->count++] = *t;
+	pthread_mutex_unlock(&tr->mutex);
+}
+
+/* Every group commit is traced once, in LSN order, its stages in time
+ * order. */
+TEST(persistence_journal_trace_covers_each_batch)
+{
+	const char *dir = journal_dir("j");
+	ps_journal *j;
+	collected c;
+	ps_journal_report rep;
+	CHECK_EQ(open_journal(dir, NULL, 0, 0, &c, NULL, &rep, &j), 0);
+	static traced tr;
+	pthread_mutex_init(&tr.mutex, NULL);
+	ps_journal_set_trace(j, on_trace, &tr);
+	acks a;
+	acks_init(&a);
+	for (uint64_t round = 0; round < 5; round++)
+		append_range(j, round * 100, round * 100 + 100, &a);
+	ps_journal_close(j); /* the writer has returned from every call */
+	CHECK(tr.count > 0);
+	uint64_t next = 1, items = 0;
+	for (uint32_t i = 0; i < tr.count; i++) {
+		const ps_journal_batch_trace *t = &tr.batches[i];
+		CHECK_EQ_U64(t->first_lsn, next);
+		CHECK(t->last_lsn >= t->first_lsn);
+		next = t->last_lsn + 1;
+		items += t->items;
+		CHECK(t->first_queued_ns > 0);
+		CHECK(t->first_queued_ns <= t->taken_ns);
+		CHECK(t->taken_ns <= t->written_ns);
+		CHECK(t->written_ns <= t->synced_ns);
+		CHECK(t->synced_ns <= t->completed_ns);
+	}
+	CHECK_EQ_U64(next, 501);
+	CHECK_EQ_U64(items, 500);
+}
+
 TEST(persistence_journal_torn_tail_every_offset)
 {
 	const char *src = journal_dir("src");
