@@ -412,6 +412,7 @@ ws_send_text(int fd, const char *text)
 typedef struct like_conn {
 	int fd;
 	bool busy;
+	size_t pair; /* of the like in flight */
 	char in[8192];
 	size_t in_used;
 } like_conn;
@@ -435,6 +436,10 @@ post_index(uint64_t id)
 
 static uint64_t liker_ids[LIKE_LIKERS];
 static uint64_t like_ok, like_failed;
+/* Per (liker, post), monotonic ns: when the like was sent and when its
+ * HTTP answer came (the sender's thread), for the split of the latency
+ * into the answer and what the frame took after it. */
+static uint64_t *like_sent_at, *like_answered_at;
 static char like_tokens[LIKE_LIKERS + 1][1024];
 
 static long
@@ -468,6 +473,8 @@ http_drain(like_conn *c)
 			return done;
 		memmove(c->in, c->in + head + body, c->in_used - head - body);
 		c->in_used -= head + body;
+		if (c->busy && like_answered_at != NULL)
+			like_answered_at[c->pair] = now_ns();
 		c->busy = false;
 		done++;
 	}
@@ -495,6 +502,7 @@ typedef struct like_state {
 	uint64_t last_seq;
 	uint64_t acked_seq;
 	uint64_t last_match_ns;
+	uint64_t *frame_at;   /* per (liker, post): the frame came */
 	char first_frame[512];
 } like_state;
 
@@ -542,6 +550,8 @@ ws_frames(like_state *s, int ws_fd)
 				uint64_t sent = __atomic_exchange_n(
 					&s->sent_ns[k], 0, __ATOMIC_ACQ_REL);
 				if (sent != 0) {
+					__atomic_store_n(&s->frame_at[k], now,
+						__ATOMIC_RELEASE);
 					s->latency_ns[s->latencies] = now - sent;
 					__atomic_store_n(&s->last_match_ns, now,
 						__ATOMIC_RELAXED);
@@ -600,6 +610,47 @@ load_posts(const char *path)
 	return post_count > 0;
 }
 
+/* Where a phase's time went: sent -> HTTP answer (the like durable and
+ * answered through the gateway) and HTTP answer -> frame (the
+ * notification's way from the post's durable notice to the socket),
+ * over the likes of pairs [first, last) that got both. */
+static void
+like_split_print(like_state *s, size_t first, size_t last)
+{
+	size_t n = 0, frame_first = 0;
+	uint64_t *answer = calloc(last - first + 1, sizeof *answer);
+	uint64_t *after = calloc(last - first + 1, sizeof *after);
+	for (size_t pair = first; pair < last && answer != NULL &&
+		after != NULL; pair++) {
+		size_t k = (pair % LIKE_LIKERS) * post_count +
+			pair / LIKE_LIKERS;
+		uint64_t frame = __atomic_load_n(&s->frame_at[k],
+			__ATOMIC_ACQUIRE);
+		if (frame == 0 || like_answered_at[k] == 0)
+			continue;
+		answer[n] = like_answered_at[k] - like_sent_at[k];
+		if (frame < like_answered_at[k])
+			frame_first++;
+		after[n] = frame > like_answered_at[k]
+			? frame - like_answered_at[k]
+			: 0;
+		n++;
+	}
+	if (n > 0) {
+		qsort(answer, n, sizeof *answer, cmp_u64);
+		qsort(after, n, sizeof *after, cmp_u64);
+		printf("  %zu likes: sent -> HTTP answer p50 %.3f ms, p99 %.3f "
+		       "ms; HTTP answer -> frame p50 %.3f ms, p99 %.3f ms "
+		       "(%zu frames came before their answer)\n",
+			n, (double)answer[n / 2] / 1e6,
+			(double)answer[n * 99 / 100] / 1e6,
+			(double)after[n / 2] / 1e6,
+			(double)after[n * 99 / 100] / 1e6, frame_first);
+	}
+	free(answer);
+	free(after);
+}
+
 /* One paced phase: rate likes per second for LIKE_SECONDS, then waits
  * (bounded) for their notifications; prints its figures. */
 static void
@@ -633,8 +684,12 @@ like_phase(like_state *s, int ep, like_conn *conns, uint32_t rate,
 				"Content-Type: application/json\r\n"
 				"Content-Length: 17\r\n\r\n{\"action\":\"like\"}",
 				post_ids[post], like_tokens[1 + liker]);
-			__atomic_store_n(&s->sent_ns[liker * post_count + post],
-				now_ns(), __ATOMIC_RELEASE);
+			size_t pair = liker * post_count + post;
+			uint64_t at = now_ns();
+			like_sent_at[pair] = at;
+			__atomic_store_n(&s->sent_ns[pair], at,
+				__ATOMIC_RELEASE);
+			conns[i].pair = pair;
 			if (write(conns[i].fd, req, (size_t)len) == len)
 				conns[i].busy = true;
 			sent++;
@@ -679,6 +734,7 @@ like_phase(like_state *s, int ep, like_conn *conns, uint32_t rate,
 	figure(name, (double)l[matched / 2] / 1e6, "ms");
 	snprintf(name, sizeof name, "like_push_at_%u_p99_ms", rate);
 	figure(name, (double)l[matched * 99 / 100] / 1e6, "ms");
+	like_split_print(s, first, *next_pair);
 }
 
 static void
@@ -714,6 +770,9 @@ bench_like_push(void)
 	size_t pairs = LIKE_LIKERS * post_count;
 	s.sent_ns = calloc(pairs, sizeof *s.sent_ns);
 	s.latency_ns = calloc(pairs, sizeof *s.latency_ns);
+	s.frame_at = calloc(pairs, sizeof *s.frame_at);
+	like_sent_at = calloc(pairs, sizeof *like_sent_at);
+	like_answered_at = calloc(pairs, sizeof *like_answered_at);
 	like_conn *conns = calloc(LIKE_CONNECTIONS, sizeof *conns);
 	int ep = epoll_create1(0);
 	struct epoll_event ev = {.events = EPOLLIN};
@@ -750,6 +809,10 @@ bench_like_push(void)
 	stop(n.pid);
 	free(s.sent_ns);
 	free(s.latency_ns);
+	free(s.frame_at);
+	free(like_sent_at);
+	free(like_answered_at);
+	like_sent_at = like_answered_at = NULL;
 	free(conns);
 }
 
