@@ -820,6 +820,66 @@ TEST(gateway_render_packed)
 	gw__json_cache_destroy(cache);
 }
 
+/* The item cache holds the hot set of DeathStarBench's mix over Reed98
+ * (the ten newest posts of each of 962 users): 10,000 distinct items,
+ * rendered in pages of ten and then again, are found the second time
+ * but for a few in sets that took more than their ways (4,096 slots
+ * direct-mapped found 3 in 10). */
+TEST(gateway_render_cache_holds_ten_thousand_items)
+{
+	gw__json_cache *cache;
+	CHECK_EQ(gw__json_cache_create(&cache), 0);
+	enum { ITEMS = 10000, PAGE = 10 };
+	for (int pass = 0; pass < 2; pass++) {
+		for (int page = 0; page < ITEMS / PAGE; page++) {
+			msgpack_sbuffer sb;
+			msgpack_sbuffer_init(&sb);
+			msgpack_packer pk;
+			msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+			msgpack_pack_map(&pk, 1);
+			msgpack_pack_str_with_body(&pk, "items", 5);
+			msgpack_pack_array(&pk, PAGE);
+			for (int i = 0; i < PAGE; i++) {
+				char caption[64];
+				int n = snprintf(caption, sizeof caption,
+					"post %d of the bench #tag",
+					page * PAGE + i);
+				msgpack_pack_map(&pk, 3);
+				msgpack_pack_str_with_body(&pk, "post_id", 7);
+				msgpack_pack_uint64(&pk,
+					770401216358205441ull +
+						(uint64_t)(page * PAGE + i));
+				msgpack_pack_str_with_body(&pk, "caption", 7);
+				msgpack_pack_str_with_body(&pk, caption,
+					(size_t)n);
+				msgpack_pack_str_with_body(&pk, "likes", 5);
+				msgpack_pack_uint32(&pk, 0);
+			}
+			gw__body b;
+			gw__body_init(&b, SIZE_MAX / 2);
+			CHECK_EQ(gw__msgpack_render_packed(cache, sb.data,
+					 sb.size, &b, NULL, 0),
+				0);
+			char want[64];
+			snprintf(want, sizeof want, "\"caption\":\"post %d of",
+				page * PAGE + PAGE - 1);
+			CHECK(strstr((const char *)b.bytes, want) != NULL);
+			gw__body_free(&b);
+			msgpack_sbuffer_destroy(&sb);
+		}
+		uint64_t hits, misses;
+		gw__json_cache_counts(cache, &hits, &misses);
+		if (pass == 0) {
+			CHECK_EQ_U64(misses, ITEMS);
+			CHECK_EQ_U64(hits, 0);
+		} else {
+			CHECK_EQ_U64(hits + misses, 2 * ITEMS);
+			CHECK(hits >= ITEMS * 97 / 100);
+		}
+	}
+	gw__json_cache_destroy(cache);
+}
+
 /* An empty string renders as "" whether msgpack-c hands it over with a
  * NULL pointer (fixstr) or not (str8), as a value and as a key; so an
  * item cached in one encoding is the same text as the other. */

@@ -1,8 +1,10 @@
 -- mix.lua — DeathStarBench's social-network mix for wrk: 60% home
 -- timeline (GET /v1/feed), 30% user timeline (GET /v1/users/{u}/posts),
 -- 10% compose (POST /v1/posts), each as a random loaded user.
--- FLOCK_BENCH_USERS names the file setup.py wrote.
+-- FLOCK_BENCH_USERS names the file setup.py wrote. FLOCK_BENCH_ROUTE
+-- (feed, user or compose) sends that route alone, to measure its share.
 local users = {}
+local only = os.getenv("FLOCK_BENCH_ROUTE")
 
 local function load()
   local path = os.getenv("FLOCK_BENCH_USERS")
@@ -25,6 +27,8 @@ function request()
   local u = users[math.random(#users)]
   local headers = {["Authorization"] = "Bearer " .. u.token}
   local r = math.random(100)
+  if only == "feed" then r = 1 elseif only == "user" then r = 61
+  elseif only == "compose" then r = 91 end
   if r <= 60 then
     return wrk.format("GET", "/v1/feed?limit=10", headers)
   elseif r <= 90 then
