@@ -125,9 +125,10 @@ $(B)/libflock.a: $(LIB_OBJS)
 UV_POLL_EXPORTS := -Wl,--export-dynamic-symbol=uv_poll_init \
 	-Wl,--export-dynamic-symbol=uv_poll_start \
 	-Wl,--export-dynamic-symbol=uv_poll_stop
+LWS_LOG_EXPORTS := -Wl,--export-dynamic-symbol=_lws_log
 $(B)/flockd: $(B)/gateway/flockd.o $(B)/libflock.a
 	@$(if $(V),,echo "  LD $(MODE) $@")
-	$(Q)$(CC) $(OPT) -pthread $^ $(PKG_LIBS) $(UV_POLL_EXPORTS) -o $@
+	$(Q)$(CC) $(OPT) -pthread $^ $(PKG_LIBS) $(UV_POLL_EXPORTS) $(LWS_LOG_EXPORTS) -o $@
 $(B)/flockctl: $(B)/cluster/flockctl.o $(B)/libflock.a
 	@$(if $(V),,echo "  LD $(MODE) $@")
 	$(Q)$(CC) $(OPT) -pthread $^ $(PKG_LIBS) -o $@
