@@ -40,33 +40,69 @@ actor_bytes(const rt_runtime *rt, const rt_actor *a)
 	return rt->kinds[a->kind].actor_bytes;
 }
 
+/* Takes every message pushed onto a's stack, oldest first (the stack is
+ * newest first; reversing keeps each sender's order), or NULL. */
 static rt_message *
-mailbox_pop(rt_actor *a)
+mailbox_take(rt_actor *a)
 {
-	if (a->queue == NULL) {
-		if (atomic_load_explicit(&a->stack, memory_order_relaxed) == NULL)
-			return NULL;
-		rt_message *s = atomic_exchange_explicit(&a->stack, NULL,
-			memory_order_acquire);
-		rt_message *fifo = NULL;
-		while (s != NULL) {
-			rt_message *next = s->next;
-			s->next = fifo;
-			fifo = s;
-			s = next;
-		}
-		a->queue = fifo;
+	if (atomic_load_explicit(&a->stack, memory_order_relaxed) == NULL)
+		return NULL;
+	rt_message *s = atomic_exchange_explicit(&a->stack, NULL,
+		memory_order_acquire);
+	rt_message *fifo = NULL;
+	while (s != NULL) {
+		rt_message *next = s->next;
+		s->next = fifo;
+		fifo = s;
+		s = next;
 	}
-	rt_message *m = a->queue;
-	if (m != NULL)
-		a->queue = m->next;
-	return m;
+	return fifo;
+}
+
+/* Actor context: the FIFO a's last turn left in the deferred table
+ * (RT_ACTOR_DEFERRED), or NULL. Those messages are older than any on
+ * the stack. */
+static __attribute__((noinline)) rt_message *
+deferred_take_slow(rt_runtime *rt, rt_actor *a)
+{
+	a->local_flags &= (uint8_t)~RT_ACTOR_DEFERRED;
+	pthread_mutex_lock(&rt->deferred_lock);
+	rt_message *fifo = rt__map_remove(&rt->deferred, (uint64_t)(uintptr_t)a);
+	pthread_mutex_unlock(&rt->deferred_lock);
+	RT_ASSERT(fifo != NULL);
+	return fifo;
+}
+
+static inline rt_message *
+deferred_take(rt_runtime *rt, rt_actor *a)
+{
+	if (RT_LIKELY(!(a->local_flags & RT_ACTOR_DEFERRED)))
+		return NULL;
+	return deferred_take_slow(rt, a);
+}
+
+/* Actor context, end of a turn that yielded with fifo (not NULL) still
+ * to handle: keeps it for a's next turn. False when the table could
+ * not grow (the caller handles the rest now, past the turn's bound,
+ * rather than lose them). */
+static bool
+deferred_put(rt_runtime *rt, rt_actor *a, rt_message *fifo)
+{
+	RT_ASSERT(fifo != NULL);
+	RT_ASSERT(!(a->local_flags & RT_ACTOR_DEFERRED));
+	pthread_mutex_lock(&rt->deferred_lock);
+	int rc = rt__map_put(&rt->deferred, (uint64_t)(uintptr_t)a, fifo);
+	pthread_mutex_unlock(&rt->deferred_lock);
+	if (rc != 0)
+		return false;
+	a->local_flags |= RT_ACTOR_DEFERRED;
+	return true;
 }
 
 static bool
 mailbox_empty(rt_actor *a)
 {
-	return a->queue == NULL &&
+	return !(a->local_flags & RT_ACTOR_DEFERRED) &&
 		atomic_load_explicit(&a->stack, memory_order_acquire) == NULL;
 }
 
@@ -199,7 +235,8 @@ fail_message(rt_worker *w, rt_actor *a, const rt_message *m)
 	(void)rt_reply(a, m, r);
 }
 
-static void
+/* Inline: the turn's loop calls it per message. */
+static inline __attribute__((always_inline)) void
 handle(rt_worker *w, rt_actor *a, const rt__kind *k, rt_message *m)
 {
 	rt_runtime *rt = w->rt;
@@ -231,11 +268,20 @@ turn_retire(rt_worker *w, rt_actor *a, int processed)
 }
 
 static void
+free_list(rt_runtime *rt, rt_message *m)
+{
+	while (m != NULL) {
+		rt_message *next = m->next;
+		rt_message_free(rt, m);
+		m = next;
+	}
+}
+
+static void
 actor_free(rt_runtime *rt, rt_actor *a)
 {
-	rt_message *m;
-	while ((m = mailbox_pop(a)) != NULL)
-		rt_message_free(rt, m);
+	free_list(rt, deferred_take(rt, a));
+	free_list(rt, mailbox_take(a));
 	size_t bytes = actor_bytes(rt, a);
 	rt__counters *c = rt__counters_here(rt);
 	rt__count(c, &c->actors_active, -1);
@@ -408,12 +454,26 @@ rt__turn(rt_worker *w, rt_actor *a)
 	if (!(atomic_load_explicit(&a->shared_flags, memory_order_relaxed) &
 		RT_ACTOR_LOADED) && !(a->local_flags & RT_ACTOR_FAILED))
 		actor_load(w, a, k);
+	rt_message *fifo = deferred_take(rt, a);
 	while (processed < RT_TURN_MESSAGES_MAX) {
-		rt_message *m = mailbox_pop(a);
-		if (m == NULL)
-			break;
+		if (fifo == NULL) {
+			fifo = mailbox_take(a);
+			if (fifo == NULL)
+				break;
+		}
+		rt_message *m = fifo;
+		fifo = m->next;
 		processed++;
 		handle(w, a, k, m);
+	}
+	if (RT_UNLIKELY(fifo != NULL) && !deferred_put(rt, a, fifo)) {
+		/* Out of memory for the table: handle them now. */
+		while (fifo != NULL) {
+			rt_message *m = fifo;
+			fifo = m->next;
+			processed++;
+			handle(w, a, k, m);
+		}
 	}
 	w->current = NULL;
 	/* One writer (this worker): no locked add. */

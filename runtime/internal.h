@@ -278,7 +278,8 @@ typedef struct rt__pool {
 /* The size class of a request: 8-byte steps from 16 to 128, then four
  * classes per power of two up to RT_ALLOC_CLASS_BYTES_MAX. An object of
  * a class whose size is a multiple of 16 is 16-aligned, others 8: an
- * actor of a 40-byte header and a 16-byte state takes 56 bytes, not 64
+ * actor of a 32-byte header and a 16-byte state takes 48 bytes, and one
+ * of a 24-byte state 56, not 64
  * (a million such actors are 9 MB less fresh memory, each page of it a
  * fault). Inline (with its inverse) because every message and actor
  * allocation asks it. */
@@ -338,12 +339,19 @@ void rt__cache_flush(rt_runtime *rt, rt__cache *cache);
 #define RT_ACTOR_ACTIVATE_TOKEN 2u /* created by rt_activate: pending
 				     counts one unit with no message */
 #define RT_ACTOR_WANT_PASSIVATE 4u /* passivate at the end of this turn */
+#define RT_ACTOR_DEFERRED 8u       /* messages a turn took and did not
+				     reach wait in rt->deferred */
 
-/* 40 bytes: with an 8-byte state an idle actor is one 48-byte object.
- * The state follows the header, 8-byte aligned (runtime.h says so). */
+/* 32 bytes: with an 8-byte state an idle actor is one 40-byte object,
+ * with skynet's 16 bytes one 48-byte object (a million actors are
+ * that many times a header of fresh memory, each page of it a fault).
+ * The state follows the header, 8-byte aligned (runtime.h says so).
+ * The mailbox is one word: a turn takes the whole stack into a FIFO of
+ * its own (actor.c), and the messages it does not reach before it
+ * yields (RT_TURN_MESSAGES_MAX) wait in the runtime's deferred table
+ * until the actor's next turn, so no consumer queue is kept per actor. */
 struct rt_actor {
 	_Atomic(rt_message *) stack; /* producers push (LIFO) */
-	rt_message *queue;           /* consumer's private FIFO */
 	uint64_t id;
 	atomic_int pending;          /* see the invariants above */
 	atomic_uint last_active_ms;  /* rt-relative ms of the last turn */
@@ -353,7 +361,7 @@ struct rt_actor {
 	uint8_t reserved[5];
 	_Alignas(8) unsigned char state[];
 };
-_Static_assert(sizeof(rt_actor) == 40, "actor header stays lean");
+_Static_assert(sizeof(rt_actor) == 32, "actor header stays lean");
 
 typedef struct rt__kind {
 	const rt_actor_ops *ops;
@@ -748,6 +756,13 @@ struct rt_runtime {
 	rt__map inboxes;
 	uint64_t next_inbox_id;
 	uint64_t housekeeping_timer;
+
+	/* The FIFOs of the actors whose last turn yielded before it reached
+	 * every message it took (RT_ACTOR_DEFERRED): actor -> oldest
+	 * message, linked through next. Only a turn that hit its bound
+	 * comes here, once per RT_TURN_MESSAGES_MAX messages. */
+	pthread_mutex_t deferred_lock;
+	rt__map deferred;
 
 	/* passivation passes running (rt_passivate_where), by slot */
 	pthread_mutex_t passes_lock;

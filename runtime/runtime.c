@@ -131,6 +131,8 @@ rt_create(const rt_config *cfg, rt_runtime **out)
 	pthread_mutex_init(&rt->prng_lock, NULL);
 	pthread_mutex_init(&rt->passes_lock, NULL);
 	pthread_mutex_init(&rt->snapshot_lock, NULL);
+	pthread_mutex_init(&rt->deferred_lock, NULL);
+	rt__map_init(&rt->deferred);
 	rt->next_inbox_id = 1;
 	atomic_store(&rt->next_correlation, correlation_start(cfg));
 	rt__prng_seed(&rt->prng, cfg->seed ^ 0x5851f42d4c957f2dull);
@@ -146,6 +148,8 @@ rt_create(const rt_config *cfg, rt_runtime **out)
 fail_housekeeping:
 	rt__scheduler_destroy(rt);
 fail_scheduler:
+	rt__map_free(&rt->deferred);
+	pthread_mutex_destroy(&rt->deferred_lock);
 	pthread_mutex_destroy(&rt->passes_lock);
 	pthread_mutex_destroy(&rt->snapshot_lock);
 	pthread_mutex_destroy(&rt->prng_lock);
@@ -272,6 +276,10 @@ rt_destroy(rt_runtime *rt)
 	rt__timers_destroy(rt);
 	rt__scheduler_destroy(rt);
 	rt__registry_destroy(&rt->registry);
+	/* Every actor left through actor_free, which took its FIFO. */
+	RT_ASSERT(rt->deferred.count == 0);
+	rt__map_free(&rt->deferred);
+	pthread_mutex_destroy(&rt->deferred_lock);
 	pthread_mutex_destroy(&rt->passes_lock);
 	pthread_mutex_destroy(&rt->snapshot_lock);
 	free(rt->snapshot_addrs);

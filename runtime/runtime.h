@@ -129,9 +129,12 @@ struct rt_message {
 	uint32_t size;        /* payload bytes */
 	uint32_t flags;       /* RT_MESSAGE_F_* */
 	uint32_t capacity;    /* payload bytes allocated; runtime-private */
-	uint64_t sequence;    /* runtime-private: trace/tie-break order */
 	_Alignas(16) unsigned char payload[];
 };
+/* One cache line of header: a message with up to 16 payload bytes is an
+ * 80-byte object, one with none 64 (each message is fresh or recycled
+ * memory a sender writes and a receiver reads). */
+_Static_assert(offsetof(rt_message, payload) == 64, "message header is a line");
 
 /* The message is a reply to an ask (correlation names the ask). */
 #define RT_MESSAGE_F_REPLY 1u
@@ -212,7 +215,7 @@ uint16_t rt_node_id(const rt_runtime *rt);
  * An actor kind's ops table. All callbacks run in the actor's context
  * (one thread at a time per actor). `state` points to state_size bytes,
  * 8-byte aligned (enough for any integer, double or pointer; the state
- * lives right after a 40-byte actor header so idle actors stay small),
+ * lives right after a 32-byte actor header so idle actors stay small),
  * zeroed before on_activate/decode_state.
  */
 typedef struct rt_buffer {
