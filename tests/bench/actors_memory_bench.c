@@ -26,8 +26,10 @@
  * a disk stall of seconds does that) is made again after a pause, as
  * API.md asks of clients; figure memory_1m_calls_retried counts them.
  *
- * Usage: actors_memory_bench [registered] [active] [--no-reed98]
- * (defaults 1,000,000 and 100,000).
+ * Usage: actors_memory_bench [registered] [active] [--no-reed98 |
+ * --reed98-only] (defaults 1,000,000 and 100,000; --reed98-only runs
+ * part 1 alone, in the bench's own process: under valgrind or
+ * heaptrack that is the part looked at).
  */
 #include <stdatomic.h>
 #include <stdio.h>
@@ -625,18 +627,26 @@ main(int argc, char **argv)
 	uint32_t registered = MEMORY_REGISTERED_DEFAULT;
 	uint32_t active = MEMORY_ACTIVE_DEFAULT;
 	bool with_reed98 = true;
+	bool only_reed98 = false;
 	int positional = 0;
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--no-reed98") == 0)
 			with_reed98 = false;
+		else if (strcmp(argv[i], "--reed98-only") == 0)
+			only_reed98 = true;
 		else if (positional++ == 0)
 			registered = (uint32_t)strtoul(argv[i], NULL, 10);
 		else
 			active = (uint32_t)strtoul(argv[i], NULL, 10);
 	}
-	if (registered == 0 || active > registered)
+	if (registered == 0 || active > registered ||
+		(only_reed98 && !with_reed98))
 		die("usage: actors_memory_bench [registered] [active] "
-		    "[--no-reed98]");
+		    "[--no-reed98 | --reed98-only]");
+	if (only_reed98) {
+		reed98();
+		return 0;
+	}
 	/* Each part in a process of its own, before any thread exists:
 	 * part 2's VmRSS is its node's alone, and part 1's growth is not
 	 * hidden by the memory part 2 freed (run after it in one process,
