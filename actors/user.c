@@ -1681,12 +1681,18 @@ post_created_live(api *a, user_state *st, uint64_t post_id, bool pushed)
 	}
 	if (pushed) {
 		push *p = push_find(st, post_id);
+		/* A copy of its own size: the packing buffer has 8 KiB
+		 * (msgpack's initial sbuffer) for a body of a few hundred
+		 * bytes, and the push, then the author's last
+		 * USER_LIVE_BODIES_MAX posts, keep it long after. */
+		unsigned char *body = NULL;
 		if (p != NULL && p->kind == USER_PUSH_TIMELINE &&
-			p->body == NULL) {
-			p->body = (unsigned char *)b.buffer.data;
+			p->body == NULL && b.buffer.size > 0)
+			body = malloc(b.buffer.size);
+		if (body != NULL) {
+			memcpy(body, b.buffer.data, b.buffer.size);
+			p->body = body;
 			p->body_length = (uint32_t)b.buffer.size;
-			b.buffer.data = NULL; /* taken by the push */
-			b.buffer.size = 0;
 		}
 	} else if (st->online_followers.count > 0) {
 		uint32_t n = st->online_followers.count;
