@@ -18,6 +18,9 @@
 #define DEDUPE_FORMAT_VERSION 1u
 #define OUTBOX_EFFECT_HEADER_BYTES 36u
 #define DEDUPE_ENTRY_BYTES 20u
+/* An outbox array this small is not shrunk further (only freed when
+ * empty): the effects of one event fit. */
+#define OUTBOX_CAPACITY_KEPT 8u
 
 /* ---- outbox ---------------------------------------------------------------- */
 
@@ -35,6 +38,31 @@ outbox_reserve(ps_outbox *o, uint32_t count)
 	o->effects = e;
 	o->capacity = capacity;
 	return PS_OK;
+}
+
+/* Gives back what a burst grew: the array is freed when the last effect
+ * is confirmed and halved when a quarter of it is in use, so an actor
+ * that owed thousands of effects for a moment does not keep room for
+ * them while it stays active (a follow burst on Reed98 left ~12 MB of
+ * outbox arrays behind, nearly all empty). Halving at a quarter keeps
+ * a steady count from reallocating back and forth. */
+static void
+outbox_shrink(ps_outbox *o)
+{
+	if (o->count == 0) {
+		free(o->effects);
+		o->effects = NULL;
+		o->capacity = 0;
+		return;
+	}
+	if (o->capacity <= OUTBOX_CAPACITY_KEPT || o->count > o->capacity / 4)
+		return;
+	uint32_t capacity = o->capacity / 2;
+	ps_effect *e = realloc(o->effects, capacity * sizeof *e);
+	if (e == NULL)
+		return; /* keeps the larger array: still valid */
+	o->effects = e;
+	o->capacity = capacity;
 }
 
 int
@@ -80,6 +108,7 @@ ps_outbox_confirm(ps_outbox *o, uint64_t sequence)
 		memmove(&o->effects[i], &o->effects[i + 1],
 			(o->count - i - 1) * sizeof *o->effects);
 		o->count--;
+		outbox_shrink(o);
 		return PS_OK;
 	}
 	return PS_ENOTFOUND;

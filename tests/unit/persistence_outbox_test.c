@@ -5,8 +5,8 @@
  * Goal: sequences are deterministic, unconfirmed effects survive an
  * encode/decode (what a snapshot does) and are listed again for re-send,
  * confirmations remove exactly one effect, a target applies each (source,
- * sequence) once however often it is re-sent, and damaged encodings are
- * refused.
+ * sequence) once however often it is re-sent, damaged encodings are
+ * refused, and an outbox gives back the room a burst made it grow.
  * Method: plain structs, a simulated crash = encode, free, decode.
  */
 #include "persistence/persistence.h"
@@ -86,6 +86,34 @@ TEST(persistence_outbox_bound_and_damage)
 	buf[0] = 9; /* unknown version */
 	CHECK_EQ(ps_outbox_decode(&copy, buf, n, NULL), PS_EVERSION);
 	ps_outbox_free(&copy);
+	ps_outbox_free(&o);
+}
+
+TEST(persistence_outbox_gives_back_room_after_a_burst)
+{
+	ps_outbox o = {0};
+	for (uint32_t i = 0; i < 1000; i++)
+		CHECK_EQ(ps_outbox_add(&o, rt_addr_make(5, i), 1, "p", 1, i, NULL),
+			0);
+	CHECK(o.capacity >= 1000);
+	/* Confirmed out of order, oldest kept last: the rest stays
+	 * listed in sequence order while the array shrinks under it. */
+	for (uint64_t seq = 1000; seq >= 2; seq--)
+		CHECK_EQ(ps_outbox_confirm(&o, seq), 0);
+	CHECK_EQ(o.count, 1);
+	CHECK(o.capacity <= 8);
+	const ps_effect *e;
+	CHECK_EQ(ps_outbox_pending(&o, &e), 1);
+	CHECK_EQ_U64(e[0].sequence, 1);
+	CHECK_EQ(e[0].payload_bytes, 1);
+	CHECK_EQ(ps_outbox_confirm(&o, 1), 0);
+	CHECK_EQ(o.count, 0);
+	CHECK_EQ(o.capacity, 0);
+	CHECK(o.effects == NULL);
+	/* Empty and freed, it takes effects again; sequences go on. */
+	uint64_t seq;
+	CHECK_EQ(ps_outbox_add(&o, rt_addr_make(5, 1), 1, "q", 1, 5, &seq), 0);
+	CHECK_EQ_U64(seq, 1001);
 	ps_outbox_free(&o);
 }
 
