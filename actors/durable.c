@@ -83,6 +83,25 @@ actors__journal(api *a, rt_actor *self, uint32_t record_type,
 }
 
 int
+actors__journal_quiet(api *a, rt_actor *self, uint32_t record_type,
+	const void *payload, size_t length, uint64_t *lsn_out)
+{
+	ACTORS_ASSERT(a != NULL);
+	if (a->store == NULL) {
+		*lsn_out = atomic_fetch_add(&a->local_sequence, 1) + 1;
+		return API_OK;
+	}
+	int rc = ps_node_append(a->store, rt_self(self), record_type, payload,
+		length, NULL, NULL, lsn_out);
+	if (rc != 0) {
+		rt_log(a->rt, RT_LOG_WARN, "actors",
+			"journal append failed: %s", ps_strerror(rc));
+		return API_EUNAVAILABLE;
+	}
+	return API_OK;
+}
+
+int
 actors__barrier(api *a, rt_actor *self, const actors__cookie *cookie)
 {
 	if (a->store == NULL)

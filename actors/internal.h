@@ -523,6 +523,11 @@ api *actors__api_of(rt_runtime *rt);
 int actors__journal(api *a, rt_actor *self, uint32_t record_type,
 	const void *payload, size_t length, const actors__cookie *cookie,
 	uint64_t *lsn_out);
+/* Journals an event of self with no notice of its own: an actor that
+ * journals many uses one actors__barrier for all of them. *lsn_out as
+ * actors__journal. Returns 0 or API_EUNAVAILABLE. */
+int actors__journal_quiet(api *a, rt_actor *self, uint32_t record_type,
+	const void *payload, size_t length, uint64_t *lsn_out);
 /* A notice once everything journaled so far is durable, no record. */
 int actors__barrier(api *a, rt_actor *self, const actors__cookie *cookie);
 /* Sends the effects of o whose events are durable up to lsn and, while

@@ -23,9 +23,24 @@
  * snapshot alone would not do: a post indexed after the last checkpoint
  * whose own records were checkpointed is never woken to send again.
  * Plain SEARCH_T_* updates (tests, tools) are applied without a record.
+ *
+ * One notice per shard: a shard's records ask no notice each. Their
+ * effects wait in a list, and one journal barrier at a time covers what
+ * the list held when it was asked; its notice confirms those and asks
+ * the next barrier for what came meanwhile. So a shard has at most one
+ * notice (a message the node allocates at the append and holds until
+ * the disk answers) in flight, however many of its records wait on the
+ * disk, and a burst costs it 32 bytes per waiting effect (the list,
+ * freed when it empties); the records themselves are bounded by the
+ * journal's queue (PS_EFULL: not confirmed, the source sends again).
+ * With a notice per record, the shards' notices waiting on the disk or
+ * in their mailboxes were the largest use of messages at the peak of
+ * actors_memory_bench's Reed98 mix (12.6 MB), and they drew on the
+ * node's pool of NODE_NOTICES_MAX notices that every actor shares.
  */
 #include "actors/engage.h"
 
+#include <stdatomic.h>
 #include <stdlib.h>
 
 #include "persistence/persistence.h"
@@ -36,7 +51,20 @@
 
 typedef struct search_actor {
 	search_index *index; /* owned; NULL until activated or decoded */
+	/* Runtime only (not in the snapshot): effects applied and journaled,
+	 * oldest first; the first `covered` wait for the barrier `barrier`
+	 * (0: none asked), the rest for the next one. */
+	ps_effect_header *unconfirmed; /* owned; NULL when empty */
+	uint32_t unconfirmed_count;
+	uint32_t unconfirmed_capacity;
+	uint32_t covered;
+	uint64_t barrier;
 } search_actor;
+
+/* Barrier ids, unique in the process: a notice asked by an earlier
+ * activation of a shard must not pass for the current one's (it covers
+ * only what was journaled before it). */
+static _Atomic uint64_t search_barrier_ids;
 
 /* Applies one update (type 600..603, its msgpack payload) for shard,
  * creating the index first when a replay runs before any snapshot. */
@@ -82,6 +110,40 @@ search_apply_record(void *state, uint32_t type, const void *payload,
 	return rc == API_EUNAVAILABLE ? RT_ENOMEM : 0;
 }
 
+/* Room for one more unconfirmed effect. False: out of memory. */
+static bool
+unconfirmed_reserve(search_actor *sa)
+{
+	if (sa->unconfirmed_count < sa->unconfirmed_capacity)
+		return true;
+	uint32_t capacity = sa->unconfirmed_capacity
+		? sa->unconfirmed_capacity * 2u
+		: 16u;
+	ps_effect_header *v = realloc(sa->unconfirmed,
+		capacity * sizeof *v);
+	if (v == NULL)
+		return false;
+	sa->unconfirmed = v;
+	sa->unconfirmed_capacity = capacity;
+	return true;
+}
+
+/* Asks one barrier for every unconfirmed effect, when none is out. */
+static void
+barrier_ask(api *a, rt_actor *self, search_actor *sa)
+{
+	if (sa->barrier != 0 || sa->unconfirmed_count == 0)
+		return;
+	uint64_t id = atomic_fetch_add_explicit(&search_barrier_ids, 1,
+		memory_order_relaxed) + 1;
+	actors__cookie cookie = {SEARCH_KIND, SEARCH_T_EFFECT,
+		rt_self(self).id, 0, id};
+	if (actors__barrier(a, self, &cookie) != API_OK)
+		return; /* the next effect or notice asks again */
+	sa->barrier = id;
+	sa->covered = sa->unconfirmed_count;
+}
+
 /* SEARCH_T_EFFECT: applied, journaled, confirmed once durable (so a
  * crash never loses an indexed post: the source re-sends until then). */
 static void
@@ -96,31 +158,37 @@ search_on_effect(rt_actor *self, search_actor *sa, const rt_message *m)
 	if (ps_effect_parse(m->payload, m->size, &h, &payload, &length) != 0 ||
 		length < 8 || search_addr_shard(rt_self(self), &shard) != 0)
 		return;
+	if (sa->unconfirmed_count == UINT32_MAX || !unconfirmed_reserve(sa))
+		return; /* not confirmed: the source sends it again */
 	const unsigned char *p = payload;
 	uint32_t type = (uint32_t)p[4] | (uint32_t)p[5] << 8 |
 		(uint32_t)p[6] << 16 | (uint32_t)p[7] << 24;
-	actors__cookie cookie = {h.source_kind, ACTORS_T_EFFECT_CONFIRM,
-		h.source_id, 0, h.sequence};
 	int rc = search_apply_update(sa, shard, type, p + 8, length - 8);
 	if (rc == API_EUNAVAILABLE)
 		return; /* not confirmed: the source sends it again */
-	if (rc != 0) { /* refused for good: confirm, keep nothing */
-		(void)actors__barrier(a, self, &cookie);
-		return;
+	if (rc == 0) {
+		rt_mark_dirty(self);
+		unsigned char *record = malloc(length - 4);
+		if (record == NULL)
+			return;
+		memcpy(record, &shard, 4); /* little-endian hosts only (user.c) */
+		memcpy(record + 4, p + 8, length - 8);
+		uint64_t lsn;
+		rc = actors__journal_quiet(a, self, type, record, length - 4,
+			&lsn);
+		free(record);
+		if (rc != API_OK)
+			return; /* applied, not journaled: sent again */
 	}
-	rt_mark_dirty(self);
-	unsigned char *record = malloc(length - 4);
-	if (record == NULL)
-		return;
-	memcpy(record, &shard, 4); /* little-endian hosts only (user.c) */
-	memcpy(record + 4, p + 8, length - 8);
-	uint64_t lsn;
-	(void)actors__journal(a, self, type, record, length - 4, &cookie, &lsn);
-	free(record);
+	/* Journaled, or refused for good (confirmed with the rest: nothing
+	 * to keep). */
+	sa->unconfirmed[sa->unconfirmed_count++] = h;
+	barrier_ask(a, self, sa);
 }
 
+/* A barrier's notice: the effects it covers are durable (or failed). */
 static void
-search_on_durable(rt_actor *self, const rt_message *m)
+search_on_durable(rt_actor *self, search_actor *sa, const rt_message *m)
 {
 	ps_durable_notice n;
 	actors__cookie cookie;
@@ -130,11 +198,30 @@ search_on_durable(rt_actor *self, const rt_message *m)
 	if (n.cookie_bytes != sizeof cookie)
 		return;
 	memcpy(&cookie, n.cookie, sizeof cookie);
-	if (n.status != 0 || cookie.event != ACTORS_T_EFFECT_CONFIRM)
-		return;
-	ps_effect_header h = {cookie.from_kind, ACTORS_T_EFFECT_CONFIRM,
-		cookie.from_id, cookie.extra, 0};
-	(void)ps_effect_confirm_send(self, &h);
+	if (cookie.event != SEARCH_T_EFFECT || cookie.extra != sa->barrier ||
+		sa->barrier == 0)
+		return; /* a barrier of an earlier activation */
+	uint32_t covered = sa->covered;
+	ACTORS_ASSERT(covered <= sa->unconfirmed_count);
+	for (uint32_t i = 0; i < covered; i++) {
+		const ps_effect_header *h = &sa->unconfirmed[i];
+		if (n.status == 0) /* else not confirmed: sent again */
+			(void)ps_effect_confirm_send(self, h);
+	}
+	sa->unconfirmed_count -= covered;
+	memmove(sa->unconfirmed, sa->unconfirmed + covered,
+		sa->unconfirmed_count * sizeof *sa->unconfirmed);
+	sa->covered = 0;
+	sa->barrier = 0;
+	if (sa->unconfirmed_count == 0) {
+		/* A burst's room goes back. */
+		free(sa->unconfirmed);
+		sa->unconfirmed = NULL;
+		sa->unconfirmed_capacity = 0;
+	}
+	api *a = actors__api_of(rt_actor_runtime(self));
+	ACTORS_ASSERT(a != NULL);
+	barrier_ask(a, self, sa);
 }
 
 static int
@@ -191,7 +278,7 @@ search_on_message(rt_actor *self, void *state, const rt_message *m)
 		return;
 	}
 	if (m->type == ACTORS_T_DURABLE) {
-		search_on_durable(self, m);
+		search_on_durable(self, sa, m);
 		return;
 	}
 	msgpack_unpacked u;
@@ -250,6 +337,9 @@ search_free_state(void *state)
 	search_actor *sa = state;
 	search_index_destroy(sa->index);
 	sa->index = NULL;
+	/* Unconfirmed effects are sent again by their sources. */
+	free(sa->unconfirmed);
+	memset(sa, 0, sizeof *sa);
 }
 
 const rt_actor_ops search_actor_ops = {

@@ -494,6 +494,8 @@ notice_done(void *arg, uint64_t lsn, int status)
 	c->message = NULL;
 	c->next_free = node->notices_free;
 	node->notices_free = c;
+	ps__assert(node->stats.notices_pending > 0);
+	node->stats.notices_pending--;
 	pthread_mutex_unlock(&node->mutex);
 	if (rc != 0 && !quiet)
 		rt_log(node->rt, RT_LOG_WARN, "persistence",
@@ -520,6 +522,7 @@ notice_take_locked(ps_node *node, rt_addr reply_to, uint32_t reply_type,
 		return NULL;
 	}
 	node->notices_free = c->next_free;
+	node->stats.notices_pending++;
 	ps_durable_notice *n = (ps_durable_notice *)m->payload;
 	memset(n, 0, sizeof *n);
 	n->cookie_bytes = (uint32_t)cookie_bytes;
@@ -538,6 +541,8 @@ notice_give_back_locked(ps_node *node, notice_context *c)
 	c->message = NULL;
 	c->next_free = node->notices_free;
 	node->notices_free = c;
+	ps__assert(node->stats.notices_pending > 0);
+	node->stats.notices_pending--;
 }
 
 int

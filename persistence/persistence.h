@@ -726,6 +726,9 @@ ps_store *ps_node_store(ps_node *node);
 
 typedef struct ps_node_stats {
 	uint64_t notices_dropped;  /* notice messages delivery refused */
+	/* Notices asked for and not yet sent (each holds a message until
+	 * its record is durable; NODE_NOTICES_MAX at most). */
+	uint64_t notices_pending;
 	uint64_t snapshots_saved;  /* puts queued by the store hook */
 	uint64_t actors_loaded;
 	uint64_t records_applied;  /* recovered records replayed at load */
