@@ -426,6 +426,38 @@ cluster_metrics(cl_node *cluster, char *buf, size_t size)
 	return (size_t)w < size ? (size_t)w : size - 1;
 }
 
+/* The group commits' fdatasync durations as a histogram in seconds
+ * (cumulative buckets, as Prometheus has them). */
+static size_t
+fsync_metrics(const ps_journal_stats *js, char *buf, size_t size)
+{
+	size_t used = 0;
+	uint64_t cumulative = 0;
+	int w = snprintf(buf, size,
+		"# TYPE flock_journal_fsync_seconds histogram\n");
+	for (uint32_t b = 0; w >= 0 && b < PS_JOURNAL_SYNC_BUCKETS; b++) {
+		used += (size_t)w < size - used ? (size_t)w : size - used - 1;
+		cumulative += js->sync_buckets[b];
+		uint64_t bound = ps_journal_sync_bound_us(b);
+		if (bound == UINT64_MAX)
+			w = snprintf(buf + used, size - used,
+				"flock_journal_fsync_seconds_bucket{le=\"+Inf\"} "
+				"%" PRIu64 "\n"
+				"flock_journal_fsync_seconds_sum %.6f\n"
+				"flock_journal_fsync_seconds_count %" PRIu64 "\n",
+				cumulative, (double)js->sync_us_total / 1e6,
+				cumulative);
+		else
+			w = snprintf(buf + used, size - used,
+				"flock_journal_fsync_seconds_bucket{le=\"%g\"} "
+				"%" PRIu64 "\n",
+				(double)bound / 1e6, cumulative);
+	}
+	if (w >= 0)
+		used += (size_t)w < size - used ? (size_t)w : size - used - 1;
+	return used;
+}
+
 static size_t
 journal_metrics(void *arg, char *buf, size_t size)
 {
@@ -458,6 +490,7 @@ journal_metrics(void *arg, char *buf, size_t size)
 	if (w < 0)
 		return 0;
 	size_t used = (size_t)w < size ? (size_t)w : size - 1;
+	used += fsync_metrics(&js, buf + used, size - used);
 	if (n->cluster != NULL)
 		used += cluster_metrics(n->cluster, buf + used, size - used);
 	return used;

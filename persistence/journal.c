@@ -165,6 +165,7 @@ struct ps_journal {
 	bool unsynced;             /* `writing` is written, not yet synced */
 	uint64_t unsynced_bytes;   /* its bytes past file_bytes */
 	uint64_t unsynced_last_lsn;
+	uint64_t sync_ns;          /* the last group commit's fdatasync */
 	pthread_t writer;
 };
 
@@ -449,9 +450,11 @@ batch_sync_step(ps_journal *j)
 {
 	if (j->unsynced_bytes == 0)
 		return PS_OK;
+	uint64_t start = j->manual ? 0 : monotonic_ns();
 	int rc = j->disk.ops->fdatasync(j->disk.ctx, j->fd);
 	if (rc != 0)
 		return rc;
+	j->sync_ns = j->manual ? 0 : monotonic_ns() - start;
 	j->file_bytes += j->unsynced_bytes;
 	j->written_lsn = j->unsynced_last_lsn;
 	j->unsynced_bytes = 0;
@@ -479,6 +482,29 @@ fail_locked(ps_journal *j, int rc)
 	batch_reset(&j->pending);
 }
 
+static const uint64_t sync_bounds_us[PS_JOURNAL_SYNC_BUCKETS] = {50, 100,
+	250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000,
+	1000000, UINT64_MAX};
+
+uint64_t
+ps_journal_sync_bound_us(uint32_t bucket)
+{
+	ps__assert(bucket < PS_JOURNAL_SYNC_BUCKETS);
+	return sync_bounds_us[bucket];
+}
+
+/* Counts a group commit's fdatasync of ns. Lock held. */
+static void
+sync_observe_locked(ps_journal *j, uint64_t ns)
+{
+	uint64_t us = ns / 1000u;
+	uint32_t b = 0;
+	while (us > sync_bounds_us[b]) /* the last bound takes all */
+		b++;
+	j->stats.sync_buckets[b]++;
+	j->stats.sync_us_total += us;
+}
+
 /* The fate of `writing` is known (rc). Lock held on entry and on return;
  * dropped while the callbacks run. */
 static void
@@ -489,6 +515,8 @@ batch_finish_locked(ps_journal *j, int rc)
 			j->durable_lsn = j->writing.last_lsn;
 		j->stats.batches++;
 		j->stats.syncs += j->unsynced_last_lsn != 0;
+		if (j->unsynced_last_lsn != 0 && !j->manual)
+			sync_observe_locked(j, j->sync_ns);
 		j->stats.bytes_written += j->writing.length;
 		j->stats.zero_fills = j->zero_fills;
 	} else {

@@ -423,6 +423,13 @@ ps_pump_step ps_journal_pump(ps_journal *journal);
 int ps_journal_release(ps_journal *journal, uint64_t checkpoint_lsn,
 	uint64_t *deleted_out);
 
+/* Buckets of the group commits' fdatasync durations in ps_journal_stats:
+ * bucket i counts those of at most ps_journal_sync_bound_us(i) µs. */
+#define PS_JOURNAL_SYNC_BUCKETS 14u
+/* The upper bound of bucket i in µs (UINT64_MAX for the last): 50 µs to
+ * 1 s in about x2.5 steps. Pure. */
+uint64_t ps_journal_sync_bound_us(uint32_t bucket);
+
 typedef struct ps_journal_stats {
 	uint64_t appends;       /* records accepted */
 	uint64_t batches;       /* group commits written */
@@ -432,6 +439,10 @@ typedef struct ps_journal_stats {
 	uint64_t segments;      /* live segment files */
 	uint64_t zero_fills;    /* zeros written ahead on a group commit's path */
 	uint64_t zero_idle_steps; /* zeros written ahead while idle (steps) */
+	/* Writer-thread journals only (a manual one reads no clock): each
+	 * group commit's fdatasync by duration, and their sum in µs. */
+	uint64_t sync_buckets[PS_JOURNAL_SYNC_BUCKETS];
+	uint64_t sync_us_total;
 } ps_journal_stats;
 void ps_journal_get_stats(ps_journal *journal, ps_journal_stats *out);
 

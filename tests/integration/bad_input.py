@@ -193,7 +193,8 @@ def main(args, nodes):
     for name in ("flock_http_requests_total{route=\"/v1/feed\",status=\"401\"}",
                  "flock_http_request_duration_seconds_bucket",
                  "flock_connections_open", "flock_actors_active",
-                 "flock_process_resident_memory_bytes", "flock_journal_fsyncs_total"):
+                 "flock_process_resident_memory_bytes", "flock_journal_fsyncs_total",
+                 "flock_journal_fsync_seconds_bucket{le=\"+Inf\"}"):
         check(name in text, "metrics has " + name)
     st, h, body = node.request("GET", "/")
     check(st == 200 and h["content-type"].startswith("text/html"), "GET / serves the page")

@@ -472,6 +472,35 @@ TEST(persistence_journal_trace_covers_each_batch)
 	CHECK_EQ_U64(items, 500);
 }
 
+/* Each group commit's fdatasync lands in one bucket of the stats'
+ * histogram, the bounds rising to a last bucket that takes the rest. */
+TEST(persistence_journal_sync_histogram_counts_each_sync)
+{
+	const char *dir = journal_dir("j");
+	ps_journal *j;
+	collected c;
+	ps_journal_report rep;
+	CHECK_EQ(open_journal(dir, NULL, 0, 0, &c, NULL, &rep, &j), 0);
+	acks a;
+	acks_init(&a);
+	for (uint64_t round = 0; round < 5; round++)
+		append_range(j, round * 100, round * 100 + 100, &a);
+	ps_journal_stats st;
+	ps_journal_get_stats(j, &st);
+	uint64_t counted = 0;
+	for (uint32_t b = 0; b < PS_JOURNAL_SYNC_BUCKETS; b++) {
+		counted += st.sync_buckets[b];
+		if (b > 0)
+			CHECK(ps_journal_sync_bound_us(b) >
+				ps_journal_sync_bound_us(b - 1));
+	}
+	CHECK(st.syncs >= 5);
+	CHECK_EQ_U64(counted, st.syncs);
+	CHECK_EQ_U64(ps_journal_sync_bound_us(PS_JOURNAL_SYNC_BUCKETS - 1),
+		UINT64_MAX);
+	ps_journal_close(j);
+}
+
 TEST(persistence_journal_torn_tail_every_offset)
 {
 	const char *src = journal_dir("src");
