@@ -46,6 +46,33 @@ deferred_step(api_client *c, void *opaque, const rt_message *m)
 	free(d);
 }
 
+/* Runs step(op) from the client's next poll or wait, through a
+ * POOL_DONE to its own inbox: never inside the api call that asks.
+ * Returns 0 or API_EUNAVAILABLE (then step never runs). */
+static int
+run_later(api_client *c, actors__step step, void *op)
+{
+	uint64_t token = actors__token(c, step, op);
+	if (token == 0)
+		return API_EUNAVAILABLE;
+	actors__pool_done done;
+	memset(&done, 0, sizeof done);
+	done.token = token;
+	api *a = actors__client_api(c);
+	rt_message *msg = rt_message_alloc(a->rt, ACTORS_T_POOL_DONE,
+		sizeof done);
+	if (msg == NULL) {
+		actors__token_cancel(c, token);
+		return API_EUNAVAILABLE;
+	}
+	memcpy(msg->payload, &done, sizeof done);
+	if (rt_send_external(a->rt, actors__client_addr(c), msg) != 0) {
+		actors__token_cancel(c, token);
+		return API_EUNAVAILABLE;
+	}
+	return API_OK;
+}
+
 int
 calls__fail(api_client *c, api_callback cb, void *arg, int code,
 	const char *detail)
@@ -57,26 +84,7 @@ calls__fail(api_client *c, api_callback cb, void *arg, int code,
 	d->arg = arg;
 	d->code = code;
 	snprintf(d->detail, sizeof d->detail, "%s", detail ? detail : "");
-	uint64_t token = actors__token(c, deferred_step, d);
-	if (token == 0) {
-		free(d);
-		return API_EUNAVAILABLE;
-	}
-	/* A POOL_DONE to our own inbox runs it from the next poll/wait. */
-	actors__pool_done done;
-	memset(&done, 0, sizeof done);
-	done.token = token;
-	api *a = actors__client_api(c);
-	rt_message *msg = rt_message_alloc(a->rt, ACTORS_T_POOL_DONE,
-		sizeof done);
-	if (msg == NULL) {
-		actors__token_cancel(c, token);
-		free(d);
-		return API_EUNAVAILABLE;
-	}
-	memcpy(msg->payload, &done, sizeof done);
-	if (rt_send_external(a->rt, actors__client_addr(c), msg) != 0) {
-		actors__token_cancel(c, token);
+	if (run_later(c, deferred_step, d) != API_OK) {
 		free(d);
 		return API_EUNAVAILABLE;
 	}
@@ -160,6 +168,8 @@ typedef struct resolve_op {
 	calls__resolved_fn next;
 	void *next_op;
 	int missing_code; /* what an unknown name answers */
+	uint64_t user_id; /* a name the client knew: resolved_step */
+	char lower[API_USERNAME_BYTES_MAX + 2];
 } resolve_op;
 
 static void
@@ -186,7 +196,20 @@ resolve_step(api_client *c, void *opaque, const rt_message *m)
 		free(op);
 		return;
 	}
+	actors__client_name_put(c, op->lower, user_id);
 	op->next(c, op->next_op, user_id);
+	free(op);
+}
+
+/* A name the client had resolved before: next runs from the next poll,
+ * as it would after the names actor's answer, without that ask (a
+ * worker's turn and a reply; a user timeline read was two asks). */
+static void
+resolved_step(api_client *c, void *opaque, const rt_message *m)
+{
+	resolve_op *op = opaque;
+	(void)m;
+	op->next(c, op->next_op, op->user_id);
 	free(op);
 }
 
@@ -209,7 +232,18 @@ calls__resolve(api_client *c, const char *name, api_callback cb, void *arg,
 		free(next_op);
 		return API_EUNAVAILABLE;
 	}
-	*op = (resolve_op){cb, arg, next, next_op, missing_code};
+	*op = (resolve_op){cb, arg, next, next_op, missing_code, 0, {0}};
+	memcpy(op->lower, lower, strlen(lower) + 1);
+	op->user_id = actors__client_name_get(c, lower);
+	if (op->user_id != 0) {
+		if (run_later(c, resolved_step, op) != API_OK) {
+			free(op);
+			free(next_op);
+			return API_EUNAVAILABLE;
+		}
+		actors__call_begin(c);
+		return API_OK;
+	}
 	wire_writer w;
 	wire_init(&w);
 	wire_str(&w, lower);

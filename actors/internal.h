@@ -609,6 +609,12 @@ uint64_t actors__token(api_client *c, actors__step step, void *op);
 void actors__token_cancel(api_client *c, uint64_t token);
 api *actors__client_api(const api_client *c);
 rt_addr actors__client_addr(const api_client *c);
+/* The user id c has seen the lowercased name resolve to, or 0. Names
+ * never change owner (names.c), so a kept id stays right. */
+uint64_t actors__client_name_get(const api_client *c, const char *name);
+/* Keeps name -> user_id (user_id not 0); may replace another name. */
+void actors__client_name_put(api_client *c, const char *name,
+	uint64_t user_id);
 
 /* Splits a reply: *code (timeouts -> API_EUNAVAILABLE, undeliverable ->
  * API_ENOTFOUND/API_EUNAVAILABLE), detail and body borrowed from m. */

@@ -336,6 +336,55 @@ TEST(actors_feed_user_posts_listing)
 	t_close(&e);
 }
 
+/* A name the client resolved before is not asked of the names actor
+ * again (fewer messages delivered for the same answer), and the answer,
+ * or a failure found after the name (a bad cursor), still comes from a
+ * later poll, never inside the call. */
+TEST(actors_feed_known_name_is_not_looked_up_again)
+{
+	t_env e;
+	t_open(&e, NULL, true, false);
+	uint64_t u = t_signup(&e, "known");
+	uint64_t post = t_post(&e, u, "p");
+	t_settle(&e);
+	t_result r = {0};
+	msgpack_unpacked_init(&r.unpacked);
+	api_ctx none = {0};
+	uint64_t delivered[3];
+	for (int pass = 0; pass < 2; pass++) {
+		rt_stats st;
+		rt_get_stats(e.rt, &st);
+		delivered[pass] = st.messages_delivered_total;
+		t_result_reset(&r);
+		CHECK_EQ(api_user_posts(e.c, &none, "KNOWN", NULL, t_callback,
+				 &r),
+			0);
+		CHECK(!r.done);
+		t_wait(&e, &r);
+		CHECK_EQ(r.code, API_OK);
+		const msgpack_object *items = api_body_get(r.body, "items");
+		CHECK_EQ((int)items->via.array.size, 1);
+		CHECK_EQ_U64(api_body_id(&items->via.array.ptr[0], "post_id"),
+			post);
+		t_settle(&e);
+	}
+	rt_stats st;
+	rt_get_stats(e.rt, &st);
+	delivered[2] = st.messages_delivered_total;
+	CHECK(delivered[2] - delivered[1] < delivered[1] - delivered[0]);
+	api_page bad = {10, "not-a-cursor"};
+	t_result_reset(&r);
+	CHECK_EQ(api_user_posts(e.c, &none, "known", &bad, t_callback, &r), 0);
+	CHECK(!r.done);
+	t_wait(&e, &r);
+	CHECK_EQ(r.code, API_EINVALID);
+	T_CALL(&e, &r, api_user_posts(e.c, &none, "unknown", NULL, t_callback,
+			       &r));
+	CHECK_EQ(r.code, API_ENOTFOUND);
+	t_result_reset(&r);
+	t_close(&e);
+}
+
 /* The item of post_id in reader's first feed page, packed, or 0 bytes. */
 static size_t
 feed_item(t_env *e, uint64_t reader, uint64_t post_id, char *out,
