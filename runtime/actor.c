@@ -31,13 +31,13 @@ rt__now_relative_ms(rt_runtime *rt)
 static inline rt_addr
 actor_addr(const rt_actor *a)
 {
-	return rt_addr_make(a->kind, a->id);
+	return rt_addr_make(rt__actor_kind(a), a->id);
 }
 
 static inline size_t
 actor_bytes(const rt_runtime *rt, const rt_actor *a)
 {
-	return rt->kinds[a->kind].actor_bytes;
+	return rt->kinds[rt__actor_kind(a)].actor_bytes;
 }
 
 /* Takes every message pushed onto a's stack, oldest first (the stack is
@@ -45,10 +45,12 @@ actor_bytes(const rt_runtime *rt, const rt_actor *a)
 static rt_message *
 mailbox_take(rt_actor *a)
 {
-	if (atomic_load_explicit(&a->stack, memory_order_relaxed) == NULL)
+	if (rt__actor_newest(a) == NULL)
 		return NULL;
-	rt_message *s = atomic_exchange_explicit(&a->stack, NULL,
-		memory_order_acquire);
+	/* Clears the pointer and keeps the kind and shared flags. */
+	rt_message *s = (rt_message *)(uintptr_t)(atomic_fetch_and_explicit(
+		&a->mailbox, ~RT_ACTOR_POINTER_MASK, memory_order_acquire) &
+		RT_ACTOR_POINTER_MASK);
 	rt_message *fifo = NULL;
 	while (s != NULL) {
 		rt_message *next = s->next;
@@ -65,7 +67,7 @@ mailbox_take(rt_actor *a)
 static __attribute__((noinline)) rt_message *
 deferred_take_slow(rt_runtime *rt, rt_actor *a)
 {
-	a->local_flags &= (uint8_t)~RT_ACTOR_DEFERRED;
+	rt__actor_local_clear(a, RT_ACTOR_DEFERRED);
 	pthread_mutex_lock(&rt->deferred_lock);
 	rt_message *fifo = rt__map_remove(&rt->deferred, (uint64_t)(uintptr_t)a);
 	pthread_mutex_unlock(&rt->deferred_lock);
@@ -76,7 +78,7 @@ deferred_take_slow(rt_runtime *rt, rt_actor *a)
 static inline rt_message *
 deferred_take(rt_runtime *rt, rt_actor *a)
 {
-	if (RT_LIKELY(!(a->local_flags & RT_ACTOR_DEFERRED)))
+	if (RT_LIKELY(!(rt__actor_local(a) & RT_ACTOR_DEFERRED)))
 		return NULL;
 	return deferred_take_slow(rt, a);
 }
@@ -89,21 +91,22 @@ static bool
 deferred_put(rt_runtime *rt, rt_actor *a, rt_message *fifo)
 {
 	RT_ASSERT(fifo != NULL);
-	RT_ASSERT(!(a->local_flags & RT_ACTOR_DEFERRED));
+	RT_ASSERT(!(rt__actor_local(a) & RT_ACTOR_DEFERRED));
 	pthread_mutex_lock(&rt->deferred_lock);
 	int rc = rt__map_put(&rt->deferred, (uint64_t)(uintptr_t)a, fifo);
 	pthread_mutex_unlock(&rt->deferred_lock);
 	if (rc != 0)
 		return false;
-	a->local_flags |= RT_ACTOR_DEFERRED;
+	rt__actor_local_set(a, RT_ACTOR_DEFERRED);
 	return true;
 }
 
 static bool
 mailbox_empty(rt_actor *a)
 {
-	return !(a->local_flags & RT_ACTOR_DEFERRED) &&
-		atomic_load_explicit(&a->stack, memory_order_acquire) == NULL;
+	return !(rt__actor_local(a) & RT_ACTOR_DEFERRED) &&
+		(atomic_load_explicit(&a->mailbox, memory_order_acquire) &
+			RT_ACTOR_POINTER_MASK) == 0;
 }
 
 static void
@@ -147,11 +150,10 @@ actor_load(rt_worker *w, rt_actor *a, const rt__kind *k)
 		if (ops->free_state != NULL)
 			ops->free_state(a->state);
 		memset(a->state, 0, ops->state_size);
-		a->local_flags |= RT_ACTOR_FAILED;
+		rt__actor_local_set(a, RT_ACTOR_FAILED);
 		return;
 	}
-	atomic_fetch_or_explicit(&a->shared_flags, RT_ACTOR_LOADED,
-		memory_order_relaxed);
+	rt__actor_shared_set(a, RT_ACTOR_LOADED);
 	rt__count_activated(rt);
 }
 
@@ -175,18 +177,15 @@ static void snapshot_turn_done(rt_runtime *rt);
 static void
 actor_save_dirty(rt_runtime *rt, rt_actor *a, const rt__kind *k)
 {
-	uint8_t flags = atomic_load_explicit(&a->shared_flags,
-		memory_order_relaxed);
+	uint8_t flags = rt__actor_shared(a);
 	if (!(flags & RT_ACTOR_LOADED) || !(flags & RT_ACTOR_DIRTY))
 		return;
-	atomic_fetch_and_explicit(&a->shared_flags, (uint8_t)~RT_ACTOR_DIRTY,
-		memory_order_relaxed);
+	rt__actor_shared_clear(a, RT_ACTOR_DIRTY);
 	if (!rt->has_store)
 		return;
 	int rc = rt->store.save(rt->store_arg, actor_addr(a), k->ops, a->state);
 	if (rc != 0) {
-		atomic_fetch_or_explicit(&a->shared_flags, RT_ACTOR_DIRTY,
-			memory_order_relaxed);
+		rt__actor_shared_set(a, RT_ACTOR_DIRTY);
 		int expected = 0;
 		atomic_compare_exchange_strong(&rt->snapshot_status, &expected, rc);
 	}
@@ -198,9 +197,8 @@ handle_internal(rt_worker *w, rt_actor *a, const rt__kind *k,
 {
 	switch (m->type) {
 	case RT_TYPE_INTERNAL_PASSIVATE:
-		atomic_fetch_and_explicit(&a->shared_flags,
-			(uint8_t)~RT_ACTOR_EVICTING, memory_order_relaxed);
-		a->local_flags |= RT_ACTOR_WANT_PASSIVATE;
+		rt__actor_shared_clear(a, RT_ACTOR_EVICTING);
+		rt__actor_local_set(a, RT_ACTOR_WANT_PASSIVATE);
 		break;
 	case RT_TYPE_INTERNAL_SNAPSHOT:
 		actor_save_dirty(w->rt, a, k);
@@ -242,7 +240,7 @@ handle(rt_worker *w, rt_actor *a, const rt__kind *k, rt_message *m)
 	rt_runtime *rt = w->rt;
 	if (RT_UNLIKELY(m->flags & RT_MESSAGE_F_INTERNAL)) {
 		handle_internal(w, a, k, m);
-	} else if (RT_UNLIKELY(a->local_flags & RT_ACTOR_FAILED)) {
+	} else if (RT_UNLIKELY(rt__actor_local(a) & RT_ACTOR_FAILED)) {
 		fail_message(w, a, m);
 	} else {
 		if (rt->cfg.deterministic)
@@ -294,8 +292,7 @@ actor_passivate(rt_worker *w, rt_actor *a, const rt__kind *k, int processed)
 {
 	rt_runtime *rt = w->rt;
 	const rt_actor_ops *ops = k->ops;
-	bool loaded = atomic_load_explicit(&a->shared_flags,
-		memory_order_relaxed) & RT_ACTOR_LOADED;
+	bool loaded = rt__actor_shared(a) & RT_ACTOR_LOADED;
 	if (loaded) {
 		w->current = a;
 		if (ops->on_passivate != NULL)
@@ -308,14 +305,13 @@ actor_passivate(rt_worker *w, rt_actor *a, const rt__kind *k, int processed)
 			rt_log(rt, RT_LOG_ERROR, "runtime",
 				"passivation save failed kind=%s id=%llu code=%s",
 				ops->name, (unsigned long long)a->id, rt_strerror(rc));
-			a->local_flags &= (uint8_t)~RT_ACTOR_WANT_PASSIVATE;
+			rt__actor_local_clear(a, RT_ACTOR_WANT_PASSIVATE);
 			turn_retire(w, a, processed);
 			return;
 		}
-		atomic_fetch_and_explicit(&a->shared_flags,
-			(uint8_t)~RT_ACTOR_DIRTY, memory_order_relaxed);
+		rt__actor_shared_clear(a, RT_ACTOR_DIRTY);
 	}
-	uint64_t hash = rt__addr_hash(a->kind, a->id);
+	uint64_t hash = rt__addr_hash(rt__actor_kind(a), a->id);
 	rt__shard *s = rt__registry_shard(&rt->registry, hash);
 	rt__spin_lock(&s->lock);
 	int remaining = atomic_fetch_sub_explicit(&a->pending, processed,
@@ -335,9 +331,8 @@ actor_passivate(rt_worker *w, rt_actor *a, const rt__kind *k, int processed)
 	/* A message arrived during passivation: the actor was saved and is
 	 * now re-activated from the store on its next turn. */
 	memset(a->state, 0, ops->state_size);
-	atomic_fetch_and_explicit(&a->shared_flags, (uint8_t)~RT_ACTOR_LOADED,
-		memory_order_relaxed);
-	a->local_flags &= (uint8_t)~(RT_ACTOR_WANT_PASSIVATE | RT_ACTOR_FAILED);
+	rt__actor_shared_clear(a, RT_ACTOR_LOADED);
+	rt__actor_local_clear(a, (RT_ACTOR_WANT_PASSIVATE | RT_ACTOR_FAILED));
 	rt__reschedule(w, a);
 }
 
@@ -382,8 +377,7 @@ actor_evict(rt_worker *w, rt_actor *a, const rt__kind *k, int processed)
 		return;
 	}
 	const rt_actor_ops *ops = k->ops;
-	bool loaded = atomic_load_explicit(&a->shared_flags,
-		memory_order_relaxed) & RT_ACTOR_LOADED;
+	bool loaded = rt__actor_shared(a) & RT_ACTOR_LOADED;
 	int status = 0;
 	if (loaded) {
 		w->current = a;
@@ -398,10 +392,9 @@ actor_evict(rt_worker *w, rt_actor *a, const rt__kind *k, int processed)
 				"eviction save failed kind=%s id=%llu code=%s",
 				ops->name, (unsigned long long)a->id,
 				rt_strerror(status));
-		atomic_fetch_and_explicit(&a->shared_flags,
-			(uint8_t)~RT_ACTOR_DIRTY, memory_order_relaxed);
+		rt__actor_shared_clear(a, RT_ACTOR_DIRTY);
 	}
-	uint64_t hash = rt__addr_hash(a->kind, a->id);
+	uint64_t hash = rt__addr_hash(rt__actor_kind(a), a->id);
 	rt__shard *s = rt__registry_shard(&rt->registry, hash);
 	rt__spin_lock(&s->lock);
 	int remaining = atomic_fetch_sub_explicit(&a->pending, processed,
@@ -429,9 +422,8 @@ actor_evict(rt_worker *w, rt_actor *a, const rt__kind *k, int processed)
 		return;
 	}
 	memset(a->state, 0, ops->state_size);
-	atomic_fetch_and_explicit(&a->shared_flags, (uint8_t)~RT_ACTOR_LOADED,
-		memory_order_relaxed);
-	a->local_flags &= (uint8_t)~(RT_ACTOR_WANT_PASSIVATE | RT_ACTOR_FAILED);
+	rt__actor_shared_clear(a, RT_ACTOR_LOADED);
+	rt__actor_local_clear(a, (RT_ACTOR_WANT_PASSIVATE | RT_ACTOR_FAILED));
 	rt__reschedule(w, a);
 }
 
@@ -441,18 +433,17 @@ rt__turn(rt_worker *w, rt_actor *a)
 	RT_ASSERT(w->current == NULL);
 	RT_ASSERT(atomic_load_explicit(&a->pending, memory_order_relaxed) != 0);
 	rt_runtime *rt = w->rt;
-	const rt__kind *k = &rt->kinds[a->kind];
+	const rt__kind *k = &rt->kinds[rt__actor_kind(a)];
 	RT_ASSERT(k->ops != NULL);
 	int processed = 0;
 	w->current = a;
-	atomic_store_explicit(&a->last_active_ms, rt__stamp_ms(rt),
-		memory_order_relaxed);
-	if (a->local_flags & RT_ACTOR_ACTIVATE_TOKEN) {
-		a->local_flags &= (uint8_t)~RT_ACTOR_ACTIVATE_TOKEN;
+	rt__actor_stamp(a, rt__stamp_ms(rt));
+	if (rt__actor_local(a) & RT_ACTOR_ACTIVATE_TOKEN) {
+		rt__actor_local_clear(a, RT_ACTOR_ACTIVATE_TOKEN);
 		processed = 1;
 	}
-	if (!(atomic_load_explicit(&a->shared_flags, memory_order_relaxed) &
-		RT_ACTOR_LOADED) && !(a->local_flags & RT_ACTOR_FAILED))
+	if (!(rt__actor_shared(a) &
+		RT_ACTOR_LOADED) && !(rt__actor_local(a) & RT_ACTOR_FAILED))
 		actor_load(w, a, k);
 	rt_message *fifo = deferred_take(rt, a);
 	while (processed < RT_TURN_MESSAGES_MAX) {
@@ -484,13 +475,13 @@ rt__turn(rt_worker *w, rt_actor *a)
 		actor_evict(w, a, k, processed);
 		return;
 	}
-	if ((a->local_flags & (RT_ACTOR_WANT_PASSIVATE | RT_ACTOR_FAILED)) &&
+	if ((rt__actor_local(a) & (RT_ACTOR_WANT_PASSIVATE | RT_ACTOR_FAILED)) &&
 		!atomic_load_explicit(&rt->stopping, memory_order_relaxed)) {
 		if (mailbox_empty(a)) {
 			actor_passivate(w, a, k, processed);
 			return;
 		}
-		a->local_flags &= (uint8_t)~RT_ACTOR_WANT_PASSIVATE;
+		rt__actor_local_clear(a, RT_ACTOR_WANT_PASSIVATE);
 	}
 	turn_retire(w, a, processed);
 }
@@ -503,8 +494,8 @@ rt__actor_stop(rt_runtime *rt, rt_actor *a)
 	rt_worker *w = rt__tls_worker;
 	RT_ASSERT(w != NULL);
 	RT_ASSERT(w->rt == rt);
-	const rt_actor_ops *ops = rt->kinds[a->kind].ops;
-	if (atomic_load_explicit(&a->shared_flags, memory_order_relaxed) &
+	const rt_actor_ops *ops = rt->kinds[rt__actor_kind(a)].ops;
+	if (rt__actor_shared(a) &
 		RT_ACTOR_LOADED) {
 		w->current = a;
 		if (ops->on_passivate != NULL)
@@ -529,8 +520,8 @@ rt__actor_stop(rt_runtime *rt, rt_actor *a)
 void
 rt__actor_discard(rt_runtime *rt, rt_actor *a)
 {
-	const rt_actor_ops *ops = rt->kinds[a->kind].ops;
-	if ((atomic_load_explicit(&a->shared_flags, memory_order_relaxed) &
+	const rt_actor_ops *ops = rt->kinds[rt__actor_kind(a)].ops;
+	if ((rt__actor_shared(a) &
 		RT_ACTOR_LOADED) && ops->free_state != NULL)
 		ops->free_state(a->state);
 	actor_free(rt, a);
@@ -541,8 +532,7 @@ rt__actor_discard(rt_runtime *rt, rt_actor *a)
 static bool
 evictable(const rt_actor *a)
 {
-	uint8_t flags = atomic_load_explicit(&a->shared_flags,
-		memory_order_relaxed);
+	uint8_t flags = rt__actor_shared(a);
 	return (flags & RT_ACTOR_LOADED) && !(flags & RT_ACTOR_EVICTING) &&
 		atomic_load_explicit(&a->pending, memory_order_relaxed) == 0;
 }
@@ -554,8 +544,7 @@ request_passivate_locked(rt_runtime *rt, rt_actor *a)
 	rt_message *m = rt__message_new(rt, RT_TYPE_INTERNAL_PASSIVATE, 0);
 	if (m == NULL)
 		return;
-	atomic_fetch_or_explicit(&a->shared_flags, RT_ACTOR_EVICTING,
-		memory_order_relaxed);
+	rt__actor_shared_set(a, RT_ACTOR_EVICTING);
 	bool schedule = false;
 	rt__push_internal_locked(rt, a, m, &schedule);
 	if (schedule)
@@ -568,6 +557,8 @@ rt__housekeeping(rt_runtime *rt)
 	uint64_t idle_ms = rt->cfg.passivate_idle_ms;
 	if (idle_ms == 0 || atomic_load(&rt->stopping))
 		return;
+	if (idle_ms > RT_ACTOR_IDLE_MS_MAX)
+		idle_ms = RT_ACTOR_IDLE_MS_MAX; /* ages wrap past the stamp's width */
 	uint32_t now = rt__now_relative_ms(rt);
 	for (uint32_t i = 0; i < RT_REGISTRY_SHARDS; i++) {
 		rt__shard *s = &rt->registry.shards[i];
@@ -576,9 +567,8 @@ rt__housekeeping(rt_runtime *rt)
 			rt_actor *a = rt__slot_actor(s->slots[b]);
 			if (a == NULL)
 				continue;
-			uint32_t last = atomic_load_explicit(&a->last_active_ms,
-				memory_order_relaxed);
-			if (evictable(a) && (uint32_t)(now - last) >= idle_ms)
+			uint32_t last = rt__actor_last_active(a);
+			if (evictable(a) && rt__stamp_age(now, last) >= idle_ms)
 				request_passivate_locked(rt, a);
 		}
 		rt__spin_unlock(&s->lock);
@@ -601,12 +591,11 @@ sample_run(rt__shard *s, uint32_t b, uint32_t now, bool *found,
 	 * registry). */
 	for (uint32_t taken = 0; taken < 4 && s->slots[i].word != 0; taken++) {
 		rt_actor *a = rt__slot_actor(s->slots[i]);
-		uint32_t age = now - atomic_load_explicit(&a->last_active_ms,
-			memory_order_relaxed);
+		uint32_t age = rt__stamp_age(now, rt__actor_last_active(a));
 		if (evictable(a) && (!*found || age > *best_age)) {
 			*found = true;
 			*best_age = age;
-			*best_kind = a->kind;
+			*best_kind = rt__actor_kind(a);
 			*best_id = a->id;
 		}
 		i = (i + 1u) & mask;
@@ -677,8 +666,7 @@ snapshot_feed(rt_runtime *rt)
 		rt__shard *s = rt__registry_shard(&rt->registry, hash);
 		rt__spin_lock(&s->lock);
 		rt_actor *a = rt__registry_find(s, hash, addr.kind, addr.id);
-		uint8_t flags = a == NULL ? 0 : atomic_load_explicit(
-			&a->shared_flags, memory_order_relaxed);
+		uint8_t flags = a == NULL ? 0 : rt__actor_shared(a);
 		if (!(flags & RT_ACTOR_LOADED) || !(flags & RT_ACTOR_DIRTY)) {
 			rt__spin_unlock(&s->lock);
 			continue;
@@ -751,8 +739,7 @@ snapshot_note_dirty(rt_runtime *rt, size_t *count)
 			rt_actor *a = rt__slot_actor(s->slots[b]);
 			if (a == NULL)
 				continue;
-			uint8_t flags = atomic_load_explicit(&a->shared_flags,
-				memory_order_relaxed);
+			uint8_t flags = rt__actor_shared(a);
 			if ((flags & RT_ACTOR_LOADED) && (flags & RT_ACTOR_DIRTY))
 				v[n++] = actor_addr(a);
 		}
@@ -893,8 +880,7 @@ void
 rt_mark_dirty(rt_actor *self)
 {
 	RT_ASSERT(self != NULL);
-	atomic_fetch_or_explicit(&self->shared_flags, RT_ACTOR_DIRTY,
-		memory_order_relaxed);
+	rt__actor_shared_set(self, RT_ACTOR_DIRTY);
 }
 
 void
@@ -902,9 +888,9 @@ rt_request_passivate(rt_actor *self)
 {
 	RT_ASSERT(self != NULL);
 	RT_ASSERT(rt__tls_worker != NULL && rt__tls_worker->current == self);
-	self->local_flags |= RT_ACTOR_WANT_PASSIVATE;
+	rt__actor_local_set(self, RT_ACTOR_WANT_PASSIVATE);
 	/* The end of the turn removes self from the registry: start loading
 	 * its slot while the rest of the turn runs. */
 	rt__registry_prefetch(&rt__tls_worker->rt->registry,
-		rt__addr_hash(self->kind, self->id));
+		rt__addr_hash(rt__actor_kind(self), self->id));
 }

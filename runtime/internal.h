@@ -330,11 +330,12 @@ void rt__cache_flush(rt_runtime *rt, rt__cache *cache);
 
 /* ---- actors ------------------------------------------------------------ */
 
-/* shared_flags (atomic; read by registry walkers under the shard lock) */
+/* Shared flags (in the mailbox word; atomic; read by registry walkers
+ * under the shard lock) */
 #define RT_ACTOR_LOADED 1u        /* state loaded, on_activate ran */
 #define RT_ACTOR_DIRTY 2u         /* rt_mark_dirty since last save */
 #define RT_ACTOR_EVICTING 4u      /* a passivate request is queued */
-/* local_flags (actor context only) */
+/* Local flags (in the stamp word; written in actor context only) */
 #define RT_ACTOR_FAILED 1u        /* load/on_activate failed: drain + drop */
 #define RT_ACTOR_ACTIVATE_TOKEN 2u /* created by rt_activate: pending
 				     counts one unit with no message */
@@ -342,26 +343,129 @@ void rt__cache_flush(rt_runtime *rt, rt__cache *cache);
 #define RT_ACTOR_DEFERRED 8u       /* messages a turn took and did not
 				     reach wait in rt->deferred */
 
-/* 32 bytes: with an 8-byte state an idle actor is one 40-byte object,
- * with skynet's 16 bytes one 48-byte object (a million actors are
- * that many times a header of fresh memory, each page of it a fault).
- * The state follows the header, 8-byte aligned (runtime.h says so).
+/* The mailbox word: the newest message's address in the low 48 bits
+ * (user-space addresses fit, as registry slots assume), the shared
+ * flags above it and the kind in the top byte. */
+#define RT_ACTOR_POINTER_MASK ((1ull << 48) - 1u)
+#define RT_ACTOR_SHARED_SHIFT 48u
+#define RT_ACTOR_KIND_SHIFT 56u
+_Static_assert(RT_KINDS_MAX <= 256, "a kind fits the mailbox word's top byte");
+/* The stamp word: the last turn's rt-relative ms (mod 2^24: 4.6 hours)
+ * above the local flags' byte. */
+#define RT_ACTOR_STAMP_SHIFT 8u
+#define RT_ACTOR_STAMP_MASK ((1u << 24) - 1u)
+/* Idle passivation waits at most this long (2.3 hours): an age is read
+ * modulo 2^24 ms, and a sweep (at most RT_HOUSEKEEPING_MS_MAX apart)
+ * must see an idle actor before its age wraps. */
+#define RT_ACTOR_IDLE_MS_MAX (1u << 23)
+
+/* 24 bytes: with an 8-byte state an idle actor is one 32-byte object,
+ * with skynet's 16 bytes one 40-byte object (a million actors are that
+ * many times a header of fresh memory, each page of it a fault). The
+ * state follows the header, 8-byte aligned (runtime.h says so).
  * The mailbox is one word: a turn takes the whole stack into a FIFO of
  * its own (actor.c), and the messages it does not reach before it
  * yields (RT_TURN_MESSAGES_MAX) wait in the runtime's deferred table
- * until the actor's next turn, so no consumer queue is kept per actor. */
+ * until the actor's next turn, so no consumer queue is kept per actor.
+ * The kind and the flags ride in the spare bits of the mailbox word and
+ * the stamp: producers push with a CAS that keeps them, the consumer
+ * takes the stack with an atomic AND that keeps them. */
 struct rt_actor {
-	_Atomic(rt_message *) stack; /* producers push (LIFO) */
+	/* newest message | shared flags << 48 | kind << 56; producers push
+	 * (LIFO) */
+	_Atomic uint64_t mailbox;
 	uint64_t id;
 	atomic_int pending;          /* see the invariants above */
-	atomic_uint last_active_ms;  /* rt-relative ms of the last turn */
-	uint8_t kind;
-	_Atomic uint8_t shared_flags;
-	uint8_t local_flags;
-	uint8_t reserved[5];
+	/* rt-relative ms of the last turn << 8 | local flags; one writer at
+	 * a time (the actor's turn) */
+	atomic_uint stamp;
 	_Alignas(8) unsigned char state[];
 };
-_Static_assert(sizeof(rt_actor) == 32, "actor header stays lean");
+_Static_assert(sizeof(rt_actor) == 24, "actor header stays lean");
+
+static inline uint32_t
+rt__actor_kind(const rt_actor *a)
+{
+	return (uint32_t)(atomic_load_explicit(&((rt_actor *)a)->mailbox,
+		memory_order_relaxed) >> RT_ACTOR_KIND_SHIFT);
+}
+
+/* The newest message pushed, or NULL (a hint unless in actor context). */
+static inline rt_message *
+rt__actor_newest(const rt_actor *a)
+{
+	return (rt_message *)(uintptr_t)(atomic_load_explicit(
+		&((rt_actor *)a)->mailbox, memory_order_relaxed) &
+		RT_ACTOR_POINTER_MASK);
+}
+
+static inline uint8_t
+rt__actor_shared(const rt_actor *a)
+{
+	return (uint8_t)(atomic_load_explicit(&((rt_actor *)a)->mailbox,
+		memory_order_relaxed) >> RT_ACTOR_SHARED_SHIFT);
+}
+
+static inline void
+rt__actor_shared_set(rt_actor *a, unsigned flags)
+{
+	atomic_fetch_or_explicit(&a->mailbox,
+		(uint64_t)flags << RT_ACTOR_SHARED_SHIFT, memory_order_relaxed);
+}
+
+static inline void
+rt__actor_shared_clear(rt_actor *a, unsigned flags)
+{
+	atomic_fetch_and_explicit(&a->mailbox,
+		~((uint64_t)flags << RT_ACTOR_SHARED_SHIFT), memory_order_relaxed);
+}
+
+static inline uint8_t
+rt__actor_local(const rt_actor *a)
+{
+	return (uint8_t)atomic_load_explicit(&((rt_actor *)a)->stamp,
+		memory_order_relaxed);
+}
+
+/* Actor context (or before the actor is published): one writer, so a
+ * load and a store, no locked instruction. */
+static inline void
+rt__actor_local_set(rt_actor *a, unsigned flags)
+{
+	unsigned w = atomic_load_explicit(&a->stamp, memory_order_relaxed);
+	atomic_store_explicit(&a->stamp, w | flags, memory_order_relaxed);
+}
+
+static inline void
+rt__actor_local_clear(rt_actor *a, unsigned flags)
+{
+	unsigned w = atomic_load_explicit(&a->stamp, memory_order_relaxed);
+	atomic_store_explicit(&a->stamp, w & ~flags, memory_order_relaxed);
+}
+
+/* Actor context: records the time of a turn (rt-relative ms). */
+static inline void
+rt__actor_stamp(rt_actor *a, uint32_t now_ms)
+{
+	unsigned w = atomic_load_explicit(&a->stamp, memory_order_relaxed);
+	atomic_store_explicit(&a->stamp, (now_ms << RT_ACTOR_STAMP_SHIFT) |
+		(w & 0xffu), memory_order_relaxed);
+}
+
+/* The stamp's ms (mod 2^24). */
+static inline uint32_t
+rt__actor_last_active(const rt_actor *a)
+{
+	return atomic_load_explicit(&((rt_actor *)a)->stamp,
+		memory_order_relaxed) >> RT_ACTOR_STAMP_SHIFT;
+}
+
+/* ms from a stamp to now_ms (rt-relative), modulo the stamp's width. */
+static inline uint32_t
+rt__stamp_age(uint32_t now_ms, uint32_t stamp_ms)
+{
+	return (now_ms - stamp_ms) & RT_ACTOR_STAMP_MASK;
+}
 
 typedef struct rt__kind {
 	const rt_actor_ops *ops;

@@ -368,7 +368,7 @@ rt__registry_find_hole(rt__shard *s, uint64_t hash, uint32_t kind,
 		 * the line exclusive now rather than shared, then again. */
 		rt_actor *a = rt__slot_actor(slot);
 		__builtin_prefetch(a, 1, 3);
-		if (a->id == id && a->kind == kind)
+		if (a->id == id && rt__actor_kind(a) == kind)
 			return a;
 	}
 }
@@ -408,7 +408,7 @@ slot_hash_low(rt__slot slot, uint32_t mask)
 	if (RT_LIKELY(mask <= RT_SLOT_TAG_MASK))
 		return rt__slot_tag(slot);
 	const rt_actor *a = rt__slot_actor(slot);
-	return (uint32_t)rt__addr_hash(a->kind, a->id);
+	return (uint32_t)rt__addr_hash(rt__actor_kind(a), a->id);
 }
 
 static void

@@ -165,7 +165,8 @@ typedef struct rt_config {
 	bool deterministic;          /* one thread, seeded order, virtual time */
 	uint64_t seed;               /* PRNG seed (both modes) */
 	uint64_t start_time_ms;      /* deterministic: virtual epoch ms */
-	uint64_t passivate_idle_ms;  /* 0: never passivate for idleness */
+	uint64_t passivate_idle_ms;  /* 0: never passivate for idleness;
+				      * at most 2^23 ms (2.3 h) is honoured */
 	uint64_t memory_budget_bytes; /* 0: unlimited; else LRU passivation */
 	rt_log_level log_level;
 	const char *node_name;       /* appears in log lines; may be NULL */
@@ -215,7 +216,7 @@ uint16_t rt_node_id(const rt_runtime *rt);
  * An actor kind's ops table. All callbacks run in the actor's context
  * (one thread at a time per actor). `state` points to state_size bytes,
  * 8-byte aligned (enough for any integer, double or pointer; the state
- * lives right after a 32-byte actor header so idle actors stay small),
+ * lives right after a 24-byte actor header so idle actors stay small),
  * zeroed before on_activate/decode_state.
  */
 typedef struct rt_buffer {

@@ -478,8 +478,7 @@ worker_main(void *arg)
 				__builtin_prefetch(next, 1, 3);
 			/* a's header came in the same way a turn ago: start on
 			 * its newest message while the turn sets up. */
-			rt_message *newest = atomic_load_explicit(&a->stack,
-				memory_order_relaxed);
+			rt_message *newest = rt__actor_newest(a);
 			if (newest != NULL)
 				__builtin_prefetch(newest, 1, 3);
 			rt__turn(w, a);

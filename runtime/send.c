@@ -69,10 +69,11 @@ rt_message_free(rt_runtime *rt, rt_message *m)
 static inline int
 mailbox_push_locked(rt_actor *a, rt_message *m)
 {
-	rt_message *head = atomic_load_explicit(&a->stack, memory_order_relaxed);
+	uint64_t word = atomic_load_explicit(&a->mailbox, memory_order_relaxed);
 	do {
-		m->next = head;
-	} while (!atomic_compare_exchange_weak_explicit(&a->stack, &head, m,
+		m->next = (rt_message *)(uintptr_t)(word & RT_ACTOR_POINTER_MASK);
+	} while (!atomic_compare_exchange_weak_explicit(&a->mailbox, &word,
+		(word & ~RT_ACTOR_POINTER_MASK) | (uintptr_t)m,
 		memory_order_release, memory_order_relaxed));
 	return atomic_fetch_add_explicit(&a->pending, 1, memory_order_acq_rel);
 }
@@ -83,7 +84,7 @@ rt__push_internal_locked(rt_runtime *rt, rt_actor *a, rt_message *m,
 {
 	(void)rt;
 	m->flags |= RT_MESSAGE_F_INTERNAL;
-	m->to = rt_addr_make(a->kind, a->id);
+	m->to = rt_addr_make(rt__actor_kind(a), a->id);
 	*schedule_out = mailbox_push_locked(a, m) == 0;
 }
 
@@ -93,10 +94,12 @@ actor_init(rt_runtime *rt, rt_actor *a, uint32_t kind, uint64_t id)
 	/* The state is zeroed by the actor's first turn (actor_load), on the
 	 * worker that runs it: a sender activating many actors (a fan-out)
 	 * writes only their headers. */
-	memset(a, 0, sizeof *a);
+	RT_ASSERT(kind < RT_KINDS_MAX);
+	atomic_store_explicit(&a->mailbox, (uint64_t)kind << RT_ACTOR_KIND_SHIFT,
+		memory_order_relaxed);
 	a->id = id;
-	a->kind = (uint8_t)kind;
-	atomic_store_explicit(&a->last_active_ms, rt__stamp_ms(rt),
+	atomic_store_explicit(&a->pending, 0, memory_order_relaxed);
+	atomic_store_explicit(&a->stamp, rt__stamp_ms(rt) << RT_ACTOR_STAMP_SHIFT,
 		memory_order_relaxed);
 }
 
@@ -290,7 +293,9 @@ again:
 		 * before the shard unlocks, so plain stores do what the
 		 * mailbox push's two locked instructions would. */
 		m->next = NULL;
-		atomic_store_explicit(&a->stack, m, memory_order_relaxed);
+		atomic_store_explicit(&a->mailbox, atomic_load_explicit(
+			&a->mailbox, memory_order_relaxed) | (uintptr_t)m,
+			memory_order_relaxed);
 		atomic_store_explicit(&a->pending, 1, memory_order_relaxed);
 		rt__spin_unlock(&s->lock);
 		spare_release(rt, k, &sp);
@@ -378,7 +383,7 @@ again:
 		return RT_ENOMEM;
 	}
 	/* No message: the token stands for one pending unit. */
-	a->local_flags |= RT_ACTOR_ACTIVATE_TOKEN;
+	rt__actor_local_set(a, RT_ACTOR_ACTIVATE_TOKEN);
 	atomic_store_explicit(&a->pending, 1, memory_order_relaxed);
 	rt__spin_unlock(&s->lock);
 	spare_release(rt, k, &sp);
@@ -449,7 +454,7 @@ rt_send(rt_actor *self, rt_addr to, rt_message *m)
 	rt_worker *w = rt__tls_worker;
 	RT_ASSERT(w != NULL);
 	RT_ASSERT(w->current == self);
-	m->from = rt_addr_make(self->kind, self->id);
+	m->from = rt_addr_make(rt__actor_kind(self), self->id);
 	m->to = to;
 	m->flags &= ~(uint32_t)RT_MESSAGE_F_INTERNAL;
 	return rt__route_and_deliver(w->rt, m);
@@ -505,7 +510,7 @@ rt_send_copy(rt_actor *self, rt_addr to, uint32_t type, const void *payload,
 	if (size > 0)
 		memcpy(m->payload, payload, size);
 	/* rt_send's work, with the flags rt__message_new cleared. */
-	m->from = rt_addr_make(self->kind, self->id);
+	m->from = rt_addr_make(rt__actor_kind(self), self->id);
 	m->to = to;
 	if (RT_UNLIKELY(rt->has_route) || !local_kind)
 		return rt__route_and_deliver(rt, m);

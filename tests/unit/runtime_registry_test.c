@@ -135,7 +135,7 @@ TEST(runtime_registry_shard_past_the_tag_finds_every_actor)
 		CHECK(a != NULL);
 		memset(a, 0, sizeof *a);
 		a->id = id;
-		a->kind = (uint8_t)kind;
+		atomic_store(&a->mailbox, (uint64_t)kind << RT_ACTOR_KIND_SHIFT);
 		uint32_t hole;
 		rt__spin_lock(&s->lock);
 		CHECK(rt__registry_find_hole(s, hash, kind, id, &hole) == NULL);
