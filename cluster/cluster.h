@@ -21,8 +21,10 @@
  *   - every cross-node envelope carries the sender's map epoch; a node
  *     that receives a message for a partition it does not own forwards it
  *     to the owner it knows; nothing is dropped for being misrouted;
- *   - map changes are made by one coordinator (the lowest-id live member)
- *     and every node persists a map before it acts on it;
+ *   - map changes are made by one coordinator (the leader of a term,
+ *     elected by a majority of the voting members), and a map is
+ *     committed by a majority of the voters, each having persisted it,
+ *     before any node acts on it: no two maps share an epoch;
  *   - a node serves its partitions only while it holds a lease (heard
  *     from a majority of the map's members within CL_LEASE_MS);
  *   - messages from one sender to one receiver stay in order across a
@@ -481,8 +483,12 @@ void cl_node_set_deliver(cl_node *node, cl_deliver_callback cb, void *arg);
 
 /* ---- operator actions (also reachable through flockctl) ---------------- */
 
-/* Each is forwarded to the coordinator when this node is not it; they
- * return once the coordinator accepted the new map (not once moved). */
+/* Each runs at the coordinator only (CL_ENOTLEADER elsewhere; flockctl
+ * goes there). With a cluster thread they return once the new map is
+ * committed by a majority (not once moved; CL_ETIMEDOUT after 10 s
+ * without a commit); with manual ticks (tests, the simulator) once the
+ * coordinator queued the change, which the caller's ticks then commit
+ * (or lose, if the coordinator changes first). */
 int cl_node_admin_add(cl_node *node, const char *address);
 int cl_node_admin_drain(cl_node *node, uint16_t id);
 int cl_node_admin_remove(cl_node *node, uint16_t id, bool force);
@@ -511,7 +517,9 @@ typedef struct cl_status {
 	uint16_t coordinator;
 	uint64_t epoch;
 	bool lease_held;
-	uint32_t moves_pending;   /* partitions not yet at their target */
+	/* partitions not yet at their target (at the coordinator, plus the
+	 * map changes queued or not yet committed) */
+	uint32_t moves_pending;
 	uint32_t moves_in_flight; /* partitions in handoff at this node */
 	uint32_t members_count;
 	cl_member_status members[CL_NODES_MAX];

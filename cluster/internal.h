@@ -15,6 +15,8 @@
  *                     coordinator, handoff, admin
  *   state_ps.c        cl_state_ops over persistence (export, import, drop)
  *   control.c         control request/reply codec shared with flockctl
+ *   consensus.c       the map consensus's messages and its vote and
+ *                     quorum rules (node.c runs the protocol)
  *  *   flockctl.c        the operator CLI's main (not in the library)
  *
  * Invariants across files: lock order node->lock -> link->lock ->
@@ -122,6 +124,18 @@ typedef struct cl__handoff_record {
 	uint16_t peer; /* (peer: old owner) */
 	uint64_t epoch; /* the map epoch the handoff began at */
 } cl__handoff_record;
+/* What a node keeps of the map consensus (consensus.c, node.c), saved
+ * in the map file with the map: the term it knows, whom it voted for in
+ * it, and the last map it accepted (or proposed) above its committed one
+ * with the term of that proposal. */
+typedef struct cl__vote_state {
+	uint64_t term;
+	uint16_t voted_for;    /* 0: nobody in term */
+	bool has_entry;
+	uint64_t entry_term;
+	cl_map *entry;         /* save: read when has_entry; load: room for
+				* one (NULL: not read) */
+} cl__vote_state;
 /* cl_map_save / cl_map_load with the handoffs in flight (count of them,
  * at most CL_PARTITIONS; records NULL when count is 0). load: records
  * has room for CL_PARTITIONS, or is NULL to skip them. */
@@ -129,8 +143,76 @@ int cl__map_file_save(const char *dir, uint16_t self_id, const cl_map *map,
 	const cl__handoff_record *records, uint32_t count);
 int cl__map_file_load(const char *dir, uint16_t *self_id_out, cl_map *map,
 	cl__handoff_record *records, uint32_t *count);
+/* The same with the consensus state (vote NULL: none saved / not read;
+ * a file without one loads as term 0, no vote, no entry). */
+int cl__map_file_save_vote(const char *dir, uint16_t self_id,
+	const cl_map *map, const cl__handoff_record *records, uint32_t count,
+	const cl__vote_state *vote);
+int cl__map_file_load_vote(const char *dir, uint16_t *self_id_out,
+	cl_map *map, cl__handoff_record *records, uint32_t *count,
+	cl__vote_state *vote);
 /* Debug check of a map's invariants (sorted ids, owners are members). */
 bool cl__map_valid(const cl_map *map);
+
+/* ---- map consensus: messages and rules (consensus.c) -------------------- */
+
+/* A candidate asks for a vote (pre: would you vote, changing nothing).
+ * committed: its committed map's epoch; last_epoch, last_term: its last
+ * map accepted above that (last_epoch == committed: none). */
+typedef struct cl__vote_request {
+	uint64_t term;
+	bool pre;
+	uint64_t committed;
+	uint64_t last_epoch;
+	uint64_t last_term;
+} cl__vote_request;
+
+/* The answer: the voter's term, the term asked for, and the leader the
+ * voter follows (0: none), which a refused candidate then follows. */
+typedef struct cl__vote_reply {
+	uint64_t term;
+	uint64_t asked;
+	bool granted;
+	bool pre;
+	uint16_t leader;
+} cl__vote_reply;
+
+/* A member took (ok) or refused the leader's proposal of epoch. */
+typedef struct cl__accepted {
+	uint64_t term;
+	uint64_t epoch;
+	bool ok;
+} cl__accepted;
+
+int cl__vote_request_encode(const cl__vote_request *r, rt_buffer *out);
+int cl__vote_request_decode(const void *bytes, size_t length,
+	cl__vote_request *r);
+int cl__vote_reply_encode(const cl__vote_reply *r, rt_buffer *out);
+int cl__vote_reply_decode(const void *bytes, size_t length,
+	cl__vote_reply *r);
+int cl__accepted_encode(const cl__accepted *a, rt_buffer *out);
+int cl__accepted_decode(const void *bytes, size_t length, cl__accepted *a);
+/* PROPOSE: [term, map]. */
+int cl__propose_encode(uint64_t term, const cl_map *map, rt_buffer *out);
+int cl__propose_decode(const void *bytes, size_t length, uint64_t *term,
+	cl_map *map);
+
+/* Members that vote on maps: the active and draining ones (every member
+ * when none is). */
+bool cl__map_voter(const cl_map *map, uint16_t id);
+/* Whether ids (count of them, duplicates counted once) are a majority
+ * of map's voters. */
+bool cl__map_majority(const cl_map *map, const uint16_t *ids,
+	uint32_t count);
+/* Whether a candidate's maps (committed epoch, last accepted epoch and
+ * term) are at least as far as the voter's: a later epoch wins; at the
+ * same epoch a committed map wins over one only accepted, and of two
+ * accepted ones the later term. A committed map at an epoch is the only
+ * map that can be committed there, so a voter holding one votes only
+ * for a candidate that holds it committed too. */
+bool cl__vote_up_to_date(uint64_t candidate_committed,
+	uint64_t candidate_last_epoch, uint64_t candidate_last_term,
+	uint64_t committed, uint64_t last_epoch, uint64_t last_term);
 
 /* ---- SWIM membership (membership.c) ------------------------------------ */
 

@@ -9,8 +9,11 @@
  * 32-byte header (magic "FLCM", u32 format version, u32 payload length,
  * u32 reserved, u64 FNV-1a of the sequence and the payload, u64 sequence,
  * all little-endian) and the payload: u16 self id (LE) then [map's wire
- * form, [[partition, mode, peer, epoch]...]]: the map and the handoffs
- * this node had in flight under it, so that a restart resumes them.
+ * form, [[partition, mode, peer, epoch]...], [term, voted_for,
+ * entry_term, entry map or nil]]: the map and the handoffs this node had
+ * in flight under it, so that a restart resumes them, and what it holds
+ * of the map consensus (node.c; payloads written before it have two
+ * items, and readers of those builds skip the third).
  * The valid slot with the higher sequence is the file's content. A save
  * overwrites the other slot in place and fdatasyncs: the file's size and
  * blocks never change, so that is one data flush, where creating a file,
@@ -42,6 +45,8 @@
 #define MAP_FILE_FORMAT_VERSION_2 2u
 #define MAP_FILE_FORMAT_VERSION_1 1u
 #define MAP_RECORD_FIELDS 4u
+/* [term, voted_for, entry_term, entry map or nil] */
+#define MAP_VOTE_FIELDS 4u
 #define MAP_FILE_NAME "cluster.map"
 #define MAP_FILE_TMP_NAME "cluster.map.tmp"
 /* Formats 1 and 2: the header before the one copy. */
@@ -237,11 +242,12 @@ sync_dir(const char *dir)
 
 static int
 records_pack(rt_buffer *out, const cl_map *map,
-	const cl__handoff_record *records, uint32_t count)
+	const cl__handoff_record *records, uint32_t count,
+	const cl__vote_state *vote)
 {
 	cl__packer p;
 	cl__packer_init(&p, out);
-	msgpack_pack_array(&p.pk, 2);
+	msgpack_pack_array(&p.pk, vote != NULL ? 3 : 2);
 	int rc = cl__map_pack(&p, map);
 	if (rc != 0)
 		return rc;
@@ -257,12 +263,53 @@ records_pack(rt_buffer *out, const cl_map *map,
 		msgpack_pack_uint16(&p.pk, r->peer);
 		msgpack_pack_uint64(&p.pk, r->epoch);
 	}
+	if (vote != NULL) {
+		msgpack_pack_array(&p.pk, MAP_VOTE_FIELDS);
+		msgpack_pack_uint64(&p.pk, vote->term);
+		msgpack_pack_uint16(&p.pk, vote->voted_for);
+		msgpack_pack_uint64(&p.pk, vote->entry_term);
+		if (vote->has_entry)
+			rc = cl__map_pack(&p, vote->entry);
+		else
+			msgpack_pack_nil(&p.pk);
+		if (rc != 0)
+			return rc;
+	}
 	return p.status;
+}
+
+/* The consensus state (format 3 payloads written since the consensus:
+ * a third item; older ones have none and load as term 0). */
+static int
+vote_unpack(const msgpack_object *o, const cl_map *map, cl__vote_state *vote)
+{
+	const msgpack_object *g;
+	uint32_t k, voted_for;
+	if (cl__obj_array(o, MAP_VOTE_FIELDS, &g, &k) != 0 ||
+		cl__obj_u64(&g[0], &vote->term) != 0 ||
+		cl__obj_u32(&g[1], &voted_for) != 0 ||
+		voted_for > CL_NODE_ID_MAX ||
+		cl__obj_u64(&g[2], &vote->entry_term) != 0)
+		return CL_ECORRUPT;
+	vote->voted_for = (uint16_t)voted_for;
+	vote->has_entry = false;
+	if (g[3].type == MSGPACK_OBJECT_NIL)
+		return CL_OK;
+	if (vote->entry == NULL)
+		return CL_OK;
+	int rc = cl__map_from_object(&g[3], vote->entry);
+	if (rc != 0)
+		return rc;
+	/* an entry is a map above the committed one, of a term known */
+	if (vote->entry->epoch <= map->epoch || vote->entry_term > vote->term)
+		return CL_ECORRUPT;
+	vote->has_entry = true;
+	return CL_OK;
 }
 
 static int
 records_unpack(const void *bytes, size_t length, cl_map *map,
-	cl__handoff_record *records, uint32_t *count)
+	cl__handoff_record *records, uint32_t *count, cl__vote_state *vote)
 {
 	msgpack_zone zone;
 	if (!msgpack_zone_init(&zone, 4096))
@@ -271,9 +318,16 @@ records_unpack(const void *bytes, size_t length, cl_map *map,
 	const msgpack_object *f;
 	const msgpack_object *items;
 	uint32_t k;
+	uint32_t top = 0;
 	uint32_t n = 0;
+	if (vote != NULL) {
+		vote->term = 0;
+		vote->voted_for = 0;
+		vote->entry_term = 0;
+		vote->has_entry = false;
+	}
 	int rc = cl__unpack(bytes, length, &zone, &o);
-	if (rc == 0 && (cl__obj_array(&o, 2, &f, &k) != 0 ||
+	if (rc == 0 && (cl__obj_array(&o, 2, &f, &top) != 0 ||
 		cl__obj_array(&f[1], 0, &items, &n) != 0 ||
 		n > CL_PARTITIONS))
 		rc = CL_ECORRUPT;
@@ -298,6 +352,8 @@ records_unpack(const void *bytes, size_t length, cl_map *map,
 		records[i] = (cl__handoff_record){partition, (uint8_t)mode,
 			(uint16_t)peer, epoch};
 	}
+	if (rc == 0 && vote != NULL && top >= 3)
+		rc = vote_unpack(&f[2], map, vote);
 	if (rc == 0 && count != NULL)
 		*count = n;
 	msgpack_zone_destroy(&zone);
@@ -496,6 +552,14 @@ int
 cl__map_file_save(const char *dir, uint16_t self_id, const cl_map *map,
 	const cl__handoff_record *records, uint32_t count)
 {
+	return cl__map_file_save_vote(dir, self_id, map, records, count, NULL);
+}
+
+int
+cl__map_file_save_vote(const char *dir, uint16_t self_id, const cl_map *map,
+	const cl__handoff_record *records, uint32_t count,
+	const cl__vote_state *vote)
+{
 	CL_ASSERT(dir != NULL);
 	CL_ASSERT(map != NULL);
 	CL_ASSERT(records != NULL || count == 0);
@@ -515,7 +579,7 @@ cl__map_file_save(const char *dir, uint16_t self_id, const cl_map *map,
 	if (rc == 0 && rt_buffer_append(&b, self, sizeof self) != 0)
 		rc = CL_ENOMEM;
 	if (rc == 0)
-		rc = records_pack(&b, map, records, count);
+		rc = records_pack(&b, map, records, count, vote);
 	if (rc == 0 && b.length > MAP_SLOT_BYTES)
 		rc = CL_ETOOBIG;
 	if (rc != 0)
@@ -539,7 +603,7 @@ fail_buffer:
 static int
 payload_decode(uint32_t version, const unsigned char *payload,
 	size_t payload_bytes, uint16_t *self_id_out, cl_map *map,
-	cl__handoff_record *records, uint32_t *count)
+	cl__handoff_record *records, uint32_t *count, cl__vote_state *vote)
 {
 	if (payload_bytes < 2u)
 		return CL_ECORRUPT;
@@ -553,7 +617,7 @@ payload_decode(uint32_t version, const unsigned char *payload,
 	if (scratch == NULL)
 		return CL_ENOMEM;
 	int rc = records_unpack(payload + 2, payload_bytes - 2, map, scratch,
-		count);
+		count, vote);
 	if (scratch != records)
 		free(scratch);
 	return rc;
@@ -563,7 +627,8 @@ payload_decode(uint32_t version, const unsigned char *payload,
  * file (length). */
 static int
 load_single(const unsigned char *bytes, size_t length, uint16_t *self_id_out,
-	cl_map *map, cl__handoff_record *records, uint32_t *count)
+	cl_map *map, cl__handoff_record *records, uint32_t *count,
+	cl__vote_state *vote)
 {
 	if (length < MAP_FILE_HEADER_BYTES + 2u ||
 		get_u32(bytes + 8) != length - MAP_FILE_HEADER_BYTES)
@@ -575,12 +640,20 @@ load_single(const unsigned char *bytes, size_t length, uint16_t *self_id_out,
 	if (cl__fnv64(payload, payload_bytes) != sum)
 		return CL_ECORRUPT;
 	return payload_decode(version, payload, payload_bytes, self_id_out,
-		map, records, count);
+		map, records, count, vote);
 }
 
 int
 cl__map_file_load(const char *dir, uint16_t *self_id_out, cl_map *map,
 	cl__handoff_record *records, uint32_t *count)
+{
+	return cl__map_file_load_vote(dir, self_id_out, map, records, count,
+		NULL);
+}
+
+int
+cl__map_file_load_vote(const char *dir, uint16_t *self_id_out, cl_map *map,
+	cl__handoff_record *records, uint32_t *count, cl__vote_state *vote)
 {
 	CL_ASSERT(dir != NULL);
 	CL_ASSERT(map != NULL);
@@ -612,7 +685,7 @@ cl__map_file_load(const char *dir, uint16_t *self_id_out, cl_map *map,
 		rc = pread_all(fd, bytes, (size_t)st.st_size, 0);
 		if (rc == 0)
 			rc = load_single(bytes, (size_t)st.st_size,
-				self_id_out, map, records, count);
+				self_id_out, map, records, count, vote);
 		goto done;
 	}
 	if (ours && version > MAP_FILE_FORMAT_VERSION) {
@@ -629,7 +702,7 @@ cl__map_file_load(const char *dir, uint16_t *self_id_out, cl_map *map,
 	}
 	rc = payload_decode(MAP_FILE_FORMAT_VERSION,
 		bytes + MAP_SLOT_HEADER_BYTES, length, self_id_out, map,
-		records, count);
+		records, count, vote);
 done:
 	close(fd);
 	free(bytes);

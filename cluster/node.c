@@ -8,11 +8,37 @@
  * new words and queued its fences, no send that read an old word can
  * land behind a fence. Inbox addresses go to the node named in their id.
  *
- * Map changes. Only the coordinator (the lowest-id member not down, while
- * it holds a lease) makes a new epoch: operator actions and throttled
- * rebalance steps (at most rebalance_step_partitions moves per epoch; the
- * next step waits until every member reports the epoch adopted and no
- * handoff pending). A node persists a map before it adopts it.
+ * Map changes. Only the coordinator makes a new epoch: operator actions
+ * and throttled rebalance steps (at most rebalance_step_partitions moves
+ * per epoch; the next step waits until every member reports the epoch
+ * adopted and no handoff pending). A node persists a map before it
+ * adopts it.
+ *
+ * Epochs are committed. The coordinator is the leader of a term, elected
+ * by a majority of the voting members (active and draining ones), and a
+ * map is committed at an epoch once a majority of the voters of the
+ * committed map and of the new one have persisted it (PROPOSE, ACCEPTED);
+ * nobody, the coordinator included, adopts (acts on) a map before that,
+ * and only committed maps are pushed (MAP) and adopted. One proposal is
+ * in flight at a time, for the epoch after the committed one. Each node
+ * persists, in the map file, its term, its vote in it, and the last map
+ * it accepted above its committed one (the entry) with the term that
+ * proposed it. A candidate asks first whether it would win (a pre-vote
+ * changes no term, so a node that cannot win, one just restarted under a
+ * live leader, does not depose it) and then for votes; a member votes
+ * once per term, only while it follows no live leader, and only for a
+ * candidate whose maps are at least as far as its own
+ * (cl__vote_up_to_date). A new leader proposes again, under its term,
+ * its last map (its entry, else its committed map) before anything new:
+ * an entry that some majority may have committed is committed again, the
+ * same map at the same epoch, and one no majority took is replaced (a
+ * member takes the leader's proposal over its own entry). So no two maps
+ * are ever committed at one epoch: a committed map is held (committed or
+ * as an entry) by a majority, every later leader is elected by a
+ * majority, one of which holds it, and it votes only for a candidate
+ * holding it too. Members follow the lowest-id voter first (the others
+ * wait rank x CL_ELECTION_STAGGER_MS after losing their leader), and a
+ * leader that is no voter any more (drained) stands down.
  *
  * Handoff of partition p from A to B at epoch e, preserving per-sender
  * order without losing or duplicating anything:
@@ -55,8 +81,10 @@
  * thread answers flockctl. Lock order: node->lock -> node->hold_lock ->
  * link->lock.
  *
- * What it does not do: replicate state; elect the coordinator by
- * consensus (lowest live id plus leases; see the report for the gap).
+ * What it does not do: replicate state (only the map is agreed on);
+ * change the voters by more than one at a time within one map (an
+ * operator action changes one member; a commit needs majorities of the
+ * voters before and after, so two such quorums always meet).
  */
 #include "cluster/internal.h"
 
@@ -106,6 +134,20 @@
  * at most this often: a stale entry costs only a QUERY after a restart,
  * and 64 partitions settle within a few ms of each other. */
 #define CL_RECORDS_SAVE_MS 1000u
+/* A leader sends its proposal again to members that have not answered
+ * this often (an answer is lost only with a crash of either side). */
+#define CL_PROPOSE_RESEND_MS 500u
+/* After losing its leader (down, restarted, no voter any more) a voter
+ * waits its rank among the live voters (by id) times this before it
+ * stands, so that the lowest-id one usually wins alone; an election not
+ * won is tried again after CL_ELECTION_RETRY_MS (plus the same wait). */
+#define CL_ELECTION_STAGGER_MS 300u
+#define CL_ELECTION_RETRY_MS 1000u
+/* Operator requests a coordinator queues for its next proposals. */
+#define CL_ADMIN_QUEUE_MAX 16u
+/* How long an operator action waits (real time) for its map to be
+ * committed before it answers "not committed yet". */
+#define CL_ADMIN_COMMIT_WAIT_MS 10000u
 
 enum { R_NONE = 0, R_LOCAL = 1, R_REMOTE = 2, R_HOLD = 3, R_DOWN = 4 };
 #define ROUTE_WORD(mode, id) ((uint32_t)(mode) << 16 | (uint32_t)(id))
@@ -131,7 +173,14 @@ enum {
 	/* old owner -> every member: fence me again (the fences of a
 	 * handoff that is shipped again, or that outlived a crash) */
 	SYS_REFENCE = 14,
+	/* the map consensus (consensus.c has their forms) */
+	SYS_VOTE_REQ = 15,
+	SYS_VOTE = 16,
+	SYS_PROPOSE = 17,
+	SYS_ACCEPTED = 18,
 };
+
+enum { E_NONE = 0, E_PRE = 1, E_VOTE = 2 };
 
 enum { P_NORMAL = 0, P_LEAVING = 1, P_ARRIVING = 2 };
 enum {
@@ -273,6 +322,36 @@ struct cl_node {
 	_Atomic uint64_t messages_in;
 	_Atomic uint64_t messages_dropped;
 
+	/* The map consensus (see "Epochs are committed" above). */
+	uint64_t term;        /* saved */
+	uint16_t voted_for;   /* saved: whom this node voted for in term */
+	cl_map *entry;        /* saved when entry_valid: the last map
+			       * accepted above map.epoch, of entry_term */
+	bool entry_valid;
+	uint64_t entry_term;
+	_Atomic uint16_t leader; /* the leader of term as known; 0: none */
+	bool leading;         /* this node leads term */
+	bool ready;           /* leading, and a proposal of term committed */
+	bool proposing;       /* the proposal (entry, else map) in flight */
+	uint64_t proposal_epoch;
+	uint16_t acks[CL_NODES_MAX];
+	uint32_t acks_count;
+	uint64_t propose_resend_ms;
+	uint8_t electing;     /* E_NONE, E_PRE or E_VOTE */
+	uint64_t election_term; /* the term asked for */
+	uint16_t votes[CL_NODES_MAX];
+	uint32_t votes_count;
+	uint64_t leader_lost_ms; /* when the leader was found lost; 0: known */
+	uint64_t election_at_ms; /* the next time this node stands */
+	/* operator requests waiting for a proposal (coordinator) */
+	cl__control_request admin_queue[CL_ADMIN_QUEUE_MAX];
+	uint64_t admin_queue_seq[CL_ADMIN_QUEUE_MAX];
+	uint32_t admin_count;
+	uint64_t admin_seq;       /* requests queued, total */
+	uint64_t admin_proposed;  /* the request the proposal carries; 0 */
+	uint64_t admin_done;      /* requests finished up to this one */
+	int admin_results[CL_ADMIN_QUEUE_MAX]; /* by seq % max */
+
 	pthread_t thread;
 	_Atomic bool stopping;
 	bool thread_started;
@@ -344,16 +423,12 @@ liveness_of(cl_node *n, uint16_t id)
 	return liveness;
 }
 
+/* The coordinator as this node knows it: the leader of its term (0:
+ * none known yet). */
 static uint16_t
 coordinator_locked(cl_node *n)
 {
-	for (uint32_t i = 0; i < n->map.nodes_count; i++) {
-		uint16_t id = n->map.nodes[i].id;
-		if (id == atomic_load(&n->self) ||
-			liveness_of(n, id) != CL_LIVE_DOWN)
-			return id;
-	}
-	return 0;
+	return n->leading ? atomic_load(&n->self) : atomic_load(&n->leader);
 }
 
 /* Encodes a system message body; payload points into *scratch. */
@@ -830,6 +905,7 @@ on_swim_locked(cl_node *n, uint16_t from, const cl_envelope *e,
 /* ---- adopting a map ---------------------------------------------------- */
 
 static void replay_stashes_locked(cl_node *n);
+static void admin_apply_locked(cl_node *n);
 static void try_release_locked(cl_node *n, uint32_t p);
 static void send_resume_locked(cl_node *n, uint32_t p);
 
@@ -945,8 +1021,12 @@ map_save_locked(cl_node *n, const cl_map *old, const cl_map *map)
 	if (records == NULL)
 		return CL_ENOMEM;
 	uint32_t count = records_collect_locked(n, old, map, records);
-	int rc = cl__map_file_save(n->data_dir, atomic_load(&n->self), map,
-		records, count);
+	/* the entry goes with it while it is above the map saved */
+	cl__vote_state vote = {.term = n->term, .voted_for = n->voted_for,
+		.has_entry = n->entry_valid && n->entry->epoch > map->epoch,
+		.entry_term = n->entry_term, .entry = n->entry};
+	int rc = cl__map_file_save_vote(n->data_dir, atomic_load(&n->self),
+		map, records, count, &vote);
 	free(records);
 	if (rc == 0) {
 		n->records_dirty = false;
@@ -1058,6 +1138,9 @@ adopt_map_locked(cl_node *n, const cl_map *map)
 	*old = n->map;
 	n->map = *map;
 	atomic_store(&n->epoch, map->epoch);
+	/* the entry was saved only while above the map (map_save_locked) */
+	if (n->entry_valid && n->entry->epoch <= n->map.epoch)
+		n->entry_valid = false;
 	links_sync_locked(n);
 	for (uint32_t p = 0; p < CL_PARTITIONS; p++)
 		if (old->owner[p] != map->owner[p])
@@ -1082,25 +1165,565 @@ adopt_map_locked(cl_node *n, const cl_map *map)
 	return CL_OK;
 }
 
-/* The coordinator's commit: adopt, then push to every member. */
+/* ---- the map consensus ------------------------------------------------- */
+
+/* Writes the map file as it stands (the consensus state changed). */
 static int
-commit_map_locked(cl_node *n, cl_map *next)
+persist_locked(cl_node *n)
+{
+	int rc = map_save_locked(n, NULL, &n->map);
+	if (rc != 0)
+		node_log(n, RT_LOG_ERROR, "cannot persist the term and the map "
+			"accepted: %s", cl_strerror(rc));
+	return rc;
+}
+
+/* The last map this node holds: its entry, else its committed map. */
+static const cl_map *
+last_map_locked(cl_node *n)
+{
+	return n->entry_valid ? n->entry : &n->map;
+}
+
+static bool
+ids_has(const uint16_t *ids, uint32_t count, uint16_t id)
+{
+	for (uint32_t i = 0; i < count; i++)
+		if (ids[i] == id)
+			return true;
+	return false;
+}
+
+static void
+ids_add(uint16_t *ids, uint32_t *count, uint16_t id)
+{
+	if (!ids_has(ids, *count, id) && *count < CL_NODES_MAX)
+		ids[(*count)++] = id;
+}
+
+/* Sends body to the members of the committed map and of also (NULL or
+ * a map above it), self and the ids in skip excepted. */
+static void
+send_members_locked(cl_node *n, const cl_map *also, uint32_t type,
+	const rt_buffer *body, const uint16_t *skip, uint32_t skip_count)
+{
+	uint16_t self = atomic_load(&n->self);
+	for (uint32_t i = 0; i < n->map.nodes_count; i++) {
+		uint16_t id = n->map.nodes[i].id;
+		if (id != self && !ids_has(skip, skip_count, id))
+			send_system(n, id, type, 0, body);
+	}
+	for (uint32_t i = 0; also != NULL && i < also->nodes_count; i++) {
+		uint16_t id = also->nodes[i].id;
+		if (id != self && !ids_has(skip, skip_count, id) &&
+			cl_map_find(&n->map, id) == NULL)
+			send_system(n, id, type, 0, body);
+	}
+}
+
+/* Operator requests queued or in flight end without a commit here (this
+ * node leads no more; the one in flight may still be committed by the
+ * next leader). */
+static void
+admin_drop_locked(cl_node *n)
+{
+	for (uint64_t q = n->admin_done + 1; q <= n->admin_seq; q++)
+		n->admin_results[q % CL_ADMIN_QUEUE_MAX] = CL_ENOTLEADER;
+	n->admin_done = n->admin_seq;
+	n->admin_count = 0;
+	n->admin_proposed = 0;
+}
+
+/* Follows term (when later than this node's: no vote in it yet) and
+ * leader (0: none known); leads and stands for nothing. The caller
+ * persists. */
+static void
+term_follow_locked(cl_node *n, uint64_t term, uint16_t leader)
+{
+	if (term > n->term) {
+		n->term = term;
+		n->voted_for = 0;
+	}
+	if (n->leading) {
+		node_log(n, RT_LOG_INFO, "leads no more (term %" PRIu64 ")",
+			n->term);
+		admin_drop_locked(n);
+	}
+	n->leading = false;
+	n->ready = false;
+	n->proposing = false;
+	n->electing = E_NONE;
+	atomic_store(&n->leader, leader);
+	n->leader_lost_ms = 0;
+}
+
+/* JOIN_ACCEPT to a member the committed map has: its id and the map,
+ * unsequenced (the joiner has no link to us until it has the map). */
+static void
+send_join_accept_locked(cl_node *n, uint16_t id)
+{
+	rt_buffer body = {0};
+	cl__packer pk;
+	cl__packer_init(&pk, &body);
+	msgpack_pack_array(&pk.pk, 2);
+	msgpack_pack_uint16(&pk.pk, id);
+	cl__map_pack(&pk, &n->map);
+	cl__link *l = link_for(n, id);
+	if (l != NULL && pk.status == 0) {
+		cl_envelope a;
+		system_envelope(&a, SYS_JOIN_ACCEPT, 0, &body);
+		pthread_mutex_lock(&l->lock);
+		cl__link_send_now_locked(l, &a);
+		pthread_mutex_unlock(&l->lock);
+	}
+	rt_buffer_free(&body);
+}
+
+/* PROPOSE(term, the map in flight) to the members (all: every one; else
+ * those that have not accepted it). */
+static void
+propose_send_locked(cl_node *n, bool all)
+{
+	const cl_map *m = last_map_locked(n);
+	rt_buffer body = {0};
+	if (cl__propose_encode(n->term, m, &body) == 0)
+		send_members_locked(n, n->entry_valid ? n->entry : NULL,
+			SYS_PROPOSE, &body, all ? NULL : n->acks,
+			all ? 0 : n->acks_count);
+	rt_buffer_free(&body);
+	n->propose_resend_ms = node_now(n) + CL_PROPOSE_RESEND_MS;
+}
+
+/* The proposal in flight is committed once a majority of the committed
+ * map's voters and of the proposed map's voters accepted it: the leader
+ * adopts it and pushes it to every member. */
+static void
+proposal_check_locked(cl_node *n)
+{
+	if (!n->proposing)
+		return;
+	const cl_map *next = n->entry_valid ? n->entry : NULL;
+	if (!cl__map_majority(&n->map, n->acks, n->acks_count) ||
+		(next != NULL &&
+			!cl__map_majority(next, n->acks, n->acks_count)))
+		return;
+	n->proposing = false;
+	if (next != NULL) {
+		cl_map *maps = malloc(2 * sizeof *maps);
+		CL_ASSERT(maps != NULL);
+		cl_map *committed = maps;
+		cl_map *old = maps + 1;
+		*committed = *next;
+		*old = n->map;
+		int rc = adopt_map_locked(n, committed);
+		if (rc != 0) {
+			n->proposing = true; /* committed: adopted at the next duty */
+			free(maps);
+			return;
+		}
+		rt_buffer body = {0};
+		if (cl_map_encode(&n->map, &body) == 0)
+			send_members_locked(n, NULL, SYS_MAP, &body, NULL, 0);
+		rt_buffer_free(&body);
+		/* a joiner learns here that it is a member */
+		for (uint32_t i = 0; i < n->map.nodes_count; i++)
+			if (cl_map_find(old, n->map.nodes[i].id) == NULL)
+				send_join_accept_locked(n, n->map.nodes[i].id);
+		free(maps);
+		n->moves_pending = UINT32_MAX; /* recomputed at the next duty */
+	}
+	if (!n->leading)
+		return; /* deposed while the map was adopted */
+	n->ready = true;
+	if (n->admin_proposed != 0) {
+		n->admin_results[n->admin_proposed % CL_ADMIN_QUEUE_MAX] = CL_OK;
+		if (n->admin_done < n->admin_proposed)
+			n->admin_done = n->admin_proposed;
+		n->admin_proposed = 0;
+	}
+	n->next_duty_ms = 0; /* the next change may go at once */
+}
+
+/* Proposes map under this node's term: a map at the epoch after the
+ * committed one, or (a new leader with no entry) the committed map
+ * itself again. Saved here first, as each member saves it before it
+ * accepts it. */
+static int
+propose_map_locked(cl_node *n, const cl_map *map)
+{
+	CL_ASSERT(n->leading && !n->proposing);
+	CL_ASSERT(map->epoch >= n->map.epoch);
+	bool was_valid = n->entry_valid;
+	uint64_t was_term = n->entry_term;
+	cl_map *was = NULL;
+	if (map->epoch > n->map.epoch) {
+		if (map != n->entry) {
+			if (n->entry_valid) {
+				was = malloc(sizeof *was);
+				CL_ASSERT(was != NULL);
+				*was = *n->entry;
+			}
+			*n->entry = *map;
+		}
+		n->entry_valid = true;
+	} else {
+		n->entry_valid = false;
+	}
+	n->entry_term = n->term;
+	int rc = persist_locked(n);
+	if (rc != 0) {
+		n->entry_valid = was_valid;
+		n->entry_term = was_term;
+		if (was != NULL)
+			*n->entry = *was;
+		free(was);
+		return rc;
+	}
+	free(was);
+	n->proposing = true;
+	n->proposal_epoch = map->epoch;
+	n->acks_count = 0;
+	ids_add(n->acks, &n->acks_count, atomic_load(&n->self));
+	propose_send_locked(n, true);
+	proposal_check_locked(n);
+	return CL_OK;
+}
+
+/* The coordinator's change: next (a copy of the committed map, changed)
+ * is proposed at the next epoch; it is adopted once committed. */
+static int
+propose_locked(cl_node *n, cl_map *next)
 {
 	next->epoch = n->map.epoch + 1;
 	for (uint32_t p = 0; p < CL_PARTITIONS; p++)
 		if (next->owner[p] != n->map.owner[p])
 			next->moved_at[p] = (uint32_t)next->epoch;
-	int rc = adopt_map_locked(n, next);
-	if (rc != 0)
-		return rc;
+	return propose_map_locked(n, next);
+}
+
+/* The leader this node follows is up: known, a voter of the committed
+ * map, and not down. */
+static bool
+leader_alive_locked(cl_node *n)
+{
+	if (n->leading)
+		return true;
+	uint16_t l = atomic_load(&n->leader);
+	return l != 0 && cl__map_voter(&n->map, l) &&
+	       !atomic_load_explicit(&n->down[l], memory_order_relaxed);
+}
+
+/* A vote is refused to anyone else while this node leads with a lease,
+ * or follows a live leader heard from within the lease. */
+static bool
+leader_heard_locked(cl_node *n, uint16_t candidate)
+{
+	if (n->leading)
+		return atomic_load(&n->lease_held);
+	uint16_t l = atomic_load(&n->leader);
+	if (l == 0 || l == candidate || !leader_alive_locked(n))
+		return false;
+	pthread_mutex_lock(&n->swim_lock);
+	cl__swim_member *m = cl__swim_find(&n->swim, l);
+	bool heard = m != NULL && cl__elapsed_ms(node_now(n),
+		m->last_heard_ms) < n->cfg.lease_ms;
+	pthread_mutex_unlock(&n->swim_lock);
+	return heard;
+}
+
+/* Voters of the committed map below this node's id and not down. */
+static uint32_t
+voter_rank_locked(cl_node *n)
+{
+	uint16_t self = atomic_load(&n->self);
+	uint32_t rank = 0;
+	for (uint32_t i = 0; i < n->map.nodes_count; i++) {
+		uint16_t id = n->map.nodes[i].id;
+		if (id < self && cl__map_voter(&n->map, id) &&
+			!atomic_load_explicit(&n->down[id], memory_order_relaxed))
+			rank++;
+	}
+	return rank;
+}
+
+static void
+vote_request_send_locked(cl_node *n, bool pre)
+{
+	cl__vote_request r = {.term = n->election_term, .pre = pre,
+		.committed = n->map.epoch,
+		.last_epoch = last_map_locked(n)->epoch,
+		.last_term = n->entry_valid ? n->entry_term : 0};
 	rt_buffer body = {0};
-	rc = cl_map_encode(&n->map, &body);
-	for (uint32_t i = 0; rc == 0 && i < n->map.nodes_count; i++)
-		if (n->map.nodes[i].id != atomic_load(&n->self))
-			send_system(n, n->map.nodes[i].id, SYS_MAP, 0, &body);
+	if (cl__vote_request_encode(&r, &body) == 0)
+		send_members_locked(n, n->entry_valid ? n->entry : NULL,
+			SYS_VOTE_REQ, &body, NULL, 0);
 	rt_buffer_free(&body);
-	n->moves_pending = UINT32_MAX; /* recomputed at the next duty */
-	return rc;
+}
+
+/* The election in progress is won once a majority of the voters of the
+ * committed map and of the entry granted: a pre-vote then asks for the
+ * votes, a vote makes this node the leader, which proposes its last map
+ * again under its term before anything new. */
+static void
+election_check_locked(cl_node *n)
+{
+	if (n->electing == E_NONE)
+		return;
+	const cl_map *last = n->entry_valid ? n->entry : NULL;
+	if (!cl__map_majority(&n->map, n->votes, n->votes_count) ||
+		(last != NULL &&
+			!cl__map_majority(last, n->votes, n->votes_count)))
+		return;
+	uint16_t self = atomic_load(&n->self);
+	if (n->electing == E_PRE) {
+		uint64_t was_term = n->term;
+		uint16_t was_vote = n->voted_for;
+		n->term = n->election_term;
+		n->voted_for = self;
+		if (persist_locked(n) != 0) {
+			n->term = was_term;
+			n->voted_for = was_vote;
+			n->electing = E_NONE;
+			return;
+		}
+		atomic_store(&n->leader, 0);
+		n->electing = E_VOTE;
+		n->votes_count = 0;
+		ids_add(n->votes, &n->votes_count, self);
+		vote_request_send_locked(n, false);
+		election_check_locked(n); /* a lone voter wins at once */
+		return;
+	}
+	n->electing = E_NONE;
+	n->leading = true;
+	n->ready = false;
+	n->proposing = false;
+	atomic_store(&n->leader, self);
+	n->leader_lost_ms = 0;
+	n->step_moves = 0;
+	n->step_settled = 0;
+	n->step_epoch = 0;
+	n->moves_pending = UINT32_MAX;
+	node_log(n, RT_LOG_INFO, "leads term %" PRIu64 " (epoch %" PRIu64
+		", %s %" PRIu64 ")", n->term, n->map.epoch,
+		n->entry_valid ? "proposing again" : "committed",
+		last_map_locked(n)->epoch);
+	if (n->entry_valid)
+		sim_sometimes("cluster: a new leader proposes an entry again");
+	/* a failure is tried again at the next duty */
+	(void)propose_map_locked(n, last_map_locked(n));
+}
+
+/* Starts an election: a pre-vote for the next term. */
+static void
+stand_locked(cl_node *n, uint64_t now)
+{
+	n->electing = E_PRE;
+	n->election_term = n->term + 1;
+	n->votes_count = 0;
+	ids_add(n->votes, &n->votes_count, atomic_load(&n->self));
+	n->election_at_ms = now + CL_ELECTION_RETRY_MS +
+		voter_rank_locked(n) * CL_ELECTION_STAGGER_MS;
+	vote_request_send_locked(n, true);
+	election_check_locked(n);
+}
+
+/* Every duty: a leader moves its proposal along (and stands down when
+ * it is no voter any more); a voter without a live leader stands after
+ * its rank's wait. */
+static void
+consensus_duty_locked(cl_node *n, uint64_t now)
+{
+	uint16_t self = atomic_load(&n->self);
+	if (n->leading) {
+		if (!cl__map_voter(&n->map, self)) {
+			term_follow_locked(n, n->term, 0);
+			return;
+		}
+		if (n->proposing) {
+			proposal_check_locked(n);
+			if (n->proposing && now >= n->propose_resend_ms)
+				propose_send_locked(n, false);
+		} else if (!n->ready) {
+			(void)propose_map_locked(n, last_map_locked(n));
+		}
+		return;
+	}
+	if (leader_alive_locked(n)) {
+		n->leader_lost_ms = 0;
+		n->electing = E_NONE;
+		return;
+	}
+	if (n->leader_lost_ms == 0) {
+		n->leader_lost_ms = now;
+		n->election_at_ms = now +
+			voter_rank_locked(n) * CL_ELECTION_STAGGER_MS;
+	}
+	if (!cl__map_voter(&n->map, self) &&
+		!(n->entry_valid && cl__map_voter(n->entry, self)))
+		return;
+	if (now >= n->election_at_ms)
+		stand_locked(n, now);
+}
+
+/* A candidate asks for a vote (or whether it would get one). */
+static void
+on_vote_request_locked(cl_node *n, uint16_t from, const cl_envelope *e)
+{
+	cl__vote_request r;
+	if (cl__vote_request_decode(e->payload, e->size, &r) != 0)
+		return;
+	cl__vote_reply a = {.term = n->term, .asked = r.term, .pre = r.pre,
+		.leader = coordinator_locked(n)};
+	bool member = cl_map_find(&n->map, from) != NULL ||
+		(n->entry_valid && cl_map_find(n->entry, from) != NULL);
+	bool up = cl__vote_up_to_date(r.committed, r.last_epoch, r.last_term,
+		n->map.epoch, last_map_locked(n)->epoch,
+		n->entry_valid ? n->entry_term : 0);
+	if (member && r.term >= n->term && !leader_heard_locked(n, from)) {
+		bool free_vote = r.term > n->term || n->voted_for == 0 ||
+			n->voted_for == from;
+		if (r.pre) {
+			a.granted = up && free_vote;
+		} else {
+			bool changed = false;
+			if (r.term > n->term) {
+				term_follow_locked(n, r.term, 0);
+				changed = true;
+			}
+			if (up && (n->voted_for == 0 || n->voted_for == from)) {
+				changed = changed || n->voted_for != from;
+				n->voted_for = from;
+				a.granted = true;
+			}
+			if (changed && persist_locked(n) != 0)
+				a.granted = false;
+			if (a.granted) { /* give it time to win */
+				n->leader_lost_ms = node_now(n);
+				n->election_at_ms = node_now(n) +
+					CL_ELECTION_RETRY_MS;
+			}
+			a.term = n->term;
+			a.leader = coordinator_locked(n);
+		}
+	}
+	rt_buffer body = {0};
+	if (cl__vote_reply_encode(&a, &body) == 0)
+		send_system(n, from, SYS_VOTE, 0, &body);
+	rt_buffer_free(&body);
+}
+
+static void
+on_vote_locked(cl_node *n, uint16_t from, const cl_envelope *e)
+{
+	cl__vote_reply v;
+	uint16_t self = atomic_load(&n->self);
+	if (cl__vote_reply_decode(e->payload, e->size, &v) != 0)
+		return;
+	if (v.term > n->term) {
+		/* a member is at a later term: follow it, and its leader */
+		term_follow_locked(n, v.term, v.leader == self ? 0 : v.leader);
+		(void)persist_locked(n);
+		return;
+	}
+	if (!v.granted) {
+		/* refused for a live leader this node did not know of */
+		if (v.leader != 0 && v.leader != self && v.term == n->term &&
+			!n->leading && atomic_load(&n->leader) == 0) {
+			atomic_store(&n->leader, v.leader);
+			n->electing = E_NONE;
+			n->leader_lost_ms = 0;
+		}
+		return;
+	}
+	if (n->electing == E_NONE || v.asked != n->election_term ||
+		v.pre != (n->electing == E_PRE))
+		return;
+	ids_add(n->votes, &n->votes_count, from);
+	election_check_locked(n);
+}
+
+/* The leader of term proposes map: accepted (saved as the entry, over
+ * any other) unless this node is at a later term. A proposal of the
+ * committed map itself (a new leader's) drops the entry: no majority
+ * can have committed it, or the new leader would hold it. */
+static void
+on_propose_locked(cl_node *n, uint16_t from, const cl_envelope *e)
+{
+	uint64_t term;
+	cl_map *map = malloc(sizeof *map);
+	CL_ASSERT(map != NULL);
+	if (cl__propose_decode(e->payload, e->size, &term, map) != 0) {
+		free(map);
+		return;
+	}
+	cl__accepted a = {.term = n->term, .epoch = map->epoch, .ok = false};
+	if (term >= n->term && !(n->leading && term == n->term)) {
+		bool changed = false;
+		if (term > n->term) {
+			term_follow_locked(n, term, from);
+			changed = true;
+		} else if (atomic_load(&n->leader) != from) {
+			atomic_store(&n->leader, from);
+			n->electing = E_NONE;
+			n->leader_lost_ms = 0;
+		}
+		if (n->entry_valid && n->entry_term == term &&
+			n->entry->epoch > map->epoch) {
+			/* an older proposal of this term: links keep a
+			 * leader's order, so only a duplicate could be it */
+		} else if (map->epoch > n->map.epoch) {
+			if (!n->entry_valid || n->entry_term != term ||
+				n->entry->epoch != map->epoch) {
+				*n->entry = *map;
+				n->entry_valid = true;
+				n->entry_term = term;
+				changed = true;
+			}
+			a.ok = true;
+		} else if (map->epoch == n->map.epoch) {
+			if (n->entry_valid) {
+				n->entry_valid = false;
+				changed = true;
+			}
+			a.ok = true;
+		} else {
+			a.epoch = n->map.epoch; /* the leader is behind: refused */
+		}
+		if (changed && persist_locked(n) != 0)
+			a.ok = false;
+		a.term = n->term;
+	}
+	free(map);
+	rt_buffer body = {0};
+	if (cl__accepted_encode(&a, &body) == 0)
+		send_system(n, from, SYS_ACCEPTED, 0, &body);
+	rt_buffer_free(&body);
+}
+
+static void
+on_accepted_locked(cl_node *n, uint16_t from, const cl_envelope *e)
+{
+	cl__accepted a;
+	if (cl__accepted_decode(e->payload, e->size, &a) != 0)
+		return;
+	if (a.term > n->term) {
+		term_follow_locked(n, a.term, 0);
+		(void)persist_locked(n);
+		return;
+	}
+	if (n->leading && a.term == n->term && !a.ok &&
+		a.epoch > n->map.epoch) {
+		/* a member committed more than this leader holds (it cannot
+		 * win a vote then): take the map, which makes it stand down */
+		send_nil_locked(n, from, SYS_MAP_PULL, 0);
+		return;
+	}
+	if (!n->leading || !n->proposing || a.term != n->term || !a.ok ||
+		a.epoch != n->proposal_epoch)
+		return;
+	ids_add(n->acks, &n->acks_count, from);
+	proposal_check_locked(n);
 }
 
 /* ---- fences, release, settle ------------------------------------------- */
@@ -1910,8 +2533,11 @@ send_join_locked(cl_node *n)
 	rt_buffer_free(&body);
 }
 
-/* At a member: a node at address asks to join. The coordinator adds it
- * (standby) and answers it directly; others pass the request on. */
+/* At a member: a node at address asks to join. The coordinator proposes
+ * a map with it (standby) and answers it once that is committed (or at
+ * once, when it is a member already); others pass the request on. A
+ * request that comes while another change is in flight is dropped: the
+ * joiner asks again every CL_JOIN_RETRY_MS. */
 static void
 on_join_locked(cl_node *n, const msgpack_object *f, uint32_t count,
 	const cl_envelope *e)
@@ -1931,36 +2557,26 @@ on_join_locked(cl_node *n, const msgpack_object *f, uint32_t count,
 		return;
 	}
 	const cl_map_node *m = cl_map_find_address(&n->map, address);
-	if (m == NULL) {
-		cl_map next = n->map;
-		uint16_t id;
-		if (cl_map_add_node(&next, address, CL_NODE_STANDBY, &id) != 0)
-			return;
-		if (commit_map_locked(n, &next) != 0)
-			return;
-		node_log(n, RT_LOG_INFO, "node %u joined from %s", id, address);
-		m = cl_map_find(&n->map, id);
+	if (m != NULL) {
+		send_join_accept_locked(n, m->id);
+		return;
 	}
-	rt_buffer body = {0};
-	cl__packer pk;
-	cl__packer_init(&pk, &body);
-	msgpack_pack_array(&pk.pk, 2);
-	msgpack_pack_uint16(&pk.pk, m->id);
-	cl__map_pack(&pk, &n->map);
-	/* unsequenced: the joiner has no link to us until it has the map */
-	cl__link *l = link_for(n, m->id);
-	if (l != NULL) {
-		cl_envelope a;
-		system_envelope(&a, SYS_JOIN_ACCEPT, 0, &body);
-		pthread_mutex_lock(&l->lock);
-		cl__link_send_now_locked(l, &a);
-		pthread_mutex_unlock(&l->lock);
-	}
-	rt_buffer_free(&body);
+	if (!n->ready || n->proposing || !atomic_load(&n->lease_held))
+		return;
+	cl_map *next = malloc(sizeof *next);
+	CL_ASSERT(next != NULL);
+	*next = n->map;
+	uint16_t id;
+	if (cl_map_add_node(next, address, CL_NODE_STANDBY, &id) == 0 &&
+		propose_locked(n, next) == 0)
+		node_log(n, RT_LOG_INFO, "node %u joins from %s (epoch %" PRIu64
+			" proposed)", id, address, next->epoch);
+	free(next);
 }
 
 static void
-on_join_accept_locked(cl_node *n, const msgpack_object *f, uint32_t count)
+on_join_accept_locked(cl_node *n, uint16_t from, const msgpack_object *f,
+	uint32_t count)
 {
 	uint32_t id;
 	cl_map *map = malloc(sizeof *map);
@@ -1982,6 +2598,10 @@ on_join_accept_locked(cl_node *n, const msgpack_object *f, uint32_t count)
 			n->links[i].self = (uint16_t)id;
 		if (adopt_map_locked(n, map) == 0) {
 			atomic_store(&n->joined, true);
+			/* the coordinator answered; its term comes with its
+			 * next proposal */
+			if (from != 0 && from != (uint16_t)id)
+				atomic_store(&n->leader, from);
 			node_log(n, RT_LOG_INFO, "joined as node %u", id);
 		}
 	}
@@ -2018,14 +2638,19 @@ on_system_locked(cl_node *n, uint16_t from, const cl_envelope *e)
 		on_join_locked(n, f, count, e);
 		break;
 	case SYS_JOIN_ACCEPT:
-		on_join_accept_locked(n, f, count);
+		on_join_accept_locked(n, from, f, count);
 		break;
 	case SYS_MAP: {
 		cl_map *map = malloc(sizeof *map);
 		CL_ASSERT(map != NULL);
 		if (cl__map_from_object(&o, map) == 0 &&
-			map->epoch > n->map.epoch && atomic_load(&n->joined))
+			map->epoch > n->map.epoch && atomic_load(&n->joined)) {
+			/* committed by a leader of a later term: this one
+			 * leads no more (its proposal can no longer win) */
+			if (n->leading)
+				term_follow_locked(n, n->term, 0);
 			adopt_map_locked(n, map);
+		}
 		free(map);
 		break;
 	}
@@ -2082,6 +2707,18 @@ on_system_locked(cl_node *n, uint16_t from, const cl_envelope *e)
 	case SYS_REFENCE:
 		/* epoch <= ours here (a request from ahead was stashed) */
 		send_fences_to_all_locked(n, from);
+		break;
+	case SYS_VOTE_REQ:
+		on_vote_request_locked(n, from, e);
+		break;
+	case SYS_VOTE:
+		on_vote_locked(n, from, e);
+		break;
+	case SYS_PROPOSE:
+		on_propose_locked(n, from, e);
+		break;
+	case SYS_ACCEPTED:
+		on_accepted_locked(n, from, e);
 		break;
 	default:
 		break;
@@ -2159,8 +2796,11 @@ process_envelope(cl_node *n, uint16_t from, int slot, const cl_envelope *e)
 		return;
 	}
 	/* Nor is a map: it is what a stashing link waits for (stashing it
-	 * too would wait forever); adopting it replays the stash in order. */
-	if (system && (e->type == SYS_MAP || e->type == SYS_MAP_PULL)) {
+	 * too would wait forever); adopting it replays the stash in order.
+	 * Nor the consensus, which carries no epoch and decides the maps. */
+	if (system && (e->type == SYS_MAP || e->type == SYS_MAP_PULL ||
+		e->type == SYS_VOTE_REQ || e->type == SYS_VOTE ||
+		e->type == SYS_PROPOSE || e->type == SYS_ACCEPTED)) {
 		pthread_mutex_lock(&n->lock);
 		on_system_locked(n, from, e);
 		pthread_mutex_unlock(&n->lock);
@@ -2240,9 +2880,13 @@ receive_decide(receive_ctx *c)
 	pthread_mutex_lock(&l->lock);
 	uint64_t life = l->peer_incarnation;
 	cl__link_observe_locked(l, h->incarnation);
-	/* a new life of the peer: what it owed a handoff died with it */
-	if (life != 0 && life != l->peer_incarnation)
+	/* a new life of the peer: what it owed a handoff died with it, and
+	 * it leads nothing (a leader's term dies with its process) */
+	if (life != 0 && life != l->peer_incarnation) {
 		atomic_store(&n->asks_due, true);
+		uint16_t was = h->source;
+		atomic_compare_exchange_strong(&n->leader, &was, 0);
+	}
 	/* A frame naming another life of this node (or none: the sender has
 	 * not heard of this one yet) belongs to the session with that life:
 	 * its sequence and ack mean nothing here. Taking it would run again
@@ -2403,18 +3047,19 @@ coordinate_locked(cl_node *n)
 	if (n->moves_pending == 0) {
 		n->step_moves = 0;
 		if (finish_drains_locked(n, next))
-			commit_map_locked(n, next);
+			(void)propose_locked(n, next);
 		goto done;
 	}
 	uint32_t moved = cl_map_step(&n->map, target,
 		n->cfg.rebalance_step_partitions, next);
 	uint32_t left = n->moves_pending - moved;
-	if (moved > 0 && commit_map_locked(n, next) == 0) {
-		n->step_epoch = n->map.epoch;
+	if (moved > 0 && propose_locked(n, next) == 0) {
+		/* proposed: its handoffs start where it is committed */
+		n->step_epoch = next->epoch;
 		n->step_moves = moved;
 		n->step_settled = 0;
 		node_log(n, RT_LOG_INFO, "rebalance step epoch=%" PRIu64
-			" moves=%u left=%u", n->map.epoch, moved, left);
+			" moves=%u left=%u", next->epoch, moved, left);
 	}
 done:
 	free(target);
@@ -2502,9 +3147,14 @@ duties_locked(cl_node *n, uint64_t now)
 	for (uint32_t p = 0; p < CL_PARTITIONS && n->pending > 0; p++)
 		if (n->parts[p].mode == P_ARRIVING)
 			try_release_locked(n, p);
-	bool coordinator = coordinator_locked(n) == atomic_load(&n->self);
+	consensus_duty_locked(n, now);
+	/* the coordinator changes the map once its term has a map committed,
+	 * one proposal at a time, operator requests first */
+	bool coordinator = n->leading && n->ready && !n->proposing;
 	if (coordinator && atomic_load(&n->lease_held)) {
-		if (now >= n->next_duty_ms)
+		if (n->admin_count > 0)
+			admin_apply_locked(n);
+		else if (now >= n->next_duty_ms)
 			coordinate_locked(n);
 		if (now >= n->next_repush_ms) {
 			repush_locked(n);
@@ -2662,9 +3312,17 @@ node_load_or_bootstrap(cl_node *n)
 	cl__handoff_record *records = malloc(CL_PARTITIONS * sizeof *records);
 	if (records == NULL)
 		return CL_ENOMEM;
-	int rc = cl__map_file_load(n->data_dir, &self, &n->map, records,
-		&count);
+	cl__vote_state vote = {.entry = n->entry};
+	int rc = cl__map_file_load_vote(n->data_dir, &self, &n->map, records,
+		&count, &vote);
 	if (rc == 0 && self != 0 && cl_map_find(&n->map, self) != NULL) {
+		/* the term, the vote in it and the map accepted above the
+		 * committed one outlive the process (a vote or an acceptance
+		 * forgotten could let two maps be committed at one epoch) */
+		n->term = vote.term;
+		n->voted_for = vote.voted_for;
+		n->entry_valid = vote.has_entry;
+		n->entry_term = vote.entry_term;
 		atomic_store(&n->self, self);
 		/* gossiped and put on frames: a member whose gossip shows an
 		 * older epoch than the map is pushed the map again */
@@ -2799,6 +3457,8 @@ node_start_io(cl_node *n)
 		/* the fences this node sent when it adopted its epoch may have
 		 * died with its previous life */
 		send_fences_to_all_locked(n, 0);
+		/* a lone voter leads at once; others ask (or wait their rank) */
+		consensus_duty_locked(n, node_now(n));
 	} else {
 		pthread_mutex_lock(&n->bootstrap.lock);
 		cl__link_bind_locked(&n->bootstrap, 0, n->join, node_now(n));
@@ -2868,7 +3528,10 @@ cl_node_open(const cl_node_config *cfg, rt_runtime *rt, cl_node **out)
 	pthread_mutex_init(&n->swim_lock, NULL);
 	n->rt = rt;
 	n->sync = calloc(1, sizeof *n->sync);
-	if (n->sync == NULL) {
+	n->entry = malloc(sizeof *n->entry);
+	if (n->sync == NULL || n->entry == NULL) {
+		free(n->sync);
+		free(n->entry);
 		free(n);
 		return CL_ENOMEM;
 	}
@@ -2943,6 +3606,7 @@ cl_node_close(cl_node *node)
 	pthread_mutex_destroy(&n->lock);
 	if (atomic_fetch_sub(&n->sync->refs, 1) == 1)
 		free(n->sync);
+	free(n->entry);
 	free(n);
 }
 
@@ -3040,26 +3704,15 @@ admin_remove_locked(cl_node *n, const cl__control_request *r, cl_map *next,
 	return CL_OK;
 }
 
+/* Writes r's change into next (a copy of the committed map); checks it
+ * against that map. */
 static int
-admin_locked(cl_node *n, const cl__control_request *r, char *message,
-	size_t size)
+admin_change_locked(cl_node *n, const cl__control_request *r, cl_map *next,
+	char *message, size_t size)
 {
-	if (coordinator_locked(n) != atomic_load(&n->self)) {
-		snprintf(message, size, "node %u is the coordinator",
-			coordinator_locked(n));
-		return CL_ENOTLEADER;
-	}
-	if (!atomic_load(&n->lease_held)) {
-		snprintf(message, size, "no lease: cannot reach a majority");
-		return CL_EUNAVAILABLE;
-	}
-	cl_map *next = malloc(sizeof *next);
-	CL_ASSERT(next != NULL);
-	*next = n->map;
 	int rc = CL_OK;
-	const cl_map_node *m = NULL;
 	if (r->op == CL__CONTROL_ADD) {
-		m = cl_map_find_address(&n->map, r->address);
+		const cl_map_node *m = cl_map_find_address(&n->map, r->address);
 		if (m == NULL) {
 			snprintf(message, size, "no member at %s: start it with "
 				"flockd --join <member>", r->address);
@@ -3073,25 +3726,134 @@ admin_locked(cl_node *n, const cl__control_request *r, char *message,
 			snprintf(message, size, "no node %u", r->node);
 	} else if (r->op == CL__CONTROL_REMOVE) {
 		rc = admin_remove_locked(n, r, next, message, size);
+	} else {
+		snprintf(message, size, "bad request");
+		rc = CL_EINVAL;
 	}
-	if (rc == 0 && r->op != CL__CONTROL_REBALANCE) {
-		rc = commit_map_locked(n, next);
-		if (rc == 0)
-			snprintf(message, size, "epoch %" PRIu64, n->map.epoch);
-	}
-	free(next);
-	n->next_duty_ms = 0; /* start the rebalance at once */
 	return rc;
 }
 
+/* An operator request at the coordinator: checked against the committed
+ * map and queued for the next proposals (*seq: its number; 0 when there
+ * is nothing to commit, a rebalance). */
 static int
-admin(cl_node *n, const cl__control_request *r)
+admin_locked(cl_node *n, const cl__control_request *r, char *message,
+	size_t size, uint64_t *seq)
 {
-	char message[256];
+	*seq = 0;
+	if (!n->leading) {
+		uint16_t c = coordinator_locked(n);
+		if (c != 0)
+			snprintf(message, size, "node %u is the coordinator", c);
+		else
+			snprintf(message, size, "no coordinator elected yet; "
+				"retry");
+		return CL_ENOTLEADER;
+	}
+	if (!atomic_load(&n->lease_held)) {
+		snprintf(message, size, "no lease: cannot reach a majority");
+		return CL_EUNAVAILABLE;
+	}
+	n->next_duty_ms = 0; /* start the rebalance at once */
+	if (r->op == CL__CONTROL_REBALANCE) {
+		snprintf(message, size, "epoch %" PRIu64, n->map.epoch);
+		return CL_OK;
+	}
+	cl_map *next = malloc(sizeof *next);
+	CL_ASSERT(next != NULL);
+	*next = n->map;
+	int rc = admin_change_locked(n, r, next, message, size);
+	free(next);
+	if (rc != 0)
+		return rc;
+	if (n->admin_count == CL_ADMIN_QUEUE_MAX) {
+		snprintf(message, size, "%u map changes wait to be committed; "
+			"retry", n->admin_count);
+		return CL_EBUSY;
+	}
+	n->admin_seq++;
+	n->admin_queue[n->admin_count] = *r;
+	n->admin_queue_seq[n->admin_count] = n->admin_seq;
+	n->admin_count++;
+	*seq = n->admin_seq;
+	snprintf(message, size, "queued after epoch %" PRIu64, n->map.epoch);
+	return CL_OK;
+}
+
+/* The coordinator's duty: proposes the first queued request (checked
+ * again: the map may have changed since); one that changes nothing, or
+ * no longer applies, ends here. */
+static void
+admin_apply_locked(cl_node *n)
+{
+	CL_ASSERT(n->admin_count > 0);
+	cl__control_request r = n->admin_queue[0];
+	uint64_t seq = n->admin_queue_seq[0];
+	n->admin_count--;
+	memmove(n->admin_queue, n->admin_queue + 1,
+		n->admin_count * sizeof *n->admin_queue);
+	memmove(n->admin_queue_seq, n->admin_queue_seq + 1,
+		n->admin_count * sizeof *n->admin_queue_seq);
+	cl_map *next = malloc(sizeof *next);
+	CL_ASSERT(next != NULL);
+	*next = n->map;
+	char message[256] = "";
+	int rc = admin_change_locked(n, &r, next, message, sizeof message);
+	if (rc == 0 && memcmp(next, &n->map, sizeof *next) != 0) {
+		rc = propose_locked(n, next);
+		if (rc == 0 && n->proposing) {
+			n->admin_proposed = seq;
+			free(next);
+			return;
+		}
+	} else if (rc != 0) {
+		node_log(n, RT_LOG_WARN, "operator request dropped: %s",
+			message);
+	}
+	n->admin_results[seq % CL_ADMIN_QUEUE_MAX] = rc;
+	if (n->admin_done < seq)
+		n->admin_done = seq;
+	free(next);
+}
+
+/* Runs r at this node (the coordinator) and, with a cluster thread,
+ * waits until its map is committed. With manual ticks (tests, the
+ * simulator) it returns once the request is queued: the caller's ticks
+ * commit it. */
+static int
+admin(cl_node *n, const cl__control_request *r, char *message, size_t size)
+{
+	uint64_t seq;
 	pthread_mutex_lock(&n->lock);
-	int rc = admin_locked(n, r, message, sizeof message);
+	int rc = admin_locked(n, r, message, size, &seq);
 	pthread_mutex_unlock(&n->lock);
-	return rc;
+	if (rc != 0 || seq == 0 || n->cfg.manual_tick)
+		return rc;
+	uint64_t deadline = cl__monotonic_ms() + CL_ADMIN_COMMIT_WAIT_MS;
+	for (;;) {
+		pthread_mutex_lock(&n->lock);
+		bool done = n->admin_done >= seq;
+		if (done) {
+			rc = n->admin_results[seq % CL_ADMIN_QUEUE_MAX];
+			if (rc == 0)
+				snprintf(message, size, "epoch %" PRIu64,
+					n->map.epoch);
+			else
+				snprintf(message, size, "not committed: %s (see "
+					"the coordinator's log; status shows the "
+					"map)", cl_strerror(rc));
+		}
+		pthread_mutex_unlock(&n->lock);
+		if (done)
+			return rc;
+		if (cl__monotonic_ms() >= deadline) {
+			snprintf(message, size, "not committed by a majority "
+				"within %u ms; status shows whether it is later",
+				CL_ADMIN_COMMIT_WAIT_MS);
+			return CL_ETIMEDOUT;
+		}
+		cl__sleep_ms(1);
+	}
 }
 
 int
@@ -3101,14 +3863,16 @@ cl_node_admin_add(cl_node *node, const char *address)
 	CL_ASSERT(address != NULL);
 	cl__control_request r = {.op = CL__CONTROL_ADD};
 	snprintf(r.address, sizeof r.address, "%s", address);
-	return admin(node, &r);
+	char message[256];
+	return admin(node, &r, message, sizeof message);
 }
 
 int
 cl_node_admin_drain(cl_node *node, uint16_t id)
 {
 	cl__control_request r = {.op = CL__CONTROL_DRAIN, .node = id};
-	return admin(node, &r);
+	char message[256];
+	return admin(node, &r, message, sizeof message);
 }
 
 int
@@ -3116,14 +3880,16 @@ cl_node_admin_remove(cl_node *node, uint16_t id, bool force)
 {
 	cl__control_request r = {.op = CL__CONTROL_REMOVE, .node = id,
 		.force = force};
-	return admin(node, &r);
+	char message[256];
+	return admin(node, &r, message, sizeof message);
 }
 
 int
 cl_node_admin_rebalance(cl_node *node)
 {
 	cl__control_request r = {.op = CL__CONTROL_REBALANCE};
-	return admin(node, &r);
+	char message[256];
+	return admin(node, &r, message, sizeof message);
 }
 
 static void
@@ -3142,6 +3908,10 @@ status_locked(cl_node *n, cl_status *out)
 		free(target);
 	}
 	out->moves_pending = n->moves_pending;
+	/* at the coordinator, map changes not committed yet count too */
+	if (n->leading)
+		out->moves_pending += n->admin_count +
+			(n->proposing || !n->ready ? 1u : 0u);
 	uint32_t counts[CL_NODES_MAX];
 	cl_map_counts(&n->map, counts);
 	pthread_mutex_lock(&n->swim_lock);
@@ -3205,18 +3975,20 @@ control_handler(void *arg, const void *request, size_t length,
 	cl_node *n = arg;
 	cl__control_request r;
 	char message[256] = "";
-	int rc = cl__control_request_decode(request, length, &r);
+	int decoded = cl__control_request_decode(request, length, &r);
+	int rc = decoded;
 	cl_status *st = calloc(1, sizeof *st);
 	cl_map *map = malloc(sizeof *map);
 	CL_ASSERT(st != NULL);
 	CL_ASSERT(map != NULL);
+	/* an admin request waits for its commit without the node lock */
+	if (rc == 0 && r.op != CL__CONTROL_BLOCK && r.op != CL__CONTROL_STATUS &&
+		r.op != CL__CONTROL_RING)
+		rc = admin(n, &r, message, sizeof message);
 	pthread_mutex_lock(&n->lock);
 	if (rc == 0 && r.op == CL__CONTROL_BLOCK)
 		rc = block_locked(n, &r, message, sizeof message);
-	else if (rc == 0 && r.op != CL__CONTROL_STATUS &&
-		r.op != CL__CONTROL_RING)
-		rc = admin_locked(n, &r, message, sizeof message);
-	else if (rc != 0)
+	else if (decoded != 0)
 		snprintf(message, sizeof message, "bad request");
 	status_locked(n, st);
 	*map = n->map;

@@ -146,7 +146,9 @@ cl__map_valid(const cl_map *map)
 			return false;
 		if (i > 0 && map->nodes[i - 1].id >= map->nodes[i].id)
 			return false;
-		if (map->nodes[i].id >= map->next_node_id)
+		/* next_node_id 0: 65,536 wrapped, every id was given out */
+		if (map->next_node_id != 0 &&
+			map->nodes[i].id >= map->next_node_id)
 			return false;
 		if (memchr(map->nodes[i].address, 0, CL_ADDRESS_BYTES_MAX) ==
 			NULL)

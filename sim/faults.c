@@ -381,9 +381,32 @@ drain_one(sim_world *w)
 		FAULT_MEMBERSHIP_STEP);
 }
 
+/* The state of member id in the coordinator's committed map (c: its
+ * index), -1 when it is no member. */
+static int
+member_state(sim_world *w, int c, uint16_t id, uint32_t *owned)
+{
+	cl_map *map = malloc(sizeof *map);
+	SIM_ASSERT(map != NULL);
+	cl_node_map(w->nodes[c].cl, map);
+	uint32_t counts[CL_NODES_MAX];
+	cl_map_counts(map, counts);
+	int state = -1;
+	for (uint32_t i = 0; i < map->nodes_count; i++)
+		if (map->nodes[i].id == id) {
+			state = map->nodes[i].state;
+			*owned = counts[i];
+		}
+	free(map);
+	return state;
+}
+
 /* Moves the join or drain in progress one step: admin add / drain at
  * the coordinator, then (drain) wait until it owns nothing, remove it,
- * stop it. Retried until each step is taken. */
+ * stop it. A request is taken once it is queued at the coordinator and
+ * done once its map is committed: each step looks at the coordinator's
+ * committed map and asks again when a change of coordinator lost it.
+ * Retried until each step is taken. */
 static void
 membership_step(sim_world *w)
 {
@@ -392,48 +415,42 @@ membership_step(sim_world *w)
 	sim_node *n = &w->nodes[w->membership_node];
 	int c = coordinator(w);
 	int rc = CL_EUNAVAILABLE;
+	uint32_t owned = 0;
+	int state = c >= 0 && n->id != 0 ? member_state(w, c, n->id, &owned)
+					  : -1;
 	if (!w->membership_drain) {
 		if (n->up && n->id == 0)
 			n->id = cl_node_id(n->cl);
 		if (c >= 0 && n->up && n->id != 0)
-			rc = cl_node_admin_add(w->nodes[c].cl, n->address);
-		if (rc == 0 || !n->up) {
+			state = member_state(w, c, n->id, &owned);
+		if (state == CL_NODE_ACTIVE || !n->up) {
 			w->membership_busy = false;
 			sim__log(w, "join n%u: %s", n->index + 1,
-				rc == 0 ? "active" : "gone");
+				n->up ? "active" : "gone");
 			return;
 		}
+		if (c >= 0 && n->up && n->id != 0)
+			rc = cl_node_admin_add(w->nodes[c].cl, n->address);
+		(void)rc;
 	} else if (w->membership_stage == 0) {
 		if (c >= 0 && n->id != 0)
 			rc = cl_node_admin_drain(w->nodes[c].cl, n->id);
 		if (rc == 0)
 			w->membership_stage = 1;
-	} else {
+	} else if (c >= 0) {
 		/* drained when the coordinator's map gives it nothing */
-		cl_map *map = malloc(sizeof *map);
-		SIM_ASSERT(map != NULL);
-		bool empty = false;
-		if (c >= 0) {
-			cl_node_map(w->nodes[c].cl, map);
-			uint32_t counts[CL_NODES_MAX];
-			cl_map_counts(map, counts);
-			int at = -1;
-			for (uint32_t i = 0; i < map->nodes_count; i++)
-				if (map->nodes[i].id == n->id)
-					at = (int)i;
-			empty = at >= 0 && counts[at] == 0 &&
-				map->nodes[at].state == CL_NODE_STANDBY;
-		}
-		free(map);
-		if (empty && c != (int)n->index &&
-			cl_node_admin_remove(w->nodes[c].cl, n->id, false) == 0) {
+		if (state == CL_NODE_ACTIVE)
+			w->membership_stage = 0; /* the drain was lost */
+		else if (state < 0) {
 			sim__log(w, "drain n%u: removed", n->index + 1);
 			n->removed = true;
 			if (n->up)
 				sim__node_stop(w, n->index);
 			w->membership_busy = false;
 			return;
-		}
+		} else if (owned == 0 && state == CL_NODE_STANDBY &&
+			c != (int)n->index)
+			(void)cl_node_admin_remove(w->nodes[c].cl, n->id, false);
 	}
 	sim__schedule(w, w->now_ms + FAULT_MEMBERSHIP_RETRY_MS, SIM_EV_FAULT,
 		SIM_NODES_MAX, FAULT_MEMBERSHIP_STEP);

@@ -178,6 +178,10 @@ static const struct {
 		SIM_FAULT_JOIN | SIM_FAULT_DRAIN, false, 0},
 	{"cluster: a handoff resumed after a crash",
 		SIM_FAULT_JOIN | SIM_FAULT_DRAIN, false, 0},
+	/* a coordinator dies between its proposal and the commit, and the
+	 * next one holds the proposal: only joins and drains change maps */
+	{"cluster: a new leader proposes an entry again",
+		SIM_FAULT_JOIN | SIM_FAULT_DRAIN, false, 0},
 };
 
 static bool
