@@ -313,6 +313,11 @@ void
 user__publish_notifications(api *a, rt_actor *self, user_state *st,
 	uint64_t since_seq)
 {
+	/* No stream: user__publish would drop every event, so they are not
+	 * packed (a like's notification packed its entry for nobody: 1.8%
+	 * of the daily mix's CPU samples). */
+	if (st->stream == NULL)
+		return;
 	inbox_entry added[USER_PUBLISH_NOTIFICATIONS_MAX];
 	uint32_t n = inbox_list(&st->inbox, since_seq, 0,
 		USER_PUBLISH_NOTIFICATIONS_MAX, added);
