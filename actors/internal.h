@@ -234,6 +234,11 @@ void wire_get_reply_to(wire_reader *r, actors__reply_to *to);
 
 /* ---- msgpack bodies ---------------------------------------------------- */
 
+/* First chunk of a body's buffer: most bodies (a notification event, a
+ * like's answer, an inbox entry, a post) fit, and a chunk this small
+ * comes from malloc's per-thread cache; larger ones double from it. */
+#define ACTORS_BODY_BYTES_INITIAL 512u
+
 /* An sbuffer-backed packer. */
 typedef struct actors__body {
 	msgpack_sbuffer buffer;

@@ -402,6 +402,12 @@ void
 actors__body_init(actors__body *b)
 {
 	msgpack_sbuffer_init(&b->buffer);
+	/* msgpack-c's first chunk is 8 KiB, past malloc's per-thread cache:
+	 * that malloc was most of a like's notification encode (perf). On
+	 * failure the buffer starts empty, as msgpack-c's would. */
+	b->buffer.data = malloc(ACTORS_BODY_BYTES_INITIAL);
+	if (b->buffer.data != NULL)
+		b->buffer.alloc = ACTORS_BODY_BYTES_INITIAL;
 	msgpack_packer_init(&b->packer, &b->buffer, msgpack_sbuffer_write);
 }
 
