@@ -2089,13 +2089,16 @@ on_interaction(api *a, user_state *st, rt_actor *self, const rt_message *m)
 		return;
 	uint64_t now = rt_wall_ms(a->rt);
 	affinity *slot = NULL;
+	/* The author's entry first, by id alone: the decayed scores (an
+	 * exp2 each) are needed only to pick an entry to replace. */
+	for (uint32_t i = 0; i < st->affinities_count && slot == NULL; i++)
+		if (st->affinities[i].author_id == author)
+			slot = &st->affinities[i];
 	double lowest = INFINITY;
-	for (uint32_t i = 0; i < st->affinities_count; i++) {
+	for (uint32_t i = 0; slot == NULL &&
+		st->affinities_count == USER_AFFINITY_ENTRIES_MAX &&
+		i < st->affinities_count; i++) {
 		affinity *f = &st->affinities[i];
-		if (f->author_id == author) {
-			slot = f;
-			break;
-		}
 		double v = actors__affinity_decay(f->score,
 			now > f->at_ms ? now - f->at_ms : 0);
 		if (v < lowest) {
