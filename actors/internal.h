@@ -757,6 +757,12 @@ int actors__post_views_get(actors__post_views *v, uint64_t post_id,
  * entry and the start of its body), for a get a few items later; a
  * hint only (nothing when the post has no view here). */
 void actors__post_views_prefetch(actors__post_views *v, uint64_t post_id);
+/* Any thread: the step before actors__post_views_prefetch, some items
+ * earlier: starts loading the lock of post_id's stripe and the slot its
+ * probe starts at (the prefetch reads that slot for the entry's
+ * address). Neither takes the stripe's lock; a hint only. */
+void actors__post_views_prefetch_slot(actors__post_views *v,
+	uint64_t post_id);
 void actors__post_views_counts(actors__post_views *v, uint64_t *hits,
 	uint64_t *misses);
 

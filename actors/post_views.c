@@ -12,6 +12,13 @@
  * absent (post not active here, on another node, unknown) is a miss and
  * the reader asks the post actor as before.
  *
+ * Prefetches read without the lock: a stripe's slot arrays are kept
+ * until the table is destroyed (a grown stripe retires its old one), its
+ * slots, capacity and slot fields are written with atomic stores under
+ * the lock and read there plainly, and a prefetch loads them atomically
+ * and only hints the addresses it finds (an entry it names may be gone:
+ * it is never read).
+ *
  * Invariants: a view is published in the turn that made the change,
  * before the change's reply can leave (replies wait for durability), so
  * a read that starts after a write's answer sees the write, as an ask
@@ -61,11 +68,21 @@ typedef struct view_slot {
 	actors__post_view *view; /* NULL = empty */
 } view_slot;
 
+/* Slot arrays a stripe can have retired: it doubles from
+ * POST_VIEW_STRIPE_SLOTS_MIN within a 32-bit capacity. */
+#define POST_VIEW_STRIPE_RETIRED_MAX 32u
+/* Slots a prefetch probes past the first for its id. */
+#define POST_VIEW_PREFETCH_PROBES 4u
+
 typedef struct stripe {
 	pthread_mutex_t lock;
 	view_slot *slots; /* open addressing, at most half full */
 	uint32_t count;
 	uint32_t capacity;
+	/* Arrays the stripe grew out of, freed with the table: a prefetch
+	 * that loaded slots just before a grow still reads valid memory. */
+	uint32_t retired_count;
+	view_slot *retired[POST_VIEW_STRIPE_RETIRED_MAX];
 } stripe;
 
 struct actors__post_views {
@@ -107,6 +124,8 @@ actors__post_views_destroy(actors__post_views *v)
 		for (uint32_t j = 0; j < s->capacity; j++)
 			free(s->slots[j].view);
 		free(s->slots);
+		for (uint32_t j = 0; j < s->retired_count; j++)
+			free(s->retired[j]);
 		pthread_mutex_destroy(&s->lock);
 	}
 	free(v);
@@ -117,6 +136,14 @@ stripe_of(actors__post_views *v, uint64_t id, uint64_t *hash)
 {
 	*hash = mix64(id);
 	return &v->stripes[*hash & (POST_VIEW_STRIPES - 1)];
+}
+
+/* Writes a slot a prefetch may be reading. Locked. */
+static void
+slot_store(view_slot *slot, uint64_t id, actors__post_view *view)
+{
+	__atomic_store_n(&slot->id, id, __ATOMIC_RELAXED);
+	__atomic_store_n(&slot->view, view, __ATOMIC_RELAXED);
 }
 
 /* The slot holding id, or the empty slot where it would go. Locked. */
@@ -134,20 +161,25 @@ slot_find(const stripe *s, uint64_t hash, uint64_t id)
 static bool
 stripe_grow(stripe *s)
 {
+	if (s->retired_count == POST_VIEW_STRIPE_RETIRED_MAX)
+		return false;
 	uint32_t capacity = s->capacity ? s->capacity * 2
 					: POST_VIEW_STRIPE_SLOTS_MIN;
 	view_slot *slots = calloc(capacity, sizeof *slots);
 	if (slots == NULL)
 		return false;
-	view_slot *old = s->slots;
-	uint32_t old_capacity = s->capacity;
-	s->slots = slots;
-	s->capacity = capacity;
-	for (uint32_t i = 0; i < old_capacity; i++)
-		if (old[i].view != NULL)
-			s->slots[slot_find(s, mix64(old[i].id), old[i].id)] =
-				old[i];
-	free(old);
+	/* Filled before it is published: no prefetch sees it half done. */
+	stripe grown = {.slots = slots, .capacity = capacity};
+	for (uint32_t i = 0; i < s->capacity; i++)
+		if (s->slots[i].view != NULL)
+			slots[slot_find(&grown, mix64(s->slots[i].id),
+				s->slots[i].id)] = s->slots[i];
+	if (s->slots != NULL)
+		s->retired[s->retired_count++] = s->slots;
+	/* Slots before capacity: a prefetch that loads the new capacity
+	 * (acquire) then loads these slots or later ones. */
+	__atomic_store_n(&s->slots, slots, __ATOMIC_RELEASE);
+	__atomic_store_n(&s->capacity, capacity, __ATOMIC_RELEASE);
 	return true;
 }
 
@@ -234,7 +266,7 @@ actors__post_views_put(actors__post_views *v, const void *owner,
 	old = s->slots[i].view;
 	if (old == NULL)
 		s->count++;
-	s->slots[i] = (view_slot){e->id, e};
+	slot_store(&s->slots[i], e->id, e);
 	pthread_mutex_unlock(&s->lock);
 	free(old);
 }
@@ -253,14 +285,16 @@ actors__post_views_remove(actors__post_views *v, uint64_t post_id,
 		if (s->slots[i].view != NULL &&
 			s->slots[i].view->owner == owner) {
 			gone = s->slots[i].view;
-			s->slots[i] = (view_slot){0, NULL};
+			slot_store(&s->slots[i], 0, NULL);
 			s->count--;
 			/* Put the rest of the run where a probe finds it. */
 			for (uint32_t j = (i + 1) & mask;
 				s->slots[j].view != NULL; j = (j + 1) & mask) {
 				view_slot e = s->slots[j];
-				s->slots[j] = (view_slot){0, NULL};
-				s->slots[slot_find(s, mix64(e.id), e.id)] = e;
+				slot_store(&s->slots[j], 0, NULL);
+				slot_store(&s->slots[slot_find(s, mix64(e.id),
+						   e.id)],
+					e.id, e.view);
 			}
 		}
 	}
@@ -316,23 +350,57 @@ actors__post_views_get(actors__post_views *v, uint64_t post_id,
 	return rc;
 }
 
-void
-actors__post_views_prefetch(actors__post_views *v, uint64_t post_id)
+/* Without the lock: the first slots of id's probe, loaded atomically
+ * (see the file's head); *slots NULL when the stripe has none. */
+static void
+probe_start(actors__post_views *v, uint64_t post_id, view_slot **slots,
+	uint32_t *mask, uint32_t *first)
 {
 	uint64_t hash;
 	stripe *s = stripe_of(v, post_id, &hash);
-	pthread_mutex_lock(&s->lock);
-	if (s->capacity > 0) {
-		const actors__post_view *e =
-			s->slots[slot_find(s, hash, post_id)].view;
+	uint32_t capacity = __atomic_load_n(&s->capacity, __ATOMIC_ACQUIRE);
+	*slots = __atomic_load_n(&s->slots, __ATOMIC_ACQUIRE);
+	*mask = capacity > 0 ? capacity - 1 : 0;
+	*first = (uint32_t)(hash >> 8) & *mask;
+	if (capacity == 0)
+		*slots = NULL;
+}
+
+void
+actors__post_views_prefetch_slot(actors__post_views *v, uint64_t post_id)
+{
+	uint64_t hash;
+	stripe *s = stripe_of(v, post_id, &hash);
+	__builtin_prefetch(s, 1, 3); /* the lock the get takes */
+	view_slot *slots;
+	uint32_t mask, first;
+	probe_start(v, post_id, &slots, &mask, &first);
+	if (slots != NULL)
+		__builtin_prefetch(&slots[first], 0, 3);
+}
+
+void
+actors__post_views_prefetch(actors__post_views *v, uint64_t post_id)
+{
+	view_slot *slots;
+	uint32_t mask, first;
+	probe_start(v, post_id, &slots, &mask, &first);
+	for (uint32_t k = 0; slots != NULL && k <= POST_VIEW_PREFETCH_PROBES;
+		k++) {
+		view_slot *slot = &slots[(first + k) & mask];
+		const actors__post_view *e = __atomic_load_n(&slot->view,
+			__ATOMIC_RELAXED);
+		if (e == NULL)
+			return;
+		if (__atomic_load_n(&slot->id, __ATOMIC_RELAXED) != post_id)
+			continue;
 		/* the header (summary, lengths), then the likers and the
 		 * body behind it, as far as a typical entry goes (reading
 		 * e->body here would wait for the very miss this hides) */
-		for (uint32_t k = 0; e != NULL && k < POST_VIEW_PREFETCH_LINES;
-			k++)
-			__builtin_prefetch((const char *)e + 64 * k, 0, 3);
+		for (uint32_t line = 0; line < POST_VIEW_PREFETCH_LINES; line++)
+			__builtin_prefetch((const char *)e + 64 * line, 0, 3);
+		return;
 	}
-	pthread_mutex_unlock(&s->lock);
 }
 
 void
