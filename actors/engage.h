@@ -153,23 +153,38 @@ engage_msgpack_check(const void *bytes, size_t length)
 	return at == length;
 }
 
+/* First chunk of the zone engage_unpack unpacks into: a message's
+ * object (a notification event is 8 objects, 192 bytes) fits, and the
+ * chunk comes from malloc's per-thread cache; msgpack_unpack_next's
+ * 8 KiB chunk did not (its malloc was most of a notification's decode,
+ * perf). Bigger objects (snapshots) grow the zone. */
+#define ENGAGE_UNPACK_ZONE_CHUNK_BYTES 512u
+
 /*
  * Unpacks bytes that came from outside this process (a snapshot, another
  * node) into u (initialised by the caller with msgpack_unpacked_init and
- * destroyed by it). engage_msgpack_check runs first, so a few hostile
- * bytes cannot make msgpack-c reserve gigabytes for an announced array.
- * The bytes must hold exactly one object. 0 or API_EINVALID.
+ * destroyed by it; an object it held is destroyed first, as
+ * msgpack_unpack_next does). engage_msgpack_check runs first, so a few
+ * hostile bytes cannot make msgpack-c reserve gigabytes for an announced
+ * array. The bytes must hold exactly one object, unpacked by
+ * actors__unpack (the object msgpack-c gives for them, strings pointing
+ * into bytes). 0 or API_EINVALID (out of memory included, as before).
  */
 static inline int
 engage_unpack(const void *bytes, size_t length, msgpack_unpacked *u)
 {
+	msgpack_unpacked_destroy(u);
 	if (!engage_msgpack_check(bytes, length))
 		return API_EINVALID;
-	size_t offset = 0;
-	msgpack_unpack_return r =
-		msgpack_unpack_next(u, (const char *)bytes, length, &offset);
-	if (r != MSGPACK_UNPACK_SUCCESS || offset != length)
+	msgpack_zone *zone = msgpack_zone_new(ENGAGE_UNPACK_ZONE_CHUNK_BYTES);
+	if (zone == NULL)
 		return API_EINVALID;
+	if (actors__unpack(bytes, length, zone, &u->data) != API_OK) {
+		msgpack_zone_free(zone);
+		memset(&u->data, 0, sizeof u->data);
+		return API_EINVALID;
+	}
+	u->zone = zone;
 	return 0;
 }
 
