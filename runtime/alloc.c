@@ -127,6 +127,7 @@ cache_carve(rt__pool *pool, rt__cache *cache, uint32_t c)
 		pthread_mutex_lock(&pool->lock);
 		link_set(chunk, 0, pool->chunks);
 		pool->chunks = chunk;
+		pool->chunk_bytes += bytes;
 		pthread_mutex_unlock(&pool->lock);
 		cache->bump = chunk + 64;
 		cache->bump_end = chunk + bytes;

@@ -261,6 +261,7 @@ typedef struct rt__pool {
 	pthread_mutex_t lock;
 	void *batches[RT_ALLOC_CLASSES]; /* batch chain, linked via word 1 */
 	void *chunks;                    /* every chunk, linked via word 0 */
+	uint64_t chunk_bytes;            /* their sizes, summed (under lock) */
 	pthread_mutex_t external_lock;   /* guards `external` */
 	rt__cache external;              /* cache for threads that are no worker */
 } rt__pool;

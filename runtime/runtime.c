@@ -422,6 +422,9 @@ rt_get_stats(rt_runtime *rt, rt_stats *out)
 	out->asks_timed_out_total = atomic_load(&rt->asks_timed_out_total);
 	long long bytes = rt__counters_sum(rt, offsetof(rt__counters, bytes_actors));
 	out->bytes_actors = bytes > 0 ? (uint64_t)bytes : 0;
+	pthread_mutex_lock(&rt->pool.lock);
+	out->bytes_pooled = rt->pool.chunk_bytes;
+	pthread_mutex_unlock(&rt->pool.lock);
 	for (uint32_t i = 0; i < rt->workers_count; i++) {
 		out->messages_delivered_total += atomic_load_explicit(
 			&rt->workers[i].messages_delivered, memory_order_relaxed);

@@ -513,6 +513,9 @@ typedef struct rt_stats {
 	uint64_t asks_timed_out_total;
 	uint64_t steals_total;
 	uint64_t bytes_actors; /* memory held by active actors and states */
+	/* Chunks the size-class pools took for messages, actors and timers
+	 * (kept to the end: the pools' high-water mark). */
+	uint64_t bytes_pooled;
 } rt_stats;
 void rt_get_stats(rt_runtime *rt, rt_stats *out);
 

@@ -6,7 +6,9 @@
  * follows) and the seed's daily mix played over it (MIX_OPS operations,
  * one call in flight per user); figures: VmRSS growth from the opened,
  * empty node to after the mix, per user, and per active actor (users and the posts the mix
- * made). Skipped when the dataset is absent.
+ * made), with the anonymous part split into the runtime's pools,
+ * malloc's other live allocations and the rest. Skipped when the
+ * dataset is absent.
  *
  * Part 2, a node with REGISTERED accounts of which ACTIVE are in use:
  * every account signs up through the api; after each batch of
@@ -31,6 +33,7 @@
  * part 1 alone, in the bench's own process: under valgrind or
  * heaptrack that is the part looked at).
  */
+#include <malloc.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -93,6 +96,14 @@ mix64_name(uint64_t x)
 	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
 	x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
 	return x ^ (x >> 31);
+}
+
+/* Bytes malloc has handed out and not had back, all arenas. */
+static double
+malloc_in_use(void)
+{
+	struct mallinfo2 mi = mallinfo2();
+	return (double)mi.uordblks + (double)mi.hblkhd;
 }
 
 static void
@@ -200,6 +211,9 @@ reed98(void)
 	 * journal's buffers) is not the users'. */
 	long rss0 = status_kib("VmRSS:");
 	long anon0 = status_kib("RssAnon:");
+	double heap0 = malloc_in_use();
+	rt_stats rs0;
+	rt_get_stats(n.rt, &rs0);
 	wl_world w;
 	if (wl_load(n.c, &g, MIX_CONCURRENCY, &w) != 0)
 		die("Reed98 load");
@@ -226,6 +240,18 @@ reed98(void)
 		(double)(anon1 - anon0) * 1024.0 / w.users, "bytes");
 	report("memory_reed98_actor_bytes_per_user",
 		(double)rs.bytes_actors / w.users, "bytes");
+	/* Where the anonymous growth is: the runtime's pools (messages,
+	 * actors, timers: their high-water mark, never given back), the
+	 * rest of malloc's live allocations (actor states' lists and rings,
+	 * outboxes, the journal's queue, ...), and what neither holds
+	 * (memory malloc keeps free, thread stacks). */
+	double pooled = (double)(rs.bytes_pooled - rs0.bytes_pooled);
+	double heap = malloc_in_use() - heap0;
+	report("memory_reed98_pool_per_user", pooled / w.users, "bytes");
+	report("memory_reed98_heap_per_user", (heap - pooled) / w.users,
+		"bytes");
+	report("memory_reed98_anon_not_in_use_per_user",
+		((double)(anon1 - anon0) * 1024.0 - heap) / w.users, "bytes");
 	node_close(&n);
 	wl_world_free(&w);
 	wl_graph_free(&g);
