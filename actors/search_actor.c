@@ -59,7 +59,19 @@ typedef struct search_actor {
 	uint32_t unconfirmed_capacity;
 	uint32_t covered;
 	uint64_t barrier;
+	/* The same effects by source and sequence (linear probing, half
+	 * full at most): a source re-sends what is unconfirmed every
+	 * ACTORS_REDRIVE_MS, and a copy of one still waiting here is
+	 * dropped instead of journaled again. */
+	struct search_waiting *waiting; /* owned; NULL when empty */
+	uint32_t waiting_capacity;      /* a power of two, or 0 */
 } search_actor;
+
+typedef struct search_waiting {
+	uint64_t id;
+	uint64_t sequence; /* 0: a free slot (sequences start at 1) */
+	uint32_t kind;
+} search_waiting;
 
 /* Barrier ids, unique in the process: a notice asked by an earlier
  * activation of a shard must not pass for the current one's (it covers
@@ -128,6 +140,100 @@ unconfirmed_reserve(search_actor *sa)
 	return true;
 }
 
+static uint32_t
+waiting_slot(const search_actor *sa, const ps_effect_header *h)
+{
+	uint64_t x = h->source_id * 0x9e3779b97f4a7c15ull ^
+		h->sequence * 0xc2b2ae3d27d4eb4full ^ h->source_kind;
+	x ^= x >> 31;
+	x *= 0xbf58476d1ce4e5b9ull;
+	x ^= x >> 29;
+	return (uint32_t)x & (sa->waiting_capacity - 1u);
+}
+
+static bool
+waiting_same(const search_waiting *w, const ps_effect_header *h)
+{
+	return w->sequence == h->sequence && w->id == h->source_id &&
+		w->kind == h->source_kind;
+}
+
+/* The slot holding h, or the free slot that ends its probe. */
+static uint32_t
+waiting_probe(const search_actor *sa, const ps_effect_header *h)
+{
+	uint32_t i = waiting_slot(sa, h);
+	while (sa->waiting[i].sequence != 0 && !waiting_same(&sa->waiting[i], h))
+		i = (i + 1u) & (sa->waiting_capacity - 1u);
+	return i;
+}
+
+static bool
+waiting_has(const search_actor *sa, const ps_effect_header *h)
+{
+	return sa->waiting_capacity > 0 &&
+		sa->waiting[waiting_probe(sa, h)].sequence != 0;
+}
+
+/* Adds h (not present). False: out of memory. */
+static bool
+waiting_add(search_actor *sa, const ps_effect_header *h)
+{
+	if (h->sequence == 0)
+		return true; /* not a sequence a source hands out: not kept */
+	if ((uint64_t)(sa->unconfirmed_count + 1u) * 2u > sa->waiting_capacity) {
+		uint32_t capacity = sa->waiting_capacity
+			? sa->waiting_capacity * 2u
+			: 64u;
+		search_waiting *old = sa->waiting;
+		uint32_t old_capacity = sa->waiting_capacity;
+		search_waiting *v = calloc(capacity, sizeof *v);
+		if (v == NULL)
+			return false;
+		sa->waiting = v;
+		sa->waiting_capacity = capacity;
+		for (uint32_t i = 0; i < old_capacity; i++) {
+			if (old[i].sequence == 0)
+				continue;
+			ps_effect_header o = {old[i].kind, 0, old[i].id,
+				old[i].sequence, 0};
+			sa->waiting[waiting_probe(sa, &o)] = old[i];
+		}
+		free(old);
+	}
+	uint32_t i = waiting_probe(sa, h);
+	sa->waiting[i] = (search_waiting){h->source_id, h->sequence,
+		h->source_kind};
+	return true;
+}
+
+/* Removes h if present (backward shift: no tombstones). */
+static void
+waiting_remove(search_actor *sa, const ps_effect_header *h)
+{
+	if (sa->waiting_capacity == 0)
+		return;
+	uint32_t mask = sa->waiting_capacity - 1u;
+	uint32_t i = waiting_probe(sa, h);
+	if (sa->waiting[i].sequence == 0)
+		return;
+	for (uint32_t j = (i + 1u) & mask;; j = (j + 1u) & mask) {
+		if (sa->waiting[j].sequence == 0)
+			break;
+		ps_effect_header o = {sa->waiting[j].kind, 0, sa->waiting[j].id,
+			sa->waiting[j].sequence, 0};
+		uint32_t home = waiting_slot(sa, &o);
+		/* j's entry may move to i when its home is not in (i, j]. */
+		bool between = i <= j ? (home > i && home <= j)
+				      : (home > i || home <= j);
+		if (!between) {
+			sa->waiting[i] = sa->waiting[j];
+			i = j;
+		}
+	}
+	sa->waiting[i].sequence = 0;
+}
+
 /* Asks one barrier for every unconfirmed effect, when none is out. */
 static void
 barrier_ask(api *a, rt_actor *self, search_actor *sa)
@@ -158,27 +264,36 @@ search_on_effect(rt_actor *self, search_actor *sa, const rt_message *m)
 	if (ps_effect_parse(m->payload, m->size, &h, &payload, &length) != 0 ||
 		length < 8 || search_addr_shard(rt_self(self), &shard) != 0)
 		return;
-	if (sa->unconfirmed_count == UINT32_MAX || !unconfirmed_reserve(sa))
+	if (waiting_has(sa, &h))
+		return; /* a copy: the one waiting is confirmed in its turn */
+	if (sa->unconfirmed_count >= UINT32_MAX / 2u ||
+		!unconfirmed_reserve(sa) || !waiting_add(sa, &h))
 		return; /* not confirmed: the source sends it again */
 	const unsigned char *p = payload;
 	uint32_t type = (uint32_t)p[4] | (uint32_t)p[5] << 8 |
 		(uint32_t)p[6] << 16 | (uint32_t)p[7] << 24;
 	int rc = search_apply_update(sa, shard, type, p + 8, length - 8);
-	if (rc == API_EUNAVAILABLE)
+	if (rc == API_EUNAVAILABLE) {
+		waiting_remove(sa, &h);
 		return; /* not confirmed: the source sends it again */
+	}
 	if (rc == 0) {
 		rt_mark_dirty(self);
 		unsigned char *record = malloc(length - 4);
-		if (record == NULL)
+		if (record == NULL) {
+			waiting_remove(sa, &h);
 			return;
+		}
 		memcpy(record, &shard, 4); /* little-endian hosts only (user.c) */
 		memcpy(record + 4, p + 8, length - 8);
 		uint64_t lsn;
 		rc = actors__journal_quiet(a, self, type, record, length - 4,
 			&lsn);
 		free(record);
-		if (rc != API_OK)
+		if (rc != API_OK) {
+			waiting_remove(sa, &h);
 			return; /* applied, not journaled: sent again */
+		}
 	}
 	/* Journaled, or refused for good (confirmed with the rest: nothing
 	 * to keep). */
@@ -207,6 +322,7 @@ search_on_durable(rt_actor *self, search_actor *sa, const rt_message *m)
 		const ps_effect_header *h = &sa->unconfirmed[i];
 		if (n.status == 0) /* else not confirmed: sent again */
 			(void)ps_effect_confirm_send(self, h);
+		waiting_remove(sa, h);
 	}
 	sa->unconfirmed_count -= covered;
 	memmove(sa->unconfirmed, sa->unconfirmed + covered,
@@ -218,6 +334,9 @@ search_on_durable(rt_actor *self, search_actor *sa, const rt_message *m)
 		free(sa->unconfirmed);
 		sa->unconfirmed = NULL;
 		sa->unconfirmed_capacity = 0;
+		free(sa->waiting);
+		sa->waiting = NULL;
+		sa->waiting_capacity = 0;
 	}
 	api *a = actors__api_of(rt_actor_runtime(self));
 	ACTORS_ASSERT(a != NULL);
@@ -339,6 +458,7 @@ search_free_state(void *state)
 	sa->index = NULL;
 	/* Unconfirmed effects are sent again by their sources. */
 	free(sa->unconfirmed);
+	free(sa->waiting);
 	memset(sa, 0, sizeof *sa);
 }
 

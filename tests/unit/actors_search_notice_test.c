@@ -10,10 +10,12 @@
  * its records ask none, and one barrier covers what it journaled: the
  * node has at most one notice pending for the shard however many of its
  * records wait, no effect is confirmed before the disk has it, and every
- * one is confirmed once it has.
+ * one is confirmed once it has. A copy of an effect still waiting (its
+ * source's redrive) is not journaled again.
  * Method: a deterministic runtime with a manual node (the journal
  * written only when pumped here); SEARCH_NOTICE_BURST effects, from as
- * many sources (a counting kind of the test), sent to one shard; the
+ * many sources (a counting kind of the test), sent to one shard, then
+ * sent again; the
  * node's notices_pending and the confirmations counted before and after
  * the pumps.
  */
@@ -64,6 +66,37 @@ notices_pending(ps_node *node)
 	return st.notices_pending;
 }
 
+/* Effects 1..count of the burst's sources in turn (sequence 1 each):
+ * past SEARCH_NOTICE_BURST, copies of the first ones. */
+static void
+send_burst(rt_runtime *rt, uint32_t shard, uint32_t count)
+{
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	msgpack_packer pk;
+	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+	unsigned char message[512];
+	/* The burst, then every effect again (as its source re-sends what
+	 * is unconfirmed each ACTORS_REDRIVE_MS). */
+	for (uint32_t k = 0; k < count; k++) {
+		uint32_t i = k % SEARCH_NOTICE_BURST;
+		msgpack_sbuffer_clear(&sb);
+		CHECK_EQ(search_user_message_encode(77, "burst", i, 0, &pk), 0);
+		ps_effect_header h = {SOURCE_KIND, SOURCE_T_CONFIRM, i + 1, 1, 0};
+		uint32_t type = SEARCH_T_USER_UPSERT;
+		size_t n = sizeof h + 8 + sb.size;
+		CHECK(n <= sizeof message);
+		memcpy(message, &h, sizeof h);
+		memcpy(message + sizeof h, &shard, 4);
+		memcpy(message + sizeof h + 4, &type, 4);
+		memcpy(message + sizeof h + 8, sb.data, sb.size);
+		CHECK_EQ(tk_send(rt, search_shard_addr(shard), SEARCH_T_EFFECT,
+				 message, (uint32_t)n),
+			0);
+	}
+	msgpack_sbuffer_destroy(&sb);
+}
+
 TEST(actors_search_shard_holds_one_notice_in_a_burst)
 {
 	rt_runtime *rt = tk_runtime(true, 5, 1);
@@ -86,31 +119,12 @@ TEST(actors_search_shard_holds_one_notice_in_a_burst)
 	uint32_t shard = shards[0];
 	ps_journal_stats before;
 	ps_journal_get_stats(ps_node_journal(node), &before);
-	msgpack_sbuffer sb;
-	msgpack_sbuffer_init(&sb);
-	msgpack_packer pk;
-	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-	unsigned char message[512];
-	for (uint32_t i = 0; i < SEARCH_NOTICE_BURST; i++) {
-		msgpack_sbuffer_clear(&sb);
-		CHECK_EQ(search_user_message_encode(77, "burst", i, 0, &pk), 0);
-		ps_effect_header h = {SOURCE_KIND, SOURCE_T_CONFIRM, i + 1, 1, 0};
-		uint32_t type = SEARCH_T_USER_UPSERT;
-		size_t n = sizeof h + 8 + sb.size;
-		CHECK(n <= sizeof message);
-		memcpy(message, &h, sizeof h);
-		memcpy(message + sizeof h, &shard, 4);
-		memcpy(message + sizeof h + 4, &type, 4);
-		memcpy(message + sizeof h + 8, sb.data, sb.size);
-		CHECK_EQ(tk_send(rt, search_shard_addr(shard), SEARCH_T_EFFECT,
-				 message, (uint32_t)n),
-			0);
-	}
-	msgpack_sbuffer_destroy(&sb);
+	send_burst(rt, shard, 2 * SEARCH_NOTICE_BURST);
 	rt_det_run_until_idle(rt, 0);
 
-	/* Every effect applied and journaled, none durable yet: one
-	 * notice waits (it was one per record), nothing is confirmed. */
+	/* Every effect applied and journaled once (a copy of one still
+	 * waiting is dropped), none durable yet: one notice waits (it was
+	 * one per record), nothing is confirmed. */
 	ps_journal_stats queued;
 	ps_journal_get_stats(ps_node_journal(node), &queued);
 	CHECK_EQ_U64(queued.appends - before.appends, SEARCH_NOTICE_BURST);
@@ -120,6 +134,25 @@ TEST(actors_search_shard_holds_one_notice_in_a_burst)
 	/* Durable: all confirmed, once each, and no notice left waiting. */
 	pump(rt, node);
 	CHECK_EQ(atomic_load(&confirms), SEARCH_NOTICE_BURST);
+	CHECK_EQ_U64(notices_pending(node), 0);
+
+	/* Confirmed, they are forgotten: sent again (a confirmation lost
+	 * on its way), each is journaled again. The first one's notice
+	 * comes while the rest wait (removed from among them), and copies
+	 * of all come then: only the first is journaled a third time. */
+	send_burst(rt, shard, SEARCH_NOTICE_BURST);
+	rt_det_run_until_idle(rt, 0);
+	while (ps_journal_pump(ps_node_journal(node)) != PS_PUMP_IDLE)
+		continue;
+	rt_det_run_until_idle(rt, 0);
+	CHECK_EQ(atomic_load(&confirms), SEARCH_NOTICE_BURST + 1);
+	send_burst(rt, shard, SEARCH_NOTICE_BURST);
+	pump(rt, node);
+	ps_journal_stats after;
+	ps_journal_get_stats(ps_node_journal(node), &after);
+	CHECK_EQ_U64(after.appends - before.appends,
+		2 * SEARCH_NOTICE_BURST + 1);
+	CHECK_EQ(atomic_load(&confirms), 2 * SEARCH_NOTICE_BURST + 1);
 	CHECK_EQ_U64(notices_pending(node), 0);
 
 	CHECK_EQ(rt_stop(rt), 0);
