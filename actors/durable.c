@@ -171,6 +171,10 @@ actors__outbox_redrive(api *a, rt_actor *self, ps_outbox *o, uint64_t lsn,
  * adding one entry per message each, do not meet on a lock and each
  * keeps its list's lock and tail in its own cache. */
 #define ACKS_STRIPES 16u
+/* Entries a stripe keeps room for once sealed (96 KiB): a fan-out
+ * burst grows one to hundreds of thousands, and kept, that room stayed
+ * taken until the node closed. */
+#define ACKS_STRIPE_CAPACITY_KEPT 4096u
 
 static atomic_uint acks_threads;
 static _Thread_local uint32_t acks_stripe_plus_one;
@@ -301,6 +305,13 @@ acks_seal_locked(actors__acks *k)
 			l->count = 0;
 		else if (l->count > 0)
 			ok = false;
+		if (l->count == 0 && l->capacity > ACKS_STRIPE_CAPACITY_KEPT) {
+			/* A burst's room goes back; the stripe grows again
+			 * by doubling if the next one comes. */
+			free(l->v);
+			l->v = NULL;
+			l->capacity = 0;
+		}
 		stripe_drop(l);
 	}
 	return ok;
