@@ -676,10 +676,13 @@ typedef enum inbox_stream_op {
 	INBOX_STREAM_OP_SUBSCRIBE = 1,   /* seq = since when has_since */
 	INBOX_STREAM_OP_ACK = 2,         /* seq = acked */
 	INBOX_STREAM_OP_UNSUBSCRIBE = 3,
-	/* A session checking it is still subscribed: nothing if it is, a
-	 * subscribe with since = seq (when has_since) if not: the actor
-	 * that held it moved, restarted or forgot it, and the session
-	 * resumes where it was instead of staying silent. */
+	/* A session checking in from seq, the last it received (when
+	 * has_since): nothing if it is subscribed and has everything; else
+	 * a subscribe with since = seq. So a session the actor forgot (it
+	 * moved, restarted) resumes where it was instead of staying silent,
+	 * and one that missed events (a message lost on the way) gets them
+	 * again; events still in flight come twice and the session drops
+	 * the second copy by seq. */
 	INBOX_STREAM_OP_RENEW = 4,
 } inbox_stream_op;
 
@@ -697,6 +700,10 @@ int inbox_stream_request_decode(const msgpack_object *obj,
 /* Whether `from`'s session subscription_id is subscribed. */
 bool inbox_stream_subscribed(const inbox_stream *s, rt_addr from,
 	uint64_t subscription_id);
+/* Whether renewal r from `from` asks for nothing: the session is
+ * subscribed and has received every event (or names no position). */
+bool inbox_stream_renewal_idle(const inbox_stream *s, rt_addr from,
+	const inbox_stream_request *r);
 /* Applies a decoded request from `from` (the message's sender). */
 int inbox_stream_apply(inbox_stream *s, rt_addr from,
 	const inbox_stream_request *r, inbox_stream_deliver_callback deliver,

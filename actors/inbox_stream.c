@@ -535,6 +535,16 @@ inbox_stream_subscribed(const inbox_stream *s, rt_addr from,
 	return subscriber_find(s, from, subscription_id) != UINT32_MAX;
 }
 
+bool
+inbox_stream_renewal_idle(const inbox_stream *s, rt_addr from,
+	const inbox_stream_request *r)
+{
+	ACTORS_ASSERT(s != NULL);
+	ACTORS_ASSERT(r != NULL);
+	return inbox_stream_subscribed(s, from, r->subscription_id) &&
+		(!r->has_since || r->seq >= s->last_seq);
+}
+
 int
 inbox_stream_apply(inbox_stream *s, rt_addr from,
 	const inbox_stream_request *r, inbox_stream_deliver_callback deliver,
@@ -551,7 +561,7 @@ inbox_stream_apply(inbox_stream *s, rt_addr from,
 	case INBOX_STREAM_OP_UNSUBSCRIBE:
 		return inbox_stream_unsubscribe(s, from, r->subscription_id);
 	case INBOX_STREAM_OP_RENEW:
-		if (inbox_stream_subscribed(s, from, r->subscription_id))
+		if (inbox_stream_renewal_idle(s, from, r))
 			return 0;
 		return inbox_stream_subscribe(s, from, r->subscription_id,
 			r->has_since, r->seq, deliver, arg);

@@ -14,15 +14,20 @@
  * another process that used this inbox address before) is dropped; after
  * api_stream_close no callback names the stream; acks go out in batches
  * of STREAM_ACK_EVERY, far below the actor's cut-off bound; a stream's
- * callback sees each seq at most once and in increasing order (an event
- * at or below the stream's position is a duplicate from before a
- * renewal, and dropped).
+ * callback sees seqs one by one, each once: position + 1 next, or a
+ * RESYNC. An event at or below the position is a second copy (after a
+ * renewal) and dropped; one past position + 1 means some were lost on
+ * the way (events travel as plain messages, and a node's link may lose
+ * them), so it is dropped too and the stream renews from its position
+ * at once: the actor sends them all again.
  *
  * Renewal: the actor keeps its sessions in memory, so one that moves to
  * another node, restarts, or loses them otherwise would leave the stream
- * open and silent for ever. api_stream_renew sends the actor the
- * session's position; a session it no longer has is subscribed again
- * from there (replay or RESYNC), one it has costs nothing more.
+ * open and silent for ever, and an event lost at the tail would never
+ * be noticed. api_stream_renew sends the actor the session's position;
+ * a session it no longer has is subscribed again from there (replay or
+ * RESYNC), one that is behind gets what followed, one that is up to
+ * date costs nothing more.
  *
  * What it deliberately does not do: hold events (the user's actor does,
  * for resume), reconnect (the caller reopens with since after a CUT_OFF).
@@ -46,7 +51,9 @@ struct api_stream {
 	bool closed;        /* no more events (cut off or refused) */
 	bool actor_removed; /* the actor dropped the session itself */
 	bool positioned;    /* position is known */
+	bool gap_renewed;   /* renewed at gap_position for a gap */
 	uint64_t position;  /* newest seq delivered, or where it stands */
+	uint64_t gap_position;
 	uint64_t acked;     /* newest seq the caller acked */
 	uint64_t acked_sent; /* newest ack sent to the actor */
 };
@@ -186,6 +193,15 @@ stream_deliver(api_stream *s, api_event_type type, uint64_t seq,
 		if (type != API_EVENT_RESYNC && s->positioned &&
 			seq <= s->position)
 			return;
+		if (type != API_EVENT_RESYNC && s->positioned &&
+			seq > s->position + 1u) {
+			if (!s->gap_renewed || s->gap_position != s->position) {
+				s->gap_renewed = true;
+				s->gap_position = s->position;
+				api_stream_renew(s);
+			}
+			return;
+		}
 		s->positioned = true;
 		s->position = seq;
 	}

@@ -355,8 +355,8 @@ on_stream(api *a, rt_actor *self, user_state *st, const rt_message *m)
 		return;
 	}
 	if (req.op == INBOX_STREAM_OP_RENEW && st->stream != NULL &&
-		inbox_stream_subscribed(st->stream, addr, req.subscription_id))
-		return; /* still subscribed: the common case, nothing to do */
+		inbox_stream_renewal_idle(st->stream, addr, &req))
+		return; /* subscribed and up to date: the common case */
 	bool subscribe = req.op == INBOX_STREAM_OP_SUBSCRIBE ||
 		req.op == INBOX_STREAM_OP_RENEW;
 	if (!subscribe && st->stream == NULL) {

@@ -544,7 +544,7 @@ TEST(actors_engage_stream_request_and_message_codecs)
 	inbox_stream_free(&s);
 }
 
-TEST(actors_engage_stream_renew_resubscribes_only_a_forgotten_session)
+TEST(actors_engage_stream_renew_serves_forgotten_and_behind_sessions)
 {
 	inbox_stream s;
 	inbox_stream_init(&s);
@@ -557,13 +557,24 @@ TEST(actors_engage_stream_renew_resubscribes_only_a_forgotten_session)
 		0);
 	CHECK(inbox_stream_subscribed(&s, session(5), 77));
 	check_replay(4, 6);
-	/* Still subscribed: nothing replayed, nothing changed. */
+	/* Subscribed and up to date: nothing replayed, nothing changed. */
 	the_log.count = 0;
-	renew.seq = 1;
+	renew.seq = 6;
+	CHECK(inbox_stream_renewal_idle(&s, session(5), &renew));
 	CHECK_EQ(inbox_stream_apply(&s, session(5), &renew, record, &the_log),
 		0);
 	CHECK_EQ(the_log.count, 0);
 	CHECK_EQ(s.subscribers_count, 1);
+	/* Subscribed but behind (events lost on the way): what followed. */
+	renew.seq = 4;
+	CHECK(!inbox_stream_renewal_idle(&s, session(5), &renew));
+	CHECK_EQ(inbox_stream_apply(&s, session(5), &renew, record, &the_log),
+		0);
+	check_replay(5, 6);
+	CHECK_EQ(s.subscribers_count, 1);
+	/* Without a position, a subscribed session asks for nothing. */
+	inbox_stream_request bare = {INBOX_STREAM_OP_RENEW, 77, 0, false};
+	CHECK(inbox_stream_renewal_idle(&s, session(5), &bare));
 	/* Another session's renewal is another subscription. */
 	CHECK(!inbox_stream_subscribed(&s, session(6), 77));
 	/* The stream forgot its sessions (a load in another process): the

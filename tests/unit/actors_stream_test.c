@@ -8,7 +8,9 @@
  * the bound and loses nothing when it resumes; a celebrity's post reaches
  * only followers that are online; only the user may open its stream; a
  * renewal costs a subscribed stream nothing and brings back one its
- * actor forgot, from where it was, each event once.
+ * actor forgot, from where it was, each event once; events lost on the
+ * way are sent again, whether a later event shows the gap or a renewal
+ * does.
  * Method: a deterministic runtime and one api client; streams collect
  * their events into arrays; api_client_wait runs the scheduler.
  */
@@ -412,17 +414,18 @@ TEST(actors_stream_post_updated_when_media_turns_ready)
 	t_close(&e);
 }
 
-/* Makes alice's actor forget ts's session, as a move or a restart does:
- * the session's own unsubscribe, sent behind the client's back. */
+/* Sends the user's actor a stream request op in ts's session's name,
+ * behind the client's back. */
 static void
-forget_session(t_env *e, uint64_t user, const t_stream *ts)
+session_request(t_env *e, uint64_t user, const t_stream *ts,
+	inbox_stream_op op)
 {
 	rt_addr session = actors__client_addr(e->c);
 	unsigned char payload[40];
 	wire_writer w = {payload, 0, sizeof payload, false};
 	wire_u32(&w, session.kind);
 	wire_u64(&w, session.id);
-	wire_u8(&w, INBOX_STREAM_OP_UNSUBSCRIBE);
+	wire_u8(&w, op);
 	wire_u64(&w, actors__stream_subscription_id(ts->s));
 	wire_u64(&w, 0);
 	wire_u8(&w, 0);
@@ -435,6 +438,13 @@ forget_session(t_env *e, uint64_t user, const t_stream *ts)
 			 m),
 		0);
 	t_settle(e);
+}
+
+/* Makes the actor forget ts's session, as a move or a restart does. */
+static void
+forget_session(t_env *e, uint64_t user, const t_stream *ts)
+{
+	session_request(e, user, ts, INBOX_STREAM_OP_UNSUBSCRIBE);
 }
 
 TEST_WITH_TIMEOUT(actors_stream_renewal_brings_back_a_forgotten_session, 120)
@@ -508,6 +518,52 @@ TEST_WITH_TIMEOUT(actors_stream_renewal_drops_events_sent_twice, 120)
 	t_settle(&e);
 	api_client_poll(e.c);
 	CHECK_EQ(ts->count, 7);
+	check_consecutive(ts, 1);
+	stream_close(&e, ts);
+	t_close(&e);
+}
+
+TEST_WITH_TIMEOUT(actors_stream_lost_events_are_sent_again, 120)
+{
+	t_env e;
+	t_open(&e, NULL, true, false);
+	uint64_t alice = t_signup(&e, "alice");
+	uint64_t bob = t_signup(&e, "bob");
+	uint64_t post = t_post(&e, alice, "talk to me");
+	t_stream *ts = stream_open(&e, alice, false, 0);
+	notifications(&e, bob, post, 2);
+	stream_wait(&e, ts, 2);
+	/* Events 3..5 lost on the way: the actor forgets the session, they
+	 * are published, and the session is subscribed again from now
+	 * without a since (as if the actor had sent them), all behind the
+	 * client's back. */
+	forget_session(&e, alice, ts);
+	notifications(&e, bob, post, 3);
+	session_request(&e, alice, ts, INBOX_STREAM_OP_SUBSCRIBE);
+	t_settle(&e);
+	api_client_poll(e.c);
+	CHECK_EQ(ts->count, 2);
+	/* The next event shows the gap: the client holds it back and
+	 * renews at once, and gets 3..6 in order, each once. */
+	notifications(&e, bob, post, 1);
+	stream_wait(&e, ts, 6);
+	t_settle(&e);
+	api_client_poll(e.c);
+	CHECK_EQ(ts->count, 6);
+	check_consecutive(ts, 1);
+	/* Lost at the tail, with nothing after to show it: the next
+	 * renewal finds the session behind and sends what it missed. */
+	forget_session(&e, alice, ts);
+	notifications(&e, bob, post, 2);
+	session_request(&e, alice, ts, INBOX_STREAM_OP_SUBSCRIBE);
+	t_settle(&e);
+	api_client_poll(e.c);
+	CHECK_EQ(ts->count, 6);
+	api_stream_renew(ts->s);
+	stream_wait(&e, ts, 8);
+	t_settle(&e);
+	api_client_poll(e.c);
+	CHECK_EQ(ts->count, 8);
 	check_consecutive(ts, 1);
 	stream_close(&e, ts);
 	t_close(&e);
