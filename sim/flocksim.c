@@ -171,6 +171,9 @@ static const struct {
 	{"sim: node crashed during a handoff",
 		SIM_FAULT_JOIN | SIM_FAULT_DRAIN, false, 0},
 	{"sim: frame dropped by the network", SIM_FAULT_DROP, false, 0},
+	{"sim: a live stream reopened from its position", SIM_FAULT_CRASH,
+		false, 0},
+	{"sim: a live stream resynced", SIM_FAULT_CRASH, false, 0},
 	{"sim: frame duplicated by the network", SIM_FAULT_DUPLICATE, false, 0},
 	{"sim: frame overtaken by later ones", SIM_FAULT_REORDER, false, 0},
 	{"sim: story expiring during a partition", SIM_FAULT_PARTITION, true, 0},
@@ -265,11 +268,13 @@ run_seed(const sim_options *o, bool check_determinism, sometimes_table *t,
 			" wall_s=%.2f speed=%.0fx ops=%" PRIu64 "/%" PRIu64
 			" crashes=%" PRIu64 " partitions=%" PRIu64
 			" disk_faults=%" PRIu64 " joins=%" PRIu64 " drains=%"
-			PRIu64 " frames=%" PRIu64 " turns=%" PRIu64 "\n",
+			PRIu64 " frames=%" PRIu64 " turns=%" PRIu64
+			" streams=%" PRIu64 "\n",
 			o->seed, r.trace_hash, r.sim_ms / 1000, wall,
 			wall > 0 ? (double)r.sim_ms / 1000.0 / wall : 0.0,
 			r.ops_acked, r.ops_issued, r.crashes, r.partitions,
-			r.disk_faults, r.joins, r.drains, r.frames, r.turns);
+			r.disk_faults, r.joins, r.drains, r.frames, r.turns,
+			r.streams_checked);
 	} else {
 		char line[1024];
 		sim_command_line(o, line, sizeof line);

@@ -11,6 +11,7 @@
  *   model.c     what the clients were told: every acknowledged write
  *   driver.c    the seeded workload of clients over actors/api.h
  *   check.c     the invariants, continuous and at quiescence
+ *   streams.c   live streams kept open through the run, and their checks
  *   faults.c    the swarm: which faults a seed gets and when
  *   run.c       sim_run: the main loop, quiescence, teardown
  *   sometimes.c the sometimes-assertion report
@@ -81,6 +82,7 @@ enum {
 	SIM_STREAM_CHOICE = 6,   /* which node a client talks to */
 	SIM_STREAM_FAULTS = 7,   /* when faults happen, whom they hit */
 	SIM_STREAM_CHECK = 8,    /* what the checker samples */
+	SIM_STREAM_LIVE = 9,     /* who keeps a live stream, on which node */
 };
 
 void sim__rng_seed(sim_rng *r, uint64_t seed, uint64_t stream);
@@ -113,6 +115,7 @@ typedef enum sim_event_kind {
 	SIM_EV_RETRY = 8,      /* node's failed journal probes again */
 	SIM_EV_FLUSH = 9,      /* node's cluster links flush (after work) */
 	SIM_EV_CALL = 10,      /* a model-check follow-up call is due */
+	SIM_EV_LIVE = 11,      /* live streams renew (or reopen) */
 } sim_event_kind;
 
 typedef struct sim_event {
@@ -439,6 +442,22 @@ void sim__check_epochs(sim_world *w, uint32_t node);
 /* The checks at quiescence (invariants 1-5 and 7). 0 or -1. */
 int sim__check_quiescent(sim_world *w);
 
+/* ---- live streams (streams.c) ------------------------------------------ */
+
+int sim__lives_create(sim_world *w);
+void sim__lives_destroy(sim_world *w);
+/* Opens the run's streams (after setup) and starts their renewals. */
+void sim__lives_start(sim_world *w);
+/* SIM_EV_LIVE: renews open streams, reopens closed ones. */
+void sim__lives_tick(sim_world *w);
+/* node's client is about to be destroyed: its streams close (and are
+ * reopened from their positions once it is back). */
+void sim__lives_client_gone(sim_world *w, uint32_t node);
+/* Once healed and settled, before the quiescence checks: every stream
+ * carries a new notification (invariant "stream"); the probe follows
+ * are in the model like the workload's. 0 or -1. */
+int sim__lives_check(sim_world *w);
+
 /* ---- faults (faults.c) ------------------------------------------------- */
 
 /* Draws the knobs from the seed (swarm) or the options. */
@@ -469,7 +488,7 @@ struct sim_world {
 	sim_options opts;
 	sim_knobs knobs;
 	uint64_t seed;
-	sim_rng rng[9]; /* by SIM_STREAM_* */
+	sim_rng rng[10]; /* by SIM_STREAM_* */
 	uint64_t now_ms;  /* global virtual time since the run's start */
 	uint64_t end_ms;  /* when the workload and faults stop */
 	sim_events events;
@@ -501,6 +520,7 @@ struct sim_world {
 	bool torn_crash_pending;  /* at the next batch written anywhere */
 	uint32_t aimed_crash_polls; /* a crash waiting for a handoff: polls */
 	uint64_t torn_crash_down_ms;
+	struct sim_lives *lives; /* streams.c */
 	sim_epoch_seen *epochs;
 	uint32_t epochs_count;
 	uint32_t epochs_capacity;

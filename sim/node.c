@@ -341,6 +341,7 @@ detach(sim_world *w, sim_node *n)
 	cl_node_close(n->cl);
 	n->cl = NULL;
 	if (n->client != NULL) {
+		sim__lives_client_gone(w, n->index);
 		if (api_client_pending(n->client) > 0)
 			sim_sometimes("sim: a call was lost with its node");
 		n->up = false; /* the answers must not pick this node again */

@@ -15,7 +15,7 @@
  * Phases of a run: setup (users and graph, no faults), the workload with
  * faults until sim_time, healing (faults off, crashed nodes restarted,
  * network healed, workload stopped), settling until quiescent, the
- * checks at quiescence, teardown.
+ * live streams' probe, the checks at quiescence, teardown.
  *
  * Does not: read a clock (except for the wall time it reports, never
  * used in a decision), or iterate anything unordered in a decision.
@@ -321,6 +321,9 @@ dispatch(sim_world *w, const sim_event *e)
 		return;
 	case SIM_EV_CALL:
 		sim__driver_call_event(w->driver, e);
+		return;
+	case SIM_EV_LIVE:
+		sim__lives_tick(w);
 		return;
 	case SIM_EV_FAULT:
 		sim__faults_event(w, e);
@@ -702,6 +705,7 @@ teardown(sim_world *w)
 		if (w->nodes[i].up)
 			sim__node_stop(w, i);
 	sim__driver_destroy(w->driver);
+	sim__lives_destroy(w);
 	sim__model_destroy(w->model);
 	sim__events_free(&w->events);
 	sim__net_destroy(w->net);
@@ -725,7 +729,8 @@ build(sim_world *w)
 	/* The driver first: an edge file decides the number of users. */
 	if (sim__net_create(w, &w->net) != 0 ||
 		sim__driver_create(w, &w->driver) != 0 ||
-		sim__model_create(w, &w->model) != 0)
+		sim__model_create(w, &w->model) != 0 ||
+		sim__lives_create(w) != 0)
 		return -1;
 	sim__knobs_print(w, NULL);
 	w->nodes_count = w->knobs.nodes;
@@ -757,6 +762,7 @@ run_phases(sim_world *w)
 	w->end_ms = w->now_ms + w->knobs.sim_time_ms;
 	w->faults_on = true;
 	sim__faults_start(w);
+	sim__lives_start(w);
 	sim__schedule(w, w->now_ms + 1, SIM_EV_OP, SIM_NODES_MAX, 0);
 	sim__run_until(w, w->end_ms, NULL, NULL);
 	if (w->failed)
@@ -765,6 +771,18 @@ run_phases(sim_world *w)
 	sim__log(w, "workload done");
 	if (heal_and_settle(w) != 0)
 		return;
+	/* Before the quiescence checks, which restart nodes: a stream
+	 * whose actor moved or restarted during the run must be live now. */
+	if (sim__lives_check(w) != 0)
+		return;
+	if (!sim__settle(w, RUN_CONVERGE_MS_MAX)) {
+		char why[700];
+		sim__why_unsettled(w, why, sizeof why);
+		if (!w->failed)
+			sim__fail(w, "liveness", "not quiet after the streams' "
+				"probe: %s", why);
+		return;
+	}
 	sim__check_quiescent(w);
 }
 
@@ -789,7 +807,7 @@ sim_run(const sim_options *o, sim_result *out)
 		free(w);
 		return SIM_EIO;
 	}
-	for (int s = 1; s <= SIM_STREAM_CHECK; s++)
+	for (int s = 1; s <= SIM_STREAM_LIVE; s++)
 		sim__rng_seed(&w->rng[s], o->seed, (uint64_t)s);
 	sim__knobs_draw(w);
 	if (make_run_dir(w) != 0) {

@@ -147,6 +147,7 @@ typedef struct sim_result {
 	uint64_t drains;
 	uint64_t frames;
 	uint64_t turns;          /* actor turns, all nodes */
+	uint64_t streams_checked; /* live streams that passed the probe */
 	uint32_t faults_enabled; /* SIM_FAULT_* the seed ran */
 	bool stories;            /* the domain has stories linked */
 	char knobs[1024];        /* the seed and every drawn knob, one line */
