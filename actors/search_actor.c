@@ -40,7 +40,6 @@
  */
 #include "actors/engage.h"
 
-#include <stdatomic.h>
 #include <stdlib.h>
 
 #include "persistence/persistence.h"
@@ -72,11 +71,6 @@ typedef struct search_waiting {
 	uint64_t sequence; /* 0: a free slot (sequences start at 1) */
 	uint32_t kind;
 } search_waiting;
-
-/* Barrier ids, unique in the process: a notice asked by an earlier
- * activation of a shard must not pass for the current one's (it covers
- * only what was journaled before it). */
-static _Atomic uint64_t search_barrier_ids;
 
 /* Applies one update (type 600..603, its msgpack payload) for shard,
  * creating the index first when a replay runs before any snapshot. */
@@ -240,8 +234,15 @@ barrier_ask(api *a, rt_actor *self, search_actor *sa)
 {
 	if (sa->barrier != 0 || sa->unconfirmed_count == 0)
 		return;
-	uint64_t id = atomic_fetch_add_explicit(&search_barrier_ids, 1,
-		memory_order_relaxed) + 1;
+	/* Random, from the runtime (so a deterministic run draws the same
+	 * ones): a notice asked by an earlier activation of the shard must
+	 * not pass for the current one's, which covers only what was
+	 * journaled before it. A counter shared by the process made two
+	 * simulations in one process differ. */
+	uint64_t id;
+	do
+		id = rt_random_u64(rt_actor_runtime(self));
+	while (id == 0);
 	actors__cookie cookie = {SEARCH_KIND, SEARCH_T_EFFECT,
 		rt_self(self).id, 0, id};
 	if (actors__barrier(a, self, &cookie) != API_OK)
