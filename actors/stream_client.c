@@ -233,18 +233,17 @@ stream_dispatch(api_client *c, const rt_message *m)
 	msgpack_unpacked_destroy(&u);
 }
 
+/* The subscription id rides in the ask's opaque pointer itself, so a
+ * subscribe still out when its client is destroyed leaves nothing
+ * allocated behind (api_client_destroy runs no continuation). */
+static_assert(sizeof(void *) == sizeof(uint64_t), "ids fit a pointer");
+
 /* A subscribe the actor refused, or that timed out: the stream is cut
  * off (the caller reopens, with since, later). */
-typedef struct subscribe_op {
-	uint64_t subscription_id;
-} subscribe_op;
-
 static void
 subscribed(api_client *c, void *opaque, const rt_message *m)
 {
-	subscribe_op *op = opaque;
-	uint64_t id = op->subscription_id;
-	free(op);
+	uint64_t id = (uint64_t)(uintptr_t)opaque;
 	int code;
 	const char *detail;
 	size_t detail_length, body_length;
@@ -333,9 +332,8 @@ api_stream_open(api_client *c, const api_ctx *ctx, uint64_t user_id,
 	stream_table *t = *slot;
 	api *a = actors__client_api(c);
 	api_stream *s = calloc(1, sizeof *s);
-	subscribe_op *op = malloc(sizeof *op);
-	if (s == NULL || op == NULL)
-		goto fail;
+	if (s == NULL)
+		return API_EUNAVAILABLE;
 	*s = (api_stream){.c = c, .user_id = user_id, .cb = cb, .arg = arg,
 		.positioned = has_since, .position = has_since ? since_seq : 0};
 	do /* random: never confused with another process's session */
@@ -344,19 +342,18 @@ api_stream_open(api_client *c, const api_ctx *ctx, uint64_t user_id,
 		table_get(t, s->subscription_id) != NULL);
 	if (table_put(t, s) != 0)
 		goto fail;
-	op->subscription_id = s->subscription_id;
 	unsigned char payload[40];
 	wire_writer w = {payload, 0, sizeof payload, false};
 	request_encode(&w, s, INBOX_STREAM_OP_SUBSCRIBE, since_seq, has_since);
 	if (actors__ask(c, rt_addr_make(ACTORS_KIND_USER, user_id),
-		    USER_T_STREAM, payload, w.length, subscribed, op) != 0) {
+		    USER_T_STREAM, payload, w.length, subscribed,
+		    (void *)(uintptr_t)s->subscription_id) != 0) {
 		table_remove(t, s->subscription_id);
 		goto fail;
 	}
 	*out = s;
 	return API_OK;
 fail:
-	free(op);
 	free(s);
 	return API_EUNAVAILABLE;
 }
