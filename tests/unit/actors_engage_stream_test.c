@@ -539,6 +539,17 @@ TEST(actors_engage_stream_request_and_message_codecs)
 	const unsigned char bad_op[] = {0x94, 0x09, 0x01, 0x01, 0xc2};
 	CHECK_EQ(engage_unpack(bad_op, sizeof bad_op, &u), 0);
 	CHECK_EQ(inbox_stream_request_decode(&u.data, &back), API_EINVALID);
+	/* The ops' edges: RENEW is the last one taken, the next refused. */
+	const unsigned char renew_op[] = {0x94, 0x04, 0x01, 0x01, 0xc3};
+	CHECK_EQ(engage_unpack(renew_op, sizeof renew_op, &u), 0);
+	CHECK_EQ(inbox_stream_request_decode(&u.data, &back), 0);
+	CHECK(back.op == INBOX_STREAM_OP_RENEW && back.has_since);
+	const unsigned char past_op[] = {0x94, 0x05, 0x01, 0x01, 0xc2};
+	CHECK_EQ(engage_unpack(past_op, sizeof past_op, &u), 0);
+	CHECK_EQ(inbox_stream_request_decode(&u.data, &back), API_EINVALID);
+	const unsigned char zero_op[] = {0x94, 0x00, 0x01, 0x01, 0xc2};
+	CHECK_EQ(engage_unpack(zero_op, sizeof zero_op, &u), 0);
+	CHECK_EQ(inbox_stream_request_decode(&u.data, &back), API_EINVALID);
 	msgpack_unpacked_destroy(&u);
 	msgpack_sbuffer_destroy(&sb);
 	inbox_stream_free(&s);
